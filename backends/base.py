@@ -1,0 +1,119 @@
+"""The backend contract: the only thing the suites and the engine know of a backend.
+
+A vendor implements two classes, ``Backend`` and ``Compiled``, in one short file
+(see backends/cpu for a complete one) and is found by name through the registry
+(backends/registry.py): a package ``backends/<name>/`` exporting ``BACKEND``, or an
+installed distribution's entry point in group ``xpuperf.backends``.
+
+The shape follows onnx.backend.base (prepare -> rep.run): ``compile`` is prepare,
+``Compiled.run`` is rep.run.
+"""
+from __future__ import annotations
+
+import abc
+from os import PathLike
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
+
+
+@dataclass
+class CompileReport:
+    """What a compilation did, measured by the backend.
+
+    ``precision`` is the precision really used, which may differ from the one
+    asked for (an int8 request that quantized nothing ran in fp32, say).
+    ``nodes_native`` counts the graph nodes that run on the backend's own device;
+    the rest fell back, and their op types are listed in ``fallback_ops``.
+    """
+
+    status: str  # "ok" or "failed"
+    seconds: float
+    precision: str
+    nodes_total: int = 0
+    nodes_native: int = 0
+    fallback_ops: list[str] = field(default_factory=list)
+    artifact_bytes: int = 0
+    cached: bool = False  # True when the compiled model came from a cache (not a compile)
+    error: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def coverage(self) -> float:
+        return self.nodes_native / self.nodes_total if self.nodes_total else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "coverage": self.coverage}
+
+
+class Compiled(abc.ABC):
+    """A model compiled for one precision; ``run`` may be called many times."""
+
+    report: CompileReport
+
+    @abc.abstractmethod
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch; feeds and outputs are keyed by the model's tensor names."""
+
+    def close(self) -> None:
+        """Release device memory; the object is not used afterwards."""
+
+
+class Backend(abc.ABC):
+    """One piece of hardware and its software stack."""
+
+    name: str = ""
+    # Python modules this backend needs; the registry reports the backend as
+    # unavailable (with ``install_hint``) when one is missing, without importing it.
+    requires: tuple[str, ...] = ()
+    install_hint: str = ""
+
+    def info(self) -> dict[str, Any]:
+        """Device name and count, stack versions, peak FLOP/s where known."""
+        return {"name": self.name}
+
+    @abc.abstractmethod
+    def precisions(self) -> set[str]:
+        """The subset of PRECISIONS this backend can compile to."""
+
+    @abc.abstractmethod
+    def compile(
+        self,
+        artifact: "ModelArtifactLike",
+        precision: str,
+        batch_sizes: tuple[int, ...],
+        options: Mapping[str, str],
+    ) -> Compiled:
+        """Compile ``artifact`` for ``precision``.
+
+        Raise ``CompileError`` when the model cannot be compiled: the engine turns
+        it into a failed compile report, and the accuracy and performance items of
+        that combination fail with its message.
+        """
+
+
+class CompileError(RuntimeError):
+    """The backend could not compile the model; the message says why."""
+
+
+class ModelArtifactLike(abc.ABC):
+    """What a backend may use of a model (implemented by xpuperf.models.ModelArtifact).
+
+    Declared here so a vendor reads one file to know everything it is handed.
+    """
+
+    name: str
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+
+    @abc.abstractmethod
+    def onnx_path(self) -> PathLike[str]:
+        """The model exported to ONNX with a dynamic batch axis (cached on disk)."""
+
+    @abc.abstractmethod
+    def calibration_feeds(self, count: int) -> list[dict[str, np.ndarray]]:
+        """Real dataset samples, one per feed dict, for post-training quantization."""
+

@@ -1,0 +1,75 @@
+"""Find a backend by hardware name without importing any SDK.
+
+Two sources, the same contract: a package under backends/ (backends/cpu for
+--hardware CPU) exporting ``BACKEND``, or an installed distribution's entry point
+in group ``xpuperf.backends`` (name = hardware name, value = the Backend class),
+so a vendor can ship its backend in its own wheel.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from backends.base import Backend
+
+ENTRY_POINT_GROUP = "xpuperf.backends"
+_HERE = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class BackendEntry:
+    name: str  # the --hardware name, upper case (or the 'module:Class' path)
+    target: str  # "backends.cpu" or an entry point value "pkg.mod:Class"
+
+    def load(self) -> type[Backend]:
+        if ":" in self.target:
+            module, attr = self.target.split(":", 1)
+            return getattr(importlib.import_module(module), attr)
+        return importlib.import_module(self.target).BACKEND
+
+    def missing(self) -> str:
+        """Why this backend cannot run here, or '' if its SDK modules are present.
+
+        Reads ``requires`` from the class, which imports the backend's own module
+        but none of its SDK (backends import their SDK inside methods).
+        """
+        cls = self.load()
+        absent = [m for m in cls.requires if importlib.util.find_spec(m) is None]
+        if not absent:
+            return ""
+        hint = f"; {cls.install_hint}" if cls.install_hint else ""
+        return f"missing Python module(s) {', '.join(absent)}{hint}"
+
+
+def available() -> dict[str, BackendEntry]:
+    """Every backend this installation knows, by upper-case hardware name."""
+    found = {p.name.upper(): BackendEntry(p.name.upper(), f"backends.{p.name}")
+             for p in sorted(_HERE.iterdir())
+             if (p / "__init__.py").is_file() and not p.name.startswith("_")}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name.upper(), BackendEntry(ep.name.upper(), ep.value))
+    return found
+
+
+class UnknownBackend(LookupError):
+    pass
+
+
+def find(name: str) -> BackendEntry:
+    """By hardware name, or a 'package.module:Class' path for a backend under
+    development that is neither in backends/ nor installed."""
+    if ":" in name:
+        module = name.split(":", 1)[0]
+        if importlib.util.find_spec(module) is None:
+            raise UnknownBackend(f"--hardware {name!r}: module {module!r} not found")
+        return BackendEntry(name, name)
+    entries = available()
+    entry = entries.get(name.upper())
+    if entry is None:
+        raise UnknownBackend(f"unknown --hardware {name!r}; available backends: "
+                             f"{', '.join(entries) or 'none'} (a package under backends/ or an "
+                             f"entry point in group {ENTRY_POINT_GROUP!r})")
+    return entry

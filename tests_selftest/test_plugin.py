@@ -1,0 +1,73 @@
+"""The plugin as a user drives it: selection by -k, usage errors, lazy collection."""
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMEWORKS = ("torch", "tensorflow", "onnxruntime", "transformers", "keras", "onnx")
+
+
+def pytest_run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def collected(*args: str) -> list[str]:
+    r = pytest_run("suites", "--collect-only", "-q", "--zoo-tier", "smoke", *args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return [line for line in r.stdout.splitlines() if "::" in line]
+
+
+def test_k_selects_one_family_in_all_three_suites():
+    ids = collected("-k", "bert")
+    assert ids and all("[bert-" in i for i in ids)
+    suites = {i.split("/")[1] for i in ids}
+    assert suites == {"accuracy", "performance", "compiler_coverage"}
+
+
+def test_k_selects_precision_and_batch_size():
+    assert all("-int8" in i for i in collected("-k", "int8"))
+    ids = collected("-k", "resnet and bs8")
+    assert ids and all("resnet50-torch" in i and "-bs8-" in i for i in ids)
+
+
+def test_markers_select_suites_and_domains():
+    assert all("test_throughput" in i for i in collected("-m", "performance"))
+    assert all("widedeep" in i for i in collected("-m", "rec"))
+
+
+def test_items_of_one_model_and_precision_run_together():
+    combos = [re.sub(r"-bs\d+-\w+$", "", i.split("[", 1)[1].rstrip("]")) for i in collected()]
+    runs = [c for k, c in enumerate(combos) if k == 0 or c != combos[k - 1]]
+    assert len(runs) == len(set(runs)) == 9  # each combination is one contiguous run
+
+
+def test_collection_imports_no_framework():
+    code = ("import sys, pytest\n"
+            "rc = pytest.main(['-p', 'no:cacheprovider', 'suites', '--collect-only', '-q', "
+            "'--zoo-tier', 'smoke'])\n"
+            f"print('LOADED', [m for m in {FRAMEWORKS!r} if m in sys.modules])\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "LOADED []" in r.stdout, r.stdout[-2000:]
+
+
+def test_broken_zoo_is_a_short_usage_error(tmp_path):
+    zoo = (ROOT / "zoo.yaml").read_text().replace("dtype: int64}", "dtype: int65}", 1)
+    bad = tmp_path / "zoo.yaml"
+    bad.write_text(zoo)
+    r = pytest_run("suites", "--collect-only", "--zoo", str(bad))
+    assert r.returncode == 4  # pytest's usage error
+    assert "models.bert-torch.inputs[0].dtype: unknown dtype 'int65'" in r.stderr
+    assert f"{bad}:" in r.stderr and "Traceback" not in r.stderr + r.stdout
+
+
+def test_unknown_hardware_lists_the_available_backends():
+    r = pytest_run("suites", "--collect-only", "--hardware", "NOPE")
+    assert r.returncode == 4
+    assert "unknown --hardware 'NOPE'; available backends: " in r.stderr and "CPU" in r.stderr
+
+
+def test_malformed_backend_option_is_a_usage_error():
+    r = pytest_run("suites", "--collect-only", "--backend-option", "threads")
+    assert r.returncode == 4 and "expected KEY=VALUE" in r.stderr

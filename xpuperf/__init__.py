@@ -1,0 +1,1 @@
+"""xpuperf: a pytest-native conformance and performance suite for AI accelerators."""

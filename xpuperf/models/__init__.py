@@ -1,0 +1,10 @@
+"""Model builders, by the name zoo.yaml gives them.
+
+Values are 'module:function' strings so that reading the table imports no
+framework; xpuperf.models.artifact imports the builder when a model is built.
+"""
+BUILDERS = {
+    "bert_qa": "xpuperf.models.hf:bert_qa",
+    "resnet": "xpuperf.models.hf:resnet",
+    "keras_widedeep": "xpuperf.models.keras_widedeep:build",
+}

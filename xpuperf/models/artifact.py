@@ -1,0 +1,110 @@
+"""A zoo entry materialised: the framework model, its ONNX export, its reference run.
+
+Everything is lazy and cached on disk by content hash, so a second session (or
+another xdist worker) that finds the ONNX file and the reference outputs cached
+never imports the model's framework at all.
+"""
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from backends.base import ModelArtifactLike
+from xpuperf.cache import Cache, content_key, file_digest
+from xpuperf.models import BUILDERS
+from xpuperf.zoo import ModelSpec
+
+FRAMEWORKS = {
+    "torch": "xpuperf.models.torch_fw",
+    "tf": "xpuperf.models.tf_fw",
+}
+
+
+class WeightsError(ValueError):
+    """A weights file named in zoo.yaml is missing or unreadable."""
+
+
+def _versions(packages: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for p in packages:
+        try:
+            out[p] = version(p)
+        except PackageNotFoundError:
+            out[p] = "absent"
+    return out
+
+
+def example_feeds(spec: ModelSpec, batch: int = 2) -> dict[str, np.ndarray]:
+    """Inputs of the right names, shapes and dtypes for tracing and export."""
+    return {t.name: np.zeros((batch, *t.shape[1:]), dtype=t.dtype) for t in spec.inputs}
+
+
+class ModelArtifact(ModelArtifactLike):
+    def __init__(self, spec: ModelSpec, cache: Cache, weights_root: Path,
+                 calibration: Callable[[int], list[dict[str, np.ndarray]]]):
+        self.spec = spec
+        self.name = spec.name
+        self.input_names = tuple(t.name for t in spec.inputs)
+        self.output_names = tuple(t.name for t in spec.outputs)
+        self._cache = cache
+        self._calibration = calibration
+        self._fw = importlib.import_module(FRAMEWORKS[spec.framework])
+        self._model: Any = None
+        self.weights_path = self._weights_path(weights_root)
+        self.weights = (str(self.weights_path) if self.weights_path
+                        else f"seeded (seed {spec.seed})")
+        self.key = content_key(
+            spec.framework, spec.builder, spec.config, spec.seed,
+            [(t.name, t.shape, t.dtype) for t in spec.inputs], [t.name for t in spec.outputs],
+            file_digest(self.weights_path) if self.weights_path else None,
+            _versions(self._fw.PACKAGES), self._fw.OPSET,
+        )
+
+    def _weights_path(self, root: Path) -> Path | None:
+        if not self.spec.weights:
+            return None
+        path = Path(self.spec.weights)
+        path = path if path.is_absolute() else root / path
+        if not path.exists():
+            raise WeightsError(f"{self.name}: weights file {path} does not exist; fix "
+                               f"models.{self.name}.weights in zoo.yaml or remove it for seeded weights")
+        return path
+
+    @property
+    def seeded(self) -> bool:
+        return self.weights_path is None
+
+    def model(self) -> Any:
+        """The framework model, built on first use."""
+        if self._model is None:
+            module, func = BUILDERS[self.spec.builder].split(":")
+            build = getattr(importlib.import_module(module), func)
+            try:
+                self._model = self._fw.materialize(build, self.spec, self.weights_path)
+            except (OSError, ValueError, RuntimeError) as e:
+                if self.weights_path is None:
+                    raise
+                raise WeightsError(f"{self.name}: cannot load weights {self.weights_path}: {e}") from e
+        return self._model
+
+    def onnx_path(self) -> Path:
+        def export(folder: Path) -> None:
+            self._fw.export_onnx(self.model(), self.spec, folder / "model.onnx",
+                                 example_feeds(self.spec))
+        return self._cache.entry("onnx", self.key, export) / "model.onnx"
+
+    def reference(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The framework's own fp32 outputs: the ground truth backends are held to."""
+        return self._fw.run(self.model(), self.spec, feeds)
+
+    def calibration_feeds(self, count: int) -> list[dict[str, np.ndarray]]:
+        return self._calibration(count)
+
+    def close(self) -> None:
+        if self._model is not None and hasattr(self._fw, "close"):
+            self._fw.close(self._model)
+        self._model = None

@@ -1,0 +1,51 @@
+"""PyTorch: build (seeded or with local weights), run eagerly in fp32, export ONNX."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from xpuperf.zoo import ModelSpec
+
+PACKAGES = ("torch", "transformers")
+OPSET = 17
+
+
+def materialize(build: Callable, spec: ModelSpec, weights: Path | None) -> torch.nn.Module:
+    if weights is not None and weights.suffix in (".pt", ".pth", ".torchscript"):
+        # A TorchScript file is the whole model; it takes the zoo's inputs in order.
+        return torch.jit.load(str(weights), map_location="cpu").eval()
+    torch.manual_seed(spec.seed)
+    model = build(spec.config, spec)
+    if weights is not None:
+        from safetensors.torch import load_file
+        state = load_file(str(weights))
+        target = getattr(model, "model", model)  # NamedIO wraps the framework model
+        missing, unexpected = target.load_state_dict(state, strict=False)
+        if missing:
+            raise ValueError(f"{weights}: {len(missing)} parameters missing, e.g. {missing[:3]}")
+    return model.eval()
+
+
+def run(model: torch.nn.Module, spec: ModelSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    args = [torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in spec.inputs]
+    with torch.inference_mode():
+        out = model(*args)
+    out = out if isinstance(out, (tuple, list)) else (out,)
+    return {t.name: o.float().numpy() for t, o in zip(spec.outputs, out)}
+
+
+def export_onnx(model: torch.nn.Module, spec: ModelSpec, path: Path, example: dict[str, np.ndarray]) -> None:
+    names = [t.name for t in spec.inputs] + [t.name for t in spec.outputs]
+    args = tuple(torch.from_numpy(example[t.name]) for t in spec.inputs)
+    # The TorchScript exporter: the dynamo one needs onnxscript and retraces the
+    # Hugging Face models slowly; a dynamic batch axis is all we need. Its
+    # deprecation and tracer warnings are known and would bury the test output.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, args, str(path), input_names=[t.name for t in spec.inputs],
+                          output_names=[t.name for t in spec.outputs], opset_version=OPSET,
+                          dynamic_axes={n: {0: "batch"} for n in names}, dynamo=False)

@@ -1,0 +1,322 @@
+"""The pytest plugin: options, parametrization from zoo.yaml, item ordering,
+fixtures, result collection and reports.
+
+Collection reads zoo.yaml and the backend registry only; no framework is
+imported until an item runs.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+from backends import registry
+from xpuperf.records import ITEM_KEY, RECORD_KEY, SUITES, identity, jsonable
+from xpuperf.zoo import DOMAINS, TIERS, Combination, PerfCase, Zoo, ZooError, load_zoo
+
+# The suite each test function belongs to (the records' "suite" key).
+SUITE_OF_TEST = {"test_compile": "compile", "test_metric": "metric",
+                 "test_numerics": "numerics", "test_throughput": "performance"}
+MARKERS = {
+    "accuracy": "task metric and numeric agreement with the reference",
+    "performance": "throughput and latency",
+    "compiler_coverage": "compile status, time and graph coverage",
+    "smoke": "collected under --zoo-tier smoke (small shapes)",
+    **{d: f"models of the {d} domain" for d in DOMAINS},
+}
+
+
+@dataclass
+class PluginState:
+    zoo: Zoo
+    hardware: str
+    entry: registry.BackendEntry
+    options: dict[str, str]
+    report_dir: Path
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    written: list[Path] = field(default_factory=list)
+    report_error: str = ""
+
+
+STATE = pytest.StashKey[PluginState]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("xpuperf")
+    g.addoption("--hardware", default="CPU", help="backend to test (default CPU); see backends/")
+    g.addoption("--zoo", default=None, metavar="PATH", help="zoo file (default <rootdir>/zoo.yaml)")
+    g.addoption("--zoo-tier", default="full", choices=TIERS,
+                help="full: the zoo's real shapes; smoke: small shapes for a quick run")
+    g.addoption("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                help="an option passed to the backend (repeatable)")
+    g.addoption("--backend-config", default=None, metavar="PATH",
+                help="YAML file with a section of backend options per hardware name")
+    g.addoption("--cache-dir", default=".xpuperf_cache", metavar="DIR",
+                help="content-addressed cache of exported models and reference outputs")
+    g.addoption("--data-dir", default="datasets", metavar="DIR",
+                help="where the real datasets are; the shipped samples are used otherwise")
+    g.addoption("--report-dir", default=None, metavar="DIR",
+                help="where report.html and result JSONs go (default reports/<HARDWARE>)")
+
+
+def _backend_options(config: pytest.Config, hardware: str) -> dict[str, str]:
+    options: dict[str, str] = {}
+    path = config.getoption("backend_config")
+    if path:
+        try:
+            sections = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise pytest.UsageError(f"--backend-config {path}: cannot read it: {e}") from None
+        section = sections.get(hardware, {}) if isinstance(sections, dict) else None
+        if not isinstance(section, dict):
+            raise pytest.UsageError(f"--backend-config {path}: section {hardware!r} must be a "
+                                    "mapping of option names to values")
+        options.update({str(k): str(v) for k, v in section.items()})
+    for item in config.getoption("backend_option"):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise pytest.UsageError(f"--backend-option {item!r}: expected KEY=VALUE, e.g. threads=4")
+        options[key] = value
+    return options
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-benchmark reads its options
+def pytest_configure(config: pytest.Config) -> None:
+    for name, doc in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {doc}")
+    try:
+        entry = registry.find(config.getoption("hardware"))
+        missing = entry.missing()
+    except registry.UnknownBackend as e:
+        raise pytest.UsageError(str(e)) from None
+    hardware = entry.name if ":" not in entry.name else entry.load().name
+    if missing:
+        raise pytest.UsageError(f"--hardware {hardware} is unavailable here: {missing}")
+    zoo_path = Path(config.getoption("zoo") or config.rootpath / "zoo.yaml")
+    try:
+        zoo = load_zoo(zoo_path, config.getoption("zoo_tier"))
+    except ZooError as e:
+        raise pytest.UsageError(str(e)) from None
+    report_dir = Path(config.getoption("report_dir") or Path("reports") / hardware)
+    config.stash[STATE] = PluginState(zoo=zoo, hardware=hardware, entry=entry,
+                                      options=_backend_options(config, hardware),
+                                      report_dir=report_dir)
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(ResultCollector(config.stash[STATE]), "xpuperf-results")
+    if hasattr(config.option, "benchmark_storage"):
+        # Keep saved runs per hardware so --benchmark-compare never compares a CPU
+        # run with another backend's.
+        if config.option.benchmark_storage == "file://./.benchmarks":
+            config.option.benchmark_storage = f"file://./.benchmarks/{hardware}"
+        writes = not (hasattr(config, "workerinput") or config.option.collectonly)
+        if writes and not config.option.benchmark_json:
+            report_dir.mkdir(parents=True, exist_ok=True)
+            config.option.benchmark_json = report_dir / "benchmark.json"
+
+
+# --------------------------------------------------------------------------- collection
+
+def _marks(combo: Combination, tier: str) -> list:
+    marks = [getattr(pytest.mark, combo.model.domain), pytest.mark.xdist_group(combo.group)]
+    return marks + [pytest.mark.smoke] if tier == "smoke" else marks
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    state = metafunc.config.stash[STATE]
+    tier = state.zoo.tier
+    if "perf_case" in metafunc.fixturenames:
+        metafunc.parametrize(("combo", "perf_case"), [
+            pytest.param(p.combo, p, id=p.id, marks=_marks(p.combo, tier)) for p in state.zoo.perf_cases()])
+    elif "combo" in metafunc.fixturenames:
+        metafunc.parametrize("combo", [pytest.param(c, id=c.id, marks=_marks(c, tier))
+                                       for c in state.zoo.combinations()])
+
+
+def _case(item: pytest.Item) -> tuple[Combination, dict[str, Any]] | None:
+    params = getattr(item, "callspec", None)
+    params = params.params if params else {}
+    if "perf_case" in params:
+        p: PerfCase = params["perf_case"]
+        return p.combo, {"batch_size": p.batch_size, "scenario": p.scenario}
+    if "combo" in params:
+        return params["combo"], {}
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run all items of one (model, precision) together, compile first, so that one
+    compiled model serves them and is released before the next is built."""
+    state = config.stash[STATE]
+    models = {m.name: i for i, m in enumerate(state.zoo.models)}
+
+    def order(item: pytest.Item) -> tuple:
+        case = _case(item)
+        if case is None:
+            return (0,)
+        combo, extra = case
+        suite = SUITE_OF_TEST.get(item.originalname, "")
+        item.user_properties.append((ITEM_KEY, identity(suite, combo, state.hardware, **extra)))
+        return (1, models[combo.model.name], combo.model.precisions.index(combo.precision),
+                SUITES.index(suite) if suite in SUITES else len(SUITES), extra.get("batch_size", 0))
+
+    items.sort(key=order)
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    session = item.config.stash.get(_SESSION, None)
+    case = _case(item)
+    if session is None or case is None:
+        return
+    combo = case[0]
+    following = _case(nextitem) if nextitem else None
+    if following is None or following[0].group != combo.group:
+        session.release_group(combo.group)
+    if following is None or following[0].model.name != combo.model.name:
+        session.release_model(combo.model.name)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+_SESSION = pytest.StashKey["BenchSession"]()
+
+
+@pytest.fixture(scope="session")
+def xpu(pytestconfig: pytest.Config):
+    """The engine's session: datasets, artifacts, references, compiled models."""
+    from xpuperf.models.artifact import WeightsError  # noqa: F401 - fail early if broken
+    from xpuperf.session import BenchSession
+
+    state = pytestconfig.stash[STATE]
+    session = BenchSession(
+        state.zoo, state.entry.load()(), state.options,
+        cache_dir=Path(pytestconfig.getoption("cache_dir")),
+        data_dir=Path(pytestconfig.getoption("data_dir")),
+        weights_dir=state.zoo.path.parent)
+    pytestconfig.stash[_SESSION] = session
+    yield session
+    session.close()
+
+
+@pytest.fixture(scope="session")
+def backend(xpu):
+    return xpu.backend
+
+
+@pytest.fixture
+def compile_report(xpu, combo: Combination):
+    from xpuperf.session import Unsupported
+    try:
+        return xpu.compile_report(combo)
+    except Unsupported as e:
+        pytest.skip(str(e))
+
+
+@pytest.fixture
+def compiled(xpu, combo: Combination, compile_report):
+    if compile_report.status != "ok":
+        pytest.fail(f"compilation failed: {compile_report.error}", pytrace=False)
+    return xpu.compiled(combo)
+
+
+@pytest.fixture
+def dataset(xpu, combo: Combination):
+    return xpu.dataset(combo.model)
+
+
+@pytest.fixture
+def reference(xpu, combo: Combination):
+    """The framework's fp32 outputs for the whole dataset (cached on disk)."""
+    return xpu.reference(combo.model)
+
+
+@pytest.fixture
+def record(request: pytest.FixtureRequest, record_property, combo: Combination,
+           xpu) -> Callable[..., None]:
+    """record(**fields): attach this item's result record (see xpuperf.records)."""
+    state = request.config.stash[STATE]
+    case = _case(request.node)
+    extra = case[1] if case else {}
+
+    def _record(**fields: Any) -> None:
+        suite = SUITE_OF_TEST[request.node.originalname]
+        weights = xpu.artifact(combo.model).weights
+        record_property(RECORD_KEY, jsonable({**identity(suite, combo, state.hardware, **extra),
+                                              "weights": weights, **fields}))
+    return _record
+
+
+# --------------------------------------------------------------------------- results
+
+def _message(report: pytest.TestReport) -> str:
+    if report.passed:
+        return ""
+    if report.skipped and isinstance(report.longrepr, tuple):
+        return report.longrepr[2].removeprefix("Skipped: ")
+    crash = getattr(report.longrepr, "reprcrash", None)
+    return crash.message if crash else str(report.longrepr)[-500:]
+
+
+class ResultCollector:
+    """Registered in the controller only: gathers records from every item's report
+    (pytest-xdist forwards workers' reports here) and writes the reports at the end,
+    whatever the items' outcomes."""
+
+    def __init__(self, state: PluginState):
+        self.state = state
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        props = dict(report.user_properties)
+        if ITEM_KEY not in props:
+            return
+        rec = self.state.records.setdefault(report.nodeid, dict(props[ITEM_KEY]))
+        rec.update(props.get(RECORD_KEY, {}))
+        if report.when == "call":
+            rec["outcome"], rec["message"] = report.outcome, _message(report)
+        elif report.failed:  # an error in setup or teardown
+            rec["outcome"], rec["message"] = "error", f"{report.when}: {_message(report)}"
+        elif report.skipped:
+            rec["outcome"], rec["message"] = "skipped", _message(report)
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        state = self.state
+        if not state.records:
+            return
+        from xpuperf.report import write_reports
+        try:
+            info = {**state.entry.load()().info(), "tier": state.zoo.tier}
+        except Exception as e:  # noqa: BLE001 - a report without host info beats no report
+            info = {"name": state.hardware, "info_error": str(e)}
+        try:
+            state.written = write_reports(list(state.records.values()), state.report_dir,
+                                          state.hardware, info,
+                                          session.config.rootpath / "report_templates")
+        except Exception as e:  # noqa: BLE001 - say so in the summary, not as a traceback
+            state.report_error = f"{type(e).__name__}: {e}"
+            warnings.warn(f"xpuperf could not write its reports: {state.report_error}")
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    state = config.stash.get(STATE, None)
+    if state is None or not state.records:
+        return
+    from xpuperf.report.summary import summarize
+    from xpuperf.report.terminal import table
+
+    tr = terminalreporter
+    tr.section(f"xpuperf: {state.hardware}, {state.zoo.tier} tier")
+    tr.write_line(table(summarize(list(state.records.values()))))
+    if state.report_error:
+        tr.write_line(f"reports NOT written: {state.report_error}", red=True)
+    elif state.written:
+        tr.write_line(f"reports: {state.report_dir / 'report.html'} and "
+                      f"{len(state.written) - 1} result JSON file(s)")
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    state = config.stash[STATE]
+    machine_info["xpuperf"] = {"hardware": state.hardware, "tier": state.zoo.tier,
+                               "backend_options": state.options}

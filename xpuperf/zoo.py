@@ -1,0 +1,360 @@
+"""Load and validate zoo.yaml into frozen specs, and expand its combinations.
+
+Pure: YAML in, dataclasses out. Every error names the file, the line, the entry
+and the field, so that a broken zoo.yaml costs its author one glance.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from backends.base import PRECISIONS
+
+FRAMEWORKS = ("torch", "tf", "onnx")
+DOMAINS = ("nlp", "cv", "rec", "speech", "multimodal", "llm", "substructure")
+DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool")
+TIERS = ("smoke", "full")
+SCENARIOS = ("offline",)
+TOLERANCE_KEYS = ("max_abs", "mean_abs", "max_rel", "min_cosine")
+PERF_KEYS = ("min_time_s", "min_rounds", "warmup_rounds")
+
+# field -> (required, kind); kinds are checked by _check_kind
+MODEL_FIELDS: dict[str, tuple[bool, str]] = {
+    "family": (True, "str"),
+    "framework": (True, "str"),
+    "domain": (True, "str"),
+    "builder": (True, "str"),
+    "config": (False, "map"),
+    "weights": (False, "str?"),
+    "seed": (False, "int"),
+    "dims": (False, "map"),
+    "dataset": (True, "str"),
+    "dataset_options": (False, "map"),
+    "inputs": (True, "list"),
+    "outputs": (True, "list"),
+    "batch_sizes": (True, "list"),
+    "precisions": (False, "list"),
+    "scenarios": (False, "list"),
+    "tolerances": (False, "map"),
+    "max_drop": (False, "map"),
+    "smoke": (False, "map"),
+}
+DATASET_FIELDS: dict[str, tuple[bool, str]] = {
+    "id": (True, "str"),
+    "format": (True, "str"),
+    "path": (False, "str?"),
+    "sample": (False, "str?"),
+}
+TENSOR_FIELDS: dict[str, tuple[bool, str]] = {
+    "name": (True, "str"),
+    "shape": (False, "list"),
+    "dtype": (False, "str"),
+    "field": (False, "str"),
+    "range": (False, "list"),
+}
+TOP_FIELDS = {"defaults": (False, "map"), "tiers": (False, "map"),
+              "datasets": (True, "map"), "models": (True, "map")}
+DEFAULT_FIELDS = ("precisions", "scenarios", "tolerances", "max_drop", "seed")
+
+
+class ZooError(ValueError):
+    """A zoo.yaml problem, with its location: 'zoo.yaml:12: models.bert-torch.dtype: ...'."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    shape: tuple[int, ...]  # first axis is the batch axis, -1
+    dtype: str
+    field: str  # the dataset's name for this tensor (defaults to name)
+    range: tuple[int, int] | None = None  # integer inputs: [low, high) for generated data
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    id: str  # short word used in item ids: "squad"
+    format: str  # loader module under xpuperf/datasets
+    path: str | None  # real files, relative to --data-dir
+    sample: str | None  # shipped sample, relative to xpuperf/datasets/samples
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    family: str
+    framework: str
+    domain: str
+    builder: str
+    config: Mapping[str, Any]
+    weights: str | None
+    seed: int
+    dataset: str
+    dataset_options: Mapping[str, Any]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    batch_sizes: tuple[int, ...]
+    precisions: tuple[str, ...]
+    scenarios: tuple[str, ...]
+    tolerances: Mapping[str, Mapping[str, float]]
+    max_drop: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class Combination:
+    model: ModelSpec
+    dataset: DatasetSpec
+    precision: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.model.name}-{self.dataset.id}-{self.precision}"
+
+    @property
+    def group(self) -> str:
+        """Items of one group share a compiled model and run together."""
+        return f"{self.model.name}:{self.precision}"
+
+
+@dataclass(frozen=True)
+class PerfCase:
+    combo: Combination
+    batch_size: int
+    scenario: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.combo.id}-bs{self.batch_size}-{self.scenario}"
+
+
+@dataclass(frozen=True)
+class Zoo:
+    path: Path
+    tier: str
+    models: tuple[ModelSpec, ...]
+    datasets: Mapping[str, DatasetSpec]
+    perf: Mapping[str, float] = field(default_factory=dict)
+
+    def combinations(self) -> list[Combination]:
+        return [Combination(m, self.datasets[m.dataset], p) for m in self.models for p in m.precisions]
+
+    def perf_cases(self) -> list[PerfCase]:
+        return [PerfCase(c, bs, sc) for c in self.combinations()
+                for bs in c.model.batch_sizes for sc in c.model.scenarios]
+
+
+# --------------------------------------------------------------------------- loading
+
+def load_zoo(path: str | Path, tier: str = "full") -> Zoo:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ZooError(f"{path}: cannot read the zoo file ({e.strerror}); pass --zoo PATH") from None
+    return parse_zoo(text, tier, path)
+
+
+def parse_zoo(text: str, tier: str = "full", path: Path = Path("zoo.yaml")) -> Zoo:
+    if tier not in TIERS:
+        raise ZooError(f"unknown tier {tier!r}; use one of {', '.join(TIERS)}")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ZooError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    v = _Validator(path, _line_index(node))
+    v.fields("", data, TOP_FIELDS)
+    defaults = data.get("defaults") or {}
+    v.fields("defaults", defaults, {k: (False, MODEL_FIELDS[k][1]) for k in DEFAULT_FIELDS})
+    tiers = data.get("tiers") or {}
+    v.fields("tiers", tiers, {t: (False, "map") for t in TIERS})
+    perf = dict((tiers.get(tier) or {}).get("perf") or {})
+    v.fields(f"tiers.{tier}", tiers.get(tier) or {}, {"perf": (False, "map")})
+    v.fields(f"tiers.{tier}.perf", perf, {k: (False, "num") for k in PERF_KEYS})
+
+    datasets = {}
+    for name, raw in data["datasets"].items():
+        where = f"datasets.{name}"
+        v.fields(where, raw, DATASET_FIELDS)
+        datasets[name] = DatasetSpec(name=name, id=raw["id"], format=raw["format"],
+                                     path=raw.get("path"), sample=raw.get("sample"))
+    models = tuple(_model(v, name, raw, defaults, tier, datasets)
+                   for name, raw in data["models"].items())
+    return Zoo(path=path, tier=tier, models=models, datasets=datasets, perf=perf)
+
+
+def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
+           datasets: Mapping[str, DatasetSpec]) -> ModelSpec:
+    where = f"models.{name}"
+    v.fields(where, raw, MODEL_FIELDS)
+    smoke = raw.get("smoke") or {}
+    v.fields(f"{where}.smoke", smoke, {k: (False, kind) for k, (_, kind) in MODEL_FIELDS.items()
+                                       if k != "smoke"})
+    merged = {**defaults, **{k: val for k, val in raw.items() if k != "smoke"}}
+    if tier == "smoke":
+        for key, val in smoke.items():
+            both_maps = isinstance(val, dict) and isinstance(merged.get(key), dict)
+            merged[key] = {**merged[key], **val} if both_maps else val
+    # Errors in merged values point at the smoke override when it supplied them.
+    src = lambda key: f"{where}.smoke" if tier == "smoke" and key in smoke else where  # noqa: E731
+
+    for key, allowed in (("framework", FRAMEWORKS), ("domain", DOMAINS)):
+        v.one_of(f"{src(key)}.{key}", merged[key], allowed)
+    v.one_of(f"{src('dataset')}.dataset", merged["dataset"], tuple(datasets), "dataset")
+    from xpuperf.models import BUILDERS  # a table of names, imports no framework
+    v.one_of(f"{src('builder')}.builder", merged["builder"], tuple(BUILDERS), "builder")
+
+    dims = merged.get("dims") or {}
+    for dim, size in dims.items():
+        if not (isinstance(size, int) and size > 0):
+            v.fail(f"{src('dims')}.dims.{dim}", f"must be a positive integer, got {size!r}")
+    inputs = tuple(_tensor(v, f"{src('inputs')}.inputs[{i}]", t, dims, need_shape=True)
+                   for i, t in enumerate(merged["inputs"]))
+    outputs = tuple(_tensor(v, f"{src('outputs')}.outputs[{i}]", t, dims, need_shape=False)
+                    for i, t in enumerate(merged["outputs"]))
+    for key in ("inputs", "outputs"):
+        if not merged[key]:
+            v.fail(f"{src(key)}.{key}", "must list at least one tensor")
+
+    batch_sizes = merged["batch_sizes"]
+    for i, bs in enumerate(batch_sizes):
+        if not (isinstance(bs, int) and bs > 0):
+            v.fail(f"{src('batch_sizes')}.batch_sizes[{i}]", f"must be a positive integer, got {bs!r}")
+    precisions = merged.get("precisions") or ["fp32"]
+    for i, p in enumerate(precisions):
+        v.one_of(f"{src('precisions')}.precisions[{i}]", p, PRECISIONS)
+    scenarios = merged.get("scenarios") or ["offline"]
+    for i, s in enumerate(scenarios):
+        v.one_of(f"{src('scenarios')}.scenarios[{i}]", s, SCENARIOS)
+    tolerances = merged.get("tolerances") or {}
+    for p, tol in tolerances.items():
+        v.one_of(f"{src('tolerances')}.tolerances", p, PRECISIONS, "precision")
+        v.fields(f"{src('tolerances')}.tolerances.{p}", tol, {k: (False, "num") for k in TOLERANCE_KEYS})
+    max_drop = merged.get("max_drop") or {}
+    for p, drop in max_drop.items():
+        v.one_of(f"{src('max_drop')}.max_drop", p, PRECISIONS, "precision")
+        v.kind(f"{src('max_drop')}.max_drop.{p}", drop, "num")
+    for p in precisions:
+        if p not in tolerances:
+            v.fail(f"{src('tolerances')}.tolerances", f"no tolerance for precision {p!r}; add one "
+                   "here or under defaults.tolerances")
+    config = _substitute(v, f"{src('config')}.config", merged.get("config") or {}, dims)
+    dataset_options = _substitute(v, f"{src('dataset_options')}.dataset_options",
+                                  merged.get("dataset_options") or {}, dims)
+    return ModelSpec(
+        name=name, family=merged["family"], framework=merged["framework"], domain=merged["domain"],
+        builder=merged["builder"], config=config,
+        weights=merged.get("weights"), seed=int(merged.get("seed", 0)), dataset=merged["dataset"],
+        dataset_options=dataset_options, inputs=inputs, outputs=outputs,
+        batch_sizes=tuple(batch_sizes), precisions=tuple(precisions), scenarios=tuple(scenarios),
+        tolerances={p: dict(t) for p, t in tolerances.items()},
+        max_drop={p: float(d) for p, d in max_drop.items()},
+    )
+
+
+def _substitute(v: "_Validator", where: str, value: Any, dims: Mapping[str, int]) -> Any:
+    """Replace "$name" strings by the entry's dim of that name, so that a size the
+    model and its dataset share (a vocabulary, hash buckets) is stated once."""
+    if isinstance(value, dict):
+        return {k: _substitute(v, f"{where}.{k}", x, dims) for k, x in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, f"{where}[{i}]", x, dims) for i, x in enumerate(value)]
+    if isinstance(value, str) and value.startswith("$"):
+        if value[1:] not in dims:
+            v.fail(where, f"{value} names no dim of this entry ({', '.join(dims) or 'none declared'})")
+        return dims[value[1:]]
+    return value
+
+
+def _tensor(v: "_Validator", where: str, raw: Any, dims: Mapping[str, int], need_shape: bool) -> TensorSpec:
+    if isinstance(raw, str):  # an output may be named alone
+        raw = {"name": raw}
+    v.fields(where, raw, {k: (req or (need_shape and k in ("shape", "dtype")), kind)
+                          for k, (req, kind) in TENSOR_FIELDS.items()})
+    shape: list[int] = []
+    for i, d in enumerate(raw.get("shape") or []):
+        if i == 0:
+            if d != "batch":
+                v.fail(f"{where}.shape[0]", f"the first axis must be 'batch', got {d!r}")
+            shape.append(-1)
+        elif isinstance(d, int) and d > 0:
+            shape.append(d)
+        elif isinstance(d, str) and d in dims:
+            shape.append(dims[d])
+        else:
+            v.fail(f"{where}.shape[{i}]", f"{d!r} is neither a positive integer nor a dim of "
+                   f"this entry ({', '.join(dims) or 'no dims declared'})")
+    dtype = raw.get("dtype", "float32")
+    v.one_of(f"{where}.dtype", dtype, DTYPES, "dtype")
+    rng = raw.get("range")
+    if rng is not None and not (len(rng) == 2 and all(isinstance(x, int) for x in rng) and rng[0] < rng[1]):
+        v.fail(f"{where}.range", f"must be [low, high) integers with low < high, got {rng!r}")
+    return TensorSpec(name=raw["name"], shape=tuple(shape), dtype=dtype,
+                      field=raw.get("field", raw["name"]), range=tuple(rng) if rng else None)
+
+
+# --------------------------------------------------------------------------- validation
+
+def _line_index(node: yaml.Node | None, prefix: str = "", out: dict | None = None) -> dict[str, int]:
+    """Map 'models.bert-torch.inputs[0].dtype' to its 1-based line in the file."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            path = f"{prefix}.{key.value}" if prefix else str(key.value)
+            out[path] = key.start_mark.line + 1
+            _line_index(value, path, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            path = f"{prefix}[{i}]"
+            out[path] = item.start_mark.line + 1
+            _line_index(item, path, out)
+    return out
+
+
+class _Validator:
+    def __init__(self, path: Path, lines: dict[str, int]):
+        self.path, self.lines = path, lines
+
+    def fail(self, where: str, message: str) -> None:
+        probe = where
+        while probe and probe not in self.lines:  # fall back to the nearest enclosing key
+            probe = probe.rsplit(".", 1)[0] if "." in probe else ""
+        line = f":{self.lines[probe]}" if probe else ""
+        raise ZooError(f"{self.path}{line}: {where or 'top level'}: {message}")
+
+    def fields(self, where: str, raw: Any, spec: Mapping[str, tuple[bool, str]]) -> None:
+        if not isinstance(raw, dict):
+            self.fail(where, f"must be a mapping, got {type(raw).__name__}")
+        for key in raw:
+            if key not in spec:
+                self.fail(f"{where}.{key}".lstrip("."),
+                          f"unknown field {key!r} (known: {', '.join(spec)})")
+        for key, (required, kind) in spec.items():
+            if key not in raw:
+                if required:
+                    self.fail(where, f"missing required field {key!r}")
+                continue
+            self.kind(f"{where}.{key}".lstrip("."), raw[key], kind)
+
+    def kind(self, where: str, value: Any, kind: str) -> None:
+        ok = {
+            "str": isinstance(value, str),
+            "str?": value is None or isinstance(value, str),
+            "int": isinstance(value, int) and not isinstance(value, bool),
+            "num": isinstance(value, (int, float)) and not isinstance(value, bool),
+            "map": isinstance(value, dict),
+            "list": isinstance(value, list),
+        }[kind]
+        if not ok:
+            wanted = {"str": "a string", "str?": "a string or null", "int": "an integer",
+                      "num": "a number", "map": "a mapping", "list": "a list"}[kind]
+            self.fail(where, f"must be {wanted}, got {value!r}")
+
+    def one_of(self, where: str, value: Any, allowed: tuple, what: str = "value") -> None:
+        if value not in allowed:
+            self.fail(where, f"unknown {what} {value!r} (known: {', '.join(map(str, allowed))})")
