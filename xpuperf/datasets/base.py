@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import abc
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
+
+from xpuperf.zoo import TensorSpec
 
 
 class Dataset(abc.ABC):
@@ -31,3 +33,39 @@ class Dataset(abc.ABC):
     @abc.abstractmethod
     def evaluate(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
         """Task metrics (in percent where the metric is a rate) for all samples."""
+
+
+class ArrayDataset(Dataset):
+    """Samples preprocessed once into one array per model input, so that feeds()
+    only gathers rows."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self._arrays = arrays
+
+    def __len__(self) -> int:
+        return len(next(iter(self._arrays.values())))
+
+    def feeds(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
+        idx = np.asarray(indices, dtype=np.intp)
+        return {name: np.take(a, idx, axis=0) for name, a in self._arrays.items()}
+
+
+def model_arrays(dataset: str, fields: Mapping[str, np.ndarray],
+                 inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray]:
+    """Each model input's array, taken from the dataset field it names and cast once."""
+    arrays = {}
+    for spec in inputs:
+        if spec.field not in fields:
+            raise ValueError(f"{dataset}: input {spec.name!r} reads field {spec.field!r}; this dataset "
+                             f"has {', '.join(fields)}")
+        data = fields[spec.field]
+        if np.prod(spec.shape[1:], dtype=np.int64) != np.prod(data.shape[1:], dtype=np.int64):
+            raise ValueError(f"{dataset}: input {spec.name!r} declares shape {list(spec.shape)}; field "
+                             f"{spec.field!r} has {list(data.shape[1:])} per sample")
+        arrays[spec.name] = data.reshape(len(data), *spec.shape[1:]).astype(numpy_dtype(spec.dtype))
+    return arrays
+
+
+def numpy_dtype(dtype: str) -> str:
+    """numpy has no bfloat16: such inputs get float32, which backends cast on the way in."""
+    return "float32" if dtype == "bfloat16" else dtype

@@ -1,0 +1,50 @@
+"""Generated inputs for models without a dataset: numeric agreement and speed only.
+
+Values follow each input's declaration: integers uniform in its range [low, high)
+(default [0, 2)), booleans at random, floats standard normal; the same seed gives
+the same data in every process.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xpuperf.datasets.base import ArrayDataset, numpy_dtype
+from xpuperf.zoo import TensorSpec
+
+NAME = "fake"
+
+
+class FakeDataset(ArrayDataset):
+    name = NAME
+    primary_metric = None
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.path = ""
+        super().__init__(arrays)
+
+    def evaluate(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+        return {}
+
+
+def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
+         options: dict[str, Any]) -> FakeDataset:
+    """Options: samples (default 64), seed (default 0). ``path`` is not read."""
+    samples = options.get("samples", 64)
+    if not (isinstance(samples, int) and samples > 0):
+        raise ValueError(f"{NAME}: option 'samples' must be a positive integer, got {samples!r}")
+    rng = np.random.default_rng(int(options.get("seed", 0)))
+    return FakeDataset({spec.name: generate(rng, spec, samples) for spec in inputs})
+
+
+def generate(rng: np.random.Generator, spec: TensorSpec, samples: int) -> np.ndarray:
+    """``samples`` rows shaped and typed as ``spec`` declares."""
+    shape = (samples, *spec.shape[1:])
+    if spec.dtype == "bool":
+        return rng.random(size=shape) < 0.5
+    if spec.dtype in ("float32", "float16", "bfloat16"):
+        return rng.standard_normal(size=shape, dtype=np.float32).astype(numpy_dtype(spec.dtype))
+    low, high = spec.range or (0, 2)
+    return rng.integers(low, high, size=shape, dtype=spec.dtype)
