@@ -5,7 +5,8 @@ float16 (keeping fp32 inputs and outputs), and int8 is onnxruntime's static
 post-training quantization (QDQ) calibrated on real dataset samples.
 
 Options (--backend-option KEY=VALUE): threads (intra-op threads, default
-onnxruntime's), calibration_samples (int8, default 16).
+onnxruntime's), calibration_samples (int8, default 16), int8_ops (comma-separated
+op types to quantize, default the compute-heavy ones).
 """
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ from backends.base import Backend, Compiled, CompileError, CompileReport, ModelA
 
 # onnxruntime names the op it lacks a kernel for: "Could not find an implementation for Conv(11)"
 _MISSING_KERNEL = re.compile(r"implementation for (\w+)\(")
+# Quantizing only the compute-heavy ops is the usual practice: an int8 Softmax or
+# LayerNorm output costs accuracy (a 1000-way softmax has no int8 grid) and saves
+# little time.
+_INT8_DEFAULT_OPS = "Conv,ConvTranspose,MatMul,Gemm"
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
               "MatMulInteger", "ConvInteger", "DynamicQuantizeLinear"}
 
@@ -67,7 +72,8 @@ class CpuBackend(Backend):
                 model, fp32_ops = self._to_fp16(model)
             elif precision == "int8":
                 model = self._to_int8(source, Path(tmp), artifact,
-                                      int(options.get("calibration_samples", 16)))
+                                      int(options.get("calibration_samples", 16)),
+                                      options.get("int8_ops", _INT8_DEFAULT_OPS).split(","))
             blob = model.SerializeToString()
             so = ort.SessionOptions()
             if "threads" in options:
@@ -113,7 +119,8 @@ class CpuBackend(Backend):
         raise CompileError(f"fp16: too many ops without fp16 kernels ({', '.join(kept)})")
 
     @staticmethod
-    def _to_int8(source: Path, tmp: Path, artifact: ModelArtifactLike, samples: int) -> Any:
+    def _to_int8(source: Path, tmp: Path, artifact: ModelArtifactLike, samples: int,
+                 op_types: list[str]) -> Any:
         import onnx
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -138,7 +145,7 @@ class CpuBackend(Backend):
         try:
             quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
                             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            per_channel=True)
+                            per_channel=True, op_types_to_quantize=op_types)
         except Exception as e:  # noqa: BLE001
             raise CompileError(f"int8 quantization failed: {e}") from e
         return onnx.load(str(out))
