@@ -19,8 +19,11 @@ and, by suite:
 
     metric       metrics {name: value}, reference_metrics {name: value}, primary,
                  drop (reference - backend, of the primary metric), max_drop,
-                 seeded_weights (bool), samples, data_source ("real"|"sample"|"generated")
-    numerics     outputs {output name: DiffStats.as_dict()}, tolerance {key: value},
+                 seeded_weights (bool), samples, data_source ("real"|"sample"|"generated"),
+                 note (what a reader must know, e.g. that the weights are seeded)
+    numerics     outputs {output name: xpuperf.numerics.DiffStats.as_dict(), i.e. mean_abs,
+                 std_abs, max_abs, max_rel, mean_rel, cosine, nan, inf,
+                 reference_nonfinite, size}, tolerance {key: value},
                  histogram {"edges": [...], "counts": [...]} of |diff| over all outputs
     performance  batch_size, scenario, qps, latency_ms {p50, p90, p99, mean},
                  rounds, samples, wall_s

@@ -1,0 +1,320 @@
+"""Reports from realistic records: passed, failed compile, skipped metric, NaN, error-only."""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from xpuperf.report import render_html, write_reports
+from xpuperf.report.bytemlperf import result_json
+from xpuperf.report.plot import qps_svg
+from xpuperf.report.summary import exceeds_tolerance, fmt_num, summarize, worst_diff
+from xpuperf.report.terminal import table
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "report_templates"
+HARDWARE = "CPU"
+INFO = {"tier": "smoke", "date": "2024-05-01 12:00 UTC", "host": "x86_64, 2 cores",
+        "backend": {"name": "CPU", "onnxruntime": "1.17.1"}}
+SCRIPT = "<script>alert('x')</script>"
+NAN_MESSAGE = f"output start_logits has 12 NaN values {SCRIPT}"
+
+MODELS = {
+    "bert-torch": ("open_squad", "squad", "torch", "nlp"),
+    "resnet50-torch": ("open_imagenet", "imagenet", "torch", "cv"),
+    "widedeep-tf": ("open_criteo_kaggle", "criteo", "tf", "rec"),
+}
+
+
+def ident(suite: str, model: str, precision: str, outcome: str = "passed", message: str = "",
+          **fields) -> dict:
+    dataset, short, framework, domain = MODELS[model]
+    return {"suite": suite, "combination": f"{model}-{short}-{precision}", "model": model,
+            "dataset": dataset, "precision": precision, "hardware": HARDWARE,
+            "framework": framework, "domain": domain, "weights": "seeded (seed 0)",
+            "outcome": outcome, "message": message, **fields}
+
+
+def compile_rec(model: str, precision: str, **kw) -> dict:
+    fields = dict(status="ok", seconds=3.21, precision_used=precision, nodes_total=420,
+                  nodes_native=399, coverage=399 / 420, fallback_ops=["Erf", "LayerNormalization"],
+                  artifact_bytes=438_000_000, cached=False)
+    fields.update(kw)
+    return ident("compile", model, precision, **fields)
+
+
+def diff(max_abs: float, cosine: float, nan: int = 0) -> dict:
+    """DiffStats.as_dict() of one output of 384 values."""
+    return {"mean_abs": max_abs / 20, "std_abs": max_abs / 15, "max_abs": max_abs,
+            "max_rel": max_abs * 3, "mean_rel": max_abs / 9, "cosine": cosine,
+            "nan": nan, "inf": 0, "reference_nonfinite": 0, "size": 384}
+
+
+def numerics_rec(model: str, precision: str, outputs: dict, outcome: str = "passed",
+                 message: str = "") -> dict:
+    return ident("numerics", model, precision, outcome, message, outputs=outputs,
+                 tolerance={"max_abs": 0.05, "mean_abs": 0.01, "max_rel": 0.5,
+                            "min_cosine": 0.999},
+                 histogram={"edges": [0.0, 1e-4, 1e-3, 1e-2, 1e-1],
+                            "counts": [60000, 9000, 1200, 40]})
+
+
+def perf_recs(model: str, precision: str, qps: dict[int, float]) -> list[dict]:
+    return [ident("performance", model, precision, batch_size=bs, scenario="offline", qps=q,
+                  latency_ms={"p50": 1000 * bs / q, "p90": 1100 * bs / q,
+                              "p99": 1250 * bs / q, "mean": 1020 * bs / q},
+                  rounds=50, samples=50 * bs, wall_s=50 * bs / q)
+            for bs, q in qps.items()]
+
+
+def records() -> list[dict]:
+    return [
+        # bert fp32: everything passed, real weights.
+        compile_rec("bert-torch", "fp32", weights="bert.pt"),
+        ident("metric", "bert-torch", "fp32", weights="bert.pt",
+              metrics={"f1": 86.11, "exact_match": 78.02},
+              reference_metrics={"f1": 86.14, "exact_match": 78.04}, primary="f1",
+              drop=0.03, max_drop=0.5, seeded_weights=False, samples=10570,
+              data_source="real"),
+        numerics_rec("bert-torch", "fp32", {"start_logits": diff(2e-5, 0.9999999),
+                                            "end_logits": diff(3e-5, 0.9999998)}),
+        *perf_recs("bert-torch", "fp32", {1: 95.0, 4: 180.0, 8: 210.0, 16: 221.0, 24: 224.5}),
+        # bert fp16: metric skipped (seeded weights), numerics NaN-failure.
+        compile_rec("bert-torch", "fp16", seconds=5.5),
+        ident("metric", "bert-torch", "fp16", "skipped",
+              "seeded weights: the task metric would not mean anything"),
+        numerics_rec("bert-torch", "fp16", {"start_logits": diff(math.nan, math.nan, nan=384),
+                                            "end_logits": diff(0.02, 0.9991)},
+                     "failed", NAN_MESSAGE),
+        *perf_recs("bert-torch", "fp16", {1: 140.0, 4: 390.0, 8: 470.0}),
+        # resnet int8: compile failed, the items that needed it errored with identity only.
+        compile_rec("resnet50-torch", "int8", outcome="failed",
+                    message="compile failed: QLinearConv unsupported", status="failed",
+                    seconds=0.8, precision_used="int8", nodes_native=0, coverage=0.0,
+                    fallback_ops=[], artifact_bytes=0),
+        ident("metric", "resnet50-torch", "int8", "error", "compile failed: see compile"),
+        ident("numerics", "resnet50-torch", "int8", "error", "compile failed: see compile"),
+        ident("performance", "resnet50-torch", "int8", "error", "compile failed: see compile",
+              batch_size=16, scenario="offline"),
+        # widedeep fp16: nothing but an error record.
+        ident("compile", "widedeep-tf", "fp16", "error", "backend crashed (signal 11)"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return summarize(records())
+
+
+def by_combo(rows):
+    return {r.combination: r for r in rows}
+
+
+def test_rows_sorted_by_model_then_precision(rows):
+    assert [r.combination for r in rows] == [
+        "bert-torch-squad-fp32", "bert-torch-squad-fp16",
+        "resnet50-torch-imagenet-int8", "widedeep-tf-criteo-fp16"]
+
+
+def test_summarize_merges_passed_combination(rows):
+    row = by_combo(rows)["bert-torch-squad-fp32"]
+    assert row.status == "passed"
+    assert {s: r.outcome for s, r in row.suites.items()} == {
+        "compile": "passed", "metric": "passed", "numerics": "passed", "performance": "passed"}
+    assert (row.primary, row.metric, row.reference, row.drop, row.max_drop) == \
+        ("f1", 86.11, 86.14, 0.03, 0.5)
+    assert row.seeded_weights is False and row.weights == "bert.pt"
+    assert row.diff["max_abs"] == 3e-5 and row.diff["cosine"] == 0.9999998
+    assert row.diff["std_abs"] == pytest.approx(3e-5 / 15)
+    assert [(p.batch_size, p.qps) for p in row.throughput] == \
+        [(1, 95.0), (4, 180.0), (8, 210.0), (16, 221.0), (24, 224.5)]
+    assert row.throughput[-1].p99 == pytest.approx(1250 * 24 / 224.5)
+    assert (row.compile_seconds, row.precision_used, row.nodes_native, row.nodes_total) == \
+        (3.21, "fp32", 399, 420)
+    assert row.coverage == pytest.approx(0.95)
+    assert row.fallback_ops == ["Erf", "LayerNormalization"]
+    assert row.artifact_bytes == 438_000_000 and row.histogram["counts"][-1] == 40
+    assert row.messages == []
+
+
+def test_skipped_metric_and_nan_numerics(rows):
+    row = by_combo(rows)["bert-torch-squad-fp16"]
+    assert row.status == "failed"
+    assert row.suites["metric"].outcome == "skipped" and row.metric is None
+    assert row.seeded_weights is True
+    assert math.isnan(row.diff["max_abs"]) and math.isnan(row.diff["cosine"])
+    assert (row.diff["nan"], row.diff["inf"]) == (384, 0)
+    assert row.output_columns[:6] == ["max_abs", "mean_abs", "std_abs", "max_rel", "mean_rel",
+                                      "cosine"]
+    assert set(row.output_columns[6:]) == {"nan", "inf", "reference_nonfinite", "size"}
+    assert row.suites["numerics"].messages == [NAN_MESSAGE]
+    assert len(row.throughput) == 3
+
+
+def test_failed_compile_and_error_only_rows(rows):
+    resnet = by_combo(rows)["resnet50-torch-imagenet-int8"]
+    assert resnet.status == "failed" and resnet.compile_status == "failed"
+    assert resnet.suites["performance"].messages == ["bs16 offline: compile failed: see compile"]
+    assert resnet.throughput == [] and resnet.perf[0].qps is None
+    widedeep = by_combo(rows)["widedeep-tf-criteo-fp16"]
+    assert widedeep.status == "failed" and widedeep.compile_status == "failed"
+    assert widedeep.messages == ["compile: backend crashed (signal 11)"]
+    assert widedeep.diff == {} and widedeep.perf == []
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_worst_diff_nan_wins_in_any_order(order):
+    outs = [diff(0.01, 0.99), diff(math.nan, math.nan)]
+    worst = worst_diff([outs[i] for i in order])
+    assert math.isnan(worst["max_abs"]) and math.isnan(worst["cosine"])
+
+
+def test_exceeds_tolerance():
+    tol = {"max_abs": 0.05, "min_cosine": 0.999}
+    assert exceeds_tolerance("max_abs", 0.06, tol) and not exceeds_tolerance("max_abs", 0.01, tol)
+    assert exceeds_tolerance("cosine", 0.99, tol) and not exceeds_tolerance("cosine", 1.0, tol)
+    assert exceeds_tolerance("std_abs", math.nan, tol) and exceeds_tolerance("nan", 1, tol)
+    assert not exceeds_tolerance("inf", 0, tol)
+    assert not exceeds_tolerance("std_abs", 9.0, tol)  # no tolerance for it
+    assert not exceeds_tolerance("max_abs", None, tol)
+
+
+def test_fmt_num():
+    assert [fmt_num(v) for v in (None, math.nan, math.inf, 86.14, 2395899.9, 0, 3e-5)] == \
+        ["-", "NaN", "inf", "86.14", "2.4M", "0", "3.00e-05"]
+    assert fmt_num(1000.0, 3) == "1000" and fmt_num(0.9999998, 7) == "0.9999998"
+    assert [fmt_num(v, 3) for v in (1e4, 12345, 47_000, 200_000, 1e5, 1e6, 3.2e9)] == \
+        ["10k", "12k", "47k", "200k", "100k", "1M", "3.2G"]
+
+
+def test_result_json_passed(rows):
+    doc = result_json(by_combo(rows)["bert-torch-squad-fp32"], HARDWARE, INFO)
+    assert doc["Model"] == "BERT-TORCH-FP32" and doc["Backend"] == "CPU"
+    assert doc["Host Info"]["host"] == "x86_64, 2 cores" and doc["Status"] == "passed"
+    gc = doc["Graph Compile"]
+    assert {"Model", "Compile Duration", "Compile Precision", "Subgraph Coverage",
+            "Fallback Ops", "Artifact Bytes", "Status"} <= gc.keys()
+    assert (gc["Compile Duration"], gc["Compile Precision"], gc["Subgraph Coverage"]) == \
+        (3.21, "fp32", 95.0)
+    acc = doc["Accuracy"]
+    assert (acc["F1 Score"], acc["Reference F1 Score"], acc["Exact Match"]) == (86.11, 86.14, 78.02)
+    assert acc["Drop"] == 0.03 and acc["Weights"] == "bert.pt"
+    assert acc["Max Diff"] == 3e-5 and acc["Cosine"] == 0.9999998
+    assert {"Mean Diff", "Std Diff", "Max Rel-Diff", "Mean Rel-Diff"} <= acc.keys()
+    perf = doc["Performance"]
+    assert [p["BS"] for p in perf] == [1, 4, 8, 16, 24]
+    assert perf[0]["QPS"] == 95.0
+    assert perf[0]["P99 Latency"] == pytest.approx(1250 / 95.0)
+    assert perf[0]["AVG Latency"] == pytest.approx(1020 / 95.0)
+
+
+def test_result_json_is_strict_json_with_nan_and_failures(rows):
+    nan_doc = result_json(by_combo(rows)["bert-torch-squad-fp16"], HARDWARE, INFO)
+    text = json.dumps(nan_doc, allow_nan=False)
+    assert json.loads(text)["Accuracy"]["Max Diff"] == "NaN"
+    assert (nan_doc["Accuracy"]["NaN Count"], nan_doc["Accuracy"]["Inf Count"]) == (384, 0)
+    assert nan_doc["Status"] == "failed" and f"numerics: {NAN_MESSAGE}" in nan_doc["Messages"]
+    assert nan_doc["Accuracy"]["Metric Status"] == "skipped"
+    failed = result_json(by_combo(rows)["resnet50-torch-imagenet-int8"], HARDWARE, INFO)
+    assert failed["Graph Compile"]["Status"] == "failed"
+    assert failed["Graph Compile"]["Messages"] == ["compile failed: QLinearConv unsupported"]
+    assert failed["Performance"][0]["QPS"] is None
+    assert failed["Performance"][0]["Status"] == "error"
+
+
+def test_write_reports_writes_parsable_files(tmp_path):
+    paths = write_reports(records(), tmp_path, HARDWARE, INFO, TEMPLATES)
+    assert paths[0] == tmp_path / "report.html"
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in paths[1:]) == [
+        "bert-torch/result-fp16.json", "bert-torch/result-fp32.json",
+        "resnet50-torch/result-int8.json", "widedeep-tf/result-fp16.json"]
+    docs = {p.parent.name + "/" + p.name: json.loads(p.read_text()) for p in paths[1:]}
+    assert docs["widedeep-tf/result-fp16.json"]["Status"] == "failed"
+    assert docs["widedeep-tf/result-fp16.json"]["Messages"] == [
+        "compile: backend crashed (signal 11)"]
+    html = paths[0].read_text()
+    for combo in ("bert-torch-squad-fp32", "bert-torch-squad-fp16",
+                  "resnet50-torch-imagenet-int8", "widedeep-tf-criteo-fp16"):
+        assert f'id="c-{combo}"' in html
+    assert len(re.findall(r'<tr class="failed"', html)) >= 3
+    assert html.count("<svg") == 1 and html.count("<polyline") == 2
+    assert "QLinearConv unsupported" in html and "backend crashed (signal 11)" in html
+    assert "tier <b>smoke</b>" in html and "onnxruntime" in html
+    assert '<td class="num bad">NaN</td>' in html and ">384 nan</span>" in html
+
+
+def test_html_is_escaped(tmp_path):
+    html = write_reports(records(), tmp_path, HARDWARE, INFO, TEMPLATES)[0].read_text()
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
+
+
+def test_hostile_names_are_escaped_everywhere(tmp_path):
+    recs = [dict(r, combination="bert-<img src=x onerror=alert(1)>", model="../../etc")
+            for r in perf_recs("bert-torch", "fp32", {1: 10.0, 2: 20.0})]
+    paths = write_reports(recs, tmp_path, f"GPU{SCRIPT}", {"host": SCRIPT}, TEMPLATES)
+    html = paths[0].read_text()
+    assert "<img" not in html and "<script" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+    assert all(tmp_path in p.parents for p in paths)
+
+
+def test_error_only_combination_renders_alone(tmp_path):
+    recs = [ident("compile", "widedeep-tf", "fp16", "error", "backend crashed (signal 11)")]
+    paths = write_reports(recs, tmp_path, HARDWARE, {}, TEMPLATES)
+    html = paths[0].read_text()
+    assert "widedeep-tf-criteo-fp16" in html and "no performance measured" in html
+    assert json.loads(paths[1].read_text())["Graph Compile"]["Status"] == "failed"
+
+
+def test_no_records_still_writes_a_page(tmp_path):
+    assert write_reports([], tmp_path, HARDWARE, {}, TEMPLATES) == [tmp_path / "report.html"]
+    assert "No results were recorded" in (tmp_path / "report.html").read_text()
+
+
+def test_qps_svg_axes_and_legend(rows):
+    svg = qps_svg(rows)
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    assert svg.count("<polyline") == 2 and 'class="legend">bert-torch-squad-fp16<' in svg
+    assert "batch size (log2)" in svg and "QPS (log)" not in svg
+    ticks = re.findall(r'class="tick">([^<]+)<', svg)
+    assert {"1", "4", "8", "16", "24"} <= set(ticks)
+
+
+def test_qps_svg_goes_log_when_qps_span_decades():
+    recs = (perf_recs("bert-torch", "fp32", {1: 90.0, 4: 200.0})
+            + perf_recs("widedeep-tf", "fp16", {1024: 1.2e6, 4096: 2.4e6}))
+    svg = qps_svg(summarize(recs))
+    assert "QPS (log)" in svg
+    assert re.findall(r'class="tick">([^<]+)<', svg)[-7:] == ["10", "100", "1000", "10k",
+                                                             "100k", "1M", "10M"]
+
+
+def test_qps_svg_single_point_and_zero_qps():
+    one = qps_svg(summarize(perf_recs("bert-torch", "fp32", {8: 50.0})))
+    assert "<polyline" not in one and one.count("<circle") == 2  # marker + legend
+    zero = summarize([dict(r, qps=0.0) for r in perf_recs("bert-torch", "fp32", {1: 1, 2: 1})])
+    forced = qps_svg(zero, log_y=True)  # no positive QPS: a log axis has nowhere to put them
+    assert "QPS (log)" not in forced and forced.count("<polyline") == 1
+
+
+def test_terminal_table(rows):
+    text = table(rows)
+    lines = text.splitlines()
+    assert lines[0].startswith("combination") and set(lines[1]) <= {"-", " "}
+    col = lines[0].index("status")
+    assert [line[col:col + 6] for line in lines[2:] if not line.startswith("    !")] == \
+        ["passed", "FAILED", "FAILED", "FAILED"]
+    assert "1:95 4:180 8:210 16:221 24:224" in text and "FAILED" in text
+    assert "    ! compile: compile failed: QLinearConv unsupported" in lines
+    assert "    ! numerics: output start_logits has 12 NaN values" in text
+    assert "NaN +384 nan" in text
+    assert "f1 86.11 (0.03)" in text
+    assert table([]).splitlines()[0].startswith("combination")
+
+
+def test_render_html_matches_rows(rows):
+    html = render_html(rows, HARDWARE, INFO, TEMPLATES)
+    assert html.count('<article id="c-') == len(rows)

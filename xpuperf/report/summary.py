@@ -1,0 +1,339 @@
+"""Merge the result records of one session into one Row per combination (pure).
+
+Records follow xpuperf.records. Any of them may be partial: an item that failed
+before it measured anything carries only its identity, outcome and message, so
+every measured field of a Row may be None and every reader must cope with that.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from backends.base import PRECISIONS
+from xpuperf.records import SUITES
+
+# DiffStats keys, and which direction is worse: a report shows the worst output.
+DIFF_KEYS = ("max_abs", "mean_abs", "std_abs", "max_rel", "mean_rel", "cosine")
+_LOWER_IS_WORSE = frozenset({"cosine"})
+# DiffStats computes its statistics over finite values only and counts the rest here,
+# so these counts, summed over outputs, are what shows a NaN-producing backend.
+NONFINITE_KEYS = ("nan", "inf")
+
+# Worst first: a suite whose items disagree shows the worst of them, except that a
+# skipped item does not hide the passed ones beside it.
+_SEVERITY = {"error": 3, "failed": 2, "passed": 1, "skipped": 0}
+_FAILING = frozenset({"failed", "error"})
+
+_PREFERRED_SCENARIO = "offline"
+
+
+@dataclass
+class SuiteResult:
+    """The outcome of one suite's items for one combination."""
+
+    outcome: str
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PerfPoint:
+    """One performance item: a batch size under a scenario."""
+
+    batch_size: int | None
+    scenario: str
+    outcome: str
+    message: str = ""
+    qps: float | None = None
+    p50: float | None = None  # latencies in ms
+    p90: float | None = None
+    p99: float | None = None
+    mean: float | None = None
+    samples: int | None = None
+    wall_s: float | None = None
+
+
+@dataclass
+class Row:
+    """Everything the reports show about one combination."""
+
+    combination: str
+    model: str
+    dataset: str
+    precision: str
+    framework: str = ""
+    domain: str = ""
+    hardware: str = ""
+    weights: str = ""
+    status: str = "skipped"
+    suites: dict[str, SuiteResult] = field(default_factory=dict)
+    # metric
+    primary: str | None = None
+    metric: float | None = None
+    reference: float | None = None
+    drop: float | None = None
+    max_drop: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    reference_metrics: dict[str, float] = field(default_factory=dict)
+    seeded_weights: bool | None = None
+    metric_note: str = ""
+    data_source: str | None = None
+    metric_samples: int | None = None
+    # numerics
+    diff: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, dict[str, float]] = field(default_factory=dict)
+    tolerance: dict[str, float] = field(default_factory=dict)
+    histogram: dict[str, list[float]] | None = None
+    # performance
+    perf: list[PerfPoint] = field(default_factory=list)
+    # compile
+    compile_status: str | None = None
+    compile_seconds: float | None = None
+    precision_used: str | None = None
+    nodes_total: int | None = None
+    nodes_native: int | None = None
+    coverage: float | None = None
+    fallback_ops: list[str] = field(default_factory=list)
+    artifact_bytes: int | None = None
+    compile_cached: bool | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    @property
+    def messages(self) -> list[str]:
+        """Every failure or skip reason, each prefixed with its suite."""
+        return [f"{suite}: {m}" for suite, res in self.suites.items() for m in res.messages]
+
+    @property
+    def output_columns(self) -> list[str]:
+        """The DiffStats keys any output carries: the known ones in order, then the rest."""
+        seen = {k for stats in self.outputs.values() for k in stats}
+        return [k for k in DIFF_KEYS if k in seen] + sorted(seen - set(DIFF_KEYS))
+
+    @property
+    def throughput(self) -> list[PerfPoint]:
+        """The measured points of one scenario (offline when measured), by batch size.
+
+        Plots and short tables show one curve per combination; offline is
+        ByteMLPerf's throughput figure, so it wins when present.
+        """
+        measured = [p for p in self.perf if p.qps is not None and p.batch_size is not None]
+        scenarios = {p.scenario for p in measured}
+        if not scenarios:
+            return []
+        scenario = _PREFERRED_SCENARIO if _PREFERRED_SCENARIO in scenarios else min(scenarios)
+        return sorted((p for p in measured if p.scenario == scenario), key=lambda p: p.batch_size)
+
+
+def summarize(records: Iterable[Mapping[str, Any]]) -> list[Row]:
+    """One Row per combination, sorted by model, then precision (fp32 first), then dataset."""
+    rows: dict[str, Row] = {}
+    for rec in records:
+        combo = str(rec.get("combination") or _combination_of(rec))
+        row = rows.get(combo)
+        if row is None:
+            row = rows[combo] = Row(
+                combination=combo, model=str(rec.get("model", "")),
+                dataset=str(rec.get("dataset", "")), precision=str(rec.get("precision", "")),
+                framework=str(rec.get("framework", "")), domain=str(rec.get("domain", "")),
+                hardware=str(rec.get("hardware", "")), weights=str(rec.get("weights", "")))
+        _merge(row, rec)
+    for row in rows.values():
+        _finish(row)
+    return sorted(rows.values(), key=_sort_key)
+
+
+def _combination_of(rec: Mapping[str, Any]) -> str:
+    return "-".join(str(rec.get(k, "?")) for k in ("model", "dataset", "precision"))
+
+
+def _sort_key(row: Row) -> tuple[str, int, str, str]:
+    rank = PRECISIONS.index(row.precision) if row.precision in PRECISIONS else len(PRECISIONS)
+    return (row.model, rank, row.precision, row.dataset)
+
+
+def _merge(row: Row, rec: Mapping[str, Any]) -> None:
+    suite = str(rec.get("suite", "unknown"))
+    outcome = str(rec.get("outcome", "error"))
+    message = str(rec.get("message") or "")
+    if not row.weights and rec.get("weights"):
+        row.weights = str(rec["weights"])
+
+    res = row.suites.get(suite)
+    if res is None:
+        res = row.suites[suite] = SuiteResult(outcome)
+    elif _SEVERITY.get(outcome, 3) > _SEVERITY.get(res.outcome, 3):
+        res.outcome = outcome
+    if suite == "performance":
+        _merge_perf(row, rec, outcome, message)
+        if message:
+            point = row.perf[-1]
+            label = " ".join(x for x in (f"bs{point.batch_size}" if point.batch_size else "",
+                                         point.scenario) if x)
+            res.messages.append(f"{label}: {message}" if label else message)
+        return
+    if message:
+        res.messages.append(message)
+    if suite == "metric":
+        _merge_metric(row, rec)
+    elif suite == "numerics":
+        _merge_numerics(row, rec)
+    elif suite == "compile":
+        _merge_compile(row, rec, outcome)
+
+
+def _merge_metric(row: Row, rec: Mapping[str, Any]) -> None:
+    row.metrics.update(_numbers(rec.get("metrics")))
+    row.reference_metrics.update(_numbers(rec.get("reference_metrics")))
+    row.primary = rec.get("primary") or row.primary
+    row.drop = _num(rec.get("drop"), row.drop)
+    row.max_drop = _num(rec.get("max_drop"), row.max_drop)
+    if "seeded_weights" in rec:
+        row.seeded_weights = bool(rec["seeded_weights"])
+    row.data_source = rec.get("data_source") or row.data_source
+    row.metric_note = str(rec.get("note") or row.metric_note)
+    row.metric_samples = rec.get("samples", row.metric_samples)
+
+
+def _merge_numerics(row: Row, rec: Mapping[str, Any]) -> None:
+    for name, stats in (rec.get("outputs") or {}).items():
+        row.outputs[str(name)] = _numbers(stats)
+    row.tolerance.update(_numbers(rec.get("tolerance")))
+    hist = rec.get("histogram")
+    # Bins are drawn from edge i to edge i+1: a histogram of any other shape is unreadable.
+    if isinstance(hist, Mapping) and hist.get("counts") and \
+            len(hist.get("edges") or ()) == len(hist["counts"]) + 1:
+        row.histogram = {"edges": list(hist["edges"]), "counts": list(hist["counts"])}
+
+
+def _merge_compile(row: Row, rec: Mapping[str, Any], outcome: str) -> None:
+    row.compile_status = rec.get("status") or row.compile_status or (
+        "failed" if outcome in _FAILING else None)
+    row.compile_seconds = _num(rec.get("seconds"), row.compile_seconds)
+    row.precision_used = rec.get("precision_used") or row.precision_used
+    row.nodes_total = rec.get("nodes_total", row.nodes_total)
+    row.nodes_native = rec.get("nodes_native", row.nodes_native)
+    row.coverage = _num(rec.get("coverage"), row.coverage)
+    row.fallback_ops = list(rec.get("fallback_ops") or row.fallback_ops)
+    row.artifact_bytes = rec.get("artifact_bytes", row.artifact_bytes)
+    if "cached" in rec:
+        row.compile_cached = bool(rec["cached"])
+
+
+def _merge_perf(row: Row, rec: Mapping[str, Any], outcome: str, message: str) -> None:
+    lat = rec.get("latency_ms") or {}
+    bs = rec.get("batch_size")
+    row.perf.append(PerfPoint(
+        batch_size=int(bs) if isinstance(bs, (int, float)) else None,
+        scenario=str(rec.get("scenario") or ""), outcome=outcome, message=message,
+        qps=_num(rec.get("qps")), p50=_num(lat.get("p50")), p90=_num(lat.get("p90")),
+        p99=_num(lat.get("p99")), mean=_num(lat.get("mean")),
+        samples=rec.get("samples"), wall_s=_num(rec.get("wall_s"))))
+
+
+def _finish(row: Row) -> None:
+    if row.primary is not None:
+        row.metric = row.metrics.get(row.primary)
+        row.reference = row.reference_metrics.get(row.primary)
+    if row.seeded_weights is None and row.weights:
+        row.seeded_weights = row.weights.startswith("seeded")
+    if row.coverage is None and row.nodes_total:
+        row.coverage = (row.nodes_native or 0) / row.nodes_total
+    row.diff = worst_diff(row.outputs.values())
+    row.perf.sort(key=lambda p: (p.scenario, p.batch_size if p.batch_size is not None else -1))
+    row.suites = {s: row.suites[s] for s in _suite_order(row.suites)}
+    outcomes = {res.outcome for res in row.suites.values()}
+    row.status = ("failed" if outcomes & _FAILING else
+                  "passed" if "passed" in outcomes else "skipped")
+
+
+def _suite_order(suites: Mapping[str, SuiteResult]) -> list[str]:
+    return [s for s in SUITES if s in suites] + sorted(s for s in suites if s not in SUITES)
+
+
+def worst_diff(outputs: Iterable[Mapping[str, float]]) -> dict[str, float]:
+    """The worst value of each DiffStats key over all outputs (NaN anywhere stays NaN),
+    and the non-finite counts summed."""
+    out: dict[str, float] = {}
+    per_key: dict[str, list[float]] = {}
+    for stats in outputs:
+        for key in DIFF_KEYS + NONFINITE_KEYS:
+            if stats.get(key) is not None:
+                per_key.setdefault(key, []).append(float(stats[key]))
+    for key, values in per_key.items():
+        if key in NONFINITE_KEYS:
+            out[key] = sum(values)
+            continue
+        # max()/min() give an order-dependent answer with NaN; a NaN output is the worst.
+        if any(math.isnan(v) for v in values):
+            out[key] = math.nan
+        else:
+            out[key] = min(values) if key in _LOWER_IS_WORSE else max(values)
+    return out
+
+
+def exceeds_tolerance(key: str, value: float | None, tolerance: Mapping[str, float]) -> bool:
+    """Whether a DiffStats value breaks its tolerance; NaN breaks any tolerance."""
+    if value is None:
+        return False
+    if math.isnan(value):
+        return True
+    if key in NONFINITE_KEYS:
+        return value > 0
+    if key in _LOWER_IS_WORSE:
+        bound = tolerance.get(f"min_{key}")
+        return bound is not None and value < bound
+    bound = tolerance.get(key)
+    return bound is not None and value > bound
+
+
+def _num(value: Any, default: float | None = None) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    return float(value)
+
+
+def _numbers(mapping: Any) -> dict[str, float]:
+    if not isinstance(mapping, Mapping):
+        return {}
+    return {str(k): float(v) for k, v in mapping.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def fmt_num(value: float | None, digits: int = 4) -> str:
+    """A short human number: '-' for missing, 'NaN'/'inf' spelled out, k/M/G above 10^4."""
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    mag = abs(value)
+    # k starts at 10^4 because '1234' is as short as '1.2k' and exact.
+    for threshold, scale, suffix in ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
+        if mag >= threshold:
+            scaled = value / scale
+            # One digit fewer than asked reads better ('2.4M'), but never drop integer digits.
+            sig = max(digits - 1, len(str(int(abs(scaled)))))
+            return f"{scaled:.{sig}g}{suffix}"
+    if mag and (mag < 1e-3):
+        return f"{value:.{max(digits - 2, 1)}e}"
+    if mag >= 10 ** digits:
+        # '%g' would switch to '1e+03' here; below 10^4 a plain integer is shorter.
+        return f"{value:.0f}"
+    return f"{value:.{digits}g}"
+
+
+def fmt_bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1024:
+        return f"{value} B"
+    size = value / 1024
+    for unit in ("KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
