@@ -187,7 +187,6 @@ _SESSION = pytest.StashKey["BenchSession"]()
 @pytest.fixture(scope="session")
 def xpu(pytestconfig: pytest.Config):
     """The engine's session: datasets, artifacts, references, compiled models."""
-    from xpuperf.models.artifact import WeightsError  # noqa: F401 - fail early if broken
     from xpuperf.session import BenchSession
 
     state = pytestconfig.stash[STATE]

@@ -6,7 +6,7 @@ percentiles come from every sample (numpy's linear interpolation), so a p99 of
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
