@@ -7,4 +7,6 @@ BUILDERS = {
     "bert_qa": "xpuperf.models.hf:bert_qa",
     "resnet": "xpuperf.models.hf:resnet",
     "keras_widedeep": "xpuperf.models.keras_widedeep:build",
+    # ---- torch / TensorFlow zoo (issue 3): add entries below this line ----
+    # ---- ONNX / LLM / substructure zoo (issue 3): add entries below this line ----
 }
