@@ -10,6 +10,7 @@ op types to quantize, default the compute-heavy ones).
 """
 from __future__ import annotations
 
+import contextlib
 import platform
 import re
 import tempfile
@@ -137,18 +138,21 @@ class CpuBackend(Backend):
                 return next(self._it, None)
 
         prepared = tmp / "prepared.onnx"
-        try:
-            quant_pre_process(str(source), str(prepared))
-        except Exception:  # noqa: BLE001 - shape inference is an optimisation, not a need
-            prepared = source
         out = tmp / "int8.onnx"
-        try:
-            quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            per_channel=True, op_types_to_quantize=op_types)
-        except Exception as e:  # noqa: BLE001
-            raise CompileError(f"int8 quantization failed: {e}") from e
-        return onnx.load(str(out))
+        # onnxruntime's quantization tools write scratch files (external tensors,
+        # a failed shape inference's model) into the working directory.
+        with contextlib.chdir(tmp):
+            try:
+                quant_pre_process(str(source), str(prepared))
+            except Exception:  # noqa: BLE001 - shape inference is an optimisation, not a need
+                prepared = source
+            try:
+                quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                per_channel=True, op_types_to_quantize=op_types)
+            except Exception as e:  # noqa: BLE001
+                raise CompileError(f"int8 quantization failed: {e}") from e
+            return onnx.load(str(out))
 
 
 BACKEND = CpuBackend
