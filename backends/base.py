@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 from os import PathLike
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 
@@ -96,7 +96,14 @@ class Backend(abc.ABC):
 
 
 class CompileError(RuntimeError):
-    """The backend could not compile the model; the message says why."""
+    """The backend could not compile the model; the message says why.
+
+    ``fallback_ops`` names the ops the backend's frontend could not convert, which
+    tells a conversion failure from a failure of the compiler proper."""
+
+    def __init__(self, message: str, fallback_ops: Iterable[str] = ()):
+        super().__init__(message)
+        self.fallback_ops = sorted(set(fallback_ops))
 
 
 class ModelArtifactLike(abc.ABC):

@@ -88,8 +88,6 @@ class CpuBackend(Backend):
         used = precision
         if precision == "int8" and not ops.keys() & _QUANT_OPS:
             used = "fp32"  # the quantizer found nothing to quantize
-        elif precision == "fp16" and fp32_ops:
-            used = "fp16+fp32"
         report = CompileReport(
             status="ok", seconds=seconds, precision=used, nodes_total=sum(ops.values()),
             # Everything runs on onnxruntime's CPU provider: nothing falls back.

@@ -1,0 +1,243 @@
+"""OpenVINO backend: ONNX -> ov.Model -> Core.compile_model on the CPU plugin.
+
+Precision is set with INFERENCE_PRECISION_HINT, always explicitly: the CPU plugin
+defaults to bf16 where the CPU has it, and falls back to another type when the
+CPU lacks the one asked for (f16 on an x86 CPU without AVX512-FP16/AMX-FP16 runs
+bf16 or f32). The report carries the precision the compiled model says it uses,
+never the one asked for. int8 is NNCF post-training quantization of the ov.Model,
+calibrated on the artifact's real samples, and is reported as int8 only when the
+compiled graph really has int8 layers.
+
+Dynamic batch: the model keeps its dynamic batch axis and one compiled model
+serves every batch size.
+
+Options (--backend-option KEY=VALUE):
+  precision_hint         override the hint: f32, bf16 or f16
+  num_streams            NUM_STREAMS (an integer or AUTO)
+  inference_num_threads  INFERENCE_NUM_THREADS
+  performance_hint       PERFORMANCE_HINT: LATENCY or THROUGHPUT
+  cache_dir              OpenVINO's model cache; a hit is reported as cached=True
+  calibration_samples    int8 calibration samples (default 64)
+"""
+from __future__ import annotations
+
+import functools
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from backends.base import Backend, Compiled, CompileError, CompileReport, ModelArtifactLike
+
+_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
+# What the compiled model reports (ov.Type names) back to the suite's words.
+_REPORTED = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
+# OPTIMIZATION_CAPABILITIES of the CPU plugin that make a precision real.
+_CAPABILITY = {"bf16": "BF16", "fp16": "FP16", "int8": "INT8"}
+_OPTIONS = ("precision_hint", "num_streams", "inference_num_threads", "performance_hint",
+            "cache_dir", "calibration_samples")
+_PROPERTY = {"num_streams": "NUM_STREAMS", "inference_num_threads": "INFERENCE_NUM_THREADS",
+             "performance_hint": "PERFORMANCE_HINT", "cache_dir": "CACHE_DIR"}
+# Graph plumbing, not computation: not counted as nodes.
+_NOT_NODES = frozenset({"Parameter", "Result", "Constant"})
+_INT8_RUNTIME = frozenset({"i8", "u8"})
+_SUMMARY = re.compile(r"^-- (?:No conversion rule found for operations|Conversion is failed for): "
+                      r"(.+)$", re.MULTILINE)
+DEVICE = "CPU"
+
+
+@functools.lru_cache(maxsize=1)
+def _ml_dtypes() -> dict[str, Any]:
+    """OpenVINO element types that numpy lacks, as ml_dtypes types (what onnx uses
+    for them); empty without ml_dtypes, whose arrays then never reach us."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        return {}
+    return {"bf16": ml_dtypes.bfloat16, "f8e4m3": ml_dtypes.float8_e4m3fn,
+            "f8e5m2": ml_dtypes.float8_e5m2}
+
+
+
+def _read_onnx(core: Any, path: Path) -> Any:
+    """The ov.Model of an ONNX file; on a conversion failure, name the ops.
+
+    The ops come from the frontend's own failure summary ("-- No conversion rule
+    found for operations: A, B" / "-- Conversion is failed for: C"): asking the
+    partially converted model for its framework nodes' attributes crashes the
+    process in OpenVINO 2026.4.
+    """
+    try:
+        return core.read_model(str(path))
+    except Exception as e:  # OpenVINO raises RuntimeError and its own OpConversionFailure
+        message = str(e)
+        ops = [op.strip() for match in _SUMMARY.finditer(message)
+               for op in match.group(1).split(",") if op.strip()]
+        if ops:
+            raise CompileError(f"OpenVINO: the ONNX frontend cannot convert "
+                                    f"{', '.join(sorted(set(ops)))}: {message}", ops) from e
+        raise CompileError(f"OpenVINO: cannot read {path.name} as ONNX: {message}") from e
+
+
+class OpenVinoCompiled(Compiled):
+    def __init__(self, compiled: Any, output_names: tuple[str, ...], report: CompileReport):
+        self._compiled = compiled
+        # An infer request is not thread-safe: each calling thread gets its own.
+        self._local = threading.local()
+        # The frontend drops inputs the graph never reads (CastLike's "like" is only
+        # a type): feeding them would fail, so run() leaves them out.
+        self._inputs = {name: port.get_element_type() for port in compiled.inputs
+                        for name in port.get_names()}
+        self._outputs: list[tuple[str, Any]] = []
+        for port in compiled.outputs:
+            names = port.get_names()
+            name = next((n for n in output_names if n in names), port.get_any_name())
+            self._outputs.append((name, _ml_dtypes().get(port.get_element_type().to_string())))
+        self.report = report
+
+    def _tensor(self, name: str, value: np.ndarray) -> Any:
+        """numpy's view of the value, except for types numpy lacks (ml_dtypes arrays),
+        which OpenVINO's binding would convert by value: pass their bits instead."""
+        element = self._inputs[name]
+        if element.to_string() not in _ml_dtypes():
+            return value
+        import openvino as ov
+
+        bits = np.ascontiguousarray(value)
+        return ov.Tensor(bits.view(f"u{bits.itemsize}"), list(bits.shape), element)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self._compiled.create_infer_request()
+        # infer() copies outputs out of the request's buffers (share_outputs=False).
+        results = request.infer({k: self._tensor(k, v) for k, v in feeds.items()
+                                 if k in self._inputs})
+        # Types numpy lacks come back as same-width integers or float16: view their bits.
+        return {name: results[i] if dtype is None else results[i].view(dtype)
+                for i, (name, dtype) in enumerate(self._outputs)}
+
+    def close(self) -> None:
+        self._local = threading.local()
+        self._compiled = None
+
+
+class OpenVinoBackend(Backend):
+    name = "OPENVINO"
+    requires = ("openvino",)
+    install_hint = "pip install openvino (and nncf for int8)"
+
+    def info(self) -> dict[str, Any]:
+        import openvino as ov
+
+        core = ov.Core()
+        capabilities = core.get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
+        info = {"name": self.name, "device": core.get_property(DEVICE, "FULL_DEVICE_NAME"),
+                "device_count": 1, "openvino": ov.get_version(),
+                "optimization_capabilities": list(capabilities),
+                "default_inference_precision":
+                    str(core.get_property(DEVICE, "INFERENCE_PRECISION_HINT").to_string())}
+        missing = sorted(p for p, cap in _CAPABILITY.items() if cap not in capabilities)
+        if missing:
+            info["unsupported"] = (f"{', '.join(missing)}: the CPU plugin lacks "
+                                   f"{', '.join(_CAPABILITY[p] for p in missing)} on this CPU")
+        return info
+
+    def precisions(self) -> set[str]:
+        import importlib.util
+
+        import openvino as ov
+
+        capabilities = ov.Core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
+        offered = {"fp32"} | {p for p, cap in _CAPABILITY.items() if cap in capabilities}
+        if importlib.util.find_spec("nncf") is None:
+            offered.discard("int8")
+        return offered
+
+    def compile(self, artifact: ModelArtifactLike, precision: str, batch_sizes: tuple[int, ...],
+                options: Mapping[str, str]) -> Compiled:
+        unknown = sorted(set(options) - set(_OPTIONS))
+        if unknown:
+            raise CompileError(f"OpenVINO: unknown option(s) {', '.join(unknown)}; "
+                               f"known: {', '.join(_OPTIONS)}")
+        if precision not in _HINTS:
+            raise CompileError(f"OpenVINO: precision {precision!r} is not supported "
+                               f"(supported: {', '.join(_HINTS)})")
+        hint = options.get("precision_hint", _HINTS[precision])
+        if hint not in _REPORTED:
+            raise CompileError(f"OpenVINO: precision_hint must be one of "
+                               f"{', '.join(_REPORTED)}, got {hint!r}")
+        import openvino as ov
+
+        start = time.perf_counter()
+        core = ov.Core()
+        model = _read_onnx(core, Path(artifact.onnx_path()))
+        nodes = [op for op in model.get_ordered_ops() if op.get_type_name() not in _NOT_NODES]
+        placement = core.query_model(model, DEVICE)
+        native = [op for op in nodes if placement.get(op.get_friendly_name()) == DEVICE]
+        fallback_ops = sorted({op.get_type_name() for op in nodes} -
+                              {op.get_type_name() for op in native})
+        if fallback_ops:
+            raise CompileError(f"OpenVINO: the {DEVICE} plugin cannot run "
+                                    f"{', '.join(fallback_ops)}", fallback_ops)
+        if precision == "int8":
+            model = self._quantize(model, artifact, options)
+
+        config: dict[str, str] = {"INFERENCE_PRECISION_HINT": hint}
+        config.update({_PROPERTY[k]: v for k, v in options.items() if k in _PROPERTY})
+        try:
+            compiled = core.compile_model(model, DEVICE, config)
+        except Exception as e:  # OpenVINO raises RuntimeError with the plugin's message
+            raise CompileError(f"OpenVINO: compile_model on {DEVICE} failed: {e}") from e
+        seconds = time.perf_counter() - start
+
+        used = _REPORTED[compiled.get_property("INFERENCE_PRECISION_HINT").to_string()]
+        int8_layers = self._int8_layers(compiled) if precision == "int8" else 0
+        if int8_layers:
+            used = "int8"
+        cached = "cache_dir" in options and bool(compiled.get_property("LOADED_FROM_CACHE"))
+        report = CompileReport(
+            status="ok", seconds=seconds, precision=used, nodes_total=len(nodes),
+            nodes_native=len(native), fallback_ops=[],
+            artifact_bytes=compiled.export_model().getbuffer().nbytes, cached=cached,
+            details={"requested_precision": precision, "inference_precision_hint": hint,
+                     "int8_layers": int8_layers, "shapes": "dynamic batch (one compiled model)",
+                     **{k: str(compiled.get_property(p)) for k, p in _PROPERTY.items()
+                        if k in options and k != "cache_dir"}},
+        )
+        return OpenVinoCompiled(compiled, tuple(artifact.output_names), report)
+
+    @staticmethod
+    def _quantize(model: Any, artifact: ModelArtifactLike, options: Mapping[str, str]) -> Any:
+        try:
+            import nncf
+        except ImportError as e:
+            raise CompileError("OpenVINO: int8 needs NNCF (pip install nncf)") from e
+        try:
+            samples = int(options.get("calibration_samples", "64"))
+        except ValueError as e:
+            raise CompileError(f"OpenVINO: calibration_samples takes an integer: {e}") from e
+        feeds = artifact.calibration_feeds(samples)
+        if not feeds:
+            raise CompileError("OpenVINO: int8 needs calibration samples and the dataset gave none")
+        try:
+            return nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds))
+        except Exception as e:  # NNCF raises from its own and OpenVINO's exception types
+            raise CompileError(f"OpenVINO: NNCF int8 quantization failed: {e}") from e
+
+    @staticmethod
+    def _int8_layers(compiled: Any) -> int:
+        """Layers of the executable graph that really compute in int8."""
+        count = 0
+        for op in compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            if info["runtimePrecision"].astype(str) in _INT8_RUNTIME and \
+                    info["layerType"].astype(str) not in ("Input", "Output", "Reorder"):
+                count += 1
+        return count
+
+
+BACKEND = OpenVinoBackend

@@ -1,0 +1,165 @@
+"""xpuperf.opconformance: collecting onnx's node cases, classifying each outcome,
+isolating crashes, and checking results against an expected-failures file."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from backends.base import Compiled, CompileError, CompileReport  # noqa: E402
+from backends.cpu import CpuBackend  # noqa: E402
+from xpuperf.opconformance import (  # noqa: E402
+    OpCase, OpResult, check_expected, collect_cases, compare_outputs, format_expected,
+    load_expected, run_case, run_isolated)
+
+
+@pytest.fixture(scope="module")
+def add_cases() -> dict[str, OpCase]:
+    return {c.id: c for c in collect_cases({"Add"})}
+
+
+@pytest.fixture(scope="module")
+def add(add_cases: dict[str, OpCase]) -> OpCase:
+    return add_cases["test_add"]
+
+
+class _Perturbed(Compiled):
+    def __init__(self, inner: Compiled):
+        self._inner, self.report = inner, inner.report
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {k: v + 1e-2 for k, v in self._inner.run(feeds).items()}
+
+
+class PerturbingBackend(CpuBackend):
+    """Compiles like the CPU backend, then shifts every output by 1e-2."""
+
+    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
+        return _Perturbed(super().compile(artifact, precision, batch_sizes, options))
+
+
+class UnconvertibleBackend(CpuBackend):
+    """A frontend that names the op it cannot convert, as TVM's and OpenVINO's do."""
+
+    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
+        err = CompileError("frontend has no converter for Add")
+        err.fallback_ops = ["Add"]
+        raise err
+
+
+class FallingBackBackend(CpuBackend):
+    """Compiles, but reports the graph as run off the device (a partitioned fallback)."""
+
+    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
+        compiled = super().compile(artifact, precision, batch_sizes, options)
+        compiled.report = CompileReport(status="ok", seconds=0.1, precision="fp32",
+                                        nodes_total=1, nodes_native=0, fallback_ops=["Add"])
+        return compiled
+
+
+class BrokenCompilerBackend(CpuBackend):
+    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
+        raise CompileError("code generation failed")
+
+
+class _Raising(Compiled):
+    report = CompileReport(status="ok", seconds=0.1, precision="fp32", nodes_total=1,
+                           nodes_native=1)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise RuntimeError("device lost")
+
+
+class RunFailsBackend(CpuBackend):
+    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
+        return _Raising()
+
+
+class CrashingBackend(CpuBackend):
+    """Kills its process while compiling test_add_bcast, as a segfaulting SDK would."""
+
+    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
+        if artifact.name == "test_add_bcast":
+            os._exit(11)
+        return super().compile(artifact, precision, batch_sizes, options)
+
+
+def test_collects_onnx_node_cases_with_tensor_io() -> None:
+    cases = collect_cases()
+    assert len(cases) > 1500
+    assert len({c.id for c in cases}) == len(cases)
+    by_id = {c.id: c for c in cases}
+    assert by_id["test_add_bcast"].op_type == "Add"
+    # An expanded case is filed under the op whose function body it runs.
+    expanded = by_id["test_layer_normalization_2d_axis0_expanded"]
+    assert expanded.op_type == "LayerNormalization" and expanded.expanded
+    assert "test_identity_sequence" not in by_id  # sequence-typed: outside the contract
+    assert all(isinstance(a, np.ndarray) for c in cases for i, o in c.data_sets for a in i + o)
+
+
+def test_a_correct_backend_passes(add: OpCase) -> None:
+    result = run_case(CpuBackend(), add)
+    assert (result.case_id, result.op_type, result.outcome) == ("test_add", "Add", "pass")
+    assert result.passed and result.seconds > 0
+
+
+@pytest.mark.parametrize("backend, outcome, reason", [
+    (PerturbingBackend(), "mismatch", "output 'sum': Not equal to tolerance"),
+    (UnconvertibleBackend(), "conversion", "no converter for Add"),
+    (FallingBackBackend(), "conversion", "1 of 1 node(s) ran off the backend: Add"),
+    (BrokenCompilerBackend(), "compilation", "code generation failed"),
+    (RunFailsBackend(), "run", "RuntimeError: device lost"),
+], ids=["mismatch", "conversion-error", "conversion-fallback", "compilation", "run"])
+def test_failures_are_classified(add: OpCase, backend: CpuBackend, outcome: str,
+                                 reason: str) -> None:
+    result = run_case(backend, add)
+    assert result.outcome == outcome
+    assert reason in result.reason
+
+
+def test_a_real_frontend_gap_is_a_conversion_failure() -> None:
+    pytest.importorskip("tvm")
+    from backends.tvm import TvmBackend
+
+    celu = {c.id: c for c in collect_cases({"Celu"})}["test_celu"]
+    result = run_case(TvmBackend(), celu)
+    assert result.outcome == "conversion" and "Celu" in result.reason
+
+
+def test_compare_outputs_follows_onnx_runner_semantics() -> None:
+    want = [np.array([1.0, np.nan], dtype=np.float32)]
+    assert compare_outputs(want, {"y": want[0].copy()}, ["y"], 1e-3, 1e-7) == ""
+    assert "dtype float64" in compare_outputs(want, {"y": want[0].astype(np.float64)},
+                                              ["y"], 1e-3, 1e-7)
+    assert "shape (1, 2)" in compare_outputs(want, {"y": want[0][None]}, ["y"], 1e-3, 1e-7)
+    assert "missing" in compare_outputs(want, {"z": want[0]}, ["y"], 1e-3, 1e-7)
+    assert compare_outputs(want, {"y": want[0] * (1 + 5e-4)}, ["y"], 1e-3, 1e-7) == ""
+
+
+def test_isolation_survives_a_crashing_case(add_cases: dict[str, OpCase]) -> None:
+    cases = [add_cases[i] for i in ("test_add", "test_add_bcast", "test_add_uint8")]
+    results = list(run_isolated(f"{__name__}:CrashingBackend", cases, timeout_s=120))
+    assert [(r.case_id, r.outcome) for r in results] == [
+        ("test_add", "pass"), ("test_add_bcast", "compilation"), ("test_add_uint8", "pass")]
+    assert "worker process died (exit code 11) while in compile" in results[1].reason
+
+
+def test_expected_failures_round_trip_and_drift_both_ways(tmp_path: Path) -> None:
+    results = [OpResult("test_a", "A", "pass"), OpResult("test_b", "B", "mismatch", "off by 1"),
+               OpResult("test_c", "C", "conversion", "no converter")]
+    path = tmp_path / "expected_op_failures.txt"
+    path.write_text(format_expected(results, "header line\nsecond line"))
+    assert load_expected(path) == {"test_b", "test_c"}
+    assert check_expected(results, load_expected(path), path) == []
+
+    path.write_text("# known failures\ntest_a  # fixed since\n\ntest_b\n")
+    problems = check_expected(results, load_expected(path), path)
+    assert problems == [
+        f"test_a (A) is listed as an expected failure but now passes: remove it from {path}",
+        f"test_c (C) failed unexpectedly [conversion]: no converter (fix it, or list it in {path})",
+    ]

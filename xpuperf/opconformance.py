@@ -1,0 +1,366 @@
+"""Per-op conformance: onnx's own node test cases, each compiled and run by a backend.
+
+Every case of ``onnx.backend.test.case.node`` (one small model per op variant,
+with inputs, expected outputs and tolerances) goes through ``Backend.compile``
+like a zoo model does, and ends with one outcome:
+
+  pass         compiled natively and matched the expected outputs
+  conversion   the backend's frontend could not take the op: a CompileError with
+               a non-empty ``fallback_ops`` attribute (the ops it could not
+               convert), or a compile that ran nodes off the backend
+  compilation  any other compile failure
+  run          compiled but ``run`` raised
+  mismatch     ran but an output differs in name, shape, dtype or value beyond
+               the case's rtol/atol (np.testing.assert_allclose semantics)
+
+A backend keeps the ids of its known failures in an expected-failures file (one
+id a line, '#' comments); ``check_expected`` reports drift both ways.
+
+``run_isolated`` runs cases in a worker process, so that a backend which crashes
+or hangs on one case costs that case only.
+"""
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+import re
+import tempfile
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from backends.base import Backend, CompileError, ModelArtifactLike
+
+OUTCOMES = ("pass", "conversion", "compilation", "run", "mismatch")
+# "test_layer_normalization_2d_axis0_expanded_ver18" tests LayerNormalization
+# through its function body; it is filed under the op of its base case.
+_EXPANDED = re.compile(r"_expanded(_ver\d+)?$")
+_DEFAULT_DOMAINS = ("", "ai.onnx")
+_STAGE_OUTCOME = {"compile": "compilation", "run": "run"}
+_REASON_CHARS = 600
+
+
+@dataclass(frozen=True)
+class OpCase:
+    id: str  # the onnx test name, e.g. "test_add_bcast"
+    op_type: str  # qualified by domain outside ai.onnx: "ai.onnx.ml.LabelEncoder"
+    expanded: bool  # the op's function body rather than the op itself
+    model: Any  # onnx.ModelProto
+    data_sets: tuple[tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]], ...]
+    rtol: float
+    atol: float
+
+
+@dataclass(frozen=True)
+class OpResult:
+    case_id: str
+    op_type: str
+    outcome: str  # one of OUTCOMES
+    reason: str = ""
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "pass"
+
+
+def _op_name(node: Any) -> str:
+    return node.op_type if node.domain in _DEFAULT_DOMAINS else f"{node.domain}.{node.op_type}"
+
+
+def _tensors_only(model: Any) -> bool:
+    return all(v.type.WhichOneof("value") == "tensor_type"
+               for v in [*model.graph.input, *model.graph.output])
+
+
+def _array(value: Any) -> np.ndarray:
+    """Case data as numpy: the cases hold TensorProtos for types numpy lacks (float8,
+    int4: ml_dtypes arrays here) and numpy scalars for rank-0 tensors."""
+    from onnx import TensorProto, numpy_helper
+
+    return np.asarray(numpy_helper.to_array(value) if isinstance(value, TensorProto) else value)
+
+
+@functools.lru_cache(maxsize=1)
+def _all_cases() -> tuple[OpCase, ...]:
+    from onnx.backend.test.case.node import collect_testcases
+
+    with warnings.catch_warnings():
+        # Building the cases' reference data overflows and divides by zero on purpose.
+        warnings.simplefilter("ignore")
+        # collect_testcases fills one module-level list on first import: ask for all
+        # ops (a filtered first call would fix the list to that op) and filter here.
+        raw = collect_testcases(None)
+    single = {c.name: _op_name(c.model.graph.node[0]) for c in raw if len(c.model.graph.node) == 1}
+    cases = []
+    for c in raw:
+        # The Backend contract carries numpy arrays only: sequence and optional
+        # typed cases cannot be fed or returned through it.
+        if not _tensors_only(c.model):
+            continue
+        base = _EXPANDED.sub("", c.name)
+        cases.append(OpCase(
+            id=c.name, op_type=single.get(base, _op_name(c.model.graph.node[0])),
+            expanded=base != c.name, model=c.model,
+            data_sets=tuple((tuple(map(_array, i)), tuple(map(_array, o)))
+                            for i, o in c.data_sets or ()),
+            rtol=c.rtol, atol=c.atol))
+    return tuple(sorted(cases, key=lambda case: case.id))
+
+
+def collect_cases(ops: set[str] | None = None) -> list[OpCase]:
+    """onnx's node test cases with tensor inputs and outputs, sorted by id,
+    optionally only those of ``ops`` (op types as OpCase.op_type spells them)."""
+    return [c for c in _all_cases() if ops is None or c.op_type in ops]
+
+
+class CaseArtifact(ModelArtifactLike):
+    """One case as a model artifact: its model written to ``directory`` on demand.
+
+    The cases have fixed shapes and no batch axis; calibration samples are the
+    case's own inputs, repeated.
+    """
+
+    def __init__(self, case: OpCase, directory: Path):
+        graph = case.model.graph
+        initialized = {t.name for t in graph.initializer}
+        self.name = case.id
+        self.input_names = tuple(i.name for i in graph.input if i.name not in initialized)
+        self.output_names = tuple(o.name for o in graph.output)
+        self._case = case
+        self._path = directory / f"{case.id}.onnx"
+
+    def onnx_path(self) -> PathLike[str]:
+        if not self._path.exists():
+            self._path.write_bytes(self._case.model.SerializeToString())
+        return self._path
+
+    def feeds(self, data_set: int) -> dict[str, np.ndarray]:
+        return dict(zip(self.input_names, self._case.data_sets[data_set][0]))
+
+    def calibration_feeds(self, count: int) -> list[dict[str, np.ndarray]]:
+        sets = len(self._case.data_sets)
+        return [self.feeds(k % sets) for k in range(count)] if sets else []
+
+
+def compare_outputs(expected: Sequence[np.ndarray], actual: Mapping[str, Any],
+                    names: Sequence[str], rtol: float, atol: float) -> str:
+    """'' if ``actual`` matches ``expected`` (in ``names`` order), else what differs.
+
+    Follows onnx's own backend test runner: shapes and dtypes must be equal,
+    strings compare exactly, values with assert_allclose(rtol, atol), NaN equal
+    to NaN; types numpy cannot compute with (bfloat16, float8, int4) compare
+    as float32, bfloat16 with at least two ulps of rtol.
+    """
+    for name, want in zip(names, expected):
+        if name not in actual:
+            return f"output {name!r} missing (got {sorted(actual)})"
+        got = np.asarray(actual[name])
+        want = np.asarray(want)
+        if got.shape != want.shape:
+            return f"output {name!r}: shape {got.shape} != expected {want.shape}"
+        try:
+            if want.dtype == object:
+                np.testing.assert_array_equal(got, want)
+                continue
+            if got.dtype != want.dtype:
+                return f"output {name!r}: dtype {got.dtype} != expected {want.dtype}"
+            tol = rtol
+            if want.dtype.kind == "V":  # ml_dtypes: no arithmetic with Python floats
+                if want.dtype.name == "bfloat16":
+                    tol = max(rtol, 2 ** -6)
+                got, want = got.astype(np.float32), want.astype(np.float32)
+            np.testing.assert_allclose(got, want, rtol=tol, atol=atol)
+        except AssertionError as e:
+            detail = " ".join(str(e).split())
+            return f"output {name!r}: {detail}"[:_REASON_CHARS]
+    return ""
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text[:_REASON_CHARS]
+
+
+def run_case(backend: Backend, case: OpCase, precision: str = "fp32",
+             options: Mapping[str, str] | None = None,
+             on_stage: Callable[[str], None] | None = None) -> OpResult:
+    """Compile and run one case on ``backend``; never raises for a backend failure.
+
+    ``on_stage`` hears "compile" and "run" before each stage (run_isolated uses it
+    to say where a crashed or hung worker was).
+    """
+    stage = on_stage or (lambda _stage: None)
+    start = time.perf_counter()
+
+    def result(outcome: str, reason: str = "") -> OpResult:
+        return OpResult(case.id, case.op_type, outcome, reason, time.perf_counter() - start)
+
+    with tempfile.TemporaryDirectory(prefix="xpuperf-op-") as tmp:
+        artifact = CaseArtifact(case, Path(tmp))
+        stage("compile")
+        try:
+            # No batch axis: the case's shapes are fixed, no batch size applies.
+            compiled = backend.compile(artifact, precision, (), options or {})
+        except CompileError as e:
+            outcome = "conversion" if e.fallback_ops else "compilation"
+            return result(outcome, _one_line(e))
+        except Exception as e:  # noqa: BLE001 - a backend bug is still this case's failure
+            return result("compilation", f"{type(e).__name__} (not a CompileError): "
+                                         f"{_one_line(e)}")
+        try:
+            report = compiled.report
+            off = report.nodes_total - report.nodes_native
+            if report.fallback_ops or off > 0:
+                return result("conversion", f"{off} of {report.nodes_total} node(s) ran off "
+                                            f"the backend: {', '.join(report.fallback_ops)}")
+            for k, (_inputs, expected) in enumerate(case.data_sets):
+                stage("run")
+                try:
+                    outputs = compiled.run(artifact.feeds(k))
+                except Exception as e:  # noqa: BLE001 - see above
+                    return result("run", f"{type(e).__name__}: {_one_line(e)}")
+                problem = compare_outputs(expected, outputs, artifact.output_names,
+                                          case.rtol, case.atol)
+                if problem:
+                    return result("mismatch", problem)
+        finally:
+            compiled.close()
+    return result("pass")
+
+
+def load_backend(hardware: str) -> Backend:
+    """A backend by registry name, or by "module:Class" for one outside the registry."""
+    from backends.registry import BackendEntry, find
+
+    entry = BackendEntry(hardware, hardware) if ":" in hardware else find(hardware)
+    return entry.load()()
+
+
+def _worker(hardware: str, precision: str, options: dict[str, str], conn: Any) -> None:
+    """Run the cases the parent sends, one at a time, until it sends None."""
+    backend = load_backend(hardware)
+    # Frontends print their own diagnostics for every failing case; the results
+    # carry the reasons, so the worker's terminal output is dropped.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    conn.send(("ready", None))
+    while (case := conn.recv()) is not None:
+        conn.send(("result", run_case(backend, case, precision, options,
+                                      on_stage=lambda s: conn.send(("stage", s)))))
+
+
+class _Worker:
+    def __init__(self, hardware: str, precision: str, options: dict[str, str]):
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker, args=(hardware, precision, options, child),
+                                   daemon=True)
+        self.process.start()
+        child.close()
+        self.died = ""
+
+    def receive(self, timeout_s: float) -> tuple[str, Any] | None:
+        """The next message; None when the worker died (``died`` says how) or sent
+        nothing in time, and then the worker is stopped."""
+        if self.conn.poll(timeout_s):
+            try:
+                return self.conn.recv()
+            except EOFError:
+                self.process.join(5)
+                self.died = f"worker process died (exit code {self.process.exitcode})"
+        self.stop()
+        return None
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        self.conn.close()
+
+
+def run_isolated(hardware: str, cases: Sequence[OpCase], precision: str = "fp32",
+                 options: Mapping[str, str] | None = None,
+                 timeout_s: float = 120.0) -> Iterator[OpResult]:
+    """Run ``cases`` on backend ``hardware`` (as for load_backend) in a worker process.
+
+    A case that kills the worker or exceeds ``timeout_s`` fails at the stage it
+    was in, and a new worker goes on with the next case.
+    """
+    worker: _Worker | None = None
+    try:
+        for case in cases:
+            if worker is None:
+                worker = _Worker(hardware, precision, dict(options or {}))
+                if worker.receive(timeout_s) is None:
+                    raise RuntimeError(f"op-conformance worker for {hardware} did not start: "
+                                       f"{worker.died or f'timed out after {timeout_s:g} s'}")
+            worker.conn.send(case)
+            stage, deadline = "compile", time.monotonic() + timeout_s
+            while (message := worker.receive(max(0.0, deadline - time.monotonic()))) is not None:
+                kind, payload = message
+                if kind == "result":
+                    yield payload
+                    break
+                stage = payload
+            else:
+                why = worker.died or f"timed out after {timeout_s:g} s"
+                yield OpResult(case.id, case.op_type, _STAGE_OUTCOME[stage],
+                               f"{why} while in {stage}")
+                worker = None
+    finally:
+        if worker is not None:
+            if worker.process.is_alive():
+                worker.conn.send(None)
+                worker.process.join(timeout_s)
+            worker.stop()
+
+
+def load_expected(path: str | PathLike[str]) -> set[str]:
+    """The case ids listed in an expected-failures file ('#' starts a comment)."""
+    ids = set()
+    for line in Path(path).read_text().splitlines():
+        case_id = line.split("#", 1)[0].strip()
+        if case_id:
+            ids.add(case_id)
+    return ids
+
+
+def check_expected(results: Iterable[OpResult], expected: set[str],
+                   expected_file: str | PathLike[str] = "expected_op_failures.txt") -> list[str]:
+    """What disagrees with the expected failures: a listed case that passes, and a
+    failing case that is not listed. Empty when the run is as expected."""
+    problems = []
+    for r in results:
+        if r.passed and r.case_id in expected:
+            problems.append(f"{r.case_id} ({r.op_type}) is listed as an expected failure "
+                            f"but now passes: remove it from {expected_file}")
+        elif not r.passed and r.case_id not in expected:
+            problems.append(f"{r.case_id} ({r.op_type}) failed unexpectedly [{r.outcome}]: "
+                            f"{r.reason} (fix it, or list it in {expected_file})")
+    return problems
+
+
+def format_expected(results: Iterable[OpResult], header: str) -> str:
+    """An expected-failures file listing the failed cases, with outcome and reason."""
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    for r in sorted(results, key=lambda r: r.case_id):
+        if not r.passed:
+            lines.append(f"{r.case_id}  # {r.outcome}: {r.reason[:160]}")
+    return "\n".join(lines) + "\n"
+
+
+def summarize(results: Iterable[OpResult]) -> dict[str, Counter[str]]:
+    """Outcome counts per op type."""
+    table: dict[str, Counter[str]] = {}
+    for r in results:
+        table.setdefault(r.op_type, Counter())[r.outcome] += 1
+    return dict(sorted(table.items()))
