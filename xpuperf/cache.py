@@ -46,7 +46,8 @@ def arrays_key(arrays: dict[str, np.ndarray]) -> str:
 
 class Cache:
     def __init__(self, root: Path):
-        self.root = Path(root)
+        # Absolute, so paths handed out stay valid whatever a backend does to cwd.
+        self.root = Path(root).resolve()
 
     def entry(self, kind: str, key: str, build: Callable[[Path], None]) -> Path:
         """The folder for (kind, key), filled by ``build(folder)`` the first time."""

@@ -64,7 +64,7 @@ class CpuBackend(Backend):
         import onnx
         import onnxruntime as ort
 
-        source = Path(artifact.onnx_path())
+        source = Path(artifact.onnx_path()).resolve()  # int8 works in a temp cwd
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             model = onnx.load(str(source))
