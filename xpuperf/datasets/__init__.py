@@ -17,6 +17,8 @@ FORMATS = {
     "imagenet": "xpuperf.datasets.imagenet",
     "criteo": "xpuperf.datasets.criteo",
     "fake": "xpuperf.datasets.fake",
+    "cifar": "xpuperf.datasets.cifar",
+    "cail2019": "xpuperf.datasets.cail2019",
 }
 SAMPLES = Path(__file__).parent / "samples"
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -69,3 +69,13 @@ def model_arrays(dataset: str, fields: Mapping[str, np.ndarray],
 def numpy_dtype(dtype: str) -> str:
     """numpy has no bfloat16: such inputs get float32, which backends cast on the way in."""
     return "float32" if dtype == "bfloat16" else dtype
+
+
+def data_percent_count(total: int, options: Mapping[str, Any], dataset: str) -> int:
+    """How many of ``total`` records the option ``data_percent`` keeps (a number in
+    (0, 100], default 100): the first ones, so every run reads the same records,
+    and at least one."""
+    percent = options.get("data_percent", 100)
+    if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 < percent <= 100:
+        raise ValueError(f"{dataset}: option 'data_percent' must be a number in (0, 100], got {percent!r}")
+    return max(1, int(total * percent / 100))

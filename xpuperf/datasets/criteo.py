@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from xpuperf.datasets.base import ArrayDataset, model_arrays
+from xpuperf.datasets.base import ArrayDataset, data_percent_count, model_arrays
 from xpuperf.zoo import TensorSpec
 
 NAME = "open_criteo_kaggle"
@@ -51,7 +51,8 @@ def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[Tenso
     (float32 [N, 13]) and 'categorical' (int64 [N, 26]).
 
     Options: hash_buckets (required: rows of each categorical embedding),
-    max_rows (default: all; the full file has 45 million lines).
+    max_rows (default: all; the full file has 45 million lines), data_percent (the
+    share of those rows, first ones first; default 100).
     """
     buckets = options.get("hash_buckets")
     if not (isinstance(buckets, int) and buckets > 0):
@@ -62,7 +63,10 @@ def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[Tenso
         raise ValueError(f"{NAME}: the model declares no output with field 'probabilities'; "
                          "scoring needs one ([N, 1] or [N])")
     file = _tsv_file(path)
-    labels, numeric, categorical = read_rows(file, buckets, options.get("max_rows"))
+    max_rows = options.get("max_rows")
+    if "data_percent" in options:  # a share needs the row count: one more pass over the file
+        max_rows = data_percent_count(_line_count(file, max_rows), options, NAME)
+    labels, numeric, categorical = read_rows(file, buckets, max_rows)
     arrays = model_arrays(NAME, {"numeric": numeric, "categorical": categorical}, inputs)
     return CriteoDataset(file, arrays, labels)
 
@@ -75,6 +79,11 @@ def _tsv_file(path: Path | None) -> Path:
         raise FileNotFoundError(f"{NAME}: {file} not found; expected the Criteo Kaggle {FILE} "
                                 f"({FORMAT}) or a folder holding it")
     return file
+
+
+def _line_count(file: Path, limit: int | None) -> int:
+    with file.open("rb") as f:
+        return sum(1 for _ in islice(f, limit))
 
 
 def read_rows(file: Path, hash_buckets: int, max_rows: int | None = None

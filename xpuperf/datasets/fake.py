@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from xpuperf.datasets.base import ArrayDataset, numpy_dtype
+from xpuperf.datasets.base import ArrayDataset, data_percent_count, numpy_dtype
 from xpuperf.zoo import TensorSpec
 
 NAME = "fake"
@@ -31,12 +31,14 @@ class FakeDataset(ArrayDataset):
 
 def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
          options: dict[str, Any]) -> FakeDataset:
-    """Options: samples (default 64), seed (default 0). ``path`` is not read."""
+    """Options: samples (default 64), seed (default 0), data_percent (the share of
+    the samples, first ones first; default 100). ``path`` is not read."""
     samples = options.get("samples", 64)
     if not (isinstance(samples, int) and samples > 0):
         raise ValueError(f"{NAME}: option 'samples' must be a positive integer, got {samples!r}")
     rng = np.random.default_rng(int(options.get("seed", 0)))
-    return FakeDataset({spec.name: generate(rng, spec, samples) for spec in inputs})
+    count = data_percent_count(samples, options, NAME)  # the first ones: the same rows as without it
+    return FakeDataset({spec.name: generate(rng, spec, samples)[:count] for spec in inputs})
 
 
 def generate(rng: np.random.Generator, spec: TensorSpec, samples: int) -> np.ndarray:

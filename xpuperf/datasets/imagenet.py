@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from xpuperf.datasets.base import ArrayDataset, model_arrays
+from xpuperf.datasets.base import ArrayDataset, data_percent_count, model_arrays
 from xpuperf.zoo import TensorSpec
 
 NAME = "open_imagenet"
@@ -52,7 +52,8 @@ def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[Tenso
 
     Options: label_offset (added to each label: 1 for 1001-class models whose class
     0 is background; default 0), max_images (default: all; the full set at 224 x 224
-    takes 30 GB as float32).
+    takes 30 GB as float32), data_percent (the share of those images, first ones
+    first; default 100).
     """
     if "scores" not in {o.field for o in outputs}:
         raise ValueError(f"{NAME}: the model declares no output with field 'scores'; top-k "
@@ -61,6 +62,8 @@ def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[Tenso
         raise ValueError(f"{NAME}: the model has {len(inputs)} inputs; this dataset feeds one image")
     size, channels_first = image_layout(inputs[0])
     folder, names, labels = read_val_map(path, options.get("max_images"))
+    count = data_percent_count(len(names), options, NAME)
+    names, labels = names[:count], labels[:count]
     images = np.stack([preprocess(folder / n, size) for n in names])
     if channels_first:
         images = images.transpose(0, 3, 1, 2)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from xpuperf.datasets.base import ArrayDataset, model_arrays
+from xpuperf.datasets.base import ArrayDataset, data_percent_count, model_arrays
 from xpuperf.zoo import TensorSpec
 
 if TYPE_CHECKING:
@@ -85,7 +85,8 @@ def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[Tenso
     Options: tokenizer (a vocab.txt or a Hugging Face tokenizer folder; else a
     WordPiece vocabulary is trained on the file), vocab_size (size to train, and the
     bound every id is checked against), do_lower_case (for a vocab.txt, default
-    True), doc_stride (default max_length // 3), max_answer_length (default 30).
+    True), doc_stride (default max_length // 3), max_answer_length (default 30),
+    data_percent (the share of questions, first ones first; default 100).
     """
     file = _json_file(path)
     examples = read_examples(file)
@@ -104,6 +105,8 @@ def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[Tenso
     tokenizer = (local_tokenizer(Path(options["tokenizer"]), bool(options.get("do_lower_case", True)))
                  if options.get("tokenizer")
                  else train_tokenizer(training_texts(examples), int(vocab_size or 1000)))
+    # After training: the vocabulary, and so every id, stays the same for any share.
+    examples = examples[:data_percent_count(len(examples), options, NAME)]
     fields, feature_example, offsets = tokenize(tokenizer, examples, max_length, stride, file)
     if vocab_size is not None and fields["input_ids"].max() >= vocab_size:
         raise ValueError(f"{NAME}: token id {int(fields['input_ids'].max())} >= vocab_size "

@@ -34,3 +34,23 @@ def resnet(config: Mapping[str, Any], spec: ModelSpec) -> torch.nn.Module:
     # ByteMLPerf's resnet50 ends in a softmax; so does ours, for the same outputs.
     return NamedIO(ResNetForImageClassification(ResNetConfig(**config)), spec,
                    post=lambda out: (torch.softmax(out.logits, dim=-1),))
+
+
+def albert_qa(config: Mapping[str, Any], spec: ModelSpec) -> torch.nn.Module:
+    from transformers import AlbertConfig, AlbertForQuestionAnswering
+    return NamedIO(AlbertForQuestionAnswering(AlbertConfig(**config)), spec)
+
+
+def roberta_qa(config: Mapping[str, Any], spec: ModelSpec) -> torch.nn.Module:
+    from transformers import RobertaConfig, RobertaForQuestionAnswering
+    return NamedIO(RobertaForQuestionAnswering(RobertaConfig(**config)), spec)
+
+
+def deberta_qa(config: Mapping[str, Any], spec: ModelSpec) -> torch.nn.Module:
+    from transformers import DebertaConfig, DebertaForQuestionAnswering
+    return NamedIO(DebertaForQuestionAnswering(DebertaConfig(**config)), spec)
+
+
+def swin(config: Mapping[str, Any], spec: ModelSpec) -> torch.nn.Module:
+    from transformers import SwinConfig, SwinForImageClassification
+    return NamedIO(SwinForImageClassification(SwinConfig(**config)), spec)

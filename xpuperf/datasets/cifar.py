@@ -1,0 +1,132 @@
+"""CIFAR-100 test set (open_cifar) in its binary format, scored by top-1 (and top-5)
+on the 100 fine labels.
+
+test.bin is a run of 3074-byte records: the coarse label, the fine label, then the
+32 x 32 image as 1024 red, 1024 green and 1024 blue bytes, rows first. Only this
+format is read (never the pickled "python version"). Images are resized to the
+model's input size (bicubic, as CLIP-style models are fed) and normalized with
+per-channel mean and std, by default CLIP's, which ByteMLPerf's videobert used.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from xpuperf.datasets.base import ArrayDataset, data_percent_count, model_arrays
+from xpuperf.datasets.imagenet import top_k_accuracy
+from xpuperf.zoo import TensorSpec
+
+NAME = "open_cifar"
+FILE = "test.bin"
+SIDE = 32
+RECORD_BYTES = 2 + 3 * SIDE * SIDE
+FINE_CLASSES = 100
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+FORMAT = f"{RECORD_BYTES}-byte records: coarse label, fine label, 3072 pixel bytes (R, G, B planes)"
+
+
+class CifarDataset(ArrayDataset):
+    name = NAME
+    primary_metric = "top1"
+
+    def __init__(self, path: Path, arrays: dict[str, np.ndarray], fine: np.ndarray, coarse: np.ndarray):
+        self.path = str(path)
+        self.labels = fine
+        self.coarse_labels = coarse
+        super().__init__(arrays)
+
+    def evaluate(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+        if "scores" not in outputs:
+            raise ValueError(f"{NAME}: evaluate needs output 'scores' ([N, {FINE_CLASSES}]); got "
+                             f"{', '.join(outputs) or 'none'}")
+        scores = np.asarray(outputs["scores"], dtype=np.float32)
+        if scores.shape != (len(self), FINE_CLASSES):
+            raise ValueError(f"{NAME}: output 'scores' has shape {scores.shape}; expected "
+                             f"[{len(self)}, {FINE_CLASSES}] (one score per fine label)")
+        return {"top1": top_k_accuracy(scores, self.labels, 1),
+                "top5": top_k_accuracy(scores, self.labels, 5)}
+
+
+def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
+         options: dict[str, Any]) -> CifarDataset:
+    """Read test.bin (the file, or a folder holding it) into field 'image' (float32,
+    the model's layout and size).
+
+    Options: mean and std (three floats each, applied to pixels scaled to [0, 1];
+    default CLIP's), data_percent (the share of records, first ones first; default 100).
+    """
+    if "scores" not in {o.field for o in outputs}:
+        raise ValueError(f"{NAME}: the model declares no output with field 'scores'; top-k "
+                         "scoring needs one ([N, 100])")
+    image = next((t for t in inputs if t.field == "image"), None)
+    if image is None:
+        raise ValueError(f"{NAME}: the model declares no input with field 'image'")
+    size, channels_first = image_layout(image)
+    file = _bin_file(path)
+    coarse, fine, pixels = read_records(file)
+    count = data_percent_count(len(fine), options, NAME)
+    coarse, fine, pixels = coarse[:count], fine[:count], pixels[:count]
+    images = preprocess(pixels, size, _channel_values(options, "mean", CLIP_MEAN),
+                        _channel_values(options, "std", CLIP_STD))
+    if channels_first:
+        images = images.transpose(0, 3, 1, 2)
+    arrays = model_arrays(NAME, {"image": np.ascontiguousarray(images)}, inputs)
+    return CifarDataset(file, arrays, fine, coarse)
+
+
+def image_layout(spec: TensorSpec) -> tuple[int, bool]:
+    """(S, channels first) from [batch, 3, S, S] (NCHW) or [batch, S, S, 3] (NHWC)."""
+    shape = tuple(spec.shape)
+    if len(shape) == 4 and shape[1] == 3 and shape[2] == shape[3]:
+        return shape[2], True
+    if len(shape) == 4 and shape[3] == 3 and shape[1] == shape[2]:
+        return shape[1], False
+    raise ValueError(f"{NAME}: input {spec.name!r} has shape {list(shape)}; expected "
+                     "[batch, 3, S, S] (NCHW) or [batch, S, S, 3] (NHWC)")
+
+
+def _channel_values(options: dict[str, Any], key: str, default: Sequence[float]) -> np.ndarray:
+    values = options.get(key, default)
+    if not (isinstance(values, (list, tuple)) and len(values) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+        raise ValueError(f"{NAME}: option {key!r} must be three numbers (R, G, B), got {values!r}")
+    return np.array(values, dtype=np.float32)
+
+
+def _bin_file(path: Path | None) -> Path:
+    if path is None:
+        raise ValueError(f"{NAME}: no dataset path; expected the CIFAR-100 binary {FILE}")
+    file = path / FILE if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"{NAME}: {file} not found; expected the CIFAR-100 binary {FILE} "
+                                f"({FORMAT}) or a folder holding it")
+    return file
+
+
+def read_records(file: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(coarse labels int64 [N], fine labels int64 [N], images uint8 [N, 32, 32, 3])."""
+    data = np.fromfile(file, dtype=np.uint8)
+    if data.size == 0 or data.size % RECORD_BYTES:
+        raise ValueError(f"{NAME}: {file}: {data.size} bytes is not a whole number of records; "
+                         f"expected {FORMAT}")
+    records = data.reshape(-1, RECORD_BYTES)
+    coarse, fine = records[:, 0].astype(np.int64), records[:, 1].astype(np.int64)
+    if fine.max() >= FINE_CLASSES or coarse.max() >= 20:
+        raise ValueError(f"{NAME}: {file}: a label is out of range (fine < {FINE_CLASSES}, coarse < 20); "
+                         f"expected {FORMAT}")
+    images = records[:, 2:].reshape(-1, 3, SIDE, SIDE).transpose(0, 2, 3, 1)
+    return coarse, fine, np.ascontiguousarray(images)
+
+
+def preprocess(pixels: np.ndarray, size: int, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """uint8 [N, 32, 32, 3] -> float32 [N, S, S, 3]: resized (bicubic), scaled to
+    [0, 1], normalized by ``mean`` and ``std``."""
+    from PIL import Image
+
+    if size != SIDE:
+        pixels = np.stack([np.asarray(Image.fromarray(p).resize((size, size), Image.BICUBIC))
+                           for p in pixels])
+    return (pixels.astype(np.float32) / 255.0 - mean) / std
