@@ -18,14 +18,49 @@ from xpuperf.cache import Cache, content_key, file_digest
 from xpuperf.models import BUILDERS
 from xpuperf.zoo import ModelSpec
 
+# A framework adapter module offers PACKAGES, OPSET, materialize(build, spec,
+# weights), export_onnx(model, spec, path, example), run(model, spec, feeds) and
+# optionally close(model). One whose reference is the ONNX file itself (onnx)
+# also offers open_reference(onnx_path), whose result run() is then given.
 FRAMEWORKS = {
     "torch": "xpuperf.models.torch_fw",
     "tf": "xpuperf.models.tf_fw",
+    "onnx": "xpuperf.models.onnx_fw",
 }
+# `weights:` forms that name no path relative to zoo.yaml, so that a zoo can point
+# at files whose location depends on the machine: "package:pkg/sub/folder" (data
+# shipped in an installed Python package) and "hf:org/name" (the local Hugging
+# Face cache; never downloaded).
+PACKAGE_PREFIX = "package:"
+HF_CACHE_PREFIX = "hf:"
 
 
 class WeightsError(ValueError):
     """A weights file named in zoo.yaml is missing or unreadable."""
+
+
+def resolve_weights(weights: str, root: Path) -> Path:
+    """The local path a `weights:` value names (it may not exist)."""
+    if weights.startswith(PACKAGE_PREFIX):
+        import importlib.resources
+
+        package, _, sub = weights[len(PACKAGE_PREFIX):].partition("/")
+        try:
+            base = importlib.resources.files(package)
+        except ModuleNotFoundError:
+            raise FileNotFoundError(f"Python package {package!r} is not installed") from None
+        return Path(str(base.joinpath(sub))) if sub else Path(str(base))
+    if weights.startswith(HF_CACHE_PREFIX):
+        from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import LocalEntryNotFoundError
+
+        repo = weights[len(HF_CACHE_PREFIX):]
+        try:
+            return Path(snapshot_download(repo, local_files_only=True))
+        except LocalEntryNotFoundError:
+            raise FileNotFoundError(f"{repo!r} is not in the local Hugging Face cache") from None
+    path = Path(weights)
+    return path if path.is_absolute() else root / path
 
 
 def _versions(packages: tuple[str, ...]) -> dict[str, str]:
@@ -54,6 +89,7 @@ class ModelArtifact(ModelArtifactLike):
         self._calibration = calibration
         self._fw = importlib.import_module(FRAMEWORKS[spec.framework])
         self._model: Any = None
+        self._reference_runner: Any = None
         self.weights_path = self._weights_path(weights_root)
         self.weights = (str(self.weights_path) if self.weights_path
                         else f"seeded (seed {spec.seed})")
@@ -67,11 +103,13 @@ class ModelArtifact(ModelArtifactLike):
     def _weights_path(self, root: Path) -> Path | None:
         if not self.spec.weights:
             return None
-        path = Path(self.spec.weights)
-        path = path if path.is_absolute() else root / path
+        fix = f"fix models.{self.name}.weights in zoo.yaml or remove it for seeded weights"
+        try:
+            path = resolve_weights(self.spec.weights, root)
+        except FileNotFoundError as e:
+            raise WeightsError(f"{self.name}: weights {self.spec.weights!r}: {e}; {fix}") from None
         if not path.exists():
-            raise WeightsError(f"{self.name}: weights file {path} does not exist; fix "
-                               f"models.{self.name}.weights in zoo.yaml or remove it for seeded weights")
+            raise WeightsError(f"{self.name}: weights file {path} does not exist; {fix}")
         return path
 
     @property
@@ -98,8 +136,13 @@ class ModelArtifact(ModelArtifactLike):
         return self._cache.entry("onnx", self.key, export) / "model.onnx"
 
     def reference(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The framework's own fp32 outputs: the ground truth backends are held to."""
-        return self._fw.run(self.model(), self.spec, feeds)
+        """The framework's own fp32 outputs: the ground truth backends are held to
+        (for framework onnx, onnxruntime's on the exported file)."""
+        if self._reference_runner is None:
+            open_reference = getattr(self._fw, "open_reference", None)
+            self._reference_runner = (open_reference(self.onnx_path()) if open_reference
+                                      else self.model())
+        return self._fw.run(self._reference_runner, self.spec, feeds)
 
     def calibration_feeds(self, count: int) -> list[dict[str, np.ndarray]]:
         return self._calibration(count)
@@ -107,4 +150,4 @@ class ModelArtifact(ModelArtifactLike):
     def close(self) -> None:
         if self._model is not None and hasattr(self._fw, "close"):
             self._fw.close(self._model)
-        self._model = None
+        self._model = self._reference_runner = None

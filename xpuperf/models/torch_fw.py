@@ -1,6 +1,7 @@
 """PyTorch: build (seeded or with local weights), run eagerly in fp32, export ONNX."""
 from __future__ import annotations
 
+import inspect
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -15,19 +16,39 @@ OPSET = 17
 
 
 def materialize(build: Callable, spec: ModelSpec, weights: Path | None) -> torch.nn.Module:
+    """The builder's module, seeded; ``weights`` is a TorchScript file (the whole
+    model), a Hugging Face folder (the builder loads it) or a .safetensors state."""
     if weights is not None and weights.suffix in (".pt", ".pth", ".torchscript"):
         # A TorchScript file is the whole model; it takes the zoo's inputs in order.
         return torch.jit.load(str(weights), map_location="cpu").eval()
-    torch.manual_seed(spec.seed)
-    model = build(spec.config, spec)
-    if weights is not None:
-        from safetensors.torch import load_file
-        state = load_file(str(weights))
-        target = getattr(model, "model", model)  # NamedIO wraps the framework model
-        missing, unexpected = target.load_state_dict(state, strict=False)
-        if missing:
-            raise ValueError(f"{weights}: {len(missing)} parameters missing, e.g. {missing[:3]}")
+    from safetensors import SafetensorError
+
+    torch.manual_seed(spec.seed)  # also for the parts a weights file does not cover
+    try:
+        if weights is not None and weights.is_dir():
+            return _from_folder(build, spec, weights).eval()
+        model = build(spec.config, spec)
+        if weights is not None:
+            _load_safetensors(model, weights)
+    except SafetensorError as e:  # no ValueError: callers would not see a weights problem
+        raise ValueError(f"unreadable safetensors data ({e})") from e
     return model.eval()
+
+
+def _from_folder(build: Callable, spec: ModelSpec, folder: Path) -> torch.nn.Module:
+    if "pretrained" not in inspect.signature(build).parameters:
+        raise ValueError(f"builder {spec.builder!r} cannot load a Hugging Face folder; "
+                         "name a .safetensors or TorchScript file instead")
+    return build(spec.config, spec, pretrained=folder)
+
+
+def _load_safetensors(model: torch.nn.Module, path: Path) -> None:
+    from safetensors.torch import load_file
+
+    target = getattr(model, "model", model)  # NamedIO wraps the framework model
+    missing, _ = target.load_state_dict(load_file(str(path)), strict=False)
+    if missing:
+        raise ValueError(f"{len(missing)} parameters missing, e.g. {missing[:3]}")
 
 
 def run(model: torch.nn.Module, spec: ModelSpec, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
