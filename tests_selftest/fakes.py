@@ -2,6 +2,8 @@
 to prove that the suites catch what they claim to catch."""
 from __future__ import annotations
 
+import hashlib
+import time
 from typing import Mapping
 
 import numpy as np
@@ -35,3 +37,122 @@ class NoCompileBackend(CpuBackend):
 
     def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
         raise CompileError("no kernel for op Erf in this SDK")
+
+
+# --------------------------------------------------------------------------- cheats
+# Backends whose outputs are right in accuracy mode but whose performance is not
+# what it claims: each is caught by one of the integrity audits
+# (suites/performance/test_audits.py).
+
+def _digest(feeds: Mapping[str, np.ndarray]) -> bytes:
+    h = hashlib.blake2b(digest_size=16)
+    for name in sorted(feeds):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(feeds[name]).tobytes())
+    return h.digest()
+
+
+class _Wrapped(Compiled):
+    def __init__(self, inner: Compiled):
+        self._inner, self.report = inner, inner.report
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _CachedByInput(_Wrapped):
+    def __init__(self, inner: Compiled):
+        super().__init__(inner)
+        self._cache: dict[bytes, dict[str, np.ndarray]] = {}
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        key = _digest(feeds)
+        if key not in self._cache:
+            self._cache[key] = self._inner.run(feeds)
+        return self._cache[key]
+
+
+class CachingBackend(CpuBackend):
+    """Answers an input it has seen before from a cache keyed by the input's bytes:
+    right outputs, and fast wherever a benchmark repeats inputs (the caching audit)."""
+    name = "CACHINGCPU"
+
+    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
+        return _CachedByInput(super().compile(artifact, precision, batch_sizes, options))
+
+
+class _StaleInBenchmarks(_Wrapped):
+    HONEST_RUNS = 16
+
+    def __init__(self, inner: Compiled):
+        super().__init__(inner)
+        self._runs = 0
+        self._last: dict[str, np.ndarray] | None = None
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._runs += 1
+        if self._runs > self.HONEST_RUNS and self._runs % 2 == 0 and self._last is not None:
+            return self._last
+        self._last = self._inner.run(feeds)
+        return self._last
+
+
+class StaleBackend(CpuBackend):
+    """Honest for its first runs (accuracy mode, warm-up); then, as if it had
+    recognised a benchmark, skips every other run and returns the previous
+    outputs (the accuracy-in-performance-mode audit)."""
+    name = "STALECPU"
+
+    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
+        return _StaleInBenchmarks(super().compile(artifact, precision, batch_sizes, options))
+
+
+class _OrderTuned(_Wrapped):
+    def __init__(self, inner: Compiled):
+        super().__init__(inner)
+        self._successor: dict[bytes, bytes] = {}
+        self._memo: dict[bytes, dict[str, np.ndarray]] = {}
+        self._previous: bytes | None = None
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        key = _digest(feeds)
+        previous, self._previous = self._previous, key
+        if previous is not None and previous != key:
+            self._successor.setdefault(previous, key)  # the first order seen is "the" order
+            if self._successor[previous] == key and key in self._memo:
+                return self._memo[key]
+        out = self._inner.run(feeds)
+        self._memo[key] = out
+        return out
+
+
+class OrderTunedBackend(CpuBackend):
+    """Learns the order of the inputs it sees first and answers the input it
+    expects next from memory: fast in the default sample order only, with right
+    outputs (the alternate-seed audit)."""
+    name = "ORDERCPU"
+
+    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
+        return _OrderTuned(super().compile(artifact, precision, batch_sizes, options))
+
+
+# --------------------------------------------------------------------------- slow
+
+class _Sleepy(_Wrapped):
+    def __init__(self, inner: Compiled, seconds: float):
+        super().__init__(inner)
+        self._seconds = seconds
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        time.sleep(self._seconds)
+        return self._inner.run(feeds)
+
+
+class SleepyBackend(CpuBackend):
+    """The CPU backend, plus --backend-option sleep_ms=N of sleep per run: a
+    backend whose speed a test sets, for the regression gate."""
+    name = "SLEEPY"
+
+    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
+        seconds = float(options.get("sleep_ms", 0)) / 1000
+        return _Sleepy(super().compile(artifact, precision, batch_sizes, options), seconds)

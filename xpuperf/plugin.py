@@ -6,6 +6,7 @@ imported until an item runs.
 """
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,19 +16,26 @@ import pytest
 import yaml
 
 from backends import registry
+from xpuperf import gate
 from xpuperf.records import ITEM_KEY, RECORD_KEY, SUITES, identity, jsonable
-from xpuperf.zoo import DOMAINS, TIERS, Combination, PerfCase, Zoo, ZooError, load_zoo
+from xpuperf.zoo import (DOMAINS, SCENARIOS, TIERS, Combination, PerfCase, Zoo, ZooError,
+                         load_zoo)
 
+AUDITS = ("accuracy", "caching", "seed")
 # The suite each test function belongs to (the records' "suite" key).
 SUITE_OF_TEST = {"test_compile": "compile", "test_metric": "metric",
-                 "test_numerics": "numerics", "test_throughput": "performance"}
+                 "test_numerics": "numerics", "test_throughput": "performance",
+                 **{f"test_audit_{a}": "audit" for a in AUDITS}}
 MARKERS = {
     "accuracy": "task metric and numeric agreement with the reference",
     "performance": "throughput and latency",
     "compiler_coverage": "compile status, time and graph coverage",
+    "audit": "LoadGen's integrity audits: accuracy in performance mode, caching, alternate seed",
     "smoke": "collected under --zoo-tier smoke (small shapes)",
     **{d: f"models of the {d} domain" for d in DOMAINS},
 }
+DRIVERS = ("xpuperf", "mlperf")
+DEFAULT_MAX_REGRESSION_PCT = 10.0
 
 
 @dataclass
@@ -37,6 +45,11 @@ class PluginState:
     entry: registry.BackendEntry
     options: dict[str, str]
     report_dir: Path
+    driver: str = "xpuperf"
+    # --scenarios: {scenario: pick} replacing the tier's; None keeps the tier's.
+    scenarios: dict[str, str] | None = None
+    baseline: gate.Baseline | None = None
+    max_regression: float = DEFAULT_MAX_REGRESSION_PCT
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     written: list[Path] = field(default_factory=list)
     report_error: str = ""
@@ -61,6 +74,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="where the real datasets are; the shipped samples are used otherwise")
     g.addoption("--report-dir", default=None, metavar="DIR",
                 help="where report.html and result JSONs go (default reports/<HARDWARE>)")
+    g.addoption("--scenarios", default=None, metavar="LIST",
+                help="comma-separated scenarios to run at all their batch sizes, or 'all' "
+                     f"(default: the tier's selection; known: {', '.join(SCENARIOS)})")
+    g.addoption("--driver", default="xpuperf", choices=DRIVERS,
+                help="mlperf: also run every performance item under mlcommons-loadgen and "
+                     "record its figures beside xpuperf's")
+    g.addoption("--baseline", default=None, metavar="PATH",
+                help="fail items that regressed against this pytest-benchmark JSON or "
+                     "xpuperf reports folder (same hardware)")
+    g.addoption("--max-regression", default=None, type=float, metavar="PCT",
+                help="with --baseline: the QPS drop or p99 rise in percent that fails a "
+                     f"performance item (default {DEFAULT_MAX_REGRESSION_PCT:g})")
 
 
 def _backend_options(config: pytest.Config, hardware: str) -> dict[str, str]:
@@ -84,6 +109,36 @@ def _backend_options(config: pytest.Config, hardware: str) -> dict[str, str]:
     return options
 
 
+def _run_options(config: pytest.Config, hardware: str) -> dict[str, Any]:
+    """--scenarios, --driver, --baseline and --max-regression, checked."""
+    out: dict[str, Any] = {"driver": config.getoption("driver")}
+    listed = config.getoption("scenarios")
+    if listed:
+        names = SCENARIOS if listed.strip() == "all" else [n.strip() for n in listed.split(",")]
+        unknown = [n for n in names if n not in SCENARIOS]
+        if unknown:
+            raise pytest.UsageError(f"--scenarios: unknown {', '.join(map(repr, unknown))} "
+                                    f"(known: {', '.join(SCENARIOS)}, or all)")
+        out["scenarios"] = {n: "all" for n in names}
+    if out["driver"] == "mlperf" and importlib.util.find_spec("mlperf_loadgen") is None:
+        raise pytest.UsageError("--driver mlperf needs MLPerf LoadGen's Python binding: "
+                                "pip install mlcommons-loadgen")
+    max_regression = config.getoption("max_regression")
+    if max_regression is not None and not max_regression >= 0:
+        raise pytest.UsageError(f"--max-regression must be a percentage >= 0, got {max_regression}")
+    path = config.getoption("baseline")
+    if max_regression is not None and not path:
+        raise pytest.UsageError("--max-regression needs --baseline PATH to compare with")
+    if path:
+        try:
+            out["baseline"] = gate.load_baseline(path, hardware)
+        except gate.BaselineError as e:
+            raise pytest.UsageError(f"--baseline: {e}") from None
+        out["max_regression"] = DEFAULT_MAX_REGRESSION_PCT if max_regression is None \
+            else max_regression
+    return out
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark reads its options
 def pytest_configure(config: pytest.Config) -> None:
     for name, doc in MARKERS.items():
@@ -104,7 +159,7 @@ def pytest_configure(config: pytest.Config) -> None:
     report_dir = Path(config.getoption("report_dir") or Path("reports") / hardware)
     config.stash[STATE] = PluginState(zoo=zoo, hardware=hardware, entry=entry,
                                       options=_backend_options(config, hardware),
-                                      report_dir=report_dir)
+                                      report_dir=report_dir, **_run_options(config, hardware))
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(ResultCollector(config.stash[STATE]), "xpuperf-results")
     if hasattr(config.option, "benchmark_storage"):
@@ -130,7 +185,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     tier = state.zoo.tier
     if "perf_case" in metafunc.fixturenames:
         metafunc.parametrize(("combo", "perf_case"), [
-            pytest.param(p.combo, p, id=p.id, marks=_marks(p.combo, tier)) for p in state.zoo.perf_cases()])
+            pytest.param(p.combo, p, id=p.id, marks=_marks(p.combo, tier))
+            for p in state.zoo.perf_cases(state.scenarios)])
     elif "combo" in metafunc.fixturenames:
         metafunc.parametrize("combo", [pytest.param(c, id=c.id, marks=_marks(c, tier))
                                        for c in state.zoo.combinations()])
@@ -143,15 +199,24 @@ def _case(item: pytest.Item) -> tuple[Combination, dict[str, Any]] | None:
         p: PerfCase = params["perf_case"]
         return p.combo, {"batch_size": p.batch_size, "scenario": p.scenario}
     if "combo" in params:
-        return params["combo"], {}
+        name = getattr(item, "originalname", "")
+        audit = name.removeprefix("test_audit_") if name.startswith("test_audit_") else None
+        return params["combo"], {"audit": audit} if audit else {}
     return None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run all items of one (model, precision) together, compile first, so that one
-    compiled model serves them and is released before the next is built."""
+    compiled model serves them and is released before the next is built; within
+    them, an offline item before the server items that load a fraction of its
+    throughput. A tier without `audits:` runs none."""
     state = config.stash[STATE]
     models = {m.name: i for i, m in enumerate(state.zoo.models)}
+    if state.zoo.audits is None:
+        dropped = [i for i in items if SUITE_OF_TEST.get(getattr(i, "originalname", "")) == "audit"]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            items[:] = [i for i in items if i not in dropped]
 
     def order(item: pytest.Item) -> tuple:
         case = _case(item)
@@ -160,8 +225,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         combo, extra = case
         suite = SUITE_OF_TEST.get(item.originalname, "")
         item.user_properties.append((ITEM_KEY, identity(suite, combo, state.hardware, **extra)))
+        scenario = extra.get("scenario")
         return (1, models[combo.model.name], combo.model.precisions.index(combo.precision),
-                SUITES.index(suite) if suite in SUITES else len(SUITES), extra.get("batch_size", 0))
+                SUITES.index(suite) if suite in SUITES else len(SUITES), extra.get("batch_size", 0),
+                SCENARIOS.index(scenario) if scenario in SCENARIOS else 0)
 
     items.sort(key=order)
 
@@ -232,6 +299,12 @@ def reference(xpu, combo: Combination):
     return xpu.reference(combo.model)
 
 
+@pytest.fixture(scope="session")
+def driver(pytestconfig: pytest.Config) -> str:
+    """--driver: "xpuperf", or "mlperf" to run mlcommons-loadgen beside the engine."""
+    return pytestconfig.stash[STATE].driver
+
+
 @pytest.fixture
 def record(request: pytest.FixtureRequest, record_property, combo: Combination,
            xpu) -> Callable[..., None]:
@@ -243,9 +316,31 @@ def record(request: pytest.FixtureRequest, record_property, combo: Combination,
     def _record(**fields: Any) -> None:
         suite = SUITE_OF_TEST[request.node.originalname]
         weights = xpu.artifact(combo.model).weights
+        if suite == "compile" and fields.get("status") == "ok":
+            # Other suites and reports need the model's size in FLOPs, from the graph.
+            fields = {**xpu.graph_figures(combo), **fields}
         record_property(RECORD_KEY, jsonable({**identity(suite, combo, state.hardware, **extra),
                                               "weights": weights, **fields}))
     return _record
+
+
+# --------------------------------------------------------------------------- the gate
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """With --baseline, fail an item that passed but regressed against it; the
+    comparison is kept in its record either way."""
+    result = yield
+    state = item.config.stash[STATE]
+    record = dict(item.user_properties).get(RECORD_KEY)
+    if state.baseline is None or record is None:
+        return result
+    problems, comparison = gate.check(record, state.baseline, state.max_regression)
+    if comparison:
+        record["baseline"] = jsonable(comparison)
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
+    return result
 
 
 # --------------------------------------------------------------------------- results
@@ -308,6 +403,12 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     tr = terminalreporter
     tr.section(f"xpuperf: {state.hardware}, {state.zoo.tier} tier")
     tr.write_line(table(summarize(list(state.records.values()))))
+    if state.baseline is not None:
+        compared = [r for r in state.records.values() if "baseline" in r]
+        regressed = [r for r in compared if "against the baseline" in str(r.get("message"))]
+        tr.write_line(f"baseline {state.baseline.source}: {len(compared)} item(s) compared, "
+                      f"{len(regressed)} regressed (--max-regression {state.max_regression:g}%)",
+                      red=bool(regressed))
     if state.report_error:
         tr.write_line(f"reports NOT written: {state.report_error}", red=True)
     elif state.written:

@@ -8,7 +8,7 @@ recording anything still has a row.
 
 Every record has these keys::
 
-    suite        "metric" | "numerics" | "performance" | "compile"
+    suite        "metric" | "numerics" | "performance" | "compile" | "audit"
     combination  "bert-torch-squad-fp16"
     model, dataset, precision, hardware, framework, domain
     weights      "seeded (seed 0)" or the weights file read
@@ -25,14 +25,36 @@ and, by suite:
                  std_abs, max_abs, max_rel, mean_rel, cosine, nan, inf,
                  reference_nonfinite, size}, tolerance {key: value},
                  histogram {"edges": [...], "counts": [...]} of |diff| over all outputs
-    performance  batch_size, scenario, qps, latency_ms {p50, p90, p99, mean},
-                 rounds, samples, wall_s
+    performance  the engine's LoadResult.as_record(): scenario (as in the item id:
+                 offline, single_stream, multi_stream, server, multi_client), batch_size,
+                 queries, samples, wall_s, qps (samples/s), latency_ms {p50, p90, p99,
+                 p99.9, mean, max}, stable, spread, max_spread, window_qps, clients, and for
+                 the server target_qps, latency_bound_ms, valid; then flops_per_sample,
+                 bytes_per_sample (from the graph; flops_error when it could not be
+                 counted), peak_flops, peak_flops_source, mfu (a fraction), peak_rss_mb,
+                 rss_method ("vmhwm"|"sampled"|"lifetime"), precision_used,
+                 distinct_batches, runs (an invalid server run is run again),
+                 timed_by, and with --driver mlperf: mlperf
+                 {LoadGen's summary, qps_ratio} (or {skipped: why})
     compile      status, seconds, precision_used, nodes_total, nodes_native, coverage,
-                 fallback_ops [...], artifact_bytes, cached
+                 fallback_ops [...], artifact_bytes, cached, flops_per_sample and
+                 bytes_per_sample at batch 1 (when it compiled)
+    audit        audit ("accuracy"|"caching"|"seed"), batch_size, and the verdict's
+                 figures (xpuperf.audits): accuracy: logged_queries, mismatched_queries,
+                 max_relative_diff, rtol; caching: basis ("cpu"|"wall"),
+                 median_repeated_ms, median_distinct_ms, speedup, max_speedup, rounds,
+                 rounds_over_bound, rounds_needed, attempts; seed: basis,
+                 median_default_ms, median_alternate_ms, change, max_change, rounds,
+                 rounds_slower, rounds_faster, rounds_needed, attempts
+
+With --baseline, performance and metric records the baseline holds also carry
+baseline {source, and the baseline's figures: qps, p99_ms, qps_regression_pct,
+p99_regression_pct, max_regression_pct; or metric, drop, max_drop}.
 """
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from xpuperf.zoo import Combination
@@ -60,8 +82,14 @@ def identity(suite: str, combo: Combination, hardware: str, **extra: Any) -> dic
 def jsonable(value: Any) -> Any:
     """``value`` with non-finite floats turned into None: JSON has no NaN, and a
     NaN must not read as a number in a report (the message says what happened)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
+    # numpy scalars pass isinstance(float) or register as numbers, but pytest-xdist's
+    # wire format (execnet) takes only plain Python types: convert them all.
+    if isinstance(value, (bool, str)) or value is None:
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        return float(value) if math.isfinite(value) else None
     if isinstance(value, dict):
         return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

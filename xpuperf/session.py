@@ -5,19 +5,25 @@ its group of items needs it (no pytest in here; the plugin drives it).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from backends.base import Backend, Compiled, CompileError, CompileReport
-from xpuperf import datasets
+from backends.base import Backend, Compiled, CompileError, CompileReport, ModelArtifactLike
+from xpuperf import datasets, flops, loadgen
 from xpuperf.cache import Cache, arrays_key, content_key
 from xpuperf.datasets.base import Dataset
 from xpuperf.models.artifact import ModelArtifact
 from xpuperf.zoo import Combination, ModelSpec, Zoo
 
 PERF_DISTINCT_BATCHES = 8  # real batches rotated through during a timed run
+# Bytes of a float element at each precision, for bytes per sample (an estimate:
+# a backend may keep some tensors wider).
+FLOAT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1, "fp8": 1}
+# The peak GEMM's run: its fastest call counts, so a short run is enough.
+PEAK_SETTINGS = loadgen.RunSettings(min_duration_s=0.2, min_queries=5, warmup_queries=2, windows=1)
 
 
 class Unsupported(Exception):
@@ -39,6 +45,39 @@ def run_in_batches(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
     return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
 
+def perf_indices(samples: int, batch_size: int) -> list[list[int]]:
+    """Sample indices of the distinct batches a timed run rotates through: the
+    dataset in order, wrapping around, at most PERF_DISTINCT_BATCHES of them."""
+    count = min(PERF_DISTINCT_BATCHES, max(1, -(-samples // batch_size)))
+    return [[(b * batch_size + i) % samples for i in range(batch_size)] for b in range(count)]
+
+
+@dataclass(frozen=True)
+class Peak:
+    """Peak FLOP/s at one precision and where the figure came from; ``flops`` is
+    None when it could not be had (``source`` says why)."""
+
+    flops: float | None
+    source: str
+
+
+class _GemmArtifact(ModelArtifactLike):
+    """The peak-FLOP/s probe as a model a backend compiles like any other."""
+
+    def __init__(self, path: Path, n: int):
+        self.name = f"peak-gemm-{n}"
+        self.input_names, self.output_names = ("a",), ("c",)
+        self._path, self._n = path, n
+
+    def onnx_path(self) -> Path:
+        return self._path
+
+    def calibration_feeds(self, count: int) -> list[dict[str, np.ndarray]]:
+        rng = np.random.default_rng(1)
+        return [{"a": rng.standard_normal((1, self._n), dtype=np.float32)}
+                for _ in range(min(count, 8))]
+
+
 class BenchSession:
     def __init__(self, zoo: Zoo, backend: Backend, options: Mapping[str, str],
                  cache_dir: Path, data_dir: Path, weights_dir: Path):
@@ -51,6 +90,9 @@ class BenchSession:
         self._compiled: dict[str, Compiled] = {}
         self._reports: dict[str, CompileReport] = {}
         self._outputs: dict[str, dict[str, np.ndarray]] = {}
+        self._capacity: dict[tuple[str, int], float] = {}
+        self._costs: dict[tuple[str, int, str], flops.GraphCost] = {}
+        self._peaks: dict[str, Peak] = {}
 
     # ------------------------------------------------------------------ per model
     def dataset(self, model: ModelSpec) -> Dataset:
@@ -73,6 +115,13 @@ class BenchSession:
         n = len(self.dataset(model))
         fitting = [b for b in model.batch_sizes if b <= n]
         return max(fitting) if fitting else min(model.batch_sizes)
+
+    def audit_batch_size(self, model: ModelSpec) -> int:
+        """The largest zoo batch size that the dataset fills at least twice (an
+        audit needs two different batches), else the evaluation batch size."""
+        n = len(self.dataset(model))
+        fitting = [b for b in model.batch_sizes if 2 * b <= n]
+        return max(fitting) if fitting else self.eval_batch_size(model)
 
     def reference(self, model: ModelSpec) -> dict[str, np.ndarray]:
         """Reference outputs for the whole dataset, computed once and kept on disk."""
@@ -127,9 +176,88 @@ class BenchSession:
     def perf_batches(self, combo: Combination, batch_size: int) -> list[dict[str, np.ndarray]]:
         """Distinct batches of real samples, to rotate through while timing."""
         ds = self.dataset(combo.model)
-        n = len(ds)
-        count = min(PERF_DISTINCT_BATCHES, max(1, -(-n // batch_size)))
-        return [ds.feeds([(b * batch_size + i) % n for i in range(batch_size)]) for b in range(count)]
+        return [ds.feeds(idx) for idx in perf_indices(len(ds), batch_size)]
+
+    # ------------------------------------------------------------------ performance figures
+    def note_capacity(self, combo: Combination, batch_size: int, qps: float) -> None:
+        """Remember an offline throughput, which a server item then loads a fraction of."""
+        self._capacity[(combo.group, batch_size)] = qps
+
+    def capacity(self, combo: Combination, batch_size: int,
+                 measure: Callable[[], float]) -> float:
+        """The offline throughput at this batch size: noted by an offline item of
+        this session, else ``measure()``d now and noted."""
+        key = (combo.group, batch_size)
+        if key not in self._capacity:
+            self._capacity[key] = measure()
+        return self._capacity[key]
+
+    def graph_cost(self, combo: Combination, batch_size: int) -> flops.GraphCost:
+        """FLOPs and bytes of one batch, from the exported graph, float tensors
+        priced at the combination's precision."""
+        key = (combo.model.name, batch_size, combo.precision)
+        if key not in self._costs:
+            self._costs[key] = flops.count_file(self.artifact(combo.model).onnx_path(), batch_size,
+                                                FLOAT_BYTES.get(combo.precision))
+        return self._costs[key]
+
+    def graph_figures(self, combo: Combination, batch_size: int = 1) -> dict[str, Any]:
+        """flops_per_sample and bytes_per_sample at this batch size for a record,
+        or flops_error saying why the graph could not be counted."""
+        try:
+            cost = self.graph_cost(combo, batch_size)
+        except Exception as e:  # noqa: BLE001 - a graph the counter cannot read costs the figure only
+            return {"flops_per_sample": None, "bytes_per_sample": None,
+                    "flops_error": f"{type(e).__name__}: {e}"}
+        figures: dict[str, Any] = {"flops_per_sample": cost.flops_per_sample,
+                                   "bytes_per_sample": cost.bytes_per_sample}
+        if cost.uncounted or cost.unknown:
+            figures["flops_note"] = (f"not counted: {', '.join(cost.uncounted) or 'none'}; "
+                                     f"nodes of unknown shape: {cost.unknown}")
+        return figures
+
+    def roofline(self, combo: Combination, batch_size: int, qps: float) -> dict[str, Any]:
+        """The graph figures, the peak FLOP/s and the MFU of ``qps`` samples/s."""
+        figures = self.graph_figures(combo, batch_size)
+        peak = self.peak_flops(combo.precision)
+        return {**figures, "peak_flops": peak.flops, "peak_flops_source": peak.source,
+                "mfu": flops.mfu(figures["flops_per_sample"], qps, peak.flops)}
+
+    def peak_flops(self, precision: str) -> Peak:
+        """The backend's peak FLOP/s at ``precision``: what its info() declares
+        ("peak_flops": a number, or one per precision), else measured once per
+        session with an n x n GEMM (tiers.<tier>.peak_gemm) compiled by the
+        backend. Measured in the session, so that the MFU of a busy machine is not
+        judged against the peak of a quiet one, or the other way round."""
+        declared = self.backend.info().get("peak_flops")
+        if isinstance(declared, Mapping):
+            declared = declared.get(precision)
+        if isinstance(declared, (int, float)) and not isinstance(declared, bool) and declared > 0:
+            return Peak(float(declared), "declared by the backend")
+        if precision not in self._peaks:
+            self._peaks[precision] = self._measured_peak(precision)
+        return self._peaks[precision]
+
+    def _measured_peak(self, precision: str) -> Peak:
+        n = self.zoo.peak_gemm
+        if precision not in self.backend.precisions():
+            return Peak(None, f"not measured: {self.backend.name} does not offer {precision}")
+        model = self.cache.entry("onnx", content_key("peak-gemm", n),
+                                 lambda d: (d / "model.onnx").write_bytes(
+                                     flops.gemm_model(n).SerializeToString())) / "model.onnx"
+        a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+        try:
+            compiled = self.backend.compile(_GemmArtifact(model, n), precision, (n,), self.options)
+            try:
+                run = loadgen.run_offline(lambda _k: compiled.run({"a": a}), 1, PEAK_SETTINGS)
+            finally:
+                compiled.close()
+        except Exception as e:  # noqa: BLE001 - no peak means no MFU, not a failed item
+            return Peak(None, f"not measured: the {n}x{n} GEMM failed at {precision}: "
+                        f"{type(e).__name__}: {e}")
+        best_s = float(run.latencies_ns.min()) / 1e9
+        return Peak(flops.gemm_flops(n) / best_s, f"measured: {n}x{n} GEMM at {precision}, "
+                                                   f"fastest of {run.queries} runs")
 
     # ------------------------------------------------------------------ lifetime
     def release_group(self, group: str) -> None:
@@ -138,6 +266,8 @@ class BenchSession:
             compiled.close()
         self._outputs.pop(group, None)
         self._reports.pop(group, None)  # an out-of-order item compiles again
+        for key in [k for k in self._capacity if k[0] == group]:
+            del self._capacity[key]
 
     def release_model(self, name: str) -> None:
         artifact = self._artifacts.pop(name, None)
@@ -145,6 +275,8 @@ class BenchSession:
             artifact.close()
         self._datasets.pop(name, None)
         self._references.pop(name, None)
+        for key in [k for k in self._costs if k[0] == name]:
+            del self._costs[key]
 
     def close(self) -> None:
         for group in list(self._compiled):

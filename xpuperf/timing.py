@@ -1,59 +1,101 @@
-"""Timed calls for throughput items driven by pytest-benchmark's pedantic mode.
+"""Performance items' measurement: a zoo scenario run by the engine, and its
+per-query latencies handed to pytest-benchmark.
 
-pytest-benchmark owns the loop (so --benchmark-json/-compare see every round);
-this object is the target it calls. Each call runs one real batch, rotating
-through distinct batches, and keeps its perf_counter_ns start and end, from
-which QPS (samples over wall time) and latency percentiles are computed.
+The engine (xpuperf.loadgen) owns the loop for every scenario, offline
+included: only it can issue Poisson arrivals or concurrent clients, and one
+measurement then feeds the record, benchmark.extra_info and pytest-benchmark's
+statistics alike. pytest-benchmark sees one query as one round, so its min,
+mean, median, IQR and OPS describe the query latency of that scenario and
+--benchmark-compare / --benchmark-compare-fail compare it run against run, as
+its users expect of a per-call timing.
 """
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from collections.abc import Callable
+from typing import Any, Mapping
 
 import numpy as np
 
-from xpuperf.stats import latency_summary_ms, qps
+from xpuperf import loadgen, mlperf_driver
+from xpuperf.loadgen import Issue, LoadResult, RunSettings
+from xpuperf.zoo import ScenarioSpec
+
+# An invalid server run is run again, and the item fails only if every run was
+# invalid: a SUT too slow for its target fails each time, while one stall of a
+# shared machine (which backs up every query behind it) seldom strikes twice.
+SERVER_RUNS = 2
+# zoo.yaml's scenario names (the words of item ids) -> the engine's.
+ENGINE_SCENARIO = {"offline": loadgen.OFFLINE, "single_stream": loadgen.SINGLE_STREAM,
+                   "multi_stream": loadgen.MULTI_STREAM, "server": loadgen.SERVER,
+                   "multi_client": loadgen.MULTI_CLIENT}
 
 
-@dataclass(frozen=True)
-class Throughput:
-    batch_size: int
-    rounds: int
-    samples: int
-    wall_s: float
-    qps: float
-    latency_ms: dict[str, float]
+def run_settings(perf: Mapping[str, float]) -> RunSettings:
+    """The tier's ``perf:`` run control as the engine's settings; what a tier
+    leaves out takes these defaults (one second, 10 queries, 1 warm-up)."""
+    return RunSettings(min_duration_s=float(perf.get("min_time_s", 1.0)),
+                       min_queries=int(perf.get("min_rounds", 10)),
+                       warmup_queries=int(perf.get("warmup_rounds", 1)),
+                       windows=int(perf.get("windows", 5)),
+                       max_spread=float(perf.get("max_spread", 0.10)))
 
 
-class CallTimer:
-    def __init__(self, run: Callable[[Any], Any], batches: Sequence[Any]):
-        self._run, self._batches = run, batches
-        self._starts: list[int] = []
-        self._ends: list[int] = []
+def run_scenario(spec: ScenarioSpec, issue: Issue, batch_size: int, settings: RunSettings,
+                 capacity: Callable[[], float]) -> tuple[LoadResult, int]:
+    """Run ``issue`` under ``spec``'s scenario: (the result, the runs it took).
+    ``capacity()`` gives the offline throughput (samples/s) at this batch size;
+    only the server asks for it."""
+    if spec.name == "offline":
+        return loadgen.run_offline(issue, batch_size, settings), 1
+    if spec.name == "single_stream":
+        return loadgen.run_single_stream(issue, batch_size, settings), 1
+    if spec.name == "multi_stream":
+        return loadgen.run_multi_stream(issue, batch_size, settings), 1
+    if spec.name == "multi_client":
+        assert spec.clients is not None  # zoo.py requires it
+        return loadgen.run_multi_client(issue, batch_size, spec.clients, settings), 1
+    if spec.name == "server":
+        assert spec.load is not None and spec.latency_bound_ms is not None  # zoo.py requires them
+        target = spec.load * capacity()
+        for run in range(1, SERVER_RUNS + 1):
+            result = loadgen.run_server(issue, batch_size, target, spec.latency_bound_ms, settings,
+                                        stop_when_invalid=True)
+            if result.valid:
+                break
+        return result, run
+    raise ValueError(f"unknown scenario {spec.name!r}")
 
-    def __call__(self) -> None:
-        batch = self._batches[len(self._starts) % len(self._batches)]
-        self._starts.append(time.perf_counter_ns())
-        self._run(batch)
-        self._ends.append(time.perf_counter_ns())
 
-    def plan_rounds(self, min_time_s: float, min_rounds: int, probes: int = 3) -> int:
-        """Rounds enough for both ``min_time_s`` and ``min_rounds``, from a few
-        timed probe calls (which are forgotten afterwards)."""
-        for _ in range(probes):
-            self()
-        per_call = float(np.median(np.subtract(self._ends, self._starts))) / 1e9
-        self._starts.clear()
-        self._ends.clear()
-        return max(min_rounds, math.ceil(min_time_s / max(per_call, 1e-9)))
+def run_mlperf_beside(spec: ScenarioSpec, issue: Issue, batch_size: int, sample_count: int,
+                      settings: RunSettings, ours: LoadResult) -> dict[str, Any]:
+    """The same item under mlcommons-loadgen (--driver mlperf): its summary, and
+    our QPS over its QPS. The server runs at our target rate and bound; offline
+    and single-stream are sized from our throughput."""
+    scenario = ENGINE_SCENARIO[spec.name]
+    if scenario not in mlperf_driver.SCENARIOS:
+        driven = [k for k, v in ENGINE_SCENARIO.items() if v in mlperf_driver.SCENARIOS]
+        return {"skipped": f"the mlcommons-loadgen driver runs {', '.join(driven)} only, "
+                           f"not {spec.name}"}
+    theirs = mlperf_driver.run_mlperf(
+        issue, scenario, batch_size, sample_count, settings,
+        expected_qps=None if scenario == loadgen.SERVER else ours.qps,
+        target_qps=ours.target_qps, latency_bound_ms=spec.latency_bound_ms)
+    return {**theirs.as_record(), "scenario": spec.name,
+            "qps_ratio": ours.qps / theirs.qps if theirs.qps else None}
 
-    def result(self, batch_size: int, warmup_rounds: int) -> Throughput:
-        starts, ends = self._starts[warmup_rounds:], self._ends[warmup_rounds:]
-        if not starts:
-            raise ValueError("no measured rounds: every call was a warm-up")
-        wall = ends[-1] - starts[0]
-        return Throughput(batch_size=batch_size, rounds=len(starts), samples=batch_size * len(starts),
-                          wall_s=wall / 1e9, qps=qps(batch_size * len(starts), wall),
-                          latency_ms=latency_summary_ms(np.subtract(ends, starts)))
+
+def feed_benchmark(benchmark: Any, latencies_ns: np.ndarray) -> None:
+    """Give pytest-benchmark the engine's query latencies as its rounds.
+
+    pytest-benchmark has no public way to add measured durations, so this uses
+    the two attributes its own ``pedantic`` uses (``_make_stats``, ``_mode``);
+    tests_selftest/test_audits.py checks that --benchmark-json then holds one
+    round per query. A disabled fixture (--benchmark-disable, pytest-xdist)
+    records nothing.
+    """
+    benchmark._mode = "xpuperf.loadgen"  # marks the fixture used, as pedantic() does
+    if benchmark.disabled:
+        return
+    stats = benchmark._make_stats(1)
+    for ns in np.asarray(latencies_ns, dtype=np.int64).tolist():
+        stats.update(ns / 1e9)

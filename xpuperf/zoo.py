@@ -17,9 +17,19 @@ FRAMEWORKS = ("torch", "tf", "onnx")
 DOMAINS = ("nlp", "cv", "rec", "speech", "multimodal", "llm", "substructure")
 DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool")
 TIERS = ("smoke", "full")
-SCENARIOS = ("offline",)
+# MLPerf LoadGen's scenarios, spelled as in item ids (-k words have no hyphens).
+SCENARIOS = ("offline", "single_stream", "multi_stream", "server", "multi_client")
+# Which of a scenario's batch sizes run: every one, or only the smallest or largest.
+PICKS = ("all", "min", "max")
 TOLERANCE_KEYS = ("max_abs", "mean_abs", "max_rel", "min_cosine")
-PERF_KEYS = ("min_time_s", "min_rounds", "warmup_rounds")
+# Run control of every performance item (xpuperf.loadgen.RunSettings): minimum
+# duration and query count, warm-up queries, steady-state windows and their spread.
+PERF_KEYS = ("min_time_s", "min_rounds", "warmup_rounds", "windows", "max_spread")
+# The integrity audits' run control: rounds of two alternating blocks (one per
+# side) and the queries in a block; xpuperf.audits judges on a sign test over the
+# rounds at 99 % confidence, which fewer than 8 rounds cannot reach (0.5 ** 7 > 1 %).
+AUDIT_KEYS = ("rounds", "block")
+MIN_AUDIT_ROUNDS = 8
 
 # field -> (required, kind); kinds are checked by _check_kind
 MODEL_FIELDS: dict[str, tuple[bool, str]] = {
@@ -58,6 +68,27 @@ TENSOR_FIELDS: dict[str, tuple[bool, str]] = {
 TOP_FIELDS = {"defaults": (False, "map"), "tiers": (False, "map"),
               "datasets": (True, "map"), "models": (True, "map")}
 DEFAULT_FIELDS = ("precisions", "scenarios", "tolerances", "max_drop", "seed")
+TIER_FIELDS: dict[str, tuple[bool, str]] = {
+    "perf": (False, "map"),
+    "scenarios": (False, "map"),
+    "audits": (False, "map"),
+    "peak_gemm": (False, "int"),
+}
+# A scenario entry: {scenario: server, batch_sizes: max, ...} or just its name.
+SCENARIO_FIELDS: dict[str, tuple[bool, str]] = {
+    "scenario": (True, "str"),
+    "batch_sizes": (False, "pick"),
+    "latency_bound_ms": (False, "num"),
+    "load": (False, "num"),
+    "clients": (False, "int"),
+    "samples_per_query": (False, "int"),
+}
+# Settings that belong to one scenario, and those it cannot run without.
+SCENARIO_ONLY = {"latency_bound_ms": "server", "load": "server", "clients": "multi_client",
+                 "samples_per_query": "multi_stream"}
+SCENARIO_NEEDS = {"server": ("latency_bound_ms", "load"), "multi_client": ("clients",)}
+# Without tiers.<tier>.peak_gemm: a GEMM big enough to keep a CPU busy for a few ms.
+DEFAULT_PEAK_GEMM = 1024
 
 
 class ZooError(ValueError):
@@ -83,6 +114,23 @@ class DatasetSpec:
 
 
 @dataclass(frozen=True)
+class ScenarioSpec:
+    """One scenario of a model, its batch sizes resolved against the model's.
+
+    server: queries arrive as a Poisson process at ``load`` x the offline
+    throughput at the same batch size; valid when p99 <= ``latency_bound_ms``.
+    multi_client: ``clients`` submitters. multi_stream: the batch size is the
+    samples per query.
+    """
+
+    name: str
+    batch_sizes: tuple[int, ...]
+    latency_bound_ms: float | None = None
+    load: float | None = None
+    clients: int | None = None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     family: str
@@ -98,7 +146,7 @@ class ModelSpec:
     outputs: tuple[TensorSpec, ...]
     batch_sizes: tuple[int, ...]
     precisions: tuple[str, ...]
-    scenarios: tuple[str, ...]
+    scenarios: tuple[ScenarioSpec, ...]
     tolerances: Mapping[str, Mapping[str, float]]
     max_drop: Mapping[str, float]
 
@@ -123,7 +171,11 @@ class Combination:
 class PerfCase:
     combo: Combination
     batch_size: int
-    scenario: str
+    spec: ScenarioSpec
+
+    @property
+    def scenario(self) -> str:
+        return self.spec.name
 
     @property
     def id(self) -> str:
@@ -137,13 +189,36 @@ class Zoo:
     models: tuple[ModelSpec, ...]
     datasets: Mapping[str, DatasetSpec]
     perf: Mapping[str, float] = field(default_factory=dict)
+    # tiers.<tier>.scenarios: {scenario: pick}; None runs every scenario of a model.
+    scenarios: Mapping[str, str] | None = None
+    # tiers.<tier>.audits; None: the tier runs no integrity audits.
+    audits: Mapping[str, int] | None = None
+    peak_gemm: int = DEFAULT_PEAK_GEMM
 
     def combinations(self) -> list[Combination]:
         return [Combination(m, self.datasets[m.dataset], p) for m in self.models for p in m.precisions]
 
-    def perf_cases(self) -> list[PerfCase]:
-        return [PerfCase(c, bs, sc) for c in self.combinations()
-                for bs in c.model.batch_sizes for sc in c.model.scenarios]
+    def perf_cases(self, selection: Mapping[str, str] | None = None) -> list[PerfCase]:
+        """Every (combination, batch size, scenario) to measure. ``selection``
+        ({scenario: pick}, default the tier's) keeps only the scenarios it names,
+        at all, the smallest or the largest of each one's batch sizes."""
+        selection = self.scenarios if selection is None else selection
+        cases = []
+        for c in self.combinations():
+            for spec in c.model.scenarios:
+                if selection is not None and spec.name not in selection:
+                    continue
+                for bs in pick_batch_sizes(spec.batch_sizes, (selection or {}).get(spec.name, "all")):
+                    cases.append(PerfCase(c, bs, spec))
+        return cases
+
+
+def pick_batch_sizes(batch_sizes: tuple[int, ...], pick: str) -> tuple[int, ...]:
+    if pick == "min":
+        return (min(batch_sizes),)
+    if pick == "max":
+        return (max(batch_sizes),)
+    return batch_sizes
 
 
 # --------------------------------------------------------------------------- loading
@@ -173,9 +248,10 @@ def parse_zoo(text: str, tier: str = "full", path: Path = Path("zoo.yaml")) -> Z
     v.fields("defaults", defaults, {k: (False, MODEL_FIELDS[k][1]) for k in DEFAULT_FIELDS})
     tiers = data.get("tiers") or {}
     v.fields("tiers", tiers, {t: (False, "map") for t in TIERS})
-    perf = dict((tiers.get(tier) or {}).get("perf") or {})
-    v.fields(f"tiers.{tier}", tiers.get(tier) or {}, {"perf": (False, "map")})
-    v.fields(f"tiers.{tier}.perf", perf, {k: (False, "num") for k in PERF_KEYS})
+    for name, settings in tiers.items():  # both tiers, so a mistake shows in either run
+        _tier(v, f"tiers.{name}", settings or {})
+    this = tiers.get(tier) or {}
+    perf = dict(this.get("perf") or {})
 
     datasets = {}
     for name, raw in data["datasets"].items():
@@ -185,7 +261,39 @@ def parse_zoo(text: str, tier: str = "full", path: Path = Path("zoo.yaml")) -> Z
                                      path=raw.get("path"), sample=raw.get("sample"))
     models = tuple(_model(v, name, raw, defaults, tier, datasets)
                    for name, raw in data["models"].items())
-    return Zoo(path=path, tier=tier, models=models, datasets=datasets, perf=perf)
+    return Zoo(path=path, tier=tier, models=models, datasets=datasets, perf=perf,
+               scenarios=dict(this["scenarios"]) if "scenarios" in this else None,
+               audits=dict(this["audits"]) if "audits" in this else None,
+               peak_gemm=int(this.get("peak_gemm", DEFAULT_PEAK_GEMM)))
+
+
+def _tier(v: "_Validator", where: str, raw: Any) -> None:
+    v.fields(where, raw, TIER_FIELDS)
+    perf = raw.get("perf") or {}
+    v.fields(f"{where}.perf", perf, {k: (False, "num") for k in PERF_KEYS})
+    for key in ("min_time_s", "max_spread"):
+        if key in perf and perf[key] < 0:
+            v.fail(f"{where}.perf.{key}", f"must be >= 0, got {perf[key]!r}")
+    for key in ("min_rounds", "windows"):
+        if key in perf and not (isinstance(perf[key], int) and perf[key] >= 1):
+            v.fail(f"{where}.perf.{key}", f"must be a positive integer, got {perf[key]!r}")
+    if "warmup_rounds" in perf and not (isinstance(perf["warmup_rounds"], int)
+                                        and perf["warmup_rounds"] >= 0):
+        v.fail(f"{where}.perf.warmup_rounds",
+               f"must be a non-negative integer, got {perf['warmup_rounds']!r}")
+    for name, pick in (raw.get("scenarios") or {}).items():
+        v.one_of(f"{where}.scenarios", name, SCENARIOS, "scenario")
+        v.one_of(f"{where}.scenarios.{name}", pick, PICKS, "batch size pick")
+    audits = raw.get("audits")
+    if audits is not None:
+        v.fields(f"{where}.audits", audits, {k: (True, "int") for k in AUDIT_KEYS})
+        if audits["rounds"] < MIN_AUDIT_ROUNDS:
+            v.fail(f"{where}.audits.rounds", f"must be at least {MIN_AUDIT_ROUNDS} (fewer cannot "
+                   f"show a difference at 99% confidence), got {audits['rounds']!r}")
+        if audits["block"] < 1:
+            v.fail(f"{where}.audits.block", f"must be a positive integer, got {audits['block']!r}")
+    if "peak_gemm" in raw and raw["peak_gemm"] < 1:
+        v.fail(f"{where}.peak_gemm", f"must be a positive integer, got {raw['peak_gemm']!r}")
 
 
 def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
@@ -228,9 +336,11 @@ def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
     precisions = merged.get("precisions") or ["fp32"]
     for i, p in enumerate(precisions):
         v.one_of(f"{src('precisions')}.precisions[{i}]", p, PRECISIONS)
-    scenarios = merged.get("scenarios") or ["offline"]
-    for i, s in enumerate(scenarios):
-        v.one_of(f"{src('scenarios')}.scenarios[{i}]", s, SCENARIOS)
+    # Scenario entries from defaults are checked against each model that inherits them.
+    from_model = "scenarios" in raw or (tier == "smoke" and "scenarios" in smoke)
+    scenario_src = src("scenarios") if from_model else "defaults"
+    scenarios = tuple(_scenario(v, f"{scenario_src}.scenarios[{i}]", s, name, tuple(batch_sizes))
+                      for i, s in enumerate(merged.get("scenarios") or ["offline"]))
     tolerances = merged.get("tolerances") or {}
     for p, tol in tolerances.items():
         v.one_of(f"{src('tolerances')}.tolerances", p, PRECISIONS, "precision")
@@ -251,10 +361,56 @@ def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
         builder=merged["builder"], config=config,
         weights=merged.get("weights"), seed=int(merged.get("seed", 0)), dataset=merged["dataset"],
         dataset_options=dataset_options, inputs=inputs, outputs=outputs,
-        batch_sizes=tuple(batch_sizes), precisions=tuple(precisions), scenarios=tuple(scenarios),
+        batch_sizes=tuple(batch_sizes), precisions=tuple(precisions), scenarios=scenarios,
         tolerances={p: dict(t) for p, t in tolerances.items()},
         max_drop={p: float(d) for p, d in max_drop.items()},
     )
+
+
+def _scenario(v: "_Validator", where: str, raw: Any, model: str,
+              batch_sizes: tuple[int, ...]) -> ScenarioSpec:
+    if isinstance(raw, str):
+        raw = {"scenario": raw}
+    v.fields(where, raw, SCENARIO_FIELDS)
+    name = raw["scenario"]
+    v.one_of(f"{where}.scenario", name, SCENARIOS, "scenario")
+    for key, owner in SCENARIO_ONLY.items():
+        if key in raw and name != owner:
+            v.fail(f"{where}.{key}", f"applies to the {owner} scenario only, not {name}")
+    for key in SCENARIO_NEEDS.get(name, ()):
+        if key not in raw:
+            v.fail(where, f"the {name} scenario needs {key!r}")
+    if raw.get("latency_bound_ms", 1) <= 0:
+        v.fail(f"{where}.latency_bound_ms", f"must be > 0, got {raw['latency_bound_ms']!r}")
+    if not 0 < raw.get("load", 1) <= 1:
+        v.fail(f"{where}.load", "is the target rate as a fraction of the offline throughput: "
+               f"must be in (0, 1], got {raw['load']!r}")
+    if raw.get("clients", 1) < 1:
+        v.fail(f"{where}.clients", f"must be a positive integer, got {raw['clients']!r}")
+    pick = raw.get("batch_sizes", "all")
+    if "samples_per_query" in raw:
+        if "batch_sizes" in raw:
+            v.fail(f"{where}.samples_per_query", "is the batch size of a multi_stream query: "
+                   "give it or batch_sizes, not both")
+        pick = [raw["samples_per_query"]]
+    if isinstance(pick, str):
+        v.one_of(f"{where}.batch_sizes", pick, PICKS, "batch size pick")
+        chosen = pick_batch_sizes(batch_sizes, pick)
+    else:
+        field_name = "samples_per_query" if "samples_per_query" in raw else "batch_sizes"
+        for i, bs in enumerate(pick):
+            if bs not in batch_sizes:
+                v.fail(f"{where}.{field_name}" + ("" if "samples_per_query" in raw else f"[{i}]"),
+                       f"{bs!r} is not a batch size of models.{model} "
+                       f"({', '.join(map(str, batch_sizes))})")
+        chosen = tuple(dict.fromkeys(pick))
+    return ScenarioSpec(name=name, batch_sizes=chosen,
+                        latency_bound_ms=_float_or_none(raw.get("latency_bound_ms")),
+                        load=_float_or_none(raw.get("load")), clients=raw.get("clients"))
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _substitute(v: "_Validator", where: str, value: Any, dims: Mapping[str, int]) -> Any:
@@ -349,10 +505,13 @@ class _Validator:
             "num": isinstance(value, (int, float)) and not isinstance(value, bool),
             "map": isinstance(value, dict),
             "list": isinstance(value, list),
+            "pick": isinstance(value, str) or (isinstance(value, list) and bool(value) and all(
+                isinstance(x, int) and not isinstance(x, bool) for x in value)),
         }[kind]
         if not ok:
             wanted = {"str": "a string", "str?": "a string or null", "int": "an integer",
-                      "num": "a number", "map": "a mapping", "list": "a list"}[kind]
+                      "num": "a number", "map": "a mapping", "list": "a list",
+                      "pick": f"one of {', '.join(PICKS)} or a list of batch sizes"}[kind]
             self.fail(where, f"must be {wanted}, got {value!r}")
 
     def one_of(self, where: str, value: Any, allowed: tuple, what: str = "value") -> None:

@@ -62,6 +62,9 @@ def result_json(row: Row, hardware: str, info: Mapping[str, Any]) -> dict[str, A
         "Graph Compile": _compile(row),
         "Accuracy": _accuracy(row),
         "Performance": [_perf(p) for p in row.perf],
+        "Audits": [{"Audit": a.audit, "Status": a.outcome, **({"Message": a.message} if a.message
+                                                               else {})}
+                   for a in row.audits],
     }
     return _strict(doc)
 
@@ -79,6 +82,7 @@ def _compile(row: Row) -> dict[str, Any]:
         "Fallback Ops": row.fallback_ops,
         "Artifact Bytes": row.artifact_bytes,
         "Cached": row.compile_cached,
+        "FLOPs per Sample": row.flops_per_sample,
         "Status": row.compile_status or (res.outcome if res else "not run"),
         "Messages": list(res.messages) if res else [],
     }
@@ -115,8 +119,16 @@ def _perf(point: PerfPoint) -> dict[str, Any]:
         "P50 Latency": point.p50,
         "P90 Latency": point.p90,
         "P99 Latency": point.p99,
+        "MFU": point.mfu,
+        "Peak RSS MB": point.peak_rss_mb,
+        "FLOPs per Sample": point.flops_per_sample,
+        "Bytes per Sample": point.bytes_per_sample,
         "Status": point.outcome,
     }
+    if point.valid is not None:
+        entry["Valid"] = point.valid
+    if point.mlperf_qps is not None:
+        entry["LoadGen QPS"] = point.mlperf_qps
     if point.message:
         entry["Message"] = point.message
     return entry

@@ -26,6 +26,9 @@ _SEVERITY = {"error": 3, "failed": 2, "passed": 1, "skipped": 0}
 _FAILING = frozenset({"failed", "error"})
 
 _PREFERRED_SCENARIO = "offline"
+# Record keys that say which item a record is, not what it measured.
+_IDENTITY = frozenset({"suite", "combination", "model", "dataset", "precision", "hardware",
+                       "framework", "domain", "weights", "outcome", "message", "audit"})
 
 
 @dataclass
@@ -51,6 +54,26 @@ class PerfPoint:
     mean: float | None = None
     samples: int | None = None
     wall_s: float | None = None
+    mfu: float | None = None  # a fraction of the peak FLOP/s
+    peak_rss_mb: float | None = None
+    flops_per_sample: float | None = None
+    bytes_per_sample: float | None = None
+    stable: bool | None = None  # the run's windows agreed within max_spread
+    valid: bool | None = None  # server: p99 within the latency bound
+    target_qps: float | None = None
+    mlperf_qps: float | None = None  # the same item under mlcommons-loadgen (--driver mlperf)
+    baseline_qps: float | None = None  # --baseline's QPS for this item
+    qps_regression_pct: float | None = None
+
+
+@dataclass
+class AuditPoint:
+    """One integrity audit of a combination."""
+
+    audit: str
+    outcome: str
+    message: str = ""
+    figures: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -86,6 +109,7 @@ class Row:
     histogram: dict[str, list[float]] | None = None
     # performance
     perf: list[PerfPoint] = field(default_factory=list)
+    audits: list[AuditPoint] = field(default_factory=list)
     # compile
     compile_status: str | None = None
     compile_seconds: float | None = None
@@ -96,6 +120,7 @@ class Row:
     fallback_ops: list[str] = field(default_factory=list)
     artifact_bytes: int | None = None
     compile_cached: bool | None = None
+    flops_per_sample: float | None = None  # from the graph (compile record, else performance)
 
     @property
     def failed(self) -> bool:
@@ -125,6 +150,24 @@ class Row:
             return []
         scenario = _PREFERRED_SCENARIO if _PREFERRED_SCENARIO in scenarios else min(scenarios)
         return sorted((p for p in measured if p.scenario == scenario), key=lambda p: p.batch_size)
+
+    @property
+    def best_mfu(self) -> float | None:
+        """The highest MFU any performance item reached."""
+        return max((p.mfu for p in self.perf if p.mfu is not None), default=None)
+
+    @property
+    def peak_rss_mb(self) -> float | None:
+        """The highest resident memory of any performance item."""
+        return max((p.peak_rss_mb for p in self.perf if p.peak_rss_mb is not None), default=None)
+
+    @property
+    def audits_passed(self) -> str:
+        """'2/3' audits passed, or '-' when none ran."""
+        ran = [a for a in self.audits if a.outcome != "skipped"]
+        if not ran:
+            return "-"
+        return f"{sum(a.outcome == 'passed' for a in ran)}/{len(ran)}"
 
 
 def summarize(records: Iterable[Mapping[str, Any]]) -> list[Row]:
@@ -174,6 +217,13 @@ def _merge(row: Row, rec: Mapping[str, Any]) -> None:
                                          point.scenario) if x)
             res.messages.append(f"{label}: {message}" if label else message)
         return
+    if suite == "audit":
+        name = str(rec.get("audit") or "")
+        row.audits.append(AuditPoint(audit=name, outcome=outcome, message=message,
+                                     figures={k: v for k, v in rec.items() if k not in _IDENTITY}))
+        if message:
+            res.messages.append(f"{name}: {message}" if name else message)
+        return
     if message:
         res.messages.append(message)
     if suite == "metric":
@@ -218,6 +268,7 @@ def _merge_compile(row: Row, rec: Mapping[str, Any], outcome: str) -> None:
     row.coverage = _num(rec.get("coverage"), row.coverage)
     row.fallback_ops = list(rec.get("fallback_ops") or row.fallback_ops)
     row.artifact_bytes = rec.get("artifact_bytes", row.artifact_bytes)
+    row.flops_per_sample = _num(rec.get("flops_per_sample"), row.flops_per_sample)
     if "cached" in rec:
         row.compile_cached = bool(rec["cached"])
 
@@ -225,12 +276,23 @@ def _merge_compile(row: Row, rec: Mapping[str, Any], outcome: str) -> None:
 def _merge_perf(row: Row, rec: Mapping[str, Any], outcome: str, message: str) -> None:
     lat = rec.get("latency_ms") or {}
     bs = rec.get("batch_size")
+    mlperf = rec.get("mlperf") if isinstance(rec.get("mlperf"), Mapping) else {}
+    baseline = rec.get("baseline") if isinstance(rec.get("baseline"), Mapping) else {}
     row.perf.append(PerfPoint(
         batch_size=int(bs) if isinstance(bs, (int, float)) else None,
         scenario=str(rec.get("scenario") or ""), outcome=outcome, message=message,
         qps=_num(rec.get("qps")), p50=_num(lat.get("p50")), p90=_num(lat.get("p90")),
         p99=_num(lat.get("p99")), mean=_num(lat.get("mean")),
-        samples=rec.get("samples"), wall_s=_num(rec.get("wall_s"))))
+        samples=rec.get("samples"), wall_s=_num(rec.get("wall_s")),
+        mfu=_num(rec.get("mfu")), peak_rss_mb=_num(rec.get("peak_rss_mb")),
+        flops_per_sample=_num(rec.get("flops_per_sample")),
+        bytes_per_sample=_num(rec.get("bytes_per_sample")),
+        stable=_bool(rec.get("stable")), valid=_bool(rec.get("valid")),
+        target_qps=_num(rec.get("target_qps")), mlperf_qps=_num(mlperf.get("qps")),
+        baseline_qps=_num(baseline.get("qps")),
+        qps_regression_pct=_num(baseline.get("qps_regression_pct"))))
+    if row.flops_per_sample is None:
+        row.flops_per_sample = row.perf[-1].flops_per_sample
 
 
 def _finish(row: Row) -> None:
@@ -243,6 +305,7 @@ def _finish(row: Row) -> None:
         row.coverage = (row.nodes_native or 0) / row.nodes_total
     row.diff = worst_diff(row.outputs.values())
     row.perf.sort(key=lambda p: (p.scenario, p.batch_size if p.batch_size is not None else -1))
+    row.audits.sort(key=lambda a: a.audit)
     row.suites = {s: row.suites[s] for s in _suite_order(row.suites)}
     outcomes = {res.outcome for res in row.suites.values()}
     row.status = ("failed" if outcomes & _FAILING else
@@ -293,6 +356,10 @@ def _num(value: Any, default: float | None = None) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return default
     return float(value)
+
+
+def _bool(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
 
 
 def _numbers(mapping: Any) -> dict[str, float]:

@@ -6,7 +6,7 @@ from typing import Sequence
 from xpuperf.report.summary import NONFINITE_KEYS, Row, fmt_num
 
 HEADERS = ("combination", "status", "metric (drop)", "max_abs", "cosine",
-           "compile s", "cov %", "QPS @ bs", "p99 ms @ bs")
+           "compile s", "cov %", "QPS @ bs", "p99 ms @ bs", "MFU %", "RSS MB", "audits")
 # Reasons are cut here so that one failing row stays one terminal line.
 MESSAGE_WIDTH = 110
 
@@ -38,6 +38,9 @@ def _cells(row: Row) -> tuple[str, ...]:
         "-" if row.coverage is None else f"{100 * row.coverage:.1f}",
         " ".join(f"{p.batch_size}:{fmt_num(p.qps, 3)}" for p in points) or "-",
         f"{fmt_num(largest.p99, 3)} @{largest.batch_size}" if largest else "-",
+        "-" if row.best_mfu is None else fmt_num(100 * row.best_mfu, 3),
+        fmt_num(row.peak_rss_mb, 4),
+        row.audits_passed,
     )
 
 
