@@ -30,6 +30,14 @@ def test_k_selects_a_family_in_all_three_suites():
     assert suites == {"accuracy", "performance", "compiler_coverage"}
 
 
+def test_family_marker_selects_exactly_one_family():
+    ids = collected("-m", "bert")
+    assert ids and all(("[bert-torch-" in i or "[bert-tf-" in i) for i in ids)
+    assert {i.split("/")[1] for i in ids} == {"accuracy", "performance", "compiler_coverage"}
+    vae = collected("-m", "vae-encoder")
+    assert vae and all("[vae-encoder-onnx-" in i for i in vae)
+
+
 def test_k_selects_precision_and_batch_size():
     assert all("-int8" in i for i in collected("-k", "int8"))
     ids = collected("-k", "resnet and bs8")

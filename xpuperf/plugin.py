@@ -156,6 +156,10 @@ def pytest_configure(config: pytest.Config) -> None:
         zoo = load_zoo(zoo_path, config.getoption("zoo_tier"))
     except ZooError as e:
         raise pytest.UsageError(str(e)) from None
+    # One marker per model family: -m matches markers exactly, so `-m bert` selects
+    # bert-torch and bert-tf where `-k bert` would also take albert and roberta.
+    for family in sorted({m.family for m in zoo.models}):
+        config.addinivalue_line("markers", f"{family}: the {family} model family")
     report_dir = Path(config.getoption("report_dir") or Path("reports") / hardware)
     config.stash[STATE] = PluginState(zoo=zoo, hardware=hardware, entry=entry,
                                       options=_backend_options(config, hardware),
@@ -176,7 +180,8 @@ def pytest_configure(config: pytest.Config) -> None:
 # --------------------------------------------------------------------------- collection
 
 def _marks(combo: Combination, tier: str) -> list:
-    marks = [getattr(pytest.mark, combo.model.domain), pytest.mark.xdist_group(combo.group)]
+    marks = [getattr(pytest.mark, combo.model.domain), getattr(pytest.mark, combo.model.family),
+             pytest.mark.xdist_group(combo.group)]
     return marks + [pytest.mark.smoke] if tier == "smoke" else marks
 
 
