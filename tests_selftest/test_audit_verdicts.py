@@ -5,7 +5,6 @@ honest one passes all three."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,37 +12,16 @@ import pytest
 
 from xpuperf import audits
 from xpuperf.audits import Timings
+from tests_selftest.sessions import run_session, tiny_zoo
 
-ROOT = Path(__file__).resolve().parents[1]
 COMBO = "tiny-bert-fake-fp32"
 
-AUDIT_ZOO = """\
-defaults:
-  tolerances: {fp32: {max_abs: 1.0e-3, min_cosine: 0.9999}}
+AUDIT_TIERS = """\
 tiers:
   full:
     perf: {min_time_s: 0.05, min_rounds: 5, warmup_rounds: 1}
     audits: {rounds: 12, block: 4}
     peak_gemm: 64
-datasets:
-  fake: {id: fake, format: fake}
-models:
-  tiny-bert:
-    family: bert
-    framework: torch
-    domain: nlp
-    builder: bert_qa
-    config: {vocab_size: 50, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2,
-             intermediate_size: 32, max_position_embeddings: 16}
-    dataset: fake
-    dataset_options: {samples: 16}
-    inputs:
-      - {name: input_ids, shape: [batch, 8], dtype: int64, range: [0, 50]}
-      - {name: attention_mask, shape: [batch, 8], dtype: int64, range: [1, 2]}
-      - {name: token_type_ids, shape: [batch, 8], dtype: int64, range: [0, 2]}
-    outputs: [start_logits, end_logits]
-    batch_sizes: [2]
-    precisions: [fp32]
 """
 
 
@@ -150,17 +128,11 @@ def test_logged_performance_run_keeps_measured_outputs_of_their_batch():
 @pytest.fixture(scope="module")
 def zoo_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("audits")
-    (folder / "zoo.yaml").write_text(AUDIT_ZOO)
-    return folder
+    return tiny_zoo(folder, AUDIT_TIERS, samples=16)
 
 
 def run_audits(folder: Path, hardware: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "suites", "-q", "-rA",
-         "--zoo", str(folder / "zoo.yaml"), "--hardware", hardware,
-         "--cache-dir", str(folder / "cache"), "--report-dir", str(folder / hardware),
-         "--benchmark-disable"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return run_session(folder, hardware, "-rA", "--benchmark-disable")
 
 
 def audit_line(outcome: str, audit: str) -> str:

@@ -2,53 +2,20 @@
 still written; under pytest-xdist the reports are complete."""
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-TINY_ZOO = """\
-defaults:
-  tolerances: {fp32: {max_abs: 1.0e-3, min_cosine: 0.9999}}
-datasets:
-  fake: {id: fake, format: fake}
-  open_criteo_kaggle: {id: criteo, format: criteo, sample: open_criteo_kaggle/train.txt}
-models:
-  tiny-bert:
-    family: bert
-    framework: torch
-    domain: nlp
-    builder: bert_qa
-    config: {vocab_size: 50, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2,
-             intermediate_size: 32, max_position_embeddings: 16}
-    dataset: fake
-    dataset_options: {samples: 6}
-    inputs:
-      - {name: input_ids, shape: [batch, 8], dtype: int64, range: [0, 50]}
-      - {name: attention_mask, shape: [batch, 8], dtype: int64, range: [1, 2]}
-      - {name: token_type_ids, shape: [batch, 8], dtype: int64, range: [0, 2]}
-    outputs: [start_logits, end_logits]
-    batch_sizes: [2]
-    precisions: [fp32]
-"""
+from tests_selftest.sessions import run_session, tiny_zoo
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny")
-    (folder / "zoo.yaml").write_text(TINY_ZOO)
-    return folder
+    return tiny_zoo(tmp_path_factory.mktemp("tiny"))
 
 
 def run_suites(folder: Path, hardware: str, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "suites", "-q",
-         "--zoo", str(folder / "zoo.yaml"), "--hardware", hardware,
-         "--cache-dir", str(folder / "cache"), "--report-dir", str(folder / hardware),
-         "--benchmark-disable", *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return run_session(folder, hardware, "--benchmark-disable", *extra)
 
 
 def result(folder: Path, hardware: str) -> dict:

@@ -6,43 +6,21 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from xpuperf import gate
+from tests_selftest.sessions import run_session, tiny_zoo
 
-ROOT = Path(__file__).resolve().parents[1]
 SLEEPY = "tests_selftest.fakes:SleepyBackend"
 ITEM = "tiny-bert-fake-fp32-bs2-offline"
 
-GATE_ZOO = """\
-defaults:
-  tolerances: {fp32: {max_abs: 1.0e-3, min_cosine: 0.9999}}
+GATE_TIERS = """\
 tiers:
   full:
     perf: {min_time_s: 0.4, min_rounds: 10, warmup_rounds: 1}
     peak_gemm: 64
-datasets:
-  fake: {id: fake, format: fake}
-models:
-  tiny-bert:
-    family: bert
-    framework: torch
-    domain: nlp
-    builder: bert_qa
-    config: {vocab_size: 50, hidden_size: 16, num_hidden_layers: 1, num_attention_heads: 2,
-             intermediate_size: 32, max_position_embeddings: 16}
-    dataset: fake
-    dataset_options: {samples: 16}
-    inputs:
-      - {name: input_ids, shape: [batch, 8], dtype: int64, range: [0, 50]}
-      - {name: attention_mask, shape: [batch, 8], dtype: int64, range: [1, 2]}
-      - {name: token_type_ids, shape: [batch, 8], dtype: int64, range: [0, 2]}
-    outputs: [start_logits, end_logits]
-    batch_sizes: [2]
-    precisions: [fp32]
 """
 
 
@@ -136,19 +114,15 @@ def test_unreadable_baselines_are_named(tmp_path):
 # --------------------------------------------------------------------------- sessions
 
 def run(folder: Path, name: str, sleep_ms: int, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "suites/performance", "-q",
-         "-m", "performance", "--zoo", str(folder / "zoo.yaml"), "--hardware", SLEEPY,
-         "--backend-option", f"sleep_ms={sleep_ms}", "--cache-dir", str(folder / "cache"),
-         "--report-dir", str(folder / name), *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return run_session(folder, SLEEPY, "-m", "performance", "--backend-option",
+                       f"sleep_ms={sleep_ms}", *extra, target="suites/performance", report=name)
 
 
 @pytest.fixture(scope="module")
 def baseline(tmp_path_factory) -> Path:
     """A baseline run, pytest-benchmark enabled: its JSON and its reports folder."""
     folder = tmp_path_factory.mktemp("gate")
-    (folder / "zoo.yaml").write_text(GATE_ZOO)
+    tiny_zoo(folder, GATE_TIERS, samples=16)
     r = run(folder, "baseline", 20, "--benchmark-json", str(folder / "benchmark.json"))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     return folder
@@ -181,7 +155,7 @@ def test_a_slowed_run_fails_the_gate_with_old_new_and_percentage(baseline):
 
 
 def test_gate_options_are_checked(tmp_path):
-    (tmp_path / "zoo.yaml").write_text(GATE_ZOO)
+    tiny_zoo(tmp_path, GATE_TIERS, samples=16)
     r = run(tmp_path, "x", 0, "--max-regression", "5", "--collect-only")
     assert r.returncode == 4 and "--max-regression needs --baseline PATH" in r.stderr
     r = run(tmp_path, "x", 0, "--baseline", str(tmp_path / "nope.json"), "--collect-only")
