@@ -96,7 +96,31 @@ DEFAULT_SETTINGS = RunSettings()
 
 
 @dataclass(frozen=True)
-class LoadResult:
+class RunFigures:
+    """The figures every driver reports for one run (ours and MLPerf LoadGen's),
+    named and scaled alike so they can be recorded side by side."""
+
+    scenario: str
+    batch_size: int
+    queries: int
+    samples: int
+    wall_ns: int
+    qps: float
+    latency_ms: dict[str, float]
+
+    @property
+    def wall_s(self) -> float:
+        return self.wall_ns / 1e9
+
+    def as_record(self) -> dict[str, Any]:
+        """Plain JSON-able values; drivers add their own figures to it."""
+        return {"scenario": self.scenario, "batch_size": self.batch_size, "queries": self.queries,
+                "samples": self.samples, "wall_s": self.wall_s, "qps": self.qps,
+                "latency_ms": dict(self.latency_ms)}
+
+
+@dataclass(frozen=True)
+class LoadResult(RunFigures):
     """What one measured run found; ``as_record()`` is its JSON-able form.
 
     QPS and ``target_qps`` are in samples per second (queries x batch_size).
@@ -107,13 +131,6 @@ class LoadResult:
     query's latency in issue order (per client, clients one after another).
     """
 
-    scenario: str
-    batch_size: int
-    queries: int
-    samples: int
-    wall_ns: int
-    qps: float
-    latency_ms: dict[str, float]
     stable: bool
     spread: float
     max_spread: float
@@ -124,20 +141,10 @@ class LoadResult:
     latency_bound_ms: float | None = None
     valid: bool | None = None
 
-    @property
-    def wall_s(self) -> float:
-        return self.wall_ns / 1e9
-
     def as_record(self) -> dict[str, Any]:
         """Every figure but the raw latencies, as plain JSON-able values."""
-        rec: dict[str, Any] = {
-            "scenario": self.scenario,
-            "batch_size": self.batch_size,
-            "queries": self.queries,
-            "samples": self.samples,
-            "wall_s": self.wall_s,
-            "qps": self.qps,
-            "latency_ms": dict(self.latency_ms),
+        rec = {
+            **super().as_record(),
             "stable": self.stable,
             "spread": self.spread,
             "max_spread": self.max_spread,

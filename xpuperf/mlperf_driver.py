@@ -40,7 +40,7 @@ _PERCENTILE_KEYS = {"p50": "50.00", "p90": "90.00", "p99": "99.00", "p99.9": "99
 
 
 @dataclass(frozen=True)
-class MLPerfResult:
+class MLPerfResult(loadgen.RunFigures):
     """LoadGen's figures for one run, named and scaled as in ``LoadResult``.
 
     ``valid`` is LoadGen's own verdict (minimum duration and query count met, and
@@ -49,29 +49,13 @@ class MLPerfResult:
     duration). ``latency_ms`` holds p50, p90, p99, p99.9, mean and max.
     """
 
-    scenario: str
-    batch_size: int
-    queries: int
-    samples: int
-    wall_ns: int
-    qps: float
-    latency_ms: dict[str, float]
     valid: bool
     invalid_reason: str
     target_qps: float | None = None
     latency_bound_ms: float | None = None
 
-    @property
-    def wall_s(self) -> float:
-        return self.wall_ns / 1e9
-
     def as_record(self) -> dict[str, Any]:
-        rec: dict[str, Any] = {
-            "scenario": self.scenario, "batch_size": self.batch_size, "queries": self.queries,
-            "samples": self.samples, "wall_s": self.wall_s, "qps": self.qps,
-            "latency_ms": dict(self.latency_ms), "valid": self.valid,
-            "invalid_reason": self.invalid_reason,
-        }
+        rec = {**super().as_record(), "valid": self.valid, "invalid_reason": self.invalid_reason}
         if self.scenario == loadgen.SERVER:
             rec.update(target_qps=self.target_qps, latency_bound_ms=self.latency_bound_ms)
         return rec

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from xpuperf.datasets.base import ArrayDataset, data_percent_count, model_arrays
-from xpuperf.datasets.imagenet import top_k_accuracy
+from xpuperf.datasets.imagenet import top_k_scores
 from xpuperf.zoo import TensorSpec
 
 NAME = "open_cifar"
@@ -39,15 +39,7 @@ class CifarDataset(ArrayDataset):
         super().__init__(arrays)
 
     def evaluate(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
-        if "scores" not in outputs:
-            raise ValueError(f"{NAME}: evaluate needs output 'scores' ([N, {FINE_CLASSES}]); got "
-                             f"{', '.join(outputs) or 'none'}")
-        scores = np.asarray(outputs["scores"], dtype=np.float32)
-        if scores.shape != (len(self), FINE_CLASSES):
-            raise ValueError(f"{NAME}: output 'scores' has shape {scores.shape}; expected "
-                             f"[{len(self)}, {FINE_CLASSES}] (one score per fine label)")
-        return {"top1": top_k_accuracy(scores, self.labels, 1),
-                "top5": top_k_accuracy(scores, self.labels, 5)}
+        return top_k_scores(NAME, outputs, self.labels, classes=FINE_CLASSES)
 
 
 def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],

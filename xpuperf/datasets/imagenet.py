@@ -32,18 +32,8 @@ class ImagenetDataset(ArrayDataset):
         super().__init__(arrays)
 
     def evaluate(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
-        if "scores" not in outputs:
-            raise ValueError(f"{NAME}: evaluate needs output 'scores' ([N, classes]); got "
-                             f"{', '.join(outputs) or 'none'}")
-        scores = np.asarray(outputs["scores"], dtype=np.float32)
-        if scores.ndim != 2 or len(scores) != len(self):
-            raise ValueError(f"{NAME}: output 'scores' has shape {scores.shape}; expected "
-                             f"[{len(self)}, classes]")
-        labels = self.labels + self.label_offset
-        if labels.max() >= scores.shape[1]:
-            raise ValueError(f"{NAME}: label {int(labels.max() - self.label_offset)} + label_offset "
-                             f"{self.label_offset} is past the model's {scores.shape[1]} scores")
-        return {"top1": top_k_accuracy(scores, labels, 1), "top5": top_k_accuracy(scores, labels, 5)}
+        return top_k_scores(NAME, outputs, self.labels + self.label_offset,
+                            hint=f" (label_offset {self.label_offset} included)")
 
 
 def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
@@ -125,6 +115,23 @@ def preprocess(file: Path, size: int) -> np.ndarray:
     left, top = (im.width - size) // 2, (im.height - size) // 2
     im = im.crop((left, top, left + size, top + size))
     return (np.asarray(im, dtype=np.float32) / 255.0 - MEAN) / STD
+
+
+def top_k_scores(dataset: str, outputs: dict[str, np.ndarray], labels: np.ndarray,
+                 classes: int | None = None, hint: str = "") -> dict[str, float]:
+    """top1 and top5 of output field 'scores' ([N, classes]) against ``labels``,
+    after checking the output fits them (classification datasets share this)."""
+    want = f"[{len(labels)}, {classes or 'classes'}]"
+    if "scores" not in outputs:
+        raise ValueError(f"{dataset}: evaluate needs output 'scores' ({want}); got "
+                         f"{', '.join(outputs) or 'none'}")
+    scores = np.asarray(outputs["scores"], dtype=np.float32)
+    if scores.ndim != 2 or len(scores) != len(labels) or scores.shape[1] != (classes or scores.shape[1]):
+        raise ValueError(f"{dataset}: output 'scores' has shape {scores.shape}; expected {want}")
+    if labels.max() >= scores.shape[1]:
+        raise ValueError(f"{dataset}: label {int(labels.max())}{hint} is past the model's "
+                         f"{scores.shape[1]} scores")
+    return {"top1": top_k_accuracy(scores, labels, 1), "top5": top_k_accuracy(scores, labels, 5)}
 
 
 def top_k_accuracy(scores: np.ndarray, labels: np.ndarray, k: int) -> float:
