@@ -40,11 +40,16 @@ def tiny_zoo(folder: Path, tiers: str = "", samples: int = 6) -> Path:
     return folder
 
 
-def run_session(folder: Path, hardware: str, *args: str, target: str = "suites",
+# The suites' zoo items: the per-op items (test_ops.py) run only where a test asks.
+ZOO_SUITES = ("suites/accuracy", "suites/performance", "suites/compiler_coverage/test_compile.py")
+
+
+def run_session(folder: Path, hardware: str, *args: str, target: str | tuple[str, ...] = ZOO_SUITES,
                 report: str | None = None) -> subprocess.CompletedProcess:
     """pytest over ``target`` with the tiny zoo in ``folder``, as a user runs it."""
+    targets = (target,) if isinstance(target, str) else target
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", target, "-q",
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *targets, "-q",
          "--zoo", str(folder / "zoo.yaml"), "--hardware", hardware,
          "--cache-dir", str(folder / "cache"), "--report-dir", str(folder / (report or hardware)),
          *args],

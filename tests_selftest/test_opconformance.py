@@ -14,8 +14,7 @@ pytest.importorskip("onnxruntime")
 from backends.base import Compiled, CompileError, CompileReport  # noqa: E402
 from backends.cpu import CpuBackend  # noqa: E402
 from xpuperf.opconformance import (  # noqa: E402
-    OpCase, OpResult, check_expected, collect_cases, compare_outputs, format_expected,
-    load_expected, run_case, run_isolated)
+    IsolatedRunner, OpCase, case_index, collect_cases, compare_outputs, run_case)
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +38,14 @@ class _Perturbed(Compiled):
 class PerturbingBackend(CpuBackend):
     """Compiles like the CPU backend, then shifts every output by 1e-2."""
 
-    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
-        return _Perturbed(super().compile(artifact, precision, batch_sizes, options))
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
+        return _Perturbed(super().compile(artifact, precision, batch_sizes, options, cache_dir))
 
 
 class UnconvertibleBackend(CpuBackend):
     """A frontend that names the op it cannot convert, as TVM's and OpenVINO's do."""
 
-    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
         err = CompileError("frontend has no converter for Add")
         err.fallback_ops = ["Add"]
         raise err
@@ -55,15 +54,15 @@ class UnconvertibleBackend(CpuBackend):
 class FallingBackBackend(CpuBackend):
     """Compiles, but reports the graph as run off the device (a partitioned fallback)."""
 
-    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
-        compiled = super().compile(artifact, precision, batch_sizes, options)
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
+        compiled = super().compile(artifact, precision, batch_sizes, options, cache_dir)
         compiled.report = CompileReport(status="ok", seconds=0.1, precision="fp32",
                                         nodes_total=1, nodes_native=0, fallback_ops=["Add"])
         return compiled
 
 
 class BrokenCompilerBackend(CpuBackend):
-    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
         raise CompileError("code generation failed")
 
 
@@ -76,17 +75,17 @@ class _Raising(Compiled):
 
 
 class RunFailsBackend(CpuBackend):
-    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
         return _Raising()
 
 
 class CrashingBackend(CpuBackend):
     """Kills its process while compiling test_add_bcast, as a segfaulting SDK would."""
 
-    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
         if artifact.name == "test_add_bcast":
             os._exit(11)
-        return super().compile(artifact, precision, batch_sizes, options)
+        return super().compile(artifact, precision, batch_sizes, options, cache_dir)
 
 
 def test_collects_onnx_node_cases_with_tensor_io() -> None:
@@ -141,25 +140,17 @@ def test_compare_outputs_follows_onnx_runner_semantics() -> None:
     assert compare_outputs(want, {"y": want[0] * (1 + 5e-4)}, ["y"], 1e-3, 1e-7) == ""
 
 
-def test_isolation_survives_a_crashing_case(add_cases: dict[str, OpCase]) -> None:
-    cases = [add_cases[i] for i in ("test_add", "test_add_bcast", "test_add_uint8")]
-    results = list(run_isolated(f"{__name__}:CrashingBackend", cases, timeout_s=120))
+def test_isolation_survives_a_crashing_case() -> None:
+    with IsolatedRunner(f"{__name__}:CrashingBackend", timeout_s=120) as runner:
+        results = [runner.run(case, "Add") for case in ("test_add", "test_add_bcast", "test_add_uint8")]
     assert [(r.case_id, r.outcome) for r in results] == [
         ("test_add", "pass"), ("test_add_bcast", "compilation"), ("test_add_uint8", "pass")]
     assert "worker process died (exit code 11) while in compile" in results[1].reason
 
 
-def test_expected_failures_round_trip_and_drift_both_ways(tmp_path: Path) -> None:
-    results = [OpResult("test_a", "A", "pass"), OpResult("test_b", "B", "mismatch", "off by 1"),
-               OpResult("test_c", "C", "conversion", "no converter")]
-    path = tmp_path / "expected_op_failures.txt"
-    path.write_text(format_expected(results, "header line\nsecond line"))
-    assert load_expected(path) == {"test_b", "test_c"}
-    assert check_expected(results, load_expected(path), path) == []
-
-    path.write_text("# known failures\ntest_a  # fixed since\n\ntest_b\n")
-    problems = check_expected(results, load_expected(path), path)
-    assert problems == [
-        f"test_a (A) is listed as an expected failure but now passes: remove it from {path}",
-        f"test_c (C) failed unexpectedly [conversion]: no converter (fix it, or list it in {path})",
-    ]
+def test_the_case_index_is_built_once_and_matches_the_cases(tmp_path: Path) -> None:
+    index = case_index(tmp_path)
+    assert index == {c.id: c.op_type for c in collect_cases()}
+    (cached,) = (tmp_path / "opcases").iterdir()
+    cached.write_text('{"test_only": "Only"}')  # proves the second call reads the file
+    assert case_index(tmp_path) == {"test_only": "Only"}

@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests_selftest.sessions import ZOO_SUITES
 from xpuperf.zoo import load_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,8 +16,8 @@ def pytest_run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
                           cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-def collected(*args: str) -> list[str]:
-    r = pytest_run("suites", "--collect-only", "-q", "--zoo-tier", "smoke", *args)
+def collected(*args: str, suites: tuple[str, ...] = ZOO_SUITES) -> list[str]:
+    r = pytest_run(*suites, "--collect-only", "-q", "--zoo-tier", "smoke", *args)
     assert r.returncode == 0, r.stdout + r.stderr
     return [line for line in r.stdout.splitlines() if "::" in line]
 
@@ -42,6 +43,14 @@ def test_k_selects_precision_and_batch_size():
     assert all("-int8" in i for i in collected("-k", "int8"))
     ids = collected("-k", "resnet and bs8")
     assert ids and all("[resnet50-" in i and "-bs8-" in i for i in ids)
+
+
+def test_op_cases_are_items_named_by_their_onnx_case():
+    ids = collected("-m", "op_conformance", suites=("suites",))
+    assert len(ids) > 1500 and all("::test_op[" in i for i in ids)
+    assert "suites/compiler_coverage/test_ops.py::test_op[add_bcast]" in ids
+    assert collected("-k", "test_op and add_bcast", suites=("suites",)) == \
+        ["suites/compiler_coverage/test_ops.py::test_op[add_bcast]"]
 
 
 def test_markers_select_suites_and_domains():

@@ -11,6 +11,7 @@ import pytest
 from xpuperf.report import render_html, write_reports
 from xpuperf.report.bytemlperf import result_json
 from xpuperf.report.plot import qps_svg
+from xpuperf.report.ops import op_table
 from xpuperf.report.summary import exceeds_tolerance, fmt_num, summarize, worst_diff
 from xpuperf.report.terminal import table
 
@@ -38,7 +39,8 @@ def ident(suite: str, model: str, precision: str, outcome: str = "passed", messa
 
 
 def compile_rec(model: str, precision: str, **kw) -> dict:
-    fields = dict(status="ok", seconds=3.21, precision_used=precision, nodes_total=420,
+    fields = dict(status="ok", seconds_cold=3.21, seconds_cached=0.4,
+                  cold_measured="this session", precision_used=precision, nodes_total=420,
                   nodes_native=399, coverage=399 / 420, fallback_ops=["Erf", "LayerNormalization"],
                   artifact_bytes=438_000_000, cached=False)
     fields.update(kw)
@@ -131,8 +133,9 @@ def test_summarize_merges_passed_combination(rows):
     assert [(p.batch_size, p.qps) for p in row.throughput] == \
         [(1, 95.0), (4, 180.0), (8, 210.0), (16, 221.0), (24, 224.5)]
     assert row.throughput[-1].p99 == pytest.approx(1250 * 24 / 224.5)
-    assert (row.compile_seconds, row.precision_used, row.nodes_native, row.nodes_total) == \
-        (3.21, "fp32", 399, 420)
+    assert (row.compile_seconds, row.compile_seconds_cached, row.precision_used,
+            row.nodes_native, row.nodes_total) == (3.21, 0.4, "fp32", 399, 420)
+    assert row.compile_times_note == "cold: this session"
     assert row.coverage == pytest.approx(0.95)
     assert row.fallback_ops == ["Erf", "LayerNormalization"]
     assert row.artifact_bytes == 438_000_000 and row.histogram["counts"][-1] == 40
@@ -318,3 +321,22 @@ def test_terminal_table(rows):
 def test_render_html_matches_rows(rows):
     html = render_html(rows, HARDWARE, INFO, TEMPLATES)
     assert html.count('<article id="c-') == len(rows)
+
+
+def test_op_table_counts_pass_rates_and_failure_categories_per_op():
+    def op(case: str, op_type: str, category: str, **kw) -> dict:
+        return {"suite": "op", "case": case, "op_type": op_type, "hardware": HARDWARE,
+                "category": category, "reason": f"{category} reason", **kw}
+
+    table = op_table([op("test_add", "Add", "pass"), op("test_add_bcast", "Add", "mismatch"),
+                      op("test_celu", "Celu", "conversion", expected_failure=True),
+                      op("test_abs", "Abs", "pass"),
+                      {"suite": "op", "case": "test_erf", "op_type": "Erf", "message": "setup: boom"},
+                      compile_rec("bert-torch", "fp32")])
+    assert [(r.op_type, r.cases, r.passed, r.expected) for r in table.rows] == [
+        ("Abs", 1, 1, 0), ("Add", 2, 1, 0), ("Celu", 1, 0, 1), ("Erf", 1, 0, 0)]
+    assert (table.cases, table.passed, table.expected, table.unexpected) == (5, 2, 1, 2)
+    assert table.totals() == {"conversion": 1, "compilation": 0, "run": 0, "mismatch": 1}
+    assert table.rows[1].failures == [("test_add_bcast", "mismatch", "mismatch reason")]
+    assert table.rows[3].by_category == {"not run": 1}
+    assert table.as_dict()["ops"]["Add"]["pass_rate"] == 0.5

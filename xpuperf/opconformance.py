@@ -13,26 +13,27 @@ like a zoo model does, and ends with one outcome:
   mismatch     ran but an output differs in name, shape, dtype or value beyond
                the case's rtol/atol (np.testing.assert_allclose semantics)
 
-A backend keeps the ids of its known failures in an expected-failures file (one
-id a line, '#' comments); ``check_expected`` reports drift both ways.
-
-``run_isolated`` runs cases in a worker process, so that a backend which crashes
-or hangs on one case costs that case only.
+The suite runs each case as one pytest item (suites/compiler_coverage/test_ops.py),
+whose known failures a backend lists in its expected-failures file
+(xpuperf.expected). ``IsolatedRunner`` runs cases in a worker process, so that a
+backend which crashes or hangs on one case costs that case only.
 """
 from __future__ import annotations
 
 import functools
+import json
 import multiprocessing
 import os
 import re
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
-from collections import Counter
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -244,123 +245,117 @@ def load_backend(hardware: str) -> Backend:
     return entry.load()()
 
 
+def case_index(cache_root: Path) -> dict[str, str]:
+    """{case id: op type} of every case, without importing onnx here.
+
+    Building the cases imports onnx and takes seconds, which collection must not
+    pay: the index is built once per onnx version in a child process and kept
+    under ``cache_root``.
+    """
+    from importlib.metadata import version
+
+    from xpuperf.cache import read_json, write_json
+
+    path = Path(cache_root) / "opcases" / f"onnx-{version('onnx')}.json"
+    index = read_json(path)
+    if not index:
+        code = ("import json, xpuperf.opconformance as o; "
+                "print(json.dumps({c.id: c.op_type for c in o.collect_cases()}))")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=False)
+        if done.returncode:
+            raise RuntimeError(f"listing onnx's node test cases failed: {done.stderr[-2000:]}")
+        index = json.loads(done.stdout)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, index)
+    return index
+
+
 def _worker(hardware: str, precision: str, options: dict[str, str], conn: Any) -> None:
-    """Run the cases the parent sends, one at a time, until it sends None."""
+    """Run the cases whose ids the parent sends, one at a time, until it sends None."""
     backend = load_backend(hardware)
+    cases = {c.id: c for c in collect_cases()}
     # Frontends print their own diagnostics for every failing case; the results
     # carry the reasons, so the worker's terminal output is dropped.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
     conn.send(("ready", None))
-    while (case := conn.recv()) is not None:
-        conn.send(("result", run_case(backend, case, precision, options,
+    while (case_id := conn.recv()) is not None:
+        conn.send(("result", run_case(backend, cases[case_id], precision, options,
                                       on_stage=lambda s: conn.send(("stage", s)))))
 
 
-class _Worker:
-    def __init__(self, hardware: str, precision: str, options: dict[str, str]):
-        ctx = multiprocessing.get_context("spawn")
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker, args=(hardware, precision, options, child),
-                                   daemon=True)
-        self.process.start()
-        child.close()
-        self.died = ""
-
-    def receive(self, timeout_s: float) -> tuple[str, Any] | None:
-        """The next message; None when the worker died (``died`` says how) or sent
-        nothing in time, and then the worker is stopped."""
-        if self.conn.poll(timeout_s):
-            try:
-                return self.conn.recv()
-            except EOFError:
-                self.process.join(5)
-                self.died = f"worker process died (exit code {self.process.exitcode})"
-        self.stop()
-        return None
-
-    def stop(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join()
-        self.conn.close()
-
-
-def run_isolated(hardware: str, cases: Sequence[OpCase], precision: str = "fp32",
-                 options: Mapping[str, str] | None = None,
-                 timeout_s: float = 120.0) -> Iterator[OpResult]:
-    """Run ``cases`` on backend ``hardware`` (as for load_backend) in a worker process.
+class IsolatedRunner:
+    """Runs cases on backend ``hardware`` (as for load_backend) in a worker process.
 
     A case that kills the worker or exceeds ``timeout_s`` fails at the stage it
-    was in, and a new worker goes on with the next case.
+    was in, and a new worker takes the next case. Close it (or use ``with``) to
+    stop the worker.
     """
-    worker: _Worker | None = None
-    try:
-        for case in cases:
-            if worker is None:
-                worker = _Worker(hardware, precision, dict(options or {}))
-                if worker.receive(timeout_s) is None:
-                    raise RuntimeError(f"op-conformance worker for {hardware} did not start: "
-                                       f"{worker.died or f'timed out after {timeout_s:g} s'}")
-            worker.conn.send(case)
-            stage, deadline = "compile", time.monotonic() + timeout_s
-            while (message := worker.receive(max(0.0, deadline - time.monotonic()))) is not None:
-                kind, payload = message
-                if kind == "result":
-                    yield payload
-                    break
-                stage = payload
-            else:
-                why = worker.died or f"timed out after {timeout_s:g} s"
-                yield OpResult(case.id, case.op_type, _STAGE_OUTCOME[stage],
-                               f"{why} while in {stage}")
-                worker = None
-    finally:
-        if worker is not None:
-            if worker.process.is_alive():
-                worker.conn.send(None)
-                worker.process.join(timeout_s)
-            worker.stop()
 
+    def __init__(self, hardware: str, precision: str = "fp32",
+                 options: Mapping[str, str] | None = None, timeout_s: float = 120.0):
+        self._args = (hardware, precision, dict(options or {}))
+        self.timeout_s = timeout_s
+        self._process: Any = None
+        self._conn: Any = None
+        self._died = ""
 
-def load_expected(path: str | PathLike[str]) -> set[str]:
-    """The case ids listed in an expected-failures file ('#' starts a comment)."""
-    ids = set()
-    for line in Path(path).read_text().splitlines():
-        case_id = line.split("#", 1)[0].strip()
-        if case_id:
-            ids.add(case_id)
-    return ids
+    def __enter__(self) -> "IsolatedRunner":
+        return self
 
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
-def check_expected(results: Iterable[OpResult], expected: set[str],
-                   expected_file: str | PathLike[str] = "expected_op_failures.txt") -> list[str]:
-    """What disagrees with the expected failures: a listed case that passes, and a
-    failing case that is not listed. Empty when the run is as expected."""
-    problems = []
-    for r in results:
-        if r.passed and r.case_id in expected:
-            problems.append(f"{r.case_id} ({r.op_type}) is listed as an expected failure "
-                            f"but now passes: remove it from {expected_file}")
-        elif not r.passed and r.case_id not in expected:
-            problems.append(f"{r.case_id} ({r.op_type}) failed unexpectedly [{r.outcome}]: "
-                            f"{r.reason} (fix it, or list it in {expected_file})")
-    return problems
+    def run(self, case_id: str, op_type: str) -> OpResult:
+        if self._process is None:
+            self._start()
+        self._conn.send(case_id)
+        stage, deadline = "compile", time.monotonic() + self.timeout_s
+        while (message := self._receive(deadline - time.monotonic())) is not None:
+            kind, payload = message
+            if kind == "result":
+                return payload
+            stage = payload
+        why = self._died or f"timed out after {self.timeout_s:g} s"
+        return OpResult(case_id, op_type, _STAGE_OUTCOME[stage], f"{why} while in {stage}")
 
+    def close(self) -> None:
+        if self._process is not None and self._process.is_alive():
+            self._conn.send(None)
+            self._process.join(self.timeout_s)
+        self._stop()
 
-def format_expected(results: Iterable[OpResult], header: str) -> str:
-    """An expected-failures file listing the failed cases, with outcome and reason."""
-    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
-    for r in sorted(results, key=lambda r: r.case_id):
-        if not r.passed:
-            lines.append(f"{r.case_id}  # {r.outcome}: {r.reason[:160]}")
-    return "\n".join(lines) + "\n"
+    def _start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._process = ctx.Process(target=_worker, args=(*self._args, child), daemon=True)
+        self._process.start()
+        child.close()
+        self._died = ""
+        if self._receive(self.timeout_s) is None:
+            raise RuntimeError(f"op-conformance worker for {self._args[0]} did not start: "
+                               f"{self._died or f'timed out after {self.timeout_s:g} s'}")
 
+    def _receive(self, timeout_s: float) -> tuple[str, Any] | None:
+        """The worker's next message; None when it died (``_died`` says how) or
+        sent nothing in time, and then the worker is stopped."""
+        if self._conn.poll(max(0.0, timeout_s)):
+            try:
+                return self._conn.recv()
+            except EOFError:
+                self._process.join(5)
+                self._died = f"worker process died (exit code {self._process.exitcode})"
+        self._stop()
+        return None
 
-def summarize(results: Iterable[OpResult]) -> dict[str, Counter[str]]:
-    """Outcome counts per op type."""
-    table: dict[str, Counter[str]] = {}
-    for r in results:
-        table.setdefault(r.op_type, Counter())[r.outcome] += 1
-    return dict(sorted(table.items()))
+    def _stop(self) -> None:
+        if self._process is None:
+            return
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+        self._conn.close()
+        self._process = self._conn = None
+

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from backends import registry
-from xpuperf import gate
+from xpuperf import expected, gate
 from xpuperf.records import ITEM_KEY, RECORD_KEY, SUITES, identity, jsonable
 from xpuperf.zoo import (DOMAINS, SCENARIOS, TIERS, Combination, PerfCase, Zoo, ZooError,
                          load_zoo)
@@ -32,6 +32,7 @@ MARKERS = {
     "compiler_coverage": "compile status, time and graph coverage",
     "audit": "LoadGen's integrity audits: accuracy in performance mode, caching, alternate seed",
     "smoke": "collected under --zoo-tier smoke (small shapes)",
+    "op_conformance": "onnx's node test cases, one op variant each",
     **{d: f"models of the {d} domain" for d in DOMAINS},
 }
 DRIVERS = ("xpuperf", "mlperf")
@@ -50,6 +51,13 @@ class PluginState:
     scenarios: dict[str, str] | None = None
     baseline: gate.Baseline | None = None
     max_regression: float = DEFAULT_MAX_REGRESSION_PCT
+    # The backend's known failures (xpuperf.expected): item name -> reason.
+    expected_path: Path | None = None
+    expected_label: str = ""
+    expected: dict[str, str] = field(default_factory=dict)
+    update_expected: bool = False
+    # With --update-expected-failures: item name -> None (passed) or failure reason.
+    outcomes: dict[str, str | None] = field(default_factory=dict)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     written: list[Path] = field(default_factory=list)
     report_error: str = ""
@@ -83,6 +91,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--baseline", default=None, metavar="PATH",
                 help="fail items that regressed against this pytest-benchmark JSON or "
                      "xpuperf reports folder (same hardware)")
+    g.addoption("--expected-failures", default=None, metavar="PATH",
+                help="the items this backend is known to fail, run as expected failures "
+                     f"(default: {expected.FILE_NAME} beside the backend's module)")
+    g.addoption("--update-expected-failures", action="store_true",
+                help="rewrite that file from this run: add the items that failed, drop "
+                     "those that passed or skipped, keep the lines of items that did not run")
     g.addoption("--max-regression", default=None, type=float, metavar="PCT",
                 help="with --baseline: the QPS drop or p99 rise in percent that fails a "
                      f"performance item (default {DEFAULT_MAX_REGRESSION_PCT:g})")
@@ -107,6 +121,25 @@ def _backend_options(config: pytest.Config, hardware: str) -> dict[str, str]:
             raise pytest.UsageError(f"--backend-option {item!r}: expected KEY=VALUE, e.g. threads=4")
         options[key] = value
     return options
+
+
+def _expected_options(config: pytest.Config, entry: registry.BackendEntry) -> dict[str, Any]:
+    """--expected-failures (or the file beside the backend) loaded and checked."""
+    path = config.getoption("expected_failures")
+    if path is None:
+        spec = importlib.util.find_spec(entry.target.split(":", 1)[0])
+        if spec is None or spec.origin is None:
+            return {}
+        path = Path(spec.origin).parent / expected.FILE_NAME
+    path = Path(path).resolve()
+    try:
+        listed = expected.load(path)
+    except (OSError, expected.ExpectedFileError) as e:
+        raise pytest.UsageError(f"--expected-failures: {e}") from None
+    # Messages name the file as a user in the repository would type it.
+    label = path.relative_to(config.rootpath) if path.is_relative_to(config.rootpath) else path
+    return {"expected_path": path, "expected_label": str(label), "expected": listed,
+            "update_expected": config.getoption("update_expected_failures")}
 
 
 def _run_options(config: pytest.Config, hardware: str) -> dict[str, Any]:
@@ -163,7 +196,8 @@ def pytest_configure(config: pytest.Config) -> None:
     report_dir = Path(config.getoption("report_dir") or Path("reports") / hardware)
     config.stash[STATE] = PluginState(zoo=zoo, hardware=hardware, entry=entry,
                                       options=_backend_options(config, hardware),
-                                      report_dir=report_dir, **_run_options(config, hardware))
+                                      report_dir=report_dir, **_run_options(config, hardware),
+                                      **_expected_options(config, entry))
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(ResultCollector(config.stash[STATE]), "xpuperf-results")
     if hasattr(config.option, "benchmark_storage"):
@@ -195,6 +229,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     elif "combo" in metafunc.fixturenames:
         metafunc.parametrize("combo", [pytest.param(c, id=c.id, marks=_marks(c, tier))
                                        for c in state.zoo.combinations()])
+    elif "op_case" in metafunc.fixturenames:
+        from xpuperf.opconformance import case_index
+
+        index = case_index(Path(metafunc.config.getoption("cache_dir")))
+        # Ids drop onnx's "test_" prefix: test_op[add_bcast], not test_op[test_add_bcast].
+        metafunc.parametrize("op_case", [pytest.param(OpCaseRef(case, op), id=case.removeprefix("test_"))
+                                         for case, op in sorted(index.items())])
+
+
+@dataclass(frozen=True)
+class OpCaseRef:
+    """An onnx node test case by id; the case itself is built in the worker that runs it."""
+
+    id: str
+    op_type: str
 
 
 def _case(item: pytest.Item) -> tuple[Combination, dict[str, Any]] | None:
@@ -236,6 +285,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 SCENARIOS.index(scenario) if scenario in SCENARIOS else 0)
 
     items.sort(key=order)
+    for item in items:
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        if "op_case" in params:
+            op: OpCaseRef = params["op_case"]
+            item.user_properties.append((ITEM_KEY, {"suite": "op", "case": op.id,
+                                                    "op_type": op.op_type,
+                                                    "hardware": state.hardware}))
+        if item.name in state.expected and any(k == ITEM_KEY for k, _ in item.user_properties):
+            item.add_marker(pytest.mark.xfail(
+                strict=True, reason=f"listed in {state.expected_label} (remove its line once "
+                                    f"it passes): {state.expected[item.name]}"))
 
 
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
@@ -302,6 +362,22 @@ def dataset(xpu, combo: Combination):
 def reference(xpu, combo: Combination):
     """The framework's fp32 outputs for the whole dataset (cached on disk)."""
     return xpu.reference(combo.model)
+
+
+@pytest.fixture(scope="session")
+def op_runner(pytestconfig: pytest.Config):
+    """Runs onnx node test cases on the backend in a worker process (fp32)."""
+    from xpuperf.opconformance import IsolatedRunner
+
+    state = pytestconfig.stash[STATE]
+    with IsolatedRunner(state.entry.name, "fp32", state.options) as runner:
+        yield runner
+
+
+@pytest.fixture(scope="session")
+def expected_failures_file(pytestconfig: pytest.Config) -> str:
+    """The backend's expected-failures file, as messages name it."""
+    return pytestconfig.stash[STATE].expected_label
 
 
 @pytest.fixture(scope="session")
@@ -379,9 +455,30 @@ class ResultCollector:
             rec["outcome"], rec["message"] = "error", f"{report.when}: {_message(report)}"
         elif report.skipped:
             rec["outcome"], rec["message"] = "skipped", _message(report)
+        if hasattr(report, "wasxfail"):
+            rec["outcome"], rec["expected_failure"] = "xfailed", True
+        if self.state.update_expected:
+            self._note_outcome(report)
+
+    def _note_outcome(self, report: pytest.TestReport) -> None:
+        """What --update-expected-failures writes: the reason of a failure (an
+        expected one included), else None: the item passed (a strict xfail that
+        passed included) or skipped, and either way does not fail."""
+        name = report.nodeid.rsplit("::", 1)[-1]
+        xpassed = report.failed and str(report.longrepr).startswith("[XPASS(strict)]")
+        if hasattr(report, "wasxfail") or (report.failed and not xpassed):
+            self.state.outcomes[name] = _message(report) or "failed"
+        elif report.skipped or (report.when == "call" and (report.passed or xpassed)):
+            self.state.outcomes[name] = None
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         state = self.state
+        if state.update_expected and state.outcomes and state.expected_path:
+            path = state.expected_path
+            old = path.read_text(encoding="utf-8") if path.exists() else ""
+            path.write_text(expected.updated(old, state.outcomes, (
+                f"Items the {state.hardware} backend is known to fail (see xpuperf/expected.py).\n"
+                "One pytest item name a line; '#' starts the reason.")), encoding="utf-8")
         if not state.records:
             return
         from xpuperf.report import write_reports
@@ -402,12 +499,24 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     state = config.stash.get(STATE, None)
     if state is None or not state.records:
         return
+    from xpuperf.report.ops import op_table
     from xpuperf.report.summary import summarize
     from xpuperf.report.terminal import table
 
     tr = terminalreporter
     tr.section(f"xpuperf: {state.hardware}, {state.zoo.tier} tier")
-    tr.write_line(table(summarize(list(state.records.values()))))
+    records = list(state.records.values())
+    rows = summarize(r for r in records if r.get("suite") != "op")
+    if rows:
+        tr.write_line(table(rows))
+    ops = op_table(records)
+    if ops.rows:
+        tr.write_line(f"op conformance: {ops.passed}/{ops.cases} cases passed "
+                      f"({100 * ops.pass_rate:.1f} %) over {len(ops.rows)} ops; "
+                      f"{ops.expected} expected failure(s), {ops.unexpected} unexpected",
+                      red=bool(ops.unexpected))
+    if state.update_expected and state.outcomes:
+        tr.write_line(f"expected failures rewritten from this run: {state.expected_label}")
     if state.baseline is not None:
         compared = [r for r in state.records.values() if "baseline" in r]
         regressed = [r for r in compared if "against the baseline" in str(r.get("message"))]
@@ -418,7 +527,7 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
         tr.write_line(f"reports NOT written: {state.report_error}", red=True)
     elif state.written:
         tr.write_line(f"reports: {state.report_dir / 'report.html'} and "
-                      f"{len(state.written) - 1} result JSON file(s)")
+                      f"{len(state.written) - 1} JSON file(s)")
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

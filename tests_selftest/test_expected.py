@@ -1,0 +1,104 @@
+"""Expected failures (xpuperf.expected): the file format, its rewrite from a run,
+and whole sessions gating on change in both directions, for zoo items and
+per-op items."""
+import json
+from pathlib import Path
+
+import pytest
+
+from tests_selftest.sessions import run_session, tiny_zoo
+from xpuperf import expected
+
+COMPILE = "test_compile[tiny-bert-fake-fp32]"
+METRIC = "test_metric[tiny-bert-fake-fp32]"  # errors: it needs the compiled model
+NUMERICS = "test_numerics[tiny-bert-fake-fp32]"
+THROUGHPUT = "test_throughput[tiny-bert-fake-fp32-bs2-offline]"
+
+
+def test_parse_reads_names_and_reasons_and_names_a_bad_line() -> None:
+    text = "# header\n\ntest_op[abs]  # mismatch: off\ntest_compile[a-b-fp32]\n"
+    assert expected.parse(text) == {"test_op[abs]": "mismatch: off", "test_compile[a-b-fp32]": ""}
+    with pytest.raises(expected.ExpectedFileError, match=r"f.txt:2: 'test_op abs' is not an item"):
+        expected.parse("test_op[abs]\ntest_op abs\n", "f.txt")
+    with pytest.raises(expected.ExpectedFileError, match=r"f.txt:2: test_op\[abs\] is listed twice"):
+        expected.parse("test_op[abs]\ntest_op[abs]  # again\n", "f.txt")
+    assert expected.load(Path("/nonexistent/expected_failures.txt")) == {}
+
+
+def test_updated_drops_passes_adds_failures_and_keeps_the_rest() -> None:
+    old = ("# known failures\n"
+           "test_op[a]  # conversion: old reason\n"
+           "test_op[b]  # fixed since\n"
+           "test_op[c]  # did not run\n")
+    new = expected.updated(old, {"test_op[a]": "mismatch:   new\nreason", "test_op[b]": None,
+                                 "test_op[d]": "run: crashed", "test_op[e]": None}, "unused")
+    assert new == ("# known failures\n"
+                   "test_op[a]  # mismatch: new reason\n"
+                   "test_op[c]  # did not run\n"
+                   "test_op[d]  # run: crashed\n")
+    assert expected.updated("", {"test_op[x]": "run: boom"}, "line one\n") == \
+        "# line one\ntest_op[x]  # run: boom\n"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return tiny_zoo(tmp_path_factory.mktemp("expected"))
+
+
+def _listed(path: Path) -> set[str]:
+    return set(expected.load(path))
+
+
+def test_a_session_writes_gates_on_and_rewrites_its_expected_failures(tiny: Path) -> None:
+    path = tiny / "expected_failures.txt"
+    no_compile = "tests_selftest.fakes:NoCompileBackend"
+    common = ("--benchmark-disable", "--expected-failures", str(path))
+
+    # A vendor starts with no file: the run fails, and writes the file from its failures.
+    r = run_session(tiny, no_compile, *common, "--update-expected-failures")
+    assert r.returncode == 1, r.stdout[-3000:]
+    assert _listed(path) == {COMPILE, METRIC, NUMERICS, THROUGHPUT}
+    assert "no kernel for op Erf" in path.read_text()  # each line says why
+
+    # With the file, the same failures are expected: the run passes, the report says so.
+    r = run_session(tiny, no_compile, *common)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "4 xfailed" in r.stdout
+    report = json.loads((tiny / no_compile / "tiny-bert" / "result-fp32.json").read_text())
+    assert report["Status"] == "xfailed" and report["Suites"]["compile"] == "xfailed"
+
+    # A backend that now passes them fails the run, saying which line to drop ...
+    r = run_session(tiny, "CPU", *common)
+    assert r.returncode == 1
+    assert f"[XPASS(strict)] listed in {path}" in r.stdout
+    assert "remove its line once it passes" in r.stdout
+    # ... and the rewrite drops them.
+    r = run_session(tiny, "CPU", *common, "--update-expected-failures")
+    assert _listed(path) == set()
+
+
+def test_a_malformed_expected_failures_file_is_a_usage_error(tiny: Path) -> None:
+    path = tiny / "bad_expected.txt"
+    path.write_text("test_compile[x]\nnot an item\n")
+    r = run_session(tiny, "CPU", "--expected-failures", str(path))
+    assert r.returncode == 4
+    assert f"{path}:2: 'not an item' is not an item name" in r.stderr
+
+
+def test_op_items_fail_unlisted_and_xfail_listed_with_the_category(tiny: Path) -> None:
+    path = tiny / "op_expected.txt"
+    path.write_text("test_op[add_bcast]  # mismatch: shifted outputs\n")
+    perturbing = "tests_selftest.test_opconformance:PerturbingBackend"
+    r = run_session(tiny, perturbing, "-k", "add_bcast or add_uint8", "--expected-failures",
+                    str(path), target="suites/compiler_coverage/test_ops.py")
+    assert r.returncode == 1, r.stdout[-3000:]
+    assert "1 failed" in r.stdout and "1 xfailed" in r.stdout
+    assert "FAILED suites/compiler_coverage/test_ops.py::test_op[add_uint8]" in r.stdout
+    assert f"Add [mismatch]: output 'sum'" in r.stdout
+    assert f"or list this item in {path}" in r.stdout
+    ops = json.loads((tiny / perturbing / "ops.json").read_text())
+    assert (ops["cases"], ops["passed"], ops["expected_failures"], ops["unexpected_failures"]) == \
+        (2, 0, 1, 1)
+    assert ops["ops"]["Add"]["by_category"] == {"mismatch": 2}
+    html = (tiny / perturbing / "report.html").read_text()
+    assert "Per-op conformance" in html and "add_uint8" in html
