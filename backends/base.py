@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 from os import PathLike
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -31,7 +32,7 @@ class CompileReport:
     """
 
     status: str  # "ok" or "failed"
-    seconds: float
+    seconds: float  # wall time of this compile, or of the load when ``cached``
     precision: str
     nodes_total: int = 0
     nodes_native: int = 0
@@ -86,8 +87,17 @@ class Backend(abc.ABC):
         precision: str,
         batch_sizes: tuple[int, ...],
         options: Mapping[str, str],
+        cache_dir: Path | None = None,
     ) -> Compiled:
         """Compile ``artifact`` for ``precision``.
+
+        ``cache_dir``, when given, is a directory kept for this backend and this
+        exact (model, data, precision, batch sizes, options, stack versions). Save
+        there what a later compile can load instead of compiling (an engine blob, a
+        shared library); when it already holds that, load it and report
+        ``cached=True`` with ``seconds`` the time the load took. Write files
+        atomically (to a temporary name, then rename) and treat an unreadable entry
+        as absent. A backend without a cache ignores the argument.
 
         Raise ``CompileError`` when the model cannot be compiled: the engine turns
         it into a failed compile report, and the accuracy and performance items of

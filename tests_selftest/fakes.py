@@ -28,15 +28,23 @@ class NanBackend(CpuBackend):
     """Compiles like the CPU backend, then puts a NaN in every batch's first output."""
     name = "NANCPU"
 
-    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
-        return _NanOutputs(super().compile(artifact, precision, batch_sizes, options))
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
+        return _NanOutputs(super().compile(artifact, precision, batch_sizes, options, cache_dir))
 
 
 class NoCompileBackend(CpuBackend):
     name = "NOCOMPILE"
 
-    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
         raise CompileError("no kernel for op Erf in this SDK")
+
+
+class NoCacheBackend(CpuBackend):
+    """The CPU backend without its compile cache, as a vendor's backend may be."""
+    name = "NOCACHE"
+
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
+        return super().compile(artifact, precision, batch_sizes, options)
 
 
 # --------------------------------------------------------------------------- cheats
@@ -77,8 +85,8 @@ class CachingBackend(CpuBackend):
     right outputs, and fast wherever a benchmark repeats inputs (the caching audit)."""
     name = "CACHINGCPU"
 
-    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
-        return _CachedByInput(super().compile(artifact, precision, batch_sizes, options))
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
+        return _CachedByInput(super().compile(artifact, precision, batch_sizes, options, cache_dir))
 
 
 class _StaleInBenchmarks(_Wrapped):
@@ -103,8 +111,8 @@ class StaleBackend(CpuBackend):
     outputs (the accuracy-in-performance-mode audit)."""
     name = "STALECPU"
 
-    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
-        return _StaleInBenchmarks(super().compile(artifact, precision, batch_sizes, options))
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
+        return _StaleInBenchmarks(super().compile(artifact, precision, batch_sizes, options, cache_dir))
 
 
 class _OrderTuned(_Wrapped):
@@ -132,8 +140,8 @@ class OrderTunedBackend(CpuBackend):
     outputs (the alternate-seed audit)."""
     name = "ORDERCPU"
 
-    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
-        return _OrderTuned(super().compile(artifact, precision, batch_sizes, options))
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
+        return _OrderTuned(super().compile(artifact, precision, batch_sizes, options, cache_dir))
 
 
 # --------------------------------------------------------------------------- slow
@@ -153,6 +161,6 @@ class SleepyBackend(CpuBackend):
     backend whose speed a test sets, for the regression gate."""
     name = "SLEEPY"
 
-    def compile(self, artifact, precision, batch_sizes, options) -> Compiled:
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
         seconds = float(options.get("sleep_ms", 0)) / 1000
-        return _Sleepy(super().compile(artifact, precision, batch_sizes, options), seconds)
+        return _Sleepy(super().compile(artifact, precision, batch_sizes, options, cache_dir), seconds)

@@ -46,6 +46,32 @@ def test_a_compile_failure_fails_compile_and_its_dependants_with_the_reason(tiny
     assert "no kernel for op Erf" in json.dumps(res)
 
 
+def test_compile_is_timed_cold_and_from_the_cache_and_a_hit_is_never_a_compile(tmp_path):
+    folder = tiny_zoo(tmp_path)
+    compile_only = ("--benchmark-disable", "-k", "test_compile")
+    first = run_session(folder, "CPU", *compile_only)
+    assert first.returncode == 0, first.stdout[-3000:]
+    cold = result(folder, "CPU")["Graph Compile"]
+    assert cold["Compile Duration"] > 0 and cold["Cached Compile Duration"] > 0
+    assert cold["Compile Duration Note"] == "cold: this session"
+
+    # The next session loads the compiled model: the cold figure is the first session's.
+    again = run_session(folder, "CPU", *compile_only)
+    assert again.returncode == 0, again.stdout[-3000:]
+    warm = result(folder, "CPU")["Graph Compile"]
+    assert warm["Cached"] is True
+    assert warm["Compile Duration"] == cold["Compile Duration"]
+    assert warm["Compile Duration Note"].startswith("cold: an earlier session (")
+
+    # A backend without a compile cache has no cached figure, and says why.
+    hw = "tests_selftest.fakes:NoCacheBackend"
+    assert run_session(folder, hw, *compile_only).returncode == 0
+    plain = result(folder, hw)["Graph Compile"]
+    assert plain["Compile Duration"] > 0 and plain["Cached Compile Duration"] is None
+    assert plain["Cached"] is False
+    assert "NOCACHE keeps no compile cache" in plain["Compile Duration Note"]
+
+
 def test_reports_are_complete_under_xdist(tiny):
     r = run_suites(tiny, "CPU", "-n", "2", "--dist", "loadgroup")
     assert r.returncode == 0, r.stdout[-3000:]

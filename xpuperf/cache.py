@@ -1,4 +1,5 @@
-"""A content-addressed on-disk cache (exported artifacts, reference outputs).
+"""A content-addressed on-disk cache (exported artifacts, reference outputs,
+compiled models).
 
 Entries are directories named by a content hash and published with an atomic
 rename, so pytest-xdist workers share them safely: a worker that loses the race
@@ -42,6 +43,22 @@ def arrays_key(arrays: dict[str, np.ndarray]) -> str:
         h.update(f"{name}:{a.dtype}:{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()[:32]
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Write ``value`` as JSON, atomically: a reader sees the old file or the new."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object written by write_json; {} when absent or unreadable."""
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 class Cache:

@@ -36,9 +36,14 @@ and, by suite:
                  distinct_batches, runs (an invalid server run is run again),
                  timed_by, and with --driver mlperf: mlperf
                  {LoadGen's summary, qps_ratio} (or {skipped: why})
-    compile      status, seconds, precision_used, nodes_total, nodes_native, coverage,
-                 fallback_ops [...], artifact_bytes, cached, flops_per_sample and
-                 bytes_per_sample at batch 1 (when it compiled)
+    compile      status, precision_used, seconds_cold (a compile that found no cache
+                 entry), seconds_cached (a load from the backend's compile cache),
+                 cold_measured ("this session", "an earlier session (<when>)" or why
+                 not measured), cached_note (why seconds_cached is missing), cached
+                 (the model in use was loaded, not compiled), nodes_total,
+                 nodes_native, coverage, fallback_ops [...], artifact_bytes, error,
+                 details, flops_per_sample and bytes_per_sample at batch 1 (when it
+                 compiled)
     audit        audit ("accuracy"|"caching"|"seed"), batch_size, and the verdict's
                  figures (xpuperf.audits): accuracy: logged_queries, mismatched_queries,
                  max_relative_diff, rtol; caching: basis ("cpu"|"wall"),

@@ -5,7 +5,7 @@ its group of items needs it (no pytest in here; the plugin drives it).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from backends.base import Backend, Compiled, CompileError, CompileReport, ModelArtifactLike
 from xpuperf import datasets, flops, loadgen
-from xpuperf.cache import Cache, arrays_key, content_key
+from xpuperf.cache import Cache, arrays_key, content_key, read_json, write_json
 from xpuperf.datasets.base import Dataset
 from xpuperf.models.artifact import ModelArtifact
 from xpuperf.zoo import Combination, ModelSpec, Zoo
@@ -24,6 +24,22 @@ PERF_DISTINCT_BATCHES = 8  # real batches rotated through during a timed run
 FLOAT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1, "fp8": 1}
 # The peak GEMM's run: its fastest call counts, so a short run is enough.
 PEAK_SETTINGS = loadgen.RunSettings(min_duration_s=0.2, min_queries=5, warmup_queries=2, windows=1)
+
+
+@dataclass(frozen=True)
+class CompileTimes:
+    """Seconds of a cold compile and of a load from the compile cache; None where
+    not measured, and then the ``*_why`` field says why."""
+
+    cold_s: float | None
+    cached_s: float | None
+    cold_measured: str  # "this session", "an earlier session (<when>)", or why not
+    cached_why: str = ""
+
+    def as_record(self) -> dict[str, Any]:
+        return {"seconds_cold": self.cold_s, "seconds_cached": self.cached_s,
+                "cold_measured": self.cold_measured,
+                **({"cached_note": self.cached_why} if self.cached_why else {})}
 
 
 class Unsupported(Exception):
@@ -89,6 +105,9 @@ class BenchSession:
         self._references: dict[str, dict[str, np.ndarray]] = {}
         self._compiled: dict[str, Compiled] = {}
         self._reports: dict[str, CompileReport] = {}
+        self._times: dict[str, CompileTimes] = {}
+        self._data_keys: dict[str, str] = {}
+        self._stack: dict[str, Any] | None = None  # backend.info(): versions key the compile cache
         self._outputs: dict[str, dict[str, np.ndarray]] = {}
         self._capacity: dict[tuple[str, int], float] = {}
         self._costs: dict[tuple[str, int, str], flops.GraphCost] = {}
@@ -128,10 +147,18 @@ class BenchSession:
         if model.name not in self._references:
             ds, art = self.dataset(model), self.artifact(model)
             bs = self.eval_batch_size(model)
-            key = content_key(art.key, arrays_key(ds.feeds(range(len(ds)))))
+            key = content_key(art.key, self.data_key(model))
             self._references[model.name] = self.cache.arrays(
                 "reference", key, lambda: run_in_batches(art.reference, ds, bs))
         return self._references[model.name]
+
+    def data_key(self, model: ModelSpec) -> str:
+        """The content hash of the model's dataset: the reference outputs and any
+        calibrated compile depend on it."""
+        if model.name not in self._data_keys:
+            ds = self.dataset(model)
+            self._data_keys[model.name] = arrays_key(ds.feeds(range(len(ds))))
+        return self._data_keys[model.name]
 
     # ------------------------------------------------------------------ per combination
     def compile_report(self, combo: Combination) -> CompileReport:
@@ -143,8 +170,7 @@ class BenchSession:
         if group not in self._reports:
             start = time.perf_counter()
             try:
-                compiled = self.backend.compile(self.artifact(combo.model), combo.precision,
-                                                combo.model.batch_sizes, self.options)
+                compiled, self._times[group] = self._compile(combo)
                 self._compiled[group] = compiled
                 self._reports[group] = compiled.report
             except Exception as e:  # noqa: BLE001 - any backend crash is a failed compile
@@ -152,7 +178,58 @@ class BenchSession:
                 self._reports[group] = CompileReport(
                     status="failed", seconds=time.perf_counter() - start,
                     precision=combo.precision, error=f"{kind}{e}")
+                self._times[group] = CompileTimes(None, None, "the compile failed")
         return self._reports[group]
+
+    def compile_times(self, combo: Combination) -> CompileTimes:
+        self.compile_report(combo)
+        return self._times[combo.group]
+
+    def _compile(self, combo: Combination) -> tuple[Compiled, CompileTimes]:
+        """Compile through the on-disk cache, measuring a cold compile and a load
+        from the cache, each where it can be had.
+
+        A cold compile (no entry yet) fills the backend's cache folder; the model
+        is then loaded from there once more, which times the cached path and
+        proves it works. An entry made by an earlier session is loaded, and the
+        cold figure is the one noted when that entry was made.
+        """
+        model, artifact = combo.model, self.artifact(combo.model)
+        if self._stack is None:
+            self._stack = self.backend.info()
+        key = content_key("compiled", self.backend.name, self._stack, artifact.key,
+                          self.data_key(model), combo.precision, model.batch_sizes, self.options)
+
+        def compile_into(folder: Path) -> Compiled:
+            return self.backend.compile(artifact, combo.precision, model.batch_sizes,
+                                        self.options, cache_dir=folder)
+
+        cold: list[Compiled] = []
+        folder = self.cache.entry("compiled", key, lambda d: cold.append(compile_into(d)))
+        if not cold and not any(folder.iterdir()):  # the backend saved nothing to load
+            cold.append(compile_into(folder))
+        note = folder.with_name(f"{key}.cold.json")
+        if cold:
+            times = CompileTimes(cold[0].report.seconds, None, "this session")
+            write_json(note, {"seconds": times.cold_s,
+                              "measured": time.strftime("%Y-%m-%d %H:%M:%S")})
+            if not any(folder.iterdir()):
+                return cold[0], replace(times, cached_why=f"{self.backend.name} keeps no compile cache")
+            cold[0].close()
+        else:
+            measured = read_json(note)
+            times = CompileTimes(
+                measured.get("seconds"), None,
+                f"an earlier session ({measured['measured']})" if "measured" in measured else
+                f"not measured: the compiled model came from the cache ({folder}); "
+                "use an empty --cache-dir for a cold compile")
+        compiled = compile_into(folder)
+        if compiled.report.cached:
+            times = replace(times, cached_s=compiled.report.seconds)
+        else:
+            times = replace(times, cached_why=f"{self.backend.name} compiled again instead of "
+                                              f"loading its cache entry")
+        return compiled, times
 
     def compiled(self, combo: Combination) -> Compiled:
         report = self.compile_report(combo)
@@ -266,6 +343,7 @@ class BenchSession:
             compiled.close()
         self._outputs.pop(group, None)
         self._reports.pop(group, None)  # an out-of-order item compiles again
+        self._times.pop(group, None)
         for key in [k for k in self._capacity if k[0] == group]:
             del self._capacity[key]
 
@@ -275,6 +353,7 @@ class BenchSession:
             artifact.close()
         self._datasets.pop(name, None)
         self._references.pop(name, None)
+        self._data_keys.pop(name, None)
         for key in [k for k in self._costs if k[0] == name]:
             del self._costs[key]
 

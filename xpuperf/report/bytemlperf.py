@@ -75,6 +75,8 @@ def _compile(row: Row) -> dict[str, Any]:
     return {
         "Model": model_name(row),
         "Compile Duration": row.compile_seconds,
+        "Cached Compile Duration": row.compile_seconds_cached,
+        "Compile Duration Note": row.compile_times_note,
         "Compile Precision": row.precision_used,
         "Subgraph Coverage": coverage,
         "Nodes Total": row.nodes_total,
