@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from xpuperf import datasets
-from xpuperf.datasets import criteo, fake, imagenet, squad
+from xpuperf.datasets import cifar, criteo, fake, imagenet, squad
 from xpuperf.zoo import DatasetSpec, TensorSpec
 
 SQUAD_FILE = datasets.SAMPLES / "open_squad" / "dev-v1.1.json"
@@ -20,8 +20,9 @@ SEQ = 64
 
 
 def _spec(name: str, shape: tuple[int, ...], dtype: str, field: str | None = None,
-          range: tuple[int, int] | None = None) -> TensorSpec:
-    return TensorSpec(name=name, shape=shape, dtype=dtype, field=field or name, range=range)
+          range: tuple[int, int] | None = None, batched: bool = True) -> TensorSpec:
+    return TensorSpec(name=name, shape=shape, dtype=dtype, field=field or name, range=range,
+                      batched=batched)
 
 
 # --------------------------------------------------------------------------- SQuAD
@@ -201,6 +202,77 @@ def test_criteo_errors_name_the_file_and_line(tmp_path):
         criteo.load(tmp_path, CRITEO_INPUTS, CRITEO_OUTPUTS, {"hash_buckets": 5})
 
 
+# --------------------------------------------------------------------------- CIFAR-100 prompts
+
+CIFAR_DIR = datasets.SAMPLES / "open_cifar"
+CIFAR_OUTPUTS = (_spec("output", (), "float32", "scores"),)
+
+
+def _zero_shot_inputs(length: int, batched: bool = False) -> tuple[TensorSpec, ...]:
+    """videobert's: images, and one prompt per class with no batch axis."""
+    return (_spec("image", (-1, 3, 32, 32), "float32"),
+            _spec("text", (100, length) if not batched else (-1, 100, length), "int64", batched=batched))
+
+
+@pytest.fixture(scope="module")
+def prompt_vocab(tmp_path_factory) -> Path:
+    """A BERT vocab.txt with the prompt's words and a few class names; the others are [UNK]."""
+    file = tmp_path_factory.mktemp("prompts") / "vocab.txt"
+    file.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "photo", "of", "apple", "_", "fish",
+                               "worm"]) + "\n")
+    return file
+
+
+def test_cifar_text_is_one_prompt_per_class_for_every_batch(prompt_vocab):
+    data = cifar.load(CIFAR_DIR, _zero_shot_inputs(10), CIFAR_OUTPUTS, {"tokenizer": str(prompt_vocab)})
+    names = cifar.class_names(CIFAR_DIR / cifar.NAMES_FILE)
+    assert (names[0], names[1], names[99]) == ("apple", "aquarium_fish", "worm")
+    two, five = data.feeds([0, 1]), data.feeds(range(5))
+    assert two["image"].shape == (2, 3, 32, 32) and five["image"].shape == (5, 3, 32, 32)
+    text = two["text"]
+    assert text.shape == (100, 10) and text.dtype == np.int64 and len(data) == 32
+    assert np.array_equal(text, five["text"])  # the same prompts, whatever the batch
+    # [CLS] a photo of a {name} [SEP], then [PAD]: "aquarium" is unknown, "_" and "fish" are not.
+    assert text[0].tolist() == [2, 4, 5, 6, 4, 7, 3, 0, 0, 0]
+    assert text[1].tolist() == [2, 4, 5, 6, 4, 1, 8, 9, 3, 0]
+    assert text[99].tolist() == [2, 4, 5, 6, 4, 10, 3, 0, 0, 0]
+    cut = cifar.load(CIFAR_DIR, _zero_shot_inputs(6), CIFAR_OUTPUTS,
+                     {"tokenizer": str(prompt_vocab), "prompt": "{}"})
+    assert cut.feeds([0])["text"][1].tolist() == [2, 1, 8, 9, 3, 0]  # the class name alone
+
+
+def test_cifar_top1_on_hand_made_logits(prompt_vocab):
+    data = cifar.load(CIFAR_DIR, _zero_shot_inputs(10), CIFAR_OUTPUTS, {"tokenizer": str(prompt_vocab)})
+    logits = np.random.default_rng(0).standard_normal((32, 100)).astype(np.float32)
+    right = logits.copy()
+    right[np.arange(32), data.labels] = logits.max() + 1  # each image's own class wins
+    assert data.evaluate({"scores": right})["top1"] == 100.0
+    wrong = right.copy()
+    wrong[:8, data.labels[:8]] = logits.min() - 1  # a quarter of the images lose their class
+    assert data.evaluate({"scores": wrong})["top1"] == 75.0
+
+
+def test_cifar_text_errors_name_what_is_missing(prompt_vocab, tmp_path):
+    options = {"tokenizer": str(prompt_vocab)}
+    with pytest.raises(ValueError, match=r"input 'text' \(field 'text'\) must have shape \[100, length\] "
+                                         r"and batched: false .*; it has \[-1, 100, 10\], batched: true"):
+        cifar.load(CIFAR_DIR, _zero_shot_inputs(10, batched=True), CIFAR_OUTPUTS, options)
+    with pytest.raises(ValueError, match="needs option 'tokenizer'"):
+        cifar.load(CIFAR_DIR, _zero_shot_inputs(10), CIFAR_OUTPUTS, {})
+    with pytest.raises(ValueError, match=r"option 'prompt' must be a string with \{\}"):
+        cifar.load(CIFAR_DIR, _zero_shot_inputs(10), CIFAR_OUTPUTS, {**options, "prompt": "a photo"})
+    with pytest.raises(ValueError, match=r"token id 10 >= vocab_size 10"):
+        cifar.load(CIFAR_DIR, _zero_shot_inputs(10), CIFAR_OUTPUTS, {**options, "vocab_size": 10})
+    with pytest.raises(FileNotFoundError, match="tokenizer 'package:nopackage/vocab.txt': Python package 'nopackage' is not"):
+        cifar.load(CIFAR_DIR, _zero_shot_inputs(10), CIFAR_OUTPUTS, {"tokenizer": "package:nopackage/vocab.txt"})
+    (tmp_path / "test.bin").write_bytes((CIFAR_DIR / "test.bin").read_bytes())
+    with pytest.raises(FileNotFoundError, match=r"fine_label_names\.txt not found; the prompts need"):
+        cifar.load(tmp_path, _zero_shot_inputs(10), CIFAR_OUTPUTS, options)
+    (tmp_path / "fine_label_names.txt").write_text("apple\npear\n")
+    with pytest.raises(ValueError, match=r"fine_label_names\.txt: 2 class names; expected 100"):
+        cifar.load(tmp_path, _zero_shot_inputs(10), CIFAR_OUTPUTS, options)
+
+
 # --------------------------------------------------------------------------- fake and resolution
 
 FAKE_INPUTS = (_spec("ids", (-1, 8), "int32", range=(5, 9)), _spec("mask", (-1, 8), "bool"),
@@ -218,6 +290,14 @@ def test_fake_follows_the_specs_and_the_seed():
     other = fake.load(None, FAKE_INPUTS, (), {"samples": 10, "seed": 4}).feeds(range(10))
     assert all(np.array_equal(batch[k], again[k]) for k in batch)
     assert not np.array_equal(batch["x"], other["x"])
+
+
+def test_fake_input_without_a_batch_axis_goes_whole_with_every_batch():
+    inputs = (_spec("ids", (-1, 8), "int64"), _spec("table", (5, 3), "float32", batched=False))
+    data = fake.load(None, inputs, (), {"samples": 10, "data_percent": 50})
+    one, three = data.feeds([0]), data.feeds([0, 1, 2])
+    assert len(data) == 5 and one["ids"].shape == (1, 8) and three["ids"].shape == (3, 8)
+    assert one["table"].shape == (5, 3) and np.array_equal(one["table"], three["table"])
 
 
 def test_load_falls_back_to_the_shipped_sample(tmp_path):

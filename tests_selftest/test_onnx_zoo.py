@@ -104,6 +104,32 @@ def test_a_corrupt_onnx_file_names_file_and_entry(spec, cache, tmp_path):
         art.model()
 
 
+def test_videobert_prompts_keep_their_shape_and_serve_every_batch(cache):
+    """The text input has no batch axis: the export keeps its [100, length] fixed,
+    any batch of images is scored against the same prompts, and the FLOP count
+    takes the text encoder once per batch, not once per sample."""
+    import onnx
+
+    from xpuperf import flops
+
+    spec = zoo_spec("videobert-onnx", "smoke")
+    art = ModelArtifact(spec, cache, ROOT, calibration=lambda n: [])
+    graph = onnx.load(str(art.onnx_path())).graph
+    shapes = {t.name: [d.dim_param or d.dim_value for d in t.type.tensor_type.shape.dim]
+              for t in (*graph.input, *graph.output)}
+    assert shapes == {"image": ["batch", 3, 32, 32], "text": [100, 16], "output": ["batch", 100]}
+    rng = np.random.default_rng(0)
+    feeds = {t.name: fake.generate(rng, t, 3) for t in spec.inputs}  # not the export's batch of 2
+    three = art.reference(feeds)["output"]
+    one = art.reference({**feeds, "image": feeds["image"][2:]})["output"]
+    assert three.shape == (3, 100)
+    np.testing.assert_allclose(one[0], three[2], atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(torch_fw.run(art.model(), spec, feeds)["output"], three, atol=1e-4, rtol=1e-4)
+    cost1, cost4 = flops.count_file(art.onnx_path(), 1), flops.count_file(art.onnx_path(), 4)
+    assert cost1.unknown == cost4.unknown == 0
+    assert cost1.flops < cost4.flops < 2 * cost1.flops  # the 100 prompts dominate this tiny model
+
+
 @pytest.mark.parametrize("name", sorted(PUBLISHED_PARAMETERS))
 def test_full_tier_builds_with_the_published_parameter_count(name):
     import torch

@@ -98,3 +98,39 @@ def test_invalid_yaml_names_the_line():
 def test_unknown_tier():
     with pytest.raises(ZooError, match="unknown tier 'huge'"):
         parse_zoo(GOOD, "huge")
+
+
+PROMPTS = "      - {name: input_ids, shape: [batch, seq], dtype: int64, range: [0, 100]}\n"
+
+
+def with_prompts(line: str) -> str:
+    """GOOD with a second input: ``line``, an input list item."""
+    return broken(PROMPTS, PROMPTS + line)
+
+
+def test_an_input_without_a_batch_axis():
+    zoo = parse_zoo(with_prompts("      - {name: text, shape: [8, seq], dtype: int64, batched: false}\n"),
+                    "smoke")
+    ids, text = zoo.models[0].inputs
+    assert (ids.batched, ids.shape, ids.batch_shape(4)) == (True, (-1, 16), (4, 16))
+    assert (text.batched, text.shape, text.batch_shape(4)) == (False, (8, 16), (8, 16))
+
+
+@pytest.mark.parametrize("line,expected", [
+    ("      - {name: text, shape: [batch, 8], dtype: int64, batched: false}\n",
+     "zoo.yaml:16: models.m-torch.inputs[1].shape[0]: names the batch axis of an input with batched: false"),
+    ("      - {name: text, shape: [8, seq], dtype: int64}\n",
+     "zoo.yaml:16: models.m-torch.inputs[1].shape[0]: the first axis must be 'batch', got 8"),
+    ("      - {name: text, shape: [8], dtype: int64, batched: 'false'}\n",
+     "zoo.yaml:16: models.m-torch.inputs[1].batched: must be true or false, got 'false'"),
+], ids=["batch-axis-named", "batch-axis-missing", "not-a-bool"])
+def test_a_missing_or_misplaced_batch_axis_names_line_and_input(line, expected):
+    with pytest.raises(ZooError) as e:
+        parse_zoo(with_prompts(line), "full")
+    assert expected in str(e.value)
+
+
+def test_outputs_always_have_a_batch_axis():
+    with pytest.raises(ZooError, match=r"zoo.yaml:16: models.m-torch.outputs\[0\].batched: applies to "
+                                       "inputs only"):
+        parse_zoo(broken("outputs: [start_logits]", "outputs: [{name: start_logits, batched: false}]"))

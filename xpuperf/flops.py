@@ -2,7 +2,9 @@
 numbers out; onnx is imported inside the functions that need it).
 
 Shapes come from onnx's shape inference on a copy of the graph whose batch axes
-are set to the batch size. Exported transformers compute shapes at run time
+are set to the batch size: an input's first axis when its size is not fixed (an
+input of fixed shape, such as prompts fed whole with every batch, has none).
+Exported transformers compute shapes at run time
 (Shape -> Gather -> Slice of a position table), which inference does not follow,
 so tensors small enough to be shapes are first folded to constants with onnx's
 reference evaluator, as often as that uncovers more shapes.
@@ -238,7 +240,8 @@ def _has_subgraph(node: Any) -> bool:
 
 def _infer(model: Any, batch_size: int) -> tuple[Any, dict[str, tuple[int, ...]], dict[str, int]]:
     """(graph with small constants folded, {tensor: shape}, {tensor: TensorProto
-    data type}) with every graph input's batch axis set to ``batch_size``."""
+    data type}) with every graph input's batch axis (a first axis of no fixed
+    size) set to ``batch_size``."""
     import onnx
     from onnx import shape_inference
 
@@ -246,10 +249,10 @@ def _infer(model: Any, batch_size: int) -> tuple[Any, dict[str, tuple[int, ...]]
     m.CopyFrom(model)
     weights = {i.name for i in m.graph.initializer}
     for inp in m.graph.input:
-        if inp.name not in weights and inp.type.tensor_type.shape.dim:
-            dim = inp.type.tensor_type.shape.dim[0]
-            dim.Clear()
-            dim.dim_value = batch_size
+        dims = inp.type.tensor_type.shape.dim
+        if inp.name not in weights and dims and not dims[0].HasField("dim_value"):
+            dims[0].Clear()
+            dims[0].dim_value = batch_size
     while True:
         inferred = shape_inference.infer_shapes(m, data_prop=True)
         shapes, types = _shapes(inferred.graph)

@@ -1,7 +1,9 @@
 """Load and validate zoo.yaml into frozen specs, and expand its combinations.
 
 Pure: YAML in, dataclasses out. Every error names the file, the line, the entry
-and the field, so that a broken zoo.yaml costs its author one glance.
+and the field, so that a broken zoo.yaml costs its author one glance. The tiers
+and the models' scenarios are validated in xpuperf.zoo_tiers (whose SCENARIOS,
+TIERS and ScenarioSpec are imported from here too, with the rest of the schema).
 """
 from __future__ import annotations
 
@@ -12,24 +14,13 @@ from typing import Any, Mapping
 import yaml
 
 from backends.base import PRECISIONS
+from xpuperf.zoo_tiers import (DEFAULT_PEAK_GEMM, PICKS, SCENARIOS, TIERS, ScenarioSpec,  # noqa: F401
+                               model_scenarios, pick_batch_sizes, tier_settings)
 
 FRAMEWORKS = ("torch", "tf", "onnx")
 DOMAINS = ("nlp", "cv", "rec", "speech", "multimodal", "llm", "substructure")
 DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool")
-TIERS = ("smoke", "full")
-# MLPerf LoadGen's scenarios, spelled as in item ids (-k words have no hyphens).
-SCENARIOS = ("offline", "single_stream", "multi_stream", "server", "multi_client")
-# Which of a scenario's batch sizes run: every one, or only the smallest or largest.
-PICKS = ("all", "min", "max")
 TOLERANCE_KEYS = ("max_abs", "mean_abs", "max_rel", "min_cosine")
-# Run control of every performance item (xpuperf.loadgen.RunSettings): minimum
-# duration and query count, warm-up queries, steady-state windows and their spread.
-PERF_KEYS = ("min_time_s", "min_rounds", "warmup_rounds", "windows", "max_spread")
-# The integrity audits' run control: rounds of two alternating blocks (one per
-# side) and the queries in a block; xpuperf.audits judges on a sign test over the
-# rounds at 99 % confidence, which fewer than 8 rounds cannot reach (0.5 ** 7 > 1 %).
-AUDIT_KEYS = ("rounds", "block")
-MIN_AUDIT_ROUNDS = 8
 
 # field -> (required, kind); kinds are checked by _check_kind
 MODEL_FIELDS: dict[str, tuple[bool, str]] = {
@@ -64,31 +55,11 @@ TENSOR_FIELDS: dict[str, tuple[bool, str]] = {
     "dtype": (False, "str"),
     "field": (False, "str"),
     "range": (False, "list"),
+    "batched": (False, "bool"),
 }
 TOP_FIELDS = {"defaults": (False, "map"), "tiers": (False, "map"),
               "datasets": (True, "map"), "models": (True, "map")}
 DEFAULT_FIELDS = ("precisions", "scenarios", "tolerances", "max_drop", "seed")
-TIER_FIELDS: dict[str, tuple[bool, str]] = {
-    "perf": (False, "map"),
-    "scenarios": (False, "map"),
-    "audits": (False, "map"),
-    "peak_gemm": (False, "int"),
-}
-# A scenario entry: {scenario: server, batch_sizes: max, ...} or just its name.
-SCENARIO_FIELDS: dict[str, tuple[bool, str]] = {
-    "scenario": (True, "str"),
-    "batch_sizes": (False, "pick"),
-    "latency_bound_ms": (False, "num"),
-    "load": (False, "num"),
-    "clients": (False, "int"),
-    "samples_per_query": (False, "int"),
-}
-# Settings that belong to one scenario, and those it cannot run without.
-SCENARIO_ONLY = {"latency_bound_ms": "server", "load": "server", "clients": "multi_client",
-                 "samples_per_query": "multi_stream"}
-SCENARIO_NEEDS = {"server": ("latency_bound_ms", "load"), "multi_client": ("clients",)}
-# Without tiers.<tier>.peak_gemm: a GEMM big enough to keep a CPU busy for a few ms.
-DEFAULT_PEAK_GEMM = 1024
 
 
 class ZooError(ValueError):
@@ -98,10 +69,18 @@ class ZooError(ValueError):
 @dataclass(frozen=True)
 class TensorSpec:
     name: str
-    shape: tuple[int, ...]  # first axis is the batch axis, -1
+    # Batched: the batch axis first, as -1. Not batched (an input fed whole with
+    # every batch, e.g. the prompts a batch of images is scored against): the
+    # tensor's whole shape.
+    shape: tuple[int, ...]
     dtype: str
     field: str  # the dataset's name for this tensor (defaults to name)
     range: tuple[int, int] | None = None  # integer inputs: [low, high) for generated data
+    batched: bool = True
+
+    def batch_shape(self, batch: int | None) -> tuple[int | None, ...]:
+        """The shape of this tensor in a batch of ``batch`` samples."""
+        return (batch, *self.shape[1:]) if self.batched else self.shape
 
 
 @dataclass(frozen=True)
@@ -111,23 +90,6 @@ class DatasetSpec:
     format: str  # loader module under xpuperf/datasets
     path: str | None  # real files, relative to --data-dir
     sample: str | None  # shipped sample, relative to xpuperf/datasets/samples
-
-
-@dataclass(frozen=True)
-class ScenarioSpec:
-    """One scenario of a model, its batch sizes resolved against the model's.
-
-    server: queries arrive as a Poisson process at ``load`` x the offline
-    throughput at the same batch size; valid when p99 <= ``latency_bound_ms``.
-    multi_client: ``clients`` submitters. multi_stream: the batch size is the
-    samples per query.
-    """
-
-    name: str
-    batch_sizes: tuple[int, ...]
-    latency_bound_ms: float | None = None
-    load: float | None = None
-    clients: int | None = None
 
 
 @dataclass(frozen=True)
@@ -213,14 +175,6 @@ class Zoo:
         return cases
 
 
-def pick_batch_sizes(batch_sizes: tuple[int, ...], pick: str) -> tuple[int, ...]:
-    if pick == "min":
-        return (min(batch_sizes),)
-    if pick == "max":
-        return (max(batch_sizes),)
-    return batch_sizes
-
-
 # --------------------------------------------------------------------------- loading
 
 def load_zoo(path: str | Path, tier: str = "full") -> Zoo:
@@ -246,12 +200,7 @@ def parse_zoo(text: str, tier: str = "full", path: Path = Path("zoo.yaml")) -> Z
     v.fields("", data, TOP_FIELDS)
     defaults = data.get("defaults") or {}
     v.fields("defaults", defaults, {k: (False, MODEL_FIELDS[k][1]) for k in DEFAULT_FIELDS})
-    tiers = data.get("tiers") or {}
-    v.fields("tiers", tiers, {t: (False, "map") for t in TIERS})
-    for name, settings in tiers.items():  # both tiers, so a mistake shows in either run
-        _tier(v, f"tiers.{name}", settings or {})
-    this = tiers.get(tier) or {}
-    perf = dict(this.get("perf") or {})
+    settings = tier_settings(v, data.get("tiers"), tier)
 
     datasets = {}
     for name, raw in data["datasets"].items():
@@ -261,39 +210,7 @@ def parse_zoo(text: str, tier: str = "full", path: Path = Path("zoo.yaml")) -> Z
                                      path=raw.get("path"), sample=raw.get("sample"))
     models = tuple(_model(v, name, raw, defaults, tier, datasets)
                    for name, raw in data["models"].items())
-    return Zoo(path=path, tier=tier, models=models, datasets=datasets, perf=perf,
-               scenarios=dict(this["scenarios"]) if "scenarios" in this else None,
-               audits=dict(this["audits"]) if "audits" in this else None,
-               peak_gemm=int(this.get("peak_gemm", DEFAULT_PEAK_GEMM)))
-
-
-def _tier(v: "_Validator", where: str, raw: Any) -> None:
-    v.fields(where, raw, TIER_FIELDS)
-    perf = raw.get("perf") or {}
-    v.fields(f"{where}.perf", perf, {k: (False, "num") for k in PERF_KEYS})
-    for key in ("min_time_s", "max_spread"):
-        if key in perf and perf[key] < 0:
-            v.fail(f"{where}.perf.{key}", f"must be >= 0, got {perf[key]!r}")
-    for key in ("min_rounds", "windows"):
-        if key in perf and not (isinstance(perf[key], int) and perf[key] >= 1):
-            v.fail(f"{where}.perf.{key}", f"must be a positive integer, got {perf[key]!r}")
-    if "warmup_rounds" in perf and not (isinstance(perf["warmup_rounds"], int)
-                                        and perf["warmup_rounds"] >= 0):
-        v.fail(f"{where}.perf.warmup_rounds",
-               f"must be a non-negative integer, got {perf['warmup_rounds']!r}")
-    for name, pick in (raw.get("scenarios") or {}).items():
-        v.one_of(f"{where}.scenarios", name, SCENARIOS, "scenario")
-        v.one_of(f"{where}.scenarios.{name}", pick, PICKS, "batch size pick")
-    audits = raw.get("audits")
-    if audits is not None:
-        v.fields(f"{where}.audits", audits, {k: (True, "int") for k in AUDIT_KEYS})
-        if audits["rounds"] < MIN_AUDIT_ROUNDS:
-            v.fail(f"{where}.audits.rounds", f"must be at least {MIN_AUDIT_ROUNDS} (fewer cannot "
-                   f"show a difference at 99% confidence), got {audits['rounds']!r}")
-        if audits["block"] < 1:
-            v.fail(f"{where}.audits.block", f"must be a positive integer, got {audits['block']!r}")
-    if "peak_gemm" in raw and raw["peak_gemm"] < 1:
-        v.fail(f"{where}.peak_gemm", f"must be a positive integer, got {raw['peak_gemm']!r}")
+    return Zoo(path=path, tier=tier, models=models, datasets=datasets, **settings)
 
 
 def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
@@ -339,8 +256,8 @@ def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
     # Scenario entries from defaults are checked against each model that inherits them.
     from_model = "scenarios" in raw or (tier == "smoke" and "scenarios" in smoke)
     scenario_src = src("scenarios") if from_model else "defaults"
-    scenarios = tuple(_scenario(v, f"{scenario_src}.scenarios[{i}]", s, name, tuple(batch_sizes))
-                      for i, s in enumerate(merged.get("scenarios") or ["offline"]))
+    scenarios = model_scenarios(v, f"{scenario_src}.scenarios", merged.get("scenarios"), name,
+                                tuple(batch_sizes))
     tolerances = merged.get("tolerances") or {}
     for p, tol in tolerances.items():
         v.one_of(f"{src('tolerances')}.tolerances", p, PRECISIONS, "precision")
@@ -367,52 +284,6 @@ def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
     )
 
 
-def _scenario(v: "_Validator", where: str, raw: Any, model: str,
-              batch_sizes: tuple[int, ...]) -> ScenarioSpec:
-    if isinstance(raw, str):
-        raw = {"scenario": raw}
-    v.fields(where, raw, SCENARIO_FIELDS)
-    name = raw["scenario"]
-    v.one_of(f"{where}.scenario", name, SCENARIOS, "scenario")
-    for key, owner in SCENARIO_ONLY.items():
-        if key in raw and name != owner:
-            v.fail(f"{where}.{key}", f"applies to the {owner} scenario only, not {name}")
-    for key in SCENARIO_NEEDS.get(name, ()):
-        if key not in raw:
-            v.fail(where, f"the {name} scenario needs {key!r}")
-    if raw.get("latency_bound_ms", 1) <= 0:
-        v.fail(f"{where}.latency_bound_ms", f"must be > 0, got {raw['latency_bound_ms']!r}")
-    if not 0 < raw.get("load", 1) <= 1:
-        v.fail(f"{where}.load", "is the target rate as a fraction of the offline throughput: "
-               f"must be in (0, 1], got {raw['load']!r}")
-    if raw.get("clients", 1) < 1:
-        v.fail(f"{where}.clients", f"must be a positive integer, got {raw['clients']!r}")
-    pick = raw.get("batch_sizes", "all")
-    if "samples_per_query" in raw:
-        if "batch_sizes" in raw:
-            v.fail(f"{where}.samples_per_query", "is the batch size of a multi_stream query: "
-                   "give it or batch_sizes, not both")
-        pick = [raw["samples_per_query"]]
-    if isinstance(pick, str):
-        v.one_of(f"{where}.batch_sizes", pick, PICKS, "batch size pick")
-        chosen = pick_batch_sizes(batch_sizes, pick)
-    else:
-        field_name = "samples_per_query" if "samples_per_query" in raw else "batch_sizes"
-        for i, bs in enumerate(pick):
-            if bs not in batch_sizes:
-                v.fail(f"{where}.{field_name}" + ("" if "samples_per_query" in raw else f"[{i}]"),
-                       f"{bs!r} is not a batch size of models.{model} "
-                       f"({', '.join(map(str, batch_sizes))})")
-        chosen = tuple(dict.fromkeys(pick))
-    return ScenarioSpec(name=name, batch_sizes=chosen,
-                        latency_bound_ms=_float_or_none(raw.get("latency_bound_ms")),
-                        load=_float_or_none(raw.get("load")), clients=raw.get("clients"))
-
-
-def _float_or_none(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
 def _substitute(v: "_Validator", where: str, value: Any, dims: Mapping[str, int]) -> Any:
     """Replace "$name" strings by the entry's dim of that name, so that a size the
     model and its dataset share (a vocabulary, hash buckets) is stated once."""
@@ -432,12 +303,19 @@ def _tensor(v: "_Validator", where: str, raw: Any, dims: Mapping[str, int], need
         raw = {"name": raw}
     v.fields(where, raw, {k: (req or (need_shape and k in ("shape", "dtype")), kind)
                           for k, (req, kind) in TENSOR_FIELDS.items()})
+    batched = raw.get("batched", True)
+    if not (batched or need_shape):
+        v.fail(f"{where}.batched", "applies to inputs only; outputs are gathered batch by batch")
     shape: list[int] = []
     for i, d in enumerate(raw.get("shape") or []):
-        if i == 0:
+        if batched and i == 0:
             if d != "batch":
-                v.fail(f"{where}.shape[0]", f"the first axis must be 'batch', got {d!r}")
+                v.fail(f"{where}.shape[0]", f"the first axis must be 'batch', got {d!r} (an input "
+                       "fed whole with every batch has none and says batched: false)")
             shape.append(-1)
+        elif d == "batch" and not batched:
+            v.fail(f"{where}.shape[{i}]", "names the batch axis of an input with batched: false "
+                   "(fed whole with every batch, it has none)")
         elif isinstance(d, int) and d > 0:
             shape.append(d)
         elif isinstance(d, str) and d in dims:
@@ -451,7 +329,8 @@ def _tensor(v: "_Validator", where: str, raw: Any, dims: Mapping[str, int], need
     if rng is not None and not (len(rng) == 2 and all(isinstance(x, int) for x in rng) and rng[0] < rng[1]):
         v.fail(f"{where}.range", f"must be [low, high) integers with low < high, got {rng!r}")
     return TensorSpec(name=raw["name"], shape=tuple(shape), dtype=dtype,
-                      field=raw.get("field", raw["name"]), range=tuple(rng) if rng else None)
+                      field=raw.get("field", raw["name"]), range=tuple(rng) if rng else None,
+                      batched=batched)
 
 
 # --------------------------------------------------------------------------- validation
@@ -501,6 +380,7 @@ class _Validator:
         ok = {
             "str": isinstance(value, str),
             "str?": value is None or isinstance(value, str),
+            "bool": isinstance(value, bool),
             "int": isinstance(value, int) and not isinstance(value, bool),
             "num": isinstance(value, (int, float)) and not isinstance(value, bool),
             "map": isinstance(value, dict),
@@ -509,8 +389,8 @@ class _Validator:
                 isinstance(x, int) and not isinstance(x, bool) for x in value)),
         }[kind]
         if not ok:
-            wanted = {"str": "a string", "str?": "a string or null", "int": "an integer",
-                      "num": "a number", "map": "a mapping", "list": "a list",
+            wanted = {"str": "a string", "str?": "a string or null", "bool": "true or false",
+                      "int": "an integer", "num": "a number", "map": "a mapping", "list": "a list",
                       "pick": f"one of {', '.join(PICKS)} or a list of batch sizes"}[kind]
             self.fail(where, f"must be {wanted}, got {value!r}")
 

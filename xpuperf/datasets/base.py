@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
@@ -28,7 +28,8 @@ class Dataset(abc.ABC):
 
     @abc.abstractmethod
     def feeds(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
-        """Model inputs for these samples, batch axis first."""
+        """Model inputs for these samples, batch axis first; an input without a
+        batch axis (``TensorSpec.batched`` false) whole, the same for every batch."""
 
     @abc.abstractmethod
     def evaluate(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
@@ -37,33 +38,43 @@ class Dataset(abc.ABC):
 
 class ArrayDataset(Dataset):
     """Samples preprocessed once into one array per model input, so that feeds()
-    only gathers rows."""
+    only gathers rows; the inputs named in ``shared`` have no batch axis and go
+    whole with every batch."""
 
-    def __init__(self, arrays: dict[str, np.ndarray]):
-        self._arrays = arrays
+    def __init__(self, arrays: dict[str, np.ndarray], shared: Collection[str] = ()):
+        self._arrays = {name: a for name, a in arrays.items() if name not in shared}
+        self._shared = {name: arrays[name] for name in shared}
 
     def __len__(self) -> int:
         return len(next(iter(self._arrays.values())))
 
     def feeds(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
         idx = np.asarray(indices, dtype=np.intp)
-        return {name: np.take(a, idx, axis=0) for name, a in self._arrays.items()}
+        return {**{name: np.take(a, idx, axis=0) for name, a in self._arrays.items()}, **self._shared}
 
 
 def model_arrays(dataset: str, fields: Mapping[str, np.ndarray],
                  inputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray]:
-    """Each model input's array, taken from the dataset field it names and cast once."""
+    """Each model input's array, taken from the dataset field it names and cast
+    once: rows of samples, or for an input without a batch axis the whole field."""
     arrays = {}
     for spec in inputs:
         if spec.field not in fields:
             raise ValueError(f"{dataset}: input {spec.name!r} reads field {spec.field!r}; this dataset "
                              f"has {', '.join(fields)}")
         data = fields[spec.field]
-        if np.prod(spec.shape[1:], dtype=np.int64) != np.prod(data.shape[1:], dtype=np.int64):
+        want, have = (spec.shape[1:], data.shape[1:]) if spec.batched else (spec.shape, data.shape)
+        if np.prod(want, dtype=np.int64) != np.prod(have, dtype=np.int64):
             raise ValueError(f"{dataset}: input {spec.name!r} declares shape {list(spec.shape)}; field "
-                             f"{spec.field!r} has {list(data.shape[1:])} per sample")
-        arrays[spec.name] = data.reshape(len(data), *spec.shape[1:]).astype(numpy_dtype(spec.dtype))
+                             f"{spec.field!r} has {list(have)}"
+                             + (" per sample" if spec.batched else " (the input has no batch axis)"))
+        arrays[spec.name] = data.reshape(spec.batch_shape(len(data))).astype(numpy_dtype(spec.dtype))
     return arrays
+
+
+def shared_inputs(inputs: tuple[TensorSpec, ...]) -> tuple[str, ...]:
+    """The inputs without a batch axis, for ArrayDataset's ``shared``."""
+    return tuple(spec.name for spec in inputs if not spec.batched)
 
 
 def numpy_dtype(dtype: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from xpuperf.datasets.base import ArrayDataset, data_percent_count, numpy_dtype
+from xpuperf.datasets.base import ArrayDataset, data_percent_count, numpy_dtype, shared_inputs
 from xpuperf.zoo import TensorSpec
 
 NAME = "fake"
@@ -21,9 +21,9 @@ class FakeDataset(ArrayDataset):
     name = NAME
     primary_metric = None
 
-    def __init__(self, arrays: dict[str, np.ndarray]):
+    def __init__(self, arrays: dict[str, np.ndarray], shared: tuple[str, ...]):
         self.path = ""
-        super().__init__(arrays)
+        super().__init__(arrays, shared)
 
     def evaluate(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
         return {}
@@ -38,12 +38,15 @@ def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[Tenso
         raise ValueError(f"{NAME}: option 'samples' must be a positive integer, got {samples!r}")
     rng = np.random.default_rng(int(options.get("seed", 0)))
     count = data_percent_count(samples, options, NAME)  # the first ones: the same rows as without it
-    return FakeDataset({spec.name: generate(rng, spec, samples)[:count] for spec in inputs})
+    shared = shared_inputs(inputs)
+    arrays = {spec.name: generate(rng, spec, samples) for spec in inputs}
+    return FakeDataset({name: a if name in shared else a[:count] for name, a in arrays.items()}, shared)
 
 
 def generate(rng: np.random.Generator, spec: TensorSpec, samples: int) -> np.ndarray:
-    """``samples`` rows shaped and typed as ``spec`` declares."""
-    shape = (samples, *spec.shape[1:])
+    """``samples`` rows shaped and typed as ``spec`` declares (for an input without
+    a batch axis, the one tensor)."""
+    shape = spec.batch_shape(samples)
     if spec.dtype == "bool":
         return rng.random(size=shape) < 0.5
     if spec.dtype in ("float32", "float16", "bfloat16"):

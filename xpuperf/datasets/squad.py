@@ -160,30 +160,31 @@ def training_texts(examples: list[Example]) -> list[str]:
 
 # --------------------------------------------------------------------------- tokenizers
 
-def local_tokenizer(path: Path, lowercase: bool = True) -> Tokenizer:
-    """A vocab.txt (BERT WordPiece) or a Hugging Face tokenizer folder, never the hub."""
+def local_tokenizer(path: Path, lowercase: bool = True, dataset: str = NAME) -> Tokenizer:
+    """A vocab.txt (BERT WordPiece) or a Hugging Face tokenizer folder, never the hub;
+    errors name ``dataset`` (other text datasets read their tokenizers here too)."""
     if path.is_file():
         from tokenizers.models import WordPiece
 
         try:
             vocab = WordPiece.read_file(str(path))
         except Exception as e:  # tokenizers raises plain Exception
-            raise ValueError(f"{NAME}: {path}: cannot read it as a vocab.txt ({e})") from None
-        return _bert_tokenizer(vocab, lowercase, path)
+            raise ValueError(f"{dataset}: {path}: cannot read it as a vocab.txt ({e})") from None
+        return _bert_tokenizer(vocab, lowercase, path, dataset)
     if path.is_dir():
         from transformers import AutoTokenizer
 
         try:
             hf = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
         except (OSError, ValueError) as e:
-            raise ValueError(f"{NAME}: {path}: not a Hugging Face tokenizer folder ({e})") from None
+            raise ValueError(f"{dataset}: {path}: not a Hugging Face tokenizer folder ({e})") from None
         if not hf.is_fast or hf.pad_token_id is None:
-            raise ValueError(f"{NAME}: {path}: the tokenizer must be a fast tokenizer with a pad "
+            raise ValueError(f"{dataset}: {path}: the tokenizer must be a fast tokenizer with a pad "
                              "token (offsets and padding come from it)")
         tok = hf.backend_tokenizer
         tok.enable_padding(pad_id=hf.pad_token_id, pad_token=hf.pad_token)
         return tok
-    raise FileNotFoundError(f"{NAME}: tokenizer {path} not found; expected a vocab.txt file or a "
+    raise FileNotFoundError(f"{dataset}: tokenizer {path} not found; expected a vocab.txt file or a "
                             "Hugging Face tokenizer folder")
 
 
@@ -208,13 +209,14 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int) -> Tokenizer:
     return _bert_tokenizer(tok.get_vocab(), True, None)
 
 
-def _bert_tokenizer(vocab: dict[str, int], lowercase: bool, source: Path | None) -> Tokenizer:
+def _bert_tokenizer(vocab: dict[str, int], lowercase: bool, source: Path | None,
+                    dataset: str = NAME) -> Tokenizer:
     from tokenizers import Tokenizer, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
 
     absent = [t for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]") if t not in vocab]
     if absent:
-        raise ValueError(f"{NAME}: {source}: vocabulary lacks {', '.join(absent)}; expected a BERT vocab.txt")
+        raise ValueError(f"{dataset}: {source}: vocabulary lacks {', '.join(absent)}; expected a BERT vocab.txt")
     tok = Tokenizer(WordPiece(vocab, unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()

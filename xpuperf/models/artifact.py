@@ -75,7 +75,7 @@ def _versions(packages: tuple[str, ...]) -> dict[str, str]:
 
 def example_feeds(spec: ModelSpec, batch: int = 2) -> dict[str, np.ndarray]:
     """Inputs of the right names, shapes and dtypes for tracing and export."""
-    return {t.name: np.zeros((batch, *t.shape[1:]), dtype=t.dtype) for t in spec.inputs}
+    return {t.name: np.zeros(t.batch_shape(batch), dtype=t.dtype) for t in spec.inputs}
 
 
 class ModelArtifact(ModelArtifactLike):

@@ -25,9 +25,10 @@ class TextEncoder(torch.nn.Module):
 
 
 class DualEncoder(torch.nn.Module):
-    """(image [batch, 3, H, W], text [batch, prompts, seq]) -> scores [batch, prompts]:
-    CLIP's scaled cosine similarity of each image with each of its prompts, so the
-    argmax over prompts is a zero-shot classification."""
+    """(image [batch, 3, H, W], text [prompts, seq]) -> logits [batch, prompts]:
+    CLIP's scaled cosine similarity of each image with each prompt, so the argmax
+    over prompts is a zero-shot classification. The prompts have no batch axis:
+    the same ones score every image of a batch, as ByteMLPerf feeds them."""
 
     def __init__(self, config: Mapping[str, Any]):
         super().__init__()
@@ -35,13 +36,7 @@ class DualEncoder(torch.nn.Module):
         self.model = CLIPModel(CLIPConfig(**config))
 
     def forward(self, image: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
-        batch, prompts, seq = text.shape
-        img = self.model.get_image_features(pixel_values=image, return_dict=True).pooler_output
-        txt = self.model.get_text_features(input_ids=text.reshape(batch * prompts, seq),
-                                           return_dict=True).pooler_output
-        img = torch.nn.functional.normalize(img, dim=-1)
-        txt = torch.nn.functional.normalize(txt, dim=-1).view(batch, prompts, -1)
-        return self.model.logit_scale.exp() * torch.einsum("bd,bpd->bp", img, txt)
+        return self.model(input_ids=text, pixel_values=image, return_dict=True).logits_per_image
 
 
 def text_encoder(config: Mapping[str, Any], spec: ModelSpec) -> torch.nn.Module:

@@ -60,8 +60,9 @@ def run(model: torch.nn.Module, spec: ModelSpec, feeds: dict[str, np.ndarray]) -
 
 
 def export_onnx(model: torch.nn.Module, spec: ModelSpec, path: Path, example: dict[str, np.ndarray]) -> None:
-    names = [t.name for t in spec.inputs] + [t.name for t in spec.outputs]
     args = tuple(torch.from_numpy(example[t.name]) for t in spec.inputs)
+    # An input without a batch axis keeps its shape fixed, as the zoo declares it.
+    dynamic = {t.name: {0: "batch"} for t in (*spec.inputs, *spec.outputs) if t.batched}
     # The TorchScript exporter: the dynamo one needs onnxscript and retraces the
     # Hugging Face models slowly; a dynamic batch axis is all we need. Its
     # deprecation and tracer warnings are known and would bury the test output.
@@ -69,4 +70,4 @@ def export_onnx(model: torch.nn.Module, spec: ModelSpec, path: Path, example: di
         warnings.simplefilter("ignore")
         torch.onnx.export(model, args, str(path), input_names=[t.name for t in spec.inputs],
                           output_names=[t.name for t in spec.outputs], opset_version=OPSET,
-                          dynamic_axes={n: {0: "batch"} for n in names}, dynamo=False)
+                          dynamic_axes=dynamic, dynamo=False)
