@@ -1,8 +1,14 @@
 """CPU backend: onnxruntime's CPU execution provider.
 
 fp32 runs the exported graph as is, fp16 converts the graph's float tensors to
-float16 (keeping fp32 inputs and outputs), and int8 is onnxruntime's static
-post-training quantization (QDQ) calibrated on real dataset samples.
+float16 (keeping fp32 inputs and outputs, and in fp32 the nodes that carry integer
+ids in float tensors), and int8 is onnxruntime's static post-training quantization
+(QDQ) calibrated on real dataset samples.
+
+Compile cache: given a ``cache_dir``, a compile saves the converted graph
+(model.onnx) and what its report needs (report.json) there; a later compile
+loads them instead of converting or calibrating again, and reports
+``cached=True`` with the load time. An unreadable entry is compiled anew.
 
 Options (--backend-option KEY=VALUE): threads (intra-op threads, default
 onnxruntime's), calibration_samples (int8, default 16), int8_ops (comma-separated
@@ -11,6 +17,8 @@ op types to quantize, default the compute-heavy ones).
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import platform
 import re
 import tempfile
@@ -31,6 +39,15 @@ _MISSING_KERNEL = re.compile(r"implementation for (\w+)\(")
 _INT8_DEFAULT_OPS = "Conv,ConvTranspose,MatMul,Gemm"
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
               "MatMulInteger", "ConvInteger", "DynamicQuantizeLinear"}
+_CACHED_MODEL, _CACHED_REPORT = "model.onnx", "report.json"
+# TensorProto element types of integers (INT8..UINT64).
+_INTEGER_TYPES = frozenset({2, 3, 4, 5, 6, 7, 12, 13})
+# Ops that compute exactly on integers: fed integers (and constants), their result
+# needs the precision their inputs needed.
+_EXACT_OPS = frozenset({"Add", "Sub", "Mul", "Neg", "Abs", "Min", "Max", "Floor", "Ceil",
+                        "Round", "Relu", "Mod", "Where", "Identity", "Reshape", "Squeeze",
+                        "Unsqueeze", "Flatten", "Transpose", "Concat", "Slice", "Gather",
+                        "Expand", "Tile", "CumSum", "ReduceSum", "ReduceMax", "ReduceMin"})
 
 
 class OrtCompiled(Compiled):
@@ -60,25 +77,30 @@ class CpuBackend(Backend):
         return {"fp32", "fp16", "int8"}
 
     def compile(self, artifact: ModelArtifactLike, precision: str, batch_sizes: tuple[int, ...],
-                options: Mapping[str, str]) -> Compiled:
+                options: Mapping[str, str], cache_dir: Path | None = None) -> Compiled:
         import onnx
         import onnxruntime as ort
 
+        so = ort.SessionOptions()
+        if "threads" in options:
+            so.intra_op_num_threads = int(options["threads"])
+        if cache_dir is not None:
+            hit = _load_cached(Path(cache_dir), so)
+            if hit is not None:
+                return hit
         source = Path(artifact.onnx_path()).resolve()  # int8 works in a temp cwd
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
             model = onnx.load(str(source))
             fp32_ops: list[str] = []
+            fp32_integer_nodes = 0
             if precision == "fp16":
-                model, fp32_ops = self._to_fp16(model)
+                model, fp32_ops, fp32_integer_nodes = self._to_fp16(model)
             elif precision == "int8":
                 model = self._to_int8(source, Path(tmp), artifact,
                                       int(options.get("calibration_samples", 16)),
                                       options.get("int8_ops", _INT8_DEFAULT_OPS).split(","))
             blob = model.SerializeToString()
-            so = ort.SessionOptions()
-            if "threads" in options:
-                so.intra_op_num_threads = int(options["threads"])
             try:
                 session = ort.InferenceSession(blob, so, providers=["CPUExecutionProvider"])
             except Exception as e:  # onnxruntime raises its own unexported exception types
@@ -88,28 +110,39 @@ class CpuBackend(Backend):
         used = precision
         if precision == "int8" and not ops.keys() & _QUANT_OPS:
             used = "fp32"  # the quantizer found nothing to quantize
+        details: dict[str, Any] = {"ops_kept_fp32": fp32_ops,
+                                   "quantized_nodes": sum(ops[o] for o in _QUANT_OPS)}
+        if precision == "fp16":
+            details["integer_nodes_kept_fp32"] = fp32_integer_nodes
         report = CompileReport(
             status="ok", seconds=seconds, precision=used, nodes_total=sum(ops.values()),
             # Everything runs on onnxruntime's CPU provider: nothing falls back.
             nodes_native=sum(ops.values()), fallback_ops=[], artifact_bytes=len(blob),
-            details={"ops_kept_fp32": fp32_ops, "quantized_nodes": sum(ops[o] for o in _QUANT_OPS)},
+            details=details,
         )
+        if cache_dir is not None:
+            _store(Path(cache_dir), blob, report)
         return OrtCompiled(session, report)
 
     @staticmethod
-    def _to_fp16(model: Any) -> tuple[Any, list[str]]:
-        """Convert to fp16, keeping in fp32 the ops the CPU provider has no fp16
-        kernel for (found by trying: onnxruntime names the missing kernel)."""
+    def _to_fp16(model: Any) -> tuple[Any, list[str], int]:
+        """Convert to fp16, keeping in fp32 the nodes that carry integers in float
+        tensors (see _integer_nodes) and the ops the CPU provider has no fp16 kernel
+        for (found by trying: onnxruntime names the missing kernel). Returns the
+        model, those op types and the number of integer nodes kept."""
         import onnxruntime as ort
         from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
+        integer_nodes = _integer_nodes(model)
         kept: list[str] = []
         for _ in range(32):
             converted = convert_float_to_float16(model, keep_io_types=True,
-                                                 op_block_list=DEFAULT_OP_BLOCK_LIST + kept)
+                                                 op_block_list=DEFAULT_OP_BLOCK_LIST + kept,
+                                                 node_block_list=integer_nodes)
+            _skip_round_trips(converted)
             try:
                 ort.InferenceSession(converted.SerializeToString(), providers=["CPUExecutionProvider"])
-                return converted, kept
+                return converted, kept, len(integer_nodes)
             except Exception as e:  # noqa: BLE001 - see OrtCompiled.compile
                 missing = _MISSING_KERNEL.search(str(e))
                 if not missing or missing.group(1) in kept:
@@ -151,6 +184,117 @@ class CpuBackend(Backend):
             except Exception as e:  # noqa: BLE001
                 raise CompileError(f"int8 quantization failed: {e}") from e
             return onnx.load(str(out))
+
+
+def _integer_nodes(model: Any) -> list[str]:
+    """Names of the top-level nodes that compute on integers held in float tensors,
+    naming those that have no name (the converter's block list goes by name).
+
+    fp16 holds integers exactly only up to 2048: ids fed as floats and cast to an
+    integer type (a Keras export of float ids), or integers cast to float and then
+    offset or scaled (positions), would be rounded. Kept in fp32: Casts from a float
+    graph input to an integer type, Casts from an integer type to float, and the
+    exact ops downstream of those whose other float inputs are constants.
+    """
+    import onnx
+    from onnx import TensorProto
+
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    dtype = {v.name: v.type.tensor_type.elem_type for v in (*graph.input, *graph.value_info)}
+    dtype.update({t.name: t.data_type for t in graph.initializer})
+    constants = {t.name for t in graph.initializer} | {
+        n.output[0] for n in graph.node if n.op_type == "Constant"}
+    float_inputs = {v.name for v in graph.input if dtype[v.name] == TensorProto.FLOAT}
+    holding: set[str] = set()  # float tensors holding integers
+    names = []
+    # infer_shapes returned a copy (for the types): name the nodes of the model itself.
+    for i, node in enumerate(model.graph.node):
+        if node.op_type == "Cast":
+            source, to = dtype.get(node.input[0]), onnx.helper.get_node_attr_value(node, "to")
+            keep = (node.input[0] in float_inputs and to in _INTEGER_TYPES) or \
+                (source in _INTEGER_TYPES and to == TensorProto.FLOAT) or node.input[0] in holding
+        else:
+            floats = [x for x in node.input
+                      if dtype.get(x) == TensorProto.FLOAT and x not in constants]
+            keep = node.op_type in _EXACT_OPS and bool(floats) and all(x in holding for x in floats)
+        if keep:
+            node.name = node.name or f"fp32_integers_{i}"
+            names.append(node.name)
+            holding.update(x for x in node.output if dtype.get(x) == TensorProto.FLOAT)
+    return names
+
+
+def _skip_round_trips(model: Any) -> None:
+    """The converter wraps each fp32-kept node in Casts of its own, so between two
+    kept nodes (or a graph input or output and a kept node) a tensor goes fp32 ->
+    fp16 -> fp32, losing what keeping it was for: make the second Cast read the
+    fp32 tensor (a Cast to its own type, which onnxruntime drops), and remove the
+    Casts left unused."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    fp32 = {v.name for v in (*graph.input, *graph.value_info)
+            if v.type.tensor_type.elem_type == TensorProto.FLOAT}
+    producer = {out: n for n in graph.node for out in n.output}
+
+    def is_cast_to(node: Any, to: int) -> bool:
+        return node is not None and node.op_type == "Cast" and \
+            helper.get_node_attr_value(node, "to") == to
+
+    for node in graph.node:
+        if is_cast_to(node, TensorProto.FLOAT):
+            down = producer.get(node.input[0])
+            if is_cast_to(down, TensorProto.FLOAT16) and down.input[0] in fp32:
+                node.input[0] = down.input[0]
+    while True:
+        used = {x for n in graph.node for x in n.input} | {o.name for o in graph.output}
+        unused = [n for n in graph.node if n.op_type == "Cast" and n.output[0] not in used]
+        if not unused:
+            return
+        for n in unused:
+            graph.node.remove(n)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write under a temporary name, then rename: a reader (another xdist worker)
+    never sees a half-written file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _store(cache_dir: Path, blob: bytes, report: CompileReport) -> None:
+    """Save the converted graph, then its report: report.json, written last, marks
+    the entry complete."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(cache_dir / _CACHED_MODEL, blob)
+    fields = {"precision": report.precision, "nodes_total": report.nodes_total,
+              "nodes_native": report.nodes_native, "fallback_ops": report.fallback_ops,
+              "details": {**report.details, "compile_seconds": report.seconds}}
+    _write_atomic(cache_dir / _CACHED_REPORT, json.dumps(fields).encode())
+
+
+def _load_cached(cache_dir: Path, so: Any) -> OrtCompiled | None:
+    """The compiled model saved in ``cache_dir``, or None when there is none or it
+    cannot be read (the caller then compiles and overwrites it)."""
+    import onnxruntime as ort
+
+    start = time.perf_counter()
+    try:
+        fields = json.loads((cache_dir / _CACHED_REPORT).read_text())
+        blob = (cache_dir / _CACHED_MODEL).read_bytes()
+        session = ort.InferenceSession(blob, so, providers=["CPUExecutionProvider"])
+        report = CompileReport(status="ok", seconds=0.0, artifact_bytes=len(blob), cached=True,
+                               **fields)
+    except Exception:  # noqa: BLE001 - missing, truncated, corrupt: each is a miss
+        return None
+    report.seconds = time.perf_counter() - start
+    return OrtCompiled(session, report)
 
 
 BACKEND = CpuBackend

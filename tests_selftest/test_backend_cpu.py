@@ -1,0 +1,151 @@
+"""The CPU (onnxruntime) backend on tiny models: its compile cache, and fp16 builds
+that keep integer ids carried in float tensors exact."""
+from __future__ import annotations
+
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backends.base import ModelArtifactLike
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from backends.cpu import CpuBackend  # noqa: E402
+
+RNG = np.random.default_rng(3)
+W = RNG.standard_normal((16, 8)).astype(np.float32)
+# Rows of small integers: exact in fp16, so an fp16 build that gathers the right
+# row returns exactly the fp32 result.
+TABLE = (np.arange(10000 * 4).reshape(10000, 4) % 1000).astype(np.float32)
+IDS = np.array([[3, 2047, 2049, 3001, 4097]], dtype=np.int64)
+
+
+class FileArtifact(ModelArtifactLike):
+    def __init__(self, path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...]):
+        self.name, self._path = path.stem, path
+        self.input_names, self.output_names = inputs, outputs
+
+    def onnx_path(self) -> PathLike[str]:
+        return self._path
+
+    def calibration_feeds(self, count: int) -> list[dict[str, np.ndarray]]:
+        rng = np.random.default_rng(0)
+        return [{"x": rng.standard_normal((1, 16)).astype(np.float32)} for _ in range(count)]
+
+
+def _save(path: Path, nodes: list, inputs: list, outputs: list,
+          initializers: dict[str, np.ndarray]) -> FileArtifact:
+    graph = helper.make_graph(nodes, path.stem, inputs, outputs,
+                              [numpy_helper.from_array(v, k) for k, v in initializers.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return FileArtifact(path, tuple(i.name for i in inputs), tuple(o.name for o in outputs))
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory: pytest.TempPathFactory) -> FileArtifact:
+    """MatMul + Relu, with a dynamic batch axis."""
+    return _save(tmp_path_factory.mktemp("mlp") / "mlp.onnx",
+                 [helper.make_node("MatMul", ["x", "W"], ["m"]),
+                  helper.make_node("Relu", ["m"], ["y"])],
+                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 16])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 8])], {"W": W})
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_second_compile_loads_the_cached_model(mlp: FileArtifact, tmp_path: Path,
+                                               precision: str) -> None:
+    backend, x = CpuBackend(), RNG.standard_normal((4, 16)).astype(np.float32)
+    cold = backend.compile(mlp, precision, (4,), {}, cache_dir=tmp_path)
+    warm = backend.compile(mlp, precision, (4,), {}, cache_dir=tmp_path)
+    print(f"{precision}: compile {cold.report.seconds:.4f}s, "
+          f"cached load {warm.report.seconds:.4f}s")
+    assert not cold.report.cached and warm.report.cached
+    assert warm.report.seconds > 0
+    for field in ("precision", "nodes_total", "nodes_native", "artifact_bytes"):
+        assert getattr(warm.report, field) == getattr(cold.report, field), field
+    assert warm.report.details["compile_seconds"] == cold.report.seconds
+    np.testing.assert_array_equal(warm.run({"x": x})["y"], cold.run({"x": x})["y"])
+
+
+@pytest.mark.parametrize("damage", ["model", "report", "missing"])
+def test_unreadable_cache_entry_is_compiled_again(mlp: FileArtifact, tmp_path: Path,
+                                                  damage: str) -> None:
+    backend = CpuBackend()
+    backend.compile(mlp, "fp16", (1,), {}, cache_dir=tmp_path)
+    if damage == "missing":
+        (tmp_path / "model.onnx").unlink()
+    else:  # truncated, as by a full disk
+        path = tmp_path / {"model": "model.onnx", "report": "report.json"}[damage]
+        path.write_bytes(path.read_bytes()[:20])
+    again = backend.compile(mlp, "fp16", (1,), {}, cache_dir=tmp_path)
+    assert not again.report.cached and again.report.precision == "fp16"
+    assert backend.compile(mlp, "fp16", (1,), {}, cache_dir=tmp_path).report.cached  # repaired
+
+
+def test_no_cache_dir_writes_nothing(mlp: FileArtifact, tmp_path: Path,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert not CpuBackend().compile(mlp, "fp32", (1,), {}).report.cached
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def float_ids(tmp_path_factory: pytest.TempPathFactory) -> FileArtifact:
+    """Ids fed as float32 and cast back to int64 for a Gather (a Keras export)."""
+    return _save(tmp_path_factory.mktemp("float_ids") / "float_ids.onnx", [
+        helper.make_node("Cast", ["ids"], ["ids_int"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["table", "ids_int"], ["rows"], axis=0)],
+        [helper.make_tensor_value_info("ids", TensorProto.FLOAT, ["batch", 5])],
+        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["batch", 5, 4])],
+        {"table": TABLE})
+
+
+@pytest.fixture(scope="module")
+def strided_ids(tmp_path_factory: pytest.TempPathFactory) -> FileArtifact:
+    """int64 ids cast to float and scaled by a stride (positions computed in float),
+    then cast back for a Gather and returned with a trailing axis."""
+    return _save(tmp_path_factory.mktemp("strided_ids") / "strided_ids.onnx", [
+        helper.make_node("Cast", ["ids"], ["ids_f"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["ids_f", "stride"], ["strided"]),
+        helper.make_node("Unsqueeze", ["strided", "last"], ["positions"]),
+        helper.make_node("Cast", ["strided"], ["strided_int"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["table", "strided_int"], ["rows"], axis=0)],
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", 5])],
+        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, ["batch", 5, 4]),
+         helper.make_tensor_value_info("positions", TensorProto.FLOAT, ["batch", 5, 1])],
+        {"table": TABLE, "stride": np.array(2.0, np.float32), "last": np.array([2], np.int64)})
+
+
+def _plain_fp16(artifact: FileArtifact, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """What the fp16 conversion alone gives (the build before integer nodes were kept)."""
+    import onnxruntime as ort
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(artifact.onnx_path())), keep_io_types=True)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return dict(zip(artifact.output_names, session.run(list(artifact.output_names), feeds)))
+
+
+@pytest.mark.parametrize("model, feeds", [
+    ("float_ids", {"ids": IDS.astype(np.float32)}),
+    ("strided_ids", {"ids": IDS}),
+])
+def test_fp16_keeps_integer_ids_exact(model: str, feeds: dict[str, np.ndarray],
+                                      request: pytest.FixtureRequest) -> None:
+    artifact = request.getfixturevalue(model)
+    backend = CpuBackend()
+    full = backend.compile(artifact, "fp32", (1,), {}).run(feeds)
+    half = backend.compile(artifact, "fp16", (1,), {})
+    assert half.report.precision == "fp16" and half.report.details["integer_nodes_kept_fp32"] > 0
+    before = _plain_fp16(artifact, feeds)
+    # fp16 holds integers exactly only up to 2048: ids or positions above were rounded.
+    assert any(not np.array_equal(before[n], full[n]) for n in artifact.output_names)
+    out = half.run(feeds)
+    for name in artifact.output_names:
+        np.testing.assert_array_equal(out[name], full[name])
