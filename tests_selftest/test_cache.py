@@ -1,7 +1,7 @@
 """The content-addressed cache: built once, shared, safe to read back."""
 import numpy as np
 
-from xpuperf.cache import Cache, arrays_key, content_key, file_digest
+from xpuperf.cache import Cache, arrays_key, content_key, file_digest, source_digest
 
 
 def test_entry_is_built_once(tmp_path):
@@ -51,3 +51,14 @@ def test_keys_change_with_content(tmp_path):
     d1 = file_digest(f)
     f.write_bytes(b"2")
     assert file_digest(f) != d1
+
+
+def test_source_digest_follows_the_code_without_importing_it(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = tmp_path / "xpuperf_probe_builder.py"
+    module.write_text("raise SystemExit('imported')\n")  # importing it would end the test
+    first = source_digest("xpuperf_probe_builder")
+    assert source_digest("xpuperf_probe_builder") == first
+    module.write_text("raise SystemExit('imported, changed')\n")
+    assert source_digest("xpuperf_probe_builder") != first
+    assert source_digest("no_such_module_anywhere") != first  # absent: a digest still

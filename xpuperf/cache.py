@@ -8,6 +8,7 @@ discards its copy and uses the winner's.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -33,6 +34,20 @@ def file_digest(path: Path) -> str:
         with f.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 h.update(chunk)
+    return h.hexdigest()[:32]
+
+
+def source_digest(*modules: str) -> str:
+    """sha256 of the named modules' source files, found without importing them:
+    a cache entry made by code that has changed since is not reused."""
+    h = hashlib.sha256()
+    for name in sorted(set(modules)):
+        try:
+            origin = getattr(importlib.util.find_spec(name), "origin", None)
+        except (ImportError, ValueError):  # e.g. __main__, or a module made at run time
+            origin = None
+        digest = file_digest(Path(origin)) if origin and os.path.isfile(origin) else "-"
+        h.update(f"{name}:{digest}".encode())
     return h.hexdigest()[:32]
 
 

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from backends.base import ModelArtifactLike
-from xpuperf.cache import Cache, content_key, file_digest
+from xpuperf.cache import Cache, content_key, file_digest, source_digest
 from xpuperf.models import BUILDERS
 from xpuperf.zoo import ModelSpec
 
@@ -98,6 +98,8 @@ class ModelArtifact(ModelArtifactLike):
             [(t.name, t.shape, t.dtype) for t in spec.inputs], [t.name for t in spec.outputs],
             file_digest(self.weights_path) if self.weights_path else None,
             _versions(self._fw.PACKAGES), self._fw.OPSET,
+            # The builder's and the exporter's code: a changed model is a new artifact.
+            source_digest(BUILDERS[spec.builder].split(":")[0], FRAMEWORKS[spec.framework]),
         )
 
     def _weights_path(self, root: Path) -> Path | None:
