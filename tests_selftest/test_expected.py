@@ -94,7 +94,7 @@ def test_op_items_fail_unlisted_and_xfail_listed_with_the_category(tiny: Path) -
     assert r.returncode == 1, r.stdout[-3000:]
     assert "1 failed" in r.stdout and "1 xfailed" in r.stdout
     assert "FAILED suites/compiler_coverage/test_ops.py::test_op[add_uint8]" in r.stdout
-    assert f"Add [mismatch]: output 'sum'" in r.stdout
+    assert "mismatch: Add: output 'sum'" in r.stdout
     assert f"or list this item in {path}" in r.stdout
     ops = json.loads((tiny / perturbing / "ops.json").read_text())
     assert (ops["cases"], ops["passed"], ops["expected_failures"], ops["unexpected_failures"]) == \

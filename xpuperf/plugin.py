@@ -7,6 +7,7 @@ imported until an item runs.
 from __future__ import annotations
 
 import importlib.util
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -467,7 +468,9 @@ class ResultCollector:
         name = report.nodeid.rsplit("::", 1)[-1]
         xpassed = report.failed and str(report.longrepr).startswith("[XPASS(strict)]")
         if hasattr(report, "wasxfail") or (report.failed and not xpassed):
-            self.state.outcomes[name] = _message(report) or "failed"
+            # The first line of the reason, without the exception type pytest puts first.
+            reason = (_message(report) or "failed").splitlines()[0]
+            self.state.outcomes[name] = re.sub(r"^(AssertionError|Failed): ", "", reason)
         elif report.skipped or (report.when == "call" and (report.passed or xpassed)):
             self.state.outcomes[name] = None
 
