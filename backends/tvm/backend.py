@@ -3,21 +3,34 @@
 The ONNX graph is imported with ``tvm.relax.frontend.onnx.from_onnx``, built by
 ``tvm.compile`` for an llvm target and run by ``relax.VirtualMachine``.
 
-Dynamic batch: one executable per precision with a symbolic batch dimension
-(the frontend turns the ONNX ``dim_param`` into a Relax shape variable), so
-every batch size shares one compile; ``batch_sizes`` is not needed.
+Static batch: when ``batch_sizes`` is given, each batch size gets its own
+executable with the batch axis fixed. The exported graph's symbolic batch sends
+the frontend's shape arithmetic down paths it handles badly (ConstantOfShape,
+Shape -> Gather -> Concat chains end in broadcast_to rank errors or ops the VM
+code generator cannot emit); with static input shapes, onnx shape inference
+knows every such shape and ``_fold_constants`` evaluates those chains with
+onnx's reference evaluator before the import, so TVM sees plain constants.
+``Compiled.run`` picks the executable by the batch dimension of the feeds. With
+no ``batch_sizes`` (per-op conformance cases: fixed shapes) or a graph without a
+symbolic batch axis, the graph is built once as it is.
 
 Coverage: a node whose op the frontend has no converter for, or whose converter
 fails on it, is a fallback node. By default the graph is partitioned: maximal
 runs of convertible nodes go to TVM, the rest run on onnxruntime's CPU provider,
-and ``nodes_native`` counts the TVM share. With ``fallback=none`` such a model
-fails to compile instead, naming the ops.
+and ``nodes_native`` counts the TVM share (nodes folded at compile time count as
+native). All batch sizes share one partition, so the report's counts are the
+model's. With ``fallback=none`` such a model fails to compile instead, naming the ops.
 
 Precisions: fp32, and fp16 through Relax's ToMixedPrecision (fp16 operands,
-fp32 accumulation; model inputs and outputs stay fp32). int8 is not offered:
+fp32 accumulation; model inputs and outputs stay fp32; see _cast_call_tir_inputs
+for the pass's bug worked around). int8 is not offered:
 the frontend imports a QDQ graph as explicit quantize/dequantize ops and the
 llvm pipeline computes the matmuls and convolutions between them in float, so
 an "int8" build would be fake-quantized fp32.
+
+Cache: with a ``cache_dir``, the exported shared libraries, the onnxruntime
+segment models and ``manifest.json`` (written last: its presence marks a complete
+entry) are kept there; a later compile loads them instead of compiling.
 
 Options (--backend-option KEY=VALUE):
   opt_level  PassContext opt_level, 0-3 (default 3)
@@ -29,6 +42,7 @@ Options (--backend-option KEY=VALUE):
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 import warnings
@@ -47,12 +61,18 @@ _IMPORTER_OPS = frozenset({"If", "Constant"})
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 # Mode 1 of runtime.config_threadpool: TVM's default affinity ("big" cores).
 _AFFINITY_BIG = 1
+# Never folded: their value is drawn anew at every run.
+_RANDOM_OPS = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform",
+                         "RandomUniformLike", "Multinomial", "Bernoulli"})
+# Folding is for shape arithmetic; a larger result (a mask or a weight transform)
+# stays computed at run time rather than stored in every executable.
+_FOLD_MAX_ELEMENTS = 1 << 16
+_MANIFEST = "manifest.json"
 INT8_UNSUPPORTED = (
     "int8 is not offered: Relax's ONNX frontend imports QDQ graphs as explicit "
     "quantize/dequantize ops and the llvm pipeline computes between them in float "
     "(no int8 kernels without a custom pattern offload)"
 )
-
 
 
 @dataclass
@@ -138,6 +158,137 @@ def _convertible_op(node: Any, convert_map: Mapping[str, Any]) -> bool:
     return all(_convertible_op(sub, convert_map) for g in _subgraphs(node) for sub in g.node)
 
 
+def _batch_inputs(model: Any) -> list[str]:
+    """The graph inputs whose first dimension is symbolic: those with a batch axis."""
+    initializers = {t.name for t in model.graph.initializer}
+    return [v.name for v in model.graph.input
+            if v.name not in initializers and v.type.tensor_type.shape.dim
+            and not v.type.tensor_type.shape.dim[0].HasField("dim_value")]
+
+
+def _with_static_batch(model: Any, batch_inputs: list[str], batch: int) -> Any:
+    """A copy of ``model`` whose batch axis is ``batch``, in the inputs and wherever
+    the outputs name the same dimension."""
+    import onnx
+
+    static = onnx.ModelProto()
+    static.CopyFrom(model)
+    graph = static.graph
+    batch_dims = [v.type.tensor_type.shape.dim[0] for v in graph.input if v.name in batch_inputs]
+    symbols = {d.dim_param for d in batch_dims} - {""}
+    for dim in batch_dims:
+        dim.dim_value = batch
+    for v in graph.output:
+        for dim in v.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and dim.dim_param in symbols:
+                dim.dim_value = batch
+    return static
+
+
+def _static_graph(model: Any, batch_inputs: list[str], batch: int) -> tuple[Any, int]:
+    """``model`` at batch size ``batch``, shapes inferred and constants folded; and
+    how many nodes were folded.
+
+    Inference and folding alternate until nothing more folds: a Slice or Range whose
+    bounds were just folded has a static shape only in the next round of inference.
+    """
+    static = _with_static_batch(model, batch_inputs, batch)
+    folded = 0
+    while True:
+        # The exporter's (or the last round's) shapes are less static: infer them anew.
+        del static.graph.value_info[:]
+        static = _infer_shapes(static)
+        count = _fold_constants(static)
+        if not count:
+            return static, folded
+        folded += count
+
+
+def _infer_shapes(model: Any) -> Any:
+    import onnx
+
+    try:
+        return onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # noqa: BLE001 - inference is best effort; the graph's own infos remain
+        return model
+
+
+def _value_infos(inferred: Any) -> dict[str, Any]:
+    g = inferred.graph
+    return {vi.name: vi for vi in [*g.value_info, *g.input, *g.output]}
+
+
+def _fold_constants(model: Any) -> int:
+    """Replace, in place, the nodes whose results are known at compile time (from
+    initializers, Constants and the Shape of a tensor whose shape inference made
+    static) by initializers; return how many nodes went.
+
+    Relax's frontend folds such chains only partly (a ConstantOfShape of an empty
+    shape breaks broadcast_to; shape tensors it cannot fold reach the VM code
+    generator as ops it cannot emit); onnx's reference evaluator computes them all.
+    """
+    from onnx import numpy_helper
+    from onnx.reference import ReferenceEvaluator
+
+    g = model.graph
+    graph_inputs = {v.name for v in g.input}
+    # An initializer that is also a graph input is a default the caller may override.
+    initializers = {t.name: t for t in g.initializer if t.name not in graph_inputs}
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*g.value_info, *g.input, *g.output]
+              if v.type.tensor_type.HasField("shape")
+              and all(d.HasField("dim_value") for d in v.type.tensor_type.shape.dim)}
+    opsets = {o.domain: o.version for o in model.opset_import}
+    values: dict[str, np.ndarray] = {}
+
+    def value(name: str) -> np.ndarray:  # initializers are converted only when read
+        if name not in values:
+            values[name] = numpy_helper.to_array(initializers[name])
+        return values[name]
+
+    folded: set[int] = set()
+    for i, node in enumerate(g.node):
+        if node.domain not in _DEFAULT_DOMAINS or node.op_type in _RANDOM_OPS or _subgraphs(node):
+            continue
+        inputs = [n for n in node.input if n]
+        try:
+            if node.op_type == "Shape" and inputs[0] in shapes:
+                attrs = {a.name: a.i for a in node.attribute}
+                dims = shapes[inputs[0]][attrs.get("start", 0):attrs.get("end")]
+                results = [np.array(dims, dtype=np.int64)]
+            elif all(n in values or n in initializers for n in inputs):
+                results = ReferenceEvaluator(node, opsets=opsets).run(
+                    None, {n: value(n) for n in inputs})
+            else:
+                continue
+        except Exception:  # noqa: BLE001, S112 - an op the reference evaluator lacks is left to TVM
+            continue
+        if len(results) != len(node.output) or not all(isinstance(r, np.ndarray) for r in results):
+            continue  # a sequence, or an optional output left out: no initializer holds it
+        values.update((name, v) for name, v in zip(node.output, results) if name)
+        folded.add(i)
+
+    # Backwards, so that a node's readers are settled before it: a folded node whose
+    # result is too large, or is a graph output, stays (and its inputs are then read).
+    outputs = {o.name for o in g.output}
+    needed = set(outputs)
+    for i in reversed(range(len(g.node))):
+        node = g.node[i]
+        if i in folded:
+            made = [n for n in node.output if n in needed]
+            if not any(n in outputs or values[n].size > _FOLD_MAX_ELEMENTS for n in made):
+                continue
+            folded.discard(i)
+        needed |= _node_reads(node)
+    constants = [numpy_helper.from_array(values[n], n)
+                 for i in sorted(folded) for n in g.node[i].output if n in needed]
+    kept = [node for i, node in enumerate(g.node) if i not in folded]
+    del g.node[:]
+    g.node.extend(kept)
+    g.initializer.extend(constants)
+    return len(folded)
+
+
 def _partition(graph: Any, native: list[bool]) -> list[_Segment]:
     """Split the nodes into as few single-engine runs as a greedy schedule finds.
 
@@ -205,22 +356,88 @@ def _segment_model(model: Any, segment: _Segment, value_info: Mapping[str, Any])
     return part
 
 
-def _value_infos(model: Any) -> dict[str, Any]:
-    import onnx
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
-    except Exception:  # noqa: BLE001 - inference is best effort; the graph's own infos remain
-        inferred = model
-    g = inferred.graph
-    return {vi.name: vi for vi in [*g.value_info, *g.input, *g.output]}
-
-
 def _to_numpy(value: Any) -> np.ndarray:
     if hasattr(value, "numpy"):
         return value.numpy()
     # Shape outputs come back as a runtime shape tuple, scalars as plain numbers.
     return np.asarray(list(value) if isinstance(value, Iterable) else value, dtype=np.int64)
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary name in the same directory, then rename: a reader
+    (another xdist worker, a later session) never sees a half-written file."""
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _cast_call_tir_inputs(mod: Any) -> Any:
+    """``mod`` with an astype to its own dtype before each tensor argument of a
+    call_tir (what the frontend emits for Pad, among others).
+
+    ToMixedPrecision keeps a call_tir in fp32 and, when an fp16 tensor reaches it,
+    tries to cast the callee along with the arguments and fails ("Expected
+    TensorType, but got R.Callable"); an astype in between is an ordinary op that it
+    casts back to fp32 correctly.
+    """
+    from tvm import relax
+
+    @relax.expr_functor.mutator
+    class Rewriter(relax.PyExprMutator):  # type: ignore[misc]
+        def visit_call_(self, call: Any) -> Any:
+            call = super().visit_call_(call)
+            if getattr(call.op, "name", "") != "relax.call_tir":
+                return call
+            args = [relax.op.astype(a, a.ty.dtype) if isinstance(a.ty, relax.TensorType) else a
+                    for a in call.args[1].fields]
+            return relax.op.call_tir(call.args[0], relax.Tuple(args), list(call.ty_args))
+
+    rewriter = Rewriter(mod)
+    for gv, func in mod.functions_items():
+        if isinstance(func, relax.Function):
+            rewriter.builder_.update_func(gv, rewriter.visit_expr(func))
+    return rewriter.builder_.get()
+
+
+def _to_mixed_precision(mod: Any) -> tuple[Any, bool]:
+    """``mod`` in fp16 with fp32 accumulation, and whether anything changed (a graph
+    with no fp16-eligible op is left as it was)."""
+    import tvm
+    import tvm_ffi
+
+    try:
+        prepared = _cast_call_tir_inputs(mod)
+        mixed = tvm.relax.transform.ToMixedPrecision(out_dtype="float32")(prepared)
+    except Exception as e:  # TVM raises its FFI errors
+        raise CompileError(f"TVM: fp16 conversion (relax ToMixedPrecision) failed: "
+                           f"{type(e).__name__}: {e}") from e
+    if tvm_ffi.structural_equal(mixed, prepared):
+        return mod, False
+    return mixed, True
+
+
+def _load_vm(so_path: Path) -> Any:
+    import tvm
+    from tvm import relax
+
+    return relax.VirtualMachine(tvm.runtime.load_module(str(so_path)), tvm.cpu())
+
+
+def _ort_session(path: Path, ops: list[str]) -> Any:
+    try:
+        import onnxruntime as ort
+    except ImportError as e:
+        raise CompileError(
+            f"TVM: ops {', '.join(ops)} need the onnxruntime fallback, which is not "
+            "installed (pip install onnxruntime, or fallback=none)", ops) from e
+    try:
+        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own unexported exception types
+        raise CompileError(f"TVM: the onnxruntime fallback rejected ops "
+                           f"{', '.join(ops)}: {e}", ops) from e
 
 
 class _TvmPart:
@@ -247,21 +464,57 @@ class _OrtPart:
         return dict(zip(self.outputs, values))
 
 
+def _load_part(directory: Path, entry: Mapping[str, Any]) -> _TvmPart | _OrtPart:
+    path = directory / entry["file"]
+    # dlopen goes by file name: a truncated library of a name this process already
+    # loaded would be "loaded" without being read, so check the size first.
+    if path.stat().st_size != entry["bytes"]:
+        raise ValueError(f"{path} has {path.stat().st_size} bytes, not {entry['bytes']}")
+    if entry["engine"] == "tvm":
+        return _TvmPart(_load_vm(path), entry["inputs"], entry["outputs"])
+    return _OrtPart(_ort_session(path, []), entry["inputs"], entry["outputs"])
+
+
 class TvmCompiled(Compiled):
-    def __init__(self, parts: list[_TvmPart | _OrtPart], output_names: list[str],
-                 report: CompileReport):
-        self._parts = parts
+    """One executable (a list of parts run in order) per compiled batch size, or a
+    single one under the key None that takes any feed."""
+
+    def __init__(self, executables: Mapping[int | None, list[_TvmPart | _OrtPart]],
+                 batch_input: str | None, output_names: list[str], report: CompileReport):
+        self._executables = dict(executables)
+        self._batch_input = batch_input
         self._outputs = output_names
         self.report = report
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        batch = None if self._batch_input is None else len(feeds[self._batch_input])
+        parts = self._executables.get(batch)
+        if parts is None:
+            compiled = ", ".join(str(b) for b in sorted(self._executables))
+            raise ValueError(f"TVM: input {self._batch_input!r} has batch size {batch}, "
+                             f"but the model was compiled for batch sizes {compiled} only")
         env: dict[str, np.ndarray] = dict(feeds)
-        for part in self._parts:
+        for part in parts:
             env.update(part.run(env))
         return {name: env[name] for name in self._outputs}
 
     def close(self) -> None:
-        self._parts = []
+        self._executables = {}
+
+
+def _load_cached(cache_dir: Path) -> TvmCompiled | None:
+    """The compiled model saved in ``cache_dir``; None when it holds no complete,
+    readable entry."""
+    start = time.perf_counter()
+    try:
+        manifest = json.loads((cache_dir / _MANIFEST).read_text())
+        executables = {entry["batch"]: [_load_part(cache_dir, part) for part in entry["parts"]]
+                       for entry in manifest["executables"]}
+        report = CompileReport(status="ok", seconds=0.0, cached=True, **manifest["report"])
+    except Exception:  # noqa: BLE001 - whatever is missing or unreadable, a compile mends it
+        return None
+    report.seconds = time.perf_counter() - start
+    return TvmCompiled(executables, manifest["batch_input"], manifest["outputs"], report)
 
 
 class TvmBackend(Backend):
@@ -280,7 +533,7 @@ class TvmBackend(Backend):
         return {"fp32", "fp16"}
 
     def compile(self, artifact: ModelArtifactLike, precision: str, batch_sizes: tuple[int, ...],
-                options: Mapping[str, str]) -> Compiled:
+                options: Mapping[str, str], cache_dir: Path | None = None) -> Compiled:
         if precision not in self.precisions():
             why = f"; {INT8_UNSUPPORTED}" if precision == "int8" else ""
             raise CompileError(f"TVM: precision {precision!r} is not supported "
@@ -288,8 +541,14 @@ class TvmBackend(Backend):
         opts = _Options(options)
         import onnx
         import tvm
-        import tvm_ffi
         from tvm.relax.frontend.onnx.onnx_frontend import _get_convert_map
+
+        if opts.threads is not None:
+            tvm.get_global_func("runtime.config_threadpool")(_AFFINITY_BIG, opts.threads)
+        if cache_dir is not None:
+            cached = _load_cached(Path(cache_dir))
+            if cached is not None:
+                return cached
 
         start = time.perf_counter()
         path = Path(artifact.onnx_path())
@@ -299,15 +558,28 @@ class TvmBackend(Backend):
         except Exception as e:  # onnx raises DecodeError, ValidationError, OSError...
             raise CompileError(f"TVM: {path.name} is not a valid ONNX model: {e}") from e
         target = _make_target(opts.target)
-        if opts.threads is not None:
-            tvm.get_global_func("runtime.config_threadpool")(_AFFINITY_BIG, opts.threads)
+
+        batch_inputs = _batch_inputs(model) if batch_sizes else []
+        # None: the graph as exported, one executable for any feed.
+        sizes: list[int | None] = sorted(set(batch_sizes)) if batch_inputs else [None]
+        graphs: dict[int | None, tuple[Any, dict[str, Any]]] = {}
+        folded: dict[int | None, int] = {}
+        for bs in sizes:
+            graph, folded[bs] = ((model, 0) if bs is None
+                                 else _static_graph(model, batch_inputs, bs))
+            graphs[bs] = (graph, _value_infos(_infer_shapes(graph) if bs is None else graph))
 
         convert_map = _get_convert_map()
-        native = [_convertible_op(n, convert_map) for n in model.graph.node]
-        reasons = {n.op_type: "no Relax ONNX converter" for n, ok in zip(model.graph.node, native)
-                   if not ok}
-        value_info = _value_infos(model)
-        segments, modules = self._import(model, native, reasons, value_info)
+        offload: set[tuple[str, ...]] = set()
+        reasons: dict[str, str] = {}
+        imported: dict[int | None, tuple[set[tuple[str, ...]], list[_Segment], list[Any]]] = {}
+        # All batch sizes share one partition: one imported before a later one moved
+        # more nodes to onnxruntime is imported again.
+        while stale := [bs for bs in sizes if bs not in imported or imported[bs][0] != offload]:
+            for bs in stale:
+                graph, value_info = graphs[bs]
+                segments, modules = self._import(graph, offload, reasons, value_info, convert_map)
+                imported[bs] = (set(offload), segments, modules)
         fallback_ops = sorted(reasons)
         if fallback_ops and opts.fallback == "none":
             raise CompileError(
@@ -315,54 +587,97 @@ class TvmBackend(Backend):
                 + "; ".join(f"{op} ({why})" for op, why in sorted(reasons.items()))
                 + " (fallback=none)", fallback_ops)
 
-        parts: list[_TvmPart | _OrtPart] = []
-        artifact_bytes = 0
-        converted_to_fp16 = False
+        output_names = [o.name for o in model.graph.output]
         with tempfile.TemporaryDirectory(prefix="xpuperf-tvm-") as tmp:
-            for k, (segment, mod) in enumerate(zip(segments, modules)):
-                if mod is None:
-                    session, size = self._ort_session(model, segment, value_info)
-                    parts.append(_OrtPart(session, segment.inputs, segment.outputs))
-                    artifact_bytes += size
-                    continue
-                if precision == "fp16":
-                    mixed = tvm.relax.transform.ToMixedPrecision(out_dtype="float32")(mod)
-                    converted_to_fp16 |= not tvm_ffi.structural_equal(mixed, mod)
-                    mod = mixed
-                vm, size = self._build(mod, target, opts.opt_level, Path(tmp) / f"part{k}.so")
-                parts.append(_TvmPart(vm, segment.inputs, segment.outputs))
-                artifact_bytes += size
-        seconds = time.perf_counter() - start
+            out_dir = Path(cache_dir) if cache_dir is not None else Path(tmp)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            # Until the new manifest is written, the entry is incomplete.
+            (out_dir / _MANIFEST).unlink(missing_ok=True)
+            executables: dict[int | None, list[_TvmPart | _OrtPart]] = {}
+            entries: list[dict[str, Any]] = []
+            converted_to_fp16 = False
+            for bs in sizes:
+                graph, value_info = graphs[bs]
+                _, segments, modules = imported[bs]
+                parts: list[_TvmPart | _OrtPart] = []
+                files: list[dict[str, Any]] = []
+                for k, (segment, mod) in enumerate(zip(segments, modules)):
+                    stem = f"{'any' if bs is None else f'bs{bs}'}-part{k}"
+                    if mod is None:
+                        file = out_dir / f"{stem}.onnx"
+                        blob = _segment_model(graph, segment, value_info).SerializeToString()
+                        _write_atomically(file, lambda p, blob=blob: p.write_bytes(blob))
+                        ops = sorted({n.op_type for n in segment.nodes})
+                        part: _TvmPart | _OrtPart = _OrtPart(_ort_session(file, ops),
+                                                             segment.inputs, segment.outputs)
+                    else:
+                        if precision == "fp16":
+                            mod, converted = _to_mixed_precision(mod)
+                            converted_to_fp16 |= converted
+                        file = out_dir / f"{stem}.so"
+                        part = _TvmPart(self._build(mod, target, opts.opt_level, file),
+                                        segment.inputs, segment.outputs)
+                    parts.append(part)
+                    files.append({"engine": "tvm" if mod is not None else "onnxruntime",
+                                  "file": file.name, "bytes": file.stat().st_size,
+                                  "inputs": segment.inputs, "outputs": segment.outputs})
+                executables[bs] = parts
+                entries.append({"batch": bs, "parts": files})
 
-        native_count = sum(len(s.nodes) for s, m in zip(segments, modules) if m is not None)
-        report = CompileReport(
-            status="ok", seconds=seconds,
-            # ToMixedPrecision leaves a graph with no fp16-eligible op untouched: that ran fp32.
-            precision="fp16" if converted_to_fp16 else "fp32",
-            nodes_total=len(model.graph.node), nodes_native=native_count,
-            fallback_ops=fallback_ops, artifact_bytes=artifact_bytes,
-            details={"target": str(target), "opt_level": opts.opt_level,
-                     "shapes": "symbolic batch (one executable for all batch sizes)",
-                     "segments": [("tvm" if m is not None else "onnxruntime", len(s.nodes))
-                                  for s, m in zip(segments, modules)],
-                     "fallback_reasons": reasons, "requested_precision": precision},
-        )
-        return TvmCompiled(parts, [o.name for o in model.graph.output], report)
+            on_onnxruntime = {tuple(n.output) for _, segments, modules in imported.values()
+                              for s, m in zip(segments, modules) if m is None for n in s.nodes}
+            _, segments, modules = imported[sizes[0]]
+            fields: dict[str, Any] = {
+                # ToMixedPrecision leaves a graph with no fp16-eligible op untouched: that ran fp32.
+                "precision": "fp16" if converted_to_fp16 else "fp32",
+                "nodes_total": len(model.graph.node),
+                "nodes_native": len(model.graph.node) - len(on_onnxruntime),
+                "fallback_ops": fallback_ops,
+                "artifact_bytes": sum(f["bytes"] for e in entries for f in e["parts"]),
+                "details": {
+                    "target": str(target), "opt_level": opts.opt_level,
+                    "shapes": (f"static batch: one executable per batch size "
+                               f"{', '.join(map(str, sizes))}" if batch_inputs
+                               else "as exported: one executable"),
+                    # The partition is shared; folding may differ by a node between batch
+                    # sizes, so these two are the smallest batch size's.
+                    "folded_nodes": folded[sizes[0]],
+                    "segments": [["tvm" if m is not None else "onnxruntime", len(s.nodes)]
+                                 for s, m in zip(segments, modules)],
+                    "fallback_reasons": reasons, "requested_precision": precision,
+                },
+            }
+            seconds = time.perf_counter() - start
+            if cache_dir is not None:
+                # The cached report's seconds are its load time; keep the compile's too.
+                saved = {**fields, "details": {**fields["details"], "compile_seconds": seconds}}
+                manifest = {"batch_input": batch_inputs[0] if batch_inputs else None,
+                            "outputs": output_names, "executables": entries, "report": saved}
+                _write_atomically(out_dir / _MANIFEST,
+                                  lambda p: p.write_text(json.dumps(manifest, indent=1)))
+        return TvmCompiled(executables, batch_inputs[0] if batch_inputs else None, output_names,
+                           CompileReport(status="ok", seconds=seconds, **fields))
 
-    def _import(self, model: Any, native: list[bool], reasons: dict[str, str],
-                value_info: Mapping[str, Any]) -> tuple[list[_Segment], list[Any]]:
-        """Partition and import the TVM segments; a node whose converter fails moves to
-        onnxruntime and the graph is partitioned again (each round moves at least one).
+    def _import(self, model: Any, offload: set[tuple[str, ...]], reasons: dict[str, str],
+                value_info: Mapping[str, Any], convert_map: Mapping[str, Any],
+                ) -> tuple[list[_Segment], list[Any]]:
+        """Partition and import the TVM segments; a node whose converter fails joins
+        ``offload`` (nodes keyed by their outputs: ONNX is SSA) and the graph is
+        partitioned again (each round moves at least one).
 
         Returns the segments and, per segment, its Relax module (None: onnxruntime).
         """
         from tvm.relax.frontend.onnx import from_onnx
 
-        whole = all(native)
+        op_types = {tuple(n.output): n.op_type for n in model.graph.node}
+        for node in model.graph.node:
+            if not _convertible_op(node, convert_map):
+                offload.add(tuple(node.output))
+                reasons.setdefault(node.op_type, "no Relax ONNX converter")
         initializers = {t.name for t in model.graph.initializer}
-        # ONNX is SSA: a node's outputs name it (protobuf elements have no stable identity).
-        index = {tuple(n.output): i for i, n in enumerate(model.graph.node)}
         while True:
+            native = [tuple(n.output) not in offload for n in model.graph.node]
+            whole = all(native)
             if whole:
                 # The unpartitioned model keeps its own signature: Relax's parameters are
                 # its non-initializer inputs in graph order.
@@ -396,10 +711,9 @@ class TvmBackend(Backend):
                     failed.update(culprits)
             if not failed:
                 return segments, modules
+            offload.update(failed)
             for key, why in failed.items():
-                native[index[key]] = False
-                reasons.setdefault(model.graph.node[index[key]].op_type, why)
-            whole = False
+                reasons.setdefault(op_types[key], why)
 
     @staticmethod
     def _failing_nodes(model: Any, segment: _Segment, value_info: Mapping[str, Any],
@@ -420,35 +734,22 @@ class TvmBackend(Backend):
         return failed
 
     @staticmethod
-    def _build(mod: Any, target: Any, opt_level: int, so_path: Path) -> tuple[Any, int]:
+    def _build(mod: Any, target: Any, opt_level: int, so_path: Path) -> Any:
+        """Build ``mod``, export it to ``so_path`` (the deployable, cached artifact) and
+        return a VirtualMachine of the built executable.
+
+        The VM runs the executable in memory, not the exported file: dlopen finds a
+        library by its path, so a process that loaded ``so_path`` once would get that
+        old mapping back even after the cache entry was rewritten.
+        """
         import tvm
         from tvm import relax
 
         try:
             with tvm.transform.PassContext(opt_level=opt_level):
                 executable = tvm.compile(mod, target)
-            # The exported shared library is the deployable artifact: size it, run it.
-            executable.export_library(str(so_path))
-            vm = relax.VirtualMachine(tvm.runtime.load_module(str(so_path)), tvm.cpu())
+            _write_atomically(so_path, lambda p: executable.export_library(str(p)))
+            return relax.VirtualMachine(executable, tvm.cpu())
         except Exception as e:  # TVM raises its FFI errors, ValueError, RuntimeError...
             raise CompileError(f"TVM: tvm.compile failed for target {target}: "
                                f"{type(e).__name__}: {e}") from e
-        return vm, so_path.stat().st_size
-
-    @staticmethod
-    def _ort_session(model: Any, segment: _Segment,
-                     value_info: Mapping[str, Any]) -> tuple[Any, int]:
-        ops = sorted({n.op_type for n in segment.nodes})
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise CompileError(
-                f"TVM: ops {', '.join(ops)} need the onnxruntime fallback, which is not "
-                "installed (pip install onnxruntime, or fallback=none)", ops) from e
-        blob = _segment_model(model, segment, value_info).SerializeToString()
-        try:
-            session = ort.InferenceSession(blob, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own unexported exception types
-            raise CompileError(f"TVM: the onnxruntime fallback rejected ops "
-                                    f"{', '.join(ops)}: {e}", ops) from e
-        return session, len(blob)
