@@ -11,14 +11,18 @@ The shape follows onnx.backend.base (prepare -> rep.run): ``compile`` is prepare
 from __future__ import annotations
 
 import abc
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
 from os import PathLike
 from pathlib import Path
-from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import numpy as np
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
+T = TypeVar("T")
 
 
 @dataclass
@@ -95,14 +99,59 @@ class Backend(abc.ABC):
         exact (model, data, precision, batch sizes, options, stack versions). Save
         there what a later compile can load instead of compiling (an engine blob, a
         shared library); when it already holds that, load it and report
-        ``cached=True`` with ``seconds`` the time the load took. Write files
-        atomically (to a temporary name, then rename) and treat an unreadable entry
-        as absent. A backend without a cache ignores the argument.
+        ``cached=True`` with ``seconds`` the time the load took. The helpers below
+        (write_atomically, save_report, load_cached) do the bookkeeping. A backend
+        without a cache ignores the argument.
 
         Raise ``CompileError`` when the model cannot be compiled: the engine turns
         it into a failed compile report, and the accuracy and performance items of
         that combination fail with its message.
         """
+
+
+# --------------------------------------------------------------------------- compile cache
+# Helpers for ``compile(..., cache_dir)``: save the compiled files with
+# ``write_atomically``, then ``save_report`` (written last, it marks the entry
+# complete); a later compile calls ``load_cached``.
+
+CACHED_REPORT = "report.json"
+
+
+def write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    """``write(temporary path)``, then rename it to ``path``: a reader (an xdist
+    worker, a later session) never sees a half-written file."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_report(cache_dir: Path, report: CompileReport, **extra: Any) -> None:
+    """Save ``report`` (its compile seconds kept in details) and what the loader
+    needs (``extra``, JSON-able) as the entry's last file."""
+    fields = {k: v for k, v in asdict(report).items()
+              if k not in ("status", "seconds", "cached", "error")}
+    fields["details"] = {**report.details, "compile_seconds": report.seconds}
+    blob = json.dumps({"report": fields, "extra": extra})
+    write_atomically(Path(cache_dir) / CACHED_REPORT, lambda p: p.write_text(blob))
+
+
+def load_cached(cache_dir: Path, open_entry: Callable[[dict[str, Any]], T]
+                ) -> tuple[T, CompileReport] | None:
+    """``open_entry(extra)`` on a complete entry of ``cache_dir`` and its report,
+    cached=True with the load's seconds; None when the entry is absent or anything
+    in it is unreadable (the caller then compiles, and saves over it)."""
+    start = time.perf_counter()
+    try:
+        saved = json.loads((Path(cache_dir) / CACHED_REPORT).read_text())
+        opened = open_entry(saved["extra"])
+        report = CompileReport(status="ok", seconds=0.0, cached=True, **saved["report"])
+    except Exception:  # noqa: BLE001 - missing, truncated, corrupt: each is a miss
+        return None
+    report.seconds = time.perf_counter() - start
+    return opened, report
 
 
 class CompileError(RuntimeError):

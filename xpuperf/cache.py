@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from backends.base import write_atomically
+
 
 def content_key(*parts: Any) -> str:
     """A stable hash of JSON-able parts (dicts are key-sorted)."""
@@ -62,9 +64,8 @@ def arrays_key(arrays: dict[str, np.ndarray]) -> str:
 
 def write_json(path: Path, value: Any) -> None:
     """Write ``value`` as JSON, atomically: a reader sees the old file or the new."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value, sort_keys=True))
-    os.replace(tmp, path)
+    text = json.dumps(value, sort_keys=True)
+    write_atomically(path, lambda p: p.write_text(text))
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -17,8 +17,6 @@ op types to quantize, default the compute-heavy ones).
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import platform
 import re
 import tempfile
@@ -29,7 +27,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from backends.base import Backend, Compiled, CompileError, CompileReport, ModelArtifactLike
+from backends.base import (Backend, Compiled, CompileError, CompileReport, ModelArtifactLike,
+                           load_cached, save_report, write_atomically)
 
 # onnxruntime names the op it lacks a kernel for: "Could not find an implementation for Conv(11)"
 _MISSING_KERNEL = re.compile(r"implementation for (\w+)\(")
@@ -39,7 +38,7 @@ _MISSING_KERNEL = re.compile(r"implementation for (\w+)\(")
 _INT8_DEFAULT_OPS = "Conv,ConvTranspose,MatMul,Gemm"
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
               "MatMulInteger", "ConvInteger", "DynamicQuantizeLinear"}
-_CACHED_MODEL, _CACHED_REPORT = "model.onnx", "report.json"
+_CACHED_MODEL = "model.onnx"
 # TensorProto element types of integers (INT8..UINT64).
 _INTEGER_TYPES = frozenset({2, 3, 4, 5, 6, 7, 12, 13})
 # Ops that compute exactly on integers: fed integers (and constants), their result
@@ -85,9 +84,10 @@ class CpuBackend(Backend):
         if "threads" in options:
             so.intra_op_num_threads = int(options["threads"])
         if cache_dir is not None:
-            hit = _load_cached(Path(cache_dir), so)
+            hit = load_cached(cache_dir, lambda _: ort.InferenceSession(
+                str(Path(cache_dir) / _CACHED_MODEL), so, providers=["CPUExecutionProvider"]))
             if hit is not None:
-                return hit
+                return OrtCompiled(*hit)
         source = Path(artifact.onnx_path()).resolve()  # int8 works in a temp cwd
         start = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
@@ -121,7 +121,8 @@ class CpuBackend(Backend):
             details=details,
         )
         if cache_dir is not None:
-            _store(Path(cache_dir), blob, report)
+            write_atomically(Path(cache_dir) / _CACHED_MODEL, lambda p: p.write_bytes(blob))
+            save_report(cache_dir, report)
         return OrtCompiled(session, report)
 
     @staticmethod
@@ -253,48 +254,6 @@ def _skip_round_trips(model: Any) -> None:
             return
         for n in unused:
             graph.node.remove(n)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write under a temporary name, then rename: a reader (another xdist worker)
-    never sees a half-written file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _store(cache_dir: Path, blob: bytes, report: CompileReport) -> None:
-    """Save the converted graph, then its report: report.json, written last, marks
-    the entry complete."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(cache_dir / _CACHED_MODEL, blob)
-    fields = {"precision": report.precision, "nodes_total": report.nodes_total,
-              "nodes_native": report.nodes_native, "fallback_ops": report.fallback_ops,
-              "details": {**report.details, "compile_seconds": report.seconds}}
-    _write_atomic(cache_dir / _CACHED_REPORT, json.dumps(fields).encode())
-
-
-def _load_cached(cache_dir: Path, so: Any) -> OrtCompiled | None:
-    """The compiled model saved in ``cache_dir``, or None when there is none or it
-    cannot be read (the caller then compiles and overwrites it)."""
-    import onnxruntime as ort
-
-    start = time.perf_counter()
-    try:
-        fields = json.loads((cache_dir / _CACHED_REPORT).read_text())
-        blob = (cache_dir / _CACHED_MODEL).read_bytes()
-        session = ort.InferenceSession(blob, so, providers=["CPUExecutionProvider"])
-        report = CompileReport(status="ok", seconds=0.0, artifact_bytes=len(blob), cached=True,
-                               **fields)
-    except Exception:  # noqa: BLE001 - missing, truncated, corrupt: each is a miss
-        return None
-    report.seconds = time.perf_counter() - start
-    return OrtCompiled(session, report)
 
 
 BACKEND = CpuBackend

@@ -30,10 +30,7 @@ Options (--backend-option KEY=VALUE):
 from __future__ import annotations
 
 import functools
-import json
-import os
 import re
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -41,7 +38,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from backends.base import Backend, Compiled, CompileError, CompileReport, ModelArtifactLike
+from backends.base import (Backend, Compiled, CompileError, CompileReport, ModelArtifactLike,
+                           load_cached, save_report, write_atomically)
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 # What the compiled model reports (ov.Type names) back to the suite's words.
@@ -61,7 +59,7 @@ _COMPUTE_OPS = frozenset({"MatMul", "Convolution", "GroupConvolution", "Convolut
 _SUMMARY = re.compile(r"^-- (?:No conversion rule found for operations|Conversion is failed for): "
                       r"(.+)$", re.MULTILINE)
 DEVICE = "CPU"
-_CACHED_BLOB, _CACHED_REPORT = "model.blob", "report.json"
+_CACHED_BLOB = "model.blob"
 
 
 @functools.lru_cache(maxsize=1)
@@ -191,9 +189,10 @@ class OpenVinoBackend(Backend):
         config: dict[str, str] = {"INFERENCE_PRECISION_HINT": hint}
         config.update({_PROPERTY[k]: v for k, v in options.items() if k in _PROPERTY})
         if cache_dir is not None:
-            hit = _import_cached(core, Path(cache_dir), config, tuple(artifact.output_names))
+            hit = load_cached(cache_dir, lambda _: core.import_model(
+                (Path(cache_dir) / _CACHED_BLOB).read_bytes(), DEVICE, dict(config)))
             if hit is not None:
-                return hit
+                return OpenVinoCompiled(hit[0], tuple(artifact.output_names), hit[1])
 
         start = time.perf_counter()
         model = _read_onnx(core, Path(artifact.onnx_path()))
@@ -233,7 +232,8 @@ class OpenVinoBackend(Backend):
                         if k in options}},
         )
         if cache_dir is not None:
-            _store(Path(cache_dir), blob, report)
+            write_atomically(Path(cache_dir) / _CACHED_BLOB, lambda p: p.write_bytes(blob))
+            save_report(cache_dir, report)
         return OpenVinoCompiled(compiled, tuple(artifact.output_names), report)
 
     @staticmethod
@@ -290,47 +290,6 @@ def _output_tail(model: Any) -> list[str]:
         if sum(i.get_type_name() != "Constant" for i in inputs) < 2:
             stack.extend(inputs)
     return tail
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write under a temporary name, then rename: a reader (another xdist worker)
-    never sees a half-written file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _store(cache_dir: Path, blob: bytes, report: CompileReport) -> None:
-    """Save the compiled model's blob, then its report: report.json, written last,
-    marks the entry complete."""
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(cache_dir / _CACHED_BLOB, blob)
-    fields = {"precision": report.precision, "nodes_total": report.nodes_total,
-              "nodes_native": report.nodes_native, "fallback_ops": report.fallback_ops,
-              "details": {**report.details, "compile_seconds": report.seconds}}
-    _write_atomic(cache_dir / _CACHED_REPORT, json.dumps(fields).encode())
-
-
-def _import_cached(core: Any, cache_dir: Path, config: Mapping[str, str],
-                   output_names: tuple[str, ...]) -> OpenVinoCompiled | None:
-    """The compiled model saved in ``cache_dir``, or None when there is none or it
-    cannot be imported (the caller then compiles and overwrites it)."""
-    start = time.perf_counter()
-    try:
-        fields = json.loads((cache_dir / _CACHED_REPORT).read_text())
-        blob = (cache_dir / _CACHED_BLOB).read_bytes()
-        compiled = core.import_model(blob, DEVICE, dict(config))
-        report = CompileReport(status="ok", seconds=0.0, artifact_bytes=len(blob), cached=True,
-                               **fields)
-    except Exception:  # noqa: BLE001 - missing, truncated, corrupt: each is a miss
-        return None
-    report.seconds = time.perf_counter() - start
-    return OpenVinoCompiled(compiled, output_names, report)
 
 
 BACKEND = OpenVinoBackend

@@ -29,7 +29,7 @@ llvm pipeline computes the matmuls and convolutions between them in float, so
 an "int8" build would be fake-quantized fp32.
 
 Cache: with a ``cache_dir``, the exported shared libraries, the onnxruntime
-segment models and ``manifest.json`` (written last: its presence marks a complete
+segment models and ``report.json`` (written last: its presence marks a complete
 entry) are kept there; a later compile loads them instead of compiling.
 
 Options (--backend-option KEY=VALUE):
@@ -42,7 +42,6 @@ Options (--backend-option KEY=VALUE):
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 import time
 import warnings
@@ -52,7 +51,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from backends.base import Backend, Compiled, CompileError, CompileReport, ModelArtifactLike
+from backends.base import (CACHED_REPORT, Backend, Compiled, CompileError, CompileReport,
+                           ModelArtifactLike, load_cached, save_report, write_atomically)
 
 _OPTIONS = ("opt_level", "threads", "target", "fallback")
 _FALLBACKS = ("onnxruntime", "none")
@@ -67,7 +67,6 @@ _RANDOM_OPS = frozenset({"RandomNormal", "RandomNormalLike", "RandomUniform",
 # Folding is for shape arithmetic; a larger result (a mask or a weight transform)
 # stays computed at run time rather than stored in every executable.
 _FOLD_MAX_ELEMENTS = 1 << 16
-_MANIFEST = "manifest.json"
 INT8_UNSUPPORTED = (
     "int8 is not offered: Relax's ONNX frontend imports QDQ graphs as explicit "
     "quantize/dequantize ops and the llvm pipeline computes between them in float "
@@ -363,17 +362,6 @@ def _to_numpy(value: Any) -> np.ndarray:
     return np.asarray(list(value) if isinstance(value, Iterable) else value, dtype=np.int64)
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary name in the same directory, then rename: a reader
-    (another xdist worker, a later session) never sees a half-written file."""
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _cast_call_tir_inputs(mod: Any) -> Any:
     """``mod`` with an astype to its own dtype before each tensor argument of a
     call_tir (what the frontend emits for Pad, among others).
@@ -502,21 +490,6 @@ class TvmCompiled(Compiled):
         self._executables = {}
 
 
-def _load_cached(cache_dir: Path) -> TvmCompiled | None:
-    """The compiled model saved in ``cache_dir``; None when it holds no complete,
-    readable entry."""
-    start = time.perf_counter()
-    try:
-        manifest = json.loads((cache_dir / _MANIFEST).read_text())
-        executables = {entry["batch"]: [_load_part(cache_dir, part) for part in entry["parts"]]
-                       for entry in manifest["executables"]}
-        report = CompileReport(status="ok", seconds=0.0, cached=True, **manifest["report"])
-    except Exception:  # noqa: BLE001 - whatever is missing or unreadable, a compile mends it
-        return None
-    report.seconds = time.perf_counter() - start
-    return TvmCompiled(executables, manifest["batch_input"], manifest["outputs"], report)
-
-
 class TvmBackend(Backend):
     name = "TVM"
     requires = ("tvm", "onnx")
@@ -546,9 +519,11 @@ class TvmBackend(Backend):
         if opts.threads is not None:
             tvm.get_global_func("runtime.config_threadpool")(_AFFINITY_BIG, opts.threads)
         if cache_dir is not None:
-            cached = _load_cached(Path(cache_dir))
-            if cached is not None:
-                return cached
+            hit = load_cached(cache_dir, lambda saved: (
+                {entry["batch"]: [_load_part(Path(cache_dir), part) for part in entry["parts"]]
+                 for entry in saved["executables"]}, saved["batch_input"], saved["outputs"]))
+            if hit is not None:
+                return TvmCompiled(*hit[0], hit[1])
 
         start = time.perf_counter()
         path = Path(artifact.onnx_path())
@@ -591,8 +566,8 @@ class TvmBackend(Backend):
         with tempfile.TemporaryDirectory(prefix="xpuperf-tvm-") as tmp:
             out_dir = Path(cache_dir) if cache_dir is not None else Path(tmp)
             out_dir.mkdir(parents=True, exist_ok=True)
-            # Until the new manifest is written, the entry is incomplete.
-            (out_dir / _MANIFEST).unlink(missing_ok=True)
+            # Until the new report is written, the entry is incomplete.
+            (out_dir / CACHED_REPORT).unlink(missing_ok=True)
             executables: dict[int | None, list[_TvmPart | _OrtPart]] = {}
             entries: list[dict[str, Any]] = []
             converted_to_fp16 = False
@@ -606,7 +581,7 @@ class TvmBackend(Backend):
                     if mod is None:
                         file = out_dir / f"{stem}.onnx"
                         blob = _segment_model(graph, segment, value_info).SerializeToString()
-                        _write_atomically(file, lambda p, blob=blob: p.write_bytes(blob))
+                        write_atomically(file, lambda p, blob=blob: p.write_bytes(blob))
                         ops = sorted({n.op_type for n in segment.nodes})
                         part: _TvmPart | _OrtPart = _OrtPart(_ort_session(file, ops),
                                                              segment.inputs, segment.outputs)
@@ -647,16 +622,12 @@ class TvmBackend(Backend):
                     "fallback_reasons": reasons, "requested_precision": precision,
                 },
             }
-            seconds = time.perf_counter() - start
+            report = CompileReport(status="ok", seconds=time.perf_counter() - start, **fields)
+            batch_input = batch_inputs[0] if batch_inputs else None
             if cache_dir is not None:
-                # The cached report's seconds are its load time; keep the compile's too.
-                saved = {**fields, "details": {**fields["details"], "compile_seconds": seconds}}
-                manifest = {"batch_input": batch_inputs[0] if batch_inputs else None,
-                            "outputs": output_names, "executables": entries, "report": saved}
-                _write_atomically(out_dir / _MANIFEST,
-                                  lambda p: p.write_text(json.dumps(manifest, indent=1)))
-        return TvmCompiled(executables, batch_inputs[0] if batch_inputs else None, output_names,
-                           CompileReport(status="ok", seconds=seconds, **fields))
+                save_report(cache_dir, report, batch_input=batch_input, outputs=output_names,
+                            executables=entries)
+        return TvmCompiled(executables, batch_input, output_names, report)
 
     def _import(self, model: Any, offload: set[tuple[str, ...]], reasons: dict[str, str],
                 value_info: Mapping[str, Any], convert_map: Mapping[str, Any],
@@ -748,7 +719,7 @@ class TvmBackend(Backend):
         try:
             with tvm.transform.PassContext(opt_level=opt_level):
                 executable = tvm.compile(mod, target)
-            _write_atomically(so_path, lambda p: executable.export_library(str(p)))
+            write_atomically(so_path, lambda p: executable.export_library(str(p)))
             return relax.VirtualMachine(executable, tvm.cpu())
         except Exception as e:  # TVM raises its FFI errors, ValueError, RuntimeError...
             raise CompileError(f"TVM: tvm.compile failed for target {target}: "
