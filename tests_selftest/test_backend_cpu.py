@@ -2,13 +2,12 @@
 that keep integer ids carried in float tensors exact."""
 from __future__ import annotations
 
-from os import PathLike
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from backends.base import ModelArtifactLike
+from tests_selftest.artifacts import FileArtifact
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -23,18 +22,6 @@ W = RNG.standard_normal((16, 8)).astype(np.float32)
 TABLE = (np.arange(10000 * 4).reshape(10000, 4) % 1000).astype(np.float32)
 IDS = np.array([[3, 2047, 2049, 3001, 4097]], dtype=np.int64)
 
-
-class FileArtifact(ModelArtifactLike):
-    def __init__(self, path: Path, inputs: tuple[str, ...], outputs: tuple[str, ...]):
-        self.name, self._path = path.stem, path
-        self.input_names, self.output_names = inputs, outputs
-
-    def onnx_path(self) -> PathLike[str]:
-        return self._path
-
-    def calibration_feeds(self, count: int) -> list[dict[str, np.ndarray]]:
-        rng = np.random.default_rng(0)
-        return [{"x": rng.standard_normal((1, 16)).astype(np.float32)} for _ in range(count)]
 
 
 def _save(path: Path, nodes: list, inputs: list, outputs: list,

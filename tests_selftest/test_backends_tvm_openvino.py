@@ -3,13 +3,13 @@ honesty, errors, caching, and TVM's onnxruntime partitioning. Each backend's tes
 skip when its SDK is not installed."""
 from __future__ import annotations
 
-from os import PathLike
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from backends.base import Backend, CompileError, ModelArtifactLike
+from backends.base import Backend, CompileError
+from tests_selftest.artifacts import FileArtifact
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -19,19 +19,6 @@ W = RNG.standard_normal((16, 8)).astype(np.float32)
 B = RNG.standard_normal(8).astype(np.float32)
 CELU_ALPHA = 1.0
 
-
-class FileArtifact(ModelArtifactLike):
-    def __init__(self, path: Path, inputs: tuple[str, ...] = ("x",),
-                 outputs: tuple[str, ...] = ("y",)):
-        self.name, self._path = path.stem, path
-        self.input_names, self.output_names = inputs, outputs
-
-    def onnx_path(self) -> PathLike[str]:
-        return self._path
-
-    def calibration_feeds(self, count: int) -> list[dict[str, np.ndarray]]:
-        rng = np.random.default_rng(0)
-        return [{"x": rng.standard_normal((1, 16)).astype(np.float32)} for _ in range(count)]
 
 
 def _save(path: Path, nodes: list, name: str) -> FileArtifact:
