@@ -90,3 +90,14 @@ def data_percent_count(total: int, options: Mapping[str, Any], dataset: str) -> 
     if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 < percent <= 100:
         raise ValueError(f"{dataset}: option 'data_percent' must be a number in (0, 100], got {percent!r}")
     return max(1, int(total * percent / 100))
+
+
+def image_layout(dataset: str, spec: TensorSpec) -> tuple[int, bool]:
+    """(S, channels first) from [batch, 3, S, S] (NCHW) or [batch, S, S, 3] (NHWC)."""
+    shape = tuple(spec.shape)
+    if len(shape) == 4 and shape[1] == 3 and shape[2] == shape[3]:
+        return shape[2], True
+    if len(shape) == 4 and shape[3] == 3 and shape[1] == shape[2]:
+        return shape[1], False
+    raise ValueError(f"{dataset}: input {spec.name!r} has shape {list(shape)}; expected "
+                     "[batch, 3, S, S] (NCHW) or [batch, S, S, 3] (NHWC)")

@@ -22,7 +22,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xpuperf.datasets.base import ArrayDataset, data_percent_count, model_arrays, shared_inputs
+from xpuperf.datasets.base import (ArrayDataset, data_percent_count, image_layout, model_arrays,
+                                   shared_inputs)
 from xpuperf.datasets.imagenet import top_k_scores
 from xpuperf.zoo import TensorSpec
 
@@ -71,7 +72,7 @@ def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[Tenso
     image = next((t for t in inputs if t.field == "image"), None)
     if image is None:
         raise ValueError(f"{NAME}: the model declares no input with field 'image'")
-    size, channels_first = image_layout(image)
+    size, channels_first = image_layout(NAME, image)
     file = _bin_file(path)
     coarse, fine, pixels = read_records(file)
     count = data_percent_count(len(fine), options, NAME)
@@ -132,17 +133,6 @@ def class_names(file: Path) -> list[str]:
     if len(names) != FINE_CLASSES:
         raise ValueError(f"{NAME}: {file}: {len(names)} class names; expected {FINE_CLASSES}, one a line")
     return names
-
-
-def image_layout(spec: TensorSpec) -> tuple[int, bool]:
-    """(S, channels first) from [batch, 3, S, S] (NCHW) or [batch, S, S, 3] (NHWC)."""
-    shape = tuple(spec.shape)
-    if len(shape) == 4 and shape[1] == 3 and shape[2] == shape[3]:
-        return shape[2], True
-    if len(shape) == 4 and shape[3] == 3 and shape[1] == shape[2]:
-        return shape[1], False
-    raise ValueError(f"{NAME}: input {spec.name!r} has shape {list(shape)}; expected "
-                     "[batch, 3, S, S] (NCHW) or [batch, S, S, 3] (NHWC)")
 
 
 def _channel_values(options: dict[str, Any], key: str, default: Sequence[float]) -> np.ndarray:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from xpuperf.datasets.base import ArrayDataset, data_percent_count, model_arrays
+from xpuperf.datasets.base import ArrayDataset, data_percent_count, image_layout, model_arrays
 from xpuperf.zoo import TensorSpec
 
 NAME = "open_imagenet"
@@ -50,7 +50,7 @@ def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[Tenso
                          "scoring needs one ([N, classes])")
     if len(inputs) != 1:
         raise ValueError(f"{NAME}: the model has {len(inputs)} inputs; this dataset feeds one image")
-    size, channels_first = image_layout(inputs[0])
+    size, channels_first = image_layout(NAME, inputs[0])
     folder, names, labels = read_val_map(path, options.get("max_images"))
     count = data_percent_count(len(names), options, NAME)
     names, labels = names[:count], labels[:count]
@@ -59,17 +59,6 @@ def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[Tenso
         images = images.transpose(0, 3, 1, 2)
     arrays = model_arrays(NAME, {"image": np.ascontiguousarray(images)}, inputs)
     return ImagenetDataset(folder, arrays, labels, int(options.get("label_offset", 0)))
-
-
-def image_layout(spec: TensorSpec) -> tuple[int, bool]:
-    """(S, channels first) from [batch, 3, S, S] (NCHW) or [batch, S, S, 3] (NHWC)."""
-    shape = tuple(spec.shape)
-    if len(shape) == 4 and shape[1] == 3 and shape[2] == shape[3]:
-        return shape[2], True
-    if len(shape) == 4 and shape[3] == 3 and shape[1] == shape[2]:
-        return shape[1], False
-    raise ValueError(f"{NAME}: input {spec.name!r} has shape {list(shape)}; expected "
-                     "[batch, 3, S, S] (NCHW) or [batch, S, S, 3] (NHWC)")
 
 
 def read_val_map(path: Path | None, max_images: int | None = None) -> tuple[Path, list[str], np.ndarray]:
