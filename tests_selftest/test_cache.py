@@ -1,7 +1,8 @@
 """The content-addressed cache: built once, shared, safe to read back."""
 import numpy as np
 
-from xpuperf.cache import Cache, arrays_key, content_key, file_digest, source_digest
+from xpuperf.cache import (Cache, arrays_key, content_key, file_digest, package_modules,
+                           source_digest)
 
 
 def test_entry_is_built_once(tmp_path):
@@ -62,3 +63,21 @@ def test_source_digest_follows_the_code_without_importing_it(tmp_path, monkeypat
     module.write_text("raise SystemExit('imported, changed')\n")
     assert source_digest("xpuperf_probe_builder") != first
     assert source_digest("no_such_module_anywhere") != first  # absent: a digest still
+
+
+def test_a_backend_package_digest_follows_every_module_in_it(tmp_path, monkeypatch):
+    """A backend class in probe_backend/backend.py calls probe_backend/kernels.py:
+    editing the helper must change the digest that keys its compiled models."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    package = tmp_path / "xpuperf_probe_backend"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "backend.py").write_text("class Probe: pass\n")
+    (package / "kernels.py").write_text("LANES = 8\n")
+    modules = package_modules("xpuperf_probe_backend.backend")
+    assert set(modules) == {"xpuperf_probe_backend.backend", "xpuperf_probe_backend",
+                            "xpuperf_probe_backend.kernels"}
+    first = source_digest(*modules)
+    (package / "kernels.py").write_text("LANES = 16\n")
+    assert source_digest(*modules) != first
+    assert package_modules("xpuperf_probe_toplevel") == ["xpuperf_probe_toplevel"]

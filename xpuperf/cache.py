@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import pkgutil
 import shutil
 import tempfile
 from pathlib import Path
@@ -51,6 +52,18 @@ def source_digest(*modules: str) -> str:
         digest = file_digest(Path(origin)) if origin and os.path.isfile(origin) else "-"
         h.update(f"{name}:{digest}".encode())
     return h.hexdigest()[:32]
+
+
+def package_modules(module: str) -> list[str]:
+    """``module``, its package and the package's other modules: a backend's code
+    is its whole package (the helpers its class calls), not only the file that
+    defines the class. Finding them imports the package (not the modules)."""
+    spec = importlib.util.find_spec(module)
+    package = module if spec and spec.submodule_search_locations else module.rpartition(".")[0]
+    if not package:
+        return [module]
+    locations = importlib.util.find_spec(package).submodule_search_locations or []
+    return [module, package, *(f"{package}.{m.name}" for m in pkgutil.iter_modules(locations))]
 
 
 def arrays_key(arrays: dict[str, np.ndarray]) -> str:

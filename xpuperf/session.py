@@ -13,8 +13,8 @@ import numpy as np
 
 from backends.base import Backend, Compiled, CompileError, CompileReport, ModelArtifactLike
 from xpuperf import datasets, flops, loadgen
-from xpuperf.cache import (Cache, arrays_key, content_key, read_json, source_digest,
-                           write_json)
+from xpuperf.cache import (Cache, arrays_key, content_key, package_modules, read_json,
+                           source_digest, write_json)
 from xpuperf.datasets.base import Dataset
 from xpuperf.models.artifact import ModelArtifact
 from xpuperf.zoo import Combination, ModelSpec, Zoo
@@ -197,9 +197,11 @@ class BenchSession:
         """
         model, artifact = combo.model, self.artifact(combo.model)
         if self._stack is None:
-            # The stack's versions and the backend's own code (each class it is made of).
+            # The stack's versions and the backend's own code: each class it is made
+            # of, and the package of its own class.
+            classes = {c.__module__ for c in type(self.backend).__mro__} - {"builtins", "abc"}
             self._stack = {**self.backend.info(), "code": source_digest(
-                *{c.__module__ for c in type(self.backend).__mro__} - {"builtins", "abc"})}
+                *classes, *package_modules(type(self.backend).__module__))}
         key = content_key("compiled", self.backend.name, self._stack, artifact.key,
                           self.data_key(model), combo.precision, model.batch_sizes, self.options)
 
