@@ -262,6 +262,32 @@ def test_tvm_options_reach_the_build(tvm_backend: Backend, tiny: FileArtifact) -
                                rtol=1e-5, atol=1e-5)
     with pytest.raises(CompileError, match="opt_level"):
         tvm_backend.compile(tiny, "fp32", (1,), {"opt_level": "fast"})
+    with pytest.raises(CompileError, match="schedule must be one of loops, none"):
+        tvm_backend.compile(tiny, "fp32", (1,), {"schedule": "tuned"})
+
+
+def test_tvm_loop_schedule_keeps_the_results_of_the_unscheduled_build(
+        tvm_backend: Backend, tmp_path: Path) -> None:
+    """Each branch of backends/tvm/schedule.py's rule: the MatMul (its output column
+    moves inside the reduction), the softmax's row max and sum (kept in order) and
+    the elementwise ops. Only spatial loops move, so the sums are the same."""
+    artifact = _save(tmp_path / "softmax.onnx", [
+        helper.make_node("MatMul", ["x", "W"], ["m"]),
+        helper.make_node("Add", ["m", "B"], ["a"]),
+        helper.make_node("Softmax", ["a"], ["y"], axis=-1)], "softmax")
+    x = batch(4)
+    runs = {}
+    for schedule in ("loops", "none"):
+        compiled = tvm_backend.compile(artifact, "fp32", (4,), {"schedule": schedule})
+        runs[schedule] = compiled.run({"x": x})["y"]
+        scheduled, of, kernels = compiled.report.details["kernels_scheduled"].split()
+        assert (of, compiled.report.details["schedule"]) == ("of", schedule)
+        assert int(scheduled) == (int(kernels) if schedule == "loops" else 0) and int(kernels) > 1
+    np.testing.assert_array_equal(runs["loops"], runs["none"])
+    logits = x @ W + B
+    expected = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(runs["loops"], expected / expected.sum(1, keepdims=True),
+                               rtol=1e-5, atol=1e-6)
 
 
 def _int64_constant(name: str, values: object) -> onnx.NodeProto:

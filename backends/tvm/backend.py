@@ -38,6 +38,8 @@ Options (--backend-option KEY=VALUE):
   target     an llvm target as JSON ('{"kind": "llvm", "mcpu": "skylake"}') or a
              tag/kind name; default llvm tuned for this host's CPU
   fallback   "onnxruntime" (default) or "none"
+  schedule   "loops" (default): the tuning-free loop schedule of backends/tvm/schedule.py;
+             "none": TVM's CPU pipeline as is (serial, unscheduled kernels)
 """
 from __future__ import annotations
 
@@ -53,8 +55,9 @@ import numpy as np
 
 from backends.base import (CACHED_REPORT, Backend, Compiled, CompileError, CompileReport,
                            ModelArtifactLike, load_cached, save_report, write_atomically)
+from backends.tvm.schedule import SCHEDULES, KernelCount, relax_pipeline
 
-_OPTIONS = ("opt_level", "threads", "target", "fallback")
+_OPTIONS = ("opt_level", "threads", "target", "fallback", "schedule")
 _FALLBACKS = ("onnxruntime", "none")
 # Handled by the importer itself rather than through its converter map.
 _IMPORTER_OPS = frozenset({"If", "Constant"})
@@ -104,6 +107,10 @@ class _Options:
             raise CompileError(f"TVM: fallback must be one of {', '.join(_FALLBACKS)}, "
                                f"got {self.fallback!r}")
         self.target = options.get("target", "")
+        self.schedule = options.get("schedule", SCHEDULES[0])
+        if self.schedule not in SCHEDULES:
+            raise CompileError(f"TVM: schedule must be one of {', '.join(SCHEDULES)}, "
+                               f"got {self.schedule!r}")
 
 
 def _default_target() -> dict[str, str]:
@@ -571,6 +578,7 @@ class TvmBackend(Backend):
             executables: dict[int | None, list[_TvmPart | _OrtPart]] = {}
             entries: list[dict[str, Any]] = []
             converted_to_fp16 = False
+            kernels = KernelCount()
             for bs in sizes:
                 graph, value_info = graphs[bs]
                 _, segments, modules = imported[bs]
@@ -590,8 +598,8 @@ class TvmBackend(Backend):
                             mod, converted = _to_mixed_precision(mod)
                             converted_to_fp16 |= converted
                         file = out_dir / f"{stem}.so"
-                        part = _TvmPart(self._build(mod, target, opts.opt_level, file),
-                                        segment.inputs, segment.outputs)
+                        vm = self._build(mod, target, opts, kernels, file)
+                        part = _TvmPart(vm, segment.inputs, segment.outputs)
                     parts.append(part)
                     files.append({"engine": "tvm" if mod is not None else "onnxruntime",
                                   "file": file.name, "bytes": file.stat().st_size,
@@ -611,6 +619,8 @@ class TvmBackend(Backend):
                 "artifact_bytes": sum(f["bytes"] for e in entries for f in e["parts"]),
                 "details": {
                     "target": str(target), "opt_level": opts.opt_level,
+                    "schedule": opts.schedule,
+                    "kernels_scheduled": f"{kernels.scheduled} of {kernels.kernels}",
                     "shapes": (f"static batch: one executable per batch size "
                                f"{', '.join(map(str, sizes))}" if batch_inputs
                                else "as exported: one executable"),
@@ -705,7 +715,7 @@ class TvmBackend(Backend):
         return failed
 
     @staticmethod
-    def _build(mod: Any, target: Any, opt_level: int, so_path: Path) -> Any:
+    def _build(mod: Any, target: Any, opts: _Options, kernels: KernelCount, so_path: Path) -> Any:
         """Build ``mod``, export it to ``so_path`` (the deployable, cached artifact) and
         return a VirtualMachine of the built executable.
 
@@ -717,8 +727,9 @@ class TvmBackend(Backend):
         from tvm import relax
 
         try:
-            with tvm.transform.PassContext(opt_level=opt_level):
-                executable = tvm.compile(mod, target)
+            with tvm.transform.PassContext(opt_level=opts.opt_level):
+                executable = tvm.compile(
+                    mod, target, relax_pipeline=relax_pipeline(target, opts.schedule, kernels))
             write_atomically(so_path, lambda p: executable.export_library(str(p)))
             return relax.VirtualMachine(executable, tvm.cpu())
         except Exception as e:  # TVM raises its FFI errors, ValueError, RuntimeError...
