@@ -10,9 +10,10 @@ GEMV and norm-like reductions. So every kernel here gets one fixed rule, per
 block:
 
 - a reduction whose innermost spatial axis walks every buffer it touches with
-  unit stride (a MatMul's output column, a convolution's output width) has that
-  axis moved inside the reduction loops and vectorized: the inner loop becomes a
-  contiguous multiply-add along a row;
+  unit stride (a MatMul's output column, a convolution's output width), or whose
+  innermost reduction loop is short (a 3x3 kernel's width), has that axis moved
+  inside the reduction loops and vectorized: the inner loop becomes a multiply-add
+  along a row;
 - any other reduction (a row sum, a softmax's max) keeps its loop order;
 - in both, the other spatial loops are fused and run in parallel;
 - an elementwise block's loops are fused, run in parallel and vectorized.
@@ -27,6 +28,9 @@ from dataclasses import dataclass
 from typing import Any
 
 SCHEDULES = ("loops", "none")
+# A reduction loop this short (a 3x3 or 1x1 kernel's width) is no inner loop worth
+# keeping: the output axis goes inside even where it strides (a stride-2 convolution).
+_SHORT_REDUCTION = 16
 
 
 @dataclass
@@ -116,7 +120,9 @@ def _schedule_block(sch: Any, info: Any, lanes_bits: int) -> None:
         return  # not the S..SR..R form of a plain reduction
     space, reduce = loops[:spatial], loops[spatial:]
     innermost = stmt.iter_vars[spatial - 1].var
-    if not all(_unit_stride(region, innermost) for region in [*stmt.reads, *stmt.writes]):
+    strided = not all(_unit_stride(region, innermost) for region in [*stmt.reads, *stmt.writes])
+    if strided and _extent(sch, reduce[-1]) >= _SHORT_REDUCTION:
+        # A long reduction along a row (a softmax's max): it stays the inner loop.
         sch.parallel(sch.fuse(*space) if spatial > 1 else space[0])
         return
     sch.reorder(*space[:-1], *reduce, space[-1])
