@@ -269,12 +269,15 @@ def test_tvm_options_reach_the_build(tvm_backend: Backend, tiny: FileArtifact) -
 def test_tvm_loop_schedule_keeps_the_results_of_the_unscheduled_build(
         tvm_backend: Backend, tmp_path: Path) -> None:
     """Each branch of backends/tvm/schedule.py's rule: the MatMul (its output column
-    moves inside the reduction), the softmax's row max and sum (kept in order) and
+    moves inside the reduction), the softmax's max and sum over 8 (short: the row
+    axis moves inside too), the max over x's 16 (a long row: kept in order) and
     the elementwise ops. Only spatial loops move, so the sums are the same."""
     artifact = _save(tmp_path / "softmax.onnx", [
         helper.make_node("MatMul", ["x", "W"], ["m"]),
         helper.make_node("Add", ["m", "B"], ["a"]),
-        helper.make_node("Softmax", ["a"], ["y"], axis=-1)], "softmax")
+        helper.make_node("Softmax", ["a"], ["s"], axis=-1),
+        helper.make_node("ReduceMax", ["x"], ["top"], keepdims=1, axes=[1]),
+        helper.make_node("Add", ["s", "top"], ["y"])], "softmax")
     x = batch(4)
     runs = {}
     for schedule in ("loops", "none"):
@@ -286,8 +289,8 @@ def test_tvm_loop_schedule_keeps_the_results_of_the_unscheduled_build(
     np.testing.assert_array_equal(runs["loops"], runs["none"])
     logits = x @ W + B
     expected = np.exp(logits - logits.max(1, keepdims=True))
-    np.testing.assert_allclose(runs["loops"], expected / expected.sum(1, keepdims=True),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(runs["loops"], expected / expected.sum(1, keepdims=True)
+                               + x.max(1, keepdims=True), rtol=1e-5, atol=1e-6)
 
 
 def _int64_constant(name: str, values: object) -> onnx.NodeProto:

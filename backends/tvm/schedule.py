@@ -108,11 +108,11 @@ def _schedule_block(sch: Any, info: Any, lanes_bits: int) -> None:
     if info.is_injective():
         whole = sch.fuse(*loops)
         extent = _extent(sch, whole)
-        if lanes and extent % lanes == 0 and extent >= 2 * lanes:
+        if lanes and extent and extent % lanes == 0 and extent >= 2 * lanes:
             outer, inner = sch.split(whole, [None, lanes])
             sch.parallel(outer)
             sch.vectorize(inner)
-        elif extent > 1:
+        elif extent is None or extent > 1:
             sch.parallel(whole)
         return
     spatial = len(kind) - len(kind.lstrip("S"))
@@ -121,26 +121,28 @@ def _schedule_block(sch: Any, info: Any, lanes_bits: int) -> None:
     space, reduce = loops[:spatial], loops[spatial:]
     innermost = stmt.iter_vars[spatial - 1].var
     strided = not all(_unit_stride(region, innermost) for region in [*stmt.reads, *stmt.writes])
-    if strided and _extent(sch, reduce[-1]) >= _SHORT_REDUCTION:
+    row = _extent(sch, reduce[-1])
+    if strided and (row is None or row >= _SHORT_REDUCTION):
         # A long reduction along a row (a softmax's max): it stays the inner loop.
         sch.parallel(sch.fuse(*space) if spatial > 1 else space[0])
         return
     sch.reorder(*space[:-1], *reduce, space[-1])
     if spatial > 1:
         sch.parallel(sch.fuse(*space[:-1]))
-    if lanes and _extent(sch, space[-1]) % lanes == 0:
+    extent = _extent(sch, space[-1])
+    if lanes and extent and extent % lanes == 0:
         _, inner = sch.split(space[-1], [None, lanes])
         sch.vectorize(inner)
     # Last: parallel and vectorize want the block whole; this splits off its init.
     sch.decompose_reduction(block, reduce[0])
 
 
-def _extent(sch: Any, loop: Any) -> int:
-    """A loop's constant extent; 0 when it is symbolic (nothing to split then)."""
+def _extent(sch: Any, loop: Any) -> int | None:
+    """A loop's extent, None when it is symbolic."""
     from tvm import tirx
 
     extent = sch.get(loop).extent
-    return int(extent.value) if isinstance(extent, tirx.IntImm) else 0
+    return int(extent.value) if isinstance(extent, tirx.IntImm) else None
 
 
 def _unit_stride(region: Any, var: Any) -> bool:
