@@ -23,3 +23,12 @@ class FileArtifact(ModelArtifactLike):
     def calibration_feeds(self, count: int) -> list[dict[str, np.ndarray]]:
         rng = np.random.default_rng(0)
         return [{"x": rng.standard_normal((1, 16)).astype(np.float32)} for _ in range(count)]
+
+
+def damage(path: Path, how: str) -> None:
+    """Leave of a cache file what a crash or a full disk leaves: nothing
+    ("missing") or its first bytes ("truncated")."""
+    if how == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes()[:20])

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests_selftest.artifacts import FileArtifact
+from tests_selftest.artifacts import FileArtifact, damage
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
@@ -60,16 +60,13 @@ def test_second_compile_loads_the_cached_model(mlp: FileArtifact, tmp_path: Path
     np.testing.assert_array_equal(warm.run({"x": x})["y"], cold.run({"x": x})["y"])
 
 
-@pytest.mark.parametrize("damage", ["model", "report", "missing"])
+@pytest.mark.parametrize("file, how", [("model.onnx", "truncated"), ("report.json", "truncated"),
+                                       ("model.onnx", "missing")])
 def test_unreadable_cache_entry_is_compiled_again(mlp: FileArtifact, tmp_path: Path,
-                                                  damage: str) -> None:
+                                                  file: str, how: str) -> None:
     backend = CpuBackend()
     backend.compile(mlp, "fp16", (1,), {}, cache_dir=tmp_path)
-    if damage == "missing":
-        (tmp_path / "model.onnx").unlink()
-    else:  # truncated, as by a full disk
-        path = tmp_path / {"model": "model.onnx", "report": "report.json"}[damage]
-        path.write_bytes(path.read_bytes()[:20])
+    damage(tmp_path / file, how)
     again = backend.compile(mlp, "fp16", (1,), {}, cache_dir=tmp_path)
     assert not again.report.cached and again.report.precision == "fp16"
     assert backend.compile(mlp, "fp16", (1,), {}, cache_dir=tmp_path).report.cached  # repaired

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from backends.base import Backend, CompileError
-from tests_selftest.artifacts import FileArtifact
+from tests_selftest.artifacts import FileArtifact, damage
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
@@ -130,16 +130,13 @@ def test_openvino_second_compile_imports_the_cached_model(openvino_backend: Back
     np.testing.assert_array_equal(warm.run({"x": x})["y"], cold.run({"x": x})["y"])
 
 
-@pytest.mark.parametrize("damage", ["blob", "report", "missing"])
+@pytest.mark.parametrize("file, how", [("model.blob", "truncated"), ("report.json", "truncated"),
+                                       ("model.blob", "missing")])
 def test_openvino_unreadable_cache_entry_is_compiled_again(openvino_backend: Backend,
                                                            tiny: FileArtifact, tmp_path: Path,
-                                                           damage: str) -> None:
+                                                           file: str, how: str) -> None:
     openvino_backend.compile(tiny, "fp32", (1,), {}, cache_dir=tmp_path)
-    if damage == "missing":
-        (tmp_path / "model.blob").unlink()
-    else:  # truncated, as by a full disk
-        path = tmp_path / {"blob": "model.blob", "report": "report.json"}[damage]
-        path.write_bytes(path.read_bytes()[:40])
+    damage(tmp_path / file, how)
     again = openvino_backend.compile(tiny, "fp32", (1,), {}, cache_dir=tmp_path)
     assert not again.report.cached and again.report.precision == "fp32"
     np.testing.assert_allclose(again.run({"x": batch(2)})["y"], tiny_reference(batch(2)),
@@ -354,8 +351,7 @@ def test_tvm_cache_hit_loads_instead_of_compiling(tvm_backend: Backend, with_cel
 def test_tvm_corrupt_cache_entry_compiles_again(tvm_backend: Backend, tiny: FileArtifact,
                                                 tmp_path: Path) -> None:
     tvm_backend.compile(tiny, "fp32", (2,), {}, cache_dir=tmp_path)
-    library = next(tmp_path.glob("*.so"))
-    library.write_bytes(library.read_bytes()[:100])
+    damage(next(tmp_path.glob("*.so")), "truncated")
     again = tvm_backend.compile(tiny, "fp32", (2,), {}, cache_dir=tmp_path)
     assert not again.report.cached
     np.testing.assert_allclose(again.run({"x": batch(2)})["y"], tiny_reference(batch(2)),
