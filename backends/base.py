@@ -80,6 +80,14 @@ class Backend(abc.ABC):
         """Device name and count, stack versions, peak FLOP/s where known."""
         return {"name": self.name}
 
+    def capabilities(self) -> dict[str, bool]:
+        """What the device offers that an outcome may depend on (an ISA feature, a
+        number format), each name with whether this device has it: {"bf16": False}.
+        An expected-failures line keys a host-dependent outcome on these names
+        (``test_op[x]  if not bf16  # reason``). Called at collection: keep it cheap.
+        backends/hostcpu.py gives them for a backend that runs on the host CPU."""
+        return {}
+
     @abc.abstractmethod
     def precisions(self) -> set[str]:
         """The subset of PRECISIONS this backend can compile to."""

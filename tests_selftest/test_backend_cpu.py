@@ -13,6 +13,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
+from backends.base import CompileError  # noqa: E402
 from backends.cpu import CpuBackend  # noqa: E402
 
 RNG = np.random.default_rng(3)
@@ -133,3 +134,22 @@ def test_fp16_keeps_integer_ids_exact(model: str, feeds: dict[str, np.ndarray],
     out = half.run(feeds)
     for name in artifact.output_names:
         np.testing.assert_array_equal(out[name], full[name])
+
+
+def test_int8_scheme_follows_the_host_profile(mlp: FileArtifact,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Capped at AVX2 (no VNNI) the backend tries the schemes exact there and keeps
+    the closer to fp32, saying why; the option overrides the choice; an unknown
+    scheme is refused by name."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    details = CpuBackend().compile(mlp, "int8", (1,), {}).report.details
+    cosines = details["int8_scheme_cosines"]
+    assert set(cosines) == {"u8u8", "s8s8-w7"} and all(0.9 < c <= 1 for c in cosines.values())
+    assert details["int8_scheme"] == max(cosines, key=cosines.__getitem__)
+    assert details["int8_scheme_why"].startswith("no VNNI")
+    assert details["cpu_capabilities"].endswith("(capped at AVX2 by ONEDNN_MAX_CPU_ISA)")
+    assert "vnni" not in details["cpu_capabilities"]
+    forced = CpuBackend().compile(mlp, "int8", (1,), {"int8_scheme": "s8s8"})
+    assert forced.report.details["int8_scheme"] == "s8s8"
+    with pytest.raises(CompileError, match="int8_scheme='s4s4': use one of s8s8, u8u8, s8s8-w7"):
+        CpuBackend().compile(mlp, "int8", (1,), {"int8_scheme": "s4s4"})

@@ -10,9 +10,22 @@ Compile cache: given a ``cache_dir``, a compile saves the converted graph
 loads them instead of converting or calibrating again, and reports
 ``cached=True`` with the load time. An unreadable entry is compiled anew.
 
+int8 follows the host (backends/hostcpu.py): onnxruntime's x86 int8 GEMMs turn
+s8 activations into u8 and, without VNNI, sum u8 x s8 products in pairs into
+int16 (VPMADDUBSW), which saturates: roformer's logits fell to cosine 0.88 that
+way. With VNNI the products go straight into int32, and s8 activations and
+weights are exact. Without it two schemes are exact: u8 activations and weights
+(u8 x u8 kernels widen before multiplying) and s8 with weights on a 7-bit grid
+(a u8 x s7 pair sum fits int16); neither suits every model (u8 activations broke
+yolov5's heads), so the backend quantizes both and keeps the one whose outputs
+on the calibration samples are closest to fp32's. Either gives the same bits on
+every host. The compile report says which capabilities it saw, the scheme it
+chose and why.
+
 Options (--backend-option KEY=VALUE): threads (intra-op threads, default
 onnxruntime's), calibration_samples (int8, default 16), int8_ops (comma-separated
-op types to quantize, default the compute-heavy ones).
+op types to quantize, default the compute-heavy ones), int8_scheme (s8s8, u8u8 or
+s8s8-w7, default chosen from the host as above).
 """
 from __future__ import annotations
 
@@ -27,6 +40,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from backends import hostcpu
 from backends.base import (Backend, Compiled, CompileError, CompileReport, ModelArtifactLike,
                            load_cached, save_report, write_atomically)
 
@@ -39,6 +53,12 @@ _INT8_DEFAULT_OPS = "Conv,ConvTranspose,MatMul,Gemm"
 _QUANT_OPS = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul",
               "MatMulInteger", "ConvInteger", "DynamicQuantizeLinear"}
 _CACHED_MODEL = "model.onnx"
+# int8 scheme -> activation and weight types (onnxruntime.quantization.QuantType
+# names) and whether weights use 7 bits (reduce_range).
+_INT8_SCHEMES = {"s8s8": ("QInt8", "QInt8", False), "u8u8": ("QUInt8", "QUInt8", False),
+                 "s8s8-w7": ("QInt8", "QInt8", True)}
+# What is exact on x86 without VNNI (see the module's docstring).
+_EXACT_WITHOUT_VNNI = ("u8u8", "s8s8-w7")
 # TensorProto element types of integers (INT8..UINT64).
 _INTEGER_TYPES = frozenset({2, 3, 4, 5, 6, 7, 12, 13})
 # Ops that compute exactly on integers: fed integers (and constants), their result
@@ -69,8 +89,14 @@ class CpuBackend(Backend):
 
     def info(self) -> dict[str, Any]:
         import onnxruntime
+        # The capabilities key the compile cache too: a host profile never gets
+        # another profile's int8 graph.
         return {"name": self.name, "device": platform.processor() or platform.machine(),
-                "device_count": 1, "onnxruntime": onnxruntime.__version__}
+                "device_count": 1, "onnxruntime": onnxruntime.__version__,
+                "cpu_capabilities": hostcpu.describe()}
+
+    def capabilities(self) -> dict[str, bool]:
+        return hostcpu.capabilities()
 
     def precisions(self) -> set[str]:
         return {"fp32", "fp16", "int8"}
@@ -97,9 +123,10 @@ class CpuBackend(Backend):
             if precision == "fp16":
                 model, fp32_ops, fp32_integer_nodes = self._to_fp16(model)
             elif precision == "int8":
-                model = self._to_int8(source, Path(tmp), artifact,
-                                      int(options.get("calibration_samples", 16)),
-                                      options.get("int8_ops", _INT8_DEFAULT_OPS).split(","))
+                model, int8_details = self._to_int8(
+                    source, Path(tmp), artifact, int(options.get("calibration_samples", 16)),
+                    options.get("int8_ops", _INT8_DEFAULT_OPS).split(","),
+                    self._int8_schemes(options))
             blob = model.SerializeToString()
             try:
                 session = ort.InferenceSession(blob, so, providers=["CPUExecutionProvider"])
@@ -114,6 +141,8 @@ class CpuBackend(Backend):
                                    "quantized_nodes": sum(ops[o] for o in _QUANT_OPS)}
         if precision == "fp16":
             details["integer_nodes_kept_fp32"] = fp32_integer_nodes
+        if precision == "int8":
+            details.update(int8_details, cpu_capabilities=hostcpu.describe())
         report = CompileReport(
             status="ok", seconds=seconds, precision=used, nodes_total=sum(ops.values()),
             # Everything runs on onnxruntime's CPU provider: nothing falls back.
@@ -152,8 +181,22 @@ class CpuBackend(Backend):
         raise CompileError(f"fp16: too many ops without fp16 kernels ({', '.join(kept)})")
 
     @staticmethod
+    def _int8_schemes(options: Mapping[str, str]) -> tuple[str, ...]:
+        """The schemes to try: the int8_scheme option, else s8s8 where the host has
+        VNNI and the exact ones where it has not (see the module's docstring)."""
+        if "int8_scheme" in options:
+            if options["int8_scheme"] not in _INT8_SCHEMES:
+                raise CompileError(f"int8_scheme={options['int8_scheme']!r}: use one of "
+                                   f"{', '.join(_INT8_SCHEMES)}")
+            return (options["int8_scheme"],)
+        return ("s8s8",) if hostcpu.capabilities()["vnni"] else _EXACT_WITHOUT_VNNI
+
+    @staticmethod
     def _to_int8(source: Path, tmp: Path, artifact: ModelArtifactLike, samples: int,
-                 op_types: list[str]) -> Any:
+                 op_types: list[str], schemes: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
+        """The model quantized with the best of ``schemes`` and what the report says
+        of the choice: the scheme and, where there was a choice, each one's worst
+        output cosine to fp32 on the calibration samples."""
         import onnx
         from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -170,7 +213,6 @@ class CpuBackend(Backend):
                 return next(self._it, None)
 
         prepared = tmp / "prepared.onnx"
-        out = tmp / "int8.onnx"
         # onnxruntime's quantization tools write scratch files (external tensors,
         # a failed shape inference's model) into the working directory.
         with contextlib.chdir(tmp):
@@ -178,13 +220,44 @@ class CpuBackend(Backend):
                 quant_pre_process(str(source), str(prepared))
             except Exception:  # noqa: BLE001 - shape inference is an optimisation, not a need
                 prepared = source
-            try:
-                quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                                per_channel=True, op_types_to_quantize=op_types)
-            except Exception as e:  # noqa: BLE001
-                raise CompileError(f"int8 quantization failed: {e}") from e
-            return onnx.load(str(out))
+            quantized = {}
+            for scheme in schemes:
+                activations, weights, seven_bits = _INT8_SCHEMES[scheme]
+                out = tmp / f"int8-{scheme}.onnx"
+                try:
+                    quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                                    activation_type=QuantType[activations],
+                                    weight_type=QuantType[weights], reduce_range=seven_bits,
+                                    per_channel=True, op_types_to_quantize=op_types)
+                except Exception as e:  # noqa: BLE001
+                    raise CompileError(f"int8 ({scheme}) quantization failed: {e}") from e
+                quantized[scheme] = out
+        if len(quantized) == 1:
+            (scheme, out), = quantized.items()
+            return onnx.load(str(out)), {"int8_scheme": scheme}
+        scores = {scheme: _worst_cosine(source, out, feeds) for scheme, out in quantized.items()}
+        best = max(scores, key=scores.__getitem__)
+        return onnx.load(str(quantized[best])), {
+            "int8_scheme": best, "int8_scheme_cosines": scores,
+            "int8_scheme_why": "no VNNI: u8 x s8 pairs would saturate; the exact scheme "
+                               "closest to fp32 on the calibration samples"}
+
+
+def _worst_cosine(reference: Path, candidate: Path, feeds: list[dict[str, np.ndarray]]) -> float:
+    """The lowest cosine, over outputs, between ``candidate``'s and ``reference``'s
+    outputs on ``feeds`` (all samples of an output taken as one vector)."""
+    import onnxruntime as ort
+
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+                for p in (reference, candidate)]
+    outputs = [[s.run(None, feed) for feed in feeds] for s in sessions]
+    worst = 1.0
+    for i in range(len(outputs[0][0])):
+        a, b = (np.concatenate([np.ravel(run[i]) for run in runs]).astype(np.float64)
+                for runs in outputs)
+        norms = np.linalg.norm(a) * np.linalg.norm(b)
+        worst = min(worst, float(a @ b / norms) if norms else float(np.array_equal(a, b)))
+    return round(worst, 6)
 
 
 def _integer_nodes(model: Any) -> list[str]:

@@ -9,6 +9,14 @@ calibrated on the artifact's real samples, leaving in fp32 the lookups (Gather)
 and the ops between the last compute layers and the outputs; it is reported as
 int8 only when the compiled graph really has int8 layers.
 
+int8 follows the host (backends/hostcpu.py): without VNNI, the CPU plugin's int8
+kernels sum u8 x s8 products in pairs into int16, which saturates (the selftest's
+tiny MLP gave 2.69 for 1.23). There NNCF's overflow fix is applied to every
+layer (weights on a 7-bit grid, whose pair sums fit int16); with VNNI, NNCF's
+default (the first layer only) stands. The report says what it saw and chose.
+Set ONEDNN_MAX_CPU_ISA (AVX2, say) and the plugin's kernels and this choice both
+behave as on such a host.
+
 Dynamic batch: the model keeps its dynamic batch axis and one compiled model
 serves every batch size.
 
@@ -38,6 +46,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from backends import hostcpu
 from backends.base import (Backend, Compiled, CompileError, CompileReport, ModelArtifactLike,
                            load_cached, save_report, write_atomically)
 
@@ -153,11 +162,15 @@ class OpenVinoBackend(Backend):
                 "optimization_capabilities": list(capabilities),
                 "default_inference_precision":
                     str(core.get_property(DEVICE, "INFERENCE_PRECISION_HINT").to_string())}
+        info["cpu_capabilities"] = hostcpu.describe()
         missing = sorted(p for p, cap in _CAPABILITY.items() if cap not in capabilities)
         if missing:
             info["unsupported"] = (f"{', '.join(missing)}: the CPU plugin lacks "
                                    f"{', '.join(_CAPABILITY[p] for p in missing)} on this CPU")
         return info
+
+    def capabilities(self) -> dict[str, bool]:
+        return hostcpu.capabilities()
 
     def precisions(self) -> set[str]:
         import importlib.util
@@ -165,7 +178,11 @@ class OpenVinoBackend(Backend):
         import openvino as ov
 
         capabilities = ov.Core().get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
-        offered = {"fp32"} | {p for p, cap in _CAPABILITY.items() if cap in capabilities}
+        # The plugin reads the CPU itself, not ONEDNN_MAX_CPU_ISA: a capped host
+        # offers what the cap leaves (hostcpu has no word on int8, which any x86 runs).
+        host = hostcpu.capabilities()
+        offered = {"fp32"} | {p for p, cap in _CAPABILITY.items()
+                              if cap in capabilities and host.get(p, True)}
         if importlib.util.find_spec("nncf") is None:
             offered.discard("int8")
         return offered
@@ -227,7 +244,8 @@ class OpenVinoBackend(Backend):
             status="ok", seconds=seconds, precision=used, nodes_total=len(nodes),
             nodes_native=len(native), fallback_ops=[], artifact_bytes=len(blob),
             details={"requested_precision": precision, "inference_precision_hint": hint,
-                     "int8_layers": int8_layers, "shapes": "dynamic batch (one compiled model)",
+                     "int8_layers": int8_layers, "cpu_capabilities": hostcpu.describe(),
+                     **({"int8_overflow_fix": _overflow_fix().value} if precision == "int8" else {}), "shapes": "dynamic batch (one compiled model)",
                      **{k: str(compiled.get_property(p)) for k, p in _PROPERTY.items()
                         if k in options}},
         )
@@ -256,7 +274,9 @@ class OpenVinoBackend(Backend):
         ignored = nncf.IgnoredScope(names=_output_tail(model), types=["Gather"], validate=False)
         try:
             return nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds),
-                                 ignored_scope=ignored)
+                                 ignored_scope=ignored,
+                                 advanced_parameters=nncf.AdvancedQuantizationParameters(
+                                     overflow_fix=_overflow_fix()))
         except Exception as e:  # NNCF raises from its own and OpenVINO's exception types
             raise CompileError(f"OpenVINO: NNCF int8 quantization failed: {e}") from e
 
@@ -270,6 +290,14 @@ class OpenVinoBackend(Backend):
                     info["layerType"].astype(str) not in ("Input", "Output", "Reorder"):
                 count += 1
         return count
+
+
+def _overflow_fix() -> Any:
+    """NNCF's overflow fix for this host: every layer where u8 x s8 pairs would
+    saturate (no VNNI), else NNCF's default, the first layer only."""
+    from nncf import OverflowFix
+
+    return OverflowFix.FIRST_LAYER if hostcpu.capabilities()["vnni"] else OverflowFix.ENABLE
 
 
 def _output_tail(model: Any) -> list[str]:

@@ -52,6 +52,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from backends import hostcpu
 from backends.base import (CACHED_REPORT, Backend, Compiled, CompileError, CompileReport,
                            ModelArtifactLike, load_cached, save_report, write_atomically)
 from backends.tvm.onnx_graph import (DEFAULT_DOMAINS, Segment, batch_axis_inputs, infer_shapes,
@@ -270,6 +271,11 @@ class TvmBackend(Backend):
         return {"name": self.name, "device": str(tvm.target.codegen.llvm_get_system_cpu()),
                 "device_count": 1, "tvm": tvm.__version__,
                 "target": json.dumps(_default_target()), "int8": INT8_UNSUPPORTED}
+
+    def capabilities(self) -> dict[str, bool]:
+        # The host's, though the default target (the host's own CPU, as LLVM
+        # names it) does not follow ONEDNN_MAX_CPU_ISA: pass a target for that.
+        return hostcpu.capabilities()
 
     def precisions(self) -> set[str]:
         return {"fp32", "fp16"}
