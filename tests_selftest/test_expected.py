@@ -40,6 +40,35 @@ def test_updated_drops_passes_adds_failures_and_keeps_the_rest() -> None:
         "# line one\ntest_op[x]  # run: boom\n"
 
 
+def test_a_condition_keys_a_line_on_the_backends_capabilities() -> None:
+    text = ("test_op[a]  if not bf16  # no native bf16\n"
+            "test_op[b]  if bf16 and not amx  # bf16 without AMX\n"
+            "test_op[c]  # everywhere\n")
+    assert expected.parse(text, "f.txt", {"bf16": False, "amx": False}) == {
+        "test_op[a]": "no native bf16", "test_op[c]": "everywhere"}
+    assert expected.parse(text, "f.txt", {"bf16": True, "amx": False}) == {
+        "test_op[b]": "bf16 without AMX", "test_op[c]": "everywhere"}
+    with pytest.raises(expected.ExpectedFileError,
+                       match=r"f.txt:2: 'if bf16 and not amx': 'amx' is not a capability of "
+                             r"this backend; it knows: bf16"):
+        expected.parse(text, "f.txt", {"bf16": True})
+    with pytest.raises(expected.ExpectedFileError, match=r"f.txt:1: .* it knows: none"):
+        expected.parse(text, "f.txt")
+
+
+def test_updated_keeps_the_lines_of_other_hosts() -> None:
+    old = ("test_op[a]  if not bf16  # holds here, passed\n"
+           "test_op[b]  if not bf16  # holds here, failed\n"
+           "test_op[c]  if bf16  # another host's, passed here\n"
+           "test_op[d]  if bf16  # another host's, failed here too\n")
+    new = expected.updated(old, {"test_op[a]": None, "test_op[b]": "mismatch: new",
+                                 "test_op[c]": None, "test_op[d]": "run: crashed"},
+                           "unused", {"bf16": False})
+    assert new == ("test_op[b]  if not bf16  # mismatch: new\n"
+                   "test_op[c]  if bf16  # another host's, passed here\n"
+                   "test_op[d]  # run: crashed\n")
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return tiny_zoo(tmp_path_factory.mktemp("expected"))
@@ -102,3 +131,18 @@ def test_op_items_fail_unlisted_and_xfail_listed_with_the_category(tiny: Path) -
     assert ops["ops"]["Add"]["by_category"] == {"mismatch": 2}
     html = (tiny / perturbing / "report.html").read_text()
     assert "Per-op conformance" in html and "add_uint8" in html
+
+
+def test_a_conditional_line_gates_only_the_hosts_it_names(
+        tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same file, strict on both host profiles: 'if capped' expects the failure
+    under ONEDNN_MAX_CPU_ISA and not without it, on any host."""
+    path = tiny / "capped_expected.txt"
+    path.write_text(f"{COMPILE}  if capped  # fails only under the cap\n")
+    args = ("--benchmark-disable", "-k", "test_compile", "--expected-failures", str(path))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    r = run_session(tiny, "tests_selftest.fakes:NoCompileBackend", *args)
+    assert r.returncode == 0 and "1 xfailed" in r.stdout, r.stdout[-3000:]
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+    r = run_session(tiny, "tests_selftest.fakes:NoCompileBackend", *args)
+    assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout[-3000:]

@@ -56,6 +56,8 @@ class PluginState:
     expected_path: Path | None = None
     expected_label: str = ""
     expected: dict[str, str] = field(default_factory=dict)
+    # What the backend says this host offers: the file's conditional lines key on it.
+    capabilities: dict[str, bool] = field(default_factory=dict)
     update_expected: bool = False
     # With --update-expected-failures: item name -> None (passed) or failure reason.
     outcomes: dict[str, str | None] = field(default_factory=dict)
@@ -134,12 +136,14 @@ def _expected_options(config: pytest.Config, entry: registry.BackendEntry) -> di
         path = Path(spec.origin).parent / expected.FILE_NAME
     path = Path(path).resolve()
     try:
-        listed = expected.load(path)
-    except (OSError, expected.ExpectedFileError) as e:
+        capabilities = entry.load()().capabilities()
+        listed = expected.load(path, capabilities)
+    except (OSError, ValueError) as e:  # ExpectedFileError, or a bad host profile
         raise pytest.UsageError(f"--expected-failures: {e}") from None
     # Messages name the file as a user in the repository would type it.
     label = path.relative_to(config.rootpath) if path.is_relative_to(config.rootpath) else path
     return {"expected_path": path, "expected_label": str(label), "expected": listed,
+            "capabilities": capabilities,
             "update_expected": config.getoption("update_expected_failures")}
 
 
@@ -481,7 +485,9 @@ class ResultCollector:
             old = path.read_text(encoding="utf-8") if path.exists() else ""
             path.write_text(expected.updated(old, state.outcomes, (
                 f"Items the {state.hardware} backend is known to fail (see xpuperf/expected.py).\n"
-                "One pytest item name a line; '#' starts the reason.")), encoding="utf-8")
+                "One pytest item name a line, then 'if [not] CAPABILITY' where the outcome\n"
+                "depends on the host; '#' starts the reason."), state.capabilities),
+                encoding="utf-8")
         if not state.records:
             return
         from xpuperf.report import write_reports
