@@ -134,3 +134,97 @@ def test_outputs_always_have_a_batch_axis():
     with pytest.raises(ZooError, match=r"zoo.yaml:16: models.m-torch.outputs\[0\].batched: applies to "
                                        "inputs only"):
         parse_zoo(broken("outputs: [start_logits]", "outputs: [{name: start_logits, batched: false}]"))
+
+
+MODEL_END = "      batch_sizes: [2]\n"
+
+
+@pytest.mark.parametrize("old,new,expected", [
+    ("    batch_sizes: [1, 8]\n", "    batch_sizes: [1, 8]\n    batch_sizes: [4]\n",
+     "zoo.yaml:18: models.m-torch.batch_sizes: duplicate key 'batch_sizes' (first at line 17): "
+     "remove one of the two"),
+    (MODEL_END, MODEL_END + "  m-torch:\n    family: gpt\n",
+     "zoo.yaml:22: models.m-torch: duplicate key 'm-torch' (first at line 6): remove one of the two"),
+    ("{id: fake, format: fake}", "{id: fake, format: fake, id: fake2}",
+     "zoo.yaml:4: datasets.fake.id: duplicate key 'id' (first at line 4)"),
+    ("format: fake}", "format: faker}",
+     "zoo.yaml:4: datasets.fake.format: unknown format 'faker' (known: squad, imagenet, criteo, fake"),
+    ("    dataset: fake\n", "    dataset: fake\n    dataset_options: {samples: many}\n",
+     "zoo.yaml:14: models.m-torch.dataset_options.samples: must be an integer, got 'many'"),
+    ("    dataset: fake\n", "    dataset: fake\n    dataset_options: {data_percent: '50%'}\n",
+     "zoo.yaml:14: models.m-torch.dataset_options.data_percent: must be a number, got '50%'"),
+    ("    dataset: fake\n", "    dataset: fake\n    dataset_options: {tokenizer: vocab.txt}\n",
+     "zoo.yaml:14: models.m-torch.dataset_options.tokenizer: the fake format takes no option "
+     "'tokenizer' (it takes: samples, seed, data_percent)"),
+    (MODEL_END, MODEL_END.replace("batch_sizes: [2]", "dataset_options: {seed: 0.5}"),
+     "zoo.yaml:21: models.m-torch.smoke.dataset_options.seed: must be an integer, got 0.5"),
+    ("format: fake}", "format: criteo}",
+     "zoo.yaml:13: models.m-torch.dataset: the criteo format needs option 'hash_buckets'"),
+], ids=["duplicate-field", "duplicate-model", "duplicate-in-flow-mapping", "unknown-format",
+        "option-not-int", "option-not-number", "unknown-option", "smoke-option", "required-option"])
+def test_duplicates_and_dataset_options_name_line_and_field(old, new, expected):
+    with pytest.raises(ZooError) as e:
+        parse_zoo(broken(old, new), "smoke" if ".smoke." in expected else "full")
+    assert expected in str(e.value)
+
+
+def test_dataset_options_are_checked_after_dims_are_substituted():
+    text = broken("    dataset: fake\n", "    dataset: fake\n    dataset_options: {samples: $seq}\n")
+    assert parse_zoo(text, "smoke").models[0].dataset_options == {"samples": 16}
+    with pytest.raises(ZooError, match=r"zoo.yaml:14: models.m-torch.dataset_options.samples: must be "
+                                       "an integer, got 'seq'"):
+        parse_zoo(text.replace("$seq", "seq"), "smoke")
+
+
+class Recording(dict):
+    """Options that note every name a loader looks up."""
+
+    def __init__(self, options):
+        super().__init__(options)
+        self.read = set()
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def __contains__(self, key):
+        self.read.add(key)
+        return super().__contains__(key)
+
+
+def test_every_option_a_loader_reads_is_one_the_zoo_accepts():
+    """Each format's loader, run on its sample for the shipped zoo's first model of
+    that format, looks up only options that FORMATS lets zoo.yaml give it."""
+    import importlib
+
+    from xpuperf.datasets import FORMATS, resolve
+
+    zoo = load_zoo(ROOT / "zoo.yaml", "smoke")
+    firsts = {}
+    for model in zoo.models:
+        firsts.setdefault(zoo.datasets[model.dataset].format, model)
+    # golden is a user's own data (no built-in model has any): test_golden.py loads it.
+    assert set(firsts) == set(FORMATS) - {"golden"}
+    for fmt, model in firsts.items():
+        options = Recording(model.dataset_options)
+        path, _ = resolve(zoo.datasets[model.dataset], ROOT / "no-such-data-dir")
+        importlib.import_module(FORMATS[fmt].module).load(path, model.inputs, model.outputs, options)
+        assert options.read <= set(FORMATS[fmt].options), (fmt, options.read - set(FORMATS[fmt].options))
+
+
+def test_the_zoo_reference_names_every_field_and_option():
+    """docs/zoo.md documents every field the schema accepts and every format's options."""
+    from xpuperf import zoo, zoo_tiers
+    from xpuperf.datasets import FORMATS
+
+    text = (ROOT / "docs" / "zoo.md").read_text(encoding="utf-8")
+    names = {*zoo.TOP_FIELDS, *zoo.MODEL_FIELDS, *zoo.TENSOR_FIELDS, *zoo.DATASET_FIELDS,
+             *zoo.TOLERANCE_KEYS, *zoo.TIERS, *zoo_tiers.TIER_FIELDS, *zoo_tiers.SCENARIO_FIELDS,
+             *zoo_tiers.PERF_KEYS, *zoo_tiers.AUDIT_KEYS, *zoo.SCENARIOS, *FORMATS,
+             *(option for f in FORMATS.values() for option in f.options)}
+    missing = sorted(n for n in names if f"`{n}`" not in text)
+    assert not missing, f"docs/zoo.md does not document {', '.join(missing)}"
