@@ -20,9 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the repository's package, not an installed one
 
-from backends.cpu import CpuBackend  # noqa: E402
 from xpuperf import audits  # noqa: E402
-from xpuperf.session import BenchSession  # noqa: E402
+from xpuperf.batches import audit_batch_size, perf_indices  # noqa: E402
+from xpuperf.worker.host import GroupHost  # noqa: E402
 from xpuperf.zoo import load_zoo  # noqa: E402
 
 DEFAULT_MODELS = "bert-torch-squad-fp32,resnet50-torch-imagenet-fp32,widedeep-tf-criteo-fp32"
@@ -37,17 +37,19 @@ def main() -> None:
     zoo = load_zoo(ROOT / "zoo.yaml", "smoke")
     assert zoo.audits is not None, "the smoke tier runs no audits"
     rounds, block = zoo.audits["rounds"], zoo.audits["block"]
-    session = BenchSession(zoo, CpuBackend(), {}, Path(args.cache_dir), ROOT / "datasets", ROOT)
     combos = {c.id: c for c in zoo.combinations()}
     print(f"smoke tier audits: {rounds} rounds, blocks of {block}; {args.repeats} single attempts\n")
     print(f"{'combination':30s} {'audit':8s} {'median':>8s} {'worst':>8s} {'failed':>7s} "
           f"{'s/attempt':>9s} basis")
     for cid in args.models.split(","):
         combo = combos[cid]
-        run = session.compiled(combo).run
-        ds = session.dataset(combo.model)
-        bs = session.audit_batch_size(combo.model)
-        batches = session.perf_batches(combo, bs)
+        # The worker's host, in this process: the audits' loops run where they run in a session.
+        host = GroupHost(lambda _note: None, "CPU", {}, str(ROOT / "zoo.yaml"), "smoke",
+                         args.cache_dir, str(ROOT / "datasets"), combo.model.name, combo.precision)
+        host.compile()
+        run, ds = host.compiled.run, host.dataset
+        bs = audit_batch_size(combo.model.batch_sizes, len(ds))
+        batches = [ds.feeds(i) for i in perf_indices(len(ds), bs)]
         per_attempt = (rounds + 1) * block
         distinct = audits.distinct_index_batches(len(ds), bs, args.repeats * per_attempt, 1,
                                                  (0,) * bs)
@@ -81,7 +83,7 @@ def main() -> None:
             print(f"{cid:30s} {name:8s} {statistics.median(values):+7.1f}% "
                   f"{max(values, key=abs):+7.1f}% {sum(not v.passed for v, _ in got):3d}/{len(got):<3d} "
                   f"{statistics.median(s for _, s in got):9.2f} {got[0][0].figures['basis']}")
-        session.release_group(combo.group)
+        host.close()
 
 
 if __name__ == "__main__":

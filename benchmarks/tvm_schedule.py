@@ -2,8 +2,8 @@
 
 Each smoke-tier combination is compiled twice by the TVM backend, with
 ``schedule=loops`` (the default, backends/tvm/schedule.py) and ``schedule=none``
-(tvm.compile's CPU pipeline as is), through the suite's own session (export,
-data, compile cache). The two run the same batches in alternation, one call
+(tvm.compile's CPU pipeline as is), through the suite's own worker host (export,
+data, compile cache), in this process. The two run the same batches in alternation, one call
 each per round, and the medians are compared; the largest difference between
 their outputs is printed too (the schedule moves only spatial loops, so it
 should be 0). Target: faster on every model, by the most on MatMul-heavy ones.
@@ -23,8 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the repository's package, not an installed one
 
-from backends.tvm.backend import TvmBackend  # noqa: E402
-from xpuperf.session import BenchSession  # noqa: E402
+from xpuperf.batches import perf_indices  # noqa: E402
+from xpuperf.worker.host import GroupHost  # noqa: E402
 from xpuperf.zoo import load_zoo  # noqa: E402
 
 DEFAULT_MODELS = ("minilm-l6-torch-fake-fp32,unet-onnx-fake-fp32,vae-decoder-onnx-fake-fp32,"
@@ -40,8 +40,6 @@ def main() -> None:
     ap.add_argument("--cache-dir", default=str(ROOT / ".xpuperf_cache"))
     args = ap.parse_args()
     zoo = load_zoo(ROOT / "zoo.yaml", "smoke")
-    sessions = {s: BenchSession(zoo, TvmBackend(), {"schedule": s}, Path(args.cache_dir),
-                                ROOT / "datasets", ROOT) for s in SCHEDULES}
     combos = {c.id: c for c in zoo.combinations()}
     print(f"{'combination':34s} {'bs':>3s} {'none ms':>9s} {'loops ms':>9s} {'speedup':>8s} "
           f"{'kernels scheduled':>18s} {'max |diff|':>10s}")
@@ -50,8 +48,14 @@ def main() -> None:
             sys.exit(f"{cid}: no such smoke-tier combination; e.g. {next(iter(combos))}")
         combo = combos[cid]
         bs = min(combo.model.batch_sizes)
-        feeds = sessions["none"].perf_batches(combo, bs)[0]
-        runs = {s: session.compiled(combo).run for s, session in sessions.items()}
+        hosts = {s: GroupHost(lambda _note: None, "TVM", {"schedule": s}, str(ROOT / "zoo.yaml"),
+                              "smoke", args.cache_dir, str(ROOT / "datasets"), combo.model.name,
+                              combo.precision) for s in SCHEDULES}
+        ds = hosts["none"].dataset
+        feeds = ds.feeds(perf_indices(len(ds), bs)[0])
+        for host in hosts.values():
+            host.compile()
+        runs = {s: host.compiled.run for s, host in hosts.items()}
         outputs = {s: run(feeds) for s, run in runs.items()}  # also the warm-up
         seconds: dict[str, list[float]] = {s: [] for s in SCHEDULES}
         for _ in range(args.rounds):  # alternating, so both see the same spells of load
@@ -63,11 +67,11 @@ def main() -> None:
         diff = max(float(np.max(np.abs(np.asarray(outputs["loops"][k], np.float64)
                                        - np.asarray(outputs["none"][k], np.float64))))
                    for k in outputs["none"])
-        kernels = sessions["loops"].compile_report(combo).details["kernels_scheduled"]
+        kernels = hosts["loops"].report.details["kernels_scheduled"]
         print(f"{cid:34s} {bs:3d} {none:9.2f} {loops:9.2f} {none / loops:7.1f}x "
               f"{kernels:>18s} {diff:10.2e}", flush=True)
-        for session in sessions.values():
-            session.release_group(combo.group)
+        for host in hosts.values():
+            host.close()
 
 
 if __name__ == "__main__":

@@ -40,17 +40,73 @@ def tiny_zoo(folder: Path, tiers: str = "", samples: int = 6) -> Path:
     return folder
 
 
+_CONV_MODEL = """\
+  {name}:
+    family: conv
+    framework: torch
+    domain: substructure
+    builder: conv2d
+    config: {{out_channels: 4, kernel_size: 1, groups: 1}}
+    dataset: {dataset}
+    inputs:
+      - {{name: input, shape: [batch, 4, 6, 6], dtype: float32}}
+    outputs: [output]
+    batch_sizes: [2]
+    precisions: [fp32]
+{extra}"""
+# Fast run control, offline only, no audits, a small peak GEMM.
+_CONV_TIERS = """\
+tiers:
+  full:
+    perf: {min_time_s: 0.05, min_rounds: 3, warmup_rounds: 1, windows: 1}
+    scenarios: {offline: all}
+    peak_gemm: 32
+"""
+
+
+def conv_zoo(folder: Path, models: dict[str, str], datasets: str = "") -> Path:
+    """Write a zoo of tiny 1x1 convolutions on fake data into ``folder``, one per
+    name in ``models``, whose value is extra YAML for the entry (indented four
+    spaces, e.g. "    timeout_s: 15\n"; "    dataset: NAME" is taken as the
+    entry's dataset); ``datasets`` adds entries to the datasets section."""
+    entries = []
+    for name, extra in models.items():
+        dataset = "fake"
+        lines = []
+        for line in extra.splitlines(keepends=True):
+            if line.strip().startswith("dataset:"):
+                dataset = line.split(":", 1)[1].strip()
+            else:
+                lines.append(line)
+        if dataset == "fake":
+            lines.append("    dataset_options: {samples: 4}\n")
+        entries.append(_CONV_MODEL.format(name=name, dataset=dataset, extra="".join(lines)))
+    (folder / "zoo.yaml").write_text(
+        "defaults:\n  tolerances: {fp32: {max_abs: 1.0e-4}}\n" + _CONV_TIERS
+        + "datasets:\n  fake: {id: fake, format: fake}\n" + datasets + "models:\n"
+        + "".join(entries))
+    return folder
+
+
 # The suites' zoo items: the per-op items (test_ops.py) run only where a test asks.
 ZOO_SUITES = ("suites/accuracy", "suites/performance", "suites/compiler_coverage/test_compile.py")
 
 
-def run_session(folder: Path, hardware: str, *args: str, target: str | tuple[str, ...] = ZOO_SUITES,
-                report: str | None = None) -> subprocess.CompletedProcess:
-    """pytest over ``target`` with the tiny zoo in ``folder``, as a user runs it."""
+def session_command(folder: Path, hardware: str, *args: str,
+                    target: str | tuple[str, ...] = ZOO_SUITES, report: str | None = None
+                    ) -> list[str]:
+    """The command line of pytest over ``target`` with the zoo in ``folder``."""
     targets = (target,) if isinstance(target, str) else target
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *targets, "-q",
-         "--zoo", str(folder / "zoo.yaml"), "--hardware", hardware,
-         "--cache-dir", str(folder / "cache"), "--report-dir", str(folder / (report or hardware)),
-         *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *targets, "-q",
+            "--zoo", str(folder / "zoo.yaml"), "--hardware", hardware,
+            "--cache-dir", str(folder / "cache"), "--report-dir", str(folder / (report or hardware)),
+            *args]
+
+
+def run_session(folder: Path, hardware: str, *args: str, target: str | tuple[str, ...] = ZOO_SUITES,
+                report: str | None = None, timeout_s: float = 300) -> subprocess.CompletedProcess:
+    """pytest over ``target`` with the tiny zoo in ``folder``, as a user runs it;
+    a session that runs past ``timeout_s`` fails the test (subprocess.TimeoutExpired)
+    instead of hanging CI."""
+    return subprocess.run(session_command(folder, hardware, *args, target=target, report=report),
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)

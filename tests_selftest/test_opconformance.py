@@ -145,7 +145,7 @@ def test_isolation_survives_a_crashing_case() -> None:
         results = [runner.run(case, "Add") for case in ("test_add", "test_add_bcast", "test_add_uint8")]
     assert [(r.case_id, r.outcome) for r in results] == [
         ("test_add", "pass"), ("test_add_bcast", "compilation"), ("test_add_uint8", "pass")]
-    assert "worker process died (exit code 11) while in compile" in results[1].reason
+    assert "worker process exited with code 11 while compiling the case" in results[1].reason
 
 
 def test_the_case_index_is_built_once_and_matches_the_cases(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from xpuperf import report_folder
 from xpuperf.report.bytemlperf import metric_name
 
 
@@ -57,6 +58,12 @@ def load_baseline(path: str | Path, hardware: str) -> Baseline:
             files = sorted(path.rglob("result-*.json"))
             if not files:
                 raise BaselineError(f"{path} holds no result-*.json (an xpuperf reports folder)")
+            manifest = report_folder.read(path)
+            if manifest.get("finished") is not True:
+                raise BaselineError(
+                    f"{path} does not hold a finished run ({report_folder.MANIFEST} says "
+                    f"{manifest.get('status', 'it did not finish') if manifest else 'nothing'}): "
+                    "a run that died or was interrupted is no baseline; use a finished run's folder")
             docs = [json.loads(f.read_text()) for f in files]
             return from_result_jsons(docs, str(path), hardware)
         return from_benchmark_json(json.loads(path.read_text()), str(path), hardware)

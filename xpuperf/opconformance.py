@@ -12,39 +12,42 @@ like a zoo model does, and ends with one outcome:
   run          compiled but ``run`` raised
   mismatch     ran but an output differs in name, shape, dtype or value beyond
                the case's rtol/atol (np.testing.assert_allclose semantics)
+  declined     the backend does not take ONNX graphs (backends.base.Declined):
+               the item is skipped, and counts in no pass rate
 
 The suite runs each case as one pytest item (suites/compiler_coverage/test_ops.py),
 whose known failures a backend lists in its expected-failures file
-(xpuperf.expected). ``IsolatedRunner`` runs cases in a worker process, so that a
-backend which crashes or hangs on one case costs that case only.
+(xpuperf.expected). ``IsolatedRunner`` runs cases in a worker process
+(xpuperf.worker), so that a backend which crashes or hangs on one case costs
+that case only.
 """
 from __future__ import annotations
 
 import functools
 import json
-import multiprocessing
-import os
 import re
 import subprocess
 import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from os import PathLike
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from backends.base import Backend, CompileError, ModelArtifactLike
+from backends.base import Backend, CompileError, Declined, ModelArtifactLike
+from xpuperf.worker.process import Worker, WorkerLost
 
-OUTCOMES = ("pass", "conversion", "compilation", "run", "mismatch")
+OUTCOMES = ("pass", "conversion", "compilation", "run", "mismatch", "declined")
 # "test_layer_normalization_2d_axis0_expanded_ver18" tests LayerNormalization
 # through its function body; it is filed under the op of its base case.
 _EXPANDED = re.compile(r"_expanded(_ver\d+)?$")
 _DEFAULT_DOMAINS = ("", "ai.onnx")
 _STAGE_OUTCOME = {"compile": "compilation", "run": "run"}
+_STAGE_NOTE = {"compile": "compiling the case", "run": "running the case"}
 _REASON_CHARS = 600
 
 
@@ -210,6 +213,8 @@ def run_case(backend: Backend, case: OpCase, precision: str = "fp32",
         try:
             # No batch axis: the case's shapes are fixed, no batch size applies.
             compiled = backend.compile(artifact, precision, (), options or {})
+        except Declined as e:
+            return result("declined", _one_line(e))
         except CompileError as e:
             outcome = "conversion" if e.fallback_ops else "compilation"
             return result(outcome, _one_line(e))
@@ -271,19 +276,26 @@ def case_index(cache_root: Path) -> dict[str, str]:
     return index
 
 
-def _worker(hardware: str, precision: str, options: dict[str, str], conn: Any) -> None:
-    """Run the cases whose ids the parent sends, one at a time, until it sends None."""
-    backend = load_backend(hardware)
-    cases = {c.id: c for c in collect_cases()}
-    # Frontends print their own diagnostics for every failing case; the results
-    # carry the reasons, so the worker's terminal output is dropped.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.dup2(devnull, 2)
-    conn.send(("ready", None))
-    while (case_id := conn.recv()) is not None:
-        conn.send(("result", run_case(backend, cases[case_id], precision, options,
-                                      on_stage=lambda s: conn.send(("stage", s)))))
+class CaseHost:
+    """The worker's side of IsolatedRunner (xpuperf.worker): the backend and
+    onnx's cases; it says which stage each case is in, so that a crash or a hang
+    is filed under that stage."""
+
+    COMMANDS = ("run_case",)
+
+    def __init__(self, note: Callable[[str], None], hardware: str, precision: str,
+                 options: dict[str, str]):
+        self._note, self._precision, self._options = note, precision, options
+        self._backend = load_backend(hardware)
+        self._cases = {c.id: c for c in collect_cases()}
+
+    def run_case(self, case_id: str) -> dict[str, Any]:
+        result = run_case(self._backend, self._cases[case_id], self._precision, self._options,
+                          on_stage=lambda stage: self._note(_STAGE_NOTE[stage]))
+        return asdict(result)
+
+    def close(self) -> None:
+        pass
 
 
 class IsolatedRunner:
@@ -296,11 +308,11 @@ class IsolatedRunner:
 
     def __init__(self, hardware: str, precision: str = "fp32",
                  options: Mapping[str, str] | None = None, timeout_s: float = 120.0):
-        self._args = (hardware, precision, dict(options or {}))
         self.timeout_s = timeout_s
-        self._process: Any = None
-        self._conn: Any = None
-        self._died = ""
+        self._worker = Worker("xpuperf.opconformance:CaseHost",
+                              {"hardware": hardware, "precision": precision,
+                               "options": dict(options or {})},
+                              name=f"op-conformance worker for {hardware}")
 
     def __enter__(self) -> "IsolatedRunner":
         return self
@@ -309,53 +321,13 @@ class IsolatedRunner:
         self.close()
 
     def run(self, case_id: str, op_type: str) -> OpResult:
-        if self._process is None:
-            self._start()
-        self._conn.send(case_id)
-        stage, deadline = "compile", time.monotonic() + self.timeout_s
-        while (message := self._receive(deadline - time.monotonic())) is not None:
-            kind, payload = message
-            if kind == "result":
-                return payload
-            stage = payload
-        why = self._died or f"timed out after {self.timeout_s:g} s"
-        return OpResult(case_id, op_type, _STAGE_OUTCOME[stage], f"{why} while in {stage}")
+        try:
+            return OpResult(**self._worker.call("run_case", self.timeout_s, case_id=case_id))
+        except WorkerLost as e:
+            if e.stage == "starting":
+                raise RuntimeError(f"{self._worker.name} did not start: {e}") from None
+            outcome = {note: _STAGE_OUTCOME[stage] for stage, note in _STAGE_NOTE.items()}
+            return OpResult(case_id, op_type, outcome.get(e.stage, "compilation"), _one_line(e))
 
     def close(self) -> None:
-        if self._process is not None and self._process.is_alive():
-            self._conn.send(None)
-            self._process.join(self.timeout_s)
-        self._stop()
-
-    def _start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._process = ctx.Process(target=_worker, args=(*self._args, child), daemon=True)
-        self._process.start()
-        child.close()
-        self._died = ""
-        if self._receive(self.timeout_s) is None:
-            raise RuntimeError(f"op-conformance worker for {self._args[0]} did not start: "
-                               f"{self._died or f'timed out after {self.timeout_s:g} s'}")
-
-    def _receive(self, timeout_s: float) -> tuple[str, Any] | None:
-        """The worker's next message; None when it died (``_died`` says how) or
-        sent nothing in time, and then the worker is stopped."""
-        if self._conn.poll(max(0.0, timeout_s)):
-            try:
-                return self._conn.recv()
-            except EOFError:
-                self._process.join(5)
-                self._died = f"worker process died (exit code {self._process.exitcode})"
-        self._stop()
-        return None
-
-    def _stop(self) -> None:
-        if self._process is None:
-            return
-        if self._process.is_alive():
-            self._process.kill()
-        self._process.join()
-        self._conn.close()
-        self._process = self._conn = None
-
+        self._worker.close()

@@ -7,7 +7,11 @@ imported until an item runs.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import signal
+import threading
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +21,7 @@ import pytest
 import yaml
 
 from backends import registry
-from xpuperf import expected, gate
+from xpuperf import expected, gate, report_folder
 from xpuperf.records import ITEM_KEY, RECORD_KEY, SUITES, identity, jsonable
 from xpuperf.zoo import (DOMAINS, SCENARIOS, TIERS, Combination, PerfCase, Zoo, ZooError,
                          load_zoo)
@@ -100,6 +104,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--update-expected-failures", action="store_true",
                 help="rewrite that file from this run: add the items that failed, drop "
                      "those that passed or skipped, keep the lines of items that did not run")
+    g.addoption("--item-timeout", default=None, type=float, metavar="SECONDS",
+                help="time limit of one model item, past which the backend's worker process "
+                     "is ended and the item fails (default: the model's or the tier's "
+                     "timeout_s in the zoo)")
     g.addoption("--max-regression", default=None, type=float, metavar="PCT",
                 help="with --baseline: the QPS drop or p99 rise in percent that fails a "
                      f"performance item (default {DEFAULT_MAX_REGRESSION_PCT:g})")
@@ -177,6 +185,17 @@ def _run_options(config: pytest.Config, hardware: str) -> dict[str, Any]:
     return out
 
 
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM ends the session as Ctrl-C does: pytest stops, the items' workers are
+    ended, and the reports are written for what ran (CI systems stop a job so)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"{signal.Signals(signum).name} received")
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark reads its options
 def pytest_configure(config: pytest.Config) -> None:
     for name, doc in MARKERS.items():
@@ -199,12 +218,25 @@ def pytest_configure(config: pytest.Config) -> None:
     for family in sorted({m.family for m in zoo.models}):
         config.addinivalue_line("markers", f"{family}: the {family} model family")
     report_dir = Path(config.getoption("report_dir") or Path("reports") / hardware)
+    item_timeout = config.getoption("item_timeout")
+    if item_timeout is not None and not item_timeout > 0:
+        raise pytest.UsageError(f"--item-timeout must be a number of seconds > 0, got {item_timeout}")
+    if not (hasattr(config, "workerinput") or config.option.collectonly):
+        try:  # before --baseline is read: the baseline may be the folder's earlier run
+            report_folder.check(report_dir)
+        except report_folder.ReportFolderError as e:
+            raise pytest.UsageError(f"--report-dir: {e}") from None
+    _sigterm_as_interrupt()
     config.stash[STATE] = PluginState(zoo=zoo, hardware=hardware, entry=entry,
                                       options=_backend_options(config, hardware),
                                       report_dir=report_dir, **_run_options(config, hardware),
                                       **_expected_options(config, entry))
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(ResultCollector(config.stash[STATE]), "xpuperf-results")
+        if not config.option.collectonly:
+            # This session's results only: nothing of an earlier run may stay and
+            # claim a pass if this one dies.
+            report_folder.clear(report_dir, not getattr(config.option, "benchmark_json", None))
     if hasattr(config.option, "benchmark_storage"):
         # Keep saved runs per hardware so --benchmark-compare never compares a CPU
         # run with another backend's.
@@ -213,7 +245,30 @@ def pytest_configure(config: pytest.Config) -> None:
         writes = not (hasattr(config, "workerinput") or config.option.collectonly)
         if writes and not config.option.benchmark_json:
             report_dir.mkdir(parents=True, exist_ok=True)
-            config.option.benchmark_json = report_dir / "benchmark.json"
+            config.option.benchmark_json = BenchmarkJson(report_dir / "benchmark.json")
+
+
+class BenchmarkJson(os.PathLike):
+    """The default --benchmark-json, as every pytest-benchmark from 5.1 takes it:
+    before 5.3 the option is an open file (argparse.FileType('wb')) that save_json
+    enters, from 5.3 a path that save_json opens. Either way the file is opened
+    only when pytest-benchmark writes it: a session without benchmarks leaves none."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __enter__(self):
+        self._file = self.path.open("wb")
+        return self._file
+
+    def __exit__(self, *exc_info) -> None:
+        self._file.close()
 
 
 # --------------------------------------------------------------------------- collection
@@ -222,6 +277,15 @@ def _marks(combo: Combination, tier: str) -> list:
     marks = [getattr(pytest.mark, combo.model.domain), getattr(pytest.mark, combo.model.family),
              pytest.mark.xdist_group(combo.group)]
     return marks + [pytest.mark.smoke] if tier == "smoke" else marks
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """A user's zoo (--zoo) is about the user's models: onnx's per-op cases are
+    collected with it only when test_ops.py is named on the command line."""
+    if collection_path.name != "test_ops.py" or collection_path.parent.name != "compiler_coverage":
+        return None
+    named = {Path(arg.split("::")[0]).resolve() for arg in config.args}
+    return True if config.getoption("zoo") and collection_path not in named else None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -316,6 +380,28 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         session.release_model(combo.model.name)
 
 
+# --------------------------------------------------------------------------- xdist
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent under -p no:xdist
+def pytest_xdist_make_scheduler(config: pytest.Config):
+    """-n N --dist loadgroup: each (model, precision) group whole on one worker
+    (xpuperf.xdist_groups says why not pytest-xdist's own loadgroup)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xpuperf.xdist_groups import GroupScheduling
+
+    state = config.stash[STATE]
+    groups = {c.id: c.group for c in state.zoo.combinations()}
+    groups.update((p.id, p.combo.group) for p in state.zoo.perf_cases(state.scenarios))
+
+    def group_of(nodeid: str) -> str | None:
+        # The id in brackets, as pytest_generate_tests made it; pytest-xdist before
+        # pytest 9.2 may append "@<group>" after the bracket.
+        opening, closing = nodeid.rfind("["), nodeid.rfind("]")
+        return groups.get(nodeid[opening + 1:closing]) if 0 <= opening < closing else None
+    return GroupScheduling(config, group_of)
+
+
 # --------------------------------------------------------------------------- fixtures
 
 _SESSION = pytest.StashKey["BenchSession"]()
@@ -323,15 +409,16 @@ _SESSION = pytest.StashKey["BenchSession"]()
 
 @pytest.fixture(scope="session")
 def xpu(pytestconfig: pytest.Config):
-    """The engine's session: datasets, artifacts, references, compiled models."""
+    """The engine's session: datasets, artifacts, references, and the workers that
+    host the backend."""
     from xpuperf.session import BenchSession
 
     state = pytestconfig.stash[STATE]
     session = BenchSession(
-        state.zoo, state.entry.load()(), state.options,
+        state.zoo, state.entry.name, state.entry.load()(), state.options,
         cache_dir=Path(pytestconfig.getoption("cache_dir")),
         data_dir=Path(pytestconfig.getoption("data_dir")),
-        weights_dir=state.zoo.path.parent)
+        item_timeout_s=pytestconfig.getoption("item_timeout"))
     pytestconfig.stash[_SESSION] = session
     yield session
     session.close()
@@ -342,31 +429,45 @@ def backend(xpu):
     return xpu.backend
 
 
-@pytest.fixture
-def compile_report(xpu, combo: Combination):
-    from xpuperf.session import Unsupported
+def _needed(make: Callable[[], Any]) -> Any:
+    """``make()``; a dataset, weights or zoo problem errors the item in setup with
+    its message (file and line), not as a failure of the backend."""
+    from xpuperf.session import SetupError
     try:
-        return xpu.compile_report(combo)
+        return make()
+    except SetupError as e:
+        pytest.fail(str(e), pytrace=False)
+
+
+@pytest.fixture
+def compilation(xpu, combo: Combination):
+    """The group's compile in its worker (xpuperf.session.Compilation)."""
+    from xpuperf.session import Unsupported
+    _needed(lambda: xpu.prepare(combo.model))
+    try:
+        return xpu.compilation(combo)
     except Unsupported as e:
         pytest.skip(str(e))
 
 
 @pytest.fixture
-def compiled(xpu, combo: Combination, compile_report):
-    if compile_report.status != "ok":
-        pytest.fail(f"compilation failed: {compile_report.error}", pytrace=False)
-    return xpu.compiled(combo)
+def compiled(compilation):
+    """The compile report of a model that compiled (the compiled model itself
+    lives in the worker); the item fails in setup when it did not compile."""
+    if compilation.report.status != "ok":
+        pytest.fail(f"compilation failed: {compilation.report.error}", pytrace=False)
+    return compilation.report
 
 
 @pytest.fixture
 def dataset(xpu, combo: Combination):
-    return xpu.dataset(combo.model)
+    return _needed(lambda: xpu.dataset(combo.model))
 
 
 @pytest.fixture
 def reference(xpu, combo: Combination):
     """The framework's fp32 outputs for the whole dataset (cached on disk)."""
-    return xpu.reference(combo.model)
+    return _needed(lambda: xpu.reference(combo.model))
 
 
 @pytest.fixture(scope="session")
@@ -414,9 +515,18 @@ def record(request: pytest.FixtureRequest, record_property, combo: Combination,
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    """With --baseline, fail an item that passed but regressed against it; the
+    """Fail an item whose backend failed (a crash, a time-out, an exception in its
+    worker) with that message alone: the suite's own traceback says nothing of it.
+    With --baseline, fail an item that passed but regressed against it; the
     comparison is kept in its record either way."""
-    result = yield
+    from xpuperf.session import BackendFailure
+    try:
+        result = yield
+        failure = ""
+    except BackendFailure as e:
+        failure = str(e)
+    if failure:  # raised outside the except block: pytest would print both otherwise
+        pytest.fail(failure, pytrace=False)
     state = item.config.stash[STATE]
     record = dict(item.user_properties).get(RECORD_KEY)
     if state.baseline is None or record is None:
@@ -440,6 +550,14 @@ def _message(report: pytest.TestReport) -> str:
     return crash.message if crash else str(report.longrepr)[-500:]
 
 
+def _run_label(interrupted: bool, keyword: str, markexpr: str) -> str:
+    """What report.html and session.json say of how much of the zoo the run covers."""
+    if interrupted:
+        return "interrupted: the results are of the items that ran"
+    chosen = [f"{flag} {value!r}" for flag, value in (("-k", keyword), ("-m", markexpr)) if value]
+    return f"a subset: {', '.join(chosen)}" if chosen else "complete"
+
+
 class ResultCollector:
     """Registered in the controller only: gathers records from every item's report
     (pytest-xdist forwards workers' reports here) and writes the reports at the end,
@@ -447,21 +565,38 @@ class ResultCollector:
 
     def __init__(self, state: PluginState):
         self.state = state
+        self.selected: int | None = None  # items selected; None under pytest-xdist
+        self.deselected = 0
+
+    def pytest_deselected(self, items: list[pytest.Item]) -> None:
+        self.deselected += len(items)
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if session.items or not getattr(session.config.option, "numprocesses", None):
+            self.selected = len(session.items)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         props = dict(report.user_properties)
-        if ITEM_KEY not in props:
-            return
-        rec = self.state.records.setdefault(report.nodeid, dict(props[ITEM_KEY]))
+        if ITEM_KEY not in props and report.nodeid not in self.state.records:
+            return  # not a zoo item, or one that crashed pytest-xdist's worker before setup
+        rec = self.state.records.setdefault(report.nodeid, dict(props.get(ITEM_KEY, {})))
+        before = (rec.get("outcome"), rec.get("message"))
         rec.update(props.get(RECORD_KEY, {}))
         if report.when == "call":
             rec["outcome"], rec["message"] = report.outcome, _message(report)
-        elif report.failed:  # an error in setup or teardown
+        elif report.failed and report.when in ("setup", "teardown"):
             rec["outcome"], rec["message"] = "error", f"{report.when}: {_message(report)}"
+        elif report.failed:  # pytest-xdist's report of a worker that died running it
+            rec["outcome"], rec["message"] = "error", f"the pytest-xdist worker crashed: " \
+                                                      f"{_message(report)}"
         elif report.skipped:
             rec["outcome"], rec["message"] = "skipped", _message(report)
         if hasattr(report, "wasxfail"):
             rec["outcome"], rec["expected_failure"] = "xfailed", True
+        if before[0] in ("failed", "error") and rec["outcome"] not in ("failed", "error"):
+            # pytest-xdist ran it again after its worker crashed: the first failure stands.
+            rec["outcome"] = before[0]
+            rec["message"] = f"{before[1]} (then run again by pytest-xdist, which it passed)"
         if self.state.update_expected:
             self._note_outcome(report)
 
@@ -478,8 +613,26 @@ class ResultCollector:
         elif report.skipped or (report.when == "call" and (report.passed or xpassed)):
             self.state.outcomes[name] = None
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         state = self.state
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        for rec in state.records.values():
+            if "outcome" not in rec:  # set up, never reported done
+                rec["outcome"], rec["message"] = "error", (
+                    "interrupted (SIGTERM or Ctrl-C) while it ran" if interrupted
+                    else "it never finished: no result was reported")
+        option = session.config.option
+        run_label = _run_label(interrupted, option.keyword, option.markexpr)
+        try:
+            report_folder.write(state.report_dir, {
+                **report_folder.read(state.report_dir), "status": run_label,
+                "finished": exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED),
+                "exit_status": int(exitstatus), "hardware": state.hardware,
+                "tier": state.zoo.tier, "ended": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                "selection": {"-k": option.keyword or None, "-m": option.markexpr or None,
+                              "items": self.selected, "deselected": self.deselected}})
+        except OSError as e:  # said in the summary; the reports below may still be written
+            state.report_error = f"{report_folder.MANIFEST}: {e}"
         if state.update_expected and state.outcomes and state.expected_path:
             path = state.expected_path
             old = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -490,11 +643,14 @@ class ResultCollector:
                 encoding="utf-8")
         if not state.records:
             return
-        from xpuperf.report import write_reports
+        from xpuperf.report import write_reports, zoo_version
+        # Which tier and zoo ran: xpuperf compare refuses to join runs that differ.
+        run = {"tier": state.zoo.tier, "zoo_version": zoo_version(state.zoo.path),
+               "run": run_label}
         try:
-            info = {**state.entry.load()().info(), "tier": state.zoo.tier}
+            info = {**state.entry.load()().info(), **run}
         except Exception as e:  # noqa: BLE001 - a report without host info beats no report
-            info = {"name": state.hardware, "info_error": str(e)}
+            info = {"name": state.hardware, "info_error": str(e), **run}
         try:
             state.written = write_reports(list(state.records.values()), state.report_dir,
                                           state.hardware, info,

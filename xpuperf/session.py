@@ -1,72 +1,59 @@
-"""The engine's state for one pytest session: datasets, artifacts, reference
-outputs and compiled models, each made on first use and kept only as long as
-its group of items needs it (no pytest in here; the plugin drives it).
+"""The engine's state for one pytest session, on the suite's side of the process
+boundary: datasets, artifacts and reference outputs (made on first use and kept
+as long as their model's items need them), and one worker process per (model,
+precision) group that hosts the backend (xpuperf.worker). No pytest in here;
+the plugin drives it.
+
+The backend runs only in the worker: a crash or a hang there ends that worker,
+the item fails with the reason, and the group's remaining items fail at once
+with the same reason; the next group gets a fresh worker.
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
-from backends.base import Backend, Compiled, CompileError, CompileReport, ModelArtifactLike
-from xpuperf import datasets, flops, loadgen
-from xpuperf.cache import (Cache, arrays_key, content_key, package_modules, read_json,
-                           source_digest, write_json)
+from backends.base import Backend, CompileReport
+from xpuperf import datasets, flops
+from xpuperf.batches import calibration_feeds, eval_batch_size, run_in_batches
+from xpuperf.cache import Cache, arrays_key, content_key
 from xpuperf.datasets.base import Dataset
 from xpuperf.models.artifact import ModelArtifact
-from xpuperf.zoo import Combination, ModelSpec, Zoo
+from xpuperf.worker.process import RemoteError, Worker, WorkerLost
+from xpuperf.zoo import Combination, ModelSpec, PerfCase, Zoo
 
-PERF_DISTINCT_BATCHES = 8  # real batches rotated through during a timed run
 # Bytes of a float element at each precision, for bytes per sample (an estimate:
 # a backend may keep some tensors wider).
-FLOAT_BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1, "fp8": 1}
-# The peak GEMM's run: its fastest call counts, so a short run is enough.
-PEAK_SETTINGS = loadgen.RunSettings(min_duration_s=0.2, min_queries=5, warmup_queries=2, windows=1)
-
-
-@dataclass(frozen=True)
-class CompileTimes:
-    """Seconds of a cold compile and of a load from the compile cache; None where
-    not measured, and then the ``*_why`` field says why."""
-
-    cold_s: float | None
-    cached_s: float | None
-    cold_measured: str  # "this session", "an earlier session (<when>)", or why not
-    cached_why: str = ""
-
-    def as_record(self) -> dict[str, Any]:
-        return {"seconds_cold": self.cold_s, "seconds_cached": self.cached_s,
-                "cold_measured": self.cold_measured,
-                **({"cached_note": self.cached_why} if self.cached_why else {})}
+FLOAT_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1, "fp8": 1}
+HOST = "xpuperf.worker.host:GroupHost"
+TIMEOUT_FIX = ("raise it with --item-timeout SECONDS, tiers.<tier>.timeout_s or the model's "
+               "timeout_s in zoo.yaml")
 
 
 class Unsupported(Exception):
-    """The backend does not offer this precision: the item is skipped, not failed."""
+    """The backend does not offer this precision, or declines the model
+    (backends.base.Declined): the item is skipped, not failed."""
 
 
-def run_in_batches(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
-                   dataset: Dataset, batch_size: int) -> dict[str, np.ndarray]:
-    """Outputs for every sample of ``dataset``, in order. The last batch is padded
-    with its final sample so backends compiled for fixed batch sizes can run it."""
-    n = len(dataset)
-    parts: dict[str, list[np.ndarray]] = {}
-    for start in range(0, n, batch_size):
-        idx = list(range(start, min(start + batch_size, n)))
-        real = len(idx)
-        idx += [idx[-1]] * (batch_size - real)
-        for name, value in run(dataset.feeds(idx)).items():
-            parts.setdefault(name, []).append(np.asarray(value)[:real])
-    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+class SetupError(Exception):
+    """What an item needs could not be made (a dataset, weights, the zoo entry's
+    model): the items of that combination error in setup, not as a backend failure."""
 
 
-def perf_indices(samples: int, batch_size: int) -> list[list[int]]:
-    """Sample indices of the distinct batches a timed run rotates through: the
-    dataset in order, wrapping around, at most PERF_DISTINCT_BATCHES of them."""
-    count = min(PERF_DISTINCT_BATCHES, max(1, -(-samples // batch_size)))
-    return [[(b * batch_size + i) % samples for i in range(batch_size)] for b in range(count)]
+class BackendFailure(Exception):
+    """The item failed in the backend; the message says how (the plugin fails the
+    item with it, without the suite's own traceback)."""
+
+
+class GroupFailed(BackendFailure):
+    """The backend's worker was lost in this group; the message says how and where."""
+
+
+class BackendError(BackendFailure):
+    """A command raised in the worker: the message holds the worker's traceback."""
 
 
 @dataclass(frozen=True)
@@ -78,202 +65,173 @@ class Peak:
     source: str
 
 
-class _GemmArtifact(ModelArtifactLike):
-    """The peak-FLOP/s probe as a model a backend compiles like any other."""
+@dataclass(frozen=True)
+class Compilation:
+    """A group's compile, as its worker reported it."""
 
-    def __init__(self, path: Path, n: int):
-        self.name = f"peak-gemm-{n}"
-        self.input_names, self.output_names = ("a",), ("c",)
-        self._path, self._n = path, n
-
-    def onnx_path(self) -> Path:
-        return self._path
-
-    def calibration_feeds(self, count: int) -> list[dict[str, np.ndarray]]:
-        rng = np.random.default_rng(1)
-        return [{"a": rng.standard_normal((1, self._n), dtype=np.float32)}
-                for _ in range(min(count, 8))]
+    report: CompileReport
+    times: dict[str, Any]  # xpuperf.worker.host.CompileTimes.as_record()
+    traceback: str  # the backend's, when it raised something other than CompileError
 
 
 class BenchSession:
-    def __init__(self, zoo: Zoo, backend: Backend, options: Mapping[str, str],
-                 cache_dir: Path, data_dir: Path, weights_dir: Path):
-        self.zoo, self.backend, self.options = zoo, backend, dict(options)
+    def __init__(self, zoo: Zoo, hardware: str, backend: Backend, options: Mapping[str, str],
+                 cache_dir: Path, data_dir: Path, item_timeout_s: float | None = None,
+                 device: str | None = None):
+        """``hardware`` names the backend for the workers (a --hardware value);
+        ``backend`` is the parent's instance, asked only for its name, precisions
+        and info; ``item_timeout_s`` overrides the zoo's time limit per item."""
+        self.zoo, self.hardware, self.backend = zoo, hardware, backend
+        self.options = dict(options)
         self.cache = Cache(cache_dir)
-        self.data_dir, self.weights_dir = data_dir, weights_dir
+        self.data_dir = data_dir
+        self.item_timeout_s, self.device = item_timeout_s, device
         self._datasets: dict[str, Dataset] = {}
         self._artifacts: dict[str, ModelArtifact] = {}
         self._references: dict[str, dict[str, np.ndarray]] = {}
-        self._compiled: dict[str, Compiled] = {}
-        self._reports: dict[str, CompileReport] = {}
-        self._times: dict[str, CompileTimes] = {}
-        self._data_keys: dict[str, str] = {}
-        self._stack: dict[str, Any] | None = None  # backend.info(): versions key the compile cache
+        self._workers: dict[str, Worker] = {}
+        self._compilations: dict[str, Compilation] = {}
+        self._failed: dict[str, str] = {}  # group -> why its worker was lost
         self._outputs: dict[str, dict[str, np.ndarray]] = {}
-        self._capacity: dict[tuple[str, int], float] = {}
         self._costs: dict[tuple[str, int, str], flops.GraphCost] = {}
         self._peaks: dict[str, Peak] = {}
 
     # ------------------------------------------------------------------ per model
+    def _where(self, model: ModelSpec, key: str) -> str:
+        line = self.zoo.lines.get(f"models.{model.name}.{key}") or self.zoo.lines.get(
+            f"models.{model.name}")
+        return f"{self.zoo.path}{f':{line}' if line else ''}: models.{model.name}.{key}"
+
     def dataset(self, model: ModelSpec) -> Dataset:
         if model.name not in self._datasets:
             spec = self.zoo.datasets[model.dataset]
-            self._datasets[model.name] = datasets.load(spec, self.data_dir, model.inputs,
-                                                       model.outputs, model.dataset_options)
+            try:
+                self._datasets[model.name] = datasets.load(spec, self.data_dir, model.inputs,
+                                                           model.outputs, model.dataset_options)
+            except Exception as e:  # noqa: BLE001 - any loader failure is this model's setup error
+                raise SetupError(f"{self._where(model, 'dataset')}: dataset {model.dataset!r} "
+                                 f"(format {spec.format}) cannot be loaded: "
+                                 f"{type(e).__name__}: {e}") from e
         return self._datasets[model.name]
 
     def artifact(self, model: ModelSpec) -> ModelArtifact:
+        """The model's artifact with its ONNX export made, which the worker then
+        finds in the cache."""
         if model.name not in self._artifacts:
             ds = lambda: self.dataset(model)  # noqa: E731 - loaded only if int8 asks
-            self._artifacts[model.name] = ModelArtifact(
-                model, self.cache, self.weights_dir,
-                calibration=lambda n: [ds().feeds([i]) for i in range(min(n, len(ds())))])
+            try:
+                artifact = ModelArtifact(
+                    model, self.cache, self.zoo.path.parent,
+                    calibration=lambda n: calibration_feeds(ds(), n, model.fixed_batch or 1))
+                artifact.onnx_path()
+            except Exception as e:  # noqa: BLE001 - weights, builder or export: a setup error
+                key = "weights" if model.weights else "builder"
+                raise SetupError(f"{self._where(model, key)}: the model cannot be made: "
+                                 f"{type(e).__name__}: {e}") from e
+            self._artifacts[model.name] = artifact
         return self._artifacts[model.name]
 
-    def eval_batch_size(self, model: ModelSpec) -> int:
-        """The largest zoo batch size that the dataset fills at least once."""
-        n = len(self.dataset(model))
-        fitting = [b for b in model.batch_sizes if b <= n]
-        return max(fitting) if fitting else min(model.batch_sizes)
-
-    def audit_batch_size(self, model: ModelSpec) -> int:
-        """The largest zoo batch size that the dataset fills at least twice (an
-        audit needs two different batches), else the evaluation batch size."""
-        n = len(self.dataset(model))
-        fitting = [b for b in model.batch_sizes if 2 * b <= n]
-        return max(fitting) if fitting else self.eval_batch_size(model)
+    def prepare(self, model: ModelSpec) -> None:
+        """Make what the worker will need before it starts, so that a problem
+        with it is a setup error of the model, not the backend's failure."""
+        self.dataset(model)
+        self.artifact(model)
 
     def reference(self, model: ModelSpec) -> dict[str, np.ndarray]:
         """Reference outputs for the whole dataset, computed once and kept on disk."""
         if model.name not in self._references:
             ds, art = self.dataset(model), self.artifact(model)
-            bs = self.eval_batch_size(model)
-            key = content_key(art.key, self.data_key(model))
-            self._references[model.name] = self.cache.arrays(
-                "reference", key, lambda: run_in_batches(art.reference, ds, bs))
+            expected = getattr(ds, "expected", None)
+            if expected is not None:  # golden data (zoo.yaml golden:): no reference run
+                self._references[model.name] = expected
+                return expected
+            bs = eval_batch_size(model.batch_sizes, len(ds))
+            key = content_key(art.key, arrays_key(ds.feeds(range(len(ds)))))
+            try:
+                self._references[model.name] = self.cache.arrays(
+                    "reference", key, lambda: run_in_batches(art.reference, ds, bs))
+            except Exception as e:  # noqa: BLE001 - the framework's failure, not the backend's
+                raise SetupError(f"{self._where(model, 'framework')}: the {model.framework} "
+                                 f"reference run failed: {type(e).__name__}: {e}") from e
         return self._references[model.name]
 
-    def data_key(self, model: ModelSpec) -> str:
-        """The content hash of the model's dataset: the reference outputs and any
-        calibrated compile depend on it."""
-        if model.name not in self._data_keys:
-            ds = self.dataset(model)
-            self._data_keys[model.name] = arrays_key(ds.feeds(range(len(ds))))
-        return self._data_keys[model.name]
+    # ------------------------------------------------------------------ the group's worker
+    def timeout_s(self, model: ModelSpec) -> float:
+        """The time limit of one item of ``model``: --item-timeout, else the
+        model's timeout_s, else the tier's."""
+        if self.item_timeout_s is not None:
+            return self.item_timeout_s
+        return model.timeout_s if model.timeout_s is not None else self.zoo.timeout_s
 
-    # ------------------------------------------------------------------ per combination
-    def compile_report(self, combo: Combination) -> CompileReport:
-        """Compile once per (model, precision); a failure is remembered, not retried."""
+    def _call(self, combo: Combination, command: str, **args: Any) -> Any:
+        """``command`` in the group's worker. GroupFailed when the worker is lost
+        now or was lost earlier in the group; BackendError when it raised."""
+        group = combo.group
+        if group in self._failed:
+            raise GroupFailed(f"not run: an earlier item of {combo.id} lost the backend's "
+                              f"worker: {self._failed[group]}")
+        self.prepare(combo.model)
+        worker = self._workers.get(group)
+        if worker is None:
+            worker = self._workers[group] = Worker(
+                HOST, {"hardware": self.hardware, "options": self.options,
+                       "zoo": str(self.zoo.path), "tier": self.zoo.tier,
+                       "cache_dir": str(self.cache.root), "data_dir": str(self.data_dir),
+                       "model": combo.model.name, "precision": combo.precision},
+                name=f"xpuperf worker {group}", device=self.device)
+        limit = self.timeout_s(combo.model)
+        try:
+            return worker.call(command, limit, **args)
+        except RemoteError as e:
+            raise BackendError(f"{e}\n\nin the backend's worker process:\n{e.traceback}") from None
+        except WorkerLost as e:
+            why = str(e) + (f" ({TIMEOUT_FIX})" if e.timed_out else "")
+            self._failed[group] = why.split("; its last output:")[0]
+            raise GroupFailed(why) from None
+
+    def compilation(self, combo: Combination) -> Compilation:
+        """Compile once per group in its worker; a failure is remembered, not retried."""
         if combo.precision not in self.backend.precisions():
             raise Unsupported(f"{self.backend.name} does not offer {combo.precision} "
                               f"(it offers {', '.join(sorted(self.backend.precisions()))})")
         group = combo.group
-        if group not in self._reports:
-            start = time.perf_counter()
+        if group not in self._compilations:
             try:
-                compiled, self._times[group] = self._compile(combo)
-                self._compiled[group] = compiled
-                self._reports[group] = compiled.report
-            except Exception as e:  # noqa: BLE001 - any backend crash is a failed compile
-                kind = "" if isinstance(e, CompileError) else f"{type(e).__name__}: "
-                self._reports[group] = CompileReport(
-                    status="failed", seconds=time.perf_counter() - start,
-                    precision=combo.precision, error=f"{kind}{e}")
-                self._times[group] = CompileTimes(None, None, "the compile failed")
-        return self._reports[group]
-
-    def compile_times(self, combo: Combination) -> CompileTimes:
-        self.compile_report(combo)
-        return self._times[combo.group]
-
-    def _compile(self, combo: Combination) -> tuple[Compiled, CompileTimes]:
-        """Compile through the on-disk cache, measuring a cold compile and a load
-        from the cache, each where it can be had.
-
-        A cold compile (no entry yet) fills the backend's cache folder; the model
-        is then loaded from there once more, which times the cached path and
-        proves it works. An entry made by an earlier session is loaded, and the
-        cold figure is the one noted when that entry was made.
-        """
-        model, artifact = combo.model, self.artifact(combo.model)
-        if self._stack is None:
-            # The stack's versions and the backend's own code: each class it is made
-            # of, and the package of its own class.
-            classes = {c.__module__ for c in type(self.backend).__mro__} - {"builtins", "abc"}
-            self._stack = {**self.backend.info(), "code": source_digest(
-                *classes, *package_modules(type(self.backend).__module__))}
-        key = content_key("compiled", self.backend.name, self._stack, artifact.key,
-                          self.data_key(model), combo.precision, model.batch_sizes, self.options)
-
-        def compile_into(folder: Path) -> Compiled:
-            return self.backend.compile(artifact, combo.precision, model.batch_sizes,
-                                        self.options, cache_dir=folder)
-
-        cold: list[Compiled] = []
-        folder = self.cache.entry("compiled", key, lambda d: cold.append(compile_into(d)))
-        if not cold and not any(folder.iterdir()):  # the backend saved nothing to load
-            cold.append(compile_into(folder))
-        note = folder.with_name(f"{key}.cold.json")
-        if cold:
-            times = CompileTimes(cold[0].report.seconds, None, "this session")
-            write_json(note, {"seconds": times.cold_s,
-                              "measured": time.strftime("%Y-%m-%d %H:%M:%S")})
-            if not any(folder.iterdir()):
-                return cold[0], replace(times, cached_why=f"{self.backend.name} keeps no compile cache")
-            cold[0].close()
-        else:
-            measured = read_json(note)
-            times = CompileTimes(
-                measured.get("seconds"), None,
-                f"an earlier session ({measured['measured']})" if "measured" in measured else
-                f"not measured: the compiled model came from the cache ({folder}); "
-                "use an empty --cache-dir for a cold compile")
-        compiled = compile_into(folder)
-        if compiled.report.cached:
-            times = replace(times, cached_s=compiled.report.seconds)
-        else:
-            times = replace(times, cached_why=f"{self.backend.name} compiled again instead of "
-                                              f"loading its cache entry")
-        return compiled, times
-
-    def compiled(self, combo: Combination) -> Compiled:
-        report = self.compile_report(combo)
-        if report.status != "ok":
-            raise CompileError(f"{combo.id}: compilation failed: {report.error}")
-        return self._compiled[combo.group]
+                done = self._call(combo, "compile")
+            except BackendFailure as e:  # lost, or the worker could not even start it
+                self._compilations[group] = Compilation(
+                    CompileReport(status="failed", seconds=0.0, precision=combo.precision,
+                                  error=str(e)),
+                    {"seconds_cold": None, "seconds_cached": None,
+                     "cold_measured": "the compile did not finish"}, "")
+            else:
+                self._compilations[group] = Compilation(CompileReport(**done["report"]),
+                                                        done["times"], done["traceback"])
+        report = self._compilations[group].report
+        if report.status == "declined":
+            raise Unsupported(f"{self.backend.name} declines it: {report.error}")
+        return self._compilations[group]
 
     def outputs(self, combo: Combination) -> dict[str, np.ndarray]:
         """The backend's outputs for the whole dataset, shared by the metric and
         numerics items of one combination."""
         if combo.group not in self._outputs:
-            compiled = self.compiled(combo)
-            self._outputs[combo.group] = run_in_batches(
-                compiled.run, self.dataset(combo.model), self.eval_batch_size(combo.model))
+            self._outputs[combo.group] = self._call(combo, "outputs")
         return self._outputs[combo.group]
+
+    def throughput(self, case: PerfCase, driver: str) -> dict[str, Any]:
+        """One scenario at one batch size, timed in the worker (host.throughput)."""
+        return self._call(case.combo, "throughput", batch_size=case.batch_size,
+                          scenario=case.scenario, driver=driver)
+
+    def audit(self, combo: Combination, name: str) -> dict[str, Any]:
+        return self._call(combo, "audit", name=name)
 
     def evaluate(self, model: ModelSpec, outputs: dict[str, np.ndarray]) -> dict[str, float]:
         fields = {t.field: outputs[t.name] for t in model.outputs}
         return self.dataset(model).evaluate(fields)
 
-    def perf_batches(self, combo: Combination, batch_size: int) -> list[dict[str, np.ndarray]]:
-        """Distinct batches of real samples, to rotate through while timing."""
-        ds = self.dataset(combo.model)
-        return [ds.feeds(idx) for idx in perf_indices(len(ds), batch_size)]
-
     # ------------------------------------------------------------------ performance figures
-    def note_capacity(self, combo: Combination, batch_size: int, qps: float) -> None:
-        """Remember an offline throughput, which a server item then loads a fraction of."""
-        self._capacity[(combo.group, batch_size)] = qps
-
-    def capacity(self, combo: Combination, batch_size: int,
-                 measure: Callable[[], float]) -> float:
-        """The offline throughput at this batch size: noted by an offline item of
-        this session, else ``measure()``d now and noted."""
-        key = (combo.group, batch_size)
-        if key not in self._capacity:
-            self._capacity[key] = measure()
-        return self._capacity[key]
-
     def graph_cost(self, combo: Combination, batch_size: int) -> flops.GraphCost:
         """FLOPs and bytes of one batch, from the exported graph, float tensors
         priced at the combination's precision."""
@@ -301,56 +259,40 @@ class BenchSession:
     def roofline(self, combo: Combination, batch_size: int, qps: float) -> dict[str, Any]:
         """The graph figures, the peak FLOP/s and the MFU of ``qps`` samples/s."""
         figures = self.graph_figures(combo, batch_size)
-        peak = self.peak_flops(combo.precision)
+        peak = self.peak_flops(combo)
         return {**figures, "peak_flops": peak.flops, "peak_flops_source": peak.source,
                 "mfu": flops.mfu(figures["flops_per_sample"], qps, peak.flops)}
 
-    def peak_flops(self, precision: str) -> Peak:
-        """The backend's peak FLOP/s at ``precision``: what its info() declares
-        ("peak_flops": a number, or one per precision), else measured once per
-        session with an n x n GEMM (tiers.<tier>.peak_gemm) compiled by the
-        backend. Measured in the session, so that the MFU of a busy machine is not
-        judged against the peak of a quiet one, or the other way round."""
+    def peak_flops(self, combo: Combination) -> Peak:
+        """The backend's peak FLOP/s at the combination's precision: what its
+        info() declares ("peak_flops": a number, or one per precision), else
+        measured once per session with an n x n GEMM (tiers.<tier>.peak_gemm) in
+        the group's worker. Measured in the session, so that the MFU of a busy
+        machine is not judged against the peak of a quiet one, or the other way
+        round."""
+        precision = combo.precision
         declared = self.backend.info().get("peak_flops")
         if isinstance(declared, Mapping):
             declared = declared.get(precision)
         if isinstance(declared, (int, float)) and not isinstance(declared, bool) and declared > 0:
             return Peak(float(declared), "declared by the backend")
         if precision not in self._peaks:
-            self._peaks[precision] = self._measured_peak(precision)
-        return self._peaks[precision]
-
-    def _measured_peak(self, precision: str) -> Peak:
-        n = self.zoo.peak_gemm
-        if precision not in self.backend.precisions():
-            return Peak(None, f"not measured: {self.backend.name} does not offer {precision}")
-        model = self.cache.entry("onnx", content_key("peak-gemm", n),
-                                 lambda d: (d / "model.onnx").write_bytes(
-                                     flops.gemm_model(n).SerializeToString())) / "model.onnx"
-        a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-        try:
-            compiled = self.backend.compile(_GemmArtifact(model, n), precision, (n,), self.options)
+            if precision not in self.backend.precisions():
+                return Peak(None, f"not measured: {self.backend.name} does not offer {precision}")
             try:
-                run = loadgen.run_offline(lambda _k: compiled.run({"a": a}), 1, PEAK_SETTINGS)
-            finally:
-                compiled.close()
-        except Exception as e:  # noqa: BLE001 - no peak means no MFU, not a failed item
-            return Peak(None, f"not measured: the {n}x{n} GEMM failed at {precision}: "
-                        f"{type(e).__name__}: {e}")
-        best_s = float(run.latencies_ns.min()) / 1e9
-        return Peak(flops.gemm_flops(n) / best_s, f"measured: {n}x{n} GEMM at {precision}, "
-                                                   f"fastest of {run.queries} runs")
+                self._peaks[precision] = Peak(**self._call(combo, "peak", precision=precision))
+            except BackendFailure as e:
+                return Peak(None, f"not measured: {str(e).splitlines()[0]}")
+        return self._peaks[precision]
 
     # ------------------------------------------------------------------ lifetime
     def release_group(self, group: str) -> None:
-        compiled = self._compiled.pop(group, None)
-        if compiled is not None:
-            compiled.close()
+        worker = self._workers.pop(group, None)
+        if worker is not None:
+            worker.close()
         self._outputs.pop(group, None)
-        self._reports.pop(group, None)  # an out-of-order item compiles again
-        self._times.pop(group, None)
-        for key in [k for k in self._capacity if k[0] == group]:
-            del self._capacity[key]
+        self._compilations.pop(group, None)  # an out-of-order item compiles again
+        self._failed.pop(group, None)
 
     def release_model(self, name: str) -> None:
         artifact = self._artifacts.pop(name, None)
@@ -358,12 +300,11 @@ class BenchSession:
             artifact.close()
         self._datasets.pop(name, None)
         self._references.pop(name, None)
-        self._data_keys.pop(name, None)
         for key in [k for k in self._costs if k[0] == name]:
             del self._costs[key]
 
     def close(self) -> None:
-        for group in list(self._compiled):
+        for group in list(self._workers):
             self.release_group(group)
         for name in list(self._artifacts):
             self.release_model(name)

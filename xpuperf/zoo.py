@@ -14,11 +14,12 @@ from typing import Any, Mapping
 import yaml
 
 from backends.base import PRECISIONS
-from xpuperf.zoo_tiers import (DEFAULT_PEAK_GEMM, PICKS, SCENARIOS, TIERS, ScenarioSpec,  # noqa: F401
+from xpuperf.zoo_tiers import (DEFAULT_PEAK_GEMM, DEFAULT_TIMEOUT_S, PICKS, SCENARIOS, TIERS, ScenarioSpec,  # noqa: F401
                                model_scenarios, pick_batch_sizes, tier_settings)
+from xpuperf.zoo_generation import GenerationSpec, generation_workloads
 
 FRAMEWORKS = ("torch", "tf", "onnx")
-DOMAINS = ("nlp", "cv", "rec", "speech", "multimodal", "llm", "substructure")
+DOMAINS = ("nlp", "cv", "rec", "speech", "multimodal", "llm", "substructure", "other")
 DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool")
 TOLERANCE_KEYS = ("max_abs", "mean_abs", "max_rel", "min_cosine")
 
@@ -28,6 +29,8 @@ MODEL_FIELDS: dict[str, tuple[bool, str]] = {
     "framework": (True, "str"),
     "domain": (True, "str"),
     "builder": (True, "str"),
+    "model": (False, "str"),
+    "golden": (False, "str"),
     "config": (False, "map"),
     "weights": (False, "str?"),
     "seed": (False, "int"),
@@ -41,6 +44,7 @@ MODEL_FIELDS: dict[str, tuple[bool, str]] = {
     "scenarios": (False, "list"),
     "tolerances": (False, "map"),
     "max_drop": (False, "map"),
+    "timeout_s": (False, "num"),
     "smoke": (False, "map"),
 }
 DATASET_FIELDS: dict[str, tuple[bool, str]] = {
@@ -58,8 +62,11 @@ TENSOR_FIELDS: dict[str, tuple[bool, str]] = {
     "batched": (False, "bool"),
 }
 TOP_FIELDS = {"defaults": (False, "map"), "tiers": (False, "map"),
-              "datasets": (True, "map"), "models": (True, "map")}
+              "datasets": (True, "map"), "models": (True, "map"),
+              "generation": (False, "map")}
 DEFAULT_FIELDS = ("precisions", "scenarios", "tolerances", "max_drop", "seed")
+# The zoo a user's zoo file (one without datasets:) layers on.
+BUILTIN_ZOO = Path(__file__).resolve().parents[1] / "zoo.yaml"
 
 
 class ZooError(ValueError):
@@ -98,7 +105,7 @@ class ModelSpec:
     family: str
     framework: str
     domain: str
-    builder: str
+    builder: str | None  # None: the model is a file (weights holds its path)
     config: Mapping[str, Any]
     weights: str | None
     seed: int
@@ -111,6 +118,8 @@ class ModelSpec:
     scenarios: tuple[ScenarioSpec, ...]
     tolerances: Mapping[str, Mapping[str, float]]
     max_drop: Mapping[str, float]
+    timeout_s: float | None = None  # of one item; None: the tier's
+    fixed_batch: int | None = None  # a model file whose batch axis is fixed at this size
 
 
 @dataclass(frozen=True)
@@ -156,6 +165,11 @@ class Zoo:
     # tiers.<tier>.audits; None: the tier runs no integrity audits.
     audits: Mapping[str, int] | None = None
     peak_gemm: int = DEFAULT_PEAK_GEMM
+    timeout_s: float = DEFAULT_TIMEOUT_S  # tiers.<tier>.timeout_s: of one model item
+    # Where each field is: "models.bert-torch.dataset" -> its line in the file.
+    lines: Mapping[str, int] = field(default_factory=dict)
+    # The LLM serving workloads (xpuperf.zoo_generation), run by suites/llm.
+    generation: tuple[GenerationSpec, ...] = ()
 
     def combinations(self) -> list[Combination]:
         return [Combination(m, self.datasets[m.dataset], p) for m in self.models for p in m.precisions]
@@ -189,34 +203,64 @@ def load_zoo(path: str | Path, tier: str = "full") -> Zoo:
 def parse_zoo(text: str, tier: str = "full", path: Path = Path("zoo.yaml")) -> Zoo:
     if tier not in TIERS:
         raise ZooError(f"unknown tier {tier!r}; use one of {', '.join(TIERS)}")
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ZooError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
-    v = _Validator(path, _line_index(node))
+    data, lines = _read_yaml(text, path)
+    if isinstance(data, dict) and "datasets" not in data and path.resolve() != BUILTIN_ZOO:
+        data = _layered(data)
+    v = _Validator(path, lines)
     v.fields("", data, TOP_FIELDS)
     defaults = data.get("defaults") or {}
     v.fields("defaults", defaults, {k: (False, MODEL_FIELDS[k][1]) for k in DEFAULT_FIELDS})
     settings = tier_settings(v, data.get("tiers"), tier)
 
+    from xpuperf.datasets import FORMATS  # a table of names, imports no loader
     datasets = {}
     for name, raw in data["datasets"].items():
         where = f"datasets.{name}"
         v.fields(where, raw, DATASET_FIELDS)
+        v.one_of(f"{where}.format", raw["format"], tuple(FORMATS), "format")
         datasets[name] = DatasetSpec(name=name, id=raw["id"], format=raw["format"],
                                      path=raw.get("path"), sample=raw.get("sample"))
     models = tuple(_model(v, name, raw, defaults, tier, datasets)
                    for name, raw in data["models"].items())
-    return Zoo(path=path, tier=tier, models=models, datasets=datasets, **settings)
+    generation = generation_workloads(v, data.get("generation"), tier, {m.name: m for m in models})
+    return Zoo(path=path, tier=tier, models=models, datasets=datasets, lines=v.lines,
+               generation=generation, **settings)
+
+
+def _read_yaml(text: str, path: Path) -> tuple[Any, dict[str, int]]:
+    """The document and the line of each of its fields (see _ZooLoader)."""
+    loader = _ZooLoader(text, path)
+    try:
+        return loader.get_single_data(), loader.lines
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ZooError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    finally:
+        loader.dispose()
+
+
+def _layered(user: Mapping[str, Any]) -> dict[str, Any]:
+    """A user's zoo (a file without ``datasets:``) on top of the built-in one: the
+    built-in datasets; its ``defaults`` and each of its ``tiers`` with the user's
+    fields in place of theirs; the user's models (and LLM workloads) only."""
+    builtin, _ = _read_yaml(BUILTIN_ZOO.read_text(), BUILTIN_ZOO)
+    layered = {**user, "datasets": builtin["datasets"],
+               "defaults": {**builtin.get("defaults", {}), **(user.get("defaults") or {})}}
+    tiers = {**builtin.get("tiers", {})}
+    for name, fields in (user.get("tiers") or {}).items():
+        both_maps = isinstance(fields, dict) and isinstance(tiers.get(name), dict)
+        tiers[name] = {**tiers[name], **fields} if both_maps else fields
+    layered["tiers"] = tiers
+    return layered
 
 
 def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
            datasets: Mapping[str, DatasetSpec]) -> ModelSpec:
     where = f"models.{name}"
-    v.fields(where, raw, MODEL_FIELDS)
+    # A model that is a file needs none of the fields the file answers.
+    v.fields(where, raw, MODEL_FIELDS if not (isinstance(raw, dict) and "model" in raw)
+             else {k: (False, kind) for k, (_, kind) in MODEL_FIELDS.items()})
     smoke = raw.get("smoke") or {}
     v.fields(f"{where}.smoke", smoke, {k: (False, kind) for k, (_, kind) in MODEL_FIELDS.items()
                                        if k != "smoke"})
@@ -227,12 +271,16 @@ def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
             merged[key] = {**merged[key], **val} if both_maps else val
     # Errors in merged values point at the smoke override when it supplied them.
     src = lambda key: f"{where}.smoke" if tier == "smoke" and key in smoke else where  # noqa: E731
+    file_io = _from_file(v, f"{src('model')}.model", name, merged) if "model" in merged else None
+    if "golden" in merged:
+        _golden(v, f"{src('golden')}.golden", merged)
 
     for key, allowed in (("framework", FRAMEWORKS), ("domain", DOMAINS)):
         v.one_of(f"{src(key)}.{key}", merged[key], allowed)
     v.one_of(f"{src('dataset')}.dataset", merged["dataset"], tuple(datasets), "dataset")
     from xpuperf.models import BUILDERS  # a table of names, imports no framework
-    v.one_of(f"{src('builder')}.builder", merged["builder"], tuple(BUILDERS), "builder")
+    if file_io is None:
+        v.one_of(f"{src('builder')}.builder", merged["builder"], tuple(BUILDERS), "builder")
 
     dims = merged.get("dims") or {}
     for dim, size in dims.items():
@@ -245,6 +293,10 @@ def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
     for key in ("inputs", "outputs"):
         if not merged[key]:
             v.fail(f"{src(key)}.{key}", "must list at least one tensor")
+    fixed_batch = None
+    if file_io is not None:
+        fixed_batch = _check_against_file(v, src("inputs"), src("outputs"), src("batch_sizes"),
+                                          inputs, outputs, merged["batch_sizes"], *file_io)
 
     batch_sizes = merged["batch_sizes"]
     for i, bs in enumerate(batch_sizes):
@@ -273,15 +325,133 @@ def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
     config = _substitute(v, f"{src('config')}.config", merged.get("config") or {}, dims)
     dataset_options = _substitute(v, f"{src('dataset_options')}.dataset_options",
                                   merged.get("dataset_options") or {}, dims)
+    _check_options(v, where, dataset_options, smoke.get("dataset_options") if tier == "smoke" else None,
+                   datasets[merged["dataset"]].format)
     return ModelSpec(
         name=name, family=merged["family"], framework=merged["framework"], domain=merged["domain"],
-        builder=merged["builder"], config=config,
+        builder=merged.get("builder"), config=config,
         weights=merged.get("weights"), seed=int(merged.get("seed", 0)), dataset=merged["dataset"],
         dataset_options=dataset_options, inputs=inputs, outputs=outputs,
         batch_sizes=tuple(batch_sizes), precisions=tuple(precisions), scenarios=scenarios,
         tolerances={p: dict(t) for p, t in tolerances.items()},
         max_drop={p: float(d) for p, d in max_drop.items()},
+        timeout_s=_timeout(v, f"{src('timeout_s')}.timeout_s", merged.get("timeout_s")),
+        fixed_batch=fixed_batch,
     )
+
+
+def _from_file(v: "_Validator", where: str, name: str, merged: dict[str, Any]) -> tuple[list, list]:
+    """For ``model: FILE``: fill ``merged`` with what the file answers (its inputs
+    and outputs, framework onnx, the file as weights) and defaults for what a file
+    does not say (family: the entry's name, domain other, dataset fake, batch
+    sizes: the fixed batch or [1]). Returns the file's inputs and outputs."""
+    from xpuperf.models.onnx_file import signature
+
+    if "builder" in merged:
+        v.fail(where, "a model given as a file takes no builder: remove one of the two")
+    path = Path(merged["model"])
+    path = path if path.is_absolute() else v.path.parent / path
+    if path.suffix != ".onnx":
+        v.fail(where, f"{path.name}: a model file is an .onnx file")
+    if not path.is_file():
+        v.fail(where, f"no file {path} (a path relative to {v.path.parent})")
+    try:
+        file_inputs, file_outputs = signature(path)
+    except ValueError as e:
+        v.fail(where, f"{path}: {e}")
+    if merged.setdefault("framework", "onnx") != "onnx":
+        v.fail(where, f"an .onnx model file is framework onnx, not {merged['framework']!r}")
+    merged.update(weights=str(path), builder=None)
+    for key, value in (("family", name), ("domain", "other"), ("dataset", "fake")):
+        merged.setdefault(key, value)
+    batch = _file_batch(file_inputs)
+    if "inputs" not in merged:
+        merged["inputs"] = [_declared(v, where, t, batch) for t in file_inputs]
+        if not any(t["batched"] for t in merged["inputs"]):
+            v.fail(where, f"no input of the file has a batch axis "
+                   f"({', '.join(t.describe() for t in file_inputs)}), and the suites run a "
+                   "model in batches: give it a first axis of the batch")
+    merged.setdefault("outputs", [{"name": t.name, "dtype": t.dtype} if t.dtype in DTYPES else t.name
+                                  for t in file_outputs])
+    merged.setdefault("batch_sizes", [batch or 1])
+    return file_inputs, file_outputs
+
+
+def _golden(v: "_Validator", where: str, merged: dict[str, Any]) -> None:
+    """``golden: PATH`` (relative to the zoo file): the model's data is that folder
+    or .npz file (dataset golden, xpuperf.datasets.golden), and its expected outputs
+    are the reference."""
+    path = Path(merged["golden"])
+    path = path if path.is_absolute() else v.path.parent / path
+    if not path.exists():
+        v.fail(where, f"no file or folder {path} (a path relative to {v.path.parent})")
+    if merged.get("dataset", "golden") not in ("golden", "fake"):
+        v.fail(where, f"golden data is the model's dataset: remove dataset: {merged['dataset']}")
+    merged["dataset"] = "golden"
+    merged["dataset_options"] = {**(merged.get("dataset_options") or {}), "path": str(path)}
+
+
+def _file_batch(file_inputs: list) -> int | None:
+    """The fixed batch size of a file's inputs (the first axis of the first one),
+    or None when some input's first axis is free (a dynamic batch)."""
+    firsts = [t.shape[0] for t in file_inputs if t.shape]
+    return None if not firsts or None in firsts else firsts[0]
+
+
+def _declared(v: "_Validator", where: str, t: Any, batch: int | None) -> dict[str, Any]:
+    """A file's input as the zoo would declare it: batched on its first axis when
+    that axis is the (free or fixed) batch axis, fed whole otherwise."""
+    if t.dtype not in DTYPES:
+        v.fail(where, f"the file's input {t.describe()} has a type the zoo cannot feed "
+               f"(it feeds {', '.join(DTYPES)})")
+    if t.shape is None or None in t.shape[1:]:
+        v.fail(where, f"the file's input {t.describe()} has a free axis besides the batch axis: "
+               "declare its shape under inputs")
+    batched = bool(t.shape) and t.shape[0] in (None, batch)
+    shape = ["batch", *t.shape[1:]] if batched else list(t.shape)
+    return {"name": t.name, "shape": shape, "dtype": t.dtype, "batched": batched}
+
+
+def _check_against_file(v: "_Validator", inputs_at: str, outputs_at: str, batch_at: str,
+                        inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
+                        batch_sizes: list[int], file_inputs: list, file_outputs: list) -> int | None:
+    """What the zoo declares must be what the file has; returns the file's fixed
+    batch size (None: free)."""
+    have = {t.name: t for t in file_inputs}
+    for i, spec in enumerate(inputs):
+        t = have.get(spec.name)
+        if t is None:
+            v.fail(f"{inputs_at}.inputs[{i}].name", f"the file has no input {spec.name!r} "
+                   f"(it has: {', '.join(f.describe() for f in file_inputs)})")
+        if spec.dtype != t.dtype:
+            v.fail(f"{inputs_at}.inputs[{i}].dtype", f"declared {spec.dtype}, the file has {t.describe()}")
+        rest = spec.shape[1:] if spec.batched else spec.shape
+        file_rest = None if t.shape is None else (t.shape[1:] if spec.batched else t.shape)
+        if file_rest is not None and (len(rest) != len(file_rest) or any(
+                f is not None and f != d for d, f in zip(rest, file_rest))):
+            v.fail(f"{inputs_at}.inputs[{i}].shape", f"declared {list(spec.shape)}, "
+                   f"the file has {t.describe()}")
+    undeclared = [t.describe() for t in file_inputs if t.name not in {s.name for s in inputs}]
+    if undeclared:
+        v.fail(f"{inputs_at}.inputs", f"the file also takes {', '.join(undeclared)}: declare it, "
+               "or leave inputs out to take the file's")
+    out_names = {t.name for t in file_outputs}
+    for i, spec in enumerate(outputs):
+        if spec.name not in out_names:
+            v.fail(f"{outputs_at}.outputs[{i}]", f"the file has no output {spec.name!r} "
+                   f"(it has: {', '.join(t.describe() for t in file_outputs)})")
+    batch = _file_batch([t for t in file_inputs
+                         if any(s.name == t.name and s.batched for s in inputs)])
+    if batch is not None and any(bs != batch for bs in batch_sizes):
+        v.fail(f"{batch_at}.batch_sizes", f"the file's batch axis is fixed at {batch}: "
+               f"batch_sizes can only be [{batch}]")
+    return batch
+
+
+def _timeout(v: "_Validator", where: str, value: Any) -> float | None:
+    if value is not None and not value > 0:
+        v.fail(where, f"is the time limit of one item in seconds: must be > 0, got {value!r}")
+    return None if value is None else float(value)
 
 
 def _substitute(v: "_Validator", where: str, value: Any, dims: Mapping[str, int]) -> Any:
@@ -296,6 +466,27 @@ def _substitute(v: "_Validator", where: str, value: Any, dims: Mapping[str, int]
             v.fail(where, f"{value} names no dim of this entry ({', '.join(dims) or 'none declared'})")
         return dims[value[1:]]
     return value
+
+
+def _check_options(v: "_Validator", where: str, options: Mapping[str, Any],
+                   smoke_options: Mapping[str, Any] | None, fmt: str) -> None:
+    """Check a model's dataset_options (``$dims`` substituted) against what its
+    dataset's format reads, so that a misspelt or mistyped option stops the load
+    here rather than a run later."""
+    from xpuperf.datasets import FORMATS
+
+    takes = FORMATS[fmt].options
+    for key, value in options.items():
+        at = f"{where}.smoke" if key in (smoke_options or {}) else where
+        if key not in takes:
+            v.fail(f"{at}.dataset_options.{key}", f"the {fmt} format takes no option {key!r} "
+                   f"(it takes: {', '.join(takes)})")
+        v.kind(f"{at}.dataset_options.{key}", value, takes[key][1])
+    for key, (required, _) in takes.items():
+        if required and key not in options:
+            # Without any options, point at the dataset that asks for them.
+            v.fail(f"{where}.dataset_options" if options else f"{where}.dataset",
+                   f"the {fmt} format needs option {key!r}; add it to this model's dataset_options")
 
 
 def _tensor(v: "_Validator", where: str, raw: Any, dims: Mapping[str, int], need_shape: bool) -> TensorSpec:
@@ -335,20 +526,38 @@ def _tensor(v: "_Validator", where: str, raw: Any, dims: Mapping[str, int], need
 
 # --------------------------------------------------------------------------- validation
 
-def _line_index(node: yaml.Node | None, prefix: str = "", out: dict | None = None) -> dict[str, int]:
-    """Map 'models.bert-torch.inputs[0].dtype' to its 1-based line in the file."""
-    out = {} if out is None else out
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            path = f"{prefix}.{key.value}" if prefix else str(key.value)
-            out[path] = key.start_mark.line + 1
-            _line_index(value, path, out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            path = f"{prefix}[{i}]"
-            out[path] = item.start_mark.line + 1
-            _line_index(item, path, out)
-    return out
+class _ZooLoader(yaml.SafeLoader):
+    """yaml's safe loader, which also notes the line of every field in ``lines``
+    ('models.bert-torch.inputs[0].dtype' -> 1-based line) and refuses a key given
+    twice in one mapping, a field of an entry or a whole entry: plain yaml keeps the
+    last one silently, so the first would be ignored without a word."""
+
+    def __init__(self, text: str, path: Path):
+        super().__init__(text)
+        self.path = path
+        self.lines: dict[str, int] = {}
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        self._index(node, "")
+        return super().construct_document(node)
+
+    def _index(self, node: yaml.Node, prefix: str) -> None:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}  # path -> line, in this mapping
+            for key, value in node.value:
+                path = f"{prefix}.{key.value}" if prefix else str(key.value)
+                line = key.start_mark.line + 1
+                if path in first:
+                    raise ZooError(f"{self.path}:{line}: {path}: duplicate key {key.value!r} (first at "
+                                   f"line {first[path]}): remove one of the two (yaml would silently "
+                                   "keep this one)")
+                first[path] = self.lines[path] = line
+                self._index(value, path)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                path = f"{prefix}[{i}]"
+                self.lines[path] = item.start_mark.line + 1
+                self._index(item, path)
 
 
 class _Validator:
@@ -384,6 +593,8 @@ class _Validator:
             "int": isinstance(value, int) and not isinstance(value, bool),
             "num": isinstance(value, (int, float)) and not isinstance(value, bool),
             "map": isinstance(value, dict),
+            "rgb": isinstance(value, list) and len(value) == 3 and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in value),
             "list": isinstance(value, list),
             "pick": isinstance(value, str) or (isinstance(value, list) and bool(value) and all(
                 isinstance(x, int) and not isinstance(x, bool) for x in value)),
@@ -391,6 +602,7 @@ class _Validator:
         if not ok:
             wanted = {"str": "a string", "str?": "a string or null", "bool": "true or false",
                       "int": "an integer", "num": "a number", "map": "a mapping", "list": "a list",
+                      "rgb": "three numbers [R, G, B]",
                       "pick": f"one of {', '.join(PICKS)} or a list of batch sizes"}[kind]
             self.fail(where, f"must be {wanted}, got {value!r}")
 

@@ -31,6 +31,7 @@ TIER_FIELDS: dict[str, tuple[bool, str]] = {
     "scenarios": (False, "map"),
     "audits": (False, "map"),
     "peak_gemm": (False, "int"),
+    "timeout_s": (False, "num"),
 }
 # A scenario entry: {scenario: server, batch_sizes: max, ...} or just its name.
 SCENARIO_FIELDS: dict[str, tuple[bool, str]] = {
@@ -47,6 +48,9 @@ SCENARIO_ONLY = {"latency_bound_ms": "server", "load": "server", "clients": "mul
 SCENARIO_NEEDS = {"server": ("latency_bound_ms", "load"), "multi_client": ("clients",)}
 # Without tiers.<tier>.peak_gemm: a GEMM big enough to keep a CPU busy for a few ms.
 DEFAULT_PEAK_GEMM = 1024
+# Without tiers.<tier>.timeout_s: the time limit of one model item, in seconds (past
+# it the backend's worker is ended and the item fails saying so).
+DEFAULT_TIMEOUT_S = 1800.0
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,8 @@ def tier_settings(v: _Validator, tiers: Any, tier: str) -> dict[str, Any]:
     return {"perf": dict(this.get("perf") or {}),
             "scenarios": dict(this["scenarios"]) if "scenarios" in this else None,
             "audits": dict(this["audits"]) if "audits" in this else None,
-            "peak_gemm": int(this.get("peak_gemm", DEFAULT_PEAK_GEMM))}
+            "peak_gemm": int(this.get("peak_gemm", DEFAULT_PEAK_GEMM)),
+            "timeout_s": float(this.get("timeout_s", DEFAULT_TIMEOUT_S))}
 
 
 def _tier(v: _Validator, where: str, raw: Any) -> None:
@@ -114,6 +119,9 @@ def _tier(v: _Validator, where: str, raw: Any) -> None:
                    f"show a difference at 99% confidence), got {audits['rounds']!r}")
         if audits["block"] < 1:
             v.fail(f"{where}.audits.block", f"must be a positive integer, got {audits['block']!r}")
+    if "timeout_s" in raw and not raw["timeout_s"] > 0:
+        v.fail(f"{where}.timeout_s", f"is the time limit of one item in seconds: must be > 0, "
+               f"got {raw['timeout_s']!r}")
     if "peak_gemm" in raw and raw["peak_gemm"] < 1:
         v.fail(f"{where}.peak_gemm", f"must be a positive integer, got {raw['peak_gemm']!r}")
 

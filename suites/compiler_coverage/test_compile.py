@@ -5,10 +5,14 @@ import pytest
 pytestmark = pytest.mark.compiler_coverage
 
 
-def test_compile(combo, compile_report, xpu, record):
-    r = compile_report
-    record(status=r.status, precision_used=r.precision, **xpu.compile_times(combo).as_record(),
+def test_compile(combo, compilation, record):
+    r = compilation.report
+    details = {**r.details, **({"traceback": compilation.traceback} if compilation.traceback else {})}
+    record(status=r.status, precision_used=r.precision, **compilation.times,
            cached=r.cached, nodes_total=r.nodes_total, nodes_native=r.nodes_native,
            coverage=r.coverage, fallback_ops=r.fallback_ops, artifact_bytes=r.artifact_bytes,
-           error=r.error, details=r.details)
-    assert r.status == "ok", f"{combo.id} did not compile: {r.error}"
+           error=r.error, details=details)
+    if r.status != "ok":  # not an assert: pytest would shorten the reason and the traceback
+        pytest.fail(f"{combo.id} did not compile: {r.error}"
+                    + (f"\n\nthe backend's traceback:\n{compilation.traceback}"
+                       if compilation.traceback else ""), pytrace=False)

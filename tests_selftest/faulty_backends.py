@@ -1,0 +1,110 @@
+"""A backend that fails the way vendor SDKs do, per model, for the fault-injection
+suite (test_faults.py): --hardware tests_selftest.faulty_backends:FaultyBackend
+--backend-option fault:<model>=<fault>. Models without a fault run as on the
+CPU backend, so a session shows both that a fault is caught with its reason and
+that the other combinations are untouched.
+
+Faults: segfault_run, hang_run, segfault_compile, hang_compile, raise_compile
+(a plain exception), and outputs that break the contract: fp16_outputs,
+none_outputs, scalar_outputs, missing_output. A hang first touches the file named
+by the environment variable FAULT_MARKER, if set, so a test knows it hangs now.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from backends.base import Compiled
+from backends.cpu import CpuBackend
+
+FAULTS = ("segfault_run", "hang_run", "segfault_compile", "hang_compile", "raise_compile",
+          "fp16_outputs", "none_outputs", "scalar_outputs", "missing_output")
+PREFIX = "fault:"
+
+
+def segfault() -> None:
+    """What a native library's bad pointer does: SIGSEGV, no Python exception."""
+    ctypes.string_at(0)
+
+
+def hang() -> None:
+    marker = os.environ.get("FAULT_MARKER")
+    if marker:
+        Path(marker).touch()
+    while True:
+        time.sleep(60)
+
+
+def _parse_ratio(text: str) -> float:  # a helper a backend calls on a bad input
+    return float(text)
+
+
+class _Faulty(Compiled):
+    def __init__(self, inner: Compiled, fault: str):
+        self._inner, self.report, self._fault = inner, inner.report, fault
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._fault == "segfault_run":
+            segfault()
+        if self._fault == "hang_run":
+            hang()
+        out = self._inner.run(feeds)
+        first = next(iter(out))
+        if self._fault == "fp16_outputs":
+            return {k: v.astype(np.float16) for k, v in out.items()}
+        if self._fault == "none_outputs":
+            return None  # type: ignore[return-value]
+        if self._fault == "scalar_outputs":
+            return {k: float(v.flat[0]) for k, v in out.items()}  # type: ignore[misc]
+        if self._fault == "missing_output":
+            return {f"{first}_renamed": out[first]}
+        return out
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class FaultyBackend(CpuBackend):
+    name = "FAULTY"
+
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
+        fault = options.get(f"{PREFIX}{artifact.name}", "")
+        if fault and fault not in FAULTS:
+            raise ValueError(f"unknown fault {fault!r} (known: {', '.join(FAULTS)})")
+        if fault == "segfault_compile":
+            segfault()
+        if fault == "hang_compile":
+            hang()
+        if fault == "raise_compile":
+            _parse_ratio("not a number")
+        plain = {k: v for k, v in options.items() if not k.startswith(PREFIX)}
+        return _Faulty(super().compile(artifact, precision, batch_sizes, plain, cache_dir), fault)
+
+
+class EchoHost:
+    """A worker host (xpuperf.worker) with no backend: the worker's own selftests."""
+
+    COMMANDS = ("echo", "crash", "sleep")
+
+    def __init__(self, note):
+        self.note = note
+
+    def echo(self, value):
+        self.note("echoing")
+        return value
+
+    def crash(self) -> None:
+        self.note("about to crash")
+        print("last words", flush=True)
+        segfault()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def close(self) -> None:
+        pass

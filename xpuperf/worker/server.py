@@ -1,0 +1,70 @@
+"""The worker process's main loop: build the host, answer the parent's commands.
+
+The worker's own output (the backend's prints, Python's warnings, and on a
+native crash faulthandler's traceback of every thread) goes to a log file whose
+last lines the parent quotes when the worker dies.
+"""
+from __future__ import annotations
+
+import faulthandler
+import importlib
+import os
+import traceback
+import warnings
+from typing import Any
+
+from xpuperf.worker import protocol
+
+DEVICE_ENV = "XPUPERF_DEVICE"
+
+
+def _error(e: BaseException) -> dict[str, str]:
+    return {"type": type(e).__name__, "message": str(e),
+            "traceback": "".join(traceback.format_exception(e))}
+
+
+def serve(conn: Any, host: str, kwargs: dict[str, Any], log_path: str,
+          device: str | None) -> None:
+    """Run host ``module:Class`` (built with ``note`` and ``kwargs``) until the
+    parent sends {"command": "exit"} or goes away."""
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    faulthandler.enable(all_threads=True)
+    if device is not None:  # a backend binds the device it is given (one worker per device)
+        os.environ[DEVICE_ENV] = device
+
+    def note(text: str) -> None:
+        protocol.send(conn, {"note": text})
+
+    try:
+        module, _, name = host.partition(":")
+        obj = getattr(importlib.import_module(module), name)(note=note, **kwargs)
+    except Exception as e:  # noqa: BLE001 - the parent reports it as the worker's failure to start
+        protocol.send(conn, {"error": _error(e)})
+        return
+    protocol.send(conn, {"value": "ready"})
+    try:
+        while True:
+            try:
+                message = protocol.receive(conn)
+            except EOFError:  # the parent is gone
+                return
+            command = message["command"]
+            if command == "exit":
+                return
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    if command not in obj.COMMANDS:
+                        raise ValueError(f"unknown command {command!r} (known: {obj.COMMANDS})")
+                    reply: dict[str, Any] = {"value": getattr(obj, command)(**message["args"])}
+                except Exception as e:  # noqa: BLE001 - the parent fails the item with it
+                    reply = {"error": _error(e)}
+            reply["warnings"] = [f"{w.category.__name__}: {w.message}" for w in caught]
+            try:
+                protocol.send(conn, reply)
+            except (TypeError, ValueError) as e:  # not JSON or arrays: say so, not hang
+                protocol.send(conn, {"error": _error(e)})
+    finally:
+        obj.close()
