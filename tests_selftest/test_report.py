@@ -10,14 +10,18 @@ import pytest
 
 from xpuperf.report import render_html, write_reports
 from xpuperf.report.bytemlperf import result_json
-from xpuperf.report.plot import qps_svg
+from xpuperf.report.figures import figures
+from xpuperf.report.plot import line_panel, styles
 from xpuperf.report.ops import op_table
 from xpuperf.report.summary import exceeds_tolerance, fmt_num, summarize, worst_diff
 from xpuperf.report.terminal import table
+from xpuperf.zoo import load_zoo
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "report_templates"
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ROOT / "report_templates"
 HARDWARE = "CPU"
-INFO = {"tier": "smoke", "date": "2024-05-01 12:00 UTC", "host": "x86_64, 2 cores",
+INFO = {"tier": "smoke", "zoo_version": "zoo.yaml sha256:0123456789ab",
+        "date": "2024-05-01 12:00 UTC", "host": "x86_64, 2 cores",
         "backend": {"name": "CPU", "onnxruntime": "1.17.1"}}
 SCRIPT = "<script>alert('x')</script>"
 NAN_MESSAGE = f"output start_logits has 12 NaN values {SCRIPT}"
@@ -64,11 +68,22 @@ def numerics_rec(model: str, precision: str, outputs: dict, outcome: str = "pass
 
 
 def perf_recs(model: str, precision: str, qps: dict[int, float]) -> list[dict]:
-    return [ident("performance", model, precision, batch_size=bs, scenario="offline", qps=q,
-                  latency_ms={"p50": 1000 * bs / q, "p90": 1100 * bs / q,
-                              "p99": 1250 * bs / q, "mean": 1020 * bs / q},
-                  rounds=50, samples=50 * bs, wall_s=50 * bs / q)
-            for bs, q in qps.items()]
+    return [ident("performance", model, precision, **perf_figures(bs, q)) for bs, q in qps.items()]
+
+
+def perf_figures(bs: int, q: float) -> dict:
+    return dict(batch_size=bs, scenario="offline", qps=q,
+                latency_ms={"p50": 1000 * bs / q, "p90": 1100 * bs / q,
+                            "p99": 1250 * bs / q, "mean": 1020 * bs / q},
+                rounds=50, samples=50 * bs, wall_s=50 * bs / q)
+
+
+def perf_recs_of(model: str, dataset: str, precision: str, batch_sizes) -> list[dict]:
+    """Offline records of any zoo combination, QPS growing with the batch size."""
+    return [{"suite": "performance", "combination": f"{model}-{dataset}-{precision}",
+             "model": model, "dataset": dataset, "precision": precision, "hardware": HARDWARE,
+             "outcome": "passed", "message": "", **perf_figures(bs, 100.0 * bs ** 0.5)}
+            for bs in batch_sizes]
 
 
 def records() -> list[dict]:
@@ -162,7 +177,8 @@ def test_failed_compile_and_error_only_rows(rows):
     assert resnet.suites["performance"].messages == ["bs16 offline: compile failed: see compile"]
     assert resnet.throughput == [] and resnet.perf[0].qps is None
     widedeep = by_combo(rows)["widedeep-tf-criteo-fp16"]
-    assert widedeep.status == "failed" and widedeep.compile_status == "failed"
+    # Its compile item errored (the backend crashed): it never reached a verdict.
+    assert widedeep.status == "failed" and widedeep.compile_status == "error"
     assert widedeep.messages == ["compile: backend crashed (signal 11)"]
     assert widedeep.diff == {} and widedeep.perf == []
 
@@ -242,15 +258,17 @@ def test_write_reports_writes_parsable_files(tmp_path):
                   "resnet50-torch-imagenet-int8", "widedeep-tf-criteo-fp16"):
         assert f'id="c-{combo}"' in html
     assert len(re.findall(r'<tr class="failed"', html)) >= 3
-    assert html.count("<svg") == 1 and html.count("<polyline") == 2
+    assert html.count('class="panel"') == 3 and html.count("<polyline") == 2  # a panel per model
+    assert html.count('class="roofline"') == 1 and 'class="summary sortable"' in html
     assert "QLinearConv unsupported" in html and "backend crashed (signal 11)" in html
-    assert "tier <b>smoke</b>" in html and "onnxruntime" in html
+    assert "tier <b>smoke</b>" in html and "zoo <b>zoo.yaml sha256:0123456789ab</b>" in html
+    assert "onnxruntime" in html
     assert '<td class="num bad">NaN</td>' in html and ">384 nan</span>" in html
 
 
 def test_html_is_escaped(tmp_path):
     html = write_reports(records(), tmp_path, HARDWARE, INFO, TEMPLATES)[0].read_text()
-    assert "<script" not in html
+    assert SCRIPT not in html and html.count("<script") == 2  # the page's own two
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in html
 
 
@@ -259,7 +277,7 @@ def test_hostile_names_are_escaped_everywhere(tmp_path):
             for r in perf_recs("bert-torch", "fp32", {1: 10.0, 2: 20.0})]
     paths = write_reports(recs, tmp_path, f"GPU{SCRIPT}", {"host": SCRIPT}, TEMPLATES)
     html = paths[0].read_text()
-    assert "<img" not in html and "<script" not in html
+    assert "<img" not in html and SCRIPT not in html and html.count("<script") == 2
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
     assert all(tmp_path in p.parents for p in paths)
 
@@ -268,8 +286,8 @@ def test_error_only_combination_renders_alone(tmp_path):
     recs = [ident("compile", "widedeep-tf", "fp16", "error", "backend crashed (signal 11)")]
     paths = write_reports(recs, tmp_path, HARDWARE, {}, TEMPLATES)
     html = paths[0].read_text()
-    assert "widedeep-tf-criteo-fp16" in html and "no performance measured" in html
-    assert json.loads(paths[1].read_text())["Graph Compile"]["Status"] == "failed"
+    assert "widedeep-tf-criteo-fp16" in html and "not measured" in html
+    assert json.loads(paths[1].read_text())["Graph Compile"]["Status"] == "error"
 
 
 def test_no_records_still_writes_a_page(tmp_path):
@@ -277,30 +295,78 @@ def test_no_records_still_writes_a_page(tmp_path):
     assert "No results were recorded" in (tmp_path / "report.html").read_text()
 
 
-def test_qps_svg_axes_and_legend(rows):
-    svg = qps_svg(rows)
-    assert svg.startswith("<svg") and svg.endswith("</svg>")
-    assert svg.count("<polyline") == 2 and 'class="legend">bert-torch-squad-fp16<' in svg
-    assert "batch size (log2)" in svg and "QPS (log)" not in svg
-    ticks = re.findall(r'class="tick">([^<]+)<', svg)
-    assert {"1", "4", "8", "16", "24"} <= set(ticks)
+def test_qps_panels_one_per_model_one_line_per_precision(rows):
+    fig = figures([(r.precision, r) for r in rows], panel=lambda r: r.model)
+    assert [f.family for f in fig.families] == ["bert-torch", "resnet50-torch", "widedeep-tf"]
+    bert = fig.families[0]
+    assert len(bert.panels) == 1 and bert.panels[0].count("<polyline") == 2  # fp32, fp16
+    assert re.findall(r'class="tick">([^<]+)<', bert.panels[0])[:5] == ["1", "4", "8", "16", "24"]
+    assert "not measured" in fig.families[1].panels[0]  # the int8 compile failed
+    assert [label for label, _ in fig.legend] == ["fp32", "fp16", "int8"]
+    assert len({color for _, color in fig.legend}) == 3
 
 
-def test_qps_svg_goes_log_when_qps_span_decades():
-    recs = (perf_recs("bert-torch", "fp32", {1: 90.0, 4: 200.0})
-            + perf_recs("widedeep-tf", "fp16", {1024: 1.2e6, 4096: 2.4e6}))
-    svg = qps_svg(summarize(recs))
+def test_line_panel_goes_log_when_values_span_decades():
+    style = styles(["a", "b"])
+    svg = line_panel("m", [("a", style["a"], [(1, 90.0), (4, 200.0)]),
+                           ("b", style["b"], [(1024, 1.2e6), (4096, 2.4e6)])])
     assert "QPS (log)" in svg
-    assert re.findall(r'class="tick">([^<]+)<', svg)[-7:] == ["10", "100", "1000", "10k",
-                                                             "100k", "1M", "10M"]
+    assert re.findall(r'class="tick">([^<]+)<', svg)[-6:] == ["100", "1000", "10k", "100k",
+                                                             "1M", "10M"]
+    linear = line_panel("m", [("a", style["a"], [(1, 90.0), (4, 200.0)])])
+    assert "(log)" not in linear and linear.count("<polyline") == 1
 
 
-def test_qps_svg_single_point_and_zero_qps():
-    one = qps_svg(summarize(perf_recs("bert-torch", "fp32", {8: 50.0})))
-    assert "<polyline" not in one and one.count("<circle") == 2  # marker + legend
-    zero = summarize([dict(r, qps=0.0) for r in perf_recs("bert-torch", "fp32", {1: 1, 2: 1})])
-    forced = qps_svg(zero, log_y=True)  # no positive QPS: a log axis has nowhere to put them
-    assert "QPS (log)" not in forced and forced.count("<polyline") == 1
+def test_line_panel_single_point_and_zero_values():
+    style = styles(["a"])["a"]
+    one = line_panel("m", [("a", style, [(8, 50.0)])])
+    assert "<polyline" not in one and one.count("<circle") == 1
+    forced = line_panel("m", [("a", style, [(1, 0.0), (2, 0.0)])], log_y=True)
+    assert "(log)" not in forced and forced.count("<polyline") == 1  # no log axis for zeros
+
+
+def test_latency_panels_per_scenario():
+    recs = [dict(r, scenario=scenario) for scenario in ("offline", "server")
+            for r in perf_recs("bert-torch", "fp32", {1: 95.0, 4: 180.0})]
+    recs[-1]["latency_ms"]["p99.9"] = 40.0
+    fig = figures([(r.precision, r) for r in summarize(recs)], panel=lambda r: r.model)
+    offline, server = fig.families[0].latency
+    assert 'aria-label="offline: latency percentiles"' in offline
+    assert "server" in server and "p99.9 40 ms" in server
+    # One range per scenario: the batch size of the best throughput.
+    assert offline.count('class="range"') == 1 and "bert-torch fp32 bs4" in offline
+
+
+def test_roofline_points_and_measured_ceilings():
+    recs = perf_recs("bert-torch", "fp32", {1: 100.0, 4: 200.0})
+    for r in recs:
+        r.update(flops_per_sample=2e9, bytes_per_sample=1e8, peak_flops=1e12,
+                 peak_flops_source="measured: 512x512 GEMM")
+    fig = figures([("fp32", r) for r in summarize(recs)], panel=lambda r: r.model)
+    assert fig.roofline.count("<circle") == 1  # the best point only
+    assert "bert-torch fp32 bs4: 400G FLOP/s at 20 FLOPs/B" in fig.roofline
+    assert "stroke-dasharray" in fig.roofline and "fp32 peak 1TFLOP/s" in fig.roofline
+    assert fig.ceilings == ["fp32 peak 1TFLOP/s: measured: 512x512 GEMM"]
+    empty = figures([("fp32", r) for r in summarize(perf_recs("bert-torch", "fp32", {1: 9.0}))],
+                    panel=lambda r: r.model)
+    assert "no FLOP counts" in empty.roofline and empty.ceilings == []
+
+
+def test_charts_stay_small_at_the_whole_smoke_tier():
+    """Every zoo combination measured: no panel holds more lines than there are
+    precisions, and no latency panel more ranges than its family's combinations."""
+    zoo = load_zoo(ROOT / "zoo.yaml", "smoke")
+    recs = [dict(r, family=c.model.family)
+            for c in zoo.combinations()
+            for r in perf_recs_of(c.model.name, c.dataset.name, c.precision, c.model.batch_sizes)]
+    rows = summarize(recs)
+    assert len(rows) == len(zoo.combinations()) > 100
+    fig = figures([(r.precision, r) for r in rows], panel=lambda r: r.model)
+    assert len(fig.families) == len({m.family for m in zoo.models})
+    for fam in fig.families:
+        assert all(svg.count("<polyline") <= 3 for svg in fam.panels)
+        members = sum(r.family == fam.family for r in rows)
+        assert all(svg.count('class="range"') <= members for svg in fam.latency)
 
 
 def test_terminal_table(rows):

@@ -8,9 +8,9 @@ recording anything still has a row.
 
 Every record has these keys::
 
-    suite        "metric" | "numerics" | "performance" | "compile" | "audit"
+    suite        "metric" | "numerics" | "performance" | "compile" | "audit" | "generation"
     combination  "bert-torch-squad-fp16"
-    model, dataset, precision, hardware, framework, domain
+    model, dataset, precision, hardware, framework, domain, family
     weights      "seeded (seed 0)" or the weights file read
     outcome      "passed" | "failed" | "skipped" | "error"    (added by the controller)
     message      the failure or skip reason, "" when passed      (added by the controller)
@@ -52,6 +52,20 @@ and, by suite:
                  median_default_ms, median_alternate_ms, change, max_change, rounds,
                  rounds_slower, rounds_faster, rounds_needed, attempts
 
+    generation   (suites/llm; combination "<workload>-<precision>", dataset "prompts")
+                 a scenario item: scenario, concurrency, prompt_tokens, output_tokens,
+                 requests, generated_tokens, wall_s, ttft_ms / tpot_ms / itl_ms / e2e_ms
+                 {p50, p90, p99, mean}, output_tokens_per_s, requests_per_s, goodput,
+                 valid, ttft_bound_ms, tpot_bound_ms; offline and single_stream:
+                 weight_bytes, params, kv_bytes_per_token, decode_bytes_per_step,
+                 memory_bandwidth(_source), decode_bandwidth_utilization, and at
+                 concurrency 1 prefill_flops, peak_flops(_source), prefill_mfu; server:
+                 target_rate, rate_source, runs, max_valid_rate, search [{rate, valid,
+                 ttft_p99_ms, tpot_p99_ms, output_tokens_per_s}], search_budget_s.
+                 The accuracy item: cosine, max_abs, greedy_match, perplexity,
+                 reference_perplexity, perplexity_ratio, greedy_tokens, text_tokens,
+                 tokens, reference_tokens, tolerance
+
 With --baseline, performance and metric records the baseline holds also carry
 baseline {source, and the baseline's figures: qps, p99_ms, qps_regression_pct,
 p99_regression_pct, max_regression_pct; or metric, drop, max_drop}.
@@ -80,6 +94,7 @@ def identity(suite: str, combo: Combination, hardware: str, **extra: Any) -> dic
         "hardware": hardware,
         "framework": combo.model.framework,
         "domain": combo.model.domain,
+        "family": combo.model.family,
         **extra,
     }
 

@@ -2,29 +2,35 @@
 per-op conformance cases, and one HTML page.
 
 Everything here is I/O around pure parts: summary (records -> rows), ops (op
-records -> pass rates per op), bytemlperf (row -> result document), plot (rows
--> SVG), terminal (rows -> text).
+records -> pass rates per op), bytemlperf (row <-> result document), figures
+(rows -> charts, drawn by plot), compare (several runs -> one comparison, with
+published.py's vendor figures), terminal (rows -> text). runs reads a reports
+folder back; cli is the `xpuperf compare` command.
 Reports are written after failures too, so nothing in this path may assume a
 measured value exists.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from xpuperf.report.bytemlperf import metric_name, model_name, result_json
 from xpuperf.report.ops import OpTable, op_table
-from xpuperf.report.plot import qps_svg
-from xpuperf.report.summary import Row, exceeds_tolerance, fmt_bytes, fmt_num, summarize
+from xpuperf.report.compare import Comparison, load_point, status_rank
+from xpuperf.report.figures import figures, generation_panels
+from xpuperf.report.summary import (Row, exceeds_tolerance, fmt_bytes, fmt_num, row_key,
+                                    summarize)
 
 TEMPLATE = "report.html.j2"
+COMPARE_TEMPLATE = "compare.html.j2"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -62,17 +68,69 @@ def write_reports(records: list[dict], out_dir: Path, hardware: str, info: dict,
 
 def render_html(rows: Sequence[Row], hardware: str, info: Mapping[str, Any],
                 templates_dir: Path, ops: OpTable | None = None) -> str:
-    """The report page of these rows, autoescaped; the plot is the one trusted fragment."""
+    """The report page of these rows, autoescaped; the charts are the trusted fragments."""
+    date = info.get("date") or _now()
+    return _environment(templates_dir).get_template(TEMPLATE).render(
+        rows=rows, hardware=hardware, info=info, tier=info.get("tier") or "-",
+        zoo=info.get("zoo_version") or "-", date=date, ops=ops or OpTable([]),
+        # The table shows failures first; the sections below keep the model order.
+        table_rows=sorted(rows, key=lambda r: status_rank(r.status)),
+        statuses=_distinct(r.status for r in rows), families=_distinct(r.family for r in rows),
+        precisions=_distinct(r.precision for r in rows),
+        figures=figures([(r.precision, r) for r in rows], panel=lambda r: r.model))
+
+
+def render_compare(comparison: Comparison, templates_dir: Path, date: str | None = None) -> str:
+    """The comparison page of ``comparison``, autoescaped like the report page."""
+    lines = comparison.lines
+    # The charts follow the model order (the table's is failures first), each
+    # combination's hardware side by side in the runs' order.
+    cells = sorted(((c.hardware, c.row) for ln in lines for c in ln.cells if c.row is not None),
+                   key=lambda cell: row_key(cell[1]))
+    published = dict.fromkeys(f"{p.hardware} (published)" for ln in lines for p in ln.published)
+    return _environment(templates_dir).get_template(COMPARE_TEMPLATE).render(
+        cmp=comparison, date=date or _now(), hardware=comparison.hardware + list(published),
+        statuses=_distinct(c.status for ln in lines for c in ln.cells),
+        families=comparison.values("family"), precisions=comparison.values("precision"),
+        figures=figures(cells, panel=lambda r: f"{r.model} {r.precision}"))
+
+
+def _environment(templates_dir: Path) -> Environment:
     env = Environment(loader=FileSystemLoader(str(templates_dir)), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(num=fmt_num, bytes=fmt_bytes, pct=_pct, pretty=_pretty,
-                       metric_name=metric_name, model_name=model_name)
+                       metric_name=metric_name, model_name=model_name, load_point=load_point,
+                       status_counts=_status_counts)
     env.tests.update(nan=lambda v: isinstance(v, float) and math.isnan(v))
-    env.globals.update(exceeds=exceeds_tolerance)
-    date = info.get("date") or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return env.get_template(TEMPLATE).render(
-        rows=rows, hardware=hardware, info=info, tier=info.get("tier") or "-",
-        date=date, plot=Markup(qps_svg(rows)), ops=ops or OpTable([]))
+    env.globals.update(exceeds=exceeds_tolerance, status_rank=status_rank,
+                       sort_value=_sort_value, generation_panels=generation_panels)
+    return env
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _distinct(values: Iterable[str]) -> list[str]:
+    return sorted(set(values), key=lambda v: (status_rank(v), v))
+
+
+def _status_counts(rows: Iterable[Row]) -> str:
+    """'2 failed, 8 passed': how many rows have each status, worst first."""
+    statuses = [r.status for r in rows]
+    return ", ".join(f"{statuses.count(s)} {s}" for s in _distinct(statuses))
+
+
+def _sort_value(value: float | None) -> Markup:
+    """A cell's data-v attribute (what the page sorts on), or nothing when missing."""
+    if value is None or not math.isfinite(value):
+        return Markup("")
+    return Markup(' data-v="%r"') % float(value)
+
+
+def zoo_version(path: Path) -> str:
+    """The zoo file's name and content hash: runs of different zoos do not compare."""
+    return f"{Path(path).name} sha256:{hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]}"
 
 
 def _safe(name: str) -> str:

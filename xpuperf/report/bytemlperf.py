@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from xpuperf.report.summary import NONFINITE_KEYS, PerfPoint, Row
+from xpuperf.report.summary import NONFINITE_KEYS, AuditPoint, PerfPoint, Row, SuiteResult
 
 # ByteMLPerf's names for the task metrics; a metric not listed keeps its own name.
 METRIC_NAMES = {
@@ -55,6 +55,11 @@ def result_json(row: Row, hardware: str, info: Mapping[str, Any]) -> dict[str, A
         "Backend": hardware,
         "Host Info": dict(info),
         "Combination": row.combination,
+        "Zoo Model": row.model,
+        "Family": row.family,
+        "Framework": row.framework,
+        "Domain": row.domain,
+        "Precision": row.precision,
         "Dataset": row.dataset,
         "Status": row.status,
         "Suites": {suite: res.outcome for suite, res in row.suites.items()},
@@ -66,6 +71,8 @@ def result_json(row: Row, hardware: str, info: Mapping[str, Any]) -> dict[str, A
                                                                else {})}
                    for a in row.audits],
     }
+    if row.generation:  # LLM serving items: their figures as recorded (xpuperf.records)
+        doc["Generation"] = row.generation
     return _strict(doc)
 
 
@@ -121,7 +128,11 @@ def _perf(point: PerfPoint) -> dict[str, Any]:
         "P50 Latency": point.p50,
         "P90 Latency": point.p90,
         "P99 Latency": point.p99,
+        "P99.9 Latency": point.p999,
+        "Samples": point.samples,
         "MFU": point.mfu,
+        "Peak FLOPS": point.peak_flops,
+        "Peak FLOPS Source": point.peak_flops_source,
         "Peak RSS MB": point.peak_rss_mb,
         "FLOPs per Sample": point.flops_per_sample,
         "Bytes per Sample": point.bytes_per_sample,
@@ -129,6 +140,8 @@ def _perf(point: PerfPoint) -> dict[str, Any]:
     }
     if point.valid is not None:
         entry["Valid"] = point.valid
+    if point.target_qps is not None:
+        entry["Target QPS"] = point.target_qps
     if point.mlperf_qps is not None:
         entry["LoadGen QPS"] = point.mlperf_qps
     if point.message:
@@ -144,3 +157,94 @@ def _strict(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_strict(v) for v in value]
     return value
+
+
+class ResultError(ValueError):
+    """A result document that is not one xpuperf wrote."""
+
+
+def row_from_result(doc: Mapping[str, Any]) -> Row:
+    """The Row that ``doc`` (a result_json document) was written from, as far as the
+    document holds it: the combination's verdicts and figures, not per-output diffs.
+    This is how a reports folder is read back (xpuperf compare)."""
+    missing = [k for k in ("Combination", "Zoo Model", "Precision", "Status", "Performance")
+               if k not in doc]
+    if missing:
+        raise ResultError(f"no {', '.join(missing)}: not a result file of this xpuperf "
+                          "(rerun the session to rewrite it)")
+    gc, acc = doc.get("Graph Compile") or {}, doc.get("Accuracy") or {}
+    row = Row(combination=str(doc["Combination"]), model=str(doc["Zoo Model"]),
+              dataset=str(doc.get("Dataset", "")), precision=str(doc["Precision"]),
+              framework=str(doc.get("Framework", "")), domain=str(doc.get("Domain", "")),
+              family=str(doc.get("Family") or doc["Zoo Model"]),
+              hardware=str(doc.get("Backend", "")), weights=str(acc.get("Weights") or ""),
+              status=str(doc["Status"]))
+    row.suites = {s: SuiteResult(str(o)) for s, o in (doc.get("Suites") or {}).items()}
+    for message in doc.get("Messages") or []:
+        suite, _, text = str(message).partition(": ")
+        if suite in row.suites:
+            row.suites[suite].messages.append(text)
+    _read_accuracy(row, acc)
+    row.compile_status = gc.get("Status") if gc.get("Status") != "not run" else None
+    row.compile_seconds = _float(gc.get("Compile Duration"))
+    row.compile_seconds_cached = _float(gc.get("Cached Compile Duration"))
+    row.compile_times_note = str(gc.get("Compile Duration Note") or "")
+    row.precision_used = gc.get("Compile Precision")
+    cov = _float(gc.get("Subgraph Coverage"))
+    row.coverage = None if cov is None else cov / 100.0
+    row.nodes_total, row.nodes_native = gc.get("Nodes Total"), gc.get("Nodes Native")
+    row.fallback_ops = list(gc.get("Fallback Ops") or [])
+    row.artifact_bytes, row.compile_cached = gc.get("Artifact Bytes"), gc.get("Cached")
+    row.flops_per_sample = _float(gc.get("FLOPs per Sample"))
+    row.perf = [_read_perf(e) for e in doc["Performance"]]
+    row.audits = [AuditPoint(str(a.get("Audit", "")), str(a.get("Status", "")),
+                             str(a.get("Message", ""))) for a in doc.get("Audits") or []]
+    return row
+
+
+def _read_accuracy(row: Row, acc: Mapping[str, Any]) -> None:
+    primary = acc.get("Primary Metric")
+    # The task metrics are the keys that have a reference beside them.
+    row.metrics = _floats({k: acc[k] for k in acc if f"Reference {k}" in acc})
+    row.reference_metrics = _floats({k: acc[f"Reference {k}"] for k in row.metrics})
+    row.primary = primary
+    row.metric = row.metrics.get(primary) if primary else None
+    row.reference = row.reference_metrics.get(primary) if primary else None
+    row.drop, row.max_drop = _float(acc.get("Drop")), _float(acc.get("Max Drop"))
+    row.seeded_weights = acc.get("Seeded Weights")
+    row.data_source = acc.get("Data Source")
+    row.diff = _floats({key: acc.get(name) for key, name in DIFF_NAMES.items()})
+    row.diff.update({key: float(acc[f"{name} Count"]) for key, name in NONFINITE_NAMES.items()
+                     if f"{name} Count" in acc})
+    row.histogram = acc.get("Diff Histogram")
+
+
+def _read_perf(entry: Mapping[str, Any]) -> PerfPoint:
+    bs = entry.get("BS")
+    return PerfPoint(
+        batch_size=bs if isinstance(bs, int) else None, scenario=str(entry.get("Scenario", "")),
+        outcome=str(entry.get("Status", "")), message=str(entry.get("Message", "")),
+        qps=_float(entry.get("QPS")), mean=_float(entry.get("AVG Latency")),
+        p50=_float(entry.get("P50 Latency")), p90=_float(entry.get("P90 Latency")),
+        p99=_float(entry.get("P99 Latency")), p999=_float(entry.get("P99.9 Latency")),
+        samples=entry.get("Samples"), mfu=_float(entry.get("MFU")),
+        peak_flops=_float(entry.get("Peak FLOPS")),
+        peak_flops_source=str(entry.get("Peak FLOPS Source") or ""),
+        peak_rss_mb=_float(entry.get("Peak RSS MB")),
+        flops_per_sample=_float(entry.get("FLOPs per Sample")),
+        bytes_per_sample=_float(entry.get("Bytes per Sample")),
+        valid=entry.get("Valid"), target_qps=_float(entry.get("Target QPS")),
+        mlperf_qps=_float(entry.get("LoadGen QPS")))
+
+
+def _float(value: Any) -> float | None:
+    """A number of the document: _strict's spellings of non-finite values read back."""
+    if isinstance(value, str):
+        return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _floats(mapping: Mapping[str, Any]) -> dict[str, float]:
+    return {k: f for k, v in mapping.items() if (f := _float(v)) is not None}

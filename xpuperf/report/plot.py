@@ -1,154 +1,281 @@
-"""QPS against batch size as an inline SVG string (pure; no plotting library).
+"""Inline SVG charts (pure; no plotting library): small line panels, latency
+ranges and a roofline.
 
-The HTML report embeds the string unescaped, so every piece of text that goes
-into it (combination names come from zoo.yaml) is escaped here.
+The HTML pages embed these strings unescaped, so every piece of text that goes
+into them (names come from zoo.yaml and from reports folders) is escaped here;
+colours come only from PALETTE.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from html import escape
 from typing import Callable, Sequence
 
-from xpuperf.report.summary import Row, fmt_num
+from xpuperf.report.summary import fmt_num
 
-# Tableau 10: distinguishable, and still tell apart for most colour-blind readers
+# Tableau 10: distinguishable, and still told apart by most colour-blind readers
 # together with the marker shapes, which cycle at a different period.
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
            "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
 MARKERS = ("circle", "square", "triangle", "diamond")
 
-PLOT_W, PLOT_H = 560, 320
-LEFT, RIGHT, TOP, BOTTOM = 72, 24, 20, 56
-LEGEND_W, LEGEND_ROW = 300, 18
+# A small-multiple panel: several fit side by side on a 1,400 px page.
+PANEL_W, PANEL_H = 250, 150
+LEFT, RIGHT, TOP, BOTTOM = 46, 10, 22, 30
 # Tick labels closer than this (px) to the previous one are dropped, not overprinted.
 MIN_TICK_GAP = 22
-# Above this max/min ratio a linear axis squashes the slow combinations onto zero.
+# Above this max/min ratio a linear axis squashes the small values onto zero.
 AUTO_LOG_RATIO = 50.0
+BAR_ROW = 14  # px per range in a latency panel
+ROOF_W, ROOF_H = 640, 340
 
 
-def qps_svg(rows: Sequence[Row], log_y: bool | None = None) -> str:
-    """QPS (y) against batch size (x, log2): one line and marker set per combination.
+@dataclass(frozen=True)
+class Style:
+    """How one series is drawn, the same in every panel, so one legend serves all."""
 
-    ``log_y`` None picks a log y axis when the QPS span more than AUTO_LOG_RATIO.
+    color: str
+    marker: str
+
+
+def styles(keys: Sequence[str]) -> dict[str, Style]:
+    """A style per key, in order."""
+    return {k: Style(PALETTE[i % len(PALETTE)], MARKERS[i % len(MARKERS)])
+            for i, k in enumerate(keys)}
+
+
+def line_panel(title: str, series: Sequence[tuple[str, Style, Sequence[tuple[float, float]]]],
+               y_label: str = "QPS", log_y: bool | None = None, x_label: str = "batch size",
+               x_text: Callable[[float], str] = str) -> str:
+    """One small chart of y against batch size (log2 x; or ``x_label``, its ticks
+    written by ``x_text``): one line per series.
+
+    ``log_y`` None picks a log y axis when the values span more than AUTO_LOG_RATIO.
     """
-    series = [(_label(row), [(p.batch_size, p.qps) for p in row.throughput
-                             if p.batch_size > 0 and math.isfinite(p.qps)])
-              for row in rows]
-    series = [(label, pts) for label, pts in series if pts]
-    width = LEFT + PLOT_W + RIGHT + LEGEND_W
+    series = [(label, style, [(x, y) for x, y in pts if x > 0 and math.isfinite(y)])
+              for label, style, pts in series]
+    series = [s for s in series if s[2]]
+    width, height = LEFT + PANEL_W + RIGHT, TOP + PANEL_H + BOTTOM
+    head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img" class="panel" '
+            f'aria-label="{escape(title)}: {escape(y_label)} against {escape(x_label)}">'
+            f'<text x="4" y="14" class="title">{escape(title)}</text>')
     if not series:
-        return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="60" '
-                f'role="img" aria-label="QPS plot"><text x="{LEFT}" y="34" '
-                f'>no performance measured</text></svg>')
-
-    bss = sorted({bs for _, pts in series for bs, _ in pts})
-    qpss = [q for _, pts in series for _, q in pts]
-    positive = [q for q in qpss if q > 0]
+        return head + f'<text x="{LEFT}" y="{TOP + 40}" class="none">not measured</text></svg>'
+    xs = sorted({x for _, _, pts in series for x, _ in pts})
+    ys = [y for _, _, pts in series for _, y in pts]
+    sx = _log_scale(xs[0], xs[-1], LEFT, LEFT + PANEL_W, base=2)
+    positive = [y for y in ys if y > 0]
     if log_y is None:
-        log_y = bool(positive) and len(positive) == len(qpss) and \
-            max(positive) / min(positive) > AUTO_LOG_RATIO
+        log_y = len(positive) == len(ys) and max(positive) / min(positive) > AUTO_LOG_RATIO
     log_y = log_y and bool(positive)
-    x_lo, x_hi = math.log2(bss[0]), math.log2(bss[-1])
-    if x_hi - x_lo < 1e-9:
-        x_lo, x_hi = x_lo - 1, x_hi + 1
     if log_y:
-        y_lo = math.floor(math.log10(min(positive)))
-        y_hi = max(math.ceil(math.log10(max(positive))), y_lo + 1)
-        y_ticks = [10.0 ** k for k in range(y_lo, y_hi + 1)]
+        y_ticks = _decades(min(positive), max(positive))
+        sy = _log_scale(y_ticks[0], y_ticks[-1], TOP + PANEL_H, TOP)
     else:
-        y_ticks = _linear_ticks(max(qpss))
-        y_lo, y_hi = 0.0, y_ticks[-1]
-
-    def sx(bs: float) -> float:
-        return LEFT + (math.log2(bs) - x_lo) / (x_hi - x_lo) * PLOT_W
-
-    def sy(q: float) -> float:
-        v = math.log10(q) if log_y else q
-        return TOP + PLOT_H - (v - y_lo) / (y_hi - y_lo) * PLOT_H
-
-    height = max(TOP + PLOT_H + BOTTOM, TOP + LEGEND_ROW * (len(series) + 1))
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" role="img" '
-           f'aria-label="QPS against batch size" class="qps-plot">',
-           f'<rect x="{LEFT}" y="{TOP}" width="{PLOT_W}" height="{PLOT_H}" '
-           f'fill="none" stroke="#888"/>']
-    out += _x_axis(bss, sx)
-    out += _y_axis(y_ticks, sy)
-    out.append(f'<text x="{LEFT + PLOT_W / 2:.1f}" y="{TOP + PLOT_H + 42}" '
-               f'text-anchor="middle" class="axis-label">batch size (log2)</text>')
-    y_mid = TOP + PLOT_H / 2
-    out.append(f'<text x="16" y="{y_mid:.1f}" text-anchor="middle" class="axis-label" '
-               f'transform="rotate(-90 16 {y_mid:.1f})">QPS{" (log)" if log_y else ""}</text>')
-
-    for i, (label, pts) in enumerate(series):
-        color, marker = PALETTE[i % len(PALETTE)], MARKERS[i % len(MARKERS)]
-        drawn = [(bs, q, sx(bs), sy(q)) for bs, q in pts if q > 0 or not log_y]
+        y_ticks = _linear_ticks(max(ys))
+        sy = _linear_scale(0.0, y_ticks[-1], TOP + PANEL_H, TOP)
+    out = [head, f'<rect x="{LEFT}" y="{TOP}" width="{PANEL_W}" height="{PANEL_H}" class="frame"/>']
+    out += _x_ticks(xs, sx, TOP, TOP + PANEL_H, x_text)
+    out += _y_ticks(y_ticks, sy, LEFT, LEFT + PANEL_W)
+    out.append(f'<text x="{LEFT + PANEL_W}" y="{height - 4}" text-anchor="end" '
+               f'class="axis-label">{escape(x_label)}</text>')
+    out.append(f'<text x="{LEFT + PANEL_W}" y="14" text-anchor="end" class="axis-label">'
+               f'{escape(y_label)}{" (log)" if log_y else ""}</text>')
+    for label, style, pts in series:
+        drawn = [(x, y, sx(x), sy(y)) for x, y in pts if y > 0 or not log_y]
         out.append(f'<g class="series"><title>{escape(label)}</title>')
         if len(drawn) > 1:
-            coords = " ".join(f"{x:.1f},{y:.1f}" for _, _, x, y in drawn)
-            out.append(f'<polyline points="{coords}" fill="none" stroke="{color}" '
+            coords = " ".join(f"{px:.1f},{py:.1f}" for _, _, px, py in drawn)
+            out.append(f'<polyline points="{coords}" fill="none" stroke="{style.color}" '
                        f'stroke-width="2"/>')
-        for bs, q, x, y in drawn:
-            tip = escape(f"{label}: bs {bs}, {fmt_num(q)} QPS")
-            out.append(_marker(marker, x, y, color, tip))
+        for x, y, px, py in drawn:
+            at = f"bs {x}" if x_label == "batch size" else f"{x_text(x)} {x_label}"
+            out.append(_marker(style, px, py, escape(f"{label}: {at}, {fmt_num(y)} {y_label}")))
         out.append("</g>")
-        lx, ly = LEFT + PLOT_W + RIGHT, TOP + LEGEND_ROW * i + 6
-        out.append(f'<line x1="{lx}" y1="{ly}" x2="{lx + 16}" y2="{ly}" stroke="{color}" '
-                   f'stroke-width="2"/>')
-        out.append(_marker(marker, lx + 8, ly, color, escape(label)))
-        out.append(f'<text x="{lx + 24}" y="{ly + 4}" class="legend">{escape(label)}</text>')
     out.append("</svg>")
-    return "\n".join(out)
+    return "".join(out)
 
 
-def _label(row: Row) -> str:
-    points = row.throughput
-    scenario = points[0].scenario if points else ""
-    return row.combination if scenario in ("", "offline") else f"{row.combination} ({scenario})"
+@dataclass(frozen=True)
+class Range:
+    """One latency distribution: its percentiles in ms (any may be missing)."""
+
+    label: str
+    style: Style
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    p999: float | None
+
+
+def latency_panel(title: str, ranges: Sequence[Range], width: int = 440) -> str:
+    """Latency percentiles, one row per range, on a log ms axis: a dot at p50, a
+    thick bar to p90, a tick at p99, a thin whisker to p99.9."""
+    label_w = 210
+    rows = [r for r in ranges if r.p50 is not None and r.p50 > 0]
+    height = TOP + BAR_ROW * max(len(rows), 1) + BOTTOM
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" role="img" class="panel latency" '
+           f'aria-label="{escape(title)}: latency percentiles">'
+           f'<text x="4" y="14" class="title">{escape(title)}</text>']
+    if not rows:
+        out.append(f'<text x="4" y="{TOP + 12}" class="none">not measured</text></svg>')
+        return "".join(out)
+    values = [v for r in rows for v in (r.p50, r.p90, r.p99, r.p999) if v and v > 0]
+    ticks = _decades(min(values), max(values))
+    x0, x1 = label_w, width - RIGHT
+    sx = _log_scale(ticks[0], ticks[-1], x0, x1)
+    bottom = TOP + BAR_ROW * len(rows)
+    out += _x_ticks(ticks, sx, TOP, bottom, lambda t: fmt_num(t, 3))
+    out.append(f'<text x="{x1}" y="{height - 4}" text-anchor="end" class="axis-label">'
+               f'ms (log)</text>')
+    for i, r in enumerate(rows):
+        y = TOP + BAR_ROW * i + BAR_ROW / 2
+        c = r.style.color
+        tip = escape(f"{r.label}: p50 {fmt_num(r.p50)}, p90 {fmt_num(r.p90)}, "
+                     f"p99 {fmt_num(r.p99)}, p99.9 {fmt_num(r.p999)} ms")
+        out.append(f'<g class="range"><title>{tip}</title>'
+                   f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
+                   f'{escape(r.label)}</text>')
+        top = r.p999 or r.p99 or r.p90
+        if top:
+            out.append(f'<line x1="{sx(r.p50):.1f}" y1="{y:.1f}" x2="{sx(top):.1f}" y2="{y:.1f}" '
+                       f'stroke="{c}" stroke-width="1.5"/>')
+        if r.p90:
+            out.append(f'<line x1="{sx(r.p50):.1f}" y1="{y:.1f}" x2="{sx(r.p90):.1f}" '
+                       f'y2="{y:.1f}" stroke="{c}" stroke-width="6"/>')
+        if r.p99:
+            out.append(f'<line x1="{sx(r.p99):.1f}" y1="{y - 5:.1f}" x2="{sx(r.p99):.1f}" '
+                       f'y2="{y + 5:.1f}" stroke="{c}" stroke-width="2"/>')
+        out.append(f'<circle cx="{sx(r.p50):.1f}" cy="{y:.1f}" r="3.5" fill="#fff" '
+                   f'stroke="{c}" stroke-width="2"/></g>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class RoofPoint:
+    label: str
+    style: Style
+    intensity: float  # FLOPs per byte moved
+    flops: float  # achieved FLOP/s
+    family: str = ""  # lets the page's family filter hide it
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    label: str
+    style: Style
+    flops: float  # peak FLOP/s
+
+
+def roofline_svg(points: Sequence[RoofPoint], ceilings: Sequence[Ceiling]) -> str:
+    """Achieved FLOP/s against arithmetic intensity (both log), with a dashed
+    horizontal line per compute ceiling."""
+    points = [p for p in points if p.intensity > 0 and p.flops > 0
+              and math.isfinite(p.intensity) and math.isfinite(p.flops)]
+    ceilings = [c for c in ceilings if c.flops > 0 and math.isfinite(c.flops)]
+    left, label_w = 64, 240
+    width, height = left + ROOF_W + label_w, TOP + ROOF_H + 40
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" role="img" class="roofline" '
+           f'aria-label="roofline: achieved FLOP/s against arithmetic intensity">']
+    if not points:
+        out.append(f'<text x="{left}" y="{TOP + 20}" class="none">no FLOP counts with a '
+                   f'measured QPS</text></svg>')
+        return "".join(out)
+    xs = [p.intensity for p in points]
+    ys = [p.flops for p in points] + [c.flops for c in ceilings]
+    x_ticks, y_ticks = _decades(min(xs), max(xs)), _decades(min(ys), max(ys))
+    sx = _log_scale(x_ticks[0], x_ticks[-1], left, left + ROOF_W)
+    sy = _log_scale(y_ticks[0], y_ticks[-1], TOP + ROOF_H, TOP)
+    out.append(f'<rect x="{left}" y="{TOP}" width="{ROOF_W}" height="{ROOF_H}" class="frame"/>')
+    out += _x_ticks(x_ticks, sx, TOP, TOP + ROOF_H, lambda t: fmt_num(t, 3))
+    out += _y_ticks(y_ticks, sy, left, left + ROOF_W)
+    out.append(f'<text x="{left + ROOF_W / 2}" y="{height - 6}" text-anchor="middle" '
+               f'class="axis-label">arithmetic intensity (FLOPs / byte, log)</text>')
+    out.append(f'<text x="4" y="{TOP - 6}" class="axis-label">achieved FLOP/s (log)</text>')
+    last = math.inf
+    for c in sorted(ceilings, key=lambda c: c.flops):
+        y = sy(c.flops)
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + ROOF_W}" y2="{y:.1f}" '
+                   f'stroke="{c.style.color}" stroke-width="1.5" stroke-dasharray="6 3">'
+                   f'<title>{escape(c.label)}</title></line>')
+        if last - y >= 12:  # a label closer to the last one would overprint it
+            out.append(f'<text x="{left + ROOF_W + 6}" y="{y + 4:.1f}" class="tick">'
+                       f'{escape(c.label)}</text>')
+            last = y
+    for p in points:
+        tip = escape(f"{p.label}: {fmt_num(p.flops)} FLOP/s at {fmt_num(p.intensity, 3)} FLOPs/B")
+        out.append(f'<g data-family="{escape(p.family)}">'
+                   f'{_marker(p.style, sx(p.intensity), sy(p.flops), tip)}</g>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+def _log_scale(lo: float, hi: float, a: float, b: float,
+               base: float = 10) -> Callable[[float], float]:
+    l0, l1 = math.log(lo, base), math.log(hi, base)
+    if l1 - l0 < 1e-9:
+        l0, l1 = l0 - 1, l1 + 1
+    return lambda v: a + (math.log(v, base) - l0) / (l1 - l0) * (b - a)
+
+
+def _linear_scale(lo: float, hi: float, a: float, b: float) -> Callable[[float], float]:
+    return lambda v: a + (v - lo) / (hi - lo) * (b - a)
+
+
+def _decades(lo: float, hi: float) -> list[float]:
+    """Powers of ten enclosing [lo, hi], at least two."""
+    k0 = math.floor(math.log10(lo))
+    k1 = max(math.ceil(math.log10(hi)), k0 + 1)
+    return [10.0 ** k for k in range(k0, k1 + 1)]
 
 
 def _linear_ticks(top: float) -> list[float]:
-    """0 and about five round steps (1, 2, 2.5 or 5 times a power of ten) reaching ``top``."""
+    """0 and about four round steps (1, 2, 2.5 or 5 times a power of ten) reaching ``top``."""
     if top <= 0:
         return [0.0, 1.0]
-    raw = top / 5
+    raw = top / 4
     power = 10.0 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
     return [step * i for i in range(math.ceil(top / step - 1e-9) + 1)]
 
 
-def _x_axis(bss: list[int], sx: Callable[[float], float]) -> list[str]:
+def _x_ticks(ticks: Sequence[float], sx: Callable[[float], float], top: float, bottom: float,
+             text: Callable[[float], str]) -> list[str]:
     out, last = [], -math.inf
-    for bs in bss:
-        x = sx(bs)
-        out.append(f'<line x1="{x:.1f}" y1="{TOP}" x2="{x:.1f}" y2="{TOP + PLOT_H}" '
-                   f'class="grid"/>')
+    for t in ticks:
+        x = sx(t)
+        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}" class="grid"/>')
         if x - last >= MIN_TICK_GAP:
-            out.append(f'<text x="{x:.1f}" y="{TOP + PLOT_H + 18}" text-anchor="middle" '
-                       f'class="tick">{bs}</text>')
+            out.append(f'<text x="{x:.1f}" y="{bottom + 13}" text-anchor="middle" '
+                       f'class="tick">{text(t)}</text>')
             last = x
     return out
 
 
-def _y_axis(ticks: list[float], sy: Callable[[float], float]) -> list[str]:
+def _y_ticks(ticks: Sequence[float], sy: Callable[[float], float], left: float,
+             right: float) -> list[str]:
     out = []
     for t in ticks:
         y = sy(t)
-        out.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + PLOT_W}" y2="{y:.1f}" '
-                   f'class="grid"/>')
-        out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" '
-                   f'class="tick">{fmt_num(t, 3)}</text>')
+        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" class="grid"/>'
+                   f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
+                   f'{fmt_num(t, 3)}</text>')
     return out
 
 
-def _marker(shape: str, x: float, y: float, color: str, tip: str) -> str:
-    title = f"<title>{tip}</title>"
-    if shape == "circle":
+def _marker(style: Style, x: float, y: float, tip: str) -> str:
+    title, color = f"<title>{tip}</title>", style.color
+    if style.marker == "circle":
         return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}">{title}</circle>'
-    if shape == "square":
+    if style.marker == "square":
         return (f'<rect x="{x - 3.5:.1f}" y="{y - 3.5:.1f}" width="7" height="7" '
                 f'fill="{color}">{title}</rect>')
-    if shape == "triangle":
+    if style.marker == "triangle":
         d = f"M{x:.1f},{y - 5:.1f} L{x + 4.5:.1f},{y + 3.5:.1f} L{x - 4.5:.1f},{y + 3.5:.1f} Z"
     else:
         d = f"M{x:.1f},{y - 5:.1f} L{x + 5:.1f},{y:.1f} L{x:.1f},{y + 5:.1f} L{x - 5:.1f},{y:.1f} Z"

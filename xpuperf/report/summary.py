@@ -29,7 +29,8 @@ _FAILING = frozenset({"failed", "error"})
 _PREFERRED_SCENARIO = "offline"
 # Record keys that say which item a record is, not what it measured.
 _IDENTITY = frozenset({"suite", "combination", "model", "dataset", "precision", "hardware",
-                       "framework", "domain", "weights", "outcome", "message", "audit"})
+                       "framework", "domain", "family", "weights", "outcome", "message",
+                       "audit"})
 
 
 @dataclass
@@ -52,10 +53,13 @@ class PerfPoint:
     p50: float | None = None  # latencies in ms
     p90: float | None = None
     p99: float | None = None
+    p999: float | None = None
     mean: float | None = None
     samples: int | None = None
     wall_s: float | None = None
     mfu: float | None = None  # a fraction of the peak FLOP/s
+    peak_flops: float | None = None  # the ceiling MFU is judged against
+    peak_flops_source: str = ""  # "declared" by the backend or how it was measured
     peak_rss_mb: float | None = None
     flops_per_sample: float | None = None
     bytes_per_sample: float | None = None
@@ -87,6 +91,7 @@ class Row:
     precision: str
     framework: str = ""
     domain: str = ""
+    family: str = ""
     hardware: str = ""
     weights: str = ""
     status: str = "skipped"
@@ -111,6 +116,9 @@ class Row:
     # performance
     perf: list[PerfPoint] = field(default_factory=list)
     audits: list[AuditPoint] = field(default_factory=list)
+    # generation (suites/llm): one record's figures per item, with its
+    # scenario (none for the accuracy item), outcome and message
+    generation: list[dict[str, Any]] = field(default_factory=list)
     # compile
     compile_status: str | None = None
     compile_seconds: float | None = None  # a cold compile
@@ -155,6 +163,21 @@ class Row:
         return sorted((p for p in measured if p.scenario == scenario), key=lambda p: p.batch_size)
 
     @property
+    def best(self) -> PerfPoint | None:
+        """The throughput point of the highest QPS: the figure hardware is chosen on."""
+        return max(self.throughput, key=lambda p: p.qps, default=None)
+
+    @property
+    def loaded(self) -> PerfPoint | None:
+        """The point whose p99 says most about latency under load: the server run
+        (Poisson arrivals at a stated QPS), else a single stream, else none."""
+        for scenario in ("server", "single_stream"):
+            points = [p for p in self.perf if p.scenario == scenario and p.p99 is not None]
+            if points:
+                return min(points, key=lambda p: p.batch_size or 0)
+        return None
+
+    @property
     def best_mfu(self) -> float | None:
         """The highest MFU any performance item reached."""
         return max((p.mfu for p in self.perf if p.mfu is not None), default=None)
@@ -184,18 +207,20 @@ def summarize(records: Iterable[Mapping[str, Any]]) -> list[Row]:
                 combination=combo, model=str(rec.get("model", "")),
                 dataset=str(rec.get("dataset", "")), precision=str(rec.get("precision", "")),
                 framework=str(rec.get("framework", "")), domain=str(rec.get("domain", "")),
+                family=str(rec.get("family") or rec.get("model", "")),
                 hardware=str(rec.get("hardware", "")), weights=str(rec.get("weights", "")))
         _merge(row, rec)
     for row in rows.values():
         _finish(row)
-    return sorted(rows.values(), key=_sort_key)
+    return sorted(rows.values(), key=row_key)
 
 
 def _combination_of(rec: Mapping[str, Any]) -> str:
     return "-".join(str(rec.get(k, "?")) for k in ("model", "dataset", "precision"))
 
 
-def _sort_key(row: Row) -> tuple[str, int, str, str]:
+def row_key(row: Row) -> tuple[str, int, str, str]:
+    """The order of rows on every page: by model, then precision (fp32 first), then dataset."""
     rank = PRECISIONS.index(row.precision) if row.precision in PRECISIONS else len(PRECISIONS)
     return (row.model, rank, row.precision, row.dataset)
 
@@ -219,6 +244,14 @@ def _merge(row: Row, rec: Mapping[str, Any]) -> None:
             label = " ".join(x for x in (f"bs{point.batch_size}" if point.batch_size else "",
                                          point.scenario) if x)
             res.messages.append(f"{label}: {message}" if label else message)
+        return
+    if suite == "generation":
+        figures = {k: v for k, v in rec.items() if k not in _IDENTITY}
+        row.generation.append({"scenario": None, **figures, "outcome": outcome,
+                               "message": message})
+        if message:
+            label = figures.get("scenario") or "accuracy"
+            res.messages.append(f"{label}: {message}")
         return
     if suite == "audit":
         name = str(rec.get("audit") or "")
@@ -262,8 +295,9 @@ def _merge_numerics(row: Row, rec: Mapping[str, Any]) -> None:
 
 
 def _merge_compile(row: Row, rec: Mapping[str, Any], outcome: str) -> None:
+    # An item that errored in setup (its dataset or weights) never reached the compiler.
     row.compile_status = rec.get("status") or row.compile_status or (
-        "failed" if outcome in _FAILING else None)
+        outcome if outcome in _FAILING else None)
     row.compile_seconds = _num(rec.get("seconds_cold"), row.compile_seconds)
     row.compile_seconds_cached = _num(rec.get("seconds_cached"), row.compile_seconds_cached)
     notes = [f"cold: {rec['cold_measured']}" if rec.get("cold_measured") else "",
@@ -289,9 +323,11 @@ def _merge_perf(row: Row, rec: Mapping[str, Any], outcome: str, message: str) ->
         batch_size=int(bs) if isinstance(bs, (int, float)) else None,
         scenario=str(rec.get("scenario") or ""), outcome=outcome, message=message,
         qps=_num(rec.get("qps")), p50=_num(lat.get("p50")), p90=_num(lat.get("p90")),
-        p99=_num(lat.get("p99")), mean=_num(lat.get("mean")),
+        p99=_num(lat.get("p99")), p999=_num(lat.get("p99.9")), mean=_num(lat.get("mean")),
         samples=rec.get("samples"), wall_s=_num(rec.get("wall_s")),
         mfu=_num(rec.get("mfu")), peak_rss_mb=_num(rec.get("peak_rss_mb")),
+        peak_flops=_num(rec.get("peak_flops")),
+        peak_flops_source=str(rec.get("peak_flops_source") or ""),
         flops_per_sample=_num(rec.get("flops_per_sample")),
         bytes_per_sample=_num(rec.get("bytes_per_sample")),
         stable=_bool(rec.get("stable")), valid=_bool(rec.get("valid")),
@@ -386,7 +422,8 @@ def fmt_num(value: float | None, digits: int = 4) -> str:
         return "inf" if value > 0 else "-inf"
     mag = abs(value)
     # k starts at 10^4 because '1234' is as short as '1.2k' and exact.
-    for threshold, scale, suffix in ((1e9, 1e9, "G"), (1e6, 1e6, "M"), (1e4, 1e3, "k")):
+    for threshold, scale, suffix in ((1e15, 1e15, "P"), (1e12, 1e12, "T"), (1e9, 1e9, "G"),
+                                     (1e6, 1e6, "M"), (1e4, 1e3, "k")):
         if mag >= threshold:
             scaled = value / scale
             # One digit fewer than asked reads better ('2.4M'), but never drop integer digits.
