@@ -21,7 +21,9 @@ from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 import numpy as np
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8", "fp8")
+# tf32 is fp32 storage with TensorFloat-32 matmuls (10-bit mantissa): a precision
+# of its own, so that a GPU's tf32 figures are never reported as fp32.
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "int8", "fp8")
 T = TypeVar("T")
 
 
@@ -116,6 +118,15 @@ class Backend(abc.ABC):
         that combination fail with its message.
         """
 
+    def generation_engine(self, artifact: Any, precision: str, options: Mapping[str, str]) -> Any:
+        """Optional: a ``backends.generation.GenerationEngine`` serving the LLM
+        ``artifact`` (a ``backends.generation.LMArtifactLike``) at ``precision``;
+        the contract is in backends/generation.py. Raise
+        ``backends.generation.GenerationUnsupported`` for what it cannot serve."""
+        from backends.generation import GenerationUnsupported
+        raise GenerationUnsupported(f"the {self.name} backend has no generation engine "
+                                    "(implement Backend.generation_engine)")
+
 
 # --------------------------------------------------------------------------- compile cache
 # Helpers for ``compile(..., cache_dir)``: save the compiled files with
@@ -173,6 +184,12 @@ class CompileError(RuntimeError):
         self.fallback_ops = sorted(set(fallback_ops))
 
 
+class Declined(CompileError):
+    """The backend does not take this model or precision, by design and with the
+    reason (a torch-only backend handed a TensorFlow entry, say): its items are
+    skipped with the message, not failed, and count against no coverage."""
+
+
 class ModelArtifactLike(abc.ABC):
     """What a backend may use of a model (implemented by xpuperf.models.ModelArtifact).
 
@@ -190,4 +207,19 @@ class ModelArtifactLike(abc.ABC):
     @abc.abstractmethod
     def calibration_feeds(self, count: int) -> list[dict[str, np.ndarray]]:
         """Real dataset samples, one per feed dict, for post-training quantization."""
+
+    # Optional for an artifact: a backend that compiles a framework's own model
+    # (a GPU backend on torch) uses these; the ONNX file above serves the others.
+    def torch_module(self) -> Any:
+        """A fresh copy of the model's own torch.nn.Module, in eval mode and fp32 on
+        the CPU, the caller's to convert or move; None where the model has no torch
+        module (a TensorFlow entry, an ONNX file). It takes the inputs positionally
+        in ``input_names`` order and returns a tensor, or a tuple in
+        ``output_names`` order."""
+        return None
+
+    def example_feeds(self, batch_size: int) -> dict[str, np.ndarray]:
+        """Inputs of the model's names, shapes and dtypes at ``batch_size`` (their
+        values are not data), for tracing, warm-up and capture."""
+        raise NotImplementedError(f"{type(self).__name__} gives no example inputs")
 

@@ -99,7 +99,8 @@ class ModelArtifact(ModelArtifactLike):
             file_digest(self.weights_path) if self.weights_path else None,
             _versions(self._fw.PACKAGES), self._fw.OPSET,
             # The builder's and the exporter's code: a changed model is a new artifact.
-            source_digest(BUILDERS[spec.builder].split(":")[0], FRAMEWORKS[spec.framework]),
+            source_digest(*([BUILDERS[spec.builder].split(":")[0]] if spec.builder else []),
+                          FRAMEWORKS[spec.framework]),
         )
 
     def _weights_path(self, root: Path) -> Path | None:
@@ -121,8 +122,10 @@ class ModelArtifact(ModelArtifactLike):
     def model(self) -> Any:
         """The framework model, built on first use."""
         if self._model is None:
-            module, func = BUILDERS[self.spec.builder].split(":")
-            build = getattr(importlib.import_module(module), func)
+            build = None  # a model that is a file (zoo.yaml's model:) has no builder
+            if self.spec.builder:
+                module, func = BUILDERS[self.spec.builder].split(":")
+                build = getattr(importlib.import_module(module), func)
             try:
                 self._model = self._fw.materialize(build, self.spec, self.weights_path)
             except (OSError, ValueError, RuntimeError) as e:
@@ -148,6 +151,18 @@ class ModelArtifact(ModelArtifactLike):
 
     def calibration_feeds(self, count: int) -> list[dict[str, np.ndarray]]:
         return self._calibration(count)
+
+    def torch_module(self) -> Any:
+        """A deep copy of the torch model the reference runs (so that a backend's
+        conversions never reach the reference), or None for another framework."""
+        if self.spec.framework != "torch":
+            return None
+        import copy
+
+        return copy.deepcopy(self.model())
+
+    def example_feeds(self, batch_size: int) -> dict[str, np.ndarray]:
+        return example_feeds(self.spec, batch_size)
 
     def close(self) -> None:
         if self._model is not None and hasattr(self._fw, "close"):

@@ -1,0 +1,32 @@
+"""GPU backend: a zoo entry's own torch module, compiled for a torch device.
+
+It takes the framework's module from the artifact (``torch_module()``), not the
+ONNX export: onnx2torch converts back only a third of the zoo, and torch.compile
+works on the module itself. TensorFlow and ONNX entries have no torch module and
+are declined with the reason.
+
+Options (--backend-option KEY=VALUE):
+  device         cuda (default; cuda:N, or the index in $XPUPERF_DEVICE of a worker
+                 bound to one device) or cpu, which runs every path that needs no
+                 CUDA on the host CPU (CI's way of testing this backend)
+  mode           eager (the module as is), compile (torch.compile with inductor,
+                 compiled for every zoo batch size at compile time), cudagraphs (the
+                 eager module replayed as one CUDA graph per batch size, so that
+                 small batches are not bound by kernel launches; CUDA only).
+                 Default: compile on cuda, eager on cpu
+  inductor_mode  torch.compile's mode with mode=compile: default, reduce-overhead,
+                 max-autotune, max-autotune-no-cudagraphs, ...
+
+Precisions: fp32 (TF32 off: IEEE fp32 matmuls and convolutions), tf32 (fp32
+storage, TensorFloat-32 matmuls; CUDA capability 8.0+), fp16 and bf16 (the
+module converted), fp8 (CUDA capability 8.9+: nn.Linear layers as per-tensor
+scaled e4m3 matmuls, backends/gpu/fp8.py, the rest in bf16; the report lists the
+layers that ran fp8). int8 is declined.
+
+Compile report: nodes and fallback ops as backends/gpu/coverage.py counts them;
+with mode=compile, inductor's cache lives in the compile cache entry, so a second
+compile is served from it (``cached``), and the kernels inductor generated.
+"""
+from backends.gpu.backend import GpuBackend
+
+BACKEND = GpuBackend

@@ -1,0 +1,394 @@
+"""The GPU backend: a zoo entry's own torch module on a torch device.
+
+See backends/gpu/__init__.py for the options, modes and precisions.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from backends.base import (Backend, Compiled, CompileError, CompileReport, Declined,
+                           ModelArtifactLike, load_cached, save_report)
+
+MODES = ("eager", "compile", "cudagraphs")
+OPTIONS = ("device", "mode", "inductor_mode")
+# The dtype the model computes in, per precision (fp8: what is not a Linear layer).
+COMPUTE_DTYPE = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16",
+                 "fp8": "bfloat16"}
+TF32_CAPABILITY = (8, 0)  # Ampere
+FP8_CAPABILITY = (8, 9)  # Ada, Hopper: e4m3 tensor-core matmuls
+# A worker bound to one device (one worker per device) is handed its index here.
+DEVICE_ENV = "XPUPERF_DEVICE"
+INDUCTOR_DIR = "inductor"
+
+
+@dataclass(frozen=True)
+class Settings:
+    device: str
+    mode: str
+    inductor_mode: str | None
+
+    @classmethod
+    def parse(cls, options: Mapping[str, str]) -> "Settings":
+        unknown = sorted(set(options) - set(OPTIONS))
+        if unknown:
+            raise CompileError(f"unknown GPU backend option(s) {', '.join(unknown)}; it knows "
+                               f"{', '.join(OPTIONS)}")
+        device = options.get("device") or "cuda"
+        # torch.compile on a CPU spends its time compiling C++: eager keeps a
+        # device=cpu run (CI's) quick.
+        mode = options.get("mode") or ("eager" if device.startswith("cpu") else "compile")
+        if mode not in MODES:
+            raise CompileError(f"mode={mode!r}: use one of {', '.join(MODES)}")
+        if options.get("inductor_mode") and mode != "compile":
+            raise CompileError(f"inductor_mode is torch.compile's mode: it needs mode=compile, "
+                               f"not mode={mode}")
+        return cls(device, mode, options.get("inductor_mode") or None)
+
+
+def torch_device(name: str) -> Any:
+    """The torch device ``name`` names, bound to $XPUPERF_DEVICE's index where a
+    CUDA device is named without one; CompileError where it is not here."""
+    import torch
+
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise CompileError(f"device={name!r}: {e}; use cuda, cuda:N or cpu") from None
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise CompileError(f"device={name!r}: the GPU backend runs on cuda or cpu")
+    if not torch.cuda.is_available():
+        raise CompileError(f"device={name}: torch {torch.__version__} sees no CUDA device "
+                           f"(built for CUDA {torch.version.cuda or 'none'}); "
+                           "--backend-option device=cpu runs this backend on the CPU")
+    index = device.index
+    if index is None:
+        bound = os.environ.get(DEVICE_ENV, "0")
+        if not bound.isdigit():
+            raise CompileError(f"{DEVICE_ENV}={bound!r}: expected a CUDA device index")
+        index = int(bound)
+    if index >= torch.cuda.device_count():
+        raise CompileError(f"device cuda:{index}: this host has {torch.cuda.device_count()} "
+                           "CUDA device(s)")
+    return torch.device("cuda", index)
+
+
+def decline(precision: str, device: Any) -> str:
+    """Why ``precision`` cannot run on ``device``, or '' where it can."""
+    import torch
+
+    if precision == "int8":
+        return ("int8 is not offered: torch has no int8 path for a whole model without a "
+                "quantization flow (calibration, quantized kernels); use fp8, fp16 or bf16")
+    if precision not in COMPUTE_DTYPE:
+        return f"unknown precision {precision!r}"
+    cuda = device.type == "cuda"
+    capability = torch.cuda.get_device_capability(device) if cuda else None
+    if precision == "tf32" and (not cuda or capability < TF32_CAPABILITY):
+        return (f"tf32 is a CUDA matmul mode of compute capability 8.0 and later; device "
+                f"{_describe(device, capability)} has none")
+    if precision == "fp8" and (not cuda or capability < FP8_CAPABILITY):
+        return (f"fp8 needs e4m3 tensor-core matmuls (CUDA compute capability 8.9 or later); "
+                f"device {_describe(device, capability)} has none")
+    if precision == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        return f"bf16: device {_describe(device, capability)} has no bf16 kernels"
+    return ""
+
+
+def _host_cpu() -> str:
+    return platform.processor() or platform.machine()
+
+
+def _describe(device: Any, capability: tuple[int, int] | None) -> str:
+    return f"{device} (capability {capability[0]}.{capability[1]})" if capability else str(device)
+
+
+def _numerics(precision: str, device: Any) -> Callable[[], None]:
+    """Sets how fp32 matmuls and convolutions compute on CUDA: IEEE fp32 for
+    fp32, TensorFloat-32 for tf32 (set before every run: they are process-wide).
+
+    Each flag through the API that inductor reads it by: matmuls through the new
+    one, cuDNN through the legacy one (its conv templates read allow_tf32, which
+    raises once cuDNN's flags were set through the new API)."""
+    import torch
+
+    if device.type != "cuda":
+        return lambda: None
+    tf32 = precision == "tf32"
+
+    def apply() -> None:
+        torch.backends.cuda.matmul.fp32_precision = "tf32" if tf32 else "ieee"
+        torch.backends.cudnn.allow_tf32 = tf32
+    return apply
+
+
+class _Feeder:
+    """Host arrays -> device tensors in the model's order; float inputs in the
+    precision's compute dtype."""
+
+    def __init__(self, names: tuple[str, ...], device: Any, dtype: Any):
+        self.names, self.device, self.dtype = names, device, dtype
+
+    def __call__(self, feeds: Mapping[str, np.ndarray]) -> list[Any]:
+        import torch
+
+        if feeds.keys() != set(self.names):
+            raise KeyError(f"feeds {sorted(feeds)}; the model's inputs are {list(self.names)}"
+                           + _difference("missing", set(self.names) - feeds.keys())
+                           + _difference("unknown", feeds.keys() - set(self.names)))
+        out = []
+        for name in self.names:
+            t = torch.from_numpy(np.ascontiguousarray(feeds[name])).to(self.device)
+            out.append(t.to(self.dtype) if t.is_floating_point() else t)
+        return out
+
+
+def _difference(what: str, names: set[str]) -> str:
+    return f" ({what}: {', '.join(sorted(names))})" if names else ""
+
+
+class _CudaGraphs:
+    """The module replayed as one CUDA graph per input shape, captured on the
+    first call of that shape (after warm-up runs on a side stream, which make the
+    libraries' lazy allocations outside the capture)."""
+
+    WARMUP = 3
+
+    def __init__(self, forward: Callable[..., Any], device: Any):
+        self.forward, self.device = forward, device
+        self.graphs: dict[tuple, tuple[list[Any], Any, Any]] = {}
+
+    def __call__(self, *args: Any) -> Any:
+        key = tuple((tuple(a.shape), a.dtype) for a in args)
+        if key not in self.graphs:
+            self.graphs[key] = self._capture(args)
+        inputs, graph, outputs = self.graphs[key]
+        for static, a in zip(inputs, args):
+            static.copy_(a)
+        graph.replay()
+        return outputs  # overwritten by the next replay: run() copies them out at once
+
+    def _capture(self, args: tuple[Any, ...]) -> tuple[list[Any], Any, Any]:
+        import torch
+
+        inputs = [a.clone() for a in args]
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(self.WARMUP):
+                self.forward(*inputs)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = self.forward(*inputs)
+        return inputs, graph, outputs
+
+
+class TorchCompiled(Compiled):
+    def __init__(self, forward: Callable[..., Any], feeder: _Feeder,
+                 output_names: tuple[str, ...], numerics: Callable[[], None],
+                 report: CompileReport):
+        import torch
+
+        self._torch = torch
+        self._forward, self._feeder = forward, feeder
+        self._outputs, self._numerics = output_names, numerics
+        self.report = report
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self._numerics()
+        with self._torch.inference_mode():
+            out = self._forward(*self._feeder(feeds))
+            out = out if isinstance(out, (tuple, list)) else (out,)
+            # numpy has no bf16: floats come back in fp32, as the reference's do.
+            return {name: (o.float() if o.is_floating_point() else o).cpu().numpy()
+                    for name, o in zip(self._outputs, out)}
+
+    def close(self) -> None:
+        device = self._feeder.device
+        self._forward = None
+        if device.type == "cuda":
+            self._torch.cuda.empty_cache()
+
+
+class GpuBackend(Backend):
+    name = "GPU"
+    requires = ("torch",)
+    install_hint = "pip install torch (a CUDA build for a GPU)"
+
+    def info(self) -> dict[str, Any]:
+        import torch
+
+        out: dict[str, Any] = {"name": self.name, "torch": torch.__version__,
+                               "cuda": torch.version.cuda}
+        if not torch.cuda.is_available():  # device=cpu is all it can run on
+            out.update(device=f"cpu: {_host_cpu()} (no CUDA device)", device_count=1)
+        else:
+            count = torch.cuda.device_count()
+            out.update(device=torch.cuda.get_device_name(), device_count=count,
+                       devices=[torch.cuda.get_device_name(i) for i in range(count)],
+                       capabilities=[".".join(map(str, torch.cuda.get_device_capability(i)))
+                                     for i in range(count)],
+                       cudnn=torch.backends.cudnn.version())
+        return out
+
+    def precisions(self) -> set[str]:
+        """What a device of this host can run: the CPU takes fp32, fp16 and bf16;
+        tf32 and fp8 need a CUDA device that has them (compile declines them,
+        with the reason, on a device that has not)."""
+        import torch
+
+        offered = {"fp32", "fp16", "bf16"}
+        if torch.cuda.is_available():
+            best = max(torch.cuda.get_device_capability(i)
+                       for i in range(torch.cuda.device_count()))
+            offered |= {"tf32"} if best >= TF32_CAPABILITY else set()
+            offered |= {"fp8"} if best >= FP8_CAPABILITY else set()
+        return offered
+
+    def compile(self, artifact: ModelArtifactLike, precision: str, batch_sizes: tuple[int, ...],
+                options: Mapping[str, str], cache_dir: Path | None = None) -> Compiled:
+        settings = Settings.parse(options)
+        device = torch_device(settings.device)
+        why = decline(precision, device)
+        if why:
+            raise Declined(why)
+        if settings.mode == "cudagraphs" and device.type != "cuda":
+            raise CompileError(f"mode=cudagraphs: CUDA graphs need a CUDA device, and device is "
+                               f"{device}; use mode=eager or mode=compile there")
+        # The first call builds the model: that is the artifact's work, not the compile's.
+        module = artifact.torch_module()
+        if module is None:
+            raise Declined(f"{artifact.name} has no torch module (a TensorFlow or ONNX "
+                               "entry): the GPU backend compiles torch models only; run it on "
+                               "--hardware CPU, OPENVINO or TVM")
+        build = _Build(artifact, precision, batch_sizes, settings, device, module)
+        if settings.mode != "compile" or cache_dir is None:
+            return build.compile(None)
+        # torch.compile's own cache (inductor's FX graphs and kernels) lives in the
+        # entry: a second compile of it is a compile served from that cache.
+        inductor_dir = Path(cache_dir) / INDUCTOR_DIR
+        hit = load_cached(cache_dir, lambda _: build.compile(inductor_dir))
+        if hit is not None:  # the cold compile's report, with this load's seconds
+            compiled, report = hit
+            report.details["inductor_cache"] = compiled.report.details["inductor_cache"]
+            compiled.report = report
+            return compiled
+        compiled = build.compile(inductor_dir)
+        save_report(cache_dir, compiled.report)
+        return compiled
+
+
+@dataclass
+class _Build:
+    artifact: ModelArtifactLike
+    precision: str
+    batch_sizes: tuple[int, ...]
+    settings: Settings
+    device: Any
+    fresh: Any  # a module not yet converted, for the first compile
+
+    def compile(self, inductor_dir: Path | None) -> TorchCompiled:
+        """The module converted, moved and compiled for every batch size (each
+        compiled or captured here, not in a timed run)."""
+        import torch
+
+        start = time.perf_counter()
+        numerics = _numerics(self.precision, self.device)
+        numerics()
+        # Each compile converts a copy of its own: a failed load leaves none half-converted.
+        module = self.fresh if self.fresh is not None else self.artifact.torch_module()
+        self.fresh = None
+        module = module.to(getattr(torch, COMPUTE_DTYPE[self.precision])).to(self.device)
+        details: dict[str, Any] = {"device": self._device_name(), "mode": self.settings.mode,
+                                   "torch": torch.__version__}
+        used = self.precision
+        if self.precision == "fp8":
+            from backends.gpu import fp8
+
+            details.update(fp8.convert(module))
+            used = "fp8" if details["fp8_layers"] else "bf16"  # no layer took fp8
+        feeder = _Feeder(self.artifact.input_names, self.device,
+                         getattr(torch, COMPUTE_DTYPE[self.precision]))
+        examples = {b: feeder(self.artifact.example_feeds(b))
+                    for b in sorted(set(self.batch_sizes))}
+        if self.settings.mode == "compile":
+            forward, counts = self._inductor(module, examples, inductor_dir)
+        else:
+            forward = _CudaGraphs(module, self.device) if self.settings.mode == "cudagraphs" \
+                else module
+            counts = self._eager(module, forward, examples)
+        details.update(counts.pop("details"))
+        weights = sum(t.numel() * t.element_size()
+                      for t in (*module.parameters(), *module.buffers()))
+        report = CompileReport(status="ok", seconds=time.perf_counter() - start, precision=used,
+                               artifact_bytes=weights, details=details, **counts)
+        return TorchCompiled(forward, feeder, self.artifact.output_names, numerics, report)
+
+    def _device_name(self) -> str:
+        import torch
+
+        if self.device.type == "cuda":
+            return f"{self.device}: {torch.cuda.get_device_name(self.device)}"
+        return f"cpu: {_host_cpu()}"
+
+    def _eager(self, module: Any, forward: Callable[..., Any], examples: dict[int, list[Any]]
+               ) -> dict[str, Any]:
+        """Every op runs on the device: nodes native = nodes total, counted in an
+        eager forward at the smallest batch size; a CUDA graph is captured per
+        batch size."""
+        import torch
+
+        from backends.gpu import coverage
+
+        ops = coverage.count_aten_ops(module, next(iter(examples.values())))
+        with torch.inference_mode():
+            for args in examples.values():
+                forward(*args)
+        total = sum(ops.values())
+        return {"nodes_total": total, "nodes_native": total,
+                "details": {"nodes_counted": coverage.EAGER_UNIT}}
+
+    def _inductor(self, module: Any, examples: dict[int, list[Any]], inductor_dir: Path | None
+                  ) -> tuple[Callable[..., Any], dict[str, Any]]:
+        """torch.compile with inductor, compiled for every batch size (static
+        shapes: the fastest kernels, and what CUDA graphs need)."""
+        import contextlib
+
+        import torch
+        from torch._inductor import list_mode_options
+        from torch._inductor.runtime.cache_dir_utils import temporary_cache_dir
+
+        from backends.gpu import coverage
+
+        modes, name = list_mode_options(), self.settings.inductor_mode or "default"
+        if name not in modes:
+            raise CompileError(f"inductor_mode={name!r}: use one of {', '.join(modes)}")
+        capture = coverage.Capture(modes[name])
+        # Each batch size compiles each frame once more.
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit,
+                                                   len(examples))
+        coverage.start()
+        forward = torch.compile(module, backend=capture.backend, dynamic=False)
+        seconds = {}
+        counts: dict[str, Any] = {}
+        with (temporary_cache_dir(str(inductor_dir)) if inductor_dir
+              else contextlib.nullcontext()), torch.inference_mode():
+            for batch, args in examples.items():
+                start = time.perf_counter()
+                forward(*args)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                seconds[batch] = round(time.perf_counter() - start, 3)
+                counts = counts or coverage.captured(capture)
+        counts["details"].update(coverage.work(), compile_seconds_by_batch=seconds,
+                                 inductor_mode=name)
+        return forward, counts

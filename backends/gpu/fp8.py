@@ -1,0 +1,76 @@
+"""fp8 for nn.Linear: per-tensor scaled e4m3 matmuls (torch._scaled_mm).
+
+Each weight is quantized once, with the scale that maps its largest magnitude to
+e4m3's largest finite value (448); each activation is quantized per call with a
+scale from its own largest magnitude (dynamic scaling: no calibration, no
+activation outlier clipped). The product is accumulated by the tensor cores and
+written in bf16, the precision of the rest of the model.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+E4M3_MAX = 448.0
+# cuBLASLt's fp8 matmuls need the inner and outer dimensions in multiples of 16.
+ALIGN = 16
+
+
+def _scale(t: torch.Tensor) -> torch.Tensor:
+    # A tensor of zeros would give a zero scale, and 0/0 in the division.
+    return t.abs().amax().float().clamp(min=1e-12) / E4M3_MAX
+
+
+def _quantize(t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    # Rounding can lift the largest value past 448, and e4m3fn has no infinity: a
+    # value cast out of range is NaN.
+    return (t.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
+
+
+class Fp8Linear(nn.Module):
+    """``linear`` with its matmul in e4m3; bias and output in bf16."""
+
+    def __init__(self, linear: nn.Linear):
+        super().__init__()
+        self.out_features = linear.out_features
+        weight = linear.weight.detach()
+        scale = _scale(weight)
+        # [out, in] row-major transposed is the column-major [in, out] that
+        # _scaled_mm wants as its second operand.
+        self.register_buffer("weight_t", _quantize(weight, scale).t())
+        self.register_buffer("weight_scale", scale)
+        self.register_buffer("bias", None if linear.bias is None
+                             else linear.bias.detach().to(torch.bfloat16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lead = x.shape[:-1]
+        rows = x.reshape(-1, x.shape[-1])
+        count = rows.shape[0]
+        if count % ALIGN:
+            rows = nn.functional.pad(rows, (0, 0, 0, ALIGN - count % ALIGN))
+        scale = _scale(rows)
+        out = torch._scaled_mm(_quantize(rows, scale), self.weight_t, scale_a=scale,
+                               scale_b=self.weight_scale, bias=self.bias,
+                               out_dtype=torch.bfloat16)
+        return out[:count].reshape(*lead, self.out_features)
+
+
+def convert(module: nn.Module) -> dict[str, Any]:
+    """Replace, in place, every nn.Linear whose dimensions fp8 matmuls take by an
+    Fp8Linear. Returns {"fp8_layers": names, "bf16_layers": {name: why not}}."""
+    fp8: list[str] = []
+    kept: dict[str, str] = {}
+    for parent_name, parent in list(module.named_modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, nn.Linear):
+                continue
+            full = f"{parent_name}.{name}" if parent_name else name
+            if child.in_features % ALIGN or child.out_features % ALIGN:
+                kept[full] = (f"{child.in_features}x{child.out_features} is not a multiple "
+                              f"of {ALIGN} both ways")
+                continue
+            setattr(parent, name, Fp8Linear(child))
+            fp8.append(full)
+    return {"fp8_layers": fp8, "bf16_layers": kept}

@@ -1,0 +1,214 @@
+"""The GPU backend run on the CPU (device=cpu), as CI runs it: each mode that
+works there, each precision offered or declined with its reason, entries without
+a torch module declined, and outputs against the framework's fp32 reference."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from backends.base import CompileError, ModelArtifactLike  # noqa: E402
+from backends.gpu import GpuBackend  # noqa: E402
+from backends.gpu import fp8  # noqa: E402
+from backends.gpu.backend import _numerics  # noqa: E402
+from xpuperf.cache import Cache  # noqa: E402
+from xpuperf.models.artifact import ModelArtifact  # noqa: E402
+from xpuperf.numerics import check, diff_stats  # noqa: E402
+from xpuperf.zoo import load_zoo  # noqa: E402
+
+CPU = {"device": "cpu"}
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def zoo() -> Any:
+    return load_zoo(ROOT / "zoo.yaml", "smoke")
+
+
+def _artifact(zoo: Any, name: str, cache: Path) -> ModelArtifact:
+    spec = next(m for m in zoo.models if m.name == name)
+    return ModelArtifact(spec, Cache(cache), zoo.path.parent, calibration=lambda n: [])
+
+
+@pytest.fixture(scope="module")
+def bert(zoo: Any, tmp_path_factory: pytest.TempPathFactory) -> ModelArtifact:
+    return _artifact(zoo, "bert-torch", tmp_path_factory.mktemp("bert"))
+
+
+def _feeds(artifact: ModelArtifact, batch: int) -> dict[str, np.ndarray]:
+    """Random token ids and a real-looking mask, so that the outputs vary."""
+    rng = np.random.default_rng(0)
+    feeds = artifact.example_feeds(batch)
+    feeds["input_ids"] = rng.integers(0, 100, feeds["input_ids"].shape)
+    feeds["attention_mask"][:] = 1
+    return feeds
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16"])
+def test_eager_on_cpu_agrees_with_the_reference(bert: ModelArtifact, precision: str) -> None:
+    compiled = GpuBackend().compile(bert, precision, bert.spec.batch_sizes, CPU)
+    report = compiled.report
+    assert report.precision == precision and report.details["mode"] == "eager"
+    # Eager runs every op on the device; the count is of one real forward.
+    assert report.nodes_total == report.nodes_native > 10 and report.fallback_ops == []
+    assert report.artifact_bytes > 0
+    feeds = _feeds(bert, bert.spec.batch_sizes[-1])
+    out, ref = compiled.run(feeds), bert.reference(feeds)
+    # The zoo has no bf16 tolerance; bf16 is held to fp16's.
+    tolerance = bert.spec.tolerances["fp32" if precision == "fp32" else "fp16"]
+    for name in bert.output_names:
+        assert out[name].dtype == np.float32
+        assert check(name, diff_stats(ref[name], out[name]), tolerance) == []
+    if precision != "fp32":  # really computed in the reduced precision
+        assert not np.array_equal(out["start_logits"], ref["start_logits"])
+    compiled.close()
+
+
+@pytest.mark.parametrize("precision, options, reason", [
+    ("tf32", CPU, "tf32 is a CUDA matmul mode"),
+    ("fp8", CPU, "compute capability 8.9"),
+    ("int8", CPU, "int8 is not offered"),
+    ("fp32", {"device": "cpu", "mode": "cudagraphs"}, "CUDA graphs need a CUDA device"),
+    ("fp32", {"device": "cpu", "mode": "graph"}, "mode='graph': use one of eager, compile"),
+    ("fp32", {"device": "cpu", "mode": "eager", "inductor_mode": "max-autotune"},
+     "inductor_mode is torch.compile's mode"),
+    ("fp32", {"device": "cpu", "threads": "4"}, "unknown GPU backend option(s) threads"),
+    ("fp32", {"device": "tpu"}, "device='tpu'"),
+])
+def test_declined_with_the_reason(bert: ModelArtifact, precision: str,
+                                  options: dict[str, str], reason: str) -> None:
+    with pytest.raises(CompileError) as e:
+        GpuBackend().compile(bert, precision, (1,), options)
+    assert reason in str(e.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this host has a CUDA device")
+def test_cuda_without_a_gpu_says_how_to_run_on_the_cpu(bert: ModelArtifact) -> None:
+    with pytest.raises(CompileError, match="sees no CUDA device.*device=cpu"):
+        GpuBackend().compile(bert, "fp32", (1,), {})
+
+
+def test_precisions_follow_the_host() -> None:
+    offered = GpuBackend().precisions()
+    assert {"fp32", "fp16", "bf16"} <= offered and "int8" not in offered
+    if not torch.cuda.is_available():
+        assert offered == {"fp32", "fp16", "bf16"}
+
+
+def test_info_names_the_stack() -> None:
+    info = GpuBackend().info()
+    assert info["name"] == "GPU" and info["torch"] == torch.__version__
+    assert info["device_count"] == (torch.cuda.device_count() or 1)  # the CPU, without CUDA
+    assert info["device"]
+
+
+def test_entries_without_a_torch_module_are_declined(zoo: Any, tmp_path: Path) -> None:
+    widedeep = _artifact(zoo, "widedeep-tf", tmp_path)
+    assert widedeep.torch_module() is None
+    with pytest.raises(CompileError, match="widedeep-tf has no torch module"):
+        GpuBackend().compile(widedeep, "fp32", (1,), CPU)
+
+
+def test_torch_module_is_a_copy(bert: ModelArtifact) -> None:
+    """A backend converting its module in place leaves the reference's alone."""
+    module = bert.torch_module().half()
+    assert not module.training
+    assert next(bert.torch_module().parameters()).dtype == torch.float32
+
+
+def test_fp32_turns_tf32_off_and_tf32_on() -> None:
+    """The process-wide matmul and convolution modes, set before each run (the
+    flags exist in a CPU build of torch too)."""
+    cuda = torch.device("cuda")
+    _numerics("tf32", cuda)()
+    assert torch.backends.cuda.matmul.fp32_precision == "tf32"
+    assert torch.backends.cudnn.conv.fp32_precision == "tf32"
+    _numerics("fp32", cuda)()
+    assert torch.backends.cuda.matmul.fp32_precision == "ieee"
+    assert torch.backends.cudnn.allow_tf32 is False  # what inductor's conv templates read
+
+
+def test_fp8_linear_layers() -> None:
+    """fp8's conversion, run through the CPU's _scaled_mm (the backend offers fp8
+    on CUDA only; this checks the quantization, layout and padding): aligned
+    Linear layers run e4m3, the others stay bf16 and say why."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
+                                torch.nn.Linear(32, 10)).to(torch.bfloat16)
+    x = torch.randn(3, 5, 64, dtype=torch.bfloat16)  # 15 rows: padded to 16
+    with torch.inference_mode():
+        want = model(x).float()
+        layers = fp8.convert(model)
+        got = model(x).float()
+    assert layers["fp8_layers"] == ["0"]
+    assert list(layers["bf16_layers"]) == ["2"] and "multiple of 16" in layers["bf16_layers"]["2"]
+    assert isinstance(model[0], fp8.Fp8Linear) and model[0].weight_t.dtype == torch.float8_e4m3fn
+    assert got.shape == want.shape == (3, 5, 10)
+    stats = diff_stats(want.numpy(), got.numpy())
+    assert stats.cosine > 0.995 and not stats.nan
+
+
+class _Breaking(torch.nn.Module):
+    """A graph break in the middle (Tensor.item), so torch.compile captures two
+    graphs and runs the break eagerly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(16, 16), torch.nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.a(x))
+        scale = 1.0 + float(y.mean().item() > 0)
+        return self.b(y * scale).softmax(-1)
+
+
+class _ModuleArtifact(ModelArtifactLike):
+    name, input_names, output_names = "breaking", ("x",), ("y",)
+
+    def __init__(self) -> None:
+        torch.manual_seed(0)
+        self.module = _Breaking().eval()
+
+    def onnx_path(self) -> Any:
+        raise AssertionError("the GPU backend compiles the torch module")
+
+    def calibration_feeds(self, count: int) -> list[dict[str, np.ndarray]]:
+        return []
+
+    def torch_module(self) -> torch.nn.Module:
+        import copy
+
+        return copy.deepcopy(self.module)
+
+    def example_feeds(self, batch_size: int) -> dict[str, np.ndarray]:
+        return {"x": np.zeros((batch_size, 16), np.float32)}
+
+
+def test_compile_counts_graph_breaks_and_loads_from_inductor_cache(tmp_path: Path) -> None:
+    """torch.compile on the CPU (slow to compile: one tiny model only)."""
+    artifact, backend = _ModuleArtifact(), GpuBackend()
+    options = {"device": "cpu", "mode": "compile"}
+    cold = backend.compile(artifact, "fp32", (2, 3), options, cache_dir=tmp_path)
+    report = cold.report
+    assert not report.cached and report.details["mode"] == "compile"
+    assert report.details["graph_breaks"] == 1 and report.details["graphs"] == 2
+    assert report.nodes_total == report.nodes_native + 1 and report.nodes_native >= 5
+    assert any("item()" in op for op in report.fallback_ops), report.fallback_ops
+    assert report.details["kernels_generated"] > 0
+    assert set(report.details["compile_seconds_by_batch"]) == {2, 3}
+
+    warm = backend.compile(artifact, "fp32", (2, 3), options, cache_dir=tmp_path)
+    assert warm.report.cached and warm.report.details["inductor_cache"]["hits"] > 0
+    assert warm.report.details["compile_seconds"] == report.seconds
+    assert (warm.report.nodes_total, warm.report.nodes_native) == \
+        (report.nodes_total, report.nodes_native)
+
+    x = np.random.default_rng(1).standard_normal((3, 16)).astype(np.float32)
+    with torch.inference_mode():
+        want = artifact.module(torch.from_numpy(x)).numpy()
+    for compiled in (cold, warm):
+        np.testing.assert_allclose(compiled.run({"x": x})["y"], want, rtol=1e-5, atol=1e-6)
