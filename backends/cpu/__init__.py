@@ -101,6 +101,12 @@ class CpuBackend(Backend):
     def precisions(self) -> set[str]:
         return {"fp32", "fp16", "int8"}
 
+    def generation_engine(self, artifact: Any, precision: str, options: Mapping[str, str]) -> Any:
+        # LLM serving runs the torch reference engine: a KV cache and batching have
+        # no place in a one-graph onnxruntime session.
+        from backends.torch_generation import TorchEngine
+        return TorchEngine(artifact, precision, options)
+
     def compile(self, artifact: ModelArtifactLike, precision: str, batch_sizes: tuple[int, ...],
                 options: Mapping[str, str], cache_dir: Path | None = None) -> Compiled:
         import onnx

@@ -7,7 +7,9 @@ pairs rotated together), multi-query attention with `multi_query_group_num` key/
 value heads shared by the query heads, a bias on the fused QKV projection only,
 a SwiGLU MLP, a final RMSNorm and an untied output layer. Tensors are laid out
 [batch, seq, ...] instead of the original [seq, batch, ...]; the arithmetic is
-the same.
+the same. ``all_logits`` with a cache (one [keys, values] list per layer, holding
+the key/value groups before they are shared out) is the generation path: a
+prefill, then one token at a time.
 """
 from __future__ import annotations
 
@@ -66,18 +68,28 @@ class SelfAttention(nn.Module):
         self.query_key_value = nn.Linear(c.hidden_size, projection + 2 * c.kv_channels * self.groups, bias=True)
         self.dense = nn.Linear(projection, c.hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: torch.Tensor, cache: list | None = None) -> torch.Tensor:
         b, s, _ = x.shape
         q, k, v = self.query_key_value(x).split(
             [self.heads * self.head_dim, self.groups * self.head_dim, self.groups * self.head_dim], dim=-1)
         q = apply_rope(q.view(b, s, self.heads, self.head_dim).transpose(1, 2), rope)
         k = apply_rope(k.view(b, s, self.groups, self.head_dim).transpose(1, 2), rope)
         v = v.view(b, s, self.groups, self.head_dim).transpose(1, 2)
+        # A prefill (an empty or no cache) is causal; after it, one new token a step
+        # attends to every cached one. Decided in Python, not on traced shapes.
+        prefill = not cache
+        if cache:
+            if s != 1:
+                raise ValueError("ChatGLM2 takes a prompt on an empty cache only, then one token a step")
+            k, v = torch.cat([cache[0], k], dim=2), torch.cat([cache[1], v], dim=2)
+        if cache is not None:
+            cache[:] = [k, v]
+        t = k.shape[2]
         # Each key/value group serves heads/groups consecutive query heads.
         per_group = self.heads // self.groups
-        k, v = (t[:, :, None].expand(b, self.groups, per_group, s, self.head_dim)
-                .reshape(b, self.heads, s, self.head_dim) for t in (k, v))
-        out = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        k, v = (kv[:, :, None].expand(b, self.groups, per_group, t, self.head_dim)
+                .reshape(b, self.heads, t, self.head_dim) for kv in (k, v))
+        out = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=prefill)
         return self.dense(out.transpose(1, 2).reshape(b, s, self.heads * self.head_dim))
 
 
@@ -100,8 +112,8 @@ class GLMBlock(nn.Module):
         self.post_attention_layernorm = RMSNorm(c.hidden_size, c.layernorm_epsilon)
         self.mlp = MLP(c)
 
-    def forward(self, x: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
-        x = x + self.self_attention(self.input_layernorm(x), rope)
+    def forward(self, x: torch.Tensor, rope: torch.Tensor, cache: list | None = None) -> torch.Tensor:
+        x = x + self.self_attention(self.input_layernorm(x), rope, cache)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -117,8 +129,19 @@ class ChatGLM2(nn.Module):
         self.output_layer = nn.Linear(c.hidden_size, c.padded_vocab_size, bias=False)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.output_layer(self.final_layernorm(self._hidden(input_ids, None)[:, -1]))
+
+    def all_logits(self, input_ids: torch.Tensor, cache: list[list] | None) -> torch.Tensor:
+        """logits [batch, seq, vocab] at every position; ``cache`` (one list per
+        layer, empty at first) is extended with this step's keys and values."""
+        return self.output_layer(self.final_layernorm(self._hidden(input_ids, cache)))
+
+    def _hidden(self, input_ids: torch.Tensor, cache: list[list] | None) -> torch.Tensor:
         x = self.embedding(input_ids)
-        rope = rope_cache(input_ids.shape[1], self.rot_dim, x.device)
-        for layer in self.layers:
-            x = layer(x, rope)
-        return self.output_layer(self.final_layernorm(x[:, -1]))
+        start = cache[0][0].shape[2] if cache and cache[0] else 0
+        # In the model's dtype, as chatglm2's own code: fp32 angles would promote
+        # half-precision queries and keys and leave the values behind.
+        rope = rope_cache(start + input_ids.shape[1], self.rot_dim, x.device)[start:].to(x.dtype)
+        for i, layer in enumerate(self.layers):
+            x = layer(x, rope, None if cache is None else cache[i])
+        return x

@@ -1,0 +1,81 @@
+"""The generation contract: how a backend serves an LLM to the harness.
+
+A backend that generates returns a ``GenerationEngine`` from
+``Backend.generation_engine(artifact, precision, options)``. The engine owns
+batching and its KV cache (static batches, continuous batching, paged caches:
+its call); the harness only submits requests and is handed each token as it is
+produced, and takes every timestamp itself (time.perf_counter_ns in the
+``TokenSink``), so an engine can neither choose nor distort what is measured.
+A bring-your-own engine (vLLM, SGLang, a vendor's) fits in one short file: call
+``sink.token`` from wherever it produces a token, from any thread.
+
+backends/torch_generation.py is the reference engine (torch, KV cache, static
+batching), which the CPU backend serves.
+"""
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+
+class GenerationUnsupported(Exception):
+    """The backend cannot generate with this model or precision; the message says
+    why (the LLM items skip with it)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """Greedy decoding of exactly ``max_new_tokens`` tokens after ``prompt``: the
+    engine ignores end-of-sequence tokens, so every run does the nominal work."""
+
+    prompt: tuple[int, ...]
+    max_new_tokens: int
+
+
+class TokenSink(abc.ABC):
+    """Where an engine delivers one request's tokens (implemented by the harness)."""
+
+    @abc.abstractmethod
+    def token(self, token_id: int) -> None:
+        """One generated token, called as soon as it exists, in order."""
+
+    @abc.abstractmethod
+    def finish(self, error: BaseException | None = None) -> None:
+        """The request is done: all its tokens were delivered, or ``error`` ended it."""
+
+
+class GenerationEngine(abc.ABC):
+    """An LLM loaded for one precision, serving requests until ``close``."""
+
+    @abc.abstractmethod
+    def submit(self, request: Request, sink: TokenSink) -> None:
+        """Queue ``request`` and return at once; its tokens go to ``sink``. Called
+        from one harness thread, while earlier requests may still be running."""
+
+    @abc.abstractmethod
+    def logits(self, token_ids: Sequence[int]) -> np.ndarray:
+        """float32 [len(token_ids), vocab]: at every position, the logits of the
+        next token (one prefill). The accuracy gates read it: the last row is the
+        first token's logits, all rows give the perplexity."""
+
+    def close(self) -> None:
+        """Release the device and stop the engine's threads."""
+
+
+class LMArtifactLike(abc.ABC):
+    """What a generation engine is handed of a model (implemented by
+    xpuperf.generation.models.LMArtifact)."""
+
+    name: str
+    builder: str  # "gpt2", "llama", "chatglm2", "qwen3", "qwen3_moe"
+    config: Mapping[str, Any]  # the published config, as zoo.yaml writes it out
+    vocab_size: int
+
+    @abc.abstractmethod
+    def causal_lm(self) -> Any:
+        """A fresh copy of the model (xpuperf.generation.models.CausalLM: a torch
+        module with ``new_cache()`` and ``forward(input_ids, cache) -> logits``),
+        fp32 on the CPU with its weights, the caller's to convert or move."""

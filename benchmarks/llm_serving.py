@@ -1,0 +1,94 @@
+"""LLM serving figures of one zoo workload on one backend, printed (for an H100
+later: the issue's targets are TPOT at batch 1 <= 1.5 x the weight-read floor,
+and >= 3,300 output tokens/s at 32 concurrent 512-token requests for llama2-7b).
+
+Runs what suites/llm runs, through the same session (xpuperf.generation.serving),
+and prints per scenario TTFT and TPOT percentiles, tokens/s, goodput, prefill MFU
+and decode bandwidth utilization, with the weight-read floor of TPOT (weights
+bytes over the memory bandwidth) beside the measured TPOT.
+
+    python benchmarks/llm_serving.py llama2-7b --precision fp16 --scenario single_stream
+    python benchmarks/llm_serving.py gpt2 --tier smoke --scenario offline --concurrency 4
+    python benchmarks/llm_serving.py llama2-7b --hardware GPU --prompt-tokens 512 --concurrency 32
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: the repository's package, not an installed one
+
+
+def main() -> int:
+    from backends import registry
+    from xpuperf.generation.serving import LLMSession
+    from xpuperf.zoo import load_zoo
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("workload", help="a workload of zoo.yaml's generation: section")
+    ap.add_argument("--tier", default="full", choices=("smoke", "full"))
+    ap.add_argument("--hardware", default="CPU")
+    ap.add_argument("--precision", default=None, help="default: the workload's first")
+    ap.add_argument("--scenario", action="append", choices=("offline", "single_stream", "server"),
+                    help="repeatable; default: the workload's scenarios")
+    ap.add_argument("--concurrency", type=int, action="append", help="offline; repeatable")
+    ap.add_argument("--prompt-tokens", type=int)
+    ap.add_argument("--output-tokens", type=int)
+    ap.add_argument("--requests", type=int)
+    ap.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--zoo", default=str(ROOT / "zoo.yaml"))
+    args = ap.parse_args()
+
+    zoo = load_zoo(args.zoo, args.tier)
+    specs = {w.name: w for w in zoo.generation}
+    if args.workload not in specs:
+        ap.error(f"no workload {args.workload!r} in {args.zoo} (known: {', '.join(specs)})")
+    spec = specs[args.workload]
+    overrides = {k: v for k, v in (("prompt_tokens", args.prompt_tokens),
+                                   ("output_tokens", args.output_tokens),
+                                   ("requests", args.requests)) if v is not None}
+    if args.concurrency:
+        overrides["concurrency"] = tuple(args.concurrency)
+    spec = dataclasses.replace(spec, **overrides)
+    precision = args.precision or spec.precisions[0]
+    options = dict(o.split("=", 1) for o in args.backend_option)
+    llm = LLMSession(registry.find(args.hardware).load()(), options)
+    try:
+        print(f"{spec.name} {precision} on {args.hardware}: prompt {spec.prompt_tokens}, "
+              f"output {spec.output_tokens} tokens, {spec.requests} requests a run")
+        for scenario in args.scenario or spec.scenarios:
+            for c in spec.concurrency if scenario == "offline" else (None,):
+                fields, problems = llm.run_scenario(spec, precision, scenario, c)
+                _print(scenario, fields, problems)
+    finally:
+        llm.close()
+    return 0
+
+
+def _print(scenario: str, f: dict, problems: list[str]) -> None:
+    pct = lambda key: "-" if f.get(key) is None else f"{100 * f[key]:.1f} %"  # noqa: E731
+    ttft, tpot = f["ttft_ms"], f["tpot_ms"] or {}
+    label = f"{scenario} c{f['concurrency']}" if f.get("concurrency") else scenario
+    print(f"  {label:<16} TTFT p50/p90/p99 {ttft['p50']:.2f}/{ttft['p90']:.2f}/{ttft['p99']:.2f} ms  "
+          f"TPOT {tpot.get('p50', 0):.2f}/{tpot.get('p90', 0):.2f}/{tpot.get('p99', 0):.2f} ms  "
+          f"{f['output_tokens_per_s']:.1f} tokens/s  {f['requests_per_s']:.2f} requests/s  "
+          f"goodput {pct('goodput')}  prefill MFU {pct('prefill_mfu')}  "
+          f"decode BW {pct('decode_bandwidth_utilization')}")
+    if f.get("memory_bandwidth"):
+        floor_ms = f["weight_bytes"] / f["memory_bandwidth"] * 1e3
+        print(f"  {'':<16} TPOT floor (weights {f['weight_bytes'] / 1e9:.3g} GB once at "
+              f"{f['memory_bandwidth'] / 1e9:.3g} GB/s, {f['memory_bandwidth_source']}): "
+              f"{floor_ms:.3f} ms")
+    if scenario == "server":
+        print(f"  {'':<16} at {f['target_rate']:.3g} requests/s ({f['rate_source']}): "
+              f"{'valid' if f['valid'] else 'INVALID'}; highest valid rate found "
+              f"{f['max_valid_rate'] or 0:.3g} requests/s in {len(f['search'])} trials")
+    for p in problems:
+        print(f"  {'':<16} FAIL: {p}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

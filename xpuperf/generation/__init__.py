@@ -1,0 +1,5 @@
+"""LLM serving and generation accuracy (suites/llm): the models and their facts
+(models), the prompts (prompts), the harness that drives an engine and takes
+every timestamp (harness), the figures (metrics) and gates (accuracy), the
+device ceilings (device), and one session of items tying them together (serving).
+The engine contract is backends/generation.py."""

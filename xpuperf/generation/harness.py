@@ -1,0 +1,147 @@
+"""Drive a GenerationEngine under a scenario and take every timestamp.
+
+Closed loop (offline, single_stream): ``concurrency`` requests in flight; each
+finish submits the next from inside the engine's callback, so an engine that
+batches finds the whole next wave queued at once. Server: Poisson arrivals at a
+request rate, submitted by this thread at their times whatever the engine is
+doing. The server search finds the highest valid rate within a time budget.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from backends.generation import GenerationEngine, Request, TokenSink
+from xpuperf.generation.metrics import Bounds, Trace, figures
+
+
+class EngineError(RuntimeError):
+    """The engine failed a request or did not finish the run in time."""
+
+
+class _Sink(TokenSink):
+    def __init__(self, run: "_Run", index: int):
+        self.run, self.index = run, index
+        self.submitted_ns = 0
+        self.token_ns: list[int] = []
+        self.tokens: list[int] = []
+
+    def token(self, token_id: int) -> None:
+        self.token_ns.append(time.perf_counter_ns())
+        self.tokens.append(int(token_id))
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self.run.finished(self, error)
+
+
+class _Run:
+    """One run's requests: submits them, collects their sinks, waits for the end."""
+
+    def __init__(self, engine: GenerationEngine, requests: Sequence[Request]):
+        self.engine, self.requests = engine, requests
+        self.sinks = [_Sink(self, i) for i in range(len(requests))]
+        self.next = 0
+        self.left = len(requests)
+        self.errors: list[str] = []
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.on_finish: Callable[[], None] = lambda: None
+
+    def submit_next(self) -> None:
+        with self.lock:
+            if self.next >= len(self.requests):
+                return
+            sink = self.sinks[self.next]
+            self.next += 1
+        sink.submitted_ns = time.perf_counter_ns()
+        self.engine.submit(self.requests[sink.index], sink)
+
+    def finished(self, sink: _Sink, error: BaseException | None) -> None:
+        want = self.requests[sink.index].max_new_tokens
+        if error is None and len(sink.tokens) != want:
+            error = RuntimeError(f"finished with {len(sink.tokens)} tokens, {want} asked")
+        with self.lock:
+            if error is not None:
+                self.errors.append(f"request {sink.index}: {type(error).__name__}: {error}")
+            self.left -= 1
+            last = self.left == 0
+        self.on_finish()
+        if last:
+            self.done.set()
+
+    def wait(self, timeout_s: float) -> list[_Sink]:
+        if not self.done.wait(timeout_s):
+            raise EngineError(f"the engine finished {len(self.requests) - self.left} of "
+                              f"{len(self.requests)} requests in {timeout_s:g} s")
+        if self.errors:
+            raise EngineError("; ".join(self.errors[:3]))
+        return self.sinks
+
+
+def closed_loop(engine: GenerationEngine, requests: Sequence[Request], concurrency: int,
+                timeout_s: float) -> list[_Sink]:
+    """``concurrency`` requests in flight until all ran (offline; 1: single stream)."""
+    run = _Run(engine, requests)
+    run.on_finish = run.submit_next
+    for _ in range(min(concurrency, len(requests))):
+        run.submit_next()
+    return run.wait(timeout_s)
+
+
+def poisson(engine: GenerationEngine, requests: Sequence[Request], rate: float, seed: int,
+            timeout_s: float) -> list[_Sink]:
+    """Requests arriving as a Poisson process of ``rate`` per second (server)."""
+    gaps = np.random.default_rng(seed).exponential(1e9 / rate, len(requests))
+    gaps[0] = 0.0
+    run = _Run(engine, requests)
+    start = time.perf_counter_ns()
+    for arrival in np.cumsum(gaps):
+        delay = (start + arrival - time.perf_counter_ns()) / 1e9
+        if delay > 0:
+            time.sleep(delay)
+        run.submit_next()
+    return run.wait(timeout_s)
+
+
+def traces(sinks: Sequence[_Sink]) -> list[Trace]:
+    return [Trace(s.submitted_ns, tuple(s.token_ns)) for s in sinks]
+
+
+def tokens(sinks: Sequence[_Sink]) -> list[list[int]]:
+    return [list(s.tokens) for s in sinks]
+
+
+def run_figures(sinks: Sequence[_Sink], bounds: Bounds) -> dict[str, Any]:
+    return figures(traces(sinks), bounds)
+
+
+def search_rate(run_at: Callable[[float], dict[str, Any]], start: float, budget_s: float,
+                max_trials: int, clock: Callable[[], float] = time.monotonic
+                ) -> tuple[float | None, list[dict[str, Any]]]:
+    """The highest request rate whose run is valid: double from ``start`` while
+    valid (halve while not), then bisect between the best valid and the lowest
+    invalid rate, until ``max_trials`` runs or ``budget_s`` seconds are spent.
+    Returns that rate (None if no run was valid) and every trial's
+    {rate, valid, ttft_p99_ms, tpot_p99_ms, output_tokens_per_s}."""
+    deadline = clock() + budget_s
+    trials: list[dict[str, Any]] = []
+    best, worst = None, None  # highest valid, lowest invalid rate
+    rate = start
+    while len(trials) < max_trials and (not trials or clock() < deadline):
+        fig = run_at(rate)
+        tpot = fig["tpot_ms"]
+        trials.append({"rate": rate, "valid": fig["valid"], "ttft_p99_ms": fig["ttft_ms"]["p99"],
+                       "tpot_p99_ms": tpot["p99"] if tpot else None,
+                       "output_tokens_per_s": fig["output_tokens_per_s"]})
+        if fig["valid"]:
+            best = rate if best is None else max(best, rate)
+        else:
+            worst = rate if worst is None else min(worst, rate)
+        if best is not None and worst is not None:
+            rate = (best + worst) / 2
+        else:
+            rate = rate * 2 if worst is None else rate / 2
+    return best, trials

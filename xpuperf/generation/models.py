@@ -1,0 +1,163 @@
+"""LLMs for generation: one causal-LM shape over transformers' classes and ChatGLM2,
+the artifact an engine is handed, and the model's size facts (weights and KV
+cache bytes, FLOPs per token) behind MFU and bandwidth utilization.
+
+Builders are seeded from the published configs zoo.yaml writes out (no hub access).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import torch
+
+from backends.generation import LMArtifactLike
+
+BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1, "fp8": 1}
+
+
+@dataclass(frozen=True)
+class LMShape:
+    layers: int
+    q_dim: int  # query heads x head dim: attention FLOPs grow with it
+    kv_dim: int  # key/value heads x head dim: the KV cache grows with it
+
+
+class CausalLM(torch.nn.Module):
+    """``forward(input_ids [batch, seq], cache) -> logits [batch, seq, vocab]``;
+    ``cache`` (from ``new_cache``) is extended in place, None runs without one."""
+
+    def __init__(self, model: torch.nn.Module, shape: LMShape):
+        super().__init__()
+        self.model, self.shape = model.eval(), shape
+
+    def new_cache(self) -> Any:
+        raise NotImplementedError
+
+    def forward(self, input_ids: torch.Tensor, cache: Any = None) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class HFCausalLM(CausalLM):
+    """A transformers causal LM and its DynamicCache."""
+
+    def new_cache(self) -> Any:
+        from transformers import DynamicCache
+        return DynamicCache(config=self.model.config)
+
+    def forward(self, input_ids: torch.Tensor, cache: Any = None) -> torch.Tensor:
+        return self.model(input_ids=input_ids, cache=cache, use_cache=cache is not None).logits
+
+
+class GLMCausalLM(CausalLM):
+    """xpuperf.models.chatglm's ChatGLM2 and its per-layer key/value lists."""
+
+    def new_cache(self) -> Any:
+        return [[] for _ in range(self.shape.layers)]
+
+    def forward(self, input_ids: torch.Tensor, cache: Any = None) -> torch.Tensor:
+        return self.model.all_logits(input_ids, cache)
+
+
+def _hf(model: torch.nn.Module, layers: int, heads: int, kv_heads: int, head_dim: int) -> CausalLM:
+    return HFCausalLM(model, LMShape(layers, heads * head_dim, kv_heads * head_dim))
+
+
+def _llama_like(model: torch.nn.Module) -> CausalLM:
+    c = model.config
+    head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+    return _hf(model, c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads, head_dim)
+
+
+def gpt2(config: Mapping[str, Any]) -> CausalLM:
+    from transformers import GPT2Config, GPT2LMHeadModel
+    m = GPT2LMHeadModel(GPT2Config(**config))
+    c = m.config
+    return _hf(m, c.n_layer, c.n_head, c.n_head, c.n_embd // c.n_head)
+
+
+def llama(config: Mapping[str, Any]) -> CausalLM:
+    from transformers import LlamaConfig, LlamaForCausalLM
+    return _llama_like(LlamaForCausalLM(LlamaConfig(**config)))
+
+
+def qwen3(config: Mapping[str, Any]) -> CausalLM:
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+    return _llama_like(Qwen3ForCausalLM(Qwen3Config(**config)))
+
+
+def qwen3_moe(config: Mapping[str, Any]) -> CausalLM:
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
+    return _llama_like(Qwen3MoeForCausalLM(Qwen3MoeConfig(**config)))
+
+
+def chatglm2(config: Mapping[str, Any]) -> CausalLM:
+    from xpuperf.models.chatglm import ChatGLM2, ChatGLM2Config
+    c = ChatGLM2Config(**config)
+    return GLMCausalLM(ChatGLM2(c), LMShape(c.num_layers, c.num_attention_heads * c.kv_channels,
+                                            c.multi_query_group_num * c.kv_channels))
+
+
+BUILDERS: dict[str, Callable[[Mapping[str, Any]], CausalLM]] = {
+    "gpt2": gpt2, "llama": llama, "chatglm2": chatglm2, "qwen3": qwen3, "qwen3_moe": qwen3_moe}
+
+
+class LMArtifact(LMArtifactLike):
+    """A zoo LLM built once with its seed; engines get fresh copies."""
+
+    def __init__(self, name: str, builder: str, config: Mapping[str, Any], seed: int):
+        if builder not in BUILDERS:
+            raise ValueError(f"{name}: unknown generation builder {builder!r} "
+                             f"(known: {', '.join(BUILDERS)})")
+        self.name, self.builder, self.config = name, builder, dict(config)
+        torch.manual_seed(seed)
+        self._model = BUILDERS[builder](config)
+        self.vocab_size = int(self._model.model.get_output_embeddings().weight.shape[0]
+                              if hasattr(self._model.model, "get_output_embeddings")
+                              else self._model.model.output_layer.weight.shape[0])
+
+    def causal_lm(self) -> CausalLM:
+        import copy
+        return copy.deepcopy(self._model)
+
+    def reference(self) -> CausalLM:
+        """The fp32 model itself (not a copy), for the reference outputs."""
+        return self._model
+
+    def facts(self) -> "LMFacts":
+        return lm_facts(self._model, self.config)
+
+
+@dataclass(frozen=True)
+class LMFacts:
+    """Per precision: what one decode step reads and one token's prefill computes."""
+
+    params: int  # all weights
+    # The weights one token runs through and a batch-1 decode step reads: a MoE's
+    # routed experts only, and no untied input embedding (a gather of one row).
+    read_params: int
+    shape: LMShape
+
+    def weight_bytes(self, precision: str) -> int:
+        return self.read_params * BYTES[precision]
+
+    def kv_bytes_per_token(self, precision: str) -> int:
+        return 2 * self.shape.layers * self.shape.kv_dim * BYTES[precision]
+
+    def flops_per_token(self, context: float) -> float:
+        """Multiply-adds count 2: the weights' 2 x read params, plus attention's
+        QK^T and AV over ``context`` earlier tokens."""
+        return 2.0 * self.read_params + 4.0 * self.shape.layers * self.shape.q_dim * context
+
+
+def lm_facts(lm: CausalLM, config: Mapping[str, Any]) -> LMFacts:
+    model = lm.model
+    params = sum(p.numel() for p in model.parameters())
+    expert = sum(p.numel() for n, p in model.named_parameters() if ".experts." in n)
+    experts, top_k = config.get("num_experts"), config.get("num_experts_per_tok")
+    active = params - expert + (expert * top_k // experts if experts and top_k else expert)
+    embed = next(m for m in model.modules() if isinstance(m, torch.nn.Embedding)).weight
+    # An embedding tied to the LM head is read whole by the head; an untied one is a gather.
+    tied = any(p is embed for n, p in model.named_parameters(remove_duplicate=False)
+               if "embed" not in n and "wte" not in n)
+    return LMFacts(params=params, read_params=active if tied else active - embed.numel(), shape=lm.shape)

@@ -1,0 +1,197 @@
+"""One session of LLM items: the backend's engines, the fp32 references, and each
+scenario and accuracy check turned into a record's figures and its problems.
+
+The figures come from xpuperf.generation.metrics over the harness's timestamps;
+nothing here trusts a number the engine reports.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from backends.base import Backend
+from backends.generation import GenerationEngine, Request
+from xpuperf.generation import accuracy, device, harness, prompts
+from xpuperf.generation.metrics import Bounds, decode_bandwidth_utilization, prefill_mfu
+from xpuperf.generation.models import LMArtifact
+from xpuperf.zoo_generation import GenerationSpec
+
+
+
+class LLMSession:
+    """Holds one model and one open engine at a time (items of a workload and
+    precision run together), and what outlives them: the references, the
+    offline capacity the server loads a fraction of, the measured ceilings."""
+
+    def __init__(self, backend: Backend, options: Mapping[str, str]):
+        self.backend, self.options = backend, dict(options)
+        self._artifact: LMArtifact | None = None
+        self._engine: tuple[str, GenerationEngine] | None = None
+        self._references: dict[str, dict[str, Any]] = {}
+        self._capacity: dict[str, float] = {}
+        self._ceilings: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ lifetime
+    def artifact(self, spec: GenerationSpec) -> LMArtifact:
+        if self._artifact is None or self._artifact.name != spec.name:
+            self._artifact = None  # the old model's memory goes before the new one's
+            self._artifact = LMArtifact(spec.name, spec.builder, spec.config, spec.seed)
+        return self._artifact
+
+    def engine(self, spec: GenerationSpec, precision: str) -> GenerationEngine:
+        """The backend's engine for (workload, precision), warmed up alone and at
+        the largest concurrency (first calls of a shape are slow: kernel choice,
+        allocation); raises GenerationUnsupported when the backend has none for it."""
+        key = spec.combo_id(precision)
+        if self._engine is None or self._engine[0] != key:
+            self.close()
+            engine = self.backend.generation_engine(self.artifact(spec), precision, self.options)
+            self._engine = (key, engine)
+            c = max(spec.concurrency)
+            for count in (1, c):
+                harness.closed_loop(engine, self._requests(spec, count), count, spec.timeout_s)
+        return self._engine[1]
+
+    def close(self) -> None:
+        if self._engine is not None:
+            _, engine = self._engine
+            self._engine = None
+            engine.close()
+
+    # ------------------------------------------------------------------ scenarios
+    def run_scenario(self, spec: GenerationSpec, precision: str, scenario: str,
+                     concurrency: int | None) -> tuple[dict[str, Any], list[str]]:
+        """The record fields of one scenario and why it fails ([] when it passes)."""
+        engine = self.engine(spec, precision)
+        bounds = Bounds(spec.server.ttft_bound_ms, spec.server.tpot_bound_ms)
+        fields: dict[str, Any] = {"scenario": scenario, "prompt_tokens": spec.prompt_tokens,
+                                  "output_tokens": spec.output_tokens,
+                                  "ttft_bound_ms": bounds.ttft_ms, "tpot_bound_ms": bounds.tpot_ms}
+        if scenario == "server":
+            return self._server(spec, precision, engine, bounds, fields)
+        c = 1 if scenario == "single_stream" else concurrency or 1
+        fig = harness.run_figures(harness.closed_loop(
+            engine, self._requests(spec, spec.requests), c, spec.timeout_s), bounds)
+        if scenario == "offline" and c == max(spec.concurrency):
+            self._capacity[spec.combo_id(precision)] = fig["requests_per_s"]
+        fields.update(concurrency=c, **fig, **self._utilization(spec, precision, fig, c))
+        return fields, []
+
+    def _server(self, spec: GenerationSpec, precision: str, engine: GenerationEngine,
+                bounds: Bounds, fields: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        s = spec.server
+        if s.rate is not None:
+            rate, fields["rate_source"] = s.rate, "zoo.yaml"
+        else:
+            rate = s.load * self._offline_capacity(spec, precision, engine, bounds)
+            fields["rate_source"] = f"{s.load:g} x the offline requests/s at concurrency " \
+                                    f"{max(spec.concurrency)}"
+        requests = self._requests(spec, spec.requests)
+
+        def run_at(r: float) -> dict[str, Any]:
+            return harness.run_figures(harness.poisson(engine, requests, r, spec.seed,
+                                                       spec.timeout_s), bounds)
+        fig, runs = run_at(rate), 1
+        if not fig["valid"]:  # one stall of a shared machine backs up every request behind it
+            fig, runs = run_at(rate), 2
+        best, trials = harness.search_rate(run_at, rate, s.search_s, s.max_trials)
+        fields.update(target_rate=rate, runs=runs, **fig, max_valid_rate=best, search=trials,
+                      search_budget_s=s.search_s)
+        problems = []
+        if fig["ttft_ms"]["p99"] > bounds.ttft_ms:
+            problems.append(f"TTFT p99 {fig['ttft_ms']['p99']:.1f} ms > {bounds.ttft_ms:g} ms")
+        if fig["tpot_ms"] and fig["tpot_ms"]["p99"] > bounds.tpot_ms:
+            problems.append(f"TPOT p99 {fig['tpot_ms']['p99']:.1f} ms > {bounds.tpot_ms:g} ms")
+        if problems:
+            problems = [f"server at {rate:.3g} requests/s is invalid ({runs} runs): "
+                        + "; ".join(problems)]
+        return fields, problems
+
+    def _offline_capacity(self, spec: GenerationSpec, precision: str, engine: GenerationEngine,
+                          bounds: Bounds) -> float:
+        """Requests/s offline at the largest concurrency: the offline item's, else run now."""
+        key = spec.combo_id(precision)
+        if key not in self._capacity:
+            fig = harness.run_figures(harness.closed_loop(
+                engine, self._requests(spec, spec.requests), max(spec.concurrency),
+                spec.timeout_s), bounds)
+            self._capacity[key] = fig["requests_per_s"]
+        return self._capacity[key]
+
+    def _utilization(self, spec: GenerationSpec, precision: str, fig: Mapping[str, Any],
+                     concurrency: int) -> dict[str, Any]:
+        """Prefill MFU (a lone request's TTFT is its prefill) and decode bandwidth
+        utilization (a step reads the weights once and every sequence's KV cache,
+        at its mean length over the decode)."""
+        facts = self.artifact(spec).facts()
+        info = self.backend.info()
+        bandwidth = self._ceiling("bandwidth", lambda: device.memory_bandwidth(info))
+        peak = self._ceiling(f"flops-{precision}", lambda: device.peak_flops(info, precision))
+        context = spec.prompt_tokens + spec.output_tokens / 2
+        step_bytes = facts.weight_bytes(precision) + \
+            concurrency * context * facts.kv_bytes_per_token(precision)
+        out: dict[str, Any] = {
+            "weight_bytes": facts.weight_bytes(precision), "params": facts.params,
+            "kv_bytes_per_token": facts.kv_bytes_per_token(precision),
+            "decode_bytes_per_step": step_bytes, "memory_bandwidth": bandwidth.value,
+            "memory_bandwidth_source": bandwidth.source,
+            "decode_bandwidth_utilization": decode_bandwidth_utilization(
+                step_bytes, fig["tpot_ms"]["p50"], bandwidth.value) if fig["tpot_ms"] else None}
+        if concurrency == 1:
+            flops = spec.prompt_tokens * facts.flops_per_token((spec.prompt_tokens - 1) / 2)
+            out.update(prefill_flops=flops, peak_flops=peak.value, peak_flops_source=peak.source,
+                       prefill_mfu=prefill_mfu(flops, fig["ttft_ms"]["p50"], peak.value))
+        return out
+
+    def _ceiling(self, key: str, measure: Any) -> device.Ceiling:
+        if key not in self._ceilings:
+            self._ceilings[key] = measure()
+        return self._ceilings[key]
+
+    # ------------------------------------------------------------------ accuracy
+    def check_accuracy(self, spec: GenerationSpec, precision: str
+                       ) -> tuple[dict[str, Any], list[str]]:
+        """The engine against the fp32 reference: first-token logits, greedy
+        tokens, perplexity; the record fields and what is out of tolerance."""
+        engine = self.engine(spec, precision)
+        ref = self.reference(spec)
+        prompt = self._requests(spec, 1)[0].prompt
+        sinks = harness.closed_loop(engine, [Request(prompt, spec.greedy_tokens)], 1, spec.timeout_s)
+        got_tokens = harness.tokens(sinks)[0]
+        text = prompts.text_ids(spec.text_tokens, self.artifact(spec).vocab_size)
+        ppl = accuracy.perplexity(engine.logits(text), text)
+        found = {**accuracy.logits_agreement(ref["logits"], engine.logits(prompt)[-1]),
+                 "greedy_match": accuracy.greedy_match(ref["tokens"], got_tokens),
+                 "perplexity": ppl, "reference_perplexity": ref["perplexity"],
+                 "perplexity_ratio": ppl / ref["perplexity"]}
+        tolerance = spec.tolerances[precision]
+        fields = {**found, "greedy_tokens": spec.greedy_tokens, "text_tokens": spec.text_tokens,
+                  "tokens": got_tokens, "reference_tokens": ref["tokens"], "tolerance": tolerance}
+        return fields, accuracy.verdict(found, tolerance)
+
+    def reference(self, spec: GenerationSpec) -> dict[str, Any]:
+        """The fp32 model's outputs without a KV cache (each greedy step recomputes
+        the whole sequence), so that an engine's cache is checked, not trusted."""
+        if spec.name not in self._references:
+            import torch
+
+            artifact = self.artifact(spec)
+            lm = artifact.reference()
+            prompt = list(self._requests(spec, 1)[0].prompt)
+            text = prompts.text_ids(spec.text_tokens, artifact.vocab_size)
+            with torch.inference_mode():
+                first = lm(torch.tensor([prompt]), None)[0, -1]
+                ids, tokens = list(prompt), []
+                for _ in range(spec.greedy_tokens):
+                    tokens.append(int(lm(torch.tensor([ids]), None)[0, -1].argmax()))
+                    ids.append(tokens[-1])
+                text_logits = lm(torch.tensor([text]), None)[0].numpy()
+            self._references[spec.name] = {
+                "logits": first.numpy().astype(np.float32), "tokens": tokens,
+                "perplexity": accuracy.perplexity(text_logits, text)}
+        return self._references[spec.name]
+
+    def _requests(self, spec: GenerationSpec, count: int) -> list[Request]:
+        return prompts.requests(count, spec.prompt_tokens, spec.output_tokens,
+                                self.artifact(spec).vocab_size)

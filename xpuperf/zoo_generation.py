@@ -1,0 +1,201 @@
+"""zoo.yaml's `generation:` section: the LLM serving workloads (suites/llm).
+
+    generation:
+      defaults: {...}          # any workload field, merged under every workload
+      workloads:
+        llama2-7b: {model: llama2-7b, prompt_tokens: 1024, output_tokens: 128, ...}
+        qwen3-8b: {family: qwen3, builder: qwen3, config: {...}, ...}
+
+A workload names a `model:` of the zoo (its builder, config and seed, tier
+merged) or gives its own family, builder and config. Pure, as xpuperf.zoo: the
+validator passed in raises the file:line errors.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:
+    from xpuperf.zoo import ModelSpec, _Validator
+
+GEN_SCENARIOS = ("offline", "single_stream", "server")
+GEN_PRECISIONS = ("fp32", "fp16", "bf16")
+BUILDERS = ("gpt2", "llama", "chatglm2", "qwen3", "qwen3_moe")
+TOLERANCE_KEYS = ("min_cosine", "max_abs", "min_greedy_match", "max_perplexity_ratio")
+
+WORKLOAD_FIELDS: dict[str, tuple[bool, str]] = {
+    "model": (False, "str"),
+    "family": (False, "str"),
+    "builder": (False, "str"),
+    "config": (False, "map"),
+    "seed": (False, "int"),
+    "precisions": (False, "list"),
+    "prompt_tokens": (False, "int"),
+    "output_tokens": (False, "int"),
+    "requests": (False, "int"),
+    "concurrency": (False, "list"),
+    "scenarios": (False, "list"),
+    "server": (False, "map"),
+    "accuracy": (False, "map"),
+    "tolerances": (False, "map"),
+    "timeout_s": (False, "num"),
+    "smoke": (False, "map"),
+}
+SMOKE_FIELDS = {k: (False, kind) for k, (_, kind) in WORKLOAD_FIELDS.items()
+                if k not in ("smoke", "model")}
+SERVER_FIELDS: dict[str, tuple[bool, str]] = {
+    "rate": (False, "num"), "load": (False, "num"), "ttft_bound_ms": (False, "num"),
+    "tpot_bound_ms": (False, "num"), "search_s": (False, "num"), "max_trials": (False, "int")}
+ACCURACY_FIELDS: dict[str, tuple[bool, str]] = {
+    "greedy_tokens": (False, "int"), "text_tokens": (False, "int")}
+# Without a value anywhere: MLPerf's LLM bounds, and a search of a minute at most.
+SERVER_DEFAULTS = {"load": 0.5, "ttft_bound_ms": 2000.0, "tpot_bound_ms": 200.0,
+                   "search_s": 60.0, "max_trials": 8}
+DEFAULT_TIMEOUT_S = 600.0
+REQUIRED = ("precisions", "prompt_tokens", "output_tokens", "requests", "concurrency", "scenarios")
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Poisson arrivals at ``rate`` requests/s, else ``load`` x the offline
+    requests/s at the largest concurrency; valid within both p99 bounds."""
+
+    rate: float | None
+    load: float
+    ttft_bound_ms: float
+    tpot_bound_ms: float
+    search_s: float  # the search for the highest valid rate stops past this
+    max_trials: int
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    name: str
+    family: str
+    builder: str
+    config: Mapping[str, Any]
+    seed: int
+    precisions: tuple[str, ...]
+    prompt_tokens: int
+    output_tokens: int
+    requests: int  # per run
+    concurrency: tuple[int, ...]  # offline runs at each: tokens/s against concurrency
+    scenarios: tuple[str, ...]
+    server: ServerSpec
+    greedy_tokens: int
+    text_tokens: int
+    tolerances: Mapping[str, Mapping[str, float]]
+    timeout_s: float
+
+    def combo_id(self, precision: str) -> str:
+        return f"{self.name}-{precision}"
+
+    def case_id(self, precision: str, scenario: str, concurrency: int | None = None) -> str:
+        """test_generate[llama2-7b-fp16-in1024-out128-server]; offline names its concurrency."""
+        c = f"-c{concurrency}" if scenario == "offline" else ""
+        return f"{self.combo_id(precision)}-in{self.prompt_tokens}-out{self.output_tokens}{c}-{scenario}"
+
+
+def generation_workloads(v: "_Validator", raw: Any, tier: str,
+                         models: Mapping[str, "ModelSpec"]) -> tuple[GenerationSpec, ...]:
+    if raw is None:
+        return ()
+    v.fields("generation", raw, {"defaults": (False, "map"), "workloads": (True, "map")})
+    defaults = raw.get("defaults") or {}
+    v.fields("generation.defaults", defaults,
+             {k: (False, kind) for k, (_, kind) in WORKLOAD_FIELDS.items() if k != "model"})
+    v.fields("generation.defaults.smoke", defaults.get("smoke") or {}, SMOKE_FIELDS)
+    return tuple(_workload(v, name, w, defaults, tier, models)
+                 for name, w in raw["workloads"].items())
+
+
+def _workload(v: "_Validator", name: str, raw: Any, defaults: Mapping[str, Any], tier: str,
+              models: Mapping[str, "ModelSpec"]) -> GenerationSpec:
+    where = f"generation.workloads.{name}"
+    v.fields(where, raw, WORKLOAD_FIELDS)
+    smoke = raw.get("smoke") or {}
+    v.fields(f"{where}.smoke", smoke, SMOKE_FIELDS)
+    merged = _merge({k: x for k, x in defaults.items() if k != "smoke"},
+                    {k: x for k, x in raw.items() if k != "smoke"})
+    if tier == "smoke":  # the defaults' smoke override, then the workload's
+        merged = _merge(_merge(merged, defaults.get("smoke") or {}), smoke)
+    src = lambda key: f"{where}.smoke" if tier == "smoke" and key in smoke else where  # noqa: E731
+
+    if "model" in merged:
+        for key in ("family", "builder"):
+            if key in merged:
+                v.fail(f"{src(key)}.{key}", f"comes from model {merged['model']!r}; drop it here")
+        v.one_of(f"{where}.model", merged["model"], tuple(models), "model")
+        model = models[merged["model"]]
+        family, builder, seed = model.family, model.builder, model.seed
+        config = {**model.config, **(merged.get("config") or {})}
+    else:
+        for key in ("family", "builder", "config"):
+            if key not in merged:
+                v.fail(where, f"missing {key!r}: give `model:` (a zoo model) or family, builder "
+                       "and config")
+        family, builder, config = merged["family"], merged["builder"], merged["config"]
+        seed = merged.get("seed", 0)
+    v.one_of(f"{src('builder')}.builder", builder, BUILDERS, "generation builder")
+    for key in REQUIRED:
+        if key not in merged:
+            v.fail(where, f"missing {key!r} (here or under generation.defaults)")
+    for key in ("prompt_tokens", "output_tokens", "requests"):
+        if merged[key] < 1:
+            v.fail(f"{src(key)}.{key}", f"must be >= 1, got {merged[key]}")
+    precisions = merged["precisions"]
+    for i, p in enumerate(precisions):
+        v.one_of(f"{src('precisions')}.precisions[{i}]", p, GEN_PRECISIONS, "precision")
+    for i, c in enumerate(merged["concurrency"]):
+        if not (isinstance(c, int) and not isinstance(c, bool) and c >= 1):
+            v.fail(f"{src('concurrency')}.concurrency[{i}]", f"must be an integer >= 1, got {c!r}")
+    for i, s in enumerate(merged["scenarios"]):
+        v.one_of(f"{src('scenarios')}.scenarios[{i}]", s, GEN_SCENARIOS, "scenario")
+    server = {**SERVER_DEFAULTS, **(merged.get("server") or {})}
+    v.fields(f"{src('server')}.server", server, SERVER_FIELDS)
+    for key in ("rate", "load", "ttft_bound_ms", "tpot_bound_ms", "search_s", "max_trials"):
+        if server.get(key) is not None and not server[key] > 0:
+            v.fail(f"{src('server')}.server.{key}", f"must be > 0, got {server[key]!r}")
+    if server["load"] > 1:
+        v.fail(f"{src('server')}.server.load", f"is a fraction of the offline rate in (0, 1], "
+               f"got {server['load']}")
+    accuracy = {"greedy_tokens": merged["output_tokens"], "text_tokens": 256,
+                **(merged.get("accuracy") or {})}
+    v.fields(f"{src('accuracy')}.accuracy", accuracy, ACCURACY_FIELDS)
+    if accuracy["text_tokens"] < 2 or accuracy["greedy_tokens"] < 1:
+        v.fail(f"{src('accuracy')}.accuracy", "needs greedy_tokens >= 1 and text_tokens >= 2")
+    tolerances = merged.get("tolerances") or {}
+    for p in precisions:
+        if p not in tolerances:
+            v.fail(f"{src('tolerances')}.tolerances", f"no tolerance for precision {p!r}; add one "
+                   "here or under generation.defaults.tolerances")
+    for p, tol in tolerances.items():
+        v.fields(f"{src('tolerances')}.tolerances.{p}", tol, {k: (False, "num") for k in TOLERANCE_KEYS})
+    timeout = merged.get("timeout_s", DEFAULT_TIMEOUT_S)
+    if not timeout > 0:
+        v.fail(f"{src('timeout_s')}.timeout_s", f"must be > 0 seconds, got {timeout!r}")
+    return GenerationSpec(
+        name=name, family=family, builder=builder, config=config, seed=int(seed),
+        precisions=tuple(precisions), prompt_tokens=merged["prompt_tokens"],
+        output_tokens=merged["output_tokens"], requests=merged["requests"],
+        concurrency=tuple(merged["concurrency"]), scenarios=tuple(merged["scenarios"]),
+        server=ServerSpec(rate=server.get("rate"), load=float(server["load"]),
+                          ttft_bound_ms=float(server["ttft_bound_ms"]),
+                          tpot_bound_ms=float(server["tpot_bound_ms"]),
+                          search_s=float(server["search_s"]), max_trials=int(server["max_trials"])),
+        greedy_tokens=accuracy["greedy_tokens"], text_tokens=accuracy["text_tokens"],
+        tolerances={p: dict(t) for p, t in tolerances.items()}, timeout_s=float(timeout))
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` on ``base``: mappings merge one level deep (tolerances per precision
+    too), other values replace."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = {**out[key], **{k: ({**out[key][k], **x} if isinstance(x, dict) and
+                                           isinstance(out[key].get(k), dict) else x)
+                                       for k, x in value.items()}}
+        else:
+            out[key] = value
+    return out
