@@ -105,14 +105,19 @@ def _read_onnx(core: Any, path: Path) -> Any:
 
 
 class OpenVinoCompiled(Compiled):
-    def __init__(self, compiled: Any, output_names: tuple[str, ...], report: CompileReport):
+    def __init__(self, compiled: Any, input_names: tuple[str, ...], output_names: tuple[str, ...],
+                 report: CompileReport):
         self._compiled = compiled
         # An infer request is not thread-safe: each calling thread gets its own.
         self._local = threading.local()
-        # The frontend drops inputs the graph never reads (CastLike's "like" is only
-        # a type): feeding them would fail, so run() leaves them out.
         self._inputs = {name: port.get_element_type() for port in compiled.inputs
                         for name in port.get_names()}
+        # Each compiled input with its names: infer() would run an unfed one on
+        # whatever its buffer holds, so run() refuses a feed that names none.
+        self._ports = [sorted(port.get_names()) for port in compiled.inputs]
+        # The frontend drops inputs the graph never reads (CastLike's "like" is only
+        # a type): feeding them would fail, so run() leaves them out.
+        self._unread = frozenset(input_names) - self._inputs.keys()
         self._outputs: list[tuple[str, Any]] = []
         for port in compiled.outputs:
             names = port.get_names()
@@ -135,6 +140,14 @@ class OpenVinoCompiled(Compiled):
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self._compiled.create_infer_request()
+        unknown = sorted(feeds.keys() - self._inputs.keys() - self._unread)
+        unfed = ["/".join(names) for names in self._ports if not feeds.keys() & set(names)]
+        problems = ([f"unknown feed(s) {', '.join(unknown)}"] if unknown else []) + \
+                   ([f"no feed for input(s) {', '.join(unfed)}"] if unfed else [])
+        if problems:
+            takes = ", ".join("/".join(names) for names in self._ports)
+            raise ValueError(f"OpenVINO: {'; '.join(problems)} (the compiled model takes {takes}; "
+                             f"given {', '.join(feeds)})")
         # infer() copies outputs out of the request's buffers (share_outputs=False).
         results = request.infer({k: self._tensor(k, v) for k, v in feeds.items()
                                  if k in self._inputs})
@@ -209,7 +222,8 @@ class OpenVinoBackend(Backend):
             hit = load_cached(cache_dir, lambda _: core.import_model(
                 (Path(cache_dir) / _CACHED_BLOB).read_bytes(), DEVICE, dict(config)))
             if hit is not None:
-                return OpenVinoCompiled(hit[0], tuple(artifact.output_names), hit[1])
+                return OpenVinoCompiled(hit[0], tuple(artifact.input_names),
+                                        tuple(artifact.output_names), hit[1])
 
         start = time.perf_counter()
         model = _read_onnx(core, Path(artifact.onnx_path()))
@@ -252,7 +266,8 @@ class OpenVinoBackend(Backend):
         if cache_dir is not None:
             write_atomically(Path(cache_dir) / _CACHED_BLOB, lambda p: p.write_bytes(blob))
             save_report(cache_dir, report)
-        return OpenVinoCompiled(compiled, tuple(artifact.output_names), report)
+        return OpenVinoCompiled(compiled, tuple(artifact.input_names),
+                                tuple(artifact.output_names), report)
 
     @staticmethod
     def _quantize(model: Any, artifact: ModelArtifactLike, options: Mapping[str, str]) -> Any:

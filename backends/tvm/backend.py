@@ -238,13 +238,29 @@ class TvmCompiled(Compiled):
     single one under the key None that takes any feed."""
 
     def __init__(self, executables: Mapping[int | None, list[_TvmPart | _OrtPart]],
-                 batch_input: str | None, output_names: list[str], report: CompileReport):
+                 batch_input: str | None, input_names: tuple[str, ...], output_names: list[str],
+                 report: CompileReport):
         self._executables = dict(executables)
         self._batch_input = batch_input
         self._outputs = output_names
         self.report = report
+        # What the parts read that no earlier part produced: the inputs to feed. The
+        # model's other inputs (never read) are accepted and ignored.
+        self._needed: set[str] = set()
+        produced: set[str] = set()
+        for part in next(iter(self._executables.values()), []):
+            self._needed.update(set(part.inputs) - produced)
+            produced.update(part.outputs)
+        self._known = self._needed | set(input_names)
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not self._executables:
+            raise RuntimeError("TVM: run() on a compiled model after its close()")
+        unknown, missing = sorted(feeds.keys() - self._known), sorted(self._needed - feeds.keys())
+        if unknown or missing:
+            raise ValueError(f"TVM: unknown feed(s) {', '.join(unknown) or 'none'}, missing "
+                             f"input(s) {', '.join(missing) or 'none'} (the model takes "
+                             f"{', '.join(sorted(self._known))}; given {', '.join(feeds)})")
         batch = None if self._batch_input is None else len(feeds[self._batch_input])
         parts = self._executables.get(batch)
         if parts is None:
@@ -298,7 +314,9 @@ class TvmBackend(Backend):
                 {entry["batch"]: [_load_part(Path(cache_dir), part) for part in entry["parts"]]
                  for entry in saved["executables"]}, saved["batch_input"], saved["outputs"]))
             if hit is not None:
-                return TvmCompiled(*hit[0], hit[1])
+                executables, batch_input, outputs = hit[0]
+                return TvmCompiled(executables, batch_input, tuple(artifact.input_names),
+                                   outputs, hit[1])
 
         start = time.perf_counter()
         path = Path(artifact.onnx_path())
@@ -405,7 +423,8 @@ class TvmBackend(Backend):
             if cache_dir is not None:
                 save_report(cache_dir, report, batch_input=batch_input, outputs=output_names,
                             executables=entries)
-        return TvmCompiled(executables, batch_input, output_names, report)
+        return TvmCompiled(executables, batch_input, tuple(artifact.input_names), output_names,
+                           report)
 
     def _import(self, model: Any, offload: set[tuple[str, ...]], reasons: dict[str, str],
                 value_info: Mapping[str, Any], convert_map: Mapping[str, Any],

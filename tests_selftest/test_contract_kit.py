@@ -1,0 +1,31 @@
+"""The contract kit (tests_selftest/contract) fails a backend that breaks the
+contract: one that drops a feed it does not know, one that returns another dtype
+than declared, one that caches outputs. Each runs the kit as a vendor would."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_kit(hardware: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests_selftest/contract", "-q",
+         "--hardware", hardware, "--report-dir", str(tmp_path / "reports"), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("violator, failing", [
+    ("DropsFeed", "test_unknown_feed_refused[fp32]"),
+    ("WrongDtype", "test_outputs_as_declared[fp32]"),
+    ("CachesOutputs", "test_deterministic_and_not_cached[fp32]"),
+])
+def test_kit_fails_a_backend_that_breaks_the_contract(violator: str, failing: str,
+                                                      tmp_path: Path) -> None:
+    done = run_kit(f"tests_selftest.contract_violators:{violator}", tmp_path, "-k", "fp32")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"FAILED tests_selftest/contract/test_contract.py::{failing}" in done.stdout, done.stdout

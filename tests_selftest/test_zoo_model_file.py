@@ -1,0 +1,112 @@
+"""A model that is a file (zoo.yaml's ``model:``) and a user's zoo that layers on
+the built-in one: what is read from the file, what is checked against it, and
+what a zoo of only ``models:`` inherits."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xpuperf.zoo import ZooError, load_zoo
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_model(path: Path, batch: int | str, dtype: int | None = None) -> Path:
+    """y = x + 1 over x [batch, 3], with a second input ``mask`` [batch, 3] (bool)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    dtype = dtype or TensorProto.FLOAT
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "m",
+        [helper.make_tensor_value_info("x", dtype, [batch, 3]),
+         helper.make_tensor_value_info("mask", TensorProto.BOOL, [batch, 3])],
+        [helper.make_tensor_value_info("y", dtype, [batch, 3])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def user_zoo(tmp_path: Path, entry: str, extra: str = "", batch: int | str = "N") -> Path:
+    write_model(tmp_path / "m.onnx", batch)
+    zoo = tmp_path / "mine.yaml"
+    zoo.write_text(f"{extra}models:\n  m:\n    model: m.onnx\n{entry}")
+    return zoo
+
+
+def test_a_file_alone_is_a_model(tmp_path: Path) -> None:
+    zoo = load_zoo(user_zoo(tmp_path, ""), "smoke")
+    (m,) = zoo.models
+    assert [(t.name, t.shape, t.dtype) for t in m.inputs] == [("x", (-1, 3), "float32"),
+                                                               ("mask", (-1, 3), "bool")]
+    assert [t.name for t in m.outputs] == ["y"]
+    assert (m.framework, m.builder, m.family, m.dataset, m.batch_sizes, m.fixed_batch) == \
+        ("onnx", None, "m", "fake", (1,), None)
+    assert m.weights == str(tmp_path / "m.onnx")
+
+
+def test_a_fixed_batch_is_read_and_honoured(tmp_path: Path) -> None:
+    (m,) = load_zoo(user_zoo(tmp_path, "", batch=4), "smoke").models
+    assert (m.batch_sizes, m.fixed_batch) == ((4,), 4)
+    with pytest.raises(ZooError, match=r"mine.yaml:4: models.m.batch_sizes: the file's batch axis "
+                                       r"is fixed at 4: batch_sizes can only be \[4\]"):
+        load_zoo(user_zoo(tmp_path, "    batch_sizes: [1, 4]\n", batch=4), "smoke")
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("    inputs:\n      - {name: x, shape: [batch, 3], dtype: float16}\n"
+     "      - {name: mask, shape: [batch, 3], dtype: bool}\n",
+     r"mine.yaml:5: models.m.inputs\[0\].dtype: declared float16, the file has x float32 \[\?, 3\]"),
+    ("    inputs:\n      - {name: x, shape: [batch, 5], dtype: float32}\n"
+     "      - {name: mask, shape: [batch, 3], dtype: bool}\n",
+     r"mine.yaml:5: models.m.inputs\[0\].shape: declared \[-1, 5\], the file has x float32 \[\?, 3\]"),
+    ("    inputs: [{name: x, shape: [batch, 3], dtype: float32}]\n",
+     r"mine.yaml:4: models.m.inputs: the file also takes mask bool \[\?, 3\]: declare it"),
+    ("    outputs: [z]\n", r"mine.yaml:4: models.m.outputs\[0\]: the file has no output 'z' "
+                          r"\(it has: y float32 \[\?, 3\]\)"),
+    ("    builder: conv2d\n", r"mine.yaml:3: models.m.model: a model given as a file takes no builder"),
+])
+def test_what_the_zoo_declares_is_checked_against_the_file(tmp_path: Path, entry: str,
+                                                           message: str) -> None:
+    with pytest.raises(ZooError, match=message):
+        load_zoo(user_zoo(tmp_path, entry), "smoke")
+
+
+def test_a_missing_or_foreign_file_is_named(tmp_path: Path) -> None:
+    zoo = tmp_path / "mine.yaml"
+    zoo.write_text("models:\n  m:\n    model: absent.onnx\n")
+    with pytest.raises(ZooError, match=r"mine.yaml:3: models.m.model: no file .*absent.onnx"):
+        load_zoo(zoo)
+    zoo.write_text("models:\n  m:\n    model: m.pb\n")
+    with pytest.raises(ZooError, match=r"m.pb: a model file is an .onnx file"):
+        load_zoo(zoo)
+
+
+def test_a_user_zoo_layers_on_the_builtin_one(tmp_path: Path) -> None:
+    builtin = load_zoo(ROOT / "zoo.yaml", "smoke")
+    zoo = load_zoo(user_zoo(tmp_path, "", "defaults:\n  precisions: [fp32]\n"
+                                          "tiers:\n  smoke: {timeout_s: 77}\n"), "smoke")
+    assert zoo.datasets == builtin.datasets
+    assert (zoo.perf, zoo.audits, zoo.scenarios) == (builtin.perf, builtin.audits, builtin.scenarios)
+    assert zoo.timeout_s == 77 != builtin.timeout_s
+    (m,) = zoo.models
+    assert m.precisions == ("fp32",)
+    builtin_defaults = yaml.safe_load((ROOT / "zoo.yaml").read_text())["defaults"]
+    assert m.tolerances == builtin_defaults["tolerances"]
+
+
+def test_a_user_zoo_does_not_collect_the_per_op_cases(tmp_path: Path) -> None:
+    zoo = user_zoo(tmp_path, "    precisions: [fp32]\n")
+
+    def collected(*targets: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q",
+             *targets, "--zoo", str(zoo), "--report-dir", str(tmp_path / "reports")],
+            cwd=ROOT, capture_output=True, text=True, timeout=120).stdout
+
+    everything = collected("suites/compiler_coverage")
+    assert "test_compile[m-fake-fp32]" in everything and "test_op[" not in everything
+    assert "test_op[abs]" in collected("suites/compiler_coverage/test_ops.py")

@@ -1,0 +1,113 @@
+"""Golden data: a model's own inputs and expected outputs, which are then the
+reference its numerics are judged against (zoo.yaml's ``golden: PATH``).
+
+Two layouts: onnx's, a folder holding ``test_data_set_N/`` folders (or one such
+folder) of ``input_K.pb`` and ``output_K.pb`` TensorProtos, K in the model's input
+and output order (a tensor that carries a name of the model's is matched by that
+name); or one ``.npz`` file whose arrays are named after the model's inputs and
+outputs. Sets are concatenated along the batch axis; an input without one must be
+the same in every set.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xpuperf.datasets.base import ArrayDataset
+from xpuperf.zoo import TensorSpec
+
+NAME = "golden"
+_PB = re.compile(r"^(input|output)_(\d+)\.pb$")
+
+
+class GoldenDataset(ArrayDataset):
+    name = NAME
+    primary_metric = None
+
+    def __init__(self, path: Path, arrays: dict[str, np.ndarray], shared: tuple[str, ...],
+                 expected: dict[str, np.ndarray]):
+        self.path = str(path)
+        self.expected = expected  # the reference outputs, one row per sample
+        super().__init__(arrays, shared)
+
+    def evaluate(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
+        return {}
+
+
+def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
+         options: dict[str, Any]) -> GoldenDataset:
+    """Options: path (the folder or .npz file; zoo.yaml's ``golden:`` sets it)."""
+    source = Path(options["path"])
+    sets = [_read_npz(source)] if source.suffix == ".npz" else [
+        _read_pb_set(folder, inputs, outputs) for folder in _set_folders(source)]
+    shared = tuple(t.name for t in inputs if not t.batched)
+    arrays: dict[str, np.ndarray] = {}
+    for spec in inputs:
+        values = [_named(s, spec.name, source) for s in sets]
+        if not spec.batched:
+            if any(not np.array_equal(values[0], v) for v in values[1:]):
+                raise ValueError(f"{source}: input {spec.name!r} has no batch axis but differs "
+                                 "between the sets")
+            arrays[spec.name] = values[0]
+        else:
+            arrays[spec.name] = np.concatenate(values)
+        if arrays[spec.name].dtype != np.dtype(spec.dtype):
+            raise ValueError(f"{source}: input {spec.name!r} is {arrays[spec.name].dtype}, "
+                             f"the model takes {spec.dtype}")
+    expected = {}
+    for spec in outputs:
+        values = [_named(s, spec.name, source) for s in sets]
+        if any(v.ndim == 0 for v in values):
+            raise ValueError(f"{source}: expected output {spec.name!r} is a scalar (or not a "
+                             "tensor): outputs are compared row by row along the batch axis")
+        expected[spec.name] = np.concatenate(values)
+    return GoldenDataset(source, arrays, shared, expected)
+
+
+def _set_folders(source: Path) -> list[Path]:
+    if any(_PB.match(p.name) for p in source.iterdir()):
+        return [source]
+    folders = sorted((p for p in source.iterdir() if p.is_dir() and p.name.startswith("test_data_set_")),
+                     key=lambda p: int(p.name.rsplit("_", 1)[1]))
+    if not folders:
+        raise ValueError(f"{source}: no test_data_set_N/ folder and no input_K.pb file in it")
+    return folders
+
+
+def _read_pb_set(folder: Path, inputs: tuple[TensorSpec, ...],
+                 outputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray]:
+    import onnx
+    from onnx import numpy_helper
+
+    found: dict[str, np.ndarray] = {}
+    for path in sorted(folder.iterdir()):
+        match = _PB.match(path.name)
+        if not match:
+            continue
+        kind, k = match.group(1), int(match.group(2))
+        specs = inputs if kind == "input" else outputs
+        tensor = onnx.TensorProto()
+        tensor.ParseFromString(path.read_bytes())
+        names = {t.name for t in specs}
+        if tensor.name in names:
+            name = tensor.name
+        elif k < len(specs):
+            name = specs[k].name
+        else:
+            raise ValueError(f"{path}: the model has {len(specs)} {kind}s, so no {kind}_{k}")
+        found[name] = numpy_helper.to_array(tensor)
+    return found
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as data:
+        return {name: data[name] for name in data.files}
+
+
+def _named(arrays: dict[str, np.ndarray], name: str, source: Path) -> np.ndarray:
+    if name not in arrays:
+        raise ValueError(f"{source}: no tensor for {name!r} (it has: {', '.join(sorted(arrays))})")
+    return arrays[name]
