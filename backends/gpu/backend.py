@@ -240,6 +240,14 @@ class GpuBackend(Backend):
                        cudnn=torch.backends.cudnn.version())
         return out
 
+    def generation_engine(self, artifact: Any, precision: str, options: Mapping[str, str]) -> Any:
+        # The torch reference engine (KV cache, batching) on this backend's device.
+        # A static cache and CUDA graphs for decode are not there yet.
+        from backends.torch_generation import TorchEngine
+
+        return TorchEngine(artifact, precision, options,
+                           device=str(torch_device(options.get("device", "cuda"))))
+
     def precisions(self) -> set[str]:
         """What a device of this host can run: the CPU takes fp32, fp16 and bf16;
         tf32 and fp8 need a CUDA device that has them (compile declines them,
