@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,19 +81,10 @@ def main() -> None:
     def issue(query_index: int) -> None:
         run(None, feeds[query_index % INPUT_BATCHES])
 
-    duration_ns = int(args.duration * 1e9)
     settings = loadgen.RunSettings(min_duration_s=args.duration, min_queries=1, warmup_queries=20)
 
     def bare() -> float:
-        clock = time.perf_counter_ns
-        n = 0
-        t0 = now = clock()
-        deadline = t0 + duration_ns
-        while now < deadline:
-            run(None, feeds[n % INPUT_BATCHES])
-            n += 1
-            now = clock()
-        return n * BATCH * 1e9 / (now - t0)
+        return loadgen.bare_loop_qps(issue, BATCH, args.duration)
 
     pace: list[float] = []  # LoadGen sizes its offline query from the last rate seen
 

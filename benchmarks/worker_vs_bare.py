@@ -20,7 +20,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the repository's package, not an installed one
 
 from backends.cpu import CpuBackend  # noqa: E402
+from xpuperf import loadgen  # noqa: E402
 from xpuperf.batches import perf_indices  # noqa: E402
 from xpuperf.session import BenchSession  # noqa: E402
 from xpuperf.worker.host import GroupHost  # noqa: E402
@@ -70,18 +70,10 @@ def main() -> None:
             host.compile()  # loads the worker's compile-cache entry
             run = host.compiled.run
             batches = [host.dataset.feeds(i) for i in perf_indices(len(host.dataset), bs)]
-            duration_ns = int(args.duration * 1e9)
 
             def bare() -> float:
-                clock = time.perf_counter_ns
-                n = 0
-                t0 = now = clock()
-                deadline = t0 + duration_ns
-                while now < deadline:
-                    run(batches[n % len(batches)])
-                    n += 1
-                    now = clock()
-                return n * bs * 1e9 / (now - t0)
+                return loadgen.bare_loop_qps(lambda n: run(batches[n % len(batches)]), bs,
+                                             args.duration)
 
             def harness() -> float:
                 return session.throughput(case, "xpuperf")["record"]["qps"]

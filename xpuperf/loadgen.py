@@ -330,6 +330,20 @@ def find_peak_server_qps(issue: Issue, batch_size: int, latency_bound_ms: float,
     return PeakSearch(qps=lo, capacity_qps=capacity, best=best, trials=tuple(trials))
 
 
+def bare_loop_qps(issue: Issue, batch_size: int, duration_s: float) -> float:
+    """Samples per second of ``issue`` called back to back with nothing else: the
+    ceiling the engine's offline figure is held against (benchmarks/*_vs_bare.py)."""
+    clock = time.perf_counter_ns
+    n = 0
+    t0 = now = clock()
+    deadline = t0 + int(duration_s * 1e9)
+    while now < deadline:
+        issue(n)
+        n += 1
+        now = clock()
+    return n * batch_size * 1e9 / (now - t0)
+
+
 def _warm_up(issue: Issue, settings: RunSettings) -> int:
     """Run the warm-up queries; return a timestamp capacity for the measured run
     sized from their pace (queries needed for the minimum duration, with room)."""
