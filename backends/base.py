@@ -6,7 +6,9 @@ A vendor implements two classes, ``Backend`` and ``Compiled``, in one short file
 installed distribution's entry point in group ``xpuperf.backends``.
 
 The shape follows onnx.backend.base (prepare -> rep.run): ``compile`` is prepare,
-``Compiled.run`` is rep.run.
+``Compiled.run`` is rep.run. An accelerator may also offer ``Compiled.resident()``
+(a ``Resident``: inputs and outputs kept on its device, timed by its own clock),
+so that its items report device-resident figures beside the end-to-end ones.
 """
 from __future__ import annotations
 
@@ -67,6 +69,55 @@ class Compiled(abc.ABC):
 
     def close(self) -> None:
         """Release device memory; the object is not used afterwards."""
+
+    def resident(self) -> "Resident | None":
+        """Optional: this model with its inputs and outputs kept on the device, so
+        that a performance item reports device-resident figures beside the
+        end-to-end ones ``run`` gives. None (the default) for a backend that
+        computes on the host: its inputs are already where it computes, and end to
+        end is all there is."""
+        return None
+
+
+class Resident(abc.ABC):
+    """A compiled model fed with inputs already on its device (as onnxruntime's IO
+    binding and TensorRT's bindings are), for the figures that leave the copies
+    out: ``run`` on placed inputs is the device-resident query, ``put`` and
+    ``get`` are the copies that ``Compiled.run`` adds to it. Each call returns
+    when the device is done (synchronized), so that the harness may time it with
+    the host's clock; what a placed or output object is, is the backend's own.
+    """
+
+    @abc.abstractmethod
+    def put(self, feeds: Mapping[str, np.ndarray]) -> Any:
+        """Copy one batch of host arrays (keyed as ``Compiled.run``'s feeds) to
+        the device; the result is handed to ``run`` as many times as the harness
+        likes."""
+
+    @abc.abstractmethod
+    def run(self, placed: Any) -> Any:
+        """Run on ``placed`` inputs; the outputs stay on the device. They are the
+        caller's: a later run must not overwrite them (clone a CUDA graph's
+        static outputs), or ``get`` would hand out another query's results."""
+
+    @abc.abstractmethod
+    def get(self, outputs: Any) -> dict[str, np.ndarray]:
+        """Copy ``run``'s outputs to host arrays, as ``Compiled.run`` returns them."""
+
+    def device_seconds(self, placed: Any, repeats: int) -> list[float] | None:
+        """The device time of each of ``repeats`` runs on ``placed``, measured by
+        the device's own clock (CUDA events, say): what a query costs the device
+        without the host's launch and wait. None where the device has no clock of
+        its own."""
+        return None
+
+    def memory_peak_bytes(self) -> int | None:
+        """The peak of device memory allocated since ``reset_memory_peak``; None
+        where the device cannot say (then the host's resident memory is reported)."""
+        return None
+
+    def reset_memory_peak(self) -> None:
+        """Start a new peak for ``memory_peak_bytes``."""
 
 
 class Backend(abc.ABC):

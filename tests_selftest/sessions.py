@@ -55,7 +55,7 @@ _CONV_MODEL = """\
     precisions: [fp32]
 {extra}"""
 # Fast run control, offline only, no audits, a small peak GEMM.
-_CONV_TIERS = """\
+FAST_TIERS = """\
 tiers:
   full:
     perf: {min_time_s: 0.05, min_rounds: 3, warmup_rounds: 1, windows: 1}
@@ -82,7 +82,7 @@ def conv_zoo(folder: Path, models: dict[str, str], datasets: str = "") -> Path:
             lines.append("    dataset_options: {samples: 4}\n")
         entries.append(_CONV_MODEL.format(name=name, dataset=dataset, extra="".join(lines)))
     (folder / "zoo.yaml").write_text(
-        "defaults:\n  tolerances: {fp32: {max_abs: 1.0e-4}}\n" + _CONV_TIERS
+        "defaults:\n  tolerances: {fp32: {max_abs: 1.0e-4}}\n" + FAST_TIERS
         + "datasets:\n  fake: {id: fake, format: fake}\n" + datasets + "models:\n"
         + "".join(entries))
     return folder

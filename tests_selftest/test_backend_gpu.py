@@ -39,9 +39,9 @@ def bert(zoo: Any, tmp_path_factory: pytest.TempPathFactory) -> ModelArtifact:
     return _artifact(zoo, "bert-torch", tmp_path_factory.mktemp("bert"))
 
 
-def _feeds(artifact: ModelArtifact, batch: int) -> dict[str, np.ndarray]:
+def _feeds(artifact: ModelArtifact, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Random token ids and a real-looking mask, so that the outputs vary."""
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     feeds = artifact.example_feeds(batch)
     feeds["input_ids"] = rng.integers(0, 100, feeds["input_ids"].shape)
     feeds["attention_mask"][:] = 1
@@ -76,7 +76,7 @@ def test_eager_on_cpu_agrees_with_the_reference(bert: ModelArtifact, precision: 
     ("fp32", {"device": "cpu", "mode": "graph"}, "mode='graph': use one of eager, compile"),
     ("fp32", {"device": "cpu", "mode": "eager", "inductor_mode": "max-autotune"},
      "inductor_mode is torch.compile's mode"),
-    ("fp32", {"device": "cpu", "threads": "4"}, "unknown GPU backend option(s) threads"),
+    ("fp32", {"device": "cpu", "opt_level": "3"}, "unknown GPU backend option(s) opt_level"),
     ("fp32", {"device": "tpu"}, "device='tpu'"),
 ])
 def test_declined_with_the_reason(bert: ModelArtifact, precision: str,
@@ -212,3 +212,52 @@ def test_compile_counts_graph_breaks_and_loads_from_inductor_cache(tmp_path: Pat
         want = artifact.module(torch.from_numpy(x)).numpy()
     for compiled in (cold, warm):
         np.testing.assert_allclose(compiled.run({"x": x})["y"], want, rtol=1e-5, atol=1e-6)
+
+
+def _resident_agrees_with_run(compiled: Any, bert: ModelArtifact, batch: int) -> Any:
+    """put -> run -> get of two queries gives run()'s outputs to the bit, the first
+    query's read after the second ran; returns the resident path."""
+    resident = compiled.resident()
+    given = [_feeds(bert, batch, seed) for seed in (1, 2)]
+    on_device = [resident.run(resident.put(feeds)) for feeds in given]
+    for feeds, outputs in zip(given, on_device):
+        got, want = resident.get(outputs), compiled.run(feeds)
+        assert set(got) == set(bert.output_names)
+        for name in bert.output_names:
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    assert not np.array_equal(resident.get(on_device[0])["start_logits"],
+                              resident.get(on_device[1])["start_logits"])
+    return resident
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_resident_gives_runs_outputs_on_cpu(bert: ModelArtifact, precision: str) -> None:
+    """device=cpu: inputs placed as CPU tensors; no device clock, no device memory
+    figure (each says None rather than a host figure under a device's name)."""
+    compiled = GpuBackend().compile(bert, precision, (4,), CPU)
+    resident = _resident_agrees_with_run(compiled, bert, 4)
+    placed = resident.put(_feeds(bert, 4))
+    assert all(isinstance(t, torch.Tensor) and t.device.type == "cpu" for t in placed)
+    assert resident.device_seconds(placed, 3) is None
+    resident.reset_memory_peak()
+    assert resident.memory_peak_bytes() is None
+    compiled.close()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("mode", ["eager", "cudagraphs"])
+def test_resident_on_cuda_times_by_events_and_keeps_graph_outputs(bert: ModelArtifact,
+                                                                  mode: str) -> None:
+    """A CUDA graph's outputs are its static buffers, overwritten by the next
+    replay: the resident run hands out copies. Device times come from CUDA
+    events, the memory peak from the allocator."""
+    compiled = GpuBackend().compile(bert, "fp16", (4,), {"mode": mode})
+    resident = compiled.resident()
+    resident.reset_memory_peak()
+    _resident_agrees_with_run(compiled, bert, 4)
+    placed = resident.put(_feeds(bert, 4))
+    assert all(t.device.type == "cuda" for t in placed)
+    seconds = resident.device_seconds(placed, 5)
+    assert len(seconds) == 5 and all(0 < s < 1 for s in seconds)
+    assert resident.memory_peak_bytes() > sum(t.numel() * t.element_size() for t in placed)
+    compiled.close()

@@ -23,6 +23,7 @@ def run_kit(hardware: str, tmp_path: Path, *args: str) -> subprocess.CompletedPr
     ("DropsFeed", "test_unknown_feed_refused[fp32]"),
     ("WrongDtype", "test_outputs_as_declared[fp32]"),
     ("CachesOutputs", "test_deterministic_and_not_cached[fp32]"),
+    ("StaleResident", "test_resident_outputs_equal_run[fp32]"),
 ])
 def test_kit_fails_a_backend_that_breaks_the_contract(violator: str, failing: str,
                                                       tmp_path: Path) -> None:

@@ -32,7 +32,13 @@ and, by suite:
                  the server target_qps, latency_bound_ms, valid; then flops_per_sample,
                  bytes_per_sample (from the graph; flops_error when it could not be
                  counted), peak_flops, peak_flops_source, mfu (a fraction), peak_rss_mb,
-                 rss_method ("vmhwm"|"sampled"|"lifetime"), precision_used,
+                 rss_method ("vmhwm"|"sampled"|"lifetime"), device_resident (where
+                 Compiled.resident() is offered, xpuperf.resident's figures at this
+                 batch size: qps, queries, latency_ms {p50, p90, p99}, device_ms
+                 {p50, p90} or None, device_qps, device_time_source, h2d_bytes_per_s,
+                 d2h_bytes_per_s; else {skipped: why}), device_memory_peak_mb (the
+                 device's peak allocated memory over the item, where it can say),
+                 precision_used,
                  distinct_batches, runs (an invalid server run is run again),
                  timed_by, and with --driver mlperf: mlperf
                  {LoadGen's summary, qps_ratio} (or {skipped: why})

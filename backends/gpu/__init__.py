@@ -23,6 +23,11 @@ module converted), fp8 (CUDA capability 8.9+: nn.Linear layers as per-tensor
 scaled e4m3 matmuls, backends/gpu/fp8.py, the rest in bf16; the report lists the
 layers that ran fp8). int8 is declined.
 
+Device-resident path (Compiled.resident()): inputs put on the device once,
+outputs left there (a CUDA graph's cloned, as its next replay overwrites them),
+device times from CUDA events, the memory peak from torch's allocator; on
+device=cpu there is no device clock or memory figure, and each says None.
+
 Compile report: nodes and fallback ops as backends/gpu/coverage.py counts them;
 with mode=compile, inductor's cache lives in the compile cache entry, so a second
 compile is served from it (``cached``), and the kernels inductor generated.

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from backends.base import (Backend, Compiled, CompileError, CompileReport, Declined,
-                           ModelArtifactLike, load_cached, save_report)
+                           ModelArtifactLike, Resident, load_cached, save_report)
 
 MODES = ("eager", "compile", "cudagraphs")
 OPTIONS = ("device", "mode", "inductor_mode")
@@ -161,6 +161,9 @@ class _CudaGraphs:
     libraries' lazy allocations outside the capture)."""
 
     WARMUP = 3
+    # The outputs are the graph's static buffers: TorchCompiled.run copies them to
+    # the host at once, TorchResident.run clones them.
+    OVERWRITES_OUTPUTS = True
 
     def __init__(self, forward: Callable[..., Any], device: Any):
         self.forward, self.device = forward, device
@@ -174,7 +177,7 @@ class _CudaGraphs:
         for static, a in zip(inputs, args):
             static.copy_(a)
         graph.replay()
-        return outputs  # overwritten by the next replay: run() copies them out at once
+        return outputs  # overwritten by the next replay: see OVERWRITES_OUTPUTS
 
     def _capture(self, args: tuple[Any, ...]) -> tuple[list[Any], Any, Any]:
         import torch
@@ -204,19 +207,87 @@ class TorchCompiled(Compiled):
         self.report = report
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self._numerics()
-        with self._torch.inference_mode():
-            out = self._forward(*self._feeder(feeds))
-            out = out if isinstance(out, (tuple, list)) else (out,)
-            # numpy has no bf16: floats come back in fp32, as the reference's do.
-            return {name: (o.float() if o.is_floating_point() else o).cpu().numpy()
-                    for name, o in zip(self._outputs, out)}
+        return self._to_host(self._forward_on(self._feeder(feeds)))
+
+    def resident(self) -> "TorchResident":
+        return TorchResident(self)
 
     def close(self) -> None:
         device = self._feeder.device
         self._forward = None
         if device.type == "cuda":
             self._torch.cuda.empty_cache()
+
+    def _forward_on(self, inputs: list[Any]) -> tuple[Any, ...]:
+        """The model on device tensors; the outputs as a tuple, on the device
+        (queued there, not waited for)."""
+        self._numerics()
+        with self._torch.inference_mode():
+            out = self._forward(*inputs)
+        return tuple(out) if isinstance(out, (tuple, list)) else (out,)
+
+    def _to_host(self, outputs: tuple[Any, ...]) -> dict[str, np.ndarray]:
+        # numpy has no bf16: floats come back in fp32, as the reference's do.
+        return {name: (o.float() if o.is_floating_point() else o).cpu().numpy()
+                for name, o in zip(self._outputs, outputs)}
+
+
+class TorchResident(Resident):
+    """TorchCompiled with its inputs and outputs kept on its torch device. On
+    CUDA, the device times come from CUDA events and the memory peak from the
+    caching allocator; on the CPU (device=cpu) there is neither, and each says
+    None."""
+
+    def __init__(self, compiled: TorchCompiled):
+        self._compiled = compiled
+        self._torch = compiled._torch
+        device = compiled._feeder.device
+        self._cuda = device if device.type == "cuda" else None
+        self._clone = getattr(compiled._forward, "OVERWRITES_OUTPUTS", False)
+
+    def put(self, feeds: Mapping[str, np.ndarray]) -> list[Any]:
+        placed = self._compiled._feeder(feeds)
+        self._sync()
+        return placed
+
+    def run(self, placed: list[Any]) -> tuple[Any, ...]:
+        out = self._compiled._forward_on(placed)
+        if self._clone:  # the next replay overwrites the graph's own buffers
+            with self._torch.inference_mode():
+                out = tuple(o.clone() for o in out)
+        self._sync()
+        return out
+
+    def get(self, outputs: tuple[Any, ...]) -> dict[str, np.ndarray]:
+        return self._compiled._to_host(outputs)
+
+    def device_seconds(self, placed: list[Any], repeats: int) -> list[float] | None:
+        """Each run between two CUDA events, the runs queued back to back (the
+        host's launches overlap the device's work, as in a steady stream of
+        queries) and read once the device is done."""
+        if self._cuda is None:
+            return None
+        cuda = self._torch.cuda
+        stream = cuda.current_stream(self._cuda)  # the one the model's kernels go to
+        events = [(cuda.Event(enable_timing=True), cuda.Event(enable_timing=True))
+                  for _ in range(repeats)]
+        for start, end in events:
+            start.record(stream)
+            self._compiled._forward_on(placed)
+            end.record(stream)
+        self._sync()
+        return [start.elapsed_time(end) / 1e3 for start, end in events]
+
+    def memory_peak_bytes(self) -> int | None:
+        return None if self._cuda is None else self._torch.cuda.max_memory_allocated(self._cuda)
+
+    def reset_memory_peak(self) -> None:
+        if self._cuda is not None:
+            self._torch.cuda.reset_peak_memory_stats(self._cuda)
+
+    def _sync(self) -> None:
+        if self._cuda is not None:
+            self._torch.cuda.synchronize(self._cuda)
 
 
 class GpuBackend(Backend):

@@ -1,7 +1,9 @@
 """Performance: every zoo scenario at its batch sizes, run by the engine
 (xpuperf.loadgen) on real samples in the backend's worker process, with the
-graph's FLOPs, MFU and the worker's peak resident memory; pytest-benchmark gets
-every query's latency (see xpuperf.timing)."""
+graph's FLOPs, MFU and the worker's peak resident memory; beside them, where the
+backend keeps inputs on its device, the device-resident figures and the device's
+memory peak (xpuperf.resident). pytest-benchmark gets every query's latency
+(see xpuperf.timing): the end-to-end ones."""
 import pytest
 
 from xpuperf.timing import feed_benchmark
@@ -16,9 +18,11 @@ def test_throughput(perf_case, xpu, compiled, benchmark, record, driver):
     feed_benchmark(benchmark, run["latencies_ns"])
 
     figures = {**result, "scenario": spec.name, **xpu.roofline(combo, bs, result["qps"]),
-               "peak_rss_mb": run["peak_rss_mb"], "rss_method": run["rss_method"]}
-    if "mlperf" in run:
-        figures["mlperf"] = run["mlperf"]
+               "peak_rss_mb": run["peak_rss_mb"], "rss_method": run["rss_method"],
+               "device_resident": run["device_resident"]}
+    for optional in ("device_memory_peak_mb", "mlperf"):
+        if optional in run:
+            figures[optional] = run[optional]
     benchmark.extra_info.update(figures, combination=combo.id, precision=compiled.precision,
                                 hardware=xpu.backend.name)
     record(**figures, precision_used=compiled.precision, distinct_batches=run["distinct_batches"],

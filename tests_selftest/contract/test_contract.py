@@ -159,3 +159,26 @@ def test_run_after_close_refused(backend, artifacts, backend_options, precision:
     compiled.close()
     with pytest.raises(Exception):
         compiled.run(given)
+
+
+def test_resident_outputs_equal_run(compile_model, precision: str) -> None:
+    """Where Compiled.resident() is offered, put -> run -> get gives run's outputs
+    to the bit (the device-resident figures are of the same computation), and a
+    query's outputs survive the next query (none are handed out stale)."""
+    compiled = compile_model("affine", precision)
+    resident = compiled.resident()
+    if resident is None:
+        pytest.skip("the backend offers no device-resident path (Compiled.resident() is None)")
+    first, second = feeds(AFFINE, 3, seed=11), feeds(AFFINE, 3, seed=12)
+    on_device = [resident.run(resident.put(given)) for given in (first, second)]
+    for given, outputs, which in zip((first, second), on_device, ("first", "second")):
+        got, want = resident.get(outputs), compiled.run(given)
+        assert isinstance(got, dict) and set(got) == set(want), \
+            f"get() gave {sorted(got) if isinstance(got, dict) else type(got)}, " \
+            f"run() gives {sorted(want)}"
+        for name, value in want.items():
+            assert isinstance(got[name], np.ndarray) and got[name].dtype == value.dtype, \
+                f"resident output {name!r} is {type(got[name]).__name__} " \
+                f"{getattr(got[name], 'dtype', '')}, run() gives {value.dtype}"
+            assert np.array_equal(got[name], value), \
+                f"resident output {name!r} of the {which} of two queries differs from run()'s"

@@ -98,7 +98,7 @@ def render_compare(comparison: Comparison, templates_dir: Path, date: str | None
 def _environment(templates_dir: Path) -> Environment:
     env = Environment(loader=FileSystemLoader(str(templates_dir)), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(num=fmt_num, bytes=fmt_bytes, pct=_pct, pretty=_pretty,
+    env.filters.update(num=fmt_num, bytes=fmt_bytes, pct=_pct, gbps=_gbps, pretty=_pretty,
                        metric_name=metric_name, model_name=model_name, load_point=load_point,
                        status_counts=_status_counts)
     env.tests.update(nan=lambda v: isinstance(v, float) and math.isnan(v))
@@ -140,6 +140,10 @@ def _safe(name: str) -> str:
 
 def _pct(fraction: float | None) -> str:
     return "-" if fraction is None else f"{100 * fraction:.1f} %"
+
+
+def _gbps(bytes_per_s: float | None) -> str:
+    return "-" if bytes_per_s is None else fmt_num(bytes_per_s / 1e9, 3)
 
 
 def _pretty(value: Any) -> str:

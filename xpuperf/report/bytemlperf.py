@@ -71,6 +71,8 @@ def result_json(row: Row, hardware: str, info: Mapping[str, Any]) -> dict[str, A
                                                                else {})}
                    for a in row.audits],
     }
+    if row.device_index is not None:
+        doc["Device Index"] = row.device_index
     if row.generation:  # LLM serving items: their figures as recorded (xpuperf.records)
         doc["Generation"] = row.generation
     return _strict(doc)
@@ -92,6 +94,7 @@ def _compile(row: Row) -> dict[str, Any]:
         "Artifact Bytes": row.artifact_bytes,
         "Cached": row.compile_cached,
         "FLOPs per Sample": row.flops_per_sample,
+        "Details": row.compile_details,
         "Status": row.compile_status or (res.outcome if res else "not run"),
         "Messages": list(res.messages) if res else [],
     }
@@ -134,6 +137,12 @@ def _perf(point: PerfPoint) -> dict[str, Any]:
         "Peak FLOPS": point.peak_flops,
         "Peak FLOPS Source": point.peak_flops_source,
         "Peak RSS MB": point.peak_rss_mb,
+        "Device Resident QPS": point.resident_qps,
+        "Device P50 Latency": point.device_p50,
+        "Device P90 Latency": point.device_p90,
+        "H2D Bytes per s": point.h2d_bytes_per_s,
+        "D2H Bytes per s": point.d2h_bytes_per_s,
+        "Device Memory Peak MB": point.device_memory_peak_mb,
         "FLOPs per Sample": point.flops_per_sample,
         "Bytes per Sample": point.bytes_per_sample,
         "Status": point.outcome,
@@ -144,6 +153,8 @@ def _perf(point: PerfPoint) -> dict[str, Any]:
         entry["Target QPS"] = point.target_qps
     if point.mlperf_qps is not None:
         entry["LoadGen QPS"] = point.mlperf_qps
+    if point.resident_skipped:
+        entry["Device Resident Skipped"] = point.resident_skipped
     if point.message:
         entry["Message"] = point.message
     return entry
@@ -231,6 +242,13 @@ def _read_perf(entry: Mapping[str, Any]) -> PerfPoint:
         peak_flops=_float(entry.get("Peak FLOPS")),
         peak_flops_source=str(entry.get("Peak FLOPS Source") or ""),
         peak_rss_mb=_float(entry.get("Peak RSS MB")),
+        resident_qps=_float(entry.get("Device Resident QPS")),
+        device_p50=_float(entry.get("Device P50 Latency")),
+        device_p90=_float(entry.get("Device P90 Latency")),
+        h2d_bytes_per_s=_float(entry.get("H2D Bytes per s")),
+        d2h_bytes_per_s=_float(entry.get("D2H Bytes per s")),
+        device_memory_peak_mb=_float(entry.get("Device Memory Peak MB")),
+        resident_skipped=str(entry.get("Device Resident Skipped") or ""),
         flops_per_sample=_float(entry.get("FLOPs per Sample")),
         bytes_per_sample=_float(entry.get("Bytes per Sample")),
         valid=entry.get("Valid"), target_qps=_float(entry.get("Target QPS")),

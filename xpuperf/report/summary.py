@@ -61,6 +61,15 @@ class PerfPoint:
     peak_flops: float | None = None  # the ceiling MFU is judged against
     peak_flops_source: str = ""  # "declared" by the backend or how it was measured
     peak_rss_mb: float | None = None
+    # Where the backend keeps inputs on its device (xpuperf.resident): the offline
+    # QPS without the copies, a query's device time, the device's memory peak.
+    resident_qps: float | None = None
+    device_p50: float | None = None  # ms, by the device's clock
+    device_p90: float | None = None
+    h2d_bytes_per_s: float | None = None
+    d2h_bytes_per_s: float | None = None
+    device_memory_peak_mb: float | None = None
+    resident_skipped: str = ""  # why there are no device-resident figures
     flops_per_sample: float | None = None
     bytes_per_sample: float | None = None
     stable: bool | None = None  # the run's windows agreed within max_spread
@@ -94,6 +103,7 @@ class Row:
     family: str = ""
     hardware: str = ""
     weights: str = ""
+    device_index: str | None = None  # the device its items ran on (--devices)
     status: str = "skipped"
     suites: dict[str, SuiteResult] = field(default_factory=dict)
     # metric
@@ -131,6 +141,9 @@ class Row:
     fallback_ops: list[str] = field(default_factory=list)
     artifact_bytes: int | None = None
     compile_cached: bool | None = None
+    # What the backend's compile report says beyond the counts (its device and
+    # mode, fp8 layers, int8 scheme, ...).
+    compile_details: dict[str, Any] = field(default_factory=dict)
     flops_per_sample: float | None = None  # from the graph (compile record, else performance)
 
     @property
@@ -188,6 +201,19 @@ class Row:
         return max((p.peak_rss_mb for p in self.perf if p.peak_rss_mb is not None), default=None)
 
     @property
+    def device_memory_peak_mb(self) -> float | None:
+        """The highest device memory any performance item allocated, where the
+        backend could say: it replaces the host's RSS in the summary."""
+        return max((p.device_memory_peak_mb for p in self.perf
+                    if p.device_memory_peak_mb is not None), default=None)
+
+    @property
+    def best_resident(self) -> PerfPoint | None:
+        """The point of the highest device-resident QPS."""
+        return max((p for p in self.perf if p.resident_qps is not None),
+                   key=lambda p: p.resident_qps, default=None)
+
+    @property
     def audits_passed(self) -> str:
         """'2/3' audits passed, or '-' when none ran."""
         ran = [a for a in self.audits if a.outcome != "skipped"]
@@ -231,6 +257,8 @@ def _merge(row: Row, rec: Mapping[str, Any]) -> None:
     message = str(rec.get("message") or "")
     if not row.weights and rec.get("weights"):
         row.weights = str(rec["weights"])
+    if rec.get("device_index") is not None:
+        row.device_index = str(rec["device_index"])
 
     res = row.suites.get(suite)
     if res is None:
@@ -304,6 +332,8 @@ def _merge_compile(row: Row, rec: Mapping[str, Any], outcome: str) -> None:
              rec.get("cached_note") or ""]
     row.compile_times_note = "; ".join(n for n in notes if n) or row.compile_times_note
     row.precision_used = rec.get("precision_used") or row.precision_used
+    if isinstance(rec.get("details"), Mapping):
+        row.compile_details = dict(rec["details"])
     row.nodes_total = rec.get("nodes_total", row.nodes_total)
     row.nodes_native = rec.get("nodes_native", row.nodes_native)
     row.coverage = _num(rec.get("coverage"), row.coverage)
@@ -319,6 +349,10 @@ def _merge_perf(row: Row, rec: Mapping[str, Any], outcome: str, message: str) ->
     bs = rec.get("batch_size")
     mlperf = rec.get("mlperf") if isinstance(rec.get("mlperf"), Mapping) else {}
     baseline = rec.get("baseline") if isinstance(rec.get("baseline"), Mapping) else {}
+    resident = rec.get("device_resident") if isinstance(rec.get("device_resident"), Mapping) \
+        else {}
+    device_ms = resident.get("device_ms") if isinstance(resident.get("device_ms"), Mapping) \
+        else {}
     row.perf.append(PerfPoint(
         batch_size=int(bs) if isinstance(bs, (int, float)) else None,
         scenario=str(rec.get("scenario") or ""), outcome=outcome, message=message,
@@ -326,6 +360,12 @@ def _merge_perf(row: Row, rec: Mapping[str, Any], outcome: str, message: str) ->
         p99=_num(lat.get("p99")), p999=_num(lat.get("p99.9")), mean=_num(lat.get("mean")),
         samples=rec.get("samples"), wall_s=_num(rec.get("wall_s")),
         mfu=_num(rec.get("mfu")), peak_rss_mb=_num(rec.get("peak_rss_mb")),
+        resident_qps=_num(resident.get("qps")), device_p50=_num(device_ms.get("p50")),
+        device_p90=_num(device_ms.get("p90")),
+        h2d_bytes_per_s=_num(resident.get("h2d_bytes_per_s")),
+        d2h_bytes_per_s=_num(resident.get("d2h_bytes_per_s")),
+        device_memory_peak_mb=_num(rec.get("device_memory_peak_mb")),
+        resident_skipped=str(resident.get("skipped") or ""),
         peak_flops=_num(rec.get("peak_flops")),
         peak_flops_source=str(rec.get("peak_flops_source") or ""),
         flops_per_sample=_num(rec.get("flops_per_sample")),

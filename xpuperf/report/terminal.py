@@ -6,7 +6,7 @@ from typing import Sequence
 from xpuperf.report.summary import NONFINITE_KEYS, Row, fmt_num
 
 HEADERS = ("combination", "status", "metric (drop)", "max_abs", "cosine",
-           "compile s", "cov %", "QPS @ bs", "p99 ms @ bs", "MFU %", "RSS MB", "audits")
+           "compile s", "cov %", "QPS @ bs", "p99 ms @ bs", "MFU %", "mem MB", "audits")
 # Reasons are cut here so that one failing row stays one terminal line.
 MESSAGE_WIDTH = 110
 
@@ -39,9 +39,16 @@ def _cells(row: Row) -> tuple[str, ...]:
         " ".join(f"{p.batch_size}:{fmt_num(p.qps, 3)}" for p in points) or "-",
         f"{fmt_num(largest.p99, 3)} @{largest.batch_size}" if largest else "-",
         "-" if row.best_mfu is None else fmt_num(100 * row.best_mfu, 3),
-        fmt_num(row.peak_rss_mb, 4),
+        _memory(row),
         row.audits_passed,
     )
+
+
+def _memory(row: Row) -> str:
+    """The device's memory peak where the backend can say, else the host's RSS."""
+    if row.device_memory_peak_mb is not None:
+        return f"{fmt_num(row.device_memory_peak_mb, 4)} dev"
+    return fmt_num(row.peak_rss_mb, 4)
 
 
 def _max_abs(row: Row) -> str:

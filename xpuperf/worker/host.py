@@ -15,7 +15,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from backends.base import Compiled, CompileError, CompileReport, Declined, ModelArtifactLike
+from backends.base import (Compiled, CompileError, CompileReport, Declined, ModelArtifactLike,
+                           Resident)
 from backends.registry import find
 from xpuperf import audits, datasets, flops, loadgen
 from xpuperf.batches import (audit_batch_size, calibration_feeds, eval_batch_size, perf_indices,
@@ -23,6 +24,7 @@ from xpuperf.batches import (audit_batch_size, calibration_feeds, eval_batch_siz
 from xpuperf.cache import (Cache, arrays_key, content_key, package_modules, read_json,
                            source_digest, write_json)
 from xpuperf.memory import PeakRSS
+from xpuperf.resident import measure as measure_resident
 from xpuperf.timing import run_mlperf_beside, run_scenario, run_settings
 from xpuperf.worker.contract import check_outputs
 from xpuperf.zoo import load_zoo
@@ -114,6 +116,7 @@ class GroupHost:
         self.report: CompileReport | None = None
         self._outputs: dict[str, np.ndarray] | None = None
         self._capacity: dict[int, float] = {}
+        self._resident: dict[int, dict[str, Any]] = {}  # batch size -> device-resident figures
 
     # ------------------------------------------------------------------ commands
     def compile(self) -> dict[str, Any]:
@@ -150,8 +153,13 @@ class GroupHost:
 
     def throughput(self, batch_size: int, scenario: str, driver: str) -> dict[str, Any]:
         """One scenario at ``batch_size``: the engine's record, every query's
-        latency (ns), the runs it took and the peak resident memory."""
+        latency (ns), the runs it took, the peak resident memory, and the
+        device-resident figures (xpuperf.resident, once per batch size; or
+        {"skipped": why}) with the device's memory peak where it can say."""
         compiled = self._ready()
+        resident = compiled.resident()
+        if resident is not None:
+            resident.reset_memory_peak()
         spec = next(s for s in self.model.scenarios if s.name == scenario)
         batches = [self.dataset.feeds(i) for i in perf_indices(len(self.dataset), batch_size)]
         self.note(f"checking one batch of {batch_size} before timing {scenario}")
@@ -176,7 +184,11 @@ class GroupHost:
             self._capacity[batch_size] = result.qps
         out = {"record": result.as_record(), "latencies_ns": np.asarray(result.latencies_ns),
                "runs": runs, "valid": result.valid, "distinct_batches": len(batches),
-               "peak_rss_mb": rss.mb, "rss_method": rss.method}
+               "peak_rss_mb": rss.mb, "rss_method": rss.method,
+               "device_resident": self._device_resident(resident, batch_size, batches, settings)}
+        peak = resident.memory_peak_bytes() if resident is not None else None
+        if peak is not None:
+            out["device_memory_peak_mb"] = peak / 2**20
         if driver == "mlperf":
             self.note(f"running {scenario} under mlcommons-loadgen")
             out["mlperf"] = run_mlperf_beside(spec, issue, batch_size, len(batches), settings,
@@ -262,6 +274,22 @@ class GroupHost:
         if self.compiled is not None:
             self.compiled.close()
         self.artifact.close()
+
+    # ------------------------------------------------------------------ measuring
+    def _device_resident(self, resident: Resident | None, batch_size: int,
+                         batches: list[dict[str, np.ndarray]], settings: loadgen.RunSettings
+                         ) -> dict[str, Any]:
+        """xpuperf.resident's figures at ``batch_size``, measured by its first
+        item (a batch size's other scenarios would measure the same again)."""
+        if resident is None:
+            return {"skipped": f"{self.backend.name} offers no device-resident path "
+                               "(Compiled.resident() is None): a host backend's inputs are "
+                               "already where it computes, so end to end is all there is"}
+        if batch_size not in self._resident:
+            self.note(f"timing device-resident queries at batch size {batch_size}")
+            self._resident[batch_size] = measure_resident(resident, batches, batch_size,
+                                                          settings)
+        return self._resident[batch_size]
 
     # ------------------------------------------------------------------ compiling
     def _ready(self) -> Compiled:

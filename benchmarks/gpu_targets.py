@@ -1,0 +1,369 @@
+"""The GPU backend against issue 12's targets, each figure the median of its runs
+and printed with the card that gave it.
+
+* bert_qps: bert-base QA (zoo bert-torch, sequence 384) at fp16 and each
+  --batch-sizes: end-to-end QPS (host arrays in and out, what the suite's qps
+  means), device-resident QPS (xpuperf.resident) and MFU (FLOPs per sample from
+  the exported graph, xpuperf.flops, against this card's fp16 GEMM, measured
+  here). Target: >= 6,000 QPS end to end at the best batch size.
+* resnet50_resident: ResNet-50 fp16 at batch 256 (channels-last weights, so that
+  its convolutions run NHWC), device-resident QPS. Target: >= 20,000.
+* bert_batch1: bert-base fp16 at batch 1, latency p50 with mode=cudagraphs
+  against mode=eager. Target: <= 2 ms with CUDA graphs.
+* fp8: bert-base at batch 64, fp8 QPS against fp16's, and the fp8 outputs'
+  cosine and max abs diff against fp32's, held to the zoo's fp8 tolerance.
+  Target: fp8 faster, within the tolerance.
+* harness: the engine's offline QPS (xpuperf.loadgen) over a bare loop
+  (loadgen.bare_loop_qps) on bert-base fp16 at batch 1, interleaved, median of
+  the per-round ratios. Target: >= 0.98x.
+
+The models, shapes and inputs are the zoo's (--tier full: ByteMLPerf's; seeded
+weights, the dataset's samples), compiled by the GPU backend as the suites
+compile them. Each target runs on its own: one that fails prints why and the
+others go on. On a host without CUDA, ``--device cpu --quick --tier smoke``
+runs every path that needs none in a minute or two (fp8, tf32 and CUDA graphs
+print the backend's reason for declining).
+
+    python benchmarks/gpu_targets.py [--device cuda] [--tier full] [--mode compile]
+        [--batch-sizes 24,64,128] [--quick] [--only NAME]
+"""
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: the repository's package, not an installed one
+
+from backends.base import CompileError, Compiled  # noqa: E402
+from backends.gpu import GpuBackend  # noqa: E402
+from xpuperf import datasets, flops, loadgen, resident  # noqa: E402
+from xpuperf.batches import perf_indices  # noqa: E402
+from xpuperf.cache import Cache  # noqa: E402
+from xpuperf.models.artifact import ModelArtifact  # noqa: E402
+from xpuperf.numerics import check, diff_stats  # noqa: E402
+from xpuperf.zoo import load_zoo  # noqa: E402
+
+# Per measured run; a figure is the median of RUNS runs.
+SETTINGS = {False: loadgen.RunSettings(min_duration_s=1.0, min_queries=20, warmup_queries=10,
+                                       windows=1),
+            True: loadgen.RunSettings(min_duration_s=0.2, min_queries=3, warmup_queries=1,
+                                      windows=1)}
+RUNS = {False: 3, True: 3}
+GEMM_N = {"cuda": 8192, "cpu": 1024}  # the ceiling MFU is judged against
+HARNESS_ROUNDS = {False: 11, True: 3}
+
+
+class Bench:
+    """The zoo, the backend and what they share across targets: the datasets, the
+    artifacts and the compiled models (one compile per model, precision, mode)."""
+
+    def __init__(self, args: argparse.Namespace, cache_dir: Path):
+        import torch
+
+        self.args, self.quick = args, args.quick
+        self.zoo = load_zoo(ROOT / "zoo.yaml", args.tier)
+        self.cache = Cache(cache_dir)
+        self.backend = GpuBackend()
+        self.settings = SETTINGS[args.quick]
+        self.device = args.device
+        self.cuda = args.device.startswith("cuda")
+        self.card = torch.cuda.get_device_name(torch.device(args.device)) if self.cuda \
+            else f"cpu: {platform.processor() or platform.machine()}"
+        self._artifacts: dict[str, tuple[ModelArtifact, Any]] = {}
+        self._compiled: dict[tuple, Compiled] = {}
+
+    def say(self, text: str) -> None:
+        print(f"[{self.card}] {text}", flush=True)
+
+    def model(self, name: str) -> tuple[ModelArtifact, Any]:
+        """The zoo entry's artifact and dataset (the samples the suites time)."""
+        if name not in self._artifacts:
+            spec = next(m for m in self.zoo.models if m.name == name)
+            data = datasets.load(self.zoo.datasets[spec.dataset], ROOT / "datasets", spec.inputs,
+                                 spec.outputs, spec.dataset_options)
+            artifact = ModelArtifact(spec, self.cache, self.zoo.path.parent,
+                                     calibration=lambda n: [])
+            self._artifacts[name] = artifact, data
+        return self._artifacts[name]
+
+    def batches(self, name: str, batch_size: int) -> list[dict[str, np.ndarray]]:
+        _, data = self.model(name)
+        return [data.feeds(i) for i in perf_indices(len(data), batch_size)]
+
+    def compiled(self, name: str, precision: str, batch_sizes: tuple[int, ...], mode: str,
+                 channels_last: bool = False) -> Compiled:
+        """The model compiled for ``batch_sizes``, or one already compiled for them."""
+        for (*same, sizes), compiled in self._compiled.items():
+            if same == [name, precision, mode, channels_last] and set(batch_sizes) <= set(sizes):
+                return compiled
+        key = (name, precision, mode, channels_last, batch_sizes)
+        if key not in self._compiled:
+            artifact, _ = self.model(name)
+            given = _ChannelsLast(artifact) if channels_last else artifact
+            start = time.perf_counter()
+            self._compiled[key] = self.backend.compile(given, precision, batch_sizes,
+                                                       {"device": self.device, "mode": mode})
+            self.say(f"compiled {name} {precision} mode={mode} batch sizes {list(batch_sizes)} "
+                     f"in {time.perf_counter() - start:.1f} s")
+        return self._compiled[key]
+
+    def end_to_end(self, compiled: Compiled, batches: list, batch_size: int) -> list[float]:
+        """Offline QPS of RUNS runs, host arrays in and out."""
+        run = compiled.run
+        return [loadgen.run_offline(lambda k: run(batches[k % len(batches)]), batch_size,
+                                    self.settings).qps for _ in range(RUNS[self.quick])]
+
+    def resident(self, compiled: Compiled, batches: list, batch_size: int
+                 ) -> list[dict[str, Any]]:
+        """xpuperf.resident's figures of RUNS runs."""
+        return [resident.measure(compiled.resident(), batches, batch_size, self.settings)
+                for _ in range(RUNS[self.quick])]
+
+
+class _ChannelsLast:
+    """An artifact whose torch module keeps its 4-d weights channels-last, so
+    that cuDNN runs its convolutions NHWC (the zoo builds them NCHW)."""
+
+    def __init__(self, artifact: ModelArtifact):
+        self._artifact = artifact
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._artifact, name)
+
+    def torch_module(self) -> Any:
+        import torch
+
+        return self._artifact.torch_module().to(memory_format=torch.channels_last)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def resident_median(runs: list[dict[str, Any]], *path: str) -> float | None:
+    values = []
+    for run in runs:
+        value: Any = run
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if value is not None:
+            values.append(value)
+    return median(values) if values else None
+
+
+def fmt(value: float | None, spec: str = ",.0f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def gemm_peak(bench: Bench, precision: str) -> float:
+    """The card's FLOP/s on an n x n x n matmul at ``precision``: the fastest of
+    ten, timed by CUDA events on CUDA (the host's clock on the CPU)."""
+    import torch
+
+    n = GEMM_N["cuda" if bench.cuda else "cpu"]
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
+    device = torch.device(bench.device)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    seconds = []
+    for _ in range(10):
+        if bench.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            a @ b
+            end.record()
+            end.synchronize()
+            seconds.append(start.elapsed_time(end) / 1e3)
+        else:
+            t = time.perf_counter()
+            a @ b
+            seconds.append(time.perf_counter() - t)
+    return 2 * n ** 3 / min(seconds)
+
+
+def flops_per_sample(bench: Bench, name: str) -> tuple[float, str]:
+    """From the exported graph at batch 1 (xpuperf.flops; a sample costs the same
+    at any batch size), else 2 x parameters x sequence length (a transformer's
+    matmuls), saying which."""
+    artifact, _ = bench.model(name)
+    try:
+        cost = flops.count_file(artifact.onnx_path(), 1, 2)
+        return cost.flops_per_sample, "xpuperf.flops on the exported graph"
+    except Exception as e:  # noqa: BLE001 - an approximation still gives an MFU
+        params = sum(p.numel() for p in artifact.torch_module().parameters())
+        seq = artifact.spec.inputs[0].shape[1]
+        return 2.0 * params * seq, f"2 x params x seq (graph not counted: {type(e).__name__}: {e})"
+
+
+# --------------------------------------------------------------------------- targets
+def bert_qps(bench: Bench) -> None:
+    sizes = tuple(bench.args.batch_sizes)
+    compiled = bench.compiled("bert-torch", "fp16", sizes, bench.args.mode)
+    peak = gemm_peak(bench, "fp16")
+    per_sample, source = flops_per_sample(bench, "bert-torch")
+    bench.say(f"fp16 GEMM ceiling ({GEMM_N['cuda' if bench.cuda else 'cpu']}^3): "
+              f"{peak / 1e12:,.3g} TFLOP/s; bert-torch {per_sample / 1e9:,.3g} GFLOP/sample "
+              f"({source})")
+    best = 0.0
+    for bs in sizes:
+        batches = bench.batches("bert-torch", bs)
+        e2e = median(bench.end_to_end(compiled, batches, bs))
+        res = bench.resident(compiled, batches, bs)
+        on_device = resident_median(res, "qps")
+        best = max(best, e2e)
+        bench.say(f"bert-torch fp16 mode={bench.args.mode} bs{bs}: end-to-end {e2e:,.0f} QPS "
+                  f"(MFU {100 * per_sample * e2e / peak:.1f} %), device-resident {fmt(on_device)}"
+                  f" QPS (MFU {fmt(on_device and 100 * per_sample * on_device / peak, '.1f')} %),"
+                  f" device time p50 {fmt(resident_median(res, 'device_ms', 'p50'), '.3f')} ms;"
+                  f" H2D {fmt(resident_median(res, 'h2d_bytes_per_s'), ',.3g')} B/s, "
+                  f"D2H {fmt(resident_median(res, 'd2h_bytes_per_s'), ',.3g')} B/s")
+    bench.say(f"bert-torch fp16 best end-to-end {best:,.0f} QPS (target >= 6,000 on an H100: "
+              f"{'met' if best >= 6000 else 'not met'})")
+
+
+def resnet50_resident(bench: Bench) -> None:
+    bs = 256
+    compiled = bench.compiled("resnet50-torch", "fp16", (bs,), bench.args.mode,
+                              channels_last=True)
+    batches = bench.batches("resnet50-torch", bs)
+    res = bench.resident(compiled, batches, bs)
+    qps = resident_median(res, "qps")
+    device_p50 = resident_median(res, "device_ms", "p50")
+    e2e = median(bench.end_to_end(compiled, batches, bs))
+    bench.say(f"resnet50-torch fp16 channels-last mode={bench.args.mode} bs{bs}: device-resident "
+              f"{fmt(qps)} QPS (device time p50 {fmt(device_p50, '.3f')} ms), "
+              f"end-to-end {e2e:,.0f} QPS (target resident >= 20,000: "
+              f"{'met' if qps and qps >= 20000 else 'not met'})")
+
+
+def bert_batch1(bench: Bench) -> None:
+    p50 = {}
+    batches = bench.batches("bert-torch", 1)
+    for mode in ("eager", "cudagraphs"):
+        try:
+            compiled = bench.compiled("bert-torch", "fp16", (1,), mode)
+        except CompileError as e:
+            bench.say(f"bert-torch fp16 bs1 mode={mode}: declined: {e}")
+            continue
+        run = compiled.run
+        runs = [loadgen.run_single_stream(lambda k: run(batches[k % len(batches)]), 1,
+                                          bench.settings) for _ in range(RUNS[bench.quick])]
+        p50[mode] = median([r.latency_ms["p50"] for r in runs])
+        res = bench.resident(compiled, batches, 1)
+        bench.say(f"bert-torch fp16 bs1 mode={mode}: latency p50 {p50[mode]:.3f} ms end to end, "
+                  f"{fmt(resident_median(res, 'latency_ms', 'p50'), '.3f')} ms device-resident, "
+                  f"device time p50 {fmt(resident_median(res, 'device_ms', 'p50'), '.3f')} ms")
+    if len(p50) == 2:
+        ratio = p50["cudagraphs"] / p50["eager"]
+        bench.say(f"bert-torch fp16 bs1: cudagraphs / eager p50 {ratio:.3f}x (target cudagraphs "
+                  f"<= 2 ms: "
+                  f"{'met' if p50['cudagraphs'] <= 2 else 'not met'})")
+
+
+def fp8(bench: Bench) -> None:
+    bs = 64
+    batches = bench.batches("bert-torch", bs)
+    try:
+        low = bench.compiled("bert-torch", "fp8", (bs,), bench.args.mode)
+    except CompileError as e:
+        bench.say(f"bert-torch fp8 bs{bs}: declined: {e}")
+        return
+    half = bench.compiled("bert-torch", "fp16", (bs,), bench.args.mode)
+    qps = {name: median(bench.end_to_end(c, batches, bs)) for name, c in
+           (("fp8", low), ("fp16", half))}
+    reference = bench.compiled("bert-torch", "fp32", (bs,), "eager").run(batches[0])
+    outputs = low.run(batches[0])
+    artifact, _ = bench.model("bert-torch")
+    tolerance = artifact.spec.tolerances.get("fp8")
+    for name, want in reference.items():
+        stats = diff_stats(want, outputs[name])
+        verdict = ("no fp8 tolerance in the zoo" if tolerance is None else
+                   "; ".join(check(name, stats, tolerance)) or f"within {dict(tolerance)}")
+        bench.say(f"bert-torch fp8 bs{bs} output {name}: cosine {stats.cosine:.6f}, max abs "
+                  f"{stats.max_abs:.4g} against fp32 ({verdict})")
+    layers = low.report.details.get("fp8_layers", [])
+    bench.say(f"bert-torch bs{bs} mode={bench.args.mode}: fp8 {qps['fp8']:,.0f} QPS, fp16 "
+              f"{qps['fp16']:,.0f} QPS end to end, fp8 / fp16 {qps['fp8'] / qps['fp16']:.3f}x "
+              f"({len(layers)} Linear layers in fp8; target fp8 faster: "
+              f"{'met' if qps['fp8'] > qps['fp16'] else 'not met'})")
+
+
+def harness(bench: Bench) -> None:
+    mode = "cudagraphs" if bench.cuda else "eager"  # the shortest query: overhead shows most
+    compiled = bench.compiled("bert-torch", "fp16", (1,), mode)
+    batches = bench.batches("bert-torch", 1)
+    run = compiled.run
+
+    def issue(k: int) -> None:
+        run(batches[k % len(batches)])
+
+    duration = bench.settings.min_duration_s
+    drivers: list[tuple[str, Callable[[], float]]] = [
+        ("harness", lambda: loadgen.run_offline(issue, 1, bench.settings).qps),
+        ("bare", lambda: loadgen.bare_loop_qps(issue, 1, duration))]
+    figures: dict[str, list[float]] = {"harness": [], "bare": []}
+    for r in range(HARNESS_ROUNDS[bench.quick]):
+        for name, measure in drivers[r % 2:] + drivers[:r % 2]:  # alternate who goes first
+            figures[name].append(measure())
+    ratio = median([h / b for h, b in zip(figures["harness"], figures["bare"])])
+    bench.say(f"bert-torch fp16 bs1 mode={mode}: harness {median(figures['harness']):,.0f} QPS, "
+              f"bare loop {median(figures['bare']):,.0f} QPS, harness / bare {ratio:.3f}x "
+              f"(median of {len(figures['bare'])} rounds; target >= 0.98x: "
+              f"{'met' if ratio >= 0.98 else 'not met'})")
+
+
+TARGETS: dict[str, Callable[[Bench], None]] = {
+    "bert_qps": bert_qps, "resnet50_resident": resnet50_resident, "bert_batch1": bert_batch1,
+    "fp8": fp8, "harness": harness}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
+    ap.add_argument("--tier", default="full", choices=("full", "smoke"),
+                    help="the zoo's shapes: full (ByteMLPerf's) or smoke (small)")
+    ap.add_argument("--mode", default=None, choices=("eager", "compile", "cudagraphs"),
+                    help="the GPU backend's mode for the throughput targets "
+                         "(default: compile on CUDA, eager on the CPU)")
+    ap.add_argument("--batch-sizes", default="24,64,128",
+                    type=lambda s: [int(b) for b in s.split(",")],
+                    help="bert_qps's batch sizes, comma-separated")
+    ap.add_argument("--quick", action="store_true", help="short runs, fewer of them")
+    ap.add_argument("--only", choices=sorted(TARGETS), help="run this target alone")
+    ap.add_argument("--cache-dir", help="exported models (default: a temporary folder)")
+    args = ap.parse_args()
+    args.mode = args.mode or ("eager" if args.device.startswith("cpu") else "compile")
+    failed = []
+    with tempfile.TemporaryDirectory(prefix="xpuperf-gpu-") as tmp:
+        bench = Bench(args, Path(args.cache_dir or tmp))
+        bench.say(f"tier {args.tier}, mode {args.mode}, runs of "
+                  f"{bench.settings.min_duration_s:g} s, median of {RUNS[args.quick]}")
+        for name, target in TARGETS.items():
+            if args.only and name != args.only:
+                continue
+            print(f"--- {name}", flush=True)
+            try:
+                target(bench)
+            except Exception as e:  # noqa: BLE001 - one broken path must not lose the others
+                failed.append(name)
+                bench.say(f"{name} FAILED: {type(e).__name__}: {e}")
+                traceback.print_exc(limit=-3)
+    if failed:
+        print(f"failed targets: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
