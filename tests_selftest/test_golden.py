@@ -82,3 +82,17 @@ def test_golden_outputs_are_the_reference(tmp_path: Path, offset: float, verdict
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert verdict in done.stdout, done.stdout[-3000:]
     assert "relu-golden-fp32" in done.stdout
+
+
+def test_onnx_light_layout_outputs_beside_the_model_and_the_runner_s_inputs(tmp_path: Path) -> None:
+    """onnx/backend/test/data/light ships <model>_output_0.pb and no inputs: they
+    are what onnx's runner feeds, arange(size) / size in the input's shape."""
+    y = np.array([[0.25, 0.75]], np.float32)
+    write_pb(tmp_path / "light_m_output_0.pb", y)
+    ds = golden.load(None, (TensorSpec("data", (-1, 2, 2), "float32", "data"),), (Y,),
+                     {"path": str(tmp_path / "light_m_output_0.pb")})
+    np.testing.assert_array_equal(ds.feeds([0])["data"], [[[0, 0.25], [0.5, 0.75]]])
+    np.testing.assert_array_equal(ds.expected["y"], y)
+    with pytest.raises(ValueError, match="input 'ids' is int64"):
+        golden.load(None, (TensorSpec("ids", (-1, 2), "int64", "ids"),), (Y,),
+                    {"path": str(tmp_path / "light_m_output_0.pb")})

@@ -130,10 +130,14 @@ def test_a_missing_or_misplaced_batch_axis_names_line_and_input(line, expected):
     assert expected in str(e.value)
 
 
-def test_outputs_always_have_a_batch_axis():
-    with pytest.raises(ZooError, match=r"zoo.yaml:16: models.m-torch.outputs\[0\].batched: applies to "
-                                       "inputs only"):
-        parse_zoo(broken("outputs: [start_logits]", "outputs: [{name: start_logits, batched: false}]"))
+def test_an_output_without_a_batch_axis_says_batched_false():
+    (m,) = parse_zoo(broken("outputs: [start_logits]",
+                            "outputs: [{name: start_logits, batched: false}]")).models
+    assert [t.batched for t in m.outputs] == [False]
+    with pytest.raises(ZooError, match=r"zoo.yaml:16: models.m-torch.outputs\[0\].shape\[0\]: names "
+                                       "the batch axis"):
+        parse_zoo(broken("outputs: [start_logits]",
+                         "outputs: [{name: start_logits, shape: [batch, 2], batched: false}]"))
 
 
 MODEL_END = "      batch_sizes: [2]\n"

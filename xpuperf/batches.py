@@ -2,19 +2,27 @@
 model: the parent's reference run and the worker's backend runs must agree."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Collection
 
 import numpy as np
 
 from xpuperf.datasets.base import Dataset
+from xpuperf.zoo import TensorSpec
 
 PERF_DISTINCT_BATCHES = 8  # real batches rotated through during a timed run
 
 
 def run_in_batches(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
-                   dataset: Dataset, batch_size: int) -> dict[str, np.ndarray]:
+                   dataset: Dataset, batch_size: int, whole: Collection[str] = ()
+                   ) -> dict[str, np.ndarray]:
     """Outputs for every sample of ``dataset``, in order. The last batch is padded
-    with its final sample so backends compiled for fixed batch sizes can run it."""
+    with its final sample so backends compiled for fixed batch sizes can run it.
+
+    An output named in ``whole`` has no batch axis (a sum over the batch, a
+    length): it has no row per sample to cut the padding from or to join, so it
+    comes back as one entry per batch, stacked. The reference and the backend run
+    the same batches, so such an output is compared batch by batch, whether or not
+    it depends on what the batch holds."""
     n = len(dataset)
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, n, batch_size):
@@ -22,8 +30,16 @@ def run_in_batches(run: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
         real = len(idx)
         idx += [idx[-1]] * (batch_size - real)
         for name, value in run(dataset.feeds(idx)).items():
-            parts.setdefault(name, []).append(np.asarray(value)[:real])
-    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+            value = np.asarray(value)
+            parts.setdefault(name, []).append(value if name in whole else value[:real])
+    return {name: np.stack(chunks) if name in whole else np.concatenate(chunks)
+            for name, chunks in parts.items()}
+
+
+def batch_free(outputs: tuple[TensorSpec, ...]) -> frozenset[str]:
+    """The outputs without a batch axis (zoo.yaml's ``batched: false``), which
+    run_in_batches keeps whole."""
+    return frozenset(t.name for t in outputs if not t.batched)
 
 
 def calibration_feeds(dataset: Dataset, count: int, batch_size: int) -> list[dict[str, np.ndarray]]:

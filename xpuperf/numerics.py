@@ -86,6 +86,28 @@ def check(name: str, stats: DiffStats, tolerance: Mapping[str, float]) -> list[s
     return problems
 
 
+def check_close(name: str, reference: np.ndarray, output: np.ndarray,
+                tolerance: Mapping[str, float]) -> list[str]:
+    """Why ``output`` breaks the elementwise bound |output - reference| <= atol +
+    rtol x |reference| (numpy's allclose, onnx's test data convention) of
+    ``tolerance``'s ``rtol`` and ``atol`` (each 0 when not given); empty when
+    within it or when ``tolerance`` gives neither. A NaN or Inf is check's concern."""
+    if "rtol" not in tolerance and "atol" not in tolerance:
+        return []
+    rtol, atol = tolerance.get("rtol", 0.0), tolerance.get("atol", 0.0)
+    ref = np.asarray(reference, dtype=np.float64)
+    out = np.asarray(output, dtype=np.float64)
+    finite = np.isfinite(out) & np.isfinite(ref)
+    excess = np.abs(out - ref)[finite] - (atol + rtol * np.abs(ref[finite]))
+    over = int((excess > 0).sum())
+    if not over:
+        return []
+    worst = int(np.argmax(excess))
+    return [f"{name}: {over} of {excess.size} values beyond atol {atol:g} + rtol {rtol:g} x "
+            f"|reference| (worst: off by {excess[worst]:.3g} more than its bound, reference "
+            f"{ref[finite][worst]:.6g}, output {out[finite][worst]:.6g})"]
+
+
 def abs_diff_histogram(pairs: list[tuple[np.ndarray, np.ndarray]], bins: int = 12) -> dict[str, list]:
     """Counts of |output - reference| in decade bins from 1e-9 up (ByteMLPerf's diff
     distribution, as numbers rather than a picture); the last bin also holds the

@@ -239,9 +239,11 @@ def pytest_configure(config: pytest.Config) -> None:
             report_folder.clear(report_dir, not getattr(config.option, "benchmark_json", None))
     if hasattr(config.option, "benchmark_storage"):
         # Keep saved runs per hardware so --benchmark-compare never compares a CPU
-        # run with another backend's.
+        # run with another backend's, and under --report-dir when one is given, so
+        # that a session writes nothing in the working directory.
         if config.option.benchmark_storage == "file://./.benchmarks":
-            config.option.benchmark_storage = f"file://./.benchmarks/{hardware}"
+            root = report_dir if config.getoption("report_dir") else Path(".")
+            config.option.benchmark_storage = f"file://{root / '.benchmarks' / hardware}"
         writes = not (hasattr(config, "workerinput") or config.option.collectonly)
         if writes and not config.option.benchmark_json:
             report_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ import numpy as np
 
 from backends.base import Backend, CompileReport
 from xpuperf import datasets, flops
-from xpuperf.batches import calibration_feeds, eval_batch_size, run_in_batches
+from xpuperf.batches import batch_free, calibration_feeds, eval_batch_size, run_in_batches
 from xpuperf.cache import Cache, arrays_key, content_key
 from xpuperf.datasets.base import Dataset
 from xpuperf.models.artifact import ModelArtifact
@@ -149,7 +149,8 @@ class BenchSession:
             key = content_key(art.key, arrays_key(ds.feeds(range(len(ds)))))
             try:
                 self._references[model.name] = self.cache.arrays(
-                    "reference", key, lambda: run_in_batches(art.reference, ds, bs))
+                    "reference", key, lambda: run_in_batches(art.reference, ds, bs,
+                                                           batch_free(model.outputs)))
             except Exception as e:  # noqa: BLE001 - the framework's failure, not the backend's
                 raise SetupError(f"{self._where(model, 'framework')}: the {model.framework} "
                                  f"reference run failed: {type(e).__name__}: {e}") from e

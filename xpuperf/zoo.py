@@ -20,8 +20,10 @@ from xpuperf.zoo_generation import GenerationSpec, generation_workloads
 
 FRAMEWORKS = ("torch", "tf", "onnx")
 DOMAINS = ("nlp", "cv", "rec", "speech", "multimodal", "llm", "substructure", "other")
-DTYPES = ("float32", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool")
-TOLERANCE_KEYS = ("max_abs", "mean_abs", "max_rel", "min_cosine")
+DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool",
+          "string")
+FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
+TOLERANCE_KEYS = ("max_abs", "mean_abs", "max_rel", "min_cosine", "rtol", "atol")
 
 # field -> (required, kind); kinds are checked by _check_kind
 MODEL_FIELDS: dict[str, tuple[bool, str]] = {
@@ -77,12 +79,12 @@ class ZooError(ValueError):
 class TensorSpec:
     name: str
     # Batched: the batch axis first, as -1. Not batched (an input fed whole with
-    # every batch, e.g. the prompts a batch of images is scored against): the
-    # tensor's whole shape.
+    # every batch, e.g. the prompts a batch of images is scored against; an output
+    # of one value per batch, e.g. a sum over it): the tensor's whole shape.
     shape: tuple[int, ...]
     dtype: str
     field: str  # the dataset's name for this tensor (defaults to name)
-    range: tuple[int, int] | None = None  # integer inputs: [low, high) for generated data
+    range: tuple[float, float] | None = None  # [low, high) of generated data (not bool)
     batched: bool = True
 
     def batch_shape(self, batch: int | None) -> tuple[int | None, ...]:
@@ -371,7 +373,8 @@ def _from_file(v: "_Validator", where: str, name: str, merged: dict[str, Any]) -
             v.fail(where, f"no input of the file has a batch axis "
                    f"({', '.join(t.describe() for t in file_inputs)}), and the suites run a "
                    "model in batches: give it a first axis of the batch")
-    merged.setdefault("outputs", [{"name": t.name, "dtype": t.dtype} if t.dtype in DTYPES else t.name
+    merged.setdefault("outputs", [{"name": t.name, **({"dtype": t.dtype} if t.dtype in DTYPES else {}),
+                                   **({"batched": False} if _output_batched(t, batch) is False else {})}
                                   for t in file_outputs])
     merged.setdefault("batch_sizes", [batch or 1])
     return file_inputs, file_outputs
@@ -398,6 +401,15 @@ def _file_batch(file_inputs: list) -> int | None:
     return None if not firsts or None in firsts else firsts[0]
 
 
+def _output_batched(t: Any, batch: int | None) -> bool | None:
+    """Whether a file's output has the batch axis first: not when it is a scalar or
+    its first size is fixed at another size than the batch (any fixed size, for a
+    free batch); None when the file does not say (rank or first axis unknown)."""
+    if t.shape is None or (t.shape and t.shape[0] is None):
+        return None if t.shape is None or batch is not None else True
+    return bool(t.shape) and t.shape[0] == batch
+
+
 def _declared(v: "_Validator", where: str, t: Any, batch: int | None) -> dict[str, Any]:
     """A file's input as the zoo would declare it: batched on its first axis when
     that axis is the (free or fixed) batch axis, fed whole otherwise."""
@@ -412,17 +424,23 @@ def _declared(v: "_Validator", where: str, t: Any, batch: int | None) -> dict[st
     return {"name": t.name, "shape": shape, "dtype": t.dtype, "batched": batched}
 
 
+def _in_file(v: "_Validator", at: str, kind: str, name: str, tensors: list) -> Any:
+    """The file's ``kind`` tensor named ``name``; a failure at ``at`` that lists the
+    file's own where it has none."""
+    found = next((t for t in tensors if t.name == name), None)
+    if found is None:
+        v.fail(at, f"the file has no {kind} {name!r} "
+                   f"(it has: {', '.join(t.describe() for t in tensors)})")
+    return found
+
+
 def _check_against_file(v: "_Validator", inputs_at: str, outputs_at: str, batch_at: str,
                         inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
                         batch_sizes: list[int], file_inputs: list, file_outputs: list) -> int | None:
     """What the zoo declares must be what the file has; returns the file's fixed
     batch size (None: free)."""
-    have = {t.name: t for t in file_inputs}
     for i, spec in enumerate(inputs):
-        t = have.get(spec.name)
-        if t is None:
-            v.fail(f"{inputs_at}.inputs[{i}].name", f"the file has no input {spec.name!r} "
-                   f"(it has: {', '.join(f.describe() for f in file_inputs)})")
+        t = _in_file(v, f"{inputs_at}.inputs[{i}].name", "input", spec.name, file_inputs)
         if spec.dtype != t.dtype:
             v.fail(f"{inputs_at}.inputs[{i}].dtype", f"declared {spec.dtype}, the file has {t.describe()}")
         rest = spec.shape[1:] if spec.batched else spec.shape
@@ -435,13 +453,14 @@ def _check_against_file(v: "_Validator", inputs_at: str, outputs_at: str, batch_
     if undeclared:
         v.fail(f"{inputs_at}.inputs", f"the file also takes {', '.join(undeclared)}: declare it, "
                "or leave inputs out to take the file's")
-    out_names = {t.name for t in file_outputs}
-    for i, spec in enumerate(outputs):
-        if spec.name not in out_names:
-            v.fail(f"{outputs_at}.outputs[{i}]", f"the file has no output {spec.name!r} "
-                   f"(it has: {', '.join(t.describe() for t in file_outputs)})")
     batch = _file_batch([t for t in file_inputs
                          if any(s.name == t.name and s.batched for s in inputs)])
+    for i, spec in enumerate(outputs):
+        t = _in_file(v, f"{outputs_at}.outputs[{i}]", "output", spec.name, file_outputs)
+        if _output_batched(t, batch) not in (None, spec.batched):
+            v.fail(f"{outputs_at}.outputs[{i}]", f"the file's output {t.describe()} has "
+                   f"{'a' if spec.batched is False else 'no'} batch axis: say batched: "
+                   f"{'true' if spec.batched is False else 'false'}")
     if batch is not None and any(bs != batch for bs in batch_sizes):
         v.fail(f"{batch_at}.batch_sizes", f"the file's batch axis is fixed at {batch}: "
                f"batch_sizes can only be [{batch}]")
@@ -495,8 +514,6 @@ def _tensor(v: "_Validator", where: str, raw: Any, dims: Mapping[str, int], need
     v.fields(where, raw, {k: (req or (need_shape and k in ("shape", "dtype")), kind)
                           for k, (req, kind) in TENSOR_FIELDS.items()})
     batched = raw.get("batched", True)
-    if not (batched or need_shape):
-        v.fail(f"{where}.batched", "applies to inputs only; outputs are gathered batch by batch")
     shape: list[int] = []
     for i, d in enumerate(raw.get("shape") or []):
         if batched and i == 0:
@@ -505,8 +522,8 @@ def _tensor(v: "_Validator", where: str, raw: Any, dims: Mapping[str, int], need
                        "fed whole with every batch has none and says batched: false)")
             shape.append(-1)
         elif d == "batch" and not batched:
-            v.fail(f"{where}.shape[{i}]", "names the batch axis of an input with batched: false "
-                   "(fed whole with every batch, it has none)")
+            v.fail(f"{where}.shape[{i}]", f"names the batch axis of an {'input' if need_shape else 'output'}"
+                   " with batched: false (a tensor whole with every batch has none)")
         elif isinstance(d, int) and d > 0:
             shape.append(d)
         elif isinstance(d, str) and d in dims:
@@ -517,8 +534,15 @@ def _tensor(v: "_Validator", where: str, raw: Any, dims: Mapping[str, int], need
     dtype = raw.get("dtype", "float32")
     v.one_of(f"{where}.dtype", dtype, DTYPES, "dtype")
     rng = raw.get("range")
-    if rng is not None and not (len(rng) == 2 and all(isinstance(x, int) for x in rng) and rng[0] < rng[1]):
-        v.fail(f"{where}.range", f"must be [low, high) integers with low < high, got {rng!r}")
+    if rng is not None:
+        floats = dtype in FLOAT_DTYPES
+        number = (int, float) if floats else int
+        if dtype == "bool":
+            v.fail(f"{where}.range", "a bool input takes no range (its values are true or false)")
+        if not (len(rng) == 2 and all(isinstance(x, number) and not isinstance(x, bool) for x in rng)
+                and rng[0] < rng[1]):
+            v.fail(f"{where}.range", f"must be [low, high) {'numbers' if floats else 'integers'} "
+                   f"with low < high for a {dtype} input, got {rng!r}")
     return TensorSpec(name=raw["name"], shape=tuple(shape), dtype=dtype,
                       field=raw.get("field", raw["name"]), range=tuple(rng) if rng else None,
                       batched=batched)

@@ -18,7 +18,8 @@ Set ONEDNN_MAX_CPU_ISA (AVX2, say) and the plugin's kernels and this choice both
 behave as on such a host.
 
 Dynamic batch: the model keeps its dynamic batch axis and one compiled model
-serves every batch size.
+serves every batch size; a model file whose batch axis is fixed keeps it, and the
+report's ``shapes`` says so.
 
 Compile cache: given a ``cache_dir``, a compile exports the compiled model there
 (model.blob, CompiledModel.export_model) with what its report needs (report.json);
@@ -104,20 +105,48 @@ def _read_onnx(core: Any, path: Path) -> Any:
         raise CompileError(f"OpenVINO: cannot read {path.name} as ONNX: {message}") from e
 
 
+def _graph_inputs(path: Path) -> tuple[str, ...]:
+    """The ONNX graph's inputs in order, initializers left out: the order of the
+    ov.Model's inputs, less those the frontend drops."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    return tuple(v.name for v in graph.input if v.name not in initializers)
+
+
+def _input_ports(ports: list[Any], graph_inputs: tuple[str, ...]) -> dict[str, int]:
+    """ONNX input name -> index of the compiled input it feeds. A port is found by
+    the name it carries, except where the frontend renamed it (an input passed
+    through to an output takes the output's name: onnx's test_sequence_model1
+    feeds Y to a port named "out"); those ports are paired with the inputs no
+    port names, in order, when they are as many, else left without a feed (and
+    run() refuses to run them unfed)."""
+    names = [next((n for n in graph_inputs if n in port.get_names()), None) for port in ports]
+    index = {name: i for i, name in enumerate(names) if name is not None}
+    renamed = [i for i, name in enumerate(names) if name is None]
+    unnamed = [n for n in graph_inputs if n not in index]
+    if len(renamed) == len(unnamed):
+        index.update(zip(unnamed, renamed))
+    return index
+
+
 class OpenVinoCompiled(Compiled):
-    def __init__(self, compiled: Any, input_names: tuple[str, ...], output_names: tuple[str, ...],
+    def __init__(self, compiled: Any, graph_inputs: tuple[str, ...], output_names: tuple[str, ...],
                  report: CompileReport):
         self._compiled = compiled
         # An infer request is not thread-safe: each calling thread gets its own.
         self._local = threading.local()
-        self._inputs = {name: port.get_element_type() for port in compiled.inputs
-                        for name in port.get_names()}
+        ports = list(compiled.inputs)
+        self._port = _input_ports(ports, graph_inputs)
+        self._inputs = {name: ports[i].get_element_type() for name, i in self._port.items()}
         # Each compiled input with its names: infer() would run an unfed one on
         # whatever its buffer holds, so run() refuses a feed that names none.
-        self._ports = [sorted(port.get_names()) for port in compiled.inputs]
+        self._ports = [sorted([n for n, i in self._port.items() if i == k] or port.get_names())
+                       for k, port in enumerate(ports)]
         # The frontend drops inputs the graph never reads (CastLike's "like" is only
         # a type): feeding them would fail, so run() leaves them out.
-        self._unread = frozenset(input_names) - self._inputs.keys()
+        self._unread = frozenset(graph_inputs) - self._port.keys()
         self._outputs: list[tuple[str, Any]] = []
         for port in compiled.outputs:
             names = port.get_names()
@@ -149,7 +178,7 @@ class OpenVinoCompiled(Compiled):
             raise ValueError(f"OpenVINO: {'; '.join(problems)} (the compiled model takes {takes}; "
                              f"given {', '.join(feeds)})")
         # infer() copies outputs out of the request's buffers (share_outputs=False).
-        results = request.infer({k: self._tensor(k, v) for k, v in feeds.items()
+        results = request.infer({self._port[k]: self._tensor(k, v) for k, v in feeds.items()
                                  if k in self._inputs})
         # Types numpy lacks come back as same-width integers or float16: view their bits.
         return {name: results[i] if dtype is None else results[i].view(dtype)
@@ -222,11 +251,16 @@ class OpenVinoBackend(Backend):
             hit = load_cached(cache_dir, lambda _: core.import_model(
                 (Path(cache_dir) / _CACHED_BLOB).read_bytes(), DEVICE, dict(config)))
             if hit is not None:
-                return OpenVinoCompiled(hit[0], tuple(artifact.input_names),
+                return OpenVinoCompiled(hit[0], _graph_inputs(Path(artifact.onnx_path())),
                                         tuple(artifact.output_names), hit[1])
 
         start = time.perf_counter()
         model = _read_onnx(core, Path(artifact.onnx_path()))
+        # The plugin takes string tensors in and fails on the first op that reads them.
+        strings = [p.get_any_name() for p in model.inputs if p.get_element_type() == ov.Type.string]
+        if strings:
+            raise CompileError(f"OpenVINO: the {DEVICE} plugin computes nothing on strings, and "
+                               f"input(s) {', '.join(strings)} are strings")
         nodes = [op for op in model.get_ordered_ops() if op.get_type_name() not in _NOT_NODES]
         placement = core.query_model(model, DEVICE)
         native = [op for op in nodes if placement.get(op.get_friendly_name()) == DEVICE]
@@ -259,14 +293,15 @@ class OpenVinoBackend(Backend):
             nodes_native=len(native), fallback_ops=[], artifact_bytes=len(blob),
             details={"requested_precision": precision, "inference_precision_hint": hint,
                      "int8_layers": int8_layers, "cpu_capabilities": hostcpu.describe(),
-                     **({"int8_overflow_fix": _overflow_fix().value} if precision == "int8" else {}), "shapes": "dynamic batch (one compiled model)",
+                     **({"int8_overflow_fix": _overflow_fix().value} if precision == "int8" else {}),
+                     "shapes": _batch_wording(model, batch_sizes),
                      **{k: str(compiled.get_property(p)) for k, p in _PROPERTY.items()
                         if k in options}},
         )
         if cache_dir is not None:
             write_atomically(Path(cache_dir) / _CACHED_BLOB, lambda p: p.write_bytes(blob))
             save_report(cache_dir, report)
-        return OpenVinoCompiled(compiled, tuple(artifact.input_names),
+        return OpenVinoCompiled(compiled, _graph_inputs(Path(artifact.onnx_path())),
                                 tuple(artifact.output_names), report)
 
     @staticmethod
@@ -305,6 +340,17 @@ class OpenVinoBackend(Backend):
                     info["layerType"].astype(str) not in ("Input", "Output", "Reorder"):
                 count += 1
         return count
+
+
+def _batch_wording(model: Any, batch_sizes: tuple[int, ...]) -> str:
+    """What the one compiled model does with the batch: a free first axis on some
+    input serves every batch size; none is a batch fixed by the model file."""
+    shapes = [port.get_partial_shape() for port in model.inputs]
+    if any(s.rank.is_dynamic or (s.rank.get_length() and s[0].is_dynamic) for s in shapes):
+        return "dynamic batch (one compiled model)"
+    if batch_sizes:
+        return f"batch fixed at {batch_sizes[0]} by the model file (one compiled model)"
+    return "static shapes as in the file (one compiled model)"
 
 
 def _overflow_fix() -> Any:

@@ -409,6 +409,8 @@ class TvmBackend(Backend):
                     "kernels_scheduled": f"{kernels.scheduled} of {kernels.kernels}",
                     "shapes": (f"static batch: one executable per batch size "
                                f"{', '.join(map(str, sizes))}" if batch_inputs
+                               else f"batch fixed at {batch_sizes[0]} by the model file: one "
+                                    "executable" if batch_sizes
                                else "as exported: one executable"),
                     # The partition is shared; folding may differ by a node between batch
                     # sizes, so these two are the smallest batch size's.

@@ -2,7 +2,7 @@
 every output with the framework's fp32 reference."""
 import pytest
 
-from xpuperf.numerics import abs_diff_histogram, check, diff_stats
+from xpuperf.numerics import abs_diff_histogram, check, check_close, diff_stats
 
 pytestmark = pytest.mark.accuracy
 
@@ -31,7 +31,8 @@ def test_numerics(combo, xpu, reference, compiled, record):
     outputs = xpu.outputs(combo)
     tolerance = combo.model.tolerances[combo.precision]
     stats = {name: diff_stats(reference[name], outputs[name]) for name in reference}
-    problems = [p for name, s in stats.items() for p in check(name, s, tolerance)]
+    problems = [p for name, s in stats.items() for p in check(name, s, tolerance)
+                + check_close(name, reference[name], outputs[name], tolerance)]
     record(outputs={n: s.as_dict() for n, s in stats.items()}, tolerance=dict(tolerance),
            histogram=abs_diff_histogram([(reference[n], outputs[n]) for n in reference]))
     assert not problems, f"{combo.id} disagrees with the fp32 reference: " + "; ".join(problems)

@@ -78,8 +78,10 @@ def shared_inputs(inputs: tuple[TensorSpec, ...]) -> tuple[str, ...]:
 
 
 def numpy_dtype(dtype: str) -> str:
-    """numpy has no bfloat16: such inputs get float32, which backends cast on the way in."""
-    return "float32" if dtype == "bfloat16" else dtype
+    """numpy has no bfloat16: such inputs get float32, which backends cast on the way in.
+    Strings are numpy's unicode arrays: onnxruntime reads an object array of bytes
+    as strings that equal nothing, without a word."""
+    return {"bfloat16": "float32", "string": "str"}.get(dtype, dtype)
 
 
 def data_percent_count(total: int, options: Mapping[str, Any], dataset: str) -> int:

@@ -1,8 +1,9 @@
 """Generated inputs for models without a dataset: numeric agreement and speed only.
 
 Values follow each input's declaration: integers uniform in its range [low, high)
-(default [0, 2)), booleans at random, floats standard normal; the same seed gives
-the same data in every process.
+(default [0, 2)), strings the decimals of such integers, booleans at random,
+floats standard normal or, given a range, uniform in it; the same seed gives the
+same data in every process.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from xpuperf.datasets.base import ArrayDataset, data_percent_count, numpy_dtype, shared_inputs
-from xpuperf.zoo import TensorSpec
+from xpuperf.zoo import FLOAT_DTYPES, TensorSpec
 
 NAME = "fake"
 
@@ -49,7 +50,13 @@ def generate(rng: np.random.Generator, spec: TensorSpec, samples: int) -> np.nda
     shape = spec.batch_shape(samples)
     if spec.dtype == "bool":
         return rng.random(size=shape) < 0.5
-    if spec.dtype in ("float32", "float16", "bfloat16"):
-        return rng.standard_normal(size=shape, dtype=np.float32).astype(numpy_dtype(spec.dtype))
+    if spec.dtype in FLOAT_DTYPES:
+        # float32 draws for all but float64: the data every earlier run was given
+        wide = np.float64 if spec.dtype == "float64" else np.float32
+        values = (rng.standard_normal(size=shape, dtype=wide) if spec.range is None
+                  else rng.uniform(*spec.range, size=shape))
+        return values.astype(numpy_dtype(spec.dtype))
     low, high = spec.range or (0, 2)
+    if spec.dtype == "string":
+        return rng.integers(low, high, size=shape).astype(str)
     return rng.integers(low, high, size=shape, dtype=spec.dtype)

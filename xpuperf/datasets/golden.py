@@ -1,12 +1,14 @@
 """Golden data: a model's own inputs and expected outputs, which are then the
 reference its numerics are judged against (zoo.yaml's ``golden: PATH``).
 
-Two layouts: onnx's, a folder holding ``test_data_set_N/`` folders (or one such
+Three layouts: onnx's, a folder holding ``test_data_set_N/`` folders (or one such
 folder) of ``input_K.pb`` and ``output_K.pb`` TensorProtos, K in the model's input
 and output order (a tensor that carries a name of the model's is matched by that
-name); or one ``.npz`` file whose arrays are named after the model's inputs and
-outputs. Sets are concatenated along the batch axis; an input without one must be
-the same in every set.
+name); onnx's light models' ``<model>_output_0.pb`` (the file named; inputs as
+onnx's runner makes them); or one ``.npz`` file whose arrays are named after the
+model's inputs and outputs. Sets are concatenated along the batch axis; an input without one must be
+the same in every set. An output without one is expected once per set, so each set
+must then be one batch of the size the model is run at (a model file's fixed batch).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from xpuperf.datasets.base import ArrayDataset
+from xpuperf.datasets.base import ArrayDataset, numpy_dtype
 from xpuperf.zoo import TensorSpec
 
 NAME = "golden"
@@ -41,8 +43,12 @@ def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[Tenso
          options: dict[str, Any]) -> GoldenDataset:
     """Options: path (the folder or .npz file; zoo.yaml's ``golden:`` sets it)."""
     source = Path(options["path"])
-    sets = [_read_npz(source)] if source.suffix == ".npz" else [
-        _read_pb_set(folder, inputs, outputs) for folder in _set_folders(source)]
+    if source.suffix == ".npz":
+        sets = [_read_npz(source)]
+    elif source.is_file():
+        sets = [_read_light(source, inputs, outputs)]
+    else:
+        sets = [_read_pb_set(folder, inputs, outputs) for folder in _set_folders(source)]
     shared = tuple(t.name for t in inputs if not t.batched)
     arrays: dict[str, np.ndarray] = {}
     for spec in inputs:
@@ -54,16 +60,27 @@ def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[Tenso
             arrays[spec.name] = values[0]
         else:
             arrays[spec.name] = np.concatenate(values)
-        if arrays[spec.name].dtype != np.dtype(spec.dtype):
+        if spec.dtype == "string" and arrays[spec.name].dtype.kind in "OU":
+            arrays[spec.name] = arrays[spec.name].astype(numpy_dtype(spec.dtype))  # onnx's: objects
+        elif arrays[spec.name].dtype != np.dtype(numpy_dtype(spec.dtype)):
             raise ValueError(f"{source}: input {spec.name!r} is {arrays[spec.name].dtype}, "
                              f"the model takes {spec.dtype}")
     expected = {}
+    sizes = {len(_named(s, t.name, source)) for s in sets for t in inputs if t.batched}
     for spec in outputs:
         values = [_named(s, spec.name, source) for s in sets]
-        if any(v.ndim == 0 for v in values):
-            raise ValueError(f"{source}: expected output {spec.name!r} is a scalar (or not a "
-                             "tensor): outputs are compared row by row along the batch axis")
-        expected[spec.name] = np.concatenate(values)
+        if not spec.batched:
+            # One value per set, as run_in_batches gives one per batch: a set is a batch.
+            if len(sizes) > 1:
+                raise ValueError(f"{source}: output {spec.name!r} has no batch axis, so each set "
+                                 f"must be one batch, of one size; the sets hold {sorted(sizes)} "
+                                 "samples")
+            expected[spec.name] = np.stack(values)
+        elif any(v.ndim == 0 for v in values):
+            raise ValueError(f"{source}: expected output {spec.name!r} is a scalar: declare it "
+                             "batched: false (it has no batch axis)")
+        else:
+            expected[spec.name] = np.concatenate(values)
     return GoldenDataset(source, arrays, shared, expected)
 
 
@@ -99,6 +116,31 @@ def _read_pb_set(folder: Path, inputs: tuple[TensorSpec, ...],
         else:
             raise ValueError(f"{path}: the model has {len(specs)} {kind}s, so no {kind}_{k}")
         found[name] = numpy_helper.to_array(tensor)
+    return found
+
+
+def _read_light(path: Path, inputs: tuple[TensorSpec, ...],
+                outputs: tuple[TensorSpec, ...]) -> dict[str, np.ndarray]:
+    """onnx's light layout (onnx/backend/test/data/light): ``<model>_output_K.pb``
+    beside the model and no inputs, which are what onnx's backend test runner
+    feeds such a model: arange(size) / size in each float32 input's shape."""
+    import onnx
+    from onnx import numpy_helper
+
+    match = re.match(r"^(.+)_output_0\.pb$", path.name)
+    if not match:
+        raise ValueError(f"{path}: a golden file is an .npz or onnx's <model>_output_0.pb")
+    found = {}
+    for spec in inputs:
+        if spec.dtype != "float32":
+            raise ValueError(f"{path}: onnx's light layout has no inputs, and generates only "
+                             f"float32 ones; input {spec.name!r} is {spec.dtype}")
+        shape = spec.batch_shape(1)
+        size = int(np.prod(shape))
+        found[spec.name] = (np.arange(size).reshape(shape) / size).astype(np.float32)
+    for k, spec in enumerate(outputs):
+        found[spec.name] = numpy_helper.to_array(
+            onnx.load_tensor(str(path.with_name(f"{match.group(1)}_output_{k}.pb"))))
     return found
 
 

@@ -1,7 +1,8 @@
 """What ``Compiled.run`` must return, checked against the zoo's declaration of the
 model's outputs: a dict holding exactly the declared names, each a numpy array of
-the declared dtype and of the batch's size along its first axis (and the
-declared shape, where the zoo gives one). A backend that breaks it is told what
+the declared dtype (strings: numpy's unicode or object arrays) and of the batch's
+size along its first axis (and the declared shape, where the zoo gives one); an
+output without a batch axis (``batched: false``) of the declared shape whole. A backend that breaks it is told what
 it returned against what the zoo declares, instead of a KeyError further on."""
 from __future__ import annotations
 
@@ -40,9 +41,14 @@ def check_outputs(outputs: Any, declared: Sequence[TensorSpec], batch_size: int
         if not isinstance(value, np.ndarray):
             raise ContractError(f"output {t.name!r}: Compiled.run returned {_what(value)}, not a "
                                 "numpy array")
-        if value.dtype.name != t.dtype:
+        if value.dtype.name != t.dtype and not (t.dtype == "string" and value.dtype.kind in "UO"):
             raise ContractError(f"output {t.name!r}: dtype {value.dtype.name}; the zoo declares "
                                 f"{t.dtype}")
+        if not t.batched:
+            if t.shape and value.shape != t.shape:
+                raise ContractError(f"output {t.name!r}: shape {value.shape}; the zoo declares "
+                                    f"{t.shape} (the output has no batch axis)")
+            continue
         want = (batch_size, *t.shape[1:]) if t.shape else None
         if value.ndim == 0 or value.shape[0] != batch_size or (want and value.shape != want):
             raise ContractError(f"output {t.name!r}: shape {value.shape} for a batch of "

@@ -19,8 +19,8 @@ from backends.base import (Compiled, CompileError, CompileReport, Declined, Mode
                            Resident)
 from backends.registry import find
 from xpuperf import audits, datasets, flops, loadgen
-from xpuperf.batches import (audit_batch_size, calibration_feeds, eval_batch_size, perf_indices,
-                             run_in_batches)
+from xpuperf.batches import (audit_batch_size, batch_free, calibration_feeds, eval_batch_size,
+                             perf_indices, run_in_batches)
 from xpuperf.cache import (Cache, arrays_key, content_key, package_modules, read_json,
                            source_digest, write_json)
 from xpuperf.memory import PeakRSS
@@ -148,7 +148,7 @@ class GroupHost:
             batch[0] += 1
             self.note(f"running batch {batch[0]} of the accuracy run (batch size {bs})")
             return check_outputs(compiled.run(feeds), self.model.outputs, bs)
-        self._outputs = run_in_batches(run, self.dataset, bs)
+        self._outputs = run_in_batches(run, self.dataset, bs, batch_free(self.model.outputs))
         return self._outputs
 
     def throughput(self, batch_size: int, scenario: str, driver: str) -> dict[str, Any]:
@@ -208,8 +208,14 @@ class GroupHost:
             indices = perf_indices(len(ds), bs)
             logged = audits.logged_performance_run(run, [ds.feeds(i) for i in indices], bs,
                                                    rounds * block, AUDIT_SEED)
-            pairs = [(outputs, {k: accuracy[k][indices[b]] for k in accuracy})
-                     for b, outputs in logged]
+            whole = batch_free(self.model.outputs)
+
+            def accuracy_mode(b: int) -> dict[str, np.ndarray]:
+                # An output without a batch axis has no rows for these samples in the
+                # accuracy run (of other batches): the batch is run once more.
+                again = run(ds.feeds(indices[b])) if whole else {}
+                return {k: again[k] if k in whole else accuracy[k][indices[b]] for k in accuracy}
+            pairs = [(outputs, accuracy_mode(b)) for b, outputs in logged]
             verdict = audits.accuracy_verdict(pairs)
         elif name == "caching":
             per_attempt = (rounds + 1) * block  # block -1 of each side is its warm-up
