@@ -10,7 +10,9 @@ A bring-your-own engine (vLLM, SGLang, a vendor's) fits in one short file: call
 ``sink.token`` from wherever it produces a token, from any thread.
 
 backends/torch_generation.py is the reference engine (torch, KV cache, static
-batching), which the CPU backend serves.
+batching), which the CPU backend serves; backends/gpu/generation.py adds a static
+cache and CUDA graphs on it. An engine may set ``description`` (a str: which
+engine serves, and why where it is a fallback): every LLM record shows it.
 """
 from __future__ import annotations
 
@@ -50,6 +52,12 @@ class TokenSink(abc.ABC):
 class GenerationEngine(abc.ABC):
     """An LLM loaded for one precision, serving requests until ``close``."""
 
+    # The torch device it computes on ("cpu", "cuda:0"): where the harness measures
+    # the ceilings (peak FLOP/s, memory bandwidth) that the backend's info() does
+    # not declare. An engine on an accelerator that torch does not drive declares
+    # them in info() instead.
+    device: str = "cpu"
+
     @abc.abstractmethod
     def submit(self, request: Request, sink: TokenSink) -> None:
         """Queue ``request`` and return at once; its tokens go to ``sink``. Called
@@ -78,4 +86,5 @@ class LMArtifactLike(abc.ABC):
     def causal_lm(self) -> Any:
         """A fresh copy of the model (xpuperf.generation.models.CausalLM: a torch
         module with ``new_cache()`` and ``forward(input_ids, cache) -> logits``),
-        fp32 on the CPU with its weights, the caller's to convert or move."""
+        fp32 on the CPU with its weights (or on the device and in the precision a
+        benchmark built it for), the caller's to convert or move."""

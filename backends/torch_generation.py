@@ -8,6 +8,10 @@ the step that made it ends. Requests arriving meanwhile wait for the next batch
 between steps instead, behind the same contract). The CPU backend serves it;
 a GPU backend can too, with ``device="cuda"``.
 
+``BatchingEngine`` is that queue and serving thread; an engine on it says only
+how one batch is decoded (``_decode``): ``TorchEngine`` here with a dynamic KV
+cache, backends/gpu/generation.py with a static one and CUDA graphs.
+
 Options: max_batch (requests in one batch, default 64), threads (torch's
 intra-op threads, default torch's).
 """
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -26,14 +30,19 @@ DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 DEFAULT_MAX_BATCH = 64
 
 
-class TorchEngine(GenerationEngine):
+class BatchingEngine(GenerationEngine):
+    """The queue and the serving thread of a static-batching engine on torch;
+    a subclass decodes one batch (``_decode``)."""
+
+    description = "a static-batching torch engine"
+
     def __init__(self, artifact: LMArtifactLike, precision: str, options: Mapping[str, str],
-                 device: str = "cpu"):
+                 device: str):
         import torch
 
         if precision not in DTYPES:
-            raise GenerationUnsupported(f"the torch reference engine generates in "
-                                        f"{', '.join(DTYPES)}, not {precision}")
+            raise GenerationUnsupported(f"the torch engines generate in {', '.join(DTYPES)}, "
+                                        f"not {precision}")
         try:
             self.max_batch = int(options.get("max_batch", DEFAULT_MAX_BATCH))
             if "threads" in options:
@@ -42,12 +51,15 @@ class TorchEngine(GenerationEngine):
             raise ValueError(f"backend option max_batch/threads must be an integer: {e}") from None
         if self.max_batch < 1:
             raise ValueError(f"backend option max_batch must be >= 1, got {self.max_batch}")
-        self._torch, self._device = torch, device
-        self._lm = artifact.causal_lm().to(device=device, dtype=getattr(torch, DTYPES[precision]))
+        self._torch, self.device = torch, device
+        self._dtype = getattr(torch, DTYPES[precision])
+        self._lm = artifact.causal_lm().to(device=device, dtype=self._dtype)
         self._queue: deque[tuple[Request, TokenSink]] = deque()
         self._wake = threading.Condition()
         self._model_lock = threading.Lock()
         self._closed = False
+        # Started last: a subclass's own state is set before its first submit,
+        # which cannot come before its constructor returns.
         self._thread = threading.Thread(target=self._serve, name=f"generate-{artifact.name}",
                                         daemon=True)
         self._thread.start()
@@ -61,7 +73,7 @@ class TorchEngine(GenerationEngine):
 
     def logits(self, token_ids: Sequence[int]) -> np.ndarray:
         torch = self._torch
-        ids = torch.tensor([list(token_ids)], device=self._device)
+        ids = torch.tensor([list(token_ids)], device=self.device)
         with self._model_lock, torch.inference_mode():
             return self._lm(ids, None)[0].float().cpu().numpy()
 
@@ -100,17 +112,38 @@ class TorchEngine(GenerationEngine):
         return batch
 
     def _run(self, batch: list[tuple[Request, TokenSink]], done: set[int]) -> None:
-        torch, lm = self._torch, self._lm
-        cache = lm.new_cache()
-        logits = lm(torch.tensor([r.prompt for r, _ in batch], device=self._device), cache)[:, -1]
         steps = max(r.max_new_tokens for r, _ in batch)
-        for step in range(steps):
-            chosen = logits.argmax(-1)
-            for i, (token, (request, sink)) in enumerate(zip(chosen.tolist(), batch)):
+        for step, chosen in enumerate(self._decode([r.prompt for r, _ in batch], steps)):
+            for i, (token, (request, sink)) in enumerate(zip(chosen, batch)):
                 if step < request.max_new_tokens:
                     sink.token(token)
                     if step == request.max_new_tokens - 1:
                         done.add(i)
                         sink.finish()
+
+    def _decode(self, prompts: list[tuple[int, ...]], steps: int) -> Iterator[list[int]]:
+        """Greedy decoding of ``steps`` tokens after the same-length ``prompts``:
+        yields each step's token per prompt (a list at least as long as
+        ``prompts``; the rows past them are dropped) as soon as it exists."""
+        raise NotImplementedError
+
+
+class TorchEngine(BatchingEngine):
+    """The reference engine: a dynamic KV cache (the model's own), grown every step.
+    ``why`` says why it serves where another engine was asked for (the record shows it)."""
+
+    def __init__(self, artifact: LMArtifactLike, precision: str, options: Mapping[str, str],
+                 device: str = "cpu", why: str = ""):
+        self.description = (f"torch reference engine (dynamic KV cache, static batching) on "
+                            f"{device}" + (f": {why}" if why else ""))
+        super().__init__(artifact, precision, options, device)
+
+    def _decode(self, prompts: list[tuple[int, ...]], steps: int) -> Iterator[list[int]]:
+        torch, lm = self._torch, self._lm
+        cache = lm.new_cache()
+        logits = lm(torch.tensor(prompts, device=self.device), cache)[:, -1]
+        for step in range(steps):
+            chosen = logits.argmax(-1)
+            yield chosen.tolist()
             if step + 1 < steps:
                 logits = lm(chosen[:, None], cache)[:, -1]

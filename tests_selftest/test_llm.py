@@ -200,6 +200,7 @@ def test_the_reference_engine_passes_the_server_bounds_and_the_accuracy_gate(tin
         assert problems == [] and fields["valid"] and fields["max_valid_rate"] is not None
         fields, problems = llm.check_accuracy(tiny, "fp32")
         assert problems == [] and fields["greedy_match"] == 1.0
+        assert fields["engine"].startswith("torch reference engine")  # the record says who served
     finally:
         llm.close()
 

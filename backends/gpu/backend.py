@@ -15,6 +15,7 @@ import numpy as np
 
 from backends.base import (Backend, Compiled, CompileError, CompileReport, Declined,
                            ModelArtifactLike, Resident, load_cached, save_report)
+from backends.gpu import generation
 
 MODES = ("eager", "compile", "cudagraphs")
 OPTIONS = ("device", "mode", "inductor_mode")
@@ -36,10 +37,12 @@ class Settings:
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> "Settings":
-        unknown = sorted(set(options) - set(OPTIONS))
+        # One --backend-option set serves a session's compiles and its LLM engines.
+        known = OPTIONS + generation.OPTIONS
+        unknown = sorted(set(options) - set(known))
         if unknown:
             raise CompileError(f"unknown GPU backend option(s) {', '.join(unknown)}; it knows "
-                               f"{', '.join(OPTIONS)}")
+                               f"{', '.join(known)}")
         device = options.get("device") or "cuda"
         # torch.compile on a CPU spends its time compiling C++: eager keeps a
         # device=cpu run (CI's) quick.
@@ -312,12 +315,11 @@ class GpuBackend(Backend):
         return out
 
     def generation_engine(self, artifact: Any, precision: str, options: Mapping[str, str]) -> Any:
-        # The torch reference engine (KV cache, batching) on this backend's device.
-        # A static cache and CUDA graphs for decode are not there yet.
-        from backends.torch_generation import TorchEngine
-
-        return TorchEngine(artifact, precision, options,
-                           device=str(torch_device(options.get("device", "cuda"))))
+        # A static KV cache and decode replayed from CUDA graphs (engine=static, the
+        # default), or the torch reference engine (engine=reference, and what the
+        # static one cannot serve), on this backend's device.
+        return generation.engine(artifact, precision, options,
+                                 device=str(torch_device(options.get("device", "cuda"))))
 
     def precisions(self) -> set[str]:
         """What a device of this host can run: the CPU takes fp32, fp16 and bf16;

@@ -6,6 +6,8 @@ Builders are seeded from the published configs zoo.yaml writes out (no hub acces
 """
 from __future__ import annotations
 
+import copy
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -21,6 +23,7 @@ class LMShape:
     layers: int
     q_dim: int  # query heads x head dim: attention FLOPs grow with it
     kv_dim: int  # key/value heads x head dim: the KV cache grows with it
+    kv_heads: int  # a static KV cache is [batch, kv_heads, length, kv_dim / kv_heads] per layer
 
 
 class CausalLM(torch.nn.Module):
@@ -39,14 +42,23 @@ class CausalLM(torch.nn.Module):
 
 
 class HFCausalLM(CausalLM):
-    """A transformers causal LM and its DynamicCache."""
+    """A transformers causal LM and its DynamicCache (or any transformers Cache,
+    such as a StaticCache, handed to ``forward``)."""
+
+    def __init__(self, model: torch.nn.Module, shape: LMShape):
+        super().__init__(model, shape)
+        # transformers renamed past_key_values to cache (5.2x; the old name warns on
+        # every call there, and an unknown name is silently dropped before it).
+        params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
 
     def new_cache(self) -> Any:
         from transformers import DynamicCache
         return DynamicCache(config=self.model.config)
 
     def forward(self, input_ids: torch.Tensor, cache: Any = None) -> torch.Tensor:
-        return self.model(input_ids=input_ids, cache=cache, use_cache=cache is not None).logits
+        return self.model(input_ids=input_ids, use_cache=cache is not None,
+                          **{self._cache_arg: cache}).logits
 
 
 class GLMCausalLM(CausalLM):
@@ -60,7 +72,7 @@ class GLMCausalLM(CausalLM):
 
 
 def _hf(model: torch.nn.Module, layers: int, heads: int, kv_heads: int, head_dim: int) -> CausalLM:
-    return HFCausalLM(model, LMShape(layers, heads * head_dim, kv_heads * head_dim))
+    return HFCausalLM(model, LMShape(layers, heads * head_dim, kv_heads * head_dim, kv_heads))
 
 
 def _llama_like(model: torch.nn.Module) -> CausalLM:
@@ -95,7 +107,8 @@ def chatglm2(config: Mapping[str, Any]) -> CausalLM:
     from xpuperf.models.chatglm import ChatGLM2, ChatGLM2Config
     c = ChatGLM2Config(**config)
     return GLMCausalLM(ChatGLM2(c), LMShape(c.num_layers, c.num_attention_heads * c.kv_channels,
-                                            c.multi_query_group_num * c.kv_channels))
+                                            c.multi_query_group_num * c.kv_channels,
+                                            c.multi_query_group_num))
 
 
 BUILDERS: dict[str, Callable[[Mapping[str, Any]], CausalLM]] = {
@@ -103,29 +116,59 @@ BUILDERS: dict[str, Callable[[Mapping[str, Any]], CausalLM]] = {
 
 
 class LMArtifact(LMArtifactLike):
-    """A zoo LLM built once with its seed; engines get fresh copies."""
+    """A zoo LLM and its seed. By default built once, fp32 on the CPU (the accuracy
+    gates' reference), and engines get fresh copies. With ``build_on=(device,
+    precision)``, for a benchmark of a big model that needs no reference, each
+    engine's model is built afresh with the seed on that device in that precision:
+    a 7B model in fp32 on the CPU, and its copy, take minutes and 54 GB."""
 
-    def __init__(self, name: str, builder: str, config: Mapping[str, Any], seed: int):
+    def __init__(self, name: str, builder: str, config: Mapping[str, Any], seed: int,
+                 build_on: tuple[str, str] | None = None):
         if builder not in BUILDERS:
             raise ValueError(f"{name}: unknown generation builder {builder!r} "
                              f"(known: {', '.join(BUILDERS)})")
         self.name, self.builder, self.config = name, builder, dict(config)
-        torch.manual_seed(seed)
-        self._model = BUILDERS[builder](config)
-        self.vocab_size = int(self._model.model.get_output_embeddings().weight.shape[0]
-                              if hasattr(self._model.model, "get_output_embeddings")
-                              else self._model.model.output_layer.weight.shape[0])
+        self.seed, self.build_on = seed, build_on
+        if build_on is None:
+            self._model: CausalLM | None = self._build("cpu", "fp32")
+            sized = self._model
+        else:  # the sizes from a build without storage
+            self._model, sized = None, self._build("meta", build_on[1])
+        self.vocab_size = int(sized.model.get_output_embeddings().weight.shape[0]
+                              if hasattr(sized.model, "get_output_embeddings")
+                              else sized.model.output_layer.weight.shape[0])
+        self._facts = lm_facts(sized, self.config)
+
+    def _build(self, device: str, precision: str) -> CausalLM:
+        from backends.torch_generation import DTYPES
+
+        if precision not in DTYPES:
+            raise ValueError(f"{self.name}: cannot build in {precision}; builds take "
+                             f"{', '.join(DTYPES)}")
+        torch.manual_seed(self.seed)
+        default = torch.get_default_dtype()
+        torch.set_default_dtype(getattr(torch, DTYPES[precision]))
+        try:
+            with torch.device(device):
+                return BUILDERS[self.builder](self.config)
+        finally:
+            torch.set_default_dtype(default)
 
     def causal_lm(self) -> CausalLM:
-        import copy
+        if self._model is None:
+            return self._build(*self.build_on)
         return copy.deepcopy(self._model)
 
     def reference(self) -> CausalLM:
         """The fp32 model itself (not a copy), for the reference outputs."""
+        if self._model is None:
+            raise RuntimeError(f"{self.name} is built on {self.build_on[0]} in "
+                               f"{self.build_on[1]} for a benchmark, without the fp32 "
+                               "reference: build it without build_on for the accuracy gates")
         return self._model
 
     def facts(self) -> "LMFacts":
-        return lm_facts(self._model, self.config)
+        return self._facts
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,22 @@ from xpuperf.generation.models import LMArtifact
 from xpuperf.zoo_generation import GenerationSpec
 
 
+def describe(engine: GenerationEngine) -> str:
+    """Which engine served (and why, where it is a fallback): its ``description``,
+    else its class's name."""
+    return getattr(engine, "description", None) or type(engine).__qualname__
+
 
 class LLMSession:
     """Holds one model and one open engine at a time (items of a workload and
     precision run together), and what outlives them: the references, the
-    offline capacity the server loads a fraction of, the measured ceilings."""
+    offline capacity the server loads a fraction of, the measured ceilings.
+    ``build_on``: where the models are built (LMArtifact), for a benchmark of a big
+    model; the accuracy gates then have no reference."""
 
-    def __init__(self, backend: Backend, options: Mapping[str, str]):
-        self.backend, self.options = backend, dict(options)
+    def __init__(self, backend: Backend, options: Mapping[str, str],
+                 build_on: tuple[str, str] | None = None):
+        self.backend, self.options, self.build_on = backend, dict(options), build_on
         self._artifact: LMArtifact | None = None
         self._engine: tuple[str, GenerationEngine] | None = None
         self._references: dict[str, dict[str, Any]] = {}
@@ -36,7 +44,8 @@ class LLMSession:
     def artifact(self, spec: GenerationSpec) -> LMArtifact:
         if self._artifact is None or self._artifact.name != spec.name:
             self._artifact = None  # the old model's memory goes before the new one's
-            self._artifact = LMArtifact(spec.name, spec.builder, spec.config, spec.seed)
+            self._artifact = LMArtifact(spec.name, spec.builder, spec.config, spec.seed,
+                                        self.build_on)
         return self._artifact
 
     def engine(self, spec: GenerationSpec, precision: str) -> GenerationEngine:
@@ -65,7 +74,8 @@ class LLMSession:
         """The record fields of one scenario and why it fails ([] when it passes)."""
         engine = self.engine(spec, precision)
         bounds = Bounds(spec.server.ttft_bound_ms, spec.server.tpot_bound_ms)
-        fields: dict[str, Any] = {"scenario": scenario, "prompt_tokens": spec.prompt_tokens,
+        fields: dict[str, Any] = {"scenario": scenario, "engine": describe(engine),
+                                  "prompt_tokens": spec.prompt_tokens,
                                   "output_tokens": spec.output_tokens,
                                   "ttft_bound_ms": bounds.ttft_ms, "tpot_bound_ms": bounds.tpot_ms}
         if scenario == "server":
@@ -126,8 +136,11 @@ class LLMSession:
         at its mean length over the decode)."""
         facts = self.artifact(spec).facts()
         info = self.backend.info()
-        bandwidth = self._ceiling("bandwidth", lambda: device.memory_bandwidth(info))
-        peak = self._ceiling(f"flops-{precision}", lambda: device.peak_flops(info, precision))
+        where = self.engine(spec, precision).device
+        bandwidth = self._ceiling(f"bandwidth-{where}",
+                                  lambda: device.memory_bandwidth(info, where))
+        peak = self._ceiling(f"flops-{precision}-{where}",
+                             lambda: device.peak_flops(info, precision, where))
         context = spec.prompt_tokens + spec.output_tokens / 2
         step_bytes = facts.weight_bytes(precision) + \
             concurrency * context * facts.kv_bytes_per_token(precision)
@@ -166,7 +179,8 @@ class LLMSession:
                  "perplexity": ppl, "reference_perplexity": ref["perplexity"],
                  "perplexity_ratio": ppl / ref["perplexity"]}
         tolerance = spec.tolerances[precision]
-        fields = {**found, "greedy_tokens": spec.greedy_tokens, "text_tokens": spec.text_tokens,
+        fields = {**found, "engine": describe(engine), "greedy_tokens": spec.greedy_tokens,
+                  "text_tokens": spec.text_tokens,
                   "tokens": got_tokens, "reference_tokens": ref["tokens"], "tolerance": tolerance}
         return fields, accuracy.verdict(found, tolerance)
 

@@ -1,0 +1,190 @@
+"""The GPU backend's generation engine: a static KV cache, and each decode step
+replayed from one CUDA graph per batch size.
+
+A decode step of a 7B model is a few hundred small kernels: launched one by one
+from python, the launches take longer than the GPU's work (plain transformers:
+78 ms a token against a 4.5 ms weight-read floor on an H100). Here the KV cache
+is allocated once (transformers' StaticCache, whose tensors never move), so one
+decode step (model forward and greedy argmax) is captured once per batch size
+and replayed, one launch a step, with the token ids in a static input tensor;
+the prefill runs eagerly. The batches are the reference engine's (same-length
+prompts, backends/torch_generation.py), padded up to the next captured size
+(powers of two up to max_batch) with copies of their first prompt whose tokens
+are dropped, so a few captures serve every size.
+
+The cache is as long as the longest batch so far needs (rounded up to
+``LENGTH_STEP`` tokens) and never shrinks: attention reads all of it every step,
+so a workload of one length runs at that length's cost. All batch sizes' caches
+are views of one storage of max_batch rows, so they cost the memory of one.
+
+On a CPU (CI's, device=cpu) the same static cache decodes eagerly, so its logic
+is tested without a GPU. What it cannot serve goes to the reference engine, and
+the engine's ``description`` (in every LLM record) says so and why: ChatGLM2
+(xpuperf's own module, with per-layer list caches), a mixture of experts (its
+routing picks experts by data: no fixed graph), a builder not checked here.
+
+Replaying kernels removes their launches, not their count: an eager llama step
+is about forty small kernels a layer (norms, rotary, activations), each a few
+microseconds of GPU time. ``decode=compiled`` has torch.compile fuse them before
+the capture, at the price of one compile per captured batch size when the
+engine starts (keep max_batch small with it).
+
+Options: engine=static|reference (default static); decode=graphs|compiled|eager
+(default graphs on CUDA, eager on the CPU); max_batch, threads
+(backends/torch_generation.py).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping
+
+from backends.generation import GenerationEngine, LMArtifactLike
+from backends.torch_generation import BatchingEngine, TorchEngine
+
+# The options the engines read (the compile path reads backends/gpu/backend.py's).
+OPTIONS = ("engine", "decode", "max_batch", "threads")
+ENGINES = ("static", "reference")
+DECODES = ("graphs", "compiled", "eager")
+# Builders whose transformers model decodes from a StaticCache with no host sync
+# (no data-dependent shapes), which a CUDA graph needs.
+STATIC_BUILDERS = ("gpt2", "llama", "qwen3")
+UNSUPPORTED = {
+    "chatglm2": "ChatGLM2 is xpuperf's own module with per-layer key/value lists: "
+                "transformers has no static cache for it",
+    "qwen3_moe": "a mixture of experts routes each token to experts chosen by its data "
+                 "(data-dependent shapes): its decode cannot be one fixed CUDA graph",
+}
+LENGTH_STEP = 64  # cache lengths are rounded up to this: lengths near each other share captures
+
+
+def engine(artifact: LMArtifactLike, precision: str, options: Mapping[str, str],
+           device: str) -> GenerationEngine:
+    """The engine ``options["engine"]`` asks for, on ``device``; the reference engine,
+    saying why, where the static one cannot serve this model."""
+    choice = options.get("engine", "static")
+    if choice not in ENGINES:
+        raise ValueError(f"backend option engine={choice!r}: use one of {', '.join(ENGINES)}")
+    if choice == "reference":
+        return TorchEngine(artifact, precision, options, device, why="engine=reference")
+    why = unsupported(artifact.builder)
+    if why:
+        return TorchEngine(artifact, precision, options, device,
+                           why=f"the static-cache engine declined: {why}")
+    return StaticCacheEngine(artifact, precision, options, device)
+
+
+def unsupported(builder: str) -> str:
+    """Why the static-cache engine cannot serve ``builder``'s models, or ''."""
+    if builder in STATIC_BUILDERS:
+        return ""
+    return UNSUPPORTED.get(builder, f"builder {builder!r} is not one it was checked with "
+                                    f"({', '.join(STATIC_BUILDERS)})")
+
+
+class StaticCacheEngine(BatchingEngine):
+    """Option ``decode``: graphs (replayed from CUDA graphs, CUDA's default),
+    compiled (torch.compile, then CUDA graphs on CUDA) or eager (the CPU's
+    default; benchmarks/gpu_generation_check.py compares them on a GPU)."""
+
+    def __init__(self, artifact: LMArtifactLike, precision: str, options: Mapping[str, str],
+                 device: str):
+        why = unsupported(artifact.builder)
+        if why:
+            raise ValueError(f"{artifact.name}: {why}; engine() falls back to the reference "
+                             "engine for it")
+        cuda = device.startswith("cuda")
+        decode = options.get("decode", "graphs" if cuda else "eager")
+        if decode not in DECODES:
+            raise ValueError(f"backend option decode={decode!r}: use one of {', '.join(DECODES)}")
+        if decode == "graphs" and not cuda:
+            raise ValueError(f"decode=graphs: CUDA graphs need a CUDA device, not {device}; "
+                             "use decode=eager or decode=compiled there")
+        self._graphs, self._compiled = cuda and decode != "eager", decode == "compiled"
+        self.description = (f"static KV cache engine, decode "
+                            + {"graphs": "replayed from CUDA graphs",
+                               "compiled": "compiled by torch.compile"
+                                           + (" and replayed from CUDA graphs" if cuda else ""),
+                               "eager": "eager"}[decode] + f" on {device}")
+        self._slots: _Slots | None = None
+        super().__init__(artifact, precision, options, device)
+        # Captured sizes: powers of two below max_batch, and max_batch.
+        self._sizes = sorted({1 << i for i in range(self.max_batch.bit_length())
+                              if 1 << i < self.max_batch} | {self.max_batch})
+
+    def close(self) -> None:
+        super().close()
+        self._release()
+
+    def _release(self) -> None:
+        self._slots = None  # the graphs and the cache go before what is allocated next
+        if self.device.startswith("cuda"):
+            self._torch.cuda.empty_cache()
+
+    def _decode(self, prompts: list[tuple[int, ...]], steps: int) -> Iterator[list[int]]:
+        torch = self._torch
+        size = next(s for s in self._sizes if s >= len(prompts))
+        # The cache holds the prompt and every token fed back (not the last one).
+        slots = self._slots_for(len(prompts[0]) + steps - 1)
+        cache, step = slots.caches[size], slots.steps[size]
+        cache.reset()
+        padded = list(prompts) + [prompts[0]] * (size - len(prompts))
+        tokens = self._lm(torch.tensor(padded, device=self.device), cache)[:, -1].argmax(-1)
+        yield tokens.tolist()
+        for _ in range(steps - 1):
+            tokens = step(tokens[:, None])
+            yield tokens.tolist()
+
+    def _slots_for(self, length: int) -> "_Slots":
+        if self._slots is None or self._slots.length < length:
+            self._release()
+            self._slots = _Slots(self, -(-length // LENGTH_STEP) * LENGTH_STEP)
+        return self._slots
+
+
+class _Slots:
+    """The static KV cache of one length: one storage of max_batch rows; per
+    captured batch size a StaticCache of views of its first rows, and that size's
+    decode step (ids [size, 1] -> next ids [size]), a CUDA graph on cuda."""
+
+    def __init__(self, engine: StaticCacheEngine, length: int):
+        from transformers import StaticCache
+
+        torch, lm = engine._torch, engine._lm
+        shape = lm.shape
+        self.length = length
+        self.caches: dict[int, Any] = {}
+        self.steps: dict[int, Any] = {}
+        storage = None
+        for size in sorted(engine._sizes, reverse=True):  # the largest one is the storage
+            cache = StaticCache(config=lm.model.config, max_cache_len=length)
+            cache.early_initialization(size, shape.kv_heads, shape.kv_dim // shape.kv_heads,
+                                       engine._dtype, torch.device(engine.device))
+            if storage is None:
+                storage = [(layer.keys, layer.values) for layer in cache.layers]
+            else:
+                for layer, (keys, values) in zip(cache.layers, storage):
+                    layer.keys, layer.values = keys[:size], values[:size]
+            self.caches[size] = cache
+            self.steps[size] = self._step(engine, cache, size)
+
+    @staticmethod
+    def _step(engine: StaticCacheEngine, cache: Any, size: int) -> Any:
+        lm = engine._lm
+
+        def step(ids: Any) -> Any:
+            return lm(ids, cache)[:, -1].argmax(-1)
+        if engine._compiled:
+            # Static shapes: one graph of fused kernels per batch size, as captured.
+            torch = engine._torch
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit,
+                                                       len(engine._sizes))
+            step = torch.compile(step, dynamic=False)
+        if not engine._graphs:
+            return step
+        from backends.gpu.backend import _CudaGraphs
+
+        graphs = _CudaGraphs(step, engine._torch.device(engine.device))
+        # Captured now, not in a timed batch: the warm-up and the replay of the
+        # first call run at positions the next batch's reset and prefill rewrite.
+        graphs(engine._torch.zeros(size, 1, dtype=engine._torch.long, device=engine.device))
+        cache.reset()
+        return graphs
