@@ -3,6 +3,7 @@ to prove that the suites catch what they claim to catch."""
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from typing import Mapping
 
@@ -164,3 +165,16 @@ class SleepyBackend(CpuBackend):
     def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
         seconds = float(options.get("sleep_ms", 0)) / 1000
         return _Sleepy(super().compile(artifact, precision, batch_sizes, options, cache_dir), seconds)
+
+
+# --------------------------------------------------------------------------- devices
+
+class DeviceEchoBackend(CpuBackend):
+    """The CPU backend, saying in its compile report which device its worker was
+    bound to ($XPUPERF_DEVICE, --devices): a fake multi-device host."""
+    name = "ECHO"
+
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
+        compiled = super().compile(artifact, precision, batch_sizes, options)
+        compiled.report.details["bound_device"] = os.environ.get("XPUPERF_DEVICE")
+        return compiled

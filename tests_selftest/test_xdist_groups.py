@@ -1,6 +1,7 @@
 """`-n 2 --dist loadgroup` as README documents it: each (model, precision) group
 runs whole on one worker, and a worker crash ends the session with an exit code
 (xpuperf.xdist_groups)."""
+import json
 import re
 from pathlib import Path
 
@@ -72,3 +73,21 @@ def test_a_crashing_worker_ends_the_session_and_its_group_goes_on(tmp_path):
                         "test_after[tiny-bert-b-fake-fp32]": "PASSED"}, r.stdout[-3000:]
     assert re.search(r"worker 'gw\d+' crashed while running '\S+test_crash\[tiny-bert-fake-fp32\][^']*'",
                      r.stdout), r.stdout[-3000:]
+
+
+def test_devices_bind_one_pytest_worker_to_each_device(tmp_path):
+    # Two fake devices, two workers, two groups: each worker's backend is handed
+    # its own device, and every record names the one its item ran on.
+    r = run_session(two_model_zoo(tmp_path), "tests_selftest.fakes:DeviceEchoBackend", *XDIST,
+                    "--devices", "0,1")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    worker = {group(nodeid): w for w, _, nodeid in results(r.stdout)}
+    docs = [json.loads(p.read_text()) for p in tmp_path.glob("*/*/result-fp32.json")]
+    bound = {d["Combination"]: (d["Device Index"], d["Graph Compile"]["Details"]["bound_device"])
+             for d in docs}
+    # gwK is bound to the K-th device: its backend saw it, its records name it.
+    assert bound == {combo: (w[2:], w[2:]) for combo, w in worker.items()}, (bound, worker)
+    assert set(worker.values()) == {"gw0", "gw1"}, worker
+    bad = run_session(tmp_path, "CPU", "--devices", "0,gpu1",
+                      target="suites/compiler_coverage/test_compile.py")
+    assert bad.returncode == 4 and "--devices '0,gpu1': give device indices" in bad.stderr

@@ -232,3 +232,20 @@ def test_the_zoo_reference_names_every_field_and_option():
              *(option for f in FORMATS.values() for option in f.options)}
     missing = sorted(n for n in names if f"`{n}`" not in text)
     assert not missing, f"docs/zoo.md does not document {', '.join(missing)}"
+
+
+def test_precisions_widens_every_model_with_the_defaults_tolerances():
+    zoo = load_zoo(ROOT / "zoo.yaml", "smoke").with_precisions(("fp32", "tf32", "fp8"))
+    yolo = next(m for m in zoo.models if m.name == "yolov5-onnx")
+    assert {m.precisions for m in zoo.models} == {("fp32", "tf32", "fp8")}
+    # The model's own fp32 tolerance stays; tf32 and fp8, which it lacks, are the defaults'.
+    assert yolo.tolerances["fp32"]["max_abs"] == 1.0e-2
+    assert yolo.tolerances["tf32"] == zoo.default_tolerances["tf32"]
+    assert yolo.max_drop["fp8"] == zoo.default_max_drop["fp8"]
+    assert [c.id for c in zoo.combinations() if c.model is yolo][-1] == "yolov5-onnx-fake-fp8"
+    with pytest.raises(ZooError, match="unknown precision.*'fp9'"):
+        zoo.with_precisions(("fp9",))
+    bare = load_zoo(ROOT / "zoo.yaml", "smoke")
+    bare = type(bare)(**{**bare.__dict__, "default_tolerances": {"fp32": {}}})
+    with pytest.raises(ZooError, match="defaults.tolerances has no bf16"):
+        bare.with_precisions(("fp32", "bf16"))

@@ -23,6 +23,7 @@ import yaml
 from backends import registry
 from xpuperf import expected, gate, report_folder
 from xpuperf.records import ITEM_KEY, RECORD_KEY, SUITES, identity, jsonable
+from xpuperf.worker import devices
 from xpuperf.zoo import (DOMAINS, SCENARIOS, TIERS, Combination, PerfCase, Zoo, ZooError,
                          load_zoo)
 
@@ -56,6 +57,8 @@ class PluginState:
     scenarios: dict[str, str] | None = None
     baseline: gate.Baseline | None = None
     max_regression: float = DEFAULT_MAX_REGRESSION_PCT
+    # --devices: the device this process's backend workers are bound to; None: the backend's.
+    device: str | None = None
     # The backend's known failures (xpuperf.expected): item name -> reason.
     expected_path: Path | None = None
     expected_label: str = ""
@@ -92,6 +95,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--scenarios", default=None, metavar="LIST",
                 help="comma-separated scenarios to run at all their batch sizes, or 'all' "
                      f"(default: the tier's selection; known: {', '.join(SCENARIOS)})")
+    g.addoption("--devices", default=None, metavar="LIST",
+                help="device indices to bind the backend to, e.g. 0,1,2,3: with -n N each "
+                     "pytest-xdist worker takes one, round robin (xpuperf/worker/devices.py)")
+    g.addoption("--precisions", default=None, metavar="LIST",
+                help="comma-separated precisions to run every model at, instead of each "
+                     "model's own list (e.g. fp32,tf32,fp16,bf16,fp8 on a GPU)")
     g.addoption("--driver", default="xpuperf", choices=DRIVERS,
                 help="mlperf: also run every performance item under mlcommons-loadgen and "
                      "record its figures beside xpuperf's")
@@ -166,6 +175,12 @@ def _run_options(config: pytest.Config, hardware: str) -> dict[str, Any]:
             raise pytest.UsageError(f"--scenarios: unknown {', '.join(map(repr, unknown))} "
                                     f"(known: {', '.join(SCENARIOS)}, or all)")
         out["scenarios"] = {n: "all" for n in names}
+    if config.getoption("devices"):
+        try:
+            out["device"] = devices.bound(devices.parse(config.getoption("devices")),
+                                          os.environ.get("PYTEST_XDIST_WORKER"))
+        except devices.DeviceListError as e:
+            raise pytest.UsageError(str(e)) from None
     if out["driver"] == "mlperf" and importlib.util.find_spec("mlperf_loadgen") is None:
         raise pytest.UsageError("--driver mlperf needs MLPerf LoadGen's Python binding: "
                                 "pip install mlcommons-loadgen")
@@ -211,6 +226,9 @@ def pytest_configure(config: pytest.Config) -> None:
     zoo_path = Path(config.getoption("zoo") or config.rootpath / "zoo.yaml")
     try:
         zoo = load_zoo(zoo_path, config.getoption("zoo_tier"))
+        if config.getoption("precisions"):
+            zoo = zoo.with_precisions(tuple(p.strip() for p in
+                                            config.getoption("precisions").split(",")))
     except ZooError as e:
         raise pytest.UsageError(str(e)) from None
     # One marker per model family: -m matches markers exactly, so `-m bert` selects
@@ -420,7 +438,7 @@ def xpu(pytestconfig: pytest.Config):
         state.zoo, state.entry.name, state.entry.load()(), state.options,
         cache_dir=Path(pytestconfig.getoption("cache_dir")),
         data_dir=Path(pytestconfig.getoption("data_dir")),
-        item_timeout_s=pytestconfig.getoption("item_timeout"))
+        item_timeout_s=pytestconfig.getoption("item_timeout"), device=state.device)
     pytestconfig.stash[_SESSION] = session
     yield session
     session.close()
@@ -508,8 +526,9 @@ def record(request: pytest.FixtureRequest, record_property, combo: Combination,
         if suite == "compile" and fields.get("status") == "ok":
             # Other suites and reports need the model's size in FLOPs, from the graph.
             fields = {**xpu.graph_figures(combo), **fields}
+        bound = {} if state.device is None else {"device_index": state.device}
         record_property(RECORD_KEY, jsonable({**identity(suite, combo, state.hardware, **extra),
-                                              "weights": weights, **fields}))
+                                              "weights": weights, **bound, **fields}))
     return _record
 
 

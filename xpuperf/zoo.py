@@ -7,7 +7,7 @@ TIERS and ScenarioSpec are imported from here too, with the rest of the schema).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -172,6 +172,30 @@ class Zoo:
     lines: Mapping[str, int] = field(default_factory=dict)
     # The LLM serving workloads (xpuperf.zoo_generation), run by suites/llm.
     generation: tuple[GenerationSpec, ...] = ()
+    # defaults.tolerances and defaults.max_drop: what --precisions gives a model
+    # for a precision its own lists lack.
+    default_tolerances: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    default_max_drop: Mapping[str, float] = field(default_factory=dict)
+
+    def with_precisions(self, precisions: tuple[str, ...]) -> "Zoo":
+        """Every model at ``precisions`` instead of its own list (--precisions): a
+        GPU's tf32, bf16 and fp8 without editing the zoo. A precision a model's
+        own tolerances (or max_drop) lack takes defaults'; ZooError names a
+        precision that has neither."""
+        unknown = [p for p in precisions if p not in PRECISIONS]
+        if unknown:
+            raise ZooError(f"unknown precision(s) {', '.join(map(repr, unknown))} "
+                           f"(known: {', '.join(PRECISIONS)})")
+        missing = [p for p in precisions if p not in self.default_tolerances]
+        if missing:
+            raise ZooError(f"{self.path}: defaults.tolerances has no {', '.join(missing)}; add "
+                           "one there for every model to run at it")
+
+        def widened(m: ModelSpec) -> ModelSpec:
+            return replace(m, precisions=precisions,
+                           tolerances={**self.default_tolerances, **m.tolerances},
+                           max_drop={**self.default_max_drop, **m.max_drop})
+        return replace(self, models=tuple(widened(m) for m in self.models))
 
     def combinations(self) -> list[Combination]:
         return [Combination(m, self.datasets[m.dataset], p) for m in self.models for p in m.precisions]
@@ -226,7 +250,8 @@ def parse_zoo(text: str, tier: str = "full", path: Path = Path("zoo.yaml")) -> Z
                    for name, raw in data["models"].items())
     generation = generation_workloads(v, data.get("generation"), tier, {m.name: m for m in models})
     return Zoo(path=path, tier=tier, models=models, datasets=datasets, lines=v.lines,
-               generation=generation, **settings)
+               generation=generation, default_tolerances=defaults.get("tolerances") or {},
+               default_max_drop=defaults.get("max_drop") or {}, **settings)
 
 
 def _read_yaml(text: str, path: Path) -> tuple[Any, dict[str, int]]:

@@ -1,4 +1,4 @@
-"""The process that hosts a backend (DESIGN.md, "Isolation").
+"""The process that hosts a backend (docs/architecture.md, "The worker process").
 
 A backend is untrusted code: it may crash the process it runs in or never
 return. The suite runs it in a worker process of its own (``process.Worker``),

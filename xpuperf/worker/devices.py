@@ -1,0 +1,30 @@
+"""Which device a session's backend workers are bound to (--devices).
+
+With several accelerators, ``pytest -n N --devices 0,1,...`` runs N pytest-xdist
+workers, and worker gwK binds every backend worker it starts to the K-th listed
+device, round robin: one pytest worker per device, each group (model,
+precision) whole on one of them (xpuperf.xdist_groups). A backend worker is
+handed its device as $XPUPERF_DEVICE (xpuperf.worker.server), which a backend
+reads for its device index (the GPU backend's ``cuda`` without an index).
+"""
+from __future__ import annotations
+
+
+class DeviceListError(ValueError):
+    """--devices is not a list of device indices; the message says how to fix it."""
+
+
+def parse(listed: str) -> tuple[str, ...]:
+    devices = tuple(d.strip() for d in listed.split(","))
+    if not all(d.isdigit() for d in devices):
+        raise DeviceListError(f"--devices {listed!r}: give device indices separated by commas, "
+                              "e.g. --devices 0,1,2,3")
+    return devices
+
+
+def bound(devices: tuple[str, ...], xdist_worker: str | None) -> str:
+    """The device of this pytest process: pytest-xdist worker gwK (``xdist_worker``,
+    from $PYTEST_XDIST_WORKER) takes the K-th of ``devices``, round robin; a
+    session without workers takes the first."""
+    k = xdist_worker[2:] if xdist_worker and xdist_worker.startswith("gw") else ""
+    return devices[int(k) % len(devices) if k.isdigit() else 0]
