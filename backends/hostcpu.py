@@ -6,7 +6,7 @@ accumulate u8 x s8 products in pairs into int16 (VPMADDUBSW, which saturates)
 unless the CPU has VNNI, and bf16 runs natively only where the CPU has it. A
 backend reads ``capabilities()`` to choose what is right on this host, reports it,
 and the expected-failures file keys host-dependent outcomes on the same names
-(``if not bf16``; see xpuperf/expected.py).
+(``if not bf16``; see xpuperf/conformance/expected.py).
 
 One switch makes a capable host behave as a lesser one: oneDNN's own
 ``ONEDNN_MAX_CPU_ISA`` (AVX2, AVX512_CORE, AVX512_CORE_VNNI, ...). oneDNN, and so

@@ -1,6 +1,6 @@
 """How often the timing audits fail an honest backend, and what they cost.
 
-Runs the caching and alternate-seed audits (xpuperf.audits, one attempt each, as
+Runs the caching and alternate-seed audits (xpuperf.measure.audits, one attempt each, as
 suites/performance/test_audits.py measures them) many times on the CPU backend
 for a few smoke-tier models, and prints per model and audit: the median and
 worst point estimate (speedup, change), how often a single attempt failed, and
@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the repository's package, not an installed one
 
-from xpuperf import audits  # noqa: E402
+from xpuperf.measure import audits  # noqa: E402
 from xpuperf.batches import audit_batch_size, perf_indices  # noqa: E402
 from xpuperf.worker.host import GroupHost  # noqa: E402
 from xpuperf.zoo import load_zoo  # noqa: E402

@@ -3,8 +3,8 @@ and printed with the card that gave it.
 
 * bert_qps: bert-base QA (zoo bert-torch, sequence 384) at fp16 and each
   --batch-sizes: end-to-end QPS (host arrays in and out, what the suite's qps
-  means), device-resident QPS (xpuperf.resident) and MFU (FLOPs per sample from
-  the exported graph, xpuperf.flops, against this card's fp16 GEMM, measured
+  means), device-resident QPS (xpuperf.measure.resident) and MFU (FLOPs per sample from
+  the exported graph, xpuperf.measure.flops, against this card's fp16 GEMM, measured
   here). Target: >= 6,000 QPS end to end at the best batch size.
 * resnet50_resident: ResNet-50 fp16 at batch 256 (channels-last weights, so that
   its convolutions run NHWC), device-resident QPS. Target: >= 20,000.
@@ -13,7 +13,7 @@ and printed with the card that gave it.
 * fp8: bert-base at batch 64, fp8 QPS against fp16's, and the fp8 outputs'
   cosine and max abs diff against fp32's, held to the zoo's fp8 tolerance.
   Target: fp8 faster, within the tolerance.
-* harness: the engine's offline QPS (xpuperf.loadgen) over a bare loop
+* harness: the engine's offline QPS (xpuperf.measure.loadgen) over a bare loop
   (loadgen.bare_loop_qps) on bert-base fp16 at batch 1, interleaved, median of
   the per-round ratios. Target: >= 0.98x.
 
@@ -46,11 +46,12 @@ sys.path.insert(0, str(ROOT))  # run as a script: the repository's package, not 
 
 from backends.base import CompileError, Compiled  # noqa: E402
 from backends.gpu import GpuBackend  # noqa: E402
-from xpuperf import datasets, flops, loadgen, resident  # noqa: E402
+from xpuperf import datasets  # noqa: E402
+from xpuperf.measure import flops, loadgen, resident
 from xpuperf.batches import perf_indices  # noqa: E402
 from xpuperf.cache import Cache  # noqa: E402
 from xpuperf.models.artifact import ModelArtifact  # noqa: E402
-from xpuperf.numerics import check, diff_stats  # noqa: E402
+from xpuperf.conformance.numerics import check, diff_stats  # noqa: E402
 from xpuperf.zoo import load_zoo  # noqa: E402
 
 # Per measured run; a figure is the median of RUNS runs.
@@ -125,7 +126,7 @@ class Bench:
 
     def resident(self, compiled: Compiled, batches: list, batch_size: int
                  ) -> list[dict[str, Any]]:
-        """xpuperf.resident's figures of RUNS runs."""
+        """xpuperf.measure.resident's figures of RUNS runs."""
         return [resident.measure(compiled.resident(), batches, batch_size, self.settings)
                 for _ in range(RUNS[self.quick])]
 
@@ -194,13 +195,13 @@ def gemm_peak(bench: Bench, precision: str) -> float:
 
 
 def flops_per_sample(bench: Bench, name: str) -> tuple[float, str]:
-    """From the exported graph at batch 1 (xpuperf.flops; a sample costs the same
+    """From the exported graph at batch 1 (xpuperf.measure.flops; a sample costs the same
     at any batch size), else 2 x parameters x sequence length (a transformer's
     matmuls), saying which."""
     artifact, _ = bench.model(name)
     try:
         cost = flops.count_file(artifact.onnx_path(), 1, 2)
-        return cost.flops_per_sample, "xpuperf.flops on the exported graph"
+        return cost.flops_per_sample, "xpuperf.measure.flops on the exported graph"
     except Exception as e:  # noqa: BLE001 - an approximation still gives an MFU
         params = sum(p.numel() for p in artifact.torch_module().parameters())
         seq = artifact.spec.inputs[0].shape[1]

@@ -1,8 +1,8 @@
 """The measurement engine's own cost against MLPerf LoadGen's, on a SUT that does nothing.
 
 With a no-op SUT the samples per second a driver reaches is the inverse of its
-per-query overhead. Our engine (xpuperf.loadgen) and mlcommons-loadgen's Python
-binding (through xpuperf.mlperf_driver) run offline and single-stream in the same
+per-query overhead. Our engine (xpuperf.measure.loadgen) and mlcommons-loadgen's Python
+binding (through xpuperf.measure.mlperf_driver) run offline and single-stream in the same
 process, interleaved round by round, and the medians are compared. Target: ours
 >= LoadGen's.
 
@@ -19,7 +19,7 @@ from pathlib import Path
 # Run as a script from anywhere: the package is the repository's, not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xpuperf import loadgen, mlperf_driver
+from xpuperf.measure import loadgen, mlperf_driver
 
 SAMPLE_COUNT = 64
 SCENARIOS = (loadgen.OFFLINE, loadgen.SINGLE_STREAM)

@@ -4,9 +4,9 @@ One InferenceSession (a 2-layer 256x256 MLP built with onnx.helper, batch 8) is
 compiled once and shared by three drivers, each run for the same duration,
 interleaved round by round (the order rotating), median of the runs:
 
-* xpuperf: ``xpuperf.loadgen.run_offline``;
+* xpuperf: ``xpuperf.measure.loadgen.run_offline``;
 * bare: a ``while`` loop calling ``sess.run`` until the duration is up;
-* mlcommons-loadgen: LoadGen's offline scenario (xpuperf.mlperf_driver).
+* mlcommons-loadgen: LoadGen's offline scenario (xpuperf.measure.mlperf_driver).
 
 All three rotate through the same pre-built input batches. Target: xpuperf
 >= 0.98x bare.
@@ -29,7 +29,7 @@ from onnx import TensorProto, helper, numpy_helper
 # Run as a script from anywhere: the package is the repository's, not installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xpuperf import loadgen, mlperf_driver
+from xpuperf.measure import loadgen, mlperf_driver
 
 WIDTH = 256
 BATCH = 8

@@ -4,7 +4,7 @@ One smoke-tier combination (default pointwise-conv-fake-fp32) on the CPU backend
 (one intra-op thread) is measured two ways, interleaved round by round:
 
 * harness: the suite's own path, ``BenchSession.throughput``: the group's worker
-  process runs xpuperf.loadgen's offline scenario on the model it compiled (the
+  process runs xpuperf.measure.loadgen's offline scenario on the model it compiled (the
   command and the results cross the process boundary, the timed loop does not);
 * bare: in this process, the same model loaded from the same compile-cache
   entry, a ``while`` loop calling ``run`` over the same batches for as long.
@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the repository's package, not an installed one
 
 from backends.cpu import CpuBackend  # noqa: E402
-from xpuperf import loadgen  # noqa: E402
+from xpuperf.measure import loadgen  # noqa: E402
 from xpuperf.batches import perf_indices  # noqa: E402
 from xpuperf.session import BenchSession  # noqa: E402
 from xpuperf.worker.host import GroupHost  # noqa: E402

@@ -1,4 +1,4 @@
-"""LoadGen's integrity audits (xpuperf.audits): pure verdicts on made-up
+"""LoadGen's integrity audits (xpuperf.measure.audits): pure verdicts on made-up
 measurements, the drivers on a fake model, and whole sessions in which each
 cheating backend of tests_selftest/fakes.py is caught by its audit while an
 honest one passes all three."""
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xpuperf import audits
-from xpuperf.audits import Timings
+from xpuperf.measure import audits
+from xpuperf.measure.audits import Timings
 from tests_selftest.sessions import run_session, tiny_zoo
 
 COMBO = "tiny-bert-fake-fp32"

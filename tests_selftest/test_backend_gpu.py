@@ -17,7 +17,7 @@ from backends.gpu import fp8  # noqa: E402
 from backends.gpu.backend import _numerics  # noqa: E402
 from xpuperf.cache import Cache  # noqa: E402
 from xpuperf.models.artifact import ModelArtifact  # noqa: E402
-from xpuperf.numerics import check, diff_stats  # noqa: E402
+from xpuperf.conformance.numerics import check, diff_stats  # noqa: E402
 from xpuperf.zoo import load_zoo  # noqa: E402
 
 CPU = {"device": "cpu"}

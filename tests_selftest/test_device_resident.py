@@ -1,4 +1,4 @@
-"""Device-resident measurement (xpuperf.resident, backends.base.Resident): the
+"""Device-resident measurement (xpuperf.measure.resident, backends.base.Resident): the
 worker's figures from a fake device whose clock and copies are known, and whole
 sessions whose records carry them (GPU at device=cpu) or say why not (CPU)."""
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from backends.base import Resident
-from xpuperf import loadgen, resident
+from xpuperf.measure import loadgen, resident
 from tests_selftest.sessions import FAST_TIERS, run_session, tiny_zoo
 
 BATCH = 4

@@ -1,4 +1,4 @@
-"""Expected failures (xpuperf.expected): the file format, its rewrite from a run,
+"""Expected failures (xpuperf.conformance.expected): the file format, its rewrite from a run,
 and whole sessions gating on change in both directions, for zoo items and
 per-op items."""
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests_selftest.sessions import run_session, tiny_zoo
-from xpuperf import expected
+from xpuperf.conformance import expected
 
 COMPILE = "test_compile[tiny-bert-fake-fp32]"
 METRIC = "test_metric[tiny-bert-fake-fp32]"  # errors: it needs the compiled model

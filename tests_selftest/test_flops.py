@@ -1,6 +1,6 @@
-"""FLOPs and bytes counted from ONNX graphs (xpuperf.flops) against hand counts.
+"""FLOPs and bytes counted from ONNX graphs (xpuperf.measure.flops) against hand counts.
 
-Conventions under test (see xpuperf.flops): a multiply-add is 2 FLOPs, a bias
+Conventions under test (see xpuperf.measure.flops): a multiply-add is 2 FLOPs, a bias
 add 1 per output element, elementwise arithmetic 1 per output element, Softmax 5,
 LayerNormalization 7. Cross-check: on the smoke ResNet and Wide&Deep graphs,
 MatMul counts equal onnx-tool 1.0.1's 2 x MACs, and Conv/Gemm differ only by
@@ -14,7 +14,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from xpuperf import flops  # noqa: E402
+from xpuperf.measure import flops  # noqa: E402
 
 F, I64 = TensorProto.FLOAT, TensorProto.INT64
 

@@ -1,4 +1,4 @@
-"""The measurement engine (xpuperf.loadgen) on fake SUTs whose cost the test sets.
+"""The measurement engine (xpuperf.measure.loadgen) on fake SUTs whose cost the test sets.
 
 The fake SUT reads a real, pre-built input for every query (as a backend's
 would) and then sleeps for a cost chosen per query index, so each test knows what
@@ -16,8 +16,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from xpuperf import loadgen, stats
-from xpuperf.loadgen import RunSettings
+from xpuperf.measure import loadgen, stats
+from xpuperf.measure.loadgen import RunSettings
 
 
 class FakeSUT:
@@ -218,7 +218,7 @@ def test_settings_are_validated() -> None:
 
 def test_mlperf_driver_names_the_package_when_loadgen_is_missing(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from xpuperf import mlperf_driver
+    from xpuperf.measure import mlperf_driver
 
     monkeypatch.setitem(sys.modules, "mlperf_loadgen", None)  # import now fails
     with pytest.raises(ImportError, match="pip install mlcommons-loadgen"):
@@ -228,7 +228,7 @@ def test_mlperf_driver_names_the_package_when_loadgen_is_missing(
 @pytest.mark.parametrize("scenario", ["offline", "single-stream"])
 def test_mlperf_driver_runs_the_same_sut(scenario: str) -> None:
     pytest.importorskip("mlperf_loadgen")
-    from xpuperf import mlperf_driver
+    from xpuperf.measure import mlperf_driver
 
     sut = FakeSUT(0.001)
     result = mlperf_driver.run_mlperf(sut, scenario, 4, len(sut.inputs),
@@ -245,7 +245,7 @@ def test_mlperf_driver_runs_the_same_sut(scenario: str) -> None:
 
 def test_mlperf_driver_server() -> None:
     pytest.importorskip("mlperf_loadgen")
-    from xpuperf import mlperf_driver
+    from xpuperf.measure import mlperf_driver
 
     # LoadGen's early-stopping test wants ~460 queries before it trusts a p99.
     settings = RunSettings(min_duration_s=0.2, min_queries=500)

@@ -13,7 +13,7 @@ import pytest
 
 from xpuperf.batches import run_in_batches
 from xpuperf.datasets import fake, golden
-from xpuperf.numerics import check_close
+from xpuperf.conformance.numerics import check_close
 from xpuperf.worker.contract import ContractError, check_outputs
 from xpuperf.zoo import TensorSpec, ZooError, load_zoo
 

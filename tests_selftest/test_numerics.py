@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from xpuperf.numerics import REL_FLOOR, abs_diff_histogram, check, diff_stats
+from xpuperf.conformance.numerics import REL_FLOOR, abs_diff_histogram, check, diff_stats
 
 
 def test_statistics_by_hand():

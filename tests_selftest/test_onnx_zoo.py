@@ -110,7 +110,7 @@ def test_videobert_prompts_keep_their_shape_and_serve_every_batch(cache):
     takes the text encoder once per batch, not once per sample."""
     import onnx
 
-    from xpuperf import flops
+    from xpuperf.measure import flops
 
     spec = zoo_spec("videobert-onnx", "smoke")
     art = ModelArtifact(spec, cache, ROOT, calibration=lambda n: [])

@@ -1,4 +1,4 @@
-"""xpuperf.opconformance: collecting onnx's node cases, classifying each outcome,
+"""xpuperf.conformance.opconformance: collecting onnx's node cases, classifying each outcome,
 isolating crashes, and checking results against an expected-failures file."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 
 from backends.base import Compiled, CompileError, CompileReport  # noqa: E402
 from backends.cpu import CpuBackend  # noqa: E402
-from xpuperf.opconformance import (  # noqa: E402
+from xpuperf.conformance.opconformance import (  # noqa: E402
     IsolatedRunner, OpCase, case_index, collect_cases, compare_outputs, run_case)
 
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from xpuperf import memory, timing
+from xpuperf.measure import memory, timing
 from xpuperf.zoo import ScenarioSpec, ZooError, parse_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +162,7 @@ def test_run_settings_come_from_the_tier_with_defaults():
 def test_a_disabled_benchmark_is_marked_used_and_given_nothing():
     bench = SimpleNamespace(disabled=True, _mode=None)
     timing.feed_benchmark(bench, np.array([1, 2]))
-    assert bench._mode == "xpuperf.loadgen"
+    assert bench._mode == "xpuperf.measure.loadgen"
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux only")

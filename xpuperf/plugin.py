@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from backends import registry
-from xpuperf import expected, gate, report_folder
+from xpuperf import gate, report_folder
+from xpuperf.conformance import expected
 from xpuperf.records import ITEM_KEY, RECORD_KEY, SUITES, identity, jsonable
 from xpuperf.worker import devices
 from xpuperf.zoo import (DOMAINS, SCENARIOS, TIERS, Combination, PerfCase, Zoo, ZooError,
@@ -59,7 +60,7 @@ class PluginState:
     max_regression: float = DEFAULT_MAX_REGRESSION_PCT
     # --devices: the device this process's backend workers are bound to; None: the backend's.
     device: str | None = None
-    # The backend's known failures (xpuperf.expected): item name -> reason.
+    # The backend's known failures (xpuperf.conformance.expected): item name -> reason.
     expected_path: Path | None = None
     expected_label: str = ""
     expected: dict[str, str] = field(default_factory=dict)
@@ -319,7 +320,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("combo", [pytest.param(c, id=c.id, marks=_marks(c, tier))
                                        for c in state.zoo.combinations()])
     elif "op_case" in metafunc.fixturenames:
-        from xpuperf.opconformance import case_index
+        from xpuperf.conformance.opconformance import case_index
 
         index = case_index(Path(metafunc.config.getoption("cache_dir")))
         # Ids drop onnx's "test_" prefix: test_op[add_bcast], not test_op[test_add_bcast].
@@ -493,7 +494,7 @@ def reference(xpu, combo: Combination):
 @pytest.fixture(scope="session")
 def op_runner(pytestconfig: pytest.Config):
     """Runs onnx node test cases on the backend in a worker process (fp32)."""
-    from xpuperf.opconformance import IsolatedRunner
+    from xpuperf.conformance.opconformance import IsolatedRunner
 
     state = pytestconfig.stash[STATE]
     with IsolatedRunner(state.entry.name, "fp32", state.options) as runner:
@@ -658,7 +659,7 @@ class ResultCollector:
             path = state.expected_path
             old = path.read_text(encoding="utf-8") if path.exists() else ""
             path.write_text(expected.updated(old, state.outcomes, (
-                f"Items the {state.hardware} backend is known to fail (see xpuperf/expected.py).\n"
+                f"Items the {state.hardware} backend is known to fail (see xpuperf/conformance/expected.py).\n"
                 "One pytest item name a line, then 'if [not] CAPABILITY' where the outcome\n"
                 "depends on the host; '#' starts the reason."), state.capabilities),
                 encoding="utf-8")

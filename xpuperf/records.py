@@ -21,7 +21,7 @@ and, by suite:
                  drop (reference - backend, of the primary metric), max_drop,
                  seeded_weights (bool), samples, data_source ("real"|"sample"|"generated"),
                  note (what a reader must know, e.g. that the weights are seeded)
-    numerics     outputs {output name: xpuperf.numerics.DiffStats.as_dict(), i.e. mean_abs,
+    numerics     outputs {output name: xpuperf.conformance.numerics.DiffStats.as_dict(), i.e. mean_abs,
                  std_abs, max_abs, max_rel, mean_rel, cosine, nan, inf,
                  reference_nonfinite, size}, tolerance {key: value},
                  histogram {"edges": [...], "counts": [...]} of |diff| over all outputs
@@ -33,7 +33,7 @@ and, by suite:
                  bytes_per_sample (from the graph; flops_error when it could not be
                  counted), peak_flops, peak_flops_source, mfu (a fraction), peak_rss_mb,
                  rss_method ("vmhwm"|"sampled"|"lifetime"), device_resident (where
-                 Compiled.resident() is offered, xpuperf.resident's figures at this
+                 Compiled.resident() is offered, xpuperf.measure.resident's figures at this
                  batch size: qps, queries, latency_ms {p50, p90, p99}, device_ms
                  {p50, p90} or None, device_qps, device_time_source, h2d_bytes_per_s,
                  d2h_bytes_per_s; else {skipped: why}), device_memory_peak_mb (the
@@ -51,7 +51,7 @@ and, by suite:
                  details, flops_per_sample and bytes_per_sample at batch 1 (when it
                  compiled)
     audit        audit ("accuracy"|"caching"|"seed"), batch_size, and the verdict's
-                 figures (xpuperf.audits): accuracy: logged_queries, mismatched_queries,
+                 figures (xpuperf.measure.audits): accuracy: logged_queries, mismatched_queries,
                  max_relative_diff, rtol; caching: basis ("cpu"|"wall"),
                  median_repeated_ms, median_distinct_ms, speedup, max_speedup, rounds,
                  rounds_over_bound, rounds_needed, attempts; seed: basis,

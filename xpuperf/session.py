@@ -17,7 +17,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from backends.base import Backend, CompileReport
-from xpuperf import datasets, flops
+from xpuperf import datasets
+from xpuperf.measure import flops
 from xpuperf.batches import batch_free, calibration_feeds, eval_batch_size, run_in_batches
 from xpuperf.cache import Cache, arrays_key, content_key
 from xpuperf.datasets.base import Dataset

@@ -2,7 +2,7 @@
 every output with the framework's fp32 reference."""
 import pytest
 
-from xpuperf.numerics import abs_diff_histogram, check, check_close, diff_stats
+from xpuperf.conformance.numerics import abs_diff_histogram, check, check_close, diff_stats
 
 pytestmark = pytest.mark.accuracy
 

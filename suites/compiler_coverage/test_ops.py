@@ -1,8 +1,8 @@
 """Per-op conformance: each of onnx's own node test cases compiled and run by the
-backend, compared with the case's tolerances (xpuperf.opconformance).
+backend, compared with the case's tolerances (xpuperf.conformance.opconformance).
 
 A case the backend is known to fail is listed in its expected-failures file
-(xpuperf.expected) and runs as an expected failure."""
+(xpuperf.conformance.expected) and runs as an expected failure."""
 import pytest
 
 from xpuperf.records import RECORD_KEY

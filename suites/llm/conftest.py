@@ -1,5 +1,5 @@
 """The LLM serving suite's parametrization and fixtures, from zoo.yaml's
-`generation:` workloads (xpuperf.zoo_generation).
+`generation:` workloads (xpuperf.zoo.generation).
 
 Items of one workload and precision run together, accuracy first, so one model
 and one engine serve them; the engine is closed before the next is built.
@@ -13,7 +13,7 @@ import pytest
 
 from xpuperf.plugin import STATE
 from xpuperf.records import ITEM_KEY, RECORD_KEY, jsonable
-from xpuperf.zoo_generation import GenerationSpec
+from xpuperf.zoo.generation import GenerationSpec
 
 SUITE = "generation"
 

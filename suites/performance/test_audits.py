@@ -1,4 +1,4 @@
-"""MLPerf LoadGen's integrity audits per combination (xpuperf.audits), run in the
+"""MLPerf LoadGen's integrity audits per combination (xpuperf.measure.audits), run in the
 backend's worker process: the performance figures count only if performance
 mode computes what accuracy mode was judged on, and no result cache or tuning to
 the sample order made them. Audits run at the largest batch size of which the

@@ -1,12 +1,12 @@
 """Performance: every zoo scenario at its batch sizes, run by the engine
-(xpuperf.loadgen) on real samples in the backend's worker process, with the
+(xpuperf.measure.loadgen) on real samples in the backend's worker process, with the
 graph's FLOPs, MFU and the worker's peak resident memory; beside them, where the
 backend keeps inputs on its device, the device-resident figures and the device's
-memory peak (xpuperf.resident). pytest-benchmark gets every query's latency
-(see xpuperf.timing): the end-to-end ones."""
+memory peak (xpuperf.measure.resident). pytest-benchmark gets every query's latency
+(see xpuperf.measure.timing): the end-to-end ones."""
 import pytest
 
-from xpuperf.timing import feed_benchmark
+from xpuperf.measure.timing import feed_benchmark
 
 pytestmark = pytest.mark.performance
 
@@ -26,7 +26,7 @@ def test_throughput(perf_case, xpu, compiled, benchmark, record, driver):
     benchmark.extra_info.update(figures, combination=combo.id, precision=compiled.precision,
                                 hardware=xpu.backend.name)
     record(**figures, precision_used=compiled.precision, distinct_batches=run["distinct_batches"],
-           runs=run["runs"], timed_by="xpuperf.loadgen")
+           runs=run["runs"], timed_by="xpuperf.measure.loadgen")
     if run["valid"] is False:
         pytest.fail(f"server run invalid {run['runs']} times: p99 "
                     f"{result['latency_ms']['p99']:.4g} ms exceeds the {spec.latency_bound_ms:g} "

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xpuperf.stats import latency_summary_ms
+from xpuperf.measure.stats import latency_summary_ms
 
 NS_PER_MS = 1e6
 

@@ -15,7 +15,7 @@ from backends.generation import GenerationEngine, Request
 from xpuperf.generation import accuracy, device, harness, prompts
 from xpuperf.generation.metrics import Bounds, decode_bandwidth_utilization, prefill_mfu
 from xpuperf.generation.models import LMArtifact
-from xpuperf.zoo_generation import GenerationSpec
+from xpuperf.zoo.generation import GenerationSpec
 
 
 def describe(engine: GenerationEngine) -> str:

@@ -1,7 +1,7 @@
 """The per-op conformance table: op records (suite "op") -> pass rates per op (pure).
 
 An op record carries the case, its op type, the category of its outcome
-(xpuperf.opconformance.OUTCOMES: pass, conversion, compilation, run, mismatch;
+(xpuperf.conformance.opconformance.OUTCOMES: pass, conversion, compilation, run, mismatch;
 a declined case is left out) and the reason; a case that never reached the
 runner (an error in setup) has no category and counts as not run.
 """

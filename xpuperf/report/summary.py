@@ -22,7 +22,7 @@ NONFINITE_KEYS = ("nan", "inf")
 
 # Worst first: a suite whose items disagree shows the worst of them, except that a
 # skipped item does not hide the passed ones beside it.
-# An expected failure (xpuperf.expected) ranks between a failure and a pass.
+# An expected failure (xpuperf.conformance.expected) ranks between a failure and a pass.
 _SEVERITY = {"error": 4, "failed": 3, "xfailed": 2, "passed": 1, "skipped": 0}
 _FAILING = frozenset({"failed", "error"})
 
@@ -61,7 +61,7 @@ class PerfPoint:
     peak_flops: float | None = None  # the ceiling MFU is judged against
     peak_flops_source: str = ""  # "declared" by the backend or how it was measured
     peak_rss_mb: float | None = None
-    # Where the backend keeps inputs on its device (xpuperf.resident): the offline
+    # Where the backend keeps inputs on its device (xpuperf.measure.resident): the offline
     # QPS without the copies, a query's device time, the device's memory peak.
     resident_qps: float | None = None
     device_p50: float | None = None  # ms, by the device's clock

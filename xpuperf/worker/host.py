@@ -18,14 +18,15 @@ import numpy as np
 from backends.base import (Compiled, CompileError, CompileReport, Declined, ModelArtifactLike,
                            Resident)
 from backends.registry import find
-from xpuperf import audits, datasets, flops, loadgen
+from xpuperf import datasets
+from xpuperf.measure import audits, flops, loadgen
 from xpuperf.batches import (audit_batch_size, batch_free, calibration_feeds, eval_batch_size,
                              perf_indices, run_in_batches)
 from xpuperf.cache import (Cache, arrays_key, content_key, package_modules, read_json,
                            source_digest, write_json)
-from xpuperf.memory import PeakRSS
-from xpuperf.resident import measure as measure_resident
-from xpuperf.timing import run_mlperf_beside, run_scenario, run_settings
+from xpuperf.measure.memory import PeakRSS
+from xpuperf.measure.resident import measure as measure_resident
+from xpuperf.measure.timing import run_mlperf_beside, run_scenario, run_settings
 from xpuperf.worker.contract import check_outputs
 from xpuperf.zoo import load_zoo
 
@@ -154,7 +155,7 @@ class GroupHost:
     def throughput(self, batch_size: int, scenario: str, driver: str) -> dict[str, Any]:
         """One scenario at ``batch_size``: the engine's record, every query's
         latency (ns), the runs it took, the peak resident memory, and the
-        device-resident figures (xpuperf.resident, once per batch size; or
+        device-resident figures (xpuperf.measure.resident, once per batch size; or
         {"skipped": why}) with the device's memory peak where it can say."""
         compiled = self._ready()
         resident = compiled.resident()
@@ -196,7 +197,7 @@ class GroupHost:
         return out
 
     def audit(self, name: str) -> dict[str, Any]:
-        """One of LoadGen's integrity audits (xpuperf.audits): the verdict's fields,
+        """One of LoadGen's integrity audits (xpuperf.measure.audits): the verdict's fields,
         or {"skipped": why} when the dataset cannot give its inputs."""
         compiled = self._ready()
         bs = audit_batch_size(self.model.batch_sizes, len(self.dataset))
@@ -285,7 +286,7 @@ class GroupHost:
     def _device_resident(self, resident: Resident | None, batch_size: int,
                          batches: list[dict[str, np.ndarray]], settings: loadgen.RunSettings
                          ) -> dict[str, Any]:
-        """xpuperf.resident's figures at ``batch_size``, measured by its first
+        """xpuperf.measure.resident's figures at ``batch_size``, measured by its first
         item (a batch size's other scenarios would measure the same again)."""
         if resident is None:
             return {"skipped": f"{self.backend.name} offers no device-resident path "

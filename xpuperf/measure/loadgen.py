@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from xpuperf import stats
+from xpuperf.measure import stats
 
 Issue = Callable[[int], None]
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from backends.base import Resident
-from xpuperf import loadgen
+from xpuperf.measure import loadgen
 
 DEVICE_RUNS = 20  # runs timed by the device's clock; their p50 and p90 are reported
 COPY_RUNS = 5  # copies each way; their median rate is reported

@@ -17,7 +17,7 @@ like a zoo model does, and ends with one outcome:
 
 The suite runs each case as one pytest item (suites/compiler_coverage/test_ops.py),
 whose known failures a backend lists in its expected-failures file
-(xpuperf.expected). ``IsolatedRunner`` runs cases in a worker process
+(xpuperf.conformance.expected). ``IsolatedRunner`` runs cases in a worker process
 (xpuperf.worker), so that a backend which crashes or hangs on one case costs
 that case only.
 """
@@ -264,7 +264,7 @@ def case_index(cache_root: Path) -> dict[str, str]:
     path = Path(cache_root) / "opcases" / f"onnx-{version('onnx')}.json"
     index = read_json(path)
     if not index:
-        code = ("import json, xpuperf.opconformance as o; "
+        code = ("import json, xpuperf.conformance.opconformance as o; "
                 "print(json.dumps({c.id: c.op_type for c in o.collect_cases()}))")
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               check=False)
@@ -309,7 +309,7 @@ class IsolatedRunner:
     def __init__(self, hardware: str, precision: str = "fp32",
                  options: Mapping[str, str] | None = None, timeout_s: float = 120.0):
         self.timeout_s = timeout_s
-        self._worker = Worker("xpuperf.opconformance:CaseHost",
+        self._worker = Worker("xpuperf.conformance.opconformance:CaseHost",
                               {"hardware": hardware, "precision": precision,
                                "options": dict(options or {})},
                               name=f"op-conformance worker for {hardware}")

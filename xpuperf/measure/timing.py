@@ -1,7 +1,7 @@
 """Performance items' measurement: a zoo scenario run by the engine, and its
 per-query latencies handed to pytest-benchmark.
 
-The engine (xpuperf.loadgen) owns the loop for every scenario, offline
+The engine (xpuperf.measure.loadgen) owns the loop for every scenario, offline
 included: only it can issue Poisson arrivals or concurrent clients, and one
 measurement then feeds the record, benchmark.extra_info and pytest-benchmark's
 statistics alike. pytest-benchmark sees one query as one round, so its min,
@@ -16,8 +16,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from xpuperf import loadgen, mlperf_driver
-from xpuperf.loadgen import Issue, LoadResult, RunSettings
+from xpuperf.measure import loadgen, mlperf_driver
+from xpuperf.measure.loadgen import Issue, LoadResult, RunSettings
 from xpuperf.zoo import ScenarioSpec
 
 # An invalid server run is run again, and the item fails only if every run was
@@ -93,7 +93,7 @@ def feed_benchmark(benchmark: Any, latencies_ns: np.ndarray) -> None:
     round per query. A disabled fixture (--benchmark-disable, pytest-xdist)
     records nothing.
     """
-    benchmark._mode = "xpuperf.loadgen"  # marks the fixture used, as pedantic() does
+    benchmark._mode = "xpuperf.measure.loadgen"  # marks the fixture used, as pedantic() does
     if benchmark.disabled:
         return
     stats = benchmark._make_stats(1)

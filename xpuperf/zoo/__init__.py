@@ -2,7 +2,7 @@
 
 Pure: YAML in, dataclasses out. Every error names the file, the line, the entry
 and the field, so that a broken zoo.yaml costs its author one glance. The tiers
-and the models' scenarios are validated in xpuperf.zoo_tiers (whose SCENARIOS,
+and the models' scenarios are validated in xpuperf.zoo.tiers (whose SCENARIOS,
 TIERS and ScenarioSpec are imported from here too, with the rest of the schema).
 """
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any, Mapping
 import yaml
 
 from backends.base import PRECISIONS
-from xpuperf.zoo_tiers import (DEFAULT_PEAK_GEMM, DEFAULT_TIMEOUT_S, PICKS, SCENARIOS, TIERS, ScenarioSpec,  # noqa: F401
+from xpuperf.zoo.tiers import (DEFAULT_PEAK_GEMM, DEFAULT_TIMEOUT_S, PICKS, SCENARIOS, TIERS, ScenarioSpec,  # noqa: F401
                                model_scenarios, pick_batch_sizes, tier_settings)
-from xpuperf.zoo_generation import GenerationSpec, generation_workloads
+from xpuperf.zoo.generation import GenerationSpec, generation_workloads
+from xpuperf.zoo import model_file
 
 FRAMEWORKS = ("torch", "tf", "onnx")
 DOMAINS = ("nlp", "cv", "rec", "speech", "multimodal", "llm", "substructure", "other")
@@ -68,7 +69,7 @@ TOP_FIELDS = {"defaults": (False, "map"), "tiers": (False, "map"),
               "generation": (False, "map")}
 DEFAULT_FIELDS = ("precisions", "scenarios", "tolerances", "max_drop", "seed")
 # The zoo a user's zoo file (one without datasets:) layers on.
-BUILTIN_ZOO = Path(__file__).resolve().parents[1] / "zoo.yaml"
+BUILTIN_ZOO = Path(__file__).resolve().parents[2] / "zoo.yaml"
 
 
 class ZooError(ValueError):
@@ -170,7 +171,7 @@ class Zoo:
     timeout_s: float = DEFAULT_TIMEOUT_S  # tiers.<tier>.timeout_s: of one model item
     # Where each field is: "models.bert-torch.dataset" -> its line in the file.
     lines: Mapping[str, int] = field(default_factory=dict)
-    # The LLM serving workloads (xpuperf.zoo_generation), run by suites/llm.
+    # The LLM serving workloads (xpuperf.zoo.generation), run by suites/llm.
     generation: tuple[GenerationSpec, ...] = ()
     # defaults.tolerances and defaults.max_drop: what --precisions gives a model
     # for a precision its own lists lack.
@@ -298,9 +299,9 @@ def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
             merged[key] = {**merged[key], **val} if both_maps else val
     # Errors in merged values point at the smoke override when it supplied them.
     src = lambda key: f"{where}.smoke" if tier == "smoke" and key in smoke else where  # noqa: E731
-    file_io = _from_file(v, f"{src('model')}.model", name, merged) if "model" in merged else None
+    file_io = model_file.from_file(v, f"{src('model')}.model", name, merged) if "model" in merged else None
     if "golden" in merged:
-        _golden(v, f"{src('golden')}.golden", merged)
+        model_file.golden(v, f"{src('golden')}.golden", merged)
 
     for key, allowed in (("framework", FRAMEWORKS), ("domain", DOMAINS)):
         v.one_of(f"{src(key)}.{key}", merged[key], allowed)
@@ -322,7 +323,7 @@ def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
             v.fail(f"{src(key)}.{key}", "must list at least one tensor")
     fixed_batch = None
     if file_io is not None:
-        fixed_batch = _check_against_file(v, src("inputs"), src("outputs"), src("batch_sizes"),
+        fixed_batch = model_file.check_against_file(v, src("inputs"), src("outputs"), src("batch_sizes"),
                                           inputs, outputs, merged["batch_sizes"], *file_io)
 
     batch_sizes = merged["batch_sizes"]
@@ -365,131 +366,6 @@ def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
         timeout_s=_timeout(v, f"{src('timeout_s')}.timeout_s", merged.get("timeout_s")),
         fixed_batch=fixed_batch,
     )
-
-
-def _from_file(v: "_Validator", where: str, name: str, merged: dict[str, Any]) -> tuple[list, list]:
-    """For ``model: FILE``: fill ``merged`` with what the file answers (its inputs
-    and outputs, framework onnx, the file as weights) and defaults for what a file
-    does not say (family: the entry's name, domain other, dataset fake, batch
-    sizes: the fixed batch or [1]). Returns the file's inputs and outputs."""
-    from xpuperf.models.onnx_file import signature
-
-    if "builder" in merged:
-        v.fail(where, "a model given as a file takes no builder: remove one of the two")
-    path = Path(merged["model"])
-    path = path if path.is_absolute() else v.path.parent / path
-    if path.suffix != ".onnx":
-        v.fail(where, f"{path.name}: a model file is an .onnx file")
-    if not path.is_file():
-        v.fail(where, f"no file {path} (a path relative to {v.path.parent})")
-    try:
-        file_inputs, file_outputs = signature(path)
-    except ValueError as e:
-        v.fail(where, f"{path}: {e}")
-    if merged.setdefault("framework", "onnx") != "onnx":
-        v.fail(where, f"an .onnx model file is framework onnx, not {merged['framework']!r}")
-    merged.update(weights=str(path), builder=None)
-    for key, value in (("family", name), ("domain", "other"), ("dataset", "fake")):
-        merged.setdefault(key, value)
-    batch = _file_batch(file_inputs)
-    if "inputs" not in merged:
-        merged["inputs"] = [_declared(v, where, t, batch) for t in file_inputs]
-        if not any(t["batched"] for t in merged["inputs"]):
-            v.fail(where, f"no input of the file has a batch axis "
-                   f"({', '.join(t.describe() for t in file_inputs)}), and the suites run a "
-                   "model in batches: give it a first axis of the batch")
-    merged.setdefault("outputs", [{"name": t.name, **({"dtype": t.dtype} if t.dtype in DTYPES else {}),
-                                   **({"batched": False} if _output_batched(t, batch) is False else {})}
-                                  for t in file_outputs])
-    merged.setdefault("batch_sizes", [batch or 1])
-    return file_inputs, file_outputs
-
-
-def _golden(v: "_Validator", where: str, merged: dict[str, Any]) -> None:
-    """``golden: PATH`` (relative to the zoo file): the model's data is that folder
-    or .npz file (dataset golden, xpuperf.datasets.golden), and its expected outputs
-    are the reference."""
-    path = Path(merged["golden"])
-    path = path if path.is_absolute() else v.path.parent / path
-    if not path.exists():
-        v.fail(where, f"no file or folder {path} (a path relative to {v.path.parent})")
-    if merged.get("dataset", "golden") not in ("golden", "fake"):
-        v.fail(where, f"golden data is the model's dataset: remove dataset: {merged['dataset']}")
-    merged["dataset"] = "golden"
-    merged["dataset_options"] = {**(merged.get("dataset_options") or {}), "path": str(path)}
-
-
-def _file_batch(file_inputs: list) -> int | None:
-    """The fixed batch size of a file's inputs (the first axis of the first one),
-    or None when some input's first axis is free (a dynamic batch)."""
-    firsts = [t.shape[0] for t in file_inputs if t.shape]
-    return None if not firsts or None in firsts else firsts[0]
-
-
-def _output_batched(t: Any, batch: int | None) -> bool | None:
-    """Whether a file's output has the batch axis first: not when it is a scalar or
-    its first size is fixed at another size than the batch (any fixed size, for a
-    free batch); None when the file does not say (rank or first axis unknown)."""
-    if t.shape is None or (t.shape and t.shape[0] is None):
-        return None if t.shape is None or batch is not None else True
-    return bool(t.shape) and t.shape[0] == batch
-
-
-def _declared(v: "_Validator", where: str, t: Any, batch: int | None) -> dict[str, Any]:
-    """A file's input as the zoo would declare it: batched on its first axis when
-    that axis is the (free or fixed) batch axis, fed whole otherwise."""
-    if t.dtype not in DTYPES:
-        v.fail(where, f"the file's input {t.describe()} has a type the zoo cannot feed "
-               f"(it feeds {', '.join(DTYPES)})")
-    if t.shape is None or None in t.shape[1:]:
-        v.fail(where, f"the file's input {t.describe()} has a free axis besides the batch axis: "
-               "declare its shape under inputs")
-    batched = bool(t.shape) and t.shape[0] in (None, batch)
-    shape = ["batch", *t.shape[1:]] if batched else list(t.shape)
-    return {"name": t.name, "shape": shape, "dtype": t.dtype, "batched": batched}
-
-
-def _in_file(v: "_Validator", at: str, kind: str, name: str, tensors: list) -> Any:
-    """The file's ``kind`` tensor named ``name``; a failure at ``at`` that lists the
-    file's own where it has none."""
-    found = next((t for t in tensors if t.name == name), None)
-    if found is None:
-        v.fail(at, f"the file has no {kind} {name!r} "
-                   f"(it has: {', '.join(t.describe() for t in tensors)})")
-    return found
-
-
-def _check_against_file(v: "_Validator", inputs_at: str, outputs_at: str, batch_at: str,
-                        inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
-                        batch_sizes: list[int], file_inputs: list, file_outputs: list) -> int | None:
-    """What the zoo declares must be what the file has; returns the file's fixed
-    batch size (None: free)."""
-    for i, spec in enumerate(inputs):
-        t = _in_file(v, f"{inputs_at}.inputs[{i}].name", "input", spec.name, file_inputs)
-        if spec.dtype != t.dtype:
-            v.fail(f"{inputs_at}.inputs[{i}].dtype", f"declared {spec.dtype}, the file has {t.describe()}")
-        rest = spec.shape[1:] if spec.batched else spec.shape
-        file_rest = None if t.shape is None else (t.shape[1:] if spec.batched else t.shape)
-        if file_rest is not None and (len(rest) != len(file_rest) or any(
-                f is not None and f != d for d, f in zip(rest, file_rest))):
-            v.fail(f"{inputs_at}.inputs[{i}].shape", f"declared {list(spec.shape)}, "
-                   f"the file has {t.describe()}")
-    undeclared = [t.describe() for t in file_inputs if t.name not in {s.name for s in inputs}]
-    if undeclared:
-        v.fail(f"{inputs_at}.inputs", f"the file also takes {', '.join(undeclared)}: declare it, "
-               "or leave inputs out to take the file's")
-    batch = _file_batch([t for t in file_inputs
-                         if any(s.name == t.name and s.batched for s in inputs)])
-    for i, spec in enumerate(outputs):
-        t = _in_file(v, f"{outputs_at}.outputs[{i}]", "output", spec.name, file_outputs)
-        if _output_batched(t, batch) not in (None, spec.batched):
-            v.fail(f"{outputs_at}.outputs[{i}]", f"the file's output {t.describe()} has "
-                   f"{'a' if spec.batched is False else 'no'} batch axis: say batched: "
-                   f"{'true' if spec.batched is False else 'false'}")
-    if batch is not None and any(bs != batch for bs in batch_sizes):
-        v.fail(f"{batch_at}.batch_sizes", f"the file's batch axis is fixed at {batch}: "
-               f"batch_sizes can only be [{batch}]")
-    return batch
 
 
 def _timeout(v: "_Validator", where: str, value: Any) -> float | None:

@@ -40,7 +40,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from xpuperf import loadgen
+from xpuperf.measure import loadgen
 
 Feeds = Mapping[str, np.ndarray]
 Run = Callable[[Feeds], Mapping[str, np.ndarray]]

@@ -17,11 +17,11 @@ TIERS = ("smoke", "full")
 SCENARIOS = ("offline", "single_stream", "multi_stream", "server", "multi_client")
 # Which of a scenario's batch sizes run: every one, or only the smallest or largest.
 PICKS = ("all", "min", "max")
-# Run control of every performance item (xpuperf.loadgen.RunSettings): minimum
+# Run control of every performance item (xpuperf.measure.loadgen.RunSettings): minimum
 # duration and query count, warm-up queries, steady-state windows and their spread.
 PERF_KEYS = ("min_time_s", "min_rounds", "warmup_rounds", "windows", "max_spread")
 # The integrity audits' run control: rounds of two alternating blocks (one per
-# side) and the queries in a block; xpuperf.audits judges on a sign test over the
+# side) and the queries in a block; xpuperf.measure.audits judges on a sign test over the
 # rounds at 99 % confidence, which fewer than 8 rounds cannot reach (0.5 ** 7 > 1 %).
 AUDIT_KEYS = ("rounds", "block")
 MIN_AUDIT_ROUNDS = 8

@@ -1,6 +1,6 @@
 """Run the engine's SUT under mlcommons-loadgen, for figures to set beside ours.
 
-The same ``issue(query_index)`` callable that ``xpuperf.loadgen`` drives runs
+The same ``issue(query_index)`` callable that ``xpuperf.measure.loadgen`` drives runs
 under MLPerf LoadGen's Python binding (``pip install mlcommons-loadgen``), and
 LoadGen's own summary comes back as an ``MLPerfResult`` whose fields carry the
 same names and units as ``LoadResult``, so the two record side by side.
@@ -23,8 +23,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from xpuperf import loadgen
-from xpuperf.loadgen import DEFAULT_SETTINGS, Issue, RunSettings
+from xpuperf.measure import loadgen
+from xpuperf.measure.loadgen import DEFAULT_SETTINGS, Issue, RunSettings
 
 SCENARIOS = (loadgen.OFFLINE, loadgen.SINGLE_STREAM, loadgen.SERVER)
 _LOADGEN_SCENARIO = {loadgen.OFFLINE: "Offline", loadgen.SINGLE_STREAM: "SingleStream",
