@@ -1,5 +1,6 @@
-"""The pytest plugin: options, parametrization from zoo.yaml, item ordering,
-fixtures, result collection and reports.
+"""The pytest plugin: options, parametrization from zoo.yaml, item ordering, and
+the gate on each item's call; its fixtures are in xpuperf.fixtures, result
+collection and the reports in xpuperf.results.
 
 Collection reads zoo.yaml and the backend registry only; no framework is
 imported until an item runs.
@@ -8,14 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import signal
 import threading
-import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -44,6 +42,8 @@ MARKERS = {
 }
 DRIVERS = ("xpuperf", "mlperf")
 DEFAULT_MAX_REGRESSION_PCT = 10.0
+# The suites' fixtures, registered with this plugin.
+pytest_plugins = ["xpuperf.fixtures"]
 
 
 @dataclass
@@ -75,6 +75,7 @@ class PluginState:
 
 
 STATE = pytest.StashKey[PluginState]()
+_SESSION = pytest.StashKey["BenchSession"]()  # the xpu fixture's (xpuperf.fixtures)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -251,6 +252,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                       report_dir=report_dir, **_run_options(config, hardware),
                                       **_expected_options(config, entry))
     if not hasattr(config, "workerinput"):
+        from xpuperf.results import ResultCollector
         config.pluginmanager.register(ResultCollector(config.stash[STATE]), "xpuperf-results")
         if not config.option.collectonly:
             # This session's results only: nothing of an earlier run may stay and
@@ -423,116 +425,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config):
     return GroupScheduling(config, group_of)
 
 
-# --------------------------------------------------------------------------- fixtures
-
-_SESSION = pytest.StashKey["BenchSession"]()
-
-
-@pytest.fixture(scope="session")
-def xpu(pytestconfig: pytest.Config):
-    """The engine's session: datasets, artifacts, references, and the workers that
-    host the backend."""
-    from xpuperf.session import BenchSession
-
-    state = pytestconfig.stash[STATE]
-    session = BenchSession(
-        state.zoo, state.entry.name, state.entry.load()(), state.options,
-        cache_dir=Path(pytestconfig.getoption("cache_dir")),
-        data_dir=Path(pytestconfig.getoption("data_dir")),
-        item_timeout_s=pytestconfig.getoption("item_timeout"), device=state.device)
-    pytestconfig.stash[_SESSION] = session
-    yield session
-    session.close()
-
-
-@pytest.fixture(scope="session")
-def backend(xpu):
-    return xpu.backend
-
-
-def _needed(make: Callable[[], Any]) -> Any:
-    """``make()``; a dataset, weights or zoo problem errors the item in setup with
-    its message (file and line), not as a failure of the backend."""
-    from xpuperf.session import SetupError
-    try:
-        return make()
-    except SetupError as e:
-        pytest.fail(str(e), pytrace=False)
-
-
-@pytest.fixture
-def compilation(xpu, combo: Combination):
-    """The group's compile in its worker (xpuperf.session.Compilation)."""
-    from xpuperf.session import Unsupported
-    _needed(lambda: xpu.prepare(combo.model))
-    try:
-        return xpu.compilation(combo)
-    except Unsupported as e:
-        pytest.skip(str(e))
-
-
-@pytest.fixture
-def compiled(compilation):
-    """The compile report of a model that compiled (the compiled model itself
-    lives in the worker); the item fails in setup when it did not compile."""
-    if compilation.report.status != "ok":
-        pytest.fail(f"compilation failed: {compilation.report.error}", pytrace=False)
-    return compilation.report
-
-
-@pytest.fixture
-def dataset(xpu, combo: Combination):
-    return _needed(lambda: xpu.dataset(combo.model))
-
-
-@pytest.fixture
-def reference(xpu, combo: Combination):
-    """The framework's fp32 outputs for the whole dataset (cached on disk)."""
-    return _needed(lambda: xpu.reference(combo.model))
-
-
-@pytest.fixture(scope="session")
-def op_runner(pytestconfig: pytest.Config):
-    """Runs onnx node test cases on the backend in a worker process (fp32)."""
-    from xpuperf.conformance.opconformance import IsolatedRunner
-
-    state = pytestconfig.stash[STATE]
-    with IsolatedRunner(state.entry.name, "fp32", state.options) as runner:
-        yield runner
-
-
-@pytest.fixture(scope="session")
-def expected_failures_file(pytestconfig: pytest.Config) -> str:
-    """The backend's expected-failures file, as messages name it."""
-    return pytestconfig.stash[STATE].expected_label
-
-
-@pytest.fixture(scope="session")
-def driver(pytestconfig: pytest.Config) -> str:
-    """--driver: "xpuperf", or "mlperf" to run mlcommons-loadgen beside the engine."""
-    return pytestconfig.stash[STATE].driver
-
-
-@pytest.fixture
-def record(request: pytest.FixtureRequest, record_property, combo: Combination,
-           xpu) -> Callable[..., None]:
-    """record(**fields): attach this item's result record (see xpuperf.records)."""
-    state = request.config.stash[STATE]
-    case = _case(request.node)
-    extra = case[1] if case else {}
-
-    def _record(**fields: Any) -> None:
-        suite = SUITE_OF_TEST[request.node.originalname]
-        weights = xpu.artifact(combo.model).weights
-        if suite == "compile" and fields.get("status") == "ok":
-            # Other suites and reports need the model's size in FLOPs, from the graph.
-            fields = {**xpu.graph_figures(combo), **fields}
-        bound = {} if state.device is None else {"device_index": state.device}
-        record_property(RECORD_KEY, jsonable({**identity(suite, combo, state.hardware, **extra),
-                                              "weights": weights, **bound, **fields}))
-    return _record
-
-
 # --------------------------------------------------------------------------- the gate
 
 @pytest.hookimpl(wrapper=True)
@@ -559,162 +451,6 @@ def pytest_runtest_call(item: pytest.Item):
     if problems:
         pytest.fail("; ".join(problems), pytrace=False)
     return result
-
-
-# --------------------------------------------------------------------------- results
-
-def _message(report: pytest.TestReport) -> str:
-    if report.passed:
-        return ""
-    if report.skipped and isinstance(report.longrepr, tuple):
-        return report.longrepr[2].removeprefix("Skipped: ")
-    crash = getattr(report.longrepr, "reprcrash", None)
-    return crash.message if crash else str(report.longrepr)[-500:]
-
-
-def _run_label(interrupted: bool, keyword: str, markexpr: str) -> str:
-    """What report.html and session.json say of how much of the zoo the run covers."""
-    if interrupted:
-        return "interrupted: the results are of the items that ran"
-    chosen = [f"{flag} {value!r}" for flag, value in (("-k", keyword), ("-m", markexpr)) if value]
-    return f"a subset: {', '.join(chosen)}" if chosen else "complete"
-
-
-class ResultCollector:
-    """Registered in the controller only: gathers records from every item's report
-    (pytest-xdist forwards workers' reports here) and writes the reports at the end,
-    whatever the items' outcomes."""
-
-    def __init__(self, state: PluginState):
-        self.state = state
-        self.selected: int | None = None  # items selected; None under pytest-xdist
-        self.deselected = 0
-
-    def pytest_deselected(self, items: list[pytest.Item]) -> None:
-        self.deselected += len(items)
-
-    def pytest_collection_finish(self, session: pytest.Session) -> None:
-        if session.items or not getattr(session.config.option, "numprocesses", None):
-            self.selected = len(session.items)
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        props = dict(report.user_properties)
-        if ITEM_KEY not in props and report.nodeid not in self.state.records:
-            return  # not a zoo item, or one that crashed pytest-xdist's worker before setup
-        rec = self.state.records.setdefault(report.nodeid, dict(props.get(ITEM_KEY, {})))
-        before = (rec.get("outcome"), rec.get("message"))
-        rec.update(props.get(RECORD_KEY, {}))
-        if report.when == "call":
-            rec["outcome"], rec["message"] = report.outcome, _message(report)
-        elif report.failed and report.when in ("setup", "teardown"):
-            rec["outcome"], rec["message"] = "error", f"{report.when}: {_message(report)}"
-        elif report.failed:  # pytest-xdist's report of a worker that died running it
-            rec["outcome"], rec["message"] = "error", f"the pytest-xdist worker crashed: " \
-                                                      f"{_message(report)}"
-        elif report.skipped:
-            rec["outcome"], rec["message"] = "skipped", _message(report)
-        if hasattr(report, "wasxfail"):
-            rec["outcome"], rec["expected_failure"] = "xfailed", True
-        if before[0] in ("failed", "error") and rec["outcome"] not in ("failed", "error"):
-            # pytest-xdist ran it again after its worker crashed: the first failure stands.
-            rec["outcome"] = before[0]
-            rec["message"] = f"{before[1]} (then run again by pytest-xdist, which it passed)"
-        if self.state.update_expected:
-            self._note_outcome(report)
-
-    def _note_outcome(self, report: pytest.TestReport) -> None:
-        """What --update-expected-failures writes: the reason of a failure (an
-        expected one included), else None: the item passed (a strict xfail that
-        passed included) or skipped, and either way does not fail."""
-        name = report.nodeid.rsplit("::", 1)[-1]
-        xpassed = report.failed and str(report.longrepr).startswith("[XPASS(strict)]")
-        if hasattr(report, "wasxfail") or (report.failed and not xpassed):
-            # The first line of the reason, without the exception type pytest puts first.
-            reason = (_message(report) or "failed").splitlines()[0]
-            self.state.outcomes[name] = re.sub(r"^(AssertionError|Failed): ", "", reason)
-        elif report.skipped or (report.when == "call" and (report.passed or xpassed)):
-            self.state.outcomes[name] = None
-
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        state = self.state
-        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-        for rec in state.records.values():
-            if "outcome" not in rec:  # set up, never reported done
-                rec["outcome"], rec["message"] = "error", (
-                    "interrupted (SIGTERM or Ctrl-C) while it ran" if interrupted
-                    else "it never finished: no result was reported")
-        option = session.config.option
-        run_label = _run_label(interrupted, option.keyword, option.markexpr)
-        try:
-            report_folder.write(state.report_dir, {
-                **report_folder.read(state.report_dir), "status": run_label,
-                "finished": exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED),
-                "exit_status": int(exitstatus), "hardware": state.hardware,
-                "tier": state.zoo.tier, "ended": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-                "selection": {"-k": option.keyword or None, "-m": option.markexpr or None,
-                              "items": self.selected, "deselected": self.deselected}})
-        except OSError as e:  # said in the summary; the reports below may still be written
-            state.report_error = f"{report_folder.MANIFEST}: {e}"
-        if state.update_expected and state.outcomes and state.expected_path:
-            path = state.expected_path
-            old = path.read_text(encoding="utf-8") if path.exists() else ""
-            path.write_text(expected.updated(old, state.outcomes, (
-                f"Items the {state.hardware} backend is known to fail (see xpuperf/conformance/expected.py).\n"
-                "One pytest item name a line, then 'if [not] CAPABILITY' where the outcome\n"
-                "depends on the host; '#' starts the reason."), state.capabilities),
-                encoding="utf-8")
-        if not state.records:
-            return
-        from xpuperf.report import write_reports, zoo_version
-        # Which tier and zoo ran: xpuperf compare refuses to join runs that differ.
-        run = {"tier": state.zoo.tier, "zoo_version": zoo_version(state.zoo.path),
-               "run": run_label}
-        try:
-            info = {**state.entry.load()().info(), **run}
-        except Exception as e:  # noqa: BLE001 - a report without host info beats no report
-            info = {"name": state.hardware, "info_error": str(e), **run}
-        try:
-            state.written = write_reports(list(state.records.values()), state.report_dir,
-                                          state.hardware, info,
-                                          session.config.rootpath / "report_templates")
-        except Exception as e:  # noqa: BLE001 - say so in the summary, not as a traceback
-            state.report_error = f"{type(e).__name__}: {e}"
-            warnings.warn(f"xpuperf could not write its reports: {state.report_error}")
-
-
-def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    state = config.stash.get(STATE, None)
-    if state is None or not state.records:
-        return
-    from xpuperf.report.ops import op_table
-    from xpuperf.report.summary import summarize
-    from xpuperf.report.terminal import table
-
-    tr = terminalreporter
-    tr.section(f"xpuperf: {state.hardware}, {state.zoo.tier} tier")
-    records = list(state.records.values())
-    rows = summarize(r for r in records if r.get("suite") != "op")
-    if rows:
-        tr.write_line(table(rows))
-    ops = op_table(records)
-    if ops.rows:
-        tr.write_line(f"op conformance: {ops.passed}/{ops.cases} cases passed "
-                      f"({100 * ops.pass_rate:.1f} %) over {len(ops.rows)} ops; "
-                      f"{ops.expected} expected failure(s), {ops.unexpected} unexpected",
-                      red=bool(ops.unexpected))
-    if state.update_expected and state.outcomes:
-        tr.write_line(f"expected failures rewritten from this run: {state.expected_label}")
-    if state.baseline is not None:
-        compared = [r for r in state.records.values() if "baseline" in r]
-        regressed = [r for r in compared if "against the baseline" in str(r.get("message"))]
-        tr.write_line(f"baseline {state.baseline.source}: {len(compared)} item(s) compared, "
-                      f"{len(regressed)} regressed (--max-regression {state.max_regression:g}%)",
-                      red=bool(regressed))
-    if state.report_error:
-        tr.write_line(f"reports NOT written: {state.report_error}", red=True)
-    elif state.written:
-        tr.write_line(f"reports: {state.report_dir / 'report.html'} and "
-                      f"{len(state.written) - 1} JSON file(s)")
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

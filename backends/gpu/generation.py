@@ -99,7 +99,7 @@ class StaticCacheEngine(BatchingEngine):
             raise ValueError(f"decode=graphs: CUDA graphs need a CUDA device, not {device}; "
                              "use decode=eager or decode=compiled there")
         self._graphs, self._compiled = cuda and decode != "eager", decode == "compiled"
-        self.description = (f"static KV cache engine, decode "
+        self.description = ("static KV cache engine, decode "
                             + {"graphs": "replayed from CUDA graphs",
                                "compiled": "compiled by torch.compile"
                                            + (" and replayed from CUDA graphs" if cuda else ""),
