@@ -20,7 +20,8 @@ import pytest
 from tests_selftest.sessions import ROOT, conv_zoo, run_session, session_command
 from xpuperf import gate, report_folder
 from xpuperf.cache import Cache
-from xpuperf.plugin import PluginState, ResultCollector
+from xpuperf.plugin import PluginState
+from xpuperf.results import ResultCollector
 from xpuperf.records import ITEM_KEY
 from xpuperf.worker.contract import ContractError, check_outputs
 from xpuperf.worker.process import RemoteError, Worker, WorkerLost

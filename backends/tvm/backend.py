@@ -18,7 +18,7 @@ Coverage: a node whose op the frontend has no converter for, or whose converter
 fails on it, is a fallback node. By default the graph is partitioned: maximal
 runs of convertible nodes go to TVM, the rest run on onnxruntime's CPU provider,
 and ``nodes_native`` counts the TVM share (nodes folded at compile time count as
-native). All batch sizes share one partition, so the report's counts are the
+native); backends/tvm/runtime.py runs the parts in order. All batch sizes share one partition, so the report's counts are the
 model's. With ``fallback=none`` such a model fails to compile instead, naming the ops.
 
 Precisions: fp32, and fp16 through Relax's ToMixedPrecision (fp16 operands,
@@ -48,9 +48,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
-
-import numpy as np
+from typing import Any, Callable, Mapping
 
 from backends import hostcpu
 from backends.base import (CACHED_REPORT, Backend, Compiled, CompileError, CompileReport,
@@ -58,6 +56,7 @@ from backends.base import (CACHED_REPORT, Backend, Compiled, CompileError, Compi
 from backends.tvm.onnx_graph import (DEFAULT_DOMAINS, Segment, batch_axis_inputs, infer_shapes,
                                      node_reads, partition, segment_model, static_graph,
                                      subgraphs, value_infos)
+from backends.tvm.runtime import OrtPart, TvmCompiled, TvmPart, load_part, ort_session
 from backends.tvm.schedule import SCHEDULES, KernelCount, relax_pipeline
 
 _OPTIONS = ("opt_level", "threads", "target", "fallback", "schedule")
@@ -125,13 +124,6 @@ def _convertible_op(node: Any, convert_map: Mapping[str, Any]) -> bool:
     return all(_convertible_op(sub, convert_map) for g in subgraphs(node) for sub in g.node)
 
 
-def _to_numpy(value: Any) -> np.ndarray:
-    if hasattr(value, "numpy"):
-        return value.numpy()
-    # Shape outputs come back as a runtime shape tuple, scalars as plain numbers.
-    return np.asarray(list(value) if isinstance(value, Iterable) else value, dtype=np.int64)
-
-
 def _cast_call_tir_inputs(mod: Any) -> Any:
     """``mod`` with an astype to its own dtype before each tensor argument of a
     call_tir (what the frontend emits for Pad, among others).
@@ -177,105 +169,6 @@ def _to_mixed_precision(mod: Any) -> tuple[Any, bool]:
     return mixed, True
 
 
-def _load_vm(so_path: Path) -> Any:
-    import tvm
-    from tvm import relax
-
-    return relax.VirtualMachine(tvm.runtime.load_module(str(so_path)), tvm.cpu())
-
-
-def _ort_session(path: Path, ops: list[str]) -> Any:
-    try:
-        import onnxruntime as ort
-    except ImportError as e:
-        raise CompileError(
-            f"TVM: ops {', '.join(ops)} need the onnxruntime fallback, which is not "
-            "installed (pip install onnxruntime, or fallback=none)", ops) from e
-    try:
-        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own unexported exception types
-        raise CompileError(f"TVM: the onnxruntime fallback rejected ops "
-                           f"{', '.join(ops)}: {e}", ops) from e
-
-
-class _TvmPart:
-    def __init__(self, vm: Any, inputs: list[str], outputs: list[str]):
-        import tvm
-
-        self._main = vm["main"]
-        self._tensor = tvm.runtime.tensor
-        self.inputs, self.outputs = inputs, outputs
-
-    def run(self, env: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        result = self._main(*(self._tensor(np.ascontiguousarray(env[n])) for n in self.inputs))
-        values = [result] if len(self.outputs) == 1 else list(result)
-        return {name: _to_numpy(v) for name, v in zip(self.outputs, values)}
-
-
-class _OrtPart:
-    def __init__(self, session: Any, inputs: list[str], outputs: list[str]):
-        self._session = session
-        self.inputs, self.outputs = inputs, outputs
-
-    def run(self, env: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        values = self._session.run(self.outputs, {n: env[n] for n in self.inputs})
-        return dict(zip(self.outputs, values))
-
-
-def _load_part(directory: Path, entry: Mapping[str, Any]) -> _TvmPart | _OrtPart:
-    path = directory / entry["file"]
-    # dlopen goes by file name: a truncated library of a name this process already
-    # loaded would be "loaded" without being read, so check the size first.
-    if path.stat().st_size != entry["bytes"]:
-        raise ValueError(f"{path} has {path.stat().st_size} bytes, not {entry['bytes']}")
-    if entry["engine"] == "tvm":
-        return _TvmPart(_load_vm(path), entry["inputs"], entry["outputs"])
-    return _OrtPart(_ort_session(path, []), entry["inputs"], entry["outputs"])
-
-
-class TvmCompiled(Compiled):
-    """One executable (a list of parts run in order) per compiled batch size, or a
-    single one under the key None that takes any feed."""
-
-    def __init__(self, executables: Mapping[int | None, list[_TvmPart | _OrtPart]],
-                 batch_input: str | None, input_names: tuple[str, ...], output_names: list[str],
-                 report: CompileReport):
-        self._executables = dict(executables)
-        self._batch_input = batch_input
-        self._outputs = output_names
-        self.report = report
-        # What the parts read that no earlier part produced: the inputs to feed. The
-        # model's other inputs (never read) are accepted and ignored.
-        self._needed: set[str] = set()
-        produced: set[str] = set()
-        for part in next(iter(self._executables.values()), []):
-            self._needed.update(set(part.inputs) - produced)
-            produced.update(part.outputs)
-        self._known = self._needed | set(input_names)
-
-    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if not self._executables:
-            raise RuntimeError("TVM: run() on a compiled model after its close()")
-        unknown, missing = sorted(feeds.keys() - self._known), sorted(self._needed - feeds.keys())
-        if unknown or missing:
-            raise ValueError(f"TVM: unknown feed(s) {', '.join(unknown) or 'none'}, missing "
-                             f"input(s) {', '.join(missing) or 'none'} (the model takes "
-                             f"{', '.join(sorted(self._known))}; given {', '.join(feeds)})")
-        batch = None if self._batch_input is None else len(feeds[self._batch_input])
-        parts = self._executables.get(batch)
-        if parts is None:
-            compiled = ", ".join(str(b) for b in sorted(self._executables))
-            raise ValueError(f"TVM: input {self._batch_input!r} has batch size {batch}, "
-                             f"but the model was compiled for batch sizes {compiled} only")
-        env: dict[str, np.ndarray] = dict(feeds)
-        for part in parts:
-            env.update(part.run(env))
-        return {name: env[name] for name in self._outputs}
-
-    def close(self) -> None:
-        self._executables = {}
-
-
 class TvmBackend(Backend):
     name = "TVM"
     requires = ("tvm", "onnx")
@@ -311,7 +204,7 @@ class TvmBackend(Backend):
             tvm.get_global_func("runtime.config_threadpool")(_AFFINITY_BIG, opts.threads)
         if cache_dir is not None:
             hit = load_cached(cache_dir, lambda saved: (
-                {entry["batch"]: [_load_part(Path(cache_dir), part) for part in entry["parts"]]
+                {entry["batch"]: [load_part(Path(cache_dir), part) for part in entry["parts"]]
                  for entry in saved["executables"]}, saved["batch_input"], saved["outputs"]))
             if hit is not None:
                 executables, batch_input, outputs = hit[0]
@@ -361,14 +254,14 @@ class TvmBackend(Backend):
             out_dir.mkdir(parents=True, exist_ok=True)
             # Until the new report is written, the entry is incomplete.
             (out_dir / CACHED_REPORT).unlink(missing_ok=True)
-            executables: dict[int | None, list[_TvmPart | _OrtPart]] = {}
+            executables: dict[int | None, list[TvmPart | OrtPart]] = {}
             entries: list[dict[str, Any]] = []
             converted_to_fp16 = False
             kernels = KernelCount()
             for bs in sizes:
                 graph, value_info = graphs[bs]
                 _, segments, modules = imported[bs]
-                parts: list[_TvmPart | _OrtPart] = []
+                parts: list[TvmPart | OrtPart] = []
                 files: list[dict[str, Any]] = []
                 for k, (segment, mod) in enumerate(zip(segments, modules)):
                     stem = f"{'any' if bs is None else f'bs{bs}'}-part{k}"
@@ -377,7 +270,7 @@ class TvmBackend(Backend):
                         blob = segment_model(graph, segment, value_info).SerializeToString()
                         write_atomically(file, lambda p, blob=blob: p.write_bytes(blob))
                         ops = sorted({n.op_type for n in segment.nodes})
-                        part: _TvmPart | _OrtPart = _OrtPart(_ort_session(file, ops),
+                        part: TvmPart | OrtPart = OrtPart(ort_session(file, ops),
                                                              segment.inputs, segment.outputs)
                     else:
                         if precision == "fp16":
@@ -385,7 +278,7 @@ class TvmBackend(Backend):
                             converted_to_fp16 |= converted
                         file = out_dir / f"{stem}.so"
                         vm = self._build(mod, target, opts, kernels, file)
-                        part = _TvmPart(vm, segment.inputs, segment.outputs)
+                        part = TvmPart(vm, segment.inputs, segment.outputs)
                     parts.append(part)
                     files.append({"engine": "tvm" if mod is not None else "onnxruntime",
                                   "file": file.name, "bytes": file.stat().st_size,
