@@ -96,3 +96,10 @@ def test_onnx_light_layout_outputs_beside_the_model_and_the_runner_s_inputs(tmp_
     with pytest.raises(ValueError, match="input 'ids' is int64"):
         golden.load(None, (TensorSpec("ids", (-1, 2), "int64", "ids"),), (Y,),
                     {"path": str(tmp_path / "light_m_output_0.pb")})
+
+
+def test_golden_data_without_samples_is_refused(tmp_path: Path) -> None:
+    write_sets(tmp_path, [np.zeros((0, 3), np.float32)], np.ones(3, np.float32),
+               [np.zeros((0, 3), np.float32)])
+    with pytest.raises(ValueError, match="holds no samples: its batched inputs \\(x\\) have 0 rows"):
+        golden.load(None, (X, W), (Y,), {"path": str(tmp_path)})

@@ -127,6 +127,10 @@ def test_float64_and_string_inputs_are_read_and_generated(tmp_path: Path) -> Non
     feeds = ds.feeds([0, 1])
     assert feeds["s"].dtype.kind == "U" and set(feeds["s"].ravel()) <= {"0", "1"}
     assert feeds["d"].dtype == np.float64 and feeds["d"].shape == (2, 2)
+    # The artifact's own example inputs (tracing, warm-up, capture) take them too.
+    from xpuperf.models.artifact import example_feeds
+    examples = example_feeds(m, 2)
+    assert examples["s"].dtype.kind == "U" and examples["d"].dtype == np.float64
 
 
 def test_a_float_range_is_honoured_and_a_bad_range_refused(tmp_path: Path) -> None:

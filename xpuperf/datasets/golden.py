@@ -67,6 +67,11 @@ def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[Tenso
                              f"the model takes {spec.dtype}")
     expected = {}
     sizes = {len(_named(s, t.name, source)) for s in sets for t in inputs if t.batched}
+    if sizes == {0}:  # the suites would run no batch and judge nothing
+        raise ValueError(f"{source}: the golden data holds no samples: its batched inputs "
+                         f"({', '.join(t.name for t in inputs if t.batched)}) have 0 rows; if "
+                         "their first axis is not a batch axis, declare the inputs with "
+                         "batched: false")
     for spec in outputs:
         values = [_named(s, spec.name, source) for s in sets]
         if not spec.batched:

@@ -15,6 +15,7 @@ import numpy as np
 
 from backends.base import ModelArtifactLike
 from xpuperf.cache import Cache, content_key, file_digest, source_digest
+from xpuperf.datasets.base import numpy_dtype
 from xpuperf.models import BUILDERS
 from xpuperf.zoo import ModelSpec
 
@@ -75,7 +76,7 @@ def _versions(packages: tuple[str, ...]) -> dict[str, str]:
 
 def example_feeds(spec: ModelSpec, batch: int = 2) -> dict[str, np.ndarray]:
     """Inputs of the right names, shapes and dtypes for tracing and export."""
-    return {t.name: np.zeros(t.batch_shape(batch), dtype=t.dtype) for t in spec.inputs}
+    return {t.name: np.zeros(t.batch_shape(batch), dtype=numpy_dtype(t.dtype)) for t in spec.inputs}
 
 
 class ModelArtifact(ModelArtifactLike):
