@@ -17,6 +17,7 @@ intra-op threads, default torch's).
 """
 from __future__ import annotations
 
+import abc
 import threading
 from collections import deque
 from typing import Iterator, Mapping, Sequence
@@ -121,11 +122,11 @@ class BatchingEngine(GenerationEngine):
                         done.add(i)
                         sink.finish()
 
+    @abc.abstractmethod
     def _decode(self, prompts: list[tuple[int, ...]], steps: int) -> Iterator[list[int]]:
         """Greedy decoding of ``steps`` tokens after the same-length ``prompts``:
         yields each step's token per prompt (a list at least as long as
         ``prompts``; the rows past them are dropped) as soon as it exists."""
-        raise NotImplementedError
 
 
 class TorchEngine(BatchingEngine):

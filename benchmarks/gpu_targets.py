@@ -50,6 +50,7 @@ from xpuperf import datasets  # noqa: E402
 from xpuperf.measure import flops, loadgen, resident
 from xpuperf.batches import perf_indices  # noqa: E402
 from xpuperf.cache import Cache  # noqa: E402
+from xpuperf.generation import device  # noqa: E402
 from xpuperf.models.artifact import ModelArtifact  # noqa: E402
 from xpuperf.conformance.numerics import check, diff_stats  # noqa: E402
 from xpuperf.zoo import load_zoo  # noqa: E402
@@ -60,7 +61,6 @@ SETTINGS = {False: loadgen.RunSettings(min_duration_s=1.0, min_queries=20, warmu
             True: loadgen.RunSettings(min_duration_s=0.2, min_queries=3, warmup_queries=1,
                                       windows=1)}
 RUNS = {False: 3, True: 3}
-GEMM_N = {"cuda": 8192, "cpu": 1024}  # the ceiling MFU is judged against
 HARNESS_ROUNDS = {False: 11, True: 3}
 
 
@@ -166,34 +166,6 @@ def fmt(value: float | None, spec: str = ",.0f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def gemm_peak(bench: Bench, precision: str) -> float:
-    """The card's FLOP/s on an n x n x n matmul at ``precision``: the fastest of
-    ten, timed by CUDA events on CUDA (the host's clock on the CPU)."""
-    import torch
-
-    n = GEMM_N["cuda" if bench.cuda else "cpu"]
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
-    device = torch.device(bench.device)
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    seconds = []
-    for _ in range(10):
-        if bench.cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            a @ b
-            end.record()
-            end.synchronize()
-            seconds.append(start.elapsed_time(end) / 1e3)
-        else:
-            t = time.perf_counter()
-            a @ b
-            seconds.append(time.perf_counter() - t)
-    return 2 * n ** 3 / min(seconds)
-
-
 def flops_per_sample(bench: Bench, name: str) -> tuple[float, str]:
     """From the exported graph at batch 1 (xpuperf.measure.flops; a sample costs the same
     at any batch size), else 2 x parameters x sequence length (a transformer's
@@ -212,11 +184,11 @@ def flops_per_sample(bench: Bench, name: str) -> tuple[float, str]:
 def bert_qps(bench: Bench) -> None:
     sizes = tuple(bench.args.batch_sizes)
     compiled = bench.compiled("bert-torch", "fp16", sizes, bench.args.mode)
-    peak = gemm_peak(bench, "fp16")
+    ceiling = device.peak_flops({}, "fp16", bench.device)  # what the LLM figures use too
+    peak = ceiling.value
     per_sample, source = flops_per_sample(bench, "bert-torch")
-    bench.say(f"fp16 GEMM ceiling ({GEMM_N['cuda' if bench.cuda else 'cpu']}^3): "
-              f"{peak / 1e12:,.3g} TFLOP/s; bert-torch {per_sample / 1e9:,.3g} GFLOP/sample "
-              f"({source})")
+    bench.say(f"fp16 GEMM ceiling: {peak / 1e12:,.3g} TFLOP/s ({ceiling.source}); "
+              f"bert-torch {per_sample / 1e9:,.3g} GFLOP/sample ({source})")
     best = 0.0
     for bs in sizes:
         batches = bench.batches("bert-torch", bs)
