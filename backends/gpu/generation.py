@@ -38,6 +38,7 @@ from __future__ import annotations
 from typing import Any, Iterator, Mapping
 
 from backends.generation import GenerationEngine, LMArtifactLike
+from backends.gpu.runtime import CudaGraphs
 from backends.torch_generation import BatchingEngine, TorchEngine
 
 # The options the engines read (the compile path reads backends/gpu/backend.py's).
@@ -180,9 +181,7 @@ class _Slots:
             step = torch.compile(step, dynamic=False)
         if not engine._graphs:
             return step
-        from backends.gpu.backend import _CudaGraphs
-
-        graphs = _CudaGraphs(step, engine._torch.device(engine.device))
+        graphs = CudaGraphs(step, engine._torch.device(engine.device))
         # Captured now, not in a timed batch: the warm-up and the replay of the
         # first call run at positions the next batch's reset and prefill rewrite.
         graphs(engine._torch.zeros(size, 1, dtype=engine._torch.long, device=engine.device))
