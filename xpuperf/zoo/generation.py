@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:
-    from xpuperf.zoo import ModelSpec, _Validator
+    from xpuperf.zoo.parse import _Validator
+    from xpuperf.zoo.specs import ModelSpec
 
 GEN_SCENARIOS = ("offline", "single_stream", "server")
 GEN_PRECISIONS = ("fp32", "fp16", "bf16")

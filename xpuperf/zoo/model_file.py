@@ -5,13 +5,15 @@ saying what the file has; ``golden:`` names the data and expected outputs."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# The package imports this module while it loads: its names are read at call time.
-import xpuperf.zoo as zoo
+from xpuperf.zoo.specs import DTYPES, TensorSpec
+
+if TYPE_CHECKING:
+    from xpuperf.zoo.parse import _Validator
 
 
-def from_file(v: "zoo._Validator", where: str, name: str, merged: dict[str, Any]) -> tuple[list, list]:
+def from_file(v: "_Validator", where: str, name: str, merged: dict[str, Any]) -> tuple[list, list]:
     """For ``model: FILE``: fill ``merged`` with what the file answers (its inputs
     and outputs, framework onnx, the file as weights) and defaults for what a file
     does not say (family: the entry's name, domain other, dataset fake, batch
@@ -42,14 +44,14 @@ def from_file(v: "zoo._Validator", where: str, name: str, merged: dict[str, Any]
             v.fail(where, f"no input of the file has a batch axis "
                    f"({', '.join(t.describe() for t in file_inputs)}), and the suites run a "
                    "model in batches: give it a first axis of the batch")
-    merged.setdefault("outputs", [{"name": t.name, **({"dtype": t.dtype} if t.dtype in zoo.DTYPES else {}),
+    merged.setdefault("outputs", [{"name": t.name, **({"dtype": t.dtype} if t.dtype in DTYPES else {}),
                                    **({"batched": False} if _output_batched(t, batch) is False else {})}
                                   for t in file_outputs])
     merged.setdefault("batch_sizes", [batch or 1])
     return file_inputs, file_outputs
 
 
-def golden(v: "zoo._Validator", where: str, merged: dict[str, Any]) -> None:
+def golden(v: "_Validator", where: str, merged: dict[str, Any]) -> None:
     """``golden: PATH`` (relative to the zoo file): the model's data is that folder
     or .npz file (dataset golden, xpuperf.datasets.golden), and its expected outputs
     are the reference."""
@@ -79,12 +81,12 @@ def _output_batched(t: Any, batch: int | None) -> bool | None:
     return bool(t.shape) and t.shape[0] == batch
 
 
-def _declared(v: "zoo._Validator", where: str, t: Any, batch: int | None) -> dict[str, Any]:
+def _declared(v: "_Validator", where: str, t: Any, batch: int | None) -> dict[str, Any]:
     """A file's input as the zoo would declare it: batched on its first axis when
     that axis is the (free or fixed) batch axis, fed whole otherwise."""
-    if t.dtype not in zoo.DTYPES:
+    if t.dtype not in DTYPES:
         v.fail(where, f"the file's input {t.describe()} has a type the zoo cannot feed "
-               f"(it feeds {', '.join(zoo.DTYPES)})")
+               f"(it feeds {', '.join(DTYPES)})")
     if t.shape is None or None in t.shape[1:]:
         v.fail(where, f"the file's input {t.describe()} has a free axis besides the batch axis: "
                "declare its shape under inputs")
@@ -93,7 +95,7 @@ def _declared(v: "zoo._Validator", where: str, t: Any, batch: int | None) -> dic
     return {"name": t.name, "shape": shape, "dtype": t.dtype, "batched": batched}
 
 
-def _in_file(v: "zoo._Validator", at: str, kind: str, name: str, tensors: list) -> Any:
+def _in_file(v: "_Validator", at: str, kind: str, name: str, tensors: list) -> Any:
     """The file's ``kind`` tensor named ``name``; a failure at ``at`` that lists the
     file's own where it has none."""
     found = next((t for t in tensors if t.name == name), None)
@@ -103,8 +105,8 @@ def _in_file(v: "zoo._Validator", at: str, kind: str, name: str, tensors: list) 
     return found
 
 
-def check_against_file(v: "zoo._Validator", inputs_at: str, outputs_at: str, batch_at: str,
-                       inputs: tuple[zoo.TensorSpec, ...], outputs: tuple[zoo.TensorSpec, ...],
+def check_against_file(v: "_Validator", inputs_at: str, outputs_at: str, batch_at: str,
+                       inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
                        batch_sizes: list[int], file_inputs: list, file_outputs: list) -> int | None:
     """What the zoo declares must be what the file has; returns the file's fixed
     batch size (None: free)."""

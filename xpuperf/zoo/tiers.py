@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from xpuperf.zoo import _Validator
+    from xpuperf.zoo.parse import _Validator
 
 TIERS = ("smoke", "full")
 # MLPerf LoadGen's scenarios, spelled as in item ids (-k words have no hyphens).
