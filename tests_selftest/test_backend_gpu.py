@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 from backends.base import CompileError, ModelArtifactLike  # noqa: E402
 from backends.gpu import GpuBackend  # noqa: E402
 from backends.gpu import fp8  # noqa: E402
-from backends.gpu.backend import _numerics  # noqa: E402
+from backends.gpu.backend import Settings, _Build, _numerics  # noqa: E402
 from xpuperf.cache import Cache  # noqa: E402
 from xpuperf.models.artifact import ModelArtifact  # noqa: E402
 from xpuperf.conformance.numerics import check, diff_stats  # noqa: E402
@@ -77,6 +77,8 @@ def test_eager_on_cpu_agrees_with_the_reference(bert: ModelArtifact, precision: 
     ("fp32", {"device": "cpu", "mode": "eager", "inductor_mode": "max-autotune"},
      "inductor_mode is torch.compile's mode"),
     ("fp32", {"device": "cpu", "opt_level": "3"}, "unknown GPU backend option(s) opt_level"),
+    ("fp32", {"device": "cpu", "fp8_scales": "minmax"},
+     "fp8_scales='minmax': use one of dynamic, static"),
     ("fp32", {"device": "tpu"}, "device='tpu'"),
 ])
 def test_declined_with_the_reason(bert: ModelArtifact, precision: str,
@@ -152,6 +154,68 @@ def test_fp8_linear_layers() -> None:
     assert stats.cosine > 0.995 and not stats.nan
 
 
+class _Spare(torch.nn.Module):
+    """Two Linear layers that run and one that never does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.spare = (torch.nn.Linear(64, 32), torch.nn.Linear(32, 16),
+                                      torch.nn.Linear(16, 16))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.b(torch.relu(self.a(x)))
+
+
+def _fp8_copy(model: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    converted = copy.deepcopy(model)
+    fp8.convert(converted)
+    return converted
+
+
+def test_fp8_static_scales_are_calibrated_and_clamp() -> None:
+    """Static scales: each layer's input scale is the largest magnitude it saw
+    over the calibration inputs over 448; outputs agree with dynamic scaling and
+    with fp32 there; a larger input is clamped to the calibrated range, not NaN;
+    a layer calibration never reached keeps dynamic scaling."""
+    torch.manual_seed(0)
+    model = _Spare().eval().to(torch.bfloat16)
+    calibration = [torch.randn(rows, 64) for rows in (5, 16, 40)]
+    dynamic, static = _fp8_copy(model), _fp8_copy(model)
+    seen: dict[str, float] = {}
+    hooks = [layer.register_forward_pre_hook(
+        lambda m, args, name=name: seen.update(
+            {name: max(seen.get(name, 0.0), args[0].abs().max().item())}))
+        for name, layer in static.named_children()]
+    fp8.calibrate(static, [(x.to(torch.bfloat16),) for x in calibration])
+    for hook in hooks:
+        hook.remove()
+    assert set(seen) == {"a", "b"}  # what ran: spare never did
+    for name in seen:
+        assert getattr(static, name).input_scale.item() == pytest.approx(seen[name] / 448, rel=1e-6)
+    assert static.spare.input_scale is None and static.spare.input_amax is None
+    assert static.a.input_amax is None  # calibration over: no reduction in forward
+
+    model.float()  # the reference: the same weights, in fp32
+    with torch.no_grad():
+        for x in calibration:
+            full, low = model(x).numpy(), x.to(torch.bfloat16)
+            fixed, own = static(low).float().numpy(), dynamic(low).float().numpy()
+            for want, got in ((full, fixed), (full, own), (own, fixed)):
+                stats = diff_stats(want, got)
+                assert stats.cosine > 0.995, stats
+
+        beyond = (calibration[0] * 100).to(torch.bfloat16)
+        bound = seen["a"]
+        out = static.a(beyond)
+        assert torch.isfinite(out).all()
+        # Clamped: the same output as the input cut to the calibrated range, which
+        # dynamic scaling, scaling to the input's own range, does not give.
+        assert torch.equal(out, static.a(beyond.clamp(-bound, bound)))
+        assert not torch.equal(dynamic.a(beyond), dynamic.a(beyond.clamp(-bound, bound)))
+
+
 class _Breaking(torch.nn.Module):
     """A graph break in the middle (Tensor.item), so torch.compile captures two
     graphs and runs the break eagerly."""
@@ -212,6 +276,49 @@ def test_compile_counts_graph_breaks_and_loads_from_inductor_cache(tmp_path: Pat
         want = artifact.module(torch.from_numpy(x)).numpy()
     for compiled in (cold, warm):
         np.testing.assert_allclose(compiled.run({"x": x})["y"], want, rtol=1e-5, atol=1e-6)
+
+
+class _Calibrated(_ModuleArtifact):
+    """Calibration samples: batches of 3 and 2."""
+
+    def calibration_feeds(self, count: int) -> list[dict[str, np.ndarray]]:
+        rng = np.random.default_rng(2)
+        return [{"x": rng.standard_normal((rows, 16)).astype(np.float32)} for rows in (3, 2)]
+
+
+def _fp8_build(artifact: ModelArtifactLike, scales: str) -> _Build:
+    """The backend declines fp8 off CUDA: its _Build, driven directly, compiles it."""
+    settings = Settings.parse({"device": "cpu", "fp8_scales": scales})
+    return _Build(artifact, "fp8", (2,), settings, torch.device("cpu"), artifact.torch_module())
+
+
+@pytest.mark.parametrize("scales, says", [("static", "static (calibrated on 5 samples)"),
+                                          ("dynamic", "dynamic (each activation's scale")])
+def test_fp8_compile_says_which_scaling_ran(scales: str, says: str) -> None:
+    """Static scales are calibrated on the artifact's calibration samples, and the
+    report says which scaling ran."""
+    artifact = _Calibrated()
+    compiled = _fp8_build(artifact, scales).compile(None)
+    report = compiled.report
+    assert report.precision == "fp8" and report.details["fp8_layers"] == ["a"]
+    assert report.details["fp8_scales"].startswith(says)
+    layer = compiled._forward.a  # eager: the converted module itself
+    if scales == "static":  # layer a's input is x: the largest calibration sample value
+        seen = max(abs(f["x"]).max() for f in artifact.calibration_feeds(2))
+        assert layer.input_scale.item() == pytest.approx(seen / 448, rel=1e-2)  # bf16's x
+    else:
+        assert layer.input_scale is None
+    x = np.random.default_rng(3).standard_normal((2, 16)).astype(np.float32)
+    with torch.inference_mode():
+        want = artifact.module(torch.from_numpy(x)).numpy()
+    assert diff_stats(want, compiled.run({"x": x})["y"]).cosine > 0.995
+
+
+def test_fp8_static_scales_need_calibration_samples() -> None:
+    with pytest.raises(CompileError, match="fp8_scales=static needs calibration samples.*"
+                                           "use fp8_scales=dynamic"):
+        _fp8_build(_ModuleArtifact(), "static").compile(None)
+    assert Settings.parse({}).fp8_scales == "dynamic"
 
 
 def _resident_agrees_with_run(compiled: Any, bert: ModelArtifact, batch: int) -> Any:

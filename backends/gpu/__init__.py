@@ -16,12 +16,17 @@ Options (--backend-option KEY=VALUE):
                  Default: compile on cuda, eager on cpu
   inductor_mode  torch.compile's mode with mode=compile: default, reduce-overhead,
                  max-autotune, max-autotune-no-cudagraphs, ...
+  fp8_scales     fp8's activation scales: dynamic (default; each from its activation's
+                 largest magnitude, a reduction per call) or static (calibrated at
+                 compile on the dataset's first 16 samples, then fixed: no reduction
+                 per call, and an activation beyond the calibrated range is clamped
+                 to e4m3's +-448)
 
 Precisions: fp32 (TF32 off: IEEE fp32 matmuls and convolutions), tf32 (fp32
 storage, TensorFloat-32 matmuls; CUDA capability 8.0+), fp16 and bf16 (the
 module converted), fp8 (CUDA capability 8.9+: nn.Linear layers as per-tensor
 scaled e4m3 matmuls, backends/gpu/fp8.py, the rest in bf16; the report lists the
-layers that ran fp8). int8 is declined.
+layers that ran fp8 and which activation scaling ran). int8 is declined.
 
 Device-resident path (Compiled.resident()): inputs put on the device once,
 outputs left there (a CUDA graph's cloned, as its next replay overwrites them),

@@ -18,7 +18,10 @@ from backends.gpu import generation
 from backends.gpu.runtime import CudaGraphs, Feeder, TorchCompiled
 
 MODES = ("eager", "compile", "cudagraphs")
-OPTIONS = ("device", "mode", "inductor_mode")
+OPTIONS = ("device", "mode", "inductor_mode", "fp8_scales")
+FP8_SCALES = ("dynamic", "static")
+# Dataset samples static fp8 scales are calibrated on (the CPU's int8 default).
+FP8_CALIBRATION_SAMPLES = 16
 # The dtype the model computes in, per precision (fp8: what is not a Linear layer).
 COMPUTE_DTYPE = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16",
                  "fp8": "bfloat16"}
@@ -34,6 +37,7 @@ class Settings:
     device: str
     mode: str
     inductor_mode: str | None
+    fp8_scales: str
 
     @classmethod
     def parse(cls, options: Mapping[str, str]) -> "Settings":
@@ -52,7 +56,10 @@ class Settings:
         if options.get("inductor_mode") and mode != "compile":
             raise CompileError(f"inductor_mode is torch.compile's mode: it needs mode=compile, "
                                f"not mode={mode}")
-        return cls(device, mode, options.get("inductor_mode") or None)
+        fp8_scales = options.get("fp8_scales") or "dynamic"
+        if fp8_scales not in FP8_SCALES:
+            raise CompileError(f"fp8_scales={fp8_scales!r}: use one of {', '.join(FP8_SCALES)}")
+        return cls(device, mode, options.get("inductor_mode") or None, fp8_scales)
 
 
 def torch_device(name: str) -> Any:
@@ -231,14 +238,12 @@ class _Build:
         module = module.to(getattr(torch, COMPUTE_DTYPE[self.precision])).to(self.device)
         details: dict[str, Any] = {"device": self._device_name(), "mode": self.settings.mode,
                                    "torch": torch.__version__}
-        used = self.precision
-        if self.precision == "fp8":
-            from backends.gpu import fp8
-
-            details.update(fp8.convert(module))
-            used = "fp8" if details["fp8_layers"] else "bf16"  # no layer took fp8
         feeder = Feeder(self.artifact.input_names, self.device,
                          getattr(torch, COMPUTE_DTYPE[self.precision]))
+        used = self.precision
+        if self.precision == "fp8":
+            details.update(self._fp8(module, feeder))
+            used = "fp8" if details["fp8_layers"] else "bf16"  # no layer took fp8
         examples = {b: feeder(self.artifact.example_feeds(b))
                     for b in sorted(set(self.batch_sizes))}
         if self.settings.mode == "compile":
@@ -253,6 +258,25 @@ class _Build:
         report = CompileReport(status="ok", seconds=time.perf_counter() - start, precision=used,
                                artifact_bytes=weights, details=details, **counts)
         return TorchCompiled(forward, feeder, self.artifact.output_names, numerics, report)
+
+    def _fp8(self, module: Any, feeder: Feeder) -> dict[str, Any]:
+        """The module's Linear layers converted to fp8, and static scales calibrated
+        here, eagerly, before any compile or capture traces the forward. The
+        calibration set is the dataset's first samples, not the example feeds:
+        those are zeros, whose activations are not the data's."""
+        from backends.gpu import fp8
+
+        details = fp8.convert(module)
+        if self.settings.fp8_scales == "dynamic":
+            return {**details, "fp8_scales": "dynamic (each activation's scale from its own "
+                                             "largest magnitude, per call)"}
+        feeds = self.artifact.calibration_feeds(FP8_CALIBRATION_SAMPLES)
+        if not feeds:
+            raise CompileError("fp8_scales=static needs calibration samples and the dataset gave "
+                               "none; use fp8_scales=dynamic")
+        fp8.calibrate(module, map(feeder, feeds))
+        samples = sum(len(feed[self.artifact.input_names[0]]) for feed in feeds)
+        return {**details, "fp8_scales": f"static (calibrated on {samples} samples)"}
 
     def _device_name(self) -> str:
         import torch

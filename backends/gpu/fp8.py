@@ -1,14 +1,21 @@
 """fp8 for nn.Linear: per-tensor scaled e4m3 matmuls (torch._scaled_mm).
 
 Each weight is quantized once, with the scale that maps its largest magnitude to
-e4m3's largest finite value (448); each activation is quantized per call with a
-scale from its own largest magnitude (dynamic scaling: no calibration, no
-activation outlier clipped). The product is accumulated by the tensor cores and
-written in bf16, the precision of the rest of the model.
+e4m3's largest finite value (448). Each activation is quantized with either
+
+* dynamic scaling (the default): a scale from its own largest magnitude, per call
+  (no calibration, no outlier clipped, but a reduction over the activation before
+  every matmul), or
+* static scaling (``calibrate``): a scale fixed at compile from the largest
+  magnitude each layer saw over a calibration set, so a call does no reduction.
+  The price: an activation beyond the calibrated range is clamped to +-448.
+
+The product is accumulated by the tensor cores and written in bf16, the precision
+of the rest of the model.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import torch
 from torch import nn
@@ -18,9 +25,10 @@ E4M3_MAX = 448.0
 ALIGN = 16
 
 
-def _scale(t: torch.Tensor) -> torch.Tensor:
+def _scale(amax: torch.Tensor) -> torch.Tensor:
+    """The scale that maps the largest magnitude ``amax`` to 448."""
     # A tensor of zeros would give a zero scale, and 0/0 in the division.
-    return t.abs().amax().float().clamp(min=1e-12) / E4M3_MAX
+    return amax.float().clamp(min=1e-12) / E4M3_MAX
 
 
 def _quantize(t: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -36,13 +44,17 @@ class Fp8Linear(nn.Module):
         super().__init__()
         self.out_features = linear.out_features
         weight = linear.weight.detach()
-        scale = _scale(weight)
+        scale = _scale(weight.abs().amax())
         # [out, in] row-major transposed is the column-major [in, out] that
         # _scaled_mm wants as its second operand.
         self.register_buffer("weight_t", _quantize(weight, scale).t())
         self.register_buffer("weight_scale", scale)
         self.register_buffer("bias", None if linear.bias is None
                              else linear.bias.detach().to(torch.bfloat16))
+        # Static scaling's: the input's largest magnitude so far while calibrating,
+        # then the fixed input scale. Both None: dynamic scaling.
+        self.register_buffer("input_amax", None)
+        self.register_buffer("input_scale", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lead = x.shape[:-1]
@@ -50,7 +62,12 @@ class Fp8Linear(nn.Module):
         count = rows.shape[0]
         if count % ALIGN:
             rows = nn.functional.pad(rows, (0, 0, 0, ALIGN - count % ALIGN))
-        scale = _scale(rows)
+        scale = self.input_scale
+        if scale is None:  # dynamic scaling, or calibrating
+            amax = rows.abs().amax()
+            if self.input_amax is not None:
+                self.input_amax = torch.maximum(self.input_amax, amax.float())
+            scale = _scale(amax)
         out = torch._scaled_mm(_quantize(rows, scale), self.weight_t, scale_a=scale,
                                scale_b=self.weight_scale, bias=self.bias,
                                out_dtype=torch.bfloat16)
@@ -74,3 +91,20 @@ def convert(module: nn.Module) -> dict[str, Any]:
             setattr(parent, name, Fp8Linear(child))
             fp8.append(full)
     return {"fp8_layers": fp8, "bf16_layers": kept}
+
+
+def calibrate(module: nn.Module, batches: Iterable[Sequence[torch.Tensor]]) -> None:
+    """Static scaling for ``module``'s Fp8Linear layers (``convert`` first): run it
+    over ``batches`` (the calibration set: each the module's positional inputs),
+    recording the largest input magnitude each layer sees, then fix each layer's
+    input scale to it. A layer the calibration never reached keeps dynamic scaling."""
+    layers = [m for m in module.modules() if isinstance(m, Fp8Linear)]
+    for layer in layers:
+        layer.input_amax = torch.full((), -1.0, device=layer.weight_t.device)
+    with torch.no_grad():
+        for args in batches:
+            module(*args)
+    for layer in layers:
+        if layer.input_amax >= 0:
+            layer.input_scale = _scale(layer.input_amax)
+        layer.input_amax = None
