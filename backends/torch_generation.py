@@ -8,12 +8,15 @@ the step that made it ends. Requests arriving meanwhile wait for the next batch
 between steps instead, behind the same contract). The CPU backend serves it;
 a GPU backend can too, with ``device="cuda"``.
 
-``BatchingEngine`` is that queue and serving thread; an engine on it says only
-how one batch is decoded (``_decode``): ``TorchEngine`` here with a dynamic KV
-cache, backends/gpu/generation.py with a static one and CUDA graphs.
+``BatchingEngine`` is the model, the queue and the serving thread of every
+engine on torch; ``StaticBatchingEngine`` batches as above, and an engine on it
+says only how one batch is decoded (``_decode``): ``TorchEngine`` here with a
+dynamic KV cache, backends/gpu/generation.py with a static one and CUDA graphs.
+backends/continuous_batching.py batches continuously on the same thread.
 
-Options: max_batch (requests in one batch, default 64), threads (torch's
-intra-op threads, default torch's).
+``engine()`` picks the continuous engine or this one by the backend option
+``engine``. Options: engine=continuous|reference, max_batch (requests in one
+batch, default 64), threads (torch's intra-op threads, default torch's).
 """
 from __future__ import annotations
 
@@ -29,13 +32,33 @@ from backends.generation import (GenerationEngine, GenerationUnsupported, LMArti
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 DEFAULT_MAX_BATCH = 64
+# Option engine= of a backend that serves these (the GPU backend adds its own).
+ENGINES = ("continuous", "reference")
+
+
+def engine(artifact: LMArtifactLike, precision: str, options: Mapping[str, str], device: str,
+           default: str) -> GenerationEngine:
+    """The torch engine ``options["engine"]`` names (else ``default``): continuous
+    batching, or the reference; the reference, saying why, where the continuous
+    one cannot serve the model."""
+    # Imported here: backends/continuous_batching.py builds on this module.
+    from backends import continuous_batching
+
+    choice = options.get("engine", default)
+    if choice not in ENGINES:
+        raise ValueError(f"backend option engine={choice!r}: use one of {', '.join(ENGINES)}")
+    if choice == "reference":
+        return TorchEngine(artifact, precision, options, device, why="engine=reference")
+    why = continuous_batching.unsupported(artifact.builder)
+    if why:
+        return TorchEngine(artifact, precision, options, device,
+                           why=f"the continuous-batching engine declined: {why}")
+    return continuous_batching.ContinuousEngine(artifact, precision, options, device)
 
 
 class BatchingEngine(GenerationEngine):
-    """The queue and the serving thread of a static-batching engine on torch;
-    a subclass decodes one batch (``_decode``)."""
-
-    description = "a static-batching torch engine"
+    """The model, the queue and the serving thread of an engine on torch; a
+    subclass says how queued requests are batched and decoded."""
 
     def __init__(self, artifact: LMArtifactLike, precision: str, options: Mapping[str, str],
                  device: str):
@@ -87,21 +110,46 @@ class BatchingEngine(GenerationEngine):
     def _serve(self) -> None:
         while True:
             with self._wake:
-                while not self._queue and not self._closed:
+                while not self._queue and not self._busy() and not self._closed:
                     self._wake.wait()
-                if self._closed and not self._queue:
+                if self._closed and not self._queue and not self._busy():
                     return
-                batch = self._take()
-            done: set[int] = set()
+                arrivals = self._admit()
             try:
                 with self._model_lock, self._torch.inference_mode():
-                    self._run(batch, done)
-            except BaseException as e:  # noqa: BLE001 - every waiting request learns why
-                for i, (_, sink) in enumerate(batch):
-                    if i not in done:
-                        sink.finish(e)
+                    self._advance(arrivals)
+            except BaseException as e:  # noqa: BLE001 - every request in flight learns why
+                for sink in self._abandon(arrivals):
+                    sink.finish(e)
 
-    def _take(self) -> list[tuple[Request, TokenSink]]:
+    # How requests are batched: the serving thread admits queued requests (under
+    # the queue's lock), advances them without it, and on an error finishes every
+    # request admitted and not finished with it.
+
+    def _busy(self) -> bool:
+        """Requests are admitted and unfinished: serve on without waiting for more."""
+        return False
+
+    @abc.abstractmethod
+    def _admit(self) -> list[tuple[Request, TokenSink]]:
+        """Take from ``self._queue`` what the next ``_advance`` starts on."""
+
+    @abc.abstractmethod
+    def _advance(self, arrivals: list[tuple[Request, TokenSink]]) -> None:
+        """Serve ``arrivals`` (and whatever is running) for a while."""
+
+    @abc.abstractmethod
+    def _abandon(self, arrivals: list[tuple[Request, TokenSink]]) -> list[TokenSink]:
+        """After ``_advance`` raised: the sinks it left unfinished, forgotten."""
+
+
+class StaticBatchingEngine(BatchingEngine):
+    """Static batching: the oldest request and the queued ones of its prompt
+    length run as one batch to its end; a subclass decodes it (``_decode``)."""
+
+    _finished: list[bool]  # per request of the running batch (set by _advance)
+
+    def _admit(self) -> list[tuple[Request, TokenSink]]:
         """The oldest request and the queued ones of its prompt length, in order."""
         length = len(self._queue[0][0].prompt)
         batch, rest = [], deque()
@@ -112,15 +160,19 @@ class BatchingEngine(GenerationEngine):
         self._queue = rest
         return batch
 
-    def _run(self, batch: list[tuple[Request, TokenSink]], done: set[int]) -> None:
+    def _advance(self, batch: list[tuple[Request, TokenSink]]) -> None:
+        self._finished = [False] * len(batch)
         steps = max(r.max_new_tokens for r, _ in batch)
         for step, chosen in enumerate(self._decode([r.prompt for r, _ in batch], steps)):
             for i, (token, (request, sink)) in enumerate(zip(chosen, batch)):
                 if step < request.max_new_tokens:
                     sink.token(token)
                     if step == request.max_new_tokens - 1:
-                        done.add(i)
+                        self._finished[i] = True
                         sink.finish()
+
+    def _abandon(self, batch: list[tuple[Request, TokenSink]]) -> list[TokenSink]:
+        return [sink for (_, sink), done in zip(batch, self._finished) if not done]
 
     @abc.abstractmethod
     def _decode(self, prompts: list[tuple[int, ...]], steps: int) -> Iterator[list[int]]:
@@ -129,7 +181,7 @@ class BatchingEngine(GenerationEngine):
         ``prompts``; the rows past them are dropped) as soon as it exists."""
 
 
-class TorchEngine(BatchingEngine):
+class TorchEngine(StaticBatchingEngine):
     """The reference engine: a dynamic KV cache (the model's own), grown every step.
     ``why`` says why it serves where another engine was asked for (the record shows it)."""
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from backends.continuous_batching import ContinuousEngine
 from backends.gpu.backend import GpuBackend
 from backends.gpu.generation import StaticCacheEngine, engine
 from backends.torch_generation import TorchEngine
@@ -108,12 +109,15 @@ def test_the_gpu_backend_chooses_its_engine_by_option(smoke):
     artifact = _artifact(smoke["gpt2"])
     backend = GpuBackend()
     for options, kind, words in (({"device": "cpu"}, StaticCacheEngine, "static KV cache"),
+                                 ({"device": "cpu", "engine": "continuous"}, ContinuousEngine,
+                                  "continuous-batching engine"),
                                  ({"device": "cpu", "engine": "reference"}, TorchEngine,
                                   "engine=reference")):
         served = backend.generation_engine(artifact, "fp32", options)
         served.close()
         assert type(served) is kind and words in served.description
-    with pytest.raises(ValueError, match=r"engine='paged': use one of static, reference"):
+    with pytest.raises(ValueError,
+                       match=r"engine='paged': use one of static, continuous, reference"):
         backend.generation_engine(artifact, "fp32", {"device": "cpu", "engine": "paged"})
     with pytest.raises(ValueError, match="decode=graphs: CUDA graphs need a CUDA device"):
         StaticCacheEngine(artifact, "fp32", {"decode": "graphs"}, "cpu")

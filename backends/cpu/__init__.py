@@ -102,10 +102,11 @@ class CpuBackend(Backend):
         return {"fp32", "fp16", "int8"}
 
     def generation_engine(self, artifact: Any, precision: str, options: Mapping[str, str]) -> Any:
-        # LLM serving runs the torch reference engine: a KV cache and batching have
-        # no place in a one-graph onnxruntime session.
-        from backends.torch_generation import TorchEngine
-        return TorchEngine(artifact, precision, options)
+        # LLM serving runs on torch (continuous batching by default, or the
+        # reference engine): a KV cache and batching have no place in a one-graph
+        # onnxruntime session.
+        from backends import torch_generation
+        return torch_generation.engine(artifact, precision, options, "cpu", "continuous")
 
     def compile(self, artifact: ModelArtifactLike, precision: str, batch_sizes: tuple[int, ...],
                 options: Mapping[str, str], cache_dir: Path | None = None) -> Compiled:

@@ -29,7 +29,9 @@ microseconds of GPU time. ``decode=compiled`` has torch.compile fuse them before
 the capture, at the price of one compile per captured batch size when the
 engine starts (keep max_batch small with it).
 
-Options: engine=static|reference (default static); decode=graphs|compiled|eager
+Options: engine=static|continuous|reference (default static; continuous is
+torch's continuous-batching engine, backends/continuous_batching.py, eager);
+decode=graphs|compiled|eager
 (default graphs on CUDA, eager on the CPU); max_batch, threads
 (backends/torch_generation.py).
 """
@@ -39,11 +41,12 @@ from typing import Any, Iterator, Mapping
 
 from backends.generation import GenerationEngine, LMArtifactLike
 from backends.gpu.runtime import CudaGraphs
-from backends.torch_generation import BatchingEngine, TorchEngine
+from backends import torch_generation
+from backends.torch_generation import StaticBatchingEngine, TorchEngine
 
 # The options the engines read (the compile path reads backends/gpu/backend.py's).
 OPTIONS = ("engine", "decode", "max_batch", "threads")
-ENGINES = ("static", "reference")
+ENGINES = ("static",) + torch_generation.ENGINES
 DECODES = ("graphs", "compiled", "eager")
 # Builders whose transformers model decodes from a StaticCache with no host sync
 # (no data-dependent shapes), which a CUDA graph needs.
@@ -59,13 +62,14 @@ LENGTH_STEP = 64  # cache lengths are rounded up to this: lengths near each othe
 
 def engine(artifact: LMArtifactLike, precision: str, options: Mapping[str, str],
            device: str) -> GenerationEngine:
-    """The engine ``options["engine"]`` asks for, on ``device``; the reference engine,
-    saying why, where the static one cannot serve this model."""
+    """The engine ``options["engine"]`` asks for, on ``device``: the static one, or
+    torch's continuous or reference engine; the reference engine, saying why,
+    where the static one cannot serve this model."""
     choice = options.get("engine", "static")
     if choice not in ENGINES:
         raise ValueError(f"backend option engine={choice!r}: use one of {', '.join(ENGINES)}")
-    if choice == "reference":
-        return TorchEngine(artifact, precision, options, device, why="engine=reference")
+    if choice != "static":
+        return torch_generation.engine(artifact, precision, options, device, choice)
     why = unsupported(artifact.builder)
     if why:
         return TorchEngine(artifact, precision, options, device,
@@ -81,7 +85,7 @@ def unsupported(builder: str) -> str:
                                     f"({', '.join(STATIC_BUILDERS)})")
 
 
-class StaticCacheEngine(BatchingEngine):
+class StaticCacheEngine(StaticBatchingEngine):
     """Option ``decode``: graphs (replayed from CUDA graphs, CUDA's default),
     compiled (torch.compile, then CUDA graphs on CUDA) or eager (the CPU's
     default; benchmarks/gpu_generation_check.py compares them on a GPU)."""

@@ -56,8 +56,14 @@ class HFCausalLM(CausalLM):
         from transformers import DynamicCache
         return DynamicCache(config=self.model.config)
 
-    def forward(self, input_ids: torch.Tensor, cache: Any = None) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, cache: Any = None,
+                attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """``attention_mask`` [batch, cached + seq] (0 where a row is padding) and
+        ``position_ids`` [batch, seq] let the rows of one batch stand at different
+        positions, as continuous batching's do."""
         return self.model(input_ids=input_ids, use_cache=cache is not None,
+                          attention_mask=attention_mask, position_ids=position_ids,
                           **{self._cache_arg: cache}).logits
 
 

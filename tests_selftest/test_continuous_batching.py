@@ -1,0 +1,159 @@
+"""The continuous-batching engine (backends/continuous_batching.py): its tokens
+against the reference engine's with rows joining and leaving at different
+positions, a late request served at once (not after the running batch), the
+cache's rows and padding, an error mid-run, and how a backend picks it."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from backends.continuous_batching import ContinuousEngine, _Rows
+from backends.cpu import CpuBackend
+from backends.generation import Request, TokenSink
+from backends.torch_generation import TorchEngine
+from xpuperf.generation import harness, prompts
+from xpuperf.generation.models import LMArtifact
+from xpuperf.zoo import load_zoo
+
+ROOT = Path(__file__).resolve().parents[1]
+# (prompt tokens, new tokens): lengths that differ, rows that end at different
+# steps (one after its first token), more requests than the engine's 4 rows.
+MIXED = ((6, 5), (9, 3), (6, 8), (70, 4), (3, 1), (12, 6))
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    return {w.builder: w for w in load_zoo(ROOT / "zoo.yaml", "smoke").generation}
+
+
+def _artifact(spec) -> LMArtifact:
+    return LMArtifact(spec.name, spec.builder, spec.config, spec.seed)
+
+
+def _mixed(vocab_size: int) -> list[Request]:
+    return [prompts.requests(1, prompt, new, vocab_size)[0] for prompt, new in MIXED]
+
+
+@pytest.mark.parametrize("builder", ["gpt2", "llama", "qwen3", "qwen3_moe"])
+def test_tokens_and_logits_equal_the_reference_engines(smoke, builder):
+    artifact = _artifact(smoke[builder])
+    requests = _mixed(artifact.vocab_size)
+    continuous = ContinuousEngine(artifact, "fp32", {"max_batch": "4"})
+    reference = TorchEngine(artifact, "fp32", {})
+    try:
+        got = harness.tokens(harness.closed_loop(continuous, requests, len(requests), 60))
+        # Each alone on the reference engine: no batch, no padding.
+        want = [harness.tokens(harness.closed_loop(reference, [r], 1, 60))[0] for r in requests]
+        assert got == want
+        assert [len(t) for t in got] == [new for _, new in MIXED]
+        text = prompts.text_ids(20, artifact.vocab_size)
+        np.testing.assert_allclose(continuous.logits(text), reference.logits(text), rtol=0, atol=0)
+    finally:
+        continuous.close()
+        reference.close()
+    assert continuous._rows is None  # every row left when it was done (read once it stopped)
+
+
+class _Log(TokenSink):
+    """Appends (name, event) to a shared log; ``then`` runs after the n-th token."""
+
+    def __init__(self, log: list, name: str, then: tuple[int, object] | None = None):
+        self.log, self.name, self.then, self.count = log, name, then, 0
+        self.done = threading.Event()
+
+    def token(self, token_id: int) -> None:
+        self.count += 1
+        self.log.append((self.name, self.count))
+        if self.then and self.then[0] == self.count:
+            self.then[1]()
+
+    def finish(self, error=None) -> None:
+        self.log.append((self.name, "end" if error is None else error))
+        self.done.set()
+
+
+@pytest.mark.parametrize("kind, joins", [(ContinuousEngine, True), (TorchEngine, False)])
+def test_a_request_arriving_mid_generation_joins_the_running_batch(smoke, kind, joins):
+    artifact = _artifact(smoke["llama"])
+    served = kind(artifact, "fp32", {"max_batch": "4"})
+    log: list = []
+    late = _Log(log, "late")
+    # The late request (another prompt length) arrives as the first one's third
+    # token is handed out.
+    first = _Log(log, "first", then=(3, lambda: served.submit(
+        prompts.requests(1, 9, 2, artifact.vocab_size)[0], late)))
+    try:
+        served.submit(prompts.requests(1, 6, 12, artifact.vocab_size)[0], first)
+        assert first.done.wait(60) and late.done.wait(60)
+    finally:
+        served.close()
+    if joins:  # prefilled before the next step, done long before the first one
+        assert log.index(("late", 1)) == log.index(("first", 3)) + 1
+        assert log.index(("late", "end")) < log.index(("first", 12))
+    else:  # static batching: waits for the running batch's end
+        assert log.index(("late", 1)) > log.index(("first", "end"))
+
+
+def _layers(*rows_of_keys):
+    return SimpleNamespace(layers=[SimpleNamespace(keys=k, values=-k) for k in rows_of_keys])
+
+
+def test_rows_join_padded_on_the_left_and_leave_with_the_padding_no_row_needs():
+    # One layer; keys [rows, heads=1, length, dim=1] numbered so columns are visible.
+    a = _Rows(["a"], _layers(torch.tensor([[[[1.], [2.], [3.]]]])), torch.ones(1, 3, dtype=torch.long),
+              torch.tensor([7]), [2])
+    b = _Rows(["b0", "b1"], _layers(torch.arange(10., 20.).reshape(2, 1, 5, 1)),
+              torch.ones(2, 5, dtype=torch.long), torch.tensor([8, 9]), [0, 1])
+    assert not a.padded
+    a.join(b)
+    assert a.padded and a.entries == ["a", "b0", "b1"] and a.given == [2, 0, 1] and a.tokens.tolist() == [7, 8, 9]
+    assert a.mask.tolist() == [[0, 0, 1, 1, 1], [1] * 5, [1] * 5]
+    assert a.cache.layers[0].keys[0, 0, :, 0].tolist() == [0, 0, 1, 2, 3]
+    assert a.cache.layers[0].values[0, 0, :, 0].tolist() == [0, 0, -1, -2, -3]
+    a.keep([0])  # the long rows leave: the two padding columns go with them
+    assert a.entries == ["a"] and a.mask.tolist() == [[1, 1, 1]] and not a.padded
+    assert a.cache.layers[0].keys[0, 0, :, 0].tolist() == [1, 2, 3]
+    a.keep([0])  # nothing to trim
+    assert a.mask.shape == (1, 3)
+
+
+def test_an_error_mid_run_fails_the_requests_in_flight_and_the_engine_serves_on(smoke):
+    artifact = _artifact(smoke["gpt2"])
+
+    class Failing(ContinuousEngine):
+        fail = True
+
+        def _step(self):
+            if self.fail and self._rows.given[0] == 2:
+                self.fail = False
+                raise RuntimeError("device lost")
+            super()._step()
+
+    served = Failing(artifact, "fp32", {"max_batch": "4"})
+    requests = prompts.requests(3, 6, 5, artifact.vocab_size)
+    try:
+        with pytest.raises(harness.EngineError, match="request 0: RuntimeError: device lost"):
+            harness.closed_loop(served, requests, 3, 60)
+        assert [len(t) for t in harness.tokens(harness.closed_loop(served, requests, 3, 60))] \
+            == [5, 5, 5]
+    finally:
+        served.close()
+
+
+def test_the_cpu_backend_serves_continuous_batching_by_default(smoke):
+    backend = CpuBackend()
+    for builder, options, kind, words in (
+            ("gpt2", {}, ContinuousEngine, "continuous-batching engine"),
+            ("gpt2", {"engine": "reference"}, TorchEngine, "engine=reference"),
+            ("chatglm2", {}, TorchEngine, "continuous-batching engine declined: builder "
+                                          "'chatglm2' takes no attention mask")):
+        served = backend.generation_engine(_artifact(smoke[builder]), "fp32", options)
+        served.close()
+        assert type(served) is kind and words in served.description
+    with pytest.raises(ValueError, match=r"engine='static': use one of continuous, reference"):
+        backend.generation_engine(_artifact(smoke["gpt2"]), "fp32", {"engine": "static"})
