@@ -8,12 +8,12 @@ p50/p99, end-to-end p50). Prints the median of the rounds per engine and each
 engine's ratio to the first. The rates default to fractions of the first
 engine's offline request rate, so they mean the same load on any machine.
 
-    python benchmarks/llm_engines.py llama2-7b --tier smoke
-    python benchmarks/llm_engines.py llama2-7b --hardware GPU --engines static,continuous --build-on cuda
+    python benchmarks/llm_engines.py llama2-7b --tier smoke --requests 32 --output-tokens 32
+    python benchmarks/llm_engines.py llama2-7b --hardware GPU --engines static,continuous \
+        --build-on cuda --requests 32
 """
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from pathlib import Path
@@ -24,38 +24,24 @@ sys.path.insert(0, str(ROOT))  # run as a script: the repository's package, not 
 
 def main() -> int:
     from backends import registry
+    from llm_serving import workload, workload_parser  # this folder's: run as a script
     from xpuperf.generation import harness, prompts
     from xpuperf.generation.metrics import Bounds, figures
     from xpuperf.generation.models import LMArtifact
-    from xpuperf.zoo import load_zoo
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("workload", help="a workload of zoo.yaml's generation: section")
-    ap.add_argument("--tier", default="full", choices=("smoke", "full"))
-    ap.add_argument("--hardware", default="CPU")
-    ap.add_argument("--precision", default=None, help="default: the workload's first")
+    ap = workload_parser(__doc__)
     ap.add_argument("--engines", default="reference,continuous",
                     help="values of the backend option engine=, comma-separated; the first is the baseline")
-    ap.add_argument("--requests", type=int, default=32)
-    ap.add_argument("--prompt-tokens", type=int, help="default: the workload's")
-    ap.add_argument("--output-tokens", type=int, help="default: the workload's")
     ap.add_argument("--loads", default="0.3,0.6", help="server rates as fractions of the "
                     "first engine's offline request rate, comma-separated")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--build-on", metavar="DEVICE", help="as benchmarks/llm_serving.py's")
-    ap.add_argument("--zoo", default=str(ROOT / "zoo.yaml"))
     args = ap.parse_args()
-
-    specs = {w.name: w for w in load_zoo(args.zoo, args.tier).generation}
-    if args.workload not in specs:
-        ap.error(f"no workload {args.workload!r} in {args.zoo} (known: {', '.join(specs)})")
-    spec = specs[args.workload]
+    spec = workload(ap, args)
     precision = args.precision or spec.precisions[0]
     artifact = LMArtifact(spec.name, spec.builder, spec.config, spec.seed,
                           (args.build_on, precision) if args.build_on else None)
-    requests = prompts.requests(args.requests, args.prompt_tokens or spec.prompt_tokens,
-                                args.output_tokens or spec.output_tokens, artifact.vocab_size)
+    requests = prompts.requests(spec.requests, spec.prompt_tokens, spec.output_tokens,
+                                artifact.vocab_size)
     bounds = Bounds(spec.server.ttft_bound_ms, spec.server.tpot_bound_ms)
     backend = registry.find(args.hardware).load()()
     options = dict(o.split("=", 1) for o in args.backend_option)

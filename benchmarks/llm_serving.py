@@ -22,43 +22,56 @@ import argparse
 import dataclasses
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the repository's package, not an installed one
 
 
-def main() -> int:
-    from backends import registry
-    from xpuperf.generation.serving import LLMSession, describe
-    from xpuperf.zoo import load_zoo
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def workload_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments of every LLM benchmark: the workload and where it runs, the
+    lengths (default: the workload's), the backend options, where to build."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("workload", help="a workload of zoo.yaml's generation: section")
     ap.add_argument("--tier", default="full", choices=("smoke", "full"))
     ap.add_argument("--hardware", default="CPU")
     ap.add_argument("--precision", default=None, help="default: the workload's first")
-    ap.add_argument("--scenario", action="append", choices=("offline", "single_stream", "server"),
-                    help="repeatable; default: the workload's scenarios")
-    ap.add_argument("--concurrency", type=int, action="append", help="offline; repeatable")
     ap.add_argument("--prompt-tokens", type=int)
     ap.add_argument("--output-tokens", type=int)
     ap.add_argument("--requests", type=int)
-    ap.add_argument("--search-s", type=float, help="server: the rate search's time budget")
     ap.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--build-on", metavar="DEVICE",
                     help="build the model on this torch device in the precision (e.g. cuda); "
                          "default: fp32 on the CPU, then the engine's copy")
     ap.add_argument("--zoo", default=str(ROOT / "zoo.yaml"))
-    args = ap.parse_args()
+    return ap
 
-    zoo = load_zoo(args.zoo, args.tier)
-    specs = {w.name: w for w in zoo.generation}
+
+def workload(ap: argparse.ArgumentParser, args: argparse.Namespace) -> Any:
+    """The GenerationSpec ``args`` name, with their lengths and request count."""
+    from xpuperf.zoo import load_zoo
+
+    specs = {w.name: w for w in load_zoo(args.zoo, args.tier).generation}
     if args.workload not in specs:
         ap.error(f"no workload {args.workload!r} in {args.zoo} (known: {', '.join(specs)})")
-    spec = specs[args.workload]
-    overrides = {k: v for k, v in (("prompt_tokens", args.prompt_tokens),
-                                   ("output_tokens", args.output_tokens),
-                                   ("requests", args.requests)) if v is not None}
+    return dataclasses.replace(specs[args.workload], **{
+        k: v for k, v in (("prompt_tokens", args.prompt_tokens),
+                          ("output_tokens", args.output_tokens),
+                          ("requests", args.requests)) if v is not None})
+
+
+def main() -> int:
+    from backends import registry
+    from xpuperf.generation.serving import LLMSession, describe
+
+    ap = workload_parser(__doc__)
+    ap.add_argument("--scenario", action="append", choices=("offline", "single_stream", "server"),
+                    help="repeatable; default: the workload's scenarios")
+    ap.add_argument("--concurrency", type=int, action="append", help="offline; repeatable")
+    ap.add_argument("--search-s", type=float, help="server: the rate search's time budget")
+    args = ap.parse_args()
+    spec = workload(ap, args)
+    overrides = {}
     if args.concurrency:
         overrides["concurrency"] = tuple(args.concurrency)
     if args.search_s is not None:
