@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from backends.generation import LMArtifactLike, Request, TokenSink
-from backends.torch_generation import BatchingEngine
+from backends.torch_generation import BatchingEngine, by_prompt_length
 
 # Builders whose forward takes an attention mask and position ids (HFCausalLM).
 ROW_BUILDERS = ("gpt2", "llama", "qwen3", "qwen3_moe")
@@ -110,18 +110,12 @@ class ContinuousEngine(BatchingEngine):
         return [self._queue.popleft() for _ in range(min(room, len(self._queue)))]
 
     def _advance(self, arrivals: list[tuple[Request, TokenSink]]) -> None:
-        # Sorted in place by prompt length, and each group deleted once it has
-        # joined: on an error, _abandon is handed the ones still outside.
-        arrivals.sort(key=lambda entry: len(entry[0].prompt))
-        while arrivals:
-            length = len(arrivals[0][0].prompt)
-            size = sum(1 for request, _ in arrivals if len(request.prompt) == length)
-            rows = self._deliver(self._prefill(arrivals[:size]))  # their first tokens
+        for group in by_prompt_length(arrivals):
+            rows = self._deliver(self._prefill(group))  # their first tokens
             if rows is not None and self._rows is not None:
                 self._rows.join(rows)
             elif rows is not None:
                 self._rows = rows
-            del arrivals[:size]
         if self._rows is not None:
             self._step()
             self._rows = self._deliver(self._rows)

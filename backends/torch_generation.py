@@ -143,6 +143,20 @@ class BatchingEngine(GenerationEngine):
         """After ``_advance`` raised: the sinks it left unfinished, forgotten."""
 
 
+def by_prompt_length(arrivals: list[tuple[Request, TokenSink]]
+                     ) -> Iterator[list[tuple[Request, TokenSink]]]:
+    """The arrivals of one prompt length at a time (prefilled together), shortest
+    first. ``arrivals`` is sorted in place and each group deleted from it once the
+    caller's loop body has taken it in: on an error, what is left in it is what no
+    running batch holds (``_abandon``'s ``arrivals``)."""
+    arrivals.sort(key=lambda entry: len(entry[0].prompt))
+    while arrivals:
+        length = len(arrivals[0][0].prompt)
+        size = sum(1 for request, _ in arrivals if len(request.prompt) == length)
+        yield arrivals[:size]
+        del arrivals[:size]
+
+
 class StaticBatchingEngine(BatchingEngine):
     """Static batching: the oldest request and the queued ones of its prompt
     length run as one batch to its end; a subclass decodes it (``_decode``)."""

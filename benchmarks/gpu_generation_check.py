@@ -1,10 +1,12 @@
-"""Self-check of the GPU backend's static-cache engine on a CUDA machine
-(backends/gpu/generation.py; CI has no GPU, so its CUDA-graph path runs only here).
+"""Self-check of the GPU backend's static-cache engines on a CUDA machine
+(backends/gpu/generation.py, backends/gpu/slots.py; CI has no GPU, so their
+CUDA-graph paths run only here).
 
 1. For the smoke tier's tiny llama and gpt2 (zoo.yaml), at several batch sizes
    (a padded one included) and lengths: the tokens of decode replayed from CUDA
    graphs == those of the same static cache decoded eagerly == the torch
-   reference engine's (dynamic cache). PASS or FAIL per model.
+   reference engine's (dynamic cache), for the static batches' engine and for
+   the slots' (continuous batching). PASS or FAIL per model.
 2. With --full, llama2-7b's shape in fp16, built seeded on the GPU: decode TPOT
    at batch 1 (1,024-token prompt) and output tokens/s at 32 concurrent
    512-token prompts (the issue's targets: <= 6.8 ms, >= 3,300 tokens/s on an
@@ -42,6 +44,7 @@ def _tokens(engine, requests) -> list[list[int]]:
 def check_tokens(name: str, spec, precision: str) -> bool:
     """Graph-replayed == eager static cache == reference tokens for CASES."""
     from backends.gpu.generation import StaticCacheEngine
+    from backends.gpu.slots import SlotsEngine
     from backends.torch_generation import TorchEngine
     from xpuperf.generation import prompts
     from xpuperf.generation.models import LMArtifact
@@ -49,6 +52,9 @@ def check_tokens(name: str, spec, precision: str) -> bool:
     artifact = LMArtifact(spec.name, spec.builder, spec.config, spec.seed)
     engines = {"graphs": StaticCacheEngine(artifact, precision, {"max_batch": "8"}, "cuda"),
                "eager": StaticCacheEngine(artifact, precision,
+                                          {"max_batch": "8", "decode": "eager"}, "cuda"),
+               "slots graphs": SlotsEngine(artifact, precision, {"max_batch": "8"}, "cuda"),
+               "slots eager": SlotsEngine(artifact, precision,
                                           {"max_batch": "8", "decode": "eager"}, "cuda"),
                "reference": TorchEngine(artifact, precision, {}, "cuda")}
     ok = True
@@ -59,11 +65,13 @@ def check_tokens(name: str, spec, precision: str) -> bool:
             # Graphs replay the eager step's kernels: the same tokens at any precision.
             # The reference's kernels differ (no mask, a growing cache): its tokens
             # must be the same in fp32, where a near tie flipped by rounding is rare.
-            replayed, reference = got["graphs"] == got["eager"], got["eager"] == got["reference"]
-            ok &= replayed and (reference or precision != "fp32")
-            print(f"  {name} {precision} batch {batch} prompt {prompt} +{new}: graphs "
-                  f"{'==' if replayed else '!='} eager {'==' if reference else '!='} reference"
-                  + ("" if replayed and reference else f": {got}"))
+            for graphs, eager in (("graphs", "eager"), ("slots graphs", "slots eager")):
+                replayed = got[graphs] == got[eager]
+                reference = got[eager] == got["reference"]
+                ok &= replayed and (reference or precision != "fp32")
+                print(f"  {name} {precision} batch {batch} prompt {prompt} +{new}: {graphs} "
+                      f"{'==' if replayed else '!='} {eager} {'==' if reference else '!='} "
+                      f"reference" + ("" if replayed and reference else f": {got}"))
     finally:
         for e in engines.values():
             e.close()

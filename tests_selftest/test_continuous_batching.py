@@ -1,7 +1,9 @@
-"""The continuous-batching engine (backends/continuous_batching.py): its tokens
-against the reference engine's with rows joining and leaving at different
-positions, a late request served at once (not after the running batch), the
-cache's rows and padding, an error mid-run, and how a backend picks it."""
+"""The continuous-batching engines: torch's (backends/continuous_batching.py) and
+the GPU backend's on a static cache (backends/gpu/slots.py, its decode eager on
+the CPU as on device=cpu). Their tokens against the reference engine's with
+requests joining and leaving at different positions, a late request served at
+once (not after the running batch, as the static engines serve it), the cache's
+rows, an error mid-run, and how a backend picks them."""
 from __future__ import annotations
 
 import threading
@@ -15,6 +17,8 @@ import torch
 from backends.continuous_batching import ContinuousEngine, _Rows
 from backends.cpu import CpuBackend
 from backends.generation import Request, TokenSink
+from backends.gpu.generation import StaticCacheEngine
+from backends.gpu.slots import SlotsEngine
 from backends.torch_generation import TorchEngine
 from xpuperf.generation import harness, prompts
 from xpuperf.generation.models import LMArtifact
@@ -22,8 +26,15 @@ from xpuperf.zoo import load_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
 # (prompt tokens, new tokens): lengths that differ, rows that end at different
-# steps (one after its first token), more requests than the engine's 4 rows.
+# steps (one after its first token), more requests than the engines' 4 rows.
 MIXED = ((6, 5), (9, 3), (6, 8), (70, 4), (3, 1), (12, 6))
+# Each engine on the CPU, with four rows.
+ENGINES = {
+    "continuous": lambda artifact: ContinuousEngine(artifact, "fp32", {"max_batch": "4"}),
+    "slots": lambda artifact: SlotsEngine(artifact, "fp32", {"max_batch": "4"}, "cpu"),
+    "reference": lambda artifact: TorchEngine(artifact, "fp32", {"max_batch": "4"}),
+    "static": lambda artifact: StaticCacheEngine(artifact, "fp32", {"max_batch": "4"}, "cpu"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,24 +50,27 @@ def _mixed(vocab_size: int) -> list[Request]:
     return [prompts.requests(1, prompt, new, vocab_size)[0] for prompt, new in MIXED]
 
 
-@pytest.mark.parametrize("builder", ["gpt2", "llama", "qwen3", "qwen3_moe"])
-def test_tokens_and_logits_equal_the_reference_engines(smoke, builder):
+@pytest.mark.parametrize("kind, builder", [
+    *[("continuous", b) for b in ("gpt2", "llama", "qwen3", "qwen3_moe")],
+    *[("slots", b) for b in ("gpt2", "llama", "qwen3")],
+])
+def test_tokens_and_logits_equal_the_reference_engines(smoke, kind, builder):
     artifact = _artifact(smoke[builder])
     requests = _mixed(artifact.vocab_size)
-    continuous = ContinuousEngine(artifact, "fp32", {"max_batch": "4"})
+    served = ENGINES[kind](artifact)
     reference = TorchEngine(artifact, "fp32", {})
     try:
-        got = harness.tokens(harness.closed_loop(continuous, requests, len(requests), 60))
+        got = harness.tokens(harness.closed_loop(served, requests, len(requests), 60))
         # Each alone on the reference engine: no batch, no padding.
         want = [harness.tokens(harness.closed_loop(reference, [r], 1, 60))[0] for r in requests]
         assert got == want
         assert [len(t) for t in got] == [new for _, new in MIXED]
         text = prompts.text_ids(20, artifact.vocab_size)
-        np.testing.assert_allclose(continuous.logits(text), reference.logits(text), rtol=0, atol=0)
+        np.testing.assert_allclose(served.logits(text), reference.logits(text), rtol=0, atol=0)
     finally:
-        continuous.close()
+        served.close()
         reference.close()
-    assert continuous._rows is None  # every row left when it was done (read once it stopped)
+    assert not served._busy()  # every request left its row when it was done (read once stopped)
 
 
 class _Log(TokenSink):
@@ -77,10 +91,11 @@ class _Log(TokenSink):
         self.done.set()
 
 
-@pytest.mark.parametrize("kind, joins", [(ContinuousEngine, True), (TorchEngine, False)])
+@pytest.mark.parametrize("kind, joins", [("continuous", True), ("slots", True),
+                                         ("reference", False), ("static", False)])
 def test_a_request_arriving_mid_generation_joins_the_running_batch(smoke, kind, joins):
     artifact = _artifact(smoke["llama"])
-    served = kind(artifact, "fp32", {"max_batch": "4"})
+    served = ENGINES[kind](artifact)
     log: list = []
     late = _Log(log, "late")
     # The late request (another prompt length) arrives as the first one's third
@@ -97,6 +112,25 @@ def test_a_request_arriving_mid_generation_joins_the_running_batch(smoke, kind, 
         assert log.index(("late", "end")) < log.index(("first", 12))
     else:  # static batching: waits for the running batch's end
         assert log.index(("late", 1)) > log.index(("first", "end"))
+
+
+def test_a_request_too_long_for_the_slots_waits_for_them_to_drain_then_the_cache_grows(smoke):
+    artifact = _artifact(smoke["llama"])
+    served = ENGINES["slots"](artifact)
+    log: list = []
+    long = _Log(log, "long")
+    # 70 prompt tokens need a longer cache than the first request's 64.
+    first = _Log(log, "first", then=(2, lambda: served.submit(
+        prompts.requests(1, 70, 3, artifact.vocab_size)[0], long)))
+    try:
+        served.submit(prompts.requests(1, 6, 10, artifact.vocab_size)[0], first)
+        assert first.done.wait(60) and long.done.wait(60)
+        assert served._store.length == 128
+    finally:
+        served.close()
+    assert log.index(("long", 1)) > log.index(("first", "end"))
+    assert [entry for entry in log if entry[0] == "long"] == [("long", 1), ("long", 2),
+                                                              ("long", 3), ("long", "end")]
 
 
 def _layers(*rows_of_keys):
@@ -122,19 +156,28 @@ def test_rows_join_padded_on_the_left_and_leave_with_the_padding_no_row_needs():
     assert a.mask.shape == (1, 3)
 
 
-def test_an_error_mid_run_fails_the_requests_in_flight_and_the_engine_serves_on(smoke):
-    artifact = _artifact(smoke["gpt2"])
+class _Flaky:
+    """The engine's model, raising on its second decode step (one token a row)."""
 
-    class Failing(ContinuousEngine):
-        fail = True
+    def __init__(self, lm):
+        self.lm, self.steps = lm, 0
 
-        def _step(self):
-            if self.fail and self._rows.given[0] == 2:
-                self.fail = False
+    def __call__(self, ids, *args, **kwargs):
+        if ids.shape[1] == 1:
+            self.steps += 1
+            if self.steps == 2:
                 raise RuntimeError("device lost")
-            super()._step()
+        return self.lm(ids, *args, **kwargs)
 
-    served = Failing(artifact, "fp32", {"max_batch": "4"})
+    def __getattr__(self, name):
+        return getattr(self.lm, name)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "slots"])
+def test_an_error_mid_run_fails_the_requests_in_flight_and_the_engine_serves_on(smoke, kind):
+    artifact = _artifact(smoke["gpt2"])
+    served = ENGINES[kind](artifact)
+    served._lm = _Flaky(served._lm)  # before the first request: the slots' steps call it
     requests = prompts.requests(3, 6, 5, artifact.vocab_size)
     try:
         with pytest.raises(harness.EngineError, match="request 0: RuntimeError: device lost"):
@@ -157,3 +200,10 @@ def test_the_cpu_backend_serves_continuous_batching_by_default(smoke):
         assert type(served) is kind and words in served.description
     with pytest.raises(ValueError, match=r"engine='static': use one of continuous, reference"):
         backend.generation_engine(_artifact(smoke["gpt2"]), "fp32", {"engine": "static"})
+
+
+def test_the_slots_engine_declines_attention_its_mask_does_not_fit(smoke):
+    artifact = _artifact(smoke["llama"])
+    artifact.reference().model.config._attn_implementation = "eager"  # engines copy the model
+    with pytest.raises(ValueError, match="masks rows for torch's SDPA attention, not 'eager'"):
+        ENGINES["slots"](artifact)

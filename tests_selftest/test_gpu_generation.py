@@ -13,6 +13,7 @@ import torch
 from backends.continuous_batching import ContinuousEngine
 from backends.gpu.backend import GpuBackend
 from backends.gpu.generation import StaticCacheEngine, engine
+from backends.gpu.slots import SlotsEngine
 from backends.torch_generation import TorchEngine
 from xpuperf.generation import harness, prompts
 from xpuperf.generation.models import LMArtifact
@@ -49,7 +50,7 @@ def test_static_cache_tokens_and_logits_equal_the_reference_engines(smoke, build
             got = _tokens(static, requests)
             assert got == _tokens(reference, requests), (batch, prompt, new)
             assert [len(t) for t in got] == [new] * batch  # the padding row's tokens dropped
-            lengths.append(static._slots.length)
+            lengths.append(static._decoder.length)
         assert lengths == [64, 64, 64, 128]  # rounded up; grown for 70 + 3 tokens
         text = prompts.text_ids(20, artifact.vocab_size)
         np.testing.assert_allclose(static.logits(text), reference.logits(text), rtol=0, atol=1e-5)
@@ -91,9 +92,11 @@ def test_requests_of_different_lengths_in_one_batch_each_get_theirs(smoke):
     ("chatglm2", "transformers has no static cache for it"),
     ("qwen3_moe", "mixture of experts"),
 ])
-def test_what_the_static_engine_cannot_serve_falls_back_saying_why(smoke, builder, reason):
+@pytest.mark.parametrize("choice, kind", [("static", StaticCacheEngine), ("slots", SlotsEngine)])
+def test_what_the_static_engines_cannot_serve_falls_back_saying_why(smoke, builder, reason,
+                                                                    choice, kind):
     artifact = _artifact(smoke[builder])
-    served = engine(artifact, "fp32", {}, "cpu")
+    served = engine(artifact, "fp32", {"engine": choice}, "cpu")
     try:
         assert isinstance(served, TorchEngine)
         assert "reference engine" in served.description and reason in served.description
@@ -102,13 +105,15 @@ def test_what_the_static_engine_cannot_serve_falls_back_saying_why(smoke, builde
     finally:
         served.close()
     with pytest.raises(ValueError, match=reason):
-        StaticCacheEngine(artifact, "fp32", {}, "cpu")
+        kind(artifact, "fp32", {}, "cpu")
 
 
 def test_the_gpu_backend_chooses_its_engine_by_option(smoke):
     artifact = _artifact(smoke["gpt2"])
     backend = GpuBackend()
     for options, kind, words in (({"device": "cpu"}, StaticCacheEngine, "static KV cache"),
+                                 ({"device": "cpu", "engine": "slots"}, SlotsEngine,
+                                  "static KV cache engine with continuous batching"),
                                  ({"device": "cpu", "engine": "continuous"}, ContinuousEngine,
                                   "continuous-batching engine"),
                                  ({"device": "cpu", "engine": "reference"}, TorchEngine,
@@ -117,7 +122,7 @@ def test_the_gpu_backend_chooses_its_engine_by_option(smoke):
         served.close()
         assert type(served) is kind and words in served.description
     with pytest.raises(ValueError,
-                       match=r"engine='paged': use one of static, continuous, reference"):
+                       match=r"engine='paged': use one of static, slots, continuous, reference"):
         backend.generation_engine(artifact, "fp32", {"device": "cpu", "engine": "paged"})
     with pytest.raises(ValueError, match="decode=graphs: CUDA graphs need a CUDA device"):
         StaticCacheEngine(artifact, "fp32", {"decode": "graphs"}, "cpu")

@@ -29,7 +29,8 @@ microseconds of GPU time. ``decode=compiled`` has torch.compile fuse them before
 the capture, at the price of one compile per captured batch size when the
 engine starts (keep max_batch small with it).
 
-Options: engine=static|continuous|reference (default static; continuous is
+Options: engine=static|slots|continuous|reference (default static; slots is
+continuous batching on the static cache, backends/gpu/slots.py; continuous is
 torch's continuous-batching engine, backends/continuous_batching.py, eager);
 decode=graphs|compiled|eager
 (default graphs on CUDA, eager on the CPU); max_batch, threads
@@ -37,7 +38,7 @@ decode=graphs|compiled|eager
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from backends.generation import GenerationEngine, LMArtifactLike
 from backends.gpu.runtime import CudaGraphs
@@ -46,7 +47,7 @@ from backends.torch_generation import StaticBatchingEngine, TorchEngine
 
 # The options the engines read (the compile path reads backends/gpu/backend.py's).
 OPTIONS = ("engine", "decode", "max_batch", "threads")
-ENGINES = ("static",) + torch_generation.ENGINES
+ENGINES = ("static", "slots") + torch_generation.ENGINES
 DECODES = ("graphs", "compiled", "eager")
 # Builders whose transformers model decodes from a StaticCache with no host sync
 # (no data-dependent shapes), which a CUDA graph needs.
@@ -62,19 +63,24 @@ LENGTH_STEP = 64  # cache lengths are rounded up to this: lengths near each othe
 
 def engine(artifact: LMArtifactLike, precision: str, options: Mapping[str, str],
            device: str) -> GenerationEngine:
-    """The engine ``options["engine"]`` asks for, on ``device``: the static one, or
-    torch's continuous or reference engine; the reference engine, saying why,
-    where the static one cannot serve this model."""
+    """The engine ``options["engine"]`` asks for, on ``device``: a static-cache one
+    (static batches, or slots: continuous batching), or torch's continuous or
+    reference engine; the reference engine, saying why, where a static-cache one
+    cannot serve this model."""
+    # Imported here: backends/gpu/slots.py builds on this module.
+    from backends.gpu.slots import SlotsEngine
+
     choice = options.get("engine", "static")
     if choice not in ENGINES:
         raise ValueError(f"backend option engine={choice!r}: use one of {', '.join(ENGINES)}")
-    if choice != "static":
+    if choice in torch_generation.ENGINES:
         return torch_generation.engine(artifact, precision, options, device, choice)
     why = unsupported(artifact.builder)
     if why:
         return TorchEngine(artifact, precision, options, device,
                            why=f"the static-cache engine declined: {why}")
-    return StaticCacheEngine(artifact, precision, options, device)
+    return (StaticCacheEngine if choice == "static" else SlotsEngine)(artifact, precision,
+                                                                      options, device)
 
 
 def unsupported(builder: str) -> str:
@@ -96,31 +102,18 @@ class StaticCacheEngine(StaticBatchingEngine):
         if why:
             raise ValueError(f"{artifact.name}: {why}; engine() falls back to the reference "
                              "engine for it")
-        cuda = device.startswith("cuda")
-        decode = options.get("decode", "graphs" if cuda else "eager")
-        if decode not in DECODES:
-            raise ValueError(f"backend option decode={decode!r}: use one of {', '.join(DECODES)}")
-        if decode == "graphs" and not cuda:
-            raise ValueError(f"decode=graphs: CUDA graphs need a CUDA device, not {device}; "
-                             "use decode=eager or decode=compiled there")
-        self._graphs, self._compiled = cuda and decode != "eager", decode == "compiled"
-        self.description = ("static KV cache engine, decode "
-                            + {"graphs": "replayed from CUDA graphs",
-                               "compiled": "compiled by torch.compile"
-                                           + (" and replayed from CUDA graphs" if cuda else ""),
-                               "eager": "eager"}[decode] + f" on {device}")
-        self._slots: _Slots | None = None
+        self._graphs, self._compiled, words = decode_mode(options, device)
+        self.description = f"static KV cache engine, decode {words}"
+        self._decoder: _Decoder | None = None
         super().__init__(artifact, precision, options, device)
-        # Captured sizes: powers of two below max_batch, and max_batch.
-        self._sizes = sorted({1 << i for i in range(self.max_batch.bit_length())
-                              if 1 << i < self.max_batch} | {self.max_batch})
+        self._sizes = captured_sizes(self.max_batch)
 
     def close(self) -> None:
         super().close()
         self._release()
 
     def _release(self) -> None:
-        self._slots = None  # the graphs and the cache go before what is allocated next
+        self._decoder = None  # the graphs and the cache go before what is allocated next
         if self.device.startswith("cuda"):
             self._torch.cuda.empty_cache()
 
@@ -128,8 +121,8 @@ class StaticCacheEngine(StaticBatchingEngine):
         torch = self._torch
         size = next(s for s in self._sizes if s >= len(prompts))
         # The cache holds the prompt and every token fed back (not the last one).
-        slots = self._slots_for(len(prompts[0]) + steps - 1)
-        cache, step = slots.caches[size], slots.steps[size]
+        decoder = self._decoder_for(len(prompts[0]) + steps - 1)
+        cache, step = decoder.caches[size], decoder.steps[size]
         cache.reset()
         padded = list(prompts) + [prompts[0]] * (size - len(prompts))
         tokens = self._lm(torch.tensor(padded, device=self.device), cache)[:, -1].argmax(-1)
@@ -138,56 +131,94 @@ class StaticCacheEngine(StaticBatchingEngine):
             tokens = step(tokens[:, None])
             yield tokens.tolist()
 
-    def _slots_for(self, length: int) -> "_Slots":
-        if self._slots is None or self._slots.length < length:
+    def _decoder_for(self, length: int) -> "_Decoder":
+        if self._decoder is None or self._decoder.length < length:
             self._release()
-            self._slots = _Slots(self, -(-length // LENGTH_STEP) * LENGTH_STEP)
-        return self._slots
+            self._decoder = _Decoder(self, -(-length // LENGTH_STEP) * LENGTH_STEP)
+        return self._decoder
 
 
-class _Slots:
-    """The static KV cache of one length: one storage of max_batch rows; per
-    captured batch size a StaticCache of views of its first rows, and that size's
-    decode step (ids [size, 1] -> next ids [size]), a CUDA graph on cuda."""
+class _Decoder:
+    """The static KV cache of one length (``static_caches``) and per captured batch
+    size its decode step (ids [size, 1] -> next ids [size]), a CUDA graph on cuda."""
 
     def __init__(self, engine: StaticCacheEngine, length: int):
-        from transformers import StaticCache
-
-        torch, lm = engine._torch, engine._lm
-        shape = lm.shape
         self.length = length
-        self.caches: dict[int, Any] = {}
-        self.steps: dict[int, Any] = {}
-        storage = None
-        for size in sorted(engine._sizes, reverse=True):  # the largest one is the storage
-            cache = StaticCache(config=lm.model.config, max_cache_len=length)
-            cache.early_initialization(size, shape.kv_heads, shape.kv_dim // shape.kv_heads,
-                                       engine._dtype, torch.device(engine.device))
-            if storage is None:
-                storage = [(layer.keys, layer.values) for layer in cache.layers]
-            else:
-                for layer, (keys, values) in zip(cache.layers, storage):
-                    layer.keys, layer.values = keys[:size], values[:size]
-            self.caches[size] = cache
-            self.steps[size] = self._step(engine, cache, size)
+        self.caches = static_caches(engine, length)
+        self.steps = {size: self._step(engine, cache, size) for size, cache in self.caches.items()}
 
     @staticmethod
     def _step(engine: StaticCacheEngine, cache: Any, size: int) -> Any:
-        lm = engine._lm
+        lm, torch = engine._lm, engine._torch
 
         def step(ids: Any) -> Any:
             return lm(ids, cache)[:, -1].argmax(-1)
-        if engine._compiled:
-            # Static shapes: one graph of fused kernels per batch size, as captured.
-            torch = engine._torch
-            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit,
-                                                       len(engine._sizes))
-            step = torch.compile(step, dynamic=False)
-        if not engine._graphs:
-            return step
-        graphs = CudaGraphs(step, engine._torch.device(engine.device))
         # Captured now, not in a timed batch: the warm-up and the replay of the
         # first call run at positions the next batch's reset and prefill rewrite.
-        graphs(engine._torch.zeros(size, 1, dtype=engine._torch.long, device=engine.device))
+        step = prepared(engine, step, torch.zeros(size, 1, dtype=torch.long, device=engine.device))
         cache.reset()
-        return graphs
+        return step
+
+
+def decode_mode(options: Mapping[str, str], device: str) -> tuple[bool, bool, str]:
+    """Option ``decode`` on ``device``: (replayed from CUDA graphs, compiled by
+    torch.compile, the words for the engine's description)."""
+    cuda = device.startswith("cuda")
+    decode = options.get("decode", "graphs" if cuda else "eager")
+    if decode not in DECODES:
+        raise ValueError(f"backend option decode={decode!r}: use one of {', '.join(DECODES)}")
+    if decode == "graphs" and not cuda:
+        raise ValueError(f"decode=graphs: CUDA graphs need a CUDA device, not {device}; "
+                         "use decode=eager or decode=compiled there")
+    words = {"graphs": "replayed from CUDA graphs",
+             "compiled": "compiled by torch.compile" + (" and replayed from CUDA graphs" if cuda
+                                                        else ""),
+             "eager": "eager"}[decode]
+    return cuda and decode != "eager", decode == "compiled", f"{words} on {device}"
+
+
+def captured_sizes(max_batch: int) -> list[int]:
+    """The batch sizes decode steps are captured for: powers of two below
+    ``max_batch``, and ``max_batch``."""
+    return sorted({1 << i for i in range(max_batch.bit_length()) if 1 << i < max_batch}
+                  | {max_batch})
+
+
+def static_caches(engine: Any, length: int) -> dict[int, Any]:
+    """Per captured batch size (``engine._sizes``) a StaticCache of ``length``
+    tokens whose tensors are views of the first rows of one storage of the
+    largest size's: every size's cache for the memory of one."""
+    from transformers import StaticCache
+
+    torch, lm = engine._torch, engine._lm
+    shape = lm.shape
+    caches: dict[int, Any] = {}
+    storage = None
+    for size in sorted(engine._sizes, reverse=True):  # the largest one is the storage
+        cache = StaticCache(config=lm.model.config, max_cache_len=length)
+        cache.early_initialization(size, shape.kv_heads, shape.kv_dim // shape.kv_heads,
+                                   engine._dtype, torch.device(engine.device))
+        if storage is None:
+            storage = [(layer.keys, layer.values) for layer in cache.layers]
+        else:
+            for layer, (keys, values) in zip(cache.layers, storage):
+                layer.keys, layer.values = keys[:size], values[:size]
+        caches[size] = cache
+    return caches
+
+
+def prepared(engine: Any, step: Callable[..., Any], *examples: Any) -> Callable[..., Any]:
+    """``step`` as the engine's option decode runs it: compiled by torch.compile
+    (static shapes: one graph of fused kernels per batch size), and on CUDA
+    captured as a CUDA graph, here, with ``examples`` for its inputs (the capture
+    runs it a few times: the caller resets what those runs wrote)."""
+    torch = engine._torch
+    if engine._compiled:
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit,
+                                                   len(engine._sizes))
+        step = torch.compile(step, dynamic=False)
+    if not engine._graphs:
+        return step
+    graphs = CudaGraphs(step, torch.device(engine.device))
+    graphs(*examples)
+    return graphs
