@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Mapping
@@ -89,7 +90,7 @@ class FaultyBackend(CpuBackend):
 class EchoHost:
     """A worker host (xpuperf.worker) with no backend: the worker's own selftests."""
 
-    COMMANDS = ("echo", "crash", "sleep")
+    COMMANDS = ("echo", "crash", "sleep", "where")
 
     def __init__(self, note):
         self.note = note
@@ -105,6 +106,10 @@ class EchoHost:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+    def where(self, variable: str) -> dict:
+        """The worker's view of its start: an environment variable, folder, import path."""
+        return {"value": os.environ.get(variable), "cwd": os.getcwd(), "path": sys.path}
 
     def close(self) -> None:
         pass

@@ -343,3 +343,24 @@ def test_a_worker_carries_json_and_arrays_and_ends_with_the_reason():
         assert "Segmentation fault" in str(lost.value)  # faulthandler's stack
     finally:
         worker.close()
+
+
+def test_a_worker_starts_with_its_parents_environment_folder_and_path_as_they_are_now(
+        tmp_path, monkeypatch):
+    # Workers fork from a server process started with the session's first worker:
+    # what the parent changed since must still reach the next worker.
+    first = Worker("tests_selftest.faulty_backends:EchoHost", {}, name="first worker")
+    try:
+        assert first.call("where", 60, variable="XPUPERF_TEST_ORIGIN")["value"] is None
+    finally:
+        first.close()
+    monkeypatch.setenv("XPUPERF_TEST_ORIGIN", "set since")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    later = Worker("tests_selftest.faulty_backends:EchoHost", {}, name="later worker")
+    try:
+        seen = later.call("where", 60, variable="XPUPERF_TEST_ORIGIN")
+    finally:
+        later.close()
+    assert seen["value"] == "set since" and seen["cwd"] == str(tmp_path)
+    assert seen["path"][0] == str(tmp_path)

@@ -9,8 +9,10 @@ from __future__ import annotations
 import faulthandler
 import importlib
 import os
+import sys
 import traceback
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 from xpuperf.worker import protocol
@@ -23,10 +25,32 @@ def _error(e: BaseException) -> dict[str, str]:
             "traceback": "".join(traceback.format_exception(e))}
 
 
+@dataclass(frozen=True)
+class Origin:
+    """What a worker takes from its parent as it starts: a worker forked from the
+    session's server process (xpuperf.worker.process) would otherwise have the
+    server's environment, import path and folder, as they were when it started."""
+
+    environ: dict[str, str]
+    path: list[str]
+    cwd: str
+
+    @classmethod
+    def here(cls) -> "Origin":
+        return cls(dict(os.environ), list(sys.path), os.getcwd())
+
+    def enter(self) -> None:
+        os.environ.clear()
+        os.environ.update(self.environ)
+        sys.path[:] = self.path
+        os.chdir(self.cwd)
+
+
 def serve(conn: Any, host: str, kwargs: dict[str, Any], log_path: str,
-          device: str | None) -> None:
+          device: str | None, origin: Origin) -> None:
     """Run host ``module:Class`` (built with ``note`` and ``kwargs``) until the
     parent sends {"command": "exit"} or goes away."""
+    origin.enter()
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log, 1)
     os.dup2(log, 2)
