@@ -106,6 +106,13 @@ class BatchingEngine(GenerationEngine):
             self._closed = True
             self._wake.notify()
         self._thread.join()
+        self._release()
+
+    def _release(self) -> None:
+        """Let go of what the engine holds on its device (a subclass drops its
+        cache and graphs first), so that what is allocated next finds it free."""
+        if self.device.startswith("cuda"):
+            self._torch.cuda.empty_cache()
 
     def _serve(self) -> None:
         while True:

@@ -91,46 +91,46 @@ class _Log(TokenSink):
         self.done.set()
 
 
+def _second_arrives(served, artifact, first: tuple[int, int], second: tuple[int, int],
+                    at: int) -> list:
+    """Serve ``first`` (prompt tokens, new tokens), and ``second`` submitted as
+    the first's ``at``-th token is handed out; the log of both's tokens and ends."""
+    log: list = []
+    late = _Log(log, "second")
+    early = _Log(log, "first", then=(at, lambda: served.submit(
+        prompts.requests(1, *second, artifact.vocab_size)[0], late)))
+    served.submit(prompts.requests(1, *first, artifact.vocab_size)[0], early)
+    assert early.done.wait(60) and late.done.wait(60)
+    return log
+
+
 @pytest.mark.parametrize("kind, joins", [("continuous", True), ("slots", True),
                                          ("reference", False), ("static", False)])
 def test_a_request_arriving_mid_generation_joins_the_running_batch(smoke, kind, joins):
     artifact = _artifact(smoke["llama"])
     served = ENGINES[kind](artifact)
-    log: list = []
-    late = _Log(log, "late")
-    # The late request (another prompt length) arrives as the first one's third
-    # token is handed out.
-    first = _Log(log, "first", then=(3, lambda: served.submit(
-        prompts.requests(1, 9, 2, artifact.vocab_size)[0], late)))
-    try:
-        served.submit(prompts.requests(1, 6, 12, artifact.vocab_size)[0], first)
-        assert first.done.wait(60) and late.done.wait(60)
+    try:  # another prompt length, arriving at the first one's third token
+        log = _second_arrives(served, artifact, (6, 12), (9, 2), at=3)
     finally:
         served.close()
     if joins:  # prefilled before the next step, done long before the first one
-        assert log.index(("late", 1)) == log.index(("first", 3)) + 1
-        assert log.index(("late", "end")) < log.index(("first", 12))
+        assert log.index(("second", 1)) == log.index(("first", 3)) + 1
+        assert log.index(("second", "end")) < log.index(("first", 12))
     else:  # static batching: waits for the running batch's end
-        assert log.index(("late", 1)) > log.index(("first", "end"))
+        assert log.index(("second", 1)) > log.index(("first", "end"))
 
 
 def test_a_request_too_long_for_the_slots_waits_for_them_to_drain_then_the_cache_grows(smoke):
     artifact = _artifact(smoke["llama"])
     served = ENGINES["slots"](artifact)
-    log: list = []
-    long = _Log(log, "long")
-    # 70 prompt tokens need a longer cache than the first request's 64.
-    first = _Log(log, "first", then=(2, lambda: served.submit(
-        prompts.requests(1, 70, 3, artifact.vocab_size)[0], long)))
-    try:
-        served.submit(prompts.requests(1, 6, 10, artifact.vocab_size)[0], first)
-        assert first.done.wait(60) and long.done.wait(60)
+    try:  # 70 prompt tokens need a longer cache than the first request's 64
+        log = _second_arrives(served, artifact, (6, 10), (70, 3), at=2)
         assert served._store.length == 128
     finally:
         served.close()
-    assert log.index(("long", 1)) > log.index(("first", "end"))
-    assert [entry for entry in log if entry[0] == "long"] == [("long", 1), ("long", 2),
-                                                              ("long", 3), ("long", "end")]
+    assert log.index(("second", 1)) > log.index(("first", "end"))
+    assert [entry for entry in log if entry[0] == "second"] == [
+        ("second", 1), ("second", 2), ("second", 3), ("second", "end")]
 
 
 def _layers(*rows_of_keys):

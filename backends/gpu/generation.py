@@ -108,14 +108,9 @@ class StaticCacheEngine(StaticBatchingEngine):
         super().__init__(artifact, precision, options, device)
         self._sizes = captured_sizes(self.max_batch)
 
-    def close(self) -> None:
-        super().close()
-        self._release()
-
     def _release(self) -> None:
-        self._decoder = None  # the graphs and the cache go before what is allocated next
-        if self.device.startswith("cuda"):
-            self._torch.cuda.empty_cache()
+        self._decoder = None
+        super()._release()
 
     def _decode(self, prompts: list[tuple[int, ...]], steps: int) -> Iterator[list[int]]:
         torch = self._torch

@@ -70,14 +70,9 @@ class SlotsEngine(BatchingEngine):
         self._rows = [None] * self.max_batch
         self._given = [0] * self.max_batch
 
-    def close(self) -> None:
-        super().close()
-        self._release()
-
     def _release(self) -> None:
-        self._store = None  # the graphs and the cache go before what is allocated next
-        if self.device.startswith("cuda"):
-            torch.cuda.empty_cache()
+        self._store = None
+        super()._release()
 
     def _busy(self) -> bool:
         return any(self._rows)
