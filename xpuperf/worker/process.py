@@ -16,11 +16,12 @@ from xpuperf.worker.server import Origin, serve
 
 # Workers are forked from one server process per session that has imported
 # these once (multiprocessing's forkserver), not started afresh: a fresh python
-# spent about 2 s importing torch and onnxruntime for every compiled model. A
-# module that is not installed is skipped. The server runs no thread of python's
+# spent over a second importing torch and onnxruntime for every compiled model
+# (benchmarks/worker_start.py). A module that is not installed is skipped. The server runs no thread of python's
 # or torch's when it forks; numpy's BLAS starts idle pool threads, which it
 # shuts down before a fork and restarts in the child.
-PRELOAD = ("numpy", "onnxruntime", "torch", "xpuperf.worker.server")
+PRELOAD = ("numpy", "onnxruntime", "torch", "xpuperf.worker.server", "xpuperf.worker.host")
+START_METHOD = "forkserver"  # benchmarks/worker_start.py times it against "spawn"
 LOG_LINES = 20  # of the worker's output, quoted when it dies
 TAIL_BYTES = 64 * 1024  # read of the log's end for them: a chatty backend's log grows long
 EXIT_GRACE_S = 10.0  # for a worker told to exit to close its backend
@@ -101,7 +102,7 @@ class Worker:
 
     # ------------------------------------------------------------------ internals
     def _start(self, deadline: float, timeout_s: float) -> None:
-        ctx = multiprocessing.get_context("forkserver")
+        ctx = multiprocessing.get_context(START_METHOD)
         ctx.set_forkserver_preload(list(PRELOAD))  # for the server's start: a no-op after
         fd, log = tempfile.mkstemp(prefix="xpuperf-worker-", suffix=".log")
         os.close(fd)
