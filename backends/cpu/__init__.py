@@ -25,7 +25,8 @@ chose and why.
 Options (--backend-option KEY=VALUE): threads (intra-op threads, default
 onnxruntime's), calibration_samples (int8, default 16), int8_ops (comma-separated
 op types to quantize, default the compute-heavy ones), int8_scheme (s8s8, u8u8 or
-s8s8-w7, default chosen from the host as above).
+s8s8-w7, default chosen from the host as above); for LLM serving, engine
+(continuous, the default, or reference) and max_batch (backends/torch_generation.py).
 """
 from __future__ import annotations
 
