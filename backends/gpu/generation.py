@@ -12,8 +12,8 @@ prompts, backends/torch_generation.py), padded up to the next captured size
 (powers of two up to max_batch) with copies of their first prompt whose tokens
 are dropped, so a few captures serve every size.
 
-The cache is as long as the longest batch so far needs (rounded up to
-``LENGTH_STEP`` tokens) and never shrinks: attention reads all of it every step,
+The cache is as long as the longest batch so far needs (rounded up by
+``static_cache.cache_length``) and never shrinks: attention reads all of it every step,
 so a workload of one length runs at that length's cost. All batch sizes' caches
 are views of one storage of max_batch rows, so they cost the memory of one.
 
@@ -38,38 +38,24 @@ decode=graphs|compiled|eager
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
-from backends.generation import GenerationEngine, LMArtifactLike
-from backends.gpu.runtime import CudaGraphs
 from backends import torch_generation
+from backends.generation import GenerationEngine, LMArtifactLike
+from backends.gpu.slots import SlotsEngine
+from backends.gpu.static_cache import (cache_length, captured_sizes, decode_mode, prepared,
+                                       static_caches, unsupported)
 from backends.torch_generation import StaticBatchingEngine, TorchEngine
 
 # The options the engines read (the compile path reads backends/gpu/backend.py's).
 OPTIONS = ("engine", "decode", "max_batch", "threads")
 ENGINES = ("static", "slots") + torch_generation.ENGINES
-DECODES = ("graphs", "compiled", "eager")
-# Builders whose transformers model decodes from a StaticCache with no host sync
-# (no data-dependent shapes), which a CUDA graph needs.
-STATIC_BUILDERS = ("gpt2", "llama", "qwen3")
-UNSUPPORTED = {
-    "chatglm2": "ChatGLM2 is xpuperf's own module with per-layer key/value lists: "
-                "transformers has no static cache for it",
-    "qwen3_moe": "a mixture of experts routes each token to experts chosen by its data "
-                 "(data-dependent shapes): its decode cannot be one fixed CUDA graph",
-}
-LENGTH_STEP = 64  # cache lengths are rounded up to this: lengths near each other share captures
-
-
 def engine(artifact: LMArtifactLike, precision: str, options: Mapping[str, str],
            device: str) -> GenerationEngine:
     """The engine ``options["engine"]`` asks for, on ``device``: a static-cache one
     (static batches, or slots: continuous batching), or torch's continuous or
     reference engine; the reference engine, saying why, where a static-cache one
     cannot serve this model."""
-    # Imported here: backends/gpu/slots.py builds on this module.
-    from backends.gpu.slots import SlotsEngine
-
     choice = options.get("engine", "static")
     if choice not in ENGINES:
         raise ValueError(f"backend option engine={choice!r}: use one of {', '.join(ENGINES)}")
@@ -81,14 +67,6 @@ def engine(artifact: LMArtifactLike, precision: str, options: Mapping[str, str],
                            why=f"the static-cache engine declined: {why}")
     return (StaticCacheEngine if choice == "static" else SlotsEngine)(artifact, precision,
                                                                       options, device)
-
-
-def unsupported(builder: str) -> str:
-    """Why the static-cache engine cannot serve ``builder``'s models, or ''."""
-    if builder in STATIC_BUILDERS:
-        return ""
-    return UNSUPPORTED.get(builder, f"builder {builder!r} is not one it was checked with "
-                                    f"({', '.join(STATIC_BUILDERS)})")
 
 
 class StaticCacheEngine(StaticBatchingEngine):
@@ -129,7 +107,7 @@ class StaticCacheEngine(StaticBatchingEngine):
     def _decoder_for(self, length: int) -> "_Decoder":
         if self._decoder is None or self._decoder.length < length:
             self._release()
-            self._decoder = _Decoder(self, -(-length // LENGTH_STEP) * LENGTH_STEP)
+            self._decoder = _Decoder(self, cache_length(length))
         return self._decoder
 
 
@@ -153,67 +131,3 @@ class _Decoder:
         step = prepared(engine, step, torch.zeros(size, 1, dtype=torch.long, device=engine.device))
         cache.reset()
         return step
-
-
-def decode_mode(options: Mapping[str, str], device: str) -> tuple[bool, bool, str]:
-    """Option ``decode`` on ``device``: (replayed from CUDA graphs, compiled by
-    torch.compile, the words for the engine's description)."""
-    cuda = device.startswith("cuda")
-    decode = options.get("decode", "graphs" if cuda else "eager")
-    if decode not in DECODES:
-        raise ValueError(f"backend option decode={decode!r}: use one of {', '.join(DECODES)}")
-    if decode == "graphs" and not cuda:
-        raise ValueError(f"decode=graphs: CUDA graphs need a CUDA device, not {device}; "
-                         "use decode=eager or decode=compiled there")
-    words = {"graphs": "replayed from CUDA graphs",
-             "compiled": "compiled by torch.compile" + (" and replayed from CUDA graphs" if cuda
-                                                        else ""),
-             "eager": "eager"}[decode]
-    return cuda and decode != "eager", decode == "compiled", f"{words} on {device}"
-
-
-def captured_sizes(max_batch: int) -> list[int]:
-    """The batch sizes decode steps are captured for: powers of two below
-    ``max_batch``, and ``max_batch``."""
-    return sorted({1 << i for i in range(max_batch.bit_length()) if 1 << i < max_batch}
-                  | {max_batch})
-
-
-def static_caches(engine: Any, length: int) -> dict[int, Any]:
-    """Per captured batch size (``engine._sizes``) a StaticCache of ``length``
-    tokens whose tensors are views of the first rows of one storage of the
-    largest size's: every size's cache for the memory of one."""
-    from transformers import StaticCache
-
-    torch, lm = engine._torch, engine._lm
-    shape = lm.shape
-    caches: dict[int, Any] = {}
-    storage = None
-    for size in sorted(engine._sizes, reverse=True):  # the largest one is the storage
-        cache = StaticCache(config=lm.model.config, max_cache_len=length)
-        cache.early_initialization(size, shape.kv_heads, shape.kv_dim // shape.kv_heads,
-                                   engine._dtype, torch.device(engine.device))
-        if storage is None:
-            storage = [(layer.keys, layer.values) for layer in cache.layers]
-        else:
-            for layer, (keys, values) in zip(cache.layers, storage):
-                layer.keys, layer.values = keys[:size], values[:size]
-        caches[size] = cache
-    return caches
-
-
-def prepared(engine: Any, step: Callable[..., Any], *examples: Any) -> Callable[..., Any]:
-    """``step`` as the engine's option decode runs it: compiled by torch.compile
-    (static shapes: one graph of fused kernels per batch size), and on CUDA
-    captured as a CUDA graph, here, with ``examples`` for its inputs (the capture
-    runs it a few times: the caller resets what those runs wrote)."""
-    torch = engine._torch
-    if engine._compiled:
-        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit,
-                                                   len(engine._sizes))
-        step = torch.compile(step, dynamic=False)
-    if not engine._graphs:
-        return step
-    graphs = CudaGraphs(step, torch.device(engine.device))
-    graphs(*examples)
-    return graphs

@@ -17,9 +17,9 @@ and a request holds one row from its prefill to its last token.
   tokens, and counts its position ids from its own prompt. Everything the step
   reads is a tensor of fixed address, so the step is one CUDA graph per size.
 - A request leaves its row with its last token; the row is free for the next.
-- The cache is as long as the longest admitted request needs (rounded up to
-  ``LENGTH_STEP``). A request that needs more waits until the rows in use
-  drain; then the cache grows and the steps are captured again.
+- The cache is as long as the longest admitted request needs (rounded up by
+  ``static_cache.cache_length``). A request that needs more waits until the
+  rows in use drain; then the cache grows and the steps are captured again.
 
 On a CPU (device=cpu) the same steps run eagerly, so its logic is tested without
 a GPU. Serves the builders the static engine serves, with torch's SDPA attention
@@ -33,8 +33,8 @@ from typing import Any, Mapping
 import torch
 
 from backends.generation import LMArtifactLike, Request, TokenSink
-from backends.gpu.generation import (LENGTH_STEP, captured_sizes, decode_mode, prepared,
-                                     static_caches, unsupported)
+from backends.gpu.static_cache import (cache_length, captured_sizes, decode_mode, prepared,
+                                       static_caches, unsupported)
 from backends.torch_generation import BatchingEngine, by_prompt_length
 
 Entry = tuple[Request, TokenSink]
@@ -95,7 +95,7 @@ class SlotsEngine(BatchingEngine):
             need = max(_need(request) for request, _ in arrivals)
             if self._store is None or self._store.length < need:  # nothing runs: see _admit
                 self._release()
-                self._store = _Store(self, -(-need // LENGTH_STEP) * LENGTH_STEP)
+                self._store = _Store(self, cache_length(need))
         for group in by_prompt_length(arrivals):
             rows = [i for i, entry in enumerate(self._rows) if entry is None][:len(group)]
             first = self._store.fill(rows, [request.prompt for request, _ in group])
