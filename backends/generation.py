@@ -12,8 +12,9 @@ A bring-your-own engine (vLLM, SGLang, a vendor's) fits in one short file: call
 backends/torch_generation.py is the reference engine (torch, KV cache, static
 batching); backends/continuous_batching.py batches continuously on the same
 model (what the CPU backend serves by default); backends/gpu/generation.py adds
-a static cache and CUDA graphs to the reference's batches. An engine may set ``description`` (a str: which
-engine serves, and why where it is a fallback): every LLM record shows it.
+a static cache and CUDA graphs to the reference's batches. An engine may set
+``description`` (a str: which engine serves, and why where it is a fallback):
+every LLM record shows it.
 """
 from __future__ import annotations
 

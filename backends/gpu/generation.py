@@ -32,9 +32,8 @@ engine starts (keep max_batch small with it).
 Options: engine=static|slots|continuous|reference (default static; slots is
 continuous batching on the static cache, backends/gpu/slots.py; continuous is
 torch's continuous-batching engine, backends/continuous_batching.py, eager);
-decode=graphs|compiled|eager
-(default graphs on CUDA, eager on the CPU); max_batch, threads
-(backends/torch_generation.py).
+decode=graphs|compiled|eager (default graphs on CUDA, eager on the CPU);
+max_batch, threads (backends/torch_generation.py).
 """
 from __future__ import annotations
 
@@ -50,6 +49,8 @@ from backends.torch_generation import StaticBatchingEngine, TorchEngine
 # The options the engines read (the compile path reads backends/gpu/backend.py's).
 OPTIONS = ("engine", "decode", "max_batch", "threads")
 ENGINES = ("static", "slots") + torch_generation.ENGINES
+
+
 def engine(artifact: LMArtifactLike, precision: str, options: Mapping[str, str],
            device: str) -> GenerationEngine:
     """The engine ``options["engine"]`` asks for, on ``device``: a static-cache one

@@ -17,9 +17,10 @@ from xpuperf.worker.server import Origin, serve
 # Workers are forked from one server process per session that has imported
 # these once (multiprocessing's forkserver), not started afresh: a fresh python
 # spent over a second importing torch and onnxruntime for every compiled model
-# (benchmarks/worker_start.py). A module that is not installed is skipped. The server runs no thread of python's
-# or torch's when it forks; numpy's BLAS starts idle pool threads, which it
-# shuts down before a fork and restarts in the child.
+# (benchmarks/worker_start.py). A module that is not installed is skipped. The
+# server runs no thread of python's or torch's when it forks; numpy's BLAS
+# starts idle pool threads, which it shuts down before a fork and restarts in
+# the child.
 PRELOAD = ("numpy", "onnxruntime", "torch", "xpuperf.worker.server", "xpuperf.worker.host")
 START_METHOD = "forkserver"  # benchmarks/worker_start.py times it against "spawn"
 LOG_LINES = 20  # of the worker's output, quoted when it dies

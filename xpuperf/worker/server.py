@@ -29,7 +29,10 @@ def _error(e: BaseException) -> dict[str, str]:
 class Origin:
     """What a worker takes from its parent as it starts: a worker forked from the
     session's server process (xpuperf.worker.process) would otherwise have the
-    server's environment, import path and folder, as they were when it started."""
+    server's environment, import path and folder, as they were when it started.
+    What the preloaded modules read from the environment as they were imported
+    (torch's thread pools, say) stays as the server found it, at the session's
+    first worker start."""
 
     environ: dict[str, str]
     path: list[str]
