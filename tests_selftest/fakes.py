@@ -9,7 +9,7 @@ from typing import Mapping
 
 import numpy as np
 
-from backends.base import Compiled, CompileError
+from backends.base import Compiled, CompileError, EnergyMeter
 from backends.cpu import CpuBackend
 
 
@@ -178,3 +178,34 @@ class DeviceEchoBackend(CpuBackend):
         compiled = super().compile(artifact, precision, batch_sizes, options)
         compiled.report.details["bound_device"] = os.environ.get("XPUPERF_DEVICE")
         return compiled
+
+
+# --------------------------------------------------------------------------- energy
+
+METER_WATTS = 40.0
+
+
+class ConstantPower(EnergyMeter):
+    """A device that draws METER_WATTS: its counter is that times the host's clock,
+    so a window's figures are known. ``broken``: every read after the first raises."""
+
+    wraps_at = (None,)
+
+    def __init__(self, broken: bool):
+        self.method = f"fake constant {METER_WATTS:g} W counter"
+        self._broken, self._reads = broken, 0
+
+    def read(self) -> tuple[float, ...]:
+        self._reads += 1
+        if self._broken and self._reads > 1:
+            raise RuntimeError("the counter's driver went away")
+        return (METER_WATTS * time.perf_counter(),)
+
+
+class MeteredBackend(CpuBackend):
+    """The CPU backend with a fake energy counter (--backend-option meter=broken:
+    one whose reads fail mid-run)."""
+    name = "METERED"
+
+    def energy_meter(self, options: Mapping[str, str]) -> EnergyMeter:
+        return ConstantPower(options.get("meter") == "broken")
