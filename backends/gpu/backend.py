@@ -14,7 +14,8 @@ from typing import Any, Callable, Mapping
 
 from backends import hostcpu
 from backends.base import (Backend, Compiled, CompileError, CompileReport, Declined,
-                           EnergyMeter, ModelArtifactLike, load_cached, save_report)
+                           EnergyMeter, EnergyUnavailable, ModelArtifactLike, load_cached,
+                           save_report)
 from backends.gpu import energy, generation
 from backends.gpu.runtime import CudaGraphs, Feeder, TorchCompiled
 
@@ -172,7 +173,10 @@ class GpuBackend(Backend):
     def energy_meter(self, options: Mapping[str, str]) -> EnergyMeter:
         """NVML's counter of the bound card (backends/gpu/energy.py); with
         device=cpu, the host's RAPL counters, where readable."""
-        device = torch_device(options.get("device") or "cuda")
+        try:
+            device = torch_device(options.get("device") or "cuda")
+        except CompileError as e:  # no such device: no counter either
+            raise EnergyUnavailable(str(e)) from None
         if device.type == "cpu":
             return hostcpu.energy_meter()
         return energy.meter(device)
