@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from backends.base import EnergyMeter, EnergyUnavailable
-
-Issue = Callable[[int], None]
+from xpuperf.measure.loadgen import Issue
 
 
 class EnergyError(ValueError):
