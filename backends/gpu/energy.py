@@ -6,6 +6,12 @@ found by its UUID, not by its CUDA index: CUDA orders devices fastest first and
 through CUDA_VISIBLE_DEVICES, NVML by PCI bus, so the indices can differ.
 pynvml (the nvidia-ml-py distribution: pip install 'xpuperf[gpu]') is imported
 here only, when a meter is asked for.
+
+Seen on an H200 (driver 580.159, 2026-12-04): torch's device UUID found the card
+through NVML; the counter advanced every 100 ms, and one read took about 4 ms.
+So a window of T seconds is within about 0.1 / T of its energy (the full tier's
+10 s windows: 1 %; the smoke tier's 0.3 s: a third), and the reads sit outside
+every timed query (after the warm-up, after the last query).
 """
 from __future__ import annotations
 
