@@ -187,25 +187,26 @@ METER_WATTS = 40.0
 
 class ConstantPower(EnergyMeter):
     """A device that draws METER_WATTS: its counter is that times the host's clock,
-    so a window's figures are known. ``broken``: every read after the first raises."""
+    so a window's figures are known. Reads after the first ``good_reads`` raise."""
 
     wraps_at = (None,)
 
-    def __init__(self, broken: bool):
+    def __init__(self, good_reads: int | None = None):
         self.method = f"fake constant {METER_WATTS:g} W counter"
-        self._broken, self._reads = broken, 0
+        self._good, self._reads = good_reads, 0
 
     def read(self) -> tuple[float, ...]:
         self._reads += 1
-        if self._broken and self._reads > 1:
+        if self._good is not None and self._reads > self._good:
             raise RuntimeError("the counter's driver went away")
         return (METER_WATTS * time.perf_counter(),)
 
 
 class MeteredBackend(CpuBackend):
-    """The CPU backend with a fake energy counter (--backend-option meter=broken:
-    one whose reads fail mid-run)."""
+    """The CPU backend with a fake energy counter (--backend-option good_reads=N:
+    one whose reads fail after the first N, in the middle of a session)."""
     name = "METERED"
 
     def energy_meter(self, options: Mapping[str, str]) -> EnergyMeter:
-        return ConstantPower(options.get("meter") == "broken")
+        good = options.get("good_reads")
+        return ConstantPower(int(good) if good is not None else None)

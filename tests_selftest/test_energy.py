@@ -246,44 +246,46 @@ def test_rapl_missing_or_unreadable_is_unavailable_with_the_fix(tmp_path: Path,
 
 # --------------------------------------------------------------------------- sessions
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_zoo(tmp_path_factory.mktemp("tiny"), tiers=FAST_TIERS)
+# Offline and single stream at batch size 2: two items of one worker, one meter.
+TWO_ITEMS = FAST_TIERS.replace("scenarios: {offline: all}",
+                               "scenarios: {offline: all, single_stream: all}")
 
 
-def _throughput(folder: Path, *options: str) -> tuple[dict, dict]:
-    """The offline item's entry in result-fp32.json and its record (extra_info)."""
-    hardware = "tests_selftest.fakes:MeteredBackend"
-    done = run_session(folder, hardware, *options, "-k", "test_throughput", report="METERED")
+def test_records_carry_the_counters_energy_and_a_meter_that_breaks_costs_only_that(
+        tmp_path: Path) -> None:
+    """The meter's first item gets its figures from its two reads; its reads then
+    fail, and the second item passes with the reason instead of figures."""
+    folder = tiny_zoo(tmp_path, tiers=TWO_ITEMS)
+    zoo = folder / "zoo.yaml"
+    zoo.write_text(zoo.read_text().replace("    precisions: [fp32]\n", "    precisions: [fp32]\n"
+                                           "    scenarios: [offline, single_stream]\n"))
+    done = run_session(folder, "tests_selftest.fakes:MeteredBackend", "--backend-option",
+                       "good_reads=2", "-k", "test_throughput", report="METERED")
     assert done.returncode == 0, done.stdout[-3000:]
     result = json.loads((folder / "METERED" / "tiny-bert" / "result-fp32.json").read_text())
     bench = json.loads((folder / "METERED" / "benchmark.json").read_text())
-    [point] = result["Performance"]
-    [item] = bench["benchmarks"]
-    return point, item["extra_info"]
-
-
-def test_a_throughput_record_carries_the_counters_energy(tiny: Path) -> None:
-    point, extra = _throughput(tiny)
-    used = extra["energy"]
+    assert [p["Status"] for p in result["Performance"]] == ["passed", "passed"]
+    [measured] = [b["extra_info"] for b in bench["benchmarks"]
+                  if "avg_watts" in b["extra_info"]["energy"]]
+    [broken] = [b["extra_info"] for b in bench["benchmarks"]
+                if "unavailable" in b["extra_info"]["energy"]]
+    used = measured["energy"]
     # The fake device draws METER_WATTS: the counter's watts, over the measured run.
     assert used["avg_watts"] == pytest.approx(METER_WATTS, rel=1e-2)
     assert used["joules"] == pytest.approx(METER_WATTS * used["seconds"], rel=1e-2)
-    assert extra["wall_s"] <= used["seconds"] < extra["wall_s"] + 0.5
-    assert used["j_per_query"] == pytest.approx(used["joules"] / extra["queries"])
-    assert used["j_per_sample"] == pytest.approx(used["joules"] / extra["samples"])
+    assert measured["wall_s"] <= used["seconds"] < measured["wall_s"] + 0.5
+    assert used["j_per_query"] == pytest.approx(used["joules"] / measured["queries"])
+    assert used["j_per_sample"] == pytest.approx(used["joules"] / measured["samples"])
     assert used["method"] == f"fake constant {METER_WATTS:g} W counter"
-    assert point["Avg Watts"] == used["avg_watts"] and point["J per Sample"] == used["j_per_sample"]
-    assert point["J per Query"] == used["j_per_query"] and point["Energy Method"] == used["method"]
-    html = (tiny / "METERED" / "report.html").read_text()
-    assert "W &middot; J / sample" in html
-
-
-def test_a_meter_that_breaks_costs_the_energy_figure_not_the_item(tiny: Path) -> None:
-    point, extra = _throughput(tiny, "--backend-option", "meter=broken")
     why = "reading fake constant 40 W counter failed: RuntimeError: the counter's driver went away"
-    assert extra["energy"] == {"unavailable": why}
-    assert point["Status"] == "passed" and point["QPS"] > 0
-    assert point["Energy Unavailable"] == why and "Avg Watts" not in point
-    html = (tiny / "METERED" / "report.html").read_text()
-    assert f"No energy figures: {why}".replace("'", "&#39;") in html
+    assert broken["energy"] == {"unavailable": why} and broken["qps"] > 0
+    # The result JSON and the report say the same.
+    points = {p["Scenario"]: p for p in result["Performance"]}
+    point = points[measured["scenario"]]
+    assert (point["Avg Watts"], point["J per Query"], point["J per Sample"],
+            point["Energy Method"]) == (used["avg_watts"], used["j_per_query"],
+                                        used["j_per_sample"], used["method"])
+    assert points[broken["scenario"]]["Energy Unavailable"] == why
+    assert "Avg Watts" not in points[broken["scenario"]]
+    html = (folder / "METERED" / "report.html").read_text()
+    assert "W &middot; J / sample" in html

@@ -208,7 +208,7 @@ def test_the_reference_engine_passes_the_server_bounds_and_the_accuracy_gate(tin
 
 class _MeteredBackend(_Backend):
     def energy_meter(self, options):
-        return ConstantPower(broken=False)
+        return ConstantPower()
 
 
 def test_a_scenario_records_its_energy_per_output_token_and_request(tiny):
