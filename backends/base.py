@@ -9,6 +9,8 @@ The shape follows onnx.backend.base (prepare -> rep.run): ``compile`` is prepare
 ``Compiled.run`` is rep.run. An accelerator may also offer ``Compiled.resident()``
 (a ``Resident``: inputs and outputs kept on its device, timed by its own clock),
 so that its items report device-resident figures beside the end-to-end ones.
+And it may offer ``Backend.energy_meter()`` (an ``EnergyMeter``: its device's own
+energy counter), so that the timed windows report joules and watts.
 """
 from __future__ import annotations
 
@@ -177,6 +179,41 @@ class Backend(abc.ABC):
         from backends.generation import GenerationUnsupported
         raise GenerationUnsupported(f"the {self.name} backend has no generation engine "
                                     "(implement Backend.generation_engine)")
+
+    def energy_meter(self, options: Mapping[str, str]) -> "EnergyMeter":
+        """Optional: the energy counter of the device ``options`` run on (the same
+        options ``compile`` gets), read before and after each timed window. Raise
+        ``EnergyUnavailable`` with the reason where the device has none, or it
+        cannot be read here: the records then say "unavailable" and why. Never
+        an estimate (from a TDP, say): a figure here is a counter's."""
+        raise EnergyUnavailable(f"the {self.name} backend reads no energy counter "
+                                "(implement Backend.energy_meter)")
+
+
+class EnergyUnavailable(RuntimeError):
+    """The device has no energy counter, or it cannot be read; the message says
+    why and, where there is one, what makes it readable."""
+
+
+class EnergyMeter(abc.ABC):
+    """A device's own cumulative energy counter(s): NVML's total energy of a
+    card, RAPL's of each CPU package. xpuperf.measure.energy reads it before and
+    after a timed window and does the arithmetic (wrap-around, J per query, W);
+    a meter only reads."""
+
+    # What is counted, named for the record: "NVML total energy, cuda:0 (...)".
+    method: str = ""
+    # Per counter, the joules at which it wraps back to zero; None: it does not wrap.
+    wraps_at: tuple[float | None, ...] = ()
+
+    @abc.abstractmethod
+    def read(self) -> tuple[float, ...]:
+        """Each counter's joules since its own origin (one per domain: a card, a
+        package), in ``wraps_at``'s order. Raise on a failed read: that costs the
+        window its energy figure, never the item."""
+
+    def close(self) -> None:
+        """Release the counter's library or files."""
 
 
 # --------------------------------------------------------------------------- compile cache

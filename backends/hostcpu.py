@@ -14,12 +14,17 @@ OpenVINO's CPU plugin and TensorFlow, cap their kernels at it; ``capabilities()`
 caps what it reports at it too, so that the backends' choices (onnxruntime has no
 such switch) and the expectations follow the same host profile. CI runs the
 host-dependent items both ways with it.
+
+Energy: ``energy_meter()`` reads the CPU packages' RAPL counters through Linux's
+powercap files, where this user may read them.
 """
 from __future__ import annotations
 
 import functools
 import os
 from pathlib import Path
+
+from backends.base import EnergyMeter, EnergyUnavailable
 
 # Capability -> the /proc/cpuinfo flags that give it (any one of them).
 _FLAGS: dict[str, tuple[str, ...]] = {
@@ -103,3 +108,55 @@ def describe() -> str:
                        if has and name != CAPPED) or "none"
     profile = cap()
     return f"{offered} (capped at {profile} by {CAP_VARIABLE})" if profile else offered
+
+
+RAPL_ROOT = Path("/sys/class/powercap")
+
+
+class RaplMeter(EnergyMeter):
+    """The RAPL energy counters of the CPU packages (powercap's intel-rapl:N
+    zones, AMD's too): each counts microjoules of its whole package, every
+    process on it, and wraps at its max_energy_range_uj."""
+
+    def __init__(self, zones: list[Path]):
+        self._files = [z / "energy_uj" for z in zones]
+        self.wraps_at = tuple(int((z / "max_energy_range_uj").read_text()) / 1e6 for z in zones)
+        self.method = (f"RAPL package energy ({', '.join(z.name for z in zones)} under "
+                       f"{zones[0].parent}): the whole CPU package(s), every process on them, "
+                       "DRAM not included")
+
+    def read(self) -> tuple[float, ...]:
+        return tuple(int(f.read_text()) / 1e6 for f in self._files)
+
+
+def energy_meter(root: Path | None = None) -> RaplMeter:
+    """This host's CPU packages' meter (``root``: RAPL_ROOT); EnergyUnavailable
+    saying why where there is none or this user cannot read it."""
+    root = RAPL_ROOT if root is None else root
+    zones = sorted(z for z in root.glob("intel-rapl:*")
+                   if z.name.count(":") == 1 and _zone_name(z).startswith("package"))
+    if not zones:
+        raise EnergyUnavailable(
+            f"no RAPL package zone under {root}: not an x86 Linux host, the powercap "
+            "driver (intel_rapl) is not loaded, or a container or VM hides it")
+    try:
+        meter = RaplMeter(zones)
+        meter.read()
+    except PermissionError as e:
+        raise EnergyUnavailable(
+            f"{e.filename} is not readable by this user (root only since Linux 5.10, "
+            "against the PLATYPUS side channel): run as root or grant read access to the "
+            "energy_uj files") from None
+    except (OSError, ValueError) as e:
+        raise EnergyUnavailable(f"RAPL under {root} cannot be read: {type(e).__name__}: {e}"
+                                ) from None
+    return meter
+
+
+def _zone_name(zone: Path) -> str:
+    """A zone's name (package-0, psys, ...); psys, the platform's, overlaps the
+    packages. A zone whose name cannot be read is taken as a package."""
+    try:
+        return (zone / "name").read_text().strip()
+    except OSError:
+        return "package"

@@ -4,7 +4,8 @@ and >= 3,300 output tokens/s at 32 concurrent 512-token requests for llama2-7b).
 
 Runs what suites/llm runs, through the same session (xpuperf.generation.serving),
 and prints per scenario TTFT and TPOT percentiles, tokens/s, goodput, prefill MFU
-and decode bandwidth utilization, with the weight-read floor of TPOT (weights
+and decode bandwidth utilization, the energy per output token where the
+device has a counter, with the weight-read floor of TPOT (weights
 bytes over the memory bandwidth) beside the measured TPOT, and which engine served.
 
 --build-on cuda builds the model seeded directly on the GPU in the precision
@@ -112,6 +113,11 @@ def _print(scenario: str, f: dict, problems: list[str]) -> None:
         print(f"  {'':<16} at {f['target_rate']:.3g} requests/s ({f['rate_source']}): "
               f"{'valid' if f['valid'] else 'INVALID'}; highest valid rate found "
               f"{f['max_valid_rate'] or 0:.3g} requests/s in {len(f['search'])} trials")
+    used = f.get("energy") or {}
+    print(f"  {'':<16} energy: " + (
+        f"{used['avg_watts']:.1f} W, {used['j_per_output_token'] * 1e3:.3g} mJ per output "
+        f"token ({used['method']})" if "avg_watts" in used
+        else f"unavailable: {used.get('unavailable', 'not recorded')}"))
     for p in problems:
         print(f"  {'':<16} FAIL: {p}")
 

@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from backends.base import Compiled, Resident
+from backends.base import Compiled, EnergyMeter, Resident
 from backends.cpu import CpuBackend
 
 
@@ -88,3 +88,21 @@ class StaleResident(CpuBackend):
     def compile(self, *args: Any, **kwargs: Any) -> Compiled:
         compiled = super().compile(*args, **kwargs)
         return _WithResident(compiled, lambda inner, feeds: inner.run(feeds))
+
+
+class _Backwards(EnergyMeter):
+    """A counter that restarts on every read and says it does not wrap."""
+
+    method, wraps_at = "a counter that resets", (None,)
+
+    def __init__(self) -> None:
+        self.joules = 10.0
+
+    def read(self) -> tuple[float, ...]:
+        self.joules -= 1.0
+        return (self.joules,)
+
+
+class BackwardsMeter(CpuBackend):
+    def energy_meter(self, options: Mapping[str, str]) -> EnergyMeter:
+        return _Backwards()

@@ -9,7 +9,7 @@ from typing import Mapping
 
 import numpy as np
 
-from backends.base import Compiled, CompileError
+from backends.base import Compiled, CompileError, EnergyMeter
 from backends.cpu import CpuBackend
 
 
@@ -178,3 +178,35 @@ class DeviceEchoBackend(CpuBackend):
         compiled = super().compile(artifact, precision, batch_sizes, options)
         compiled.report.details["bound_device"] = os.environ.get("XPUPERF_DEVICE")
         return compiled
+
+
+# --------------------------------------------------------------------------- energy
+
+METER_WATTS = 40.0
+
+
+class ConstantPower(EnergyMeter):
+    """A device that draws METER_WATTS: its counter is that times the host's clock,
+    so a window's figures are known. Reads after the first ``good_reads`` raise."""
+
+    wraps_at = (None,)
+
+    def __init__(self, good_reads: int | None = None):
+        self.method = f"fake constant {METER_WATTS:g} W counter"
+        self._good, self._reads = good_reads, 0
+
+    def read(self) -> tuple[float, ...]:
+        self._reads += 1
+        if self._good is not None and self._reads > self._good:
+            raise RuntimeError("the counter's driver went away")
+        return (METER_WATTS * time.perf_counter(),)
+
+
+class MeteredBackend(CpuBackend):
+    """The CPU backend with a fake energy counter (--backend-option good_reads=N:
+    one whose reads fail after the first N, in the middle of a session)."""
+    name = "METERED"
+
+    def energy_meter(self, options: Mapping[str, str]) -> EnergyMeter:
+        good = options.get("good_reads")
+        return ConstantPower(int(good) if good is not None else None)

@@ -30,3 +30,10 @@ def test_kit_fails_a_backend_that_breaks_the_contract(violator: str, failing: st
     done = run_kit(f"tests_selftest.contract_violators:{violator}", tmp_path, "-k", "fp32")
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"FAILED tests_selftest/contract/test_contract.py::{failing}" in done.stdout, done.stdout
+
+
+def test_kit_fails_an_energy_counter_that_runs_backwards(tmp_path: Path) -> None:
+    done = run_kit("tests_selftest.contract_violators:BackwardsMeter", tmp_path, "-k", "energy")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "a counter that does not wrap ran backwards: (9.0,) then (8.0,)" in done.stdout, \
+        done.stdout

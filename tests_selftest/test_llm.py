@@ -17,6 +17,7 @@ from xpuperf.generation.harness import search_rate
 from xpuperf.generation.metrics import Bounds, Trace, figures
 from xpuperf.generation.serving import LLMSession
 from xpuperf.zoo import ZooError, parse_zoo
+from tests_selftest.fakes import METER_WATTS, ConstantPower
 
 MS = 1_000_000  # ns
 
@@ -198,11 +199,34 @@ def test_the_reference_engine_passes_the_server_bounds_and_the_accuracy_gate(tin
     try:
         fields, problems = llm.run_scenario(roomy, "fp32", "server", None)
         assert problems == [] and fields["valid"] and fields["max_valid_rate"] is not None
+        # A backend without an energy counter says so in the record.
+        assert fields["energy"] == {"unavailable": "the TEST backend reads no energy counter "
+                                                   "(implement Backend.energy_meter)"}
         fields, problems = llm.check_accuracy(tiny, "fp32")
         assert problems == [] and fields["greedy_match"] == 1.0
         assert fields["engine"].startswith("torch reference engine")  # the record says who served
     finally:
         llm.close()
+
+
+class _MeteredBackend(_Backend):
+    def energy_meter(self, options):
+        return ConstantPower()
+
+
+def test_a_scenario_records_its_energy_per_output_token_and_request(tiny):
+    llm = LLMSession(_MeteredBackend(), {})
+    try:
+        fields, problems = llm.run_scenario(tiny, "fp32", "offline", 2)
+    finally:
+        llm.close()
+    used = fields["energy"]
+    assert problems == [] and fields["generated_tokens"] == 4 * 4
+    assert used["avg_watts"] == pytest.approx(METER_WATTS, rel=1e-2)
+    assert used["j_per_output_token"] == pytest.approx(used["joules"] / 16)
+    assert used["j_per_request"] == pytest.approx(used["joules"] / 4)
+    # The window is the run: it starts before the first submit, ends after the last token.
+    assert fields["wall_s"] <= used["seconds"] < fields["wall_s"] + 0.5
 
 
 def test_a_slow_engine_fails_the_server_bounds(tiny):

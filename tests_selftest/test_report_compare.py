@@ -136,8 +136,38 @@ def test_published_figures_go_beside_the_same_model_and_precision(tmp_path):
     assert "3134" in html and "published" in html and "not measured" in html
 
 
+def test_measured_rows_show_qps_per_watt_and_published_rows_qps_per_tdp(tmp_path):
+    """A measured row's QPS over its measured watts, a published row's over its
+    card's rated TDP: each named for what it is, both read back from the files."""
+    recs = []
+    for r in records():
+        if r["suite"] == "performance" and r["model"] == "bert-torch" and r["precision"] == "fp32":
+            seconds = r["wall_s"]
+            r = dict(r, energy={"joules": 50.0 * seconds, "seconds": seconds, "avg_watts": 50.0,
+                                "j_per_query": None, "j_per_sample": 50.0 * seconds / r["samples"],
+                                "method": "NVML total energy, cuda:0"})
+        recs.append(r)
+    write_reports(recs, tmp_path / "GPU", "GPU", INFO, TEMPLATES)
+    cmp = compare([load_run(tmp_path / "GPU")], published=load_published())
+    [line] = [ln for ln in cmp.lines if ln.combination == "bert-torch-squad-fp32"]
+    best = line.cells[0].row.best
+    assert best.qps == 224.5 and best.avg_watts == 50.0 and best.qps_per_watt == 224.5 / 50
+    assert best.energy_method == "NVML total energy, cuda:0"
+    [stc] = [p for p in line.published if p.hardware == "STC P920"]
+    assert stc.tdp_w == 160 and stc.qps_per_tdp == pytest.approx(813.86 / 160)
+    html = render_compare(cmp, TEMPLATES)
+    assert "4.49 QPS/W measured (50 W)" in html
+    assert "5.09 QPS/TDP (160 W rated)" in html and "16.9 QPS/TDP (185 W rated)" in html
+    # A row without an energy counter shows no QPS/W; QPS/TDP is never shown as QPS/W.
+    assert html.count("QPS/W measured") == 1
+
+
 @pytest.mark.parametrize("text, message", [
     ("sources: 3", "needs a top-level 'sources:' list"),
+    ("sources: [{vendor: v, hardware: h, title: t, figures: [], tdp_w: 150}]",
+     r"tdp_w: a positive number of watts with its tdp_source, got 150"),
+    ("sources: [{vendor: v, hardware: h, title: t, figures: [], tdp_w: 0, tdp_source: s}]",
+     r"tdp_w: a positive number of watts"),
     ("sources: [{vendor: v, hardware: h, title: t, figures: [{model: m, precision: p}]}]",
      r"figures\[0\]: missing qps"),
     ("sources: [{vendor: v, hardware: h, title: t, figures: [{model: m, precision: p, qps: -1}]}]",

@@ -38,6 +38,9 @@ and, by suite:
                  {p50, p90} or None, device_qps, device_time_source, h2d_bytes_per_s,
                  d2h_bytes_per_s; else {skipped: why}), device_memory_peak_mb (the
                  device's peak allocated memory over the item, where it can say),
+                 energy (the device's own counter read before and after the measured
+                 run, xpuperf.measure.energy: joules, seconds, avg_watts, j_per_query,
+                 j_per_sample, method; or {unavailable: why}, never an estimate),
                  precision_used,
                  distinct_batches, runs (an invalid server run is run again),
                  timed_by, and with --driver mlperf: mlperf
@@ -62,7 +65,9 @@ and, by suite:
                  a scenario item: scenario, concurrency, prompt_tokens, output_tokens,
                  requests, generated_tokens, wall_s, ttft_ms / tpot_ms / itl_ms / e2e_ms
                  {p50, p90, p99, mean}, output_tokens_per_s, requests_per_s, goodput,
-                 valid, ttft_bound_ms, tpot_bound_ms; offline and single_stream:
+                 valid, ttft_bound_ms, tpot_bound_ms, energy (as performance's, per
+                 output token and request: j_per_output_token, j_per_request);
+                 offline and single_stream:
                  weight_bytes, params, kv_bytes_per_token, decode_bytes_per_step,
                  memory_bandwidth(_source), decode_bandwidth_utilization, and at
                  concurrency 1 prefill_flops, peak_flops(_source), prefill_mfu; server:

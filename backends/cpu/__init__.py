@@ -96,6 +96,9 @@ class CpuBackend(Backend):
                 "device_count": 1, "onnxruntime": onnxruntime.__version__,
                 "cpu_capabilities": hostcpu.describe()}
 
+    def energy_meter(self, options: Mapping[str, str]) -> hostcpu.RaplMeter:
+        return hostcpu.energy_meter()  # it computes on the host's CPU packages
+
     def capabilities(self) -> dict[str, bool]:
         return hostcpu.capabilities()
 

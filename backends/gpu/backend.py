@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from backends import hostcpu
 from backends.base import (Backend, Compiled, CompileError, CompileReport, Declined,
-                           ModelArtifactLike, load_cached, save_report)
-from backends.gpu import generation
+                           EnergyMeter, EnergyUnavailable, ModelArtifactLike, load_cached,
+                           save_report)
+from backends.gpu import energy, generation
 from backends.gpu.runtime import CudaGraphs, Feeder, TorchCompiled
 
 MODES = ("eager", "compile", "cudagraphs")
@@ -167,6 +169,17 @@ class GpuBackend(Backend):
         # static one cannot serve), on this backend's device.
         return generation.engine(artifact, precision, options,
                                  device=str(torch_device(options.get("device", "cuda"))))
+
+    def energy_meter(self, options: Mapping[str, str]) -> EnergyMeter:
+        """NVML's counter of the bound card (backends/gpu/energy.py); with
+        device=cpu, the host's RAPL counters, where readable."""
+        try:
+            device = torch_device(options.get("device") or "cuda")
+        except CompileError as e:  # no such device: no counter either
+            raise EnergyUnavailable(str(e)) from None
+        if device.type == "cpu":
+            return hostcpu.energy_meter()
+        return energy.meter(device)
 
     def precisions(self) -> set[str]:
         """What a device of this host can run: the CPU takes fp32, fp16 and bf16;

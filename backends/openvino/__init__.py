@@ -211,6 +211,9 @@ class OpenVinoBackend(Backend):
                                    f"{', '.join(_CAPABILITY[p] for p in missing)} on this CPU")
         return info
 
+    def energy_meter(self, options: Mapping[str, str]) -> hostcpu.RaplMeter:
+        return hostcpu.energy_meter()  # it computes on the host's CPU packages
+
     def capabilities(self) -> dict[str, bool]:
         return hostcpu.capabilities()
 

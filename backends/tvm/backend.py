@@ -181,6 +181,9 @@ class TvmBackend(Backend):
                 "device_count": 1, "tvm": tvm.__version__,
                 "target": json.dumps(_default_target()), "int8": INT8_UNSUPPORTED}
 
+    def energy_meter(self, options: Mapping[str, str]) -> hostcpu.RaplMeter:
+        return hostcpu.energy_meter()  # it computes on the host's CPU packages
+
     def capabilities(self) -> dict[str, bool]:
         # The host's, though the default target (the host's own CPU, as LLVM
         # names it) does not follow ONEDNN_MAX_CPU_ISA: pass a target for that.

@@ -2,7 +2,8 @@
 (xpuperf.measure.loadgen) on real samples in the backend's worker process, with the
 graph's FLOPs, MFU and the worker's peak resident memory; beside them, where the
 backend keeps inputs on its device, the device-resident figures and the device's
-memory peak (xpuperf.measure.resident). pytest-benchmark gets every query's latency
+memory peak (xpuperf.measure.resident); the device's energy over the measured run
+where it has a counter (xpuperf.measure.energy). pytest-benchmark gets every query's latency
 (see xpuperf.measure.timing): the end-to-end ones."""
 import pytest
 
@@ -19,7 +20,7 @@ def test_throughput(perf_case, xpu, compiled, benchmark, record, driver):
 
     figures = {**result, "scenario": spec.name, **xpu.roofline(combo, bs, result["qps"]),
                "peak_rss_mb": run["peak_rss_mb"], "rss_method": run["rss_method"],
-               "device_resident": run["device_resident"]}
+               "device_resident": run["device_resident"], "energy": run["energy"]}
     for optional in ("device_memory_peak_mb", "mlperf"):
         if optional in run:
             figures[optional] = run[optional]

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from backends.base import PRECISIONS, CompileReport
+from backends.base import PRECISIONS, CompileReport, EnergyMeter, EnergyUnavailable
 
 from contract_models import MODELS, feeds
 
@@ -42,6 +42,28 @@ def test_info_is_complete(backend) -> None:
         f"info()['device_count'] must be an int >= 1, got {info['device_count']!r}"
     versions = [k for k, v in info.items() if isinstance(v, str) and re.search(r"\d+\.\d+", v)]
     assert versions, f"info() gives no software-stack version (e.g. 'sdk': '1.2.3'): {info}"
+
+
+def test_energy_meter_reads_counters_or_says_why_not(backend, backend_options) -> None:
+    """Optional: a meter whose counters do not run backwards (a wrap aside), one
+    per ``wraps_at`` entry, and a method named; or EnergyUnavailable with why."""
+    try:
+        meter = backend.energy_meter(backend_options)
+    except EnergyUnavailable as e:
+        assert str(e), "EnergyUnavailable must say why there is no counter"
+        pytest.skip(f"no energy counter: {e}")
+    try:
+        assert isinstance(meter, EnergyMeter), \
+            f"energy_meter() must return a backends.base.EnergyMeter, got {type(meter).__name__}"
+        assert meter.method, "EnergyMeter.method must name the counter for the record"
+        first, second = meter.read(), meter.read()
+        assert len(first) == len(second) == len(meter.wraps_at), \
+            f"read() gave {len(first)} counters, wraps_at names {len(meter.wraps_at)}"
+        assert all(isinstance(j, float) for j in first), f"read() must give floats (J): {first}"
+        assert all(b <= a or w is not None for b, a, w in zip(first, second, meter.wraps_at)), \
+            f"a counter that does not wrap ran backwards: {first} then {second}"
+    finally:
+        meter.close()
 
 
 def test_precisions_are_known(backend) -> None:

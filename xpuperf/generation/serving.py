@@ -6,7 +6,7 @@ nothing here trusts a number the engine reports.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from backends.generation import GenerationEngine, Request
 from xpuperf.generation import accuracy, device, harness, prompts
 from xpuperf.generation.metrics import Bounds, decode_bandwidth_utilization, prefill_mfu
 from xpuperf.generation.models import LMArtifact
+from xpuperf.measure import energy
 from xpuperf.zoo.generation import GenerationSpec
 
 
@@ -39,6 +40,7 @@ class LLMSession:
         self._references: dict[str, dict[str, Any]] = {}
         self._capacity: dict[str, float] = {}
         self._ceilings: dict[str, Any] = {}
+        self._meter: energy.Meter | None = None
 
     # ------------------------------------------------------------------ lifetime
     def artifact(self, spec: GenerationSpec) -> LMArtifact:
@@ -67,6 +69,9 @@ class LLMSession:
             _, engine = self._engine
             self._engine = None
             engine.close()
+        if self._meter is not None:
+            self._meter.close()
+            self._meter = None
 
     # ------------------------------------------------------------------ scenarios
     def run_scenario(self, spec: GenerationSpec, precision: str, scenario: str,
@@ -81,7 +86,7 @@ class LLMSession:
         if scenario == "server":
             return self._server(spec, precision, engine, bounds, fields)
         c = 1 if scenario == "single_stream" else concurrency or 1
-        fig = harness.run_figures(harness.closed_loop(
+        fig = self._measured(lambda: harness.closed_loop(
             engine, self._requests(spec, spec.requests), c, spec.timeout_s), bounds)
         if scenario == "offline" and c == max(spec.concurrency):
             self._capacity[spec.combo_id(precision)] = fig["requests_per_s"]
@@ -99,12 +104,14 @@ class LLMSession:
                                     f"{max(spec.concurrency)}"
         requests = self._requests(spec, spec.requests)
 
-        def run_at(r: float) -> dict[str, Any]:
-            return harness.run_figures(harness.poisson(engine, requests, r, spec.seed,
-                                                       spec.timeout_s), bounds)
-        fig, runs = run_at(rate), 1
+        def arrivals(r: float) -> Callable[[], Sequence[Any]]:
+            return lambda: harness.poisson(engine, requests, r, spec.seed, spec.timeout_s)
+
+        def run_at(r: float) -> dict[str, Any]:  # a search trial: no energy figure
+            return harness.run_figures(arrivals(r)(), bounds)
+        fig, runs = self._measured(arrivals(rate), bounds), 1
         if not fig["valid"]:  # one stall of a shared machine backs up every request behind it
-            fig, runs = run_at(rate), 2
+            fig, runs = self._measured(arrivals(rate), bounds), 2
         best, trials = harness.search_rate(run_at, rate, s.search_s, s.max_trials)
         fields.update(target_rate=rate, runs=runs, **fig, max_valid_rate=best, search=trials,
                       search_budget_s=s.search_s)
@@ -117,6 +124,18 @@ class LLMSession:
             problems = [f"server at {rate:.3g} requests/s is invalid ({runs} runs): "
                         + "; ".join(problems)]
         return fields, problems
+
+    def _measured(self, run: Callable[[], Sequence[Any]], bounds: Bounds) -> dict[str, Any]:
+        """The figures of ``run()`` (the harness's sinks), with the device's energy
+        over it (xpuperf.measure.energy): per output token and per request."""
+        if self._meter is None:
+            self._meter = energy.Meter.open(self.backend, self.options)
+        window = self._meter.window()
+        window.start()
+        sinks = run()
+        used = window.stop(output_token=sum(map(len, harness.tokens(sinks))),
+                           request=len(sinks))
+        return {**harness.run_figures(sinks, bounds), "energy": used}
 
     def _offline_capacity(self, spec: GenerationSpec, precision: str, engine: GenerationEngine,
                           bounds: Bounds) -> float:

@@ -155,6 +155,11 @@ def _perf(point: PerfPoint) -> dict[str, Any]:
         entry["LoadGen QPS"] = point.mlperf_qps
     if point.resident_skipped:
         entry["Device Resident Skipped"] = point.resident_skipped
+    if point.energy_method:
+        entry.update({"Avg Watts": point.avg_watts, "J per Query": point.j_per_query,
+                      "J per Sample": point.j_per_sample, "Energy Method": point.energy_method})
+    if point.energy_unavailable:
+        entry["Energy Unavailable"] = point.energy_unavailable
     if point.message:
         entry["Message"] = point.message
     return entry
@@ -252,7 +257,11 @@ def _read_perf(entry: Mapping[str, Any]) -> PerfPoint:
         flops_per_sample=_float(entry.get("FLOPs per Sample")),
         bytes_per_sample=_float(entry.get("Bytes per Sample")),
         valid=entry.get("Valid"), target_qps=_float(entry.get("Target QPS")),
-        mlperf_qps=_float(entry.get("LoadGen QPS")))
+        mlperf_qps=_float(entry.get("LoadGen QPS")), avg_watts=_float(entry.get("Avg Watts")),
+        j_per_query=_float(entry.get("J per Query")),
+        j_per_sample=_float(entry.get("J per Sample")),
+        energy_method=str(entry.get("Energy Method") or ""),
+        energy_unavailable=str(entry.get("Energy Unavailable") or ""))
 
 
 def _float(value: Any) -> float | None:

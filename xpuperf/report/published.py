@@ -14,7 +14,8 @@ import yaml
 
 PUBLISHED = Path(__file__).with_name("published.yaml")
 
-_SOURCE_KEYS = {"vendor": True, "hardware": True, "title": True, "url": False, "figures": True}
+_SOURCE_KEYS = {"vendor": True, "hardware": True, "title": True, "url": False, "figures": True,
+                "tdp_w": False, "tdp_source": False}
 _FIGURE_KEYS = {"model": True, "precision": True, "qps": True, "batch_size": False,
                 "latency_ms": False, "metric": False, "note": False}
 
@@ -38,6 +39,14 @@ class Published:
     latency_ms: float | None = None
     metric: str = ""
     note: str = ""
+    tdp_w: float | None = None  # the card's thermal design power, as its source states it
+    tdp_source: str = ""
+
+    @property
+    def qps_per_tdp(self) -> float | None:
+        """QPS over the card's TDP: a rated power, not a measured one, so it is
+        never shown as QPS per watt."""
+        return self.qps / self.tdp_w if self.tdp_w else None
 
 
 def load_published(path: Path = PUBLISHED) -> list[Published]:
@@ -53,6 +62,11 @@ def load_published(path: Path = PUBLISHED) -> list[Published]:
     for i, src in enumerate(sources):
         where = f"{path}: sources[{i}]"
         _check(where, src, _SOURCE_KEYS)
+        tdp = src.get("tdp_w")
+        if tdp is not None and (not isinstance(tdp, (int, float)) or tdp <= 0
+                                or not src.get("tdp_source")):
+            raise PublishedError(f"{where}.tdp_w: a positive number of watts with its "
+                                 f"tdp_source, got {tdp!r} from {src.get('tdp_source')!r}")
         for j, fig in enumerate(src["figures"] or []):
             _check(f"{where}.figures[{j}]", fig, _FIGURE_KEYS)
             if not isinstance(fig["qps"], (int, float)) or fig["qps"] <= 0:
@@ -63,7 +77,9 @@ def load_published(path: Path = PUBLISHED) -> list[Published]:
                 source=" ".join(str(src["title"]).split()), url=str(src.get("url") or ""),
                 model=str(fig["model"]), precision=str(fig["precision"]), qps=float(fig["qps"]),
                 batch_size=fig.get("batch_size"), latency_ms=fig.get("latency_ms"),
-                metric=str(fig.get("metric") or ""), note=str(fig.get("note") or "")))
+                metric=str(fig.get("metric") or ""), note=str(fig.get("note") or ""),
+                tdp_w=float(tdp) if tdp is not None else None,
+                tdp_source=" ".join(str(src.get("tdp_source") or "").split())))
     return out
 
 

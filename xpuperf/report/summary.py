@@ -76,8 +76,21 @@ class PerfPoint:
     valid: bool | None = None  # server: p99 within the latency bound
     target_qps: float | None = None
     mlperf_qps: float | None = None  # the same item under mlcommons-loadgen (--driver mlperf)
+    # The device's energy over the measured run, by its own counter (xpuperf.measure.energy);
+    # energy_unavailable says why there is none.
+    avg_watts: float | None = None
+    j_per_query: float | None = None
+    j_per_sample: float | None = None
+    energy_method: str = ""
+    energy_unavailable: str = ""
     baseline_qps: float | None = None  # --baseline's QPS for this item
     qps_regression_pct: float | None = None
+
+
+    @property
+    def qps_per_watt(self) -> float | None:
+        """Samples per second per measured watt (samples per joule), where measured."""
+        return self.qps / self.avg_watts if self.qps and self.avg_watts else None
 
 
 @dataclass
@@ -353,6 +366,7 @@ def _merge_perf(row: Row, rec: Mapping[str, Any], outcome: str, message: str) ->
         else {}
     device_ms = resident.get("device_ms") if isinstance(resident.get("device_ms"), Mapping) \
         else {}
+    used = rec.get("energy") if isinstance(rec.get("energy"), Mapping) else {}
     row.perf.append(PerfPoint(
         batch_size=int(bs) if isinstance(bs, (int, float)) else None,
         scenario=str(rec.get("scenario") or ""), outcome=outcome, message=message,
@@ -372,6 +386,9 @@ def _merge_perf(row: Row, rec: Mapping[str, Any], outcome: str, message: str) ->
         bytes_per_sample=_num(rec.get("bytes_per_sample")),
         stable=_bool(rec.get("stable")), valid=_bool(rec.get("valid")),
         target_qps=_num(rec.get("target_qps")), mlperf_qps=_num(mlperf.get("qps")),
+        avg_watts=_num(used.get("avg_watts")), j_per_query=_num(used.get("j_per_query")),
+        j_per_sample=_num(used.get("j_per_sample")), energy_method=str(used.get("method") or ""),
+        energy_unavailable=str(used.get("unavailable") or ""),
         baseline_qps=_num(baseline.get("qps")),
         qps_regression_pct=_num(baseline.get("qps_regression_pct"))))
     if row.flops_per_sample is None:

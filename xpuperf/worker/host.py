@@ -19,7 +19,7 @@ from backends.base import (Compiled, CompileError, CompileReport, Declined, Mode
                            Resident)
 from backends.registry import find
 from xpuperf import datasets
-from xpuperf.measure import audits, flops, loadgen
+from xpuperf.measure import audits, energy, flops, loadgen
 from xpuperf.batches import (audit_batch_size, batch_free, calibration_feeds, eval_batch_size,
                              perf_indices, run_in_batches)
 from xpuperf.cache import (Cache, arrays_key, content_key, package_modules, read_json,
@@ -118,6 +118,7 @@ class GroupHost:
         self._outputs: dict[str, np.ndarray] | None = None
         self._capacity: dict[int, float] = {}
         self._resident: dict[int, dict[str, Any]] = {}  # batch size -> device-resident figures
+        self._meter: energy.Meter | None = None  # opened by the first timed run
 
     # ------------------------------------------------------------------ commands
     def compile(self) -> dict[str, Any]:
@@ -156,7 +157,8 @@ class GroupHost:
         """One scenario at ``batch_size``: the engine's record, every query's
         latency (ns), the runs it took, the peak resident memory, and the
         device-resident figures (xpuperf.measure.resident, once per batch size; or
-        {"skipped": why}) with the device's memory peak where it can say."""
+        {"skipped": why}) with the device's memory peak where it can say, and the
+        energy of the measured run (xpuperf.measure.energy; or {"unavailable": why})."""
         compiled = self._ready()
         resident = compiled.resident()
         if resident is not None:
@@ -171,21 +173,28 @@ class GroupHost:
             run(batches[k % len(batches)])
 
         settings = run_settings(self.zoo.perf)
+        if self._meter is None:
+            self._meter = energy.Meter.open(self.backend, self.options)
+        window = self._meter.window()
+        # The counter is read where the measured run starts (after its warm-up) and
+        # after it ends.
+        timed = window.watch(issue, settings.warmup_queries)
 
         def capacity() -> float:  # the server's: the offline QPS at this batch size
             if batch_size not in self._capacity:
                 self.note(f"measuring the offline throughput at batch size {batch_size}")
-                self._capacity[batch_size] = loadgen.run_offline(issue, batch_size, settings).qps
+                self._capacity[batch_size] = loadgen.run_offline(timed, batch_size, settings).qps
             return self._capacity[batch_size]
 
         self.note(f"timing {scenario} at batch size {batch_size}")
         with PeakRSS() as rss:
-            result, runs = run_scenario(spec, issue, batch_size, settings, capacity)
+            result, runs = run_scenario(spec, timed, batch_size, settings, capacity)
+            used = window.stop(query=result.queries, sample=result.samples)
         if scenario == "offline":
             self._capacity[batch_size] = result.qps
         out = {"record": result.as_record(), "latencies_ns": np.asarray(result.latencies_ns),
                "runs": runs, "valid": result.valid, "distinct_batches": len(batches),
-               "peak_rss_mb": rss.mb, "rss_method": rss.method,
+               "peak_rss_mb": rss.mb, "rss_method": rss.method, "energy": used,
                "device_resident": self._device_resident(resident, batch_size, batches, settings)}
         peak = resident.memory_peak_bytes() if resident is not None else None
         if peak is not None:
@@ -280,6 +289,8 @@ class GroupHost:
     def close(self) -> None:
         if self.compiled is not None:
             self.compiled.close()
+        if self._meter is not None:
+            self._meter.close()
         self.artifact.close()
 
     # ------------------------------------------------------------------ measuring
