@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import yaml
 
 from backends.base import PRECISIONS
+from xpuperf import safe_yaml
 from xpuperf.zoo.specs import (DOMAINS, DTYPES, FLOAT_DTYPES, FRAMEWORKS, DatasetSpec, ModelSpec, TensorSpec,
                                Zoo, ZooError)
 from xpuperf.zoo.tiers import PICKS, TIERS, model_scenarios, tier_settings
@@ -112,10 +113,10 @@ def _read_yaml(text: str, path: Path) -> tuple[Any, dict[str, int]]:
     loader = _ZooLoader(text, path)
     try:
         return loader.get_single_data(), loader.lines
+    except safe_yaml.YamlError as e:
+        raise ZooError(str(e)) from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ZooError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+        raise ZooError(safe_yaml.problem(e, str(path))) from None
     finally:
         loader.dispose()
 
@@ -303,14 +304,14 @@ def _tensor(v: "_Validator", where: str, raw: Any, dims: Mapping[str, int], need
 
 # --------------------------------------------------------------------------- validation
 
-class _ZooLoader(yaml.SafeLoader):
-    """yaml's safe loader, which also notes the line of every field in ``lines``
+class _ZooLoader(safe_yaml.SafeLoader):
+    """xpuperf's safe loader (aliases bounded), which also notes the line of every field in ``lines``
     ('models.bert-torch.inputs[0].dtype' -> 1-based line) and refuses a key given
     twice in one mapping, a field of an entry or a whole entry: plain yaml keeps the
     last one silently, so the first would be ignored without a word."""
 
     def __init__(self, text: str, path: Path):
-        super().__init__(text)
+        super().__init__(text, str(path))
         self.path = path
         self.lines: dict[str, int] = {}
 
