@@ -38,10 +38,24 @@ class ResultCollector:
     (pytest-xdist forwards workers' reports here) and writes the reports at the end,
     whatever the items' outcomes."""
 
-    def __init__(self, state: PluginState):
+    def __init__(self, state: PluginState, clears_benchmark_json: bool = True):
+        """``clears_benchmark_json``: this session writes benchmark.json in the
+        report folder, so an earlier one's goes with the rest."""
         self.state = state
         self.selected: int | None = None  # items selected; None under pytest-xdist
         self.deselected = 0
+        self.clears_benchmark_json = clears_benchmark_json
+        self.started = time.strftime("%Y-%m-%d %H:%M:%S %z")
+        self.cleared = False  # the earlier session's reports stay until a result comes
+
+    def _clear_once(self) -> None:
+        if not self.cleared:
+            self.cleared = True
+            try:
+                report_folder.clear(self.state.report_dir, self.clears_benchmark_json,
+                                    self.started)
+            except OSError as e:  # said in the summary and the exit status
+                self.state.report_error = f"clearing {self.state.report_dir}: {e}"
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         self.deselected += len(items)
@@ -54,6 +68,7 @@ class ResultCollector:
         props = dict(report.user_properties)
         if ITEM_KEY not in props and report.nodeid not in self.state.records:
             return  # not a zoo item, or one that crashed pytest-xdist's worker before setup
+        self._clear_once()
         rec = self.state.records.setdefault(report.nodeid, dict(props.get(ITEM_KEY, {})))
         before = (rec.get("outcome"), rec.get("message"))
         rec.update(props.get(RECORD_KEY, {}))
@@ -98,16 +113,6 @@ class ResultCollector:
                     else "it never finished: no result was reported")
         option = session.config.option
         run_label = _run_label(interrupted, option.keyword, option.markexpr)
-        try:
-            report_folder.write(state.report_dir, {
-                **report_folder.read(state.report_dir), "status": run_label,
-                "finished": exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED),
-                "exit_status": int(exitstatus), "hardware": state.hardware,
-                "tier": state.zoo.tier, "ended": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-                "selection": {"-k": option.keyword or None, "-m": option.markexpr or None,
-                              "items": self.selected, "deselected": self.deselected}})
-        except OSError as e:  # said in the summary; the reports below may still be written
-            state.report_error = f"{report_folder.MANIFEST}: {e}"
         if state.update_expected and state.outcomes and state.expected_path:
             path = state.expected_path
             old = path.read_text(encoding="utf-8") if path.exists() else ""
@@ -116,7 +121,7 @@ class ResultCollector:
                 "One pytest item name a line, then 'if [not] CAPABILITY' where the outcome\n"
                 "depends on the host; '#' starts the reason."), state.capabilities),
                 encoding="utf-8")
-        if not state.records:
+        if not self.cleared:  # no result: an earlier session's reports stay as they are
             return
         from xpuperf.report import write_reports, zoo_version
         # Which tier and zoo ran: xpuperf compare refuses to join runs that differ.
@@ -131,12 +136,34 @@ class ResultCollector:
                                           state.hardware, info,
                                           session.config.rootpath / "report_templates")
         except Exception as e:  # noqa: BLE001 - say so in the summary, not as a traceback
-            state.report_error = f"{type(e).__name__}: {e}"
+            state.report_error = state.report_error or f"{type(e).__name__}: {e}"
             warnings.warn(f"xpuperf could not write its reports: {state.report_error}")
+        if state.report_error:  # a run whose reports are incomplete did not end well
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        try:  # last: it says whether the reports above were written
+            report_folder.write(state.report_dir, {
+                **report_folder.read(state.report_dir), "status": run_label,
+                "finished": exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+                and not state.report_error,
+                "exit_status": int(session.exitstatus), "hardware": state.hardware,
+                "tier": state.zoo.tier, "ended": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                "reports": f"NOT written: {state.report_error}" if state.report_error
+                else "written",
+                "selection": {"-k": option.keyword or None, "-m": option.markexpr or None,
+                              "items": self.selected, "deselected": self.deselected}})
+        except OSError as e:  # its earlier version, written whole, says "finished": false
+            state.report_error = state.report_error or f"{report_folder.MANIFEST}: {e}"
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         state = self.state
-        if not state.records:
+        if not self.cleared:
+            earlier = report_folder.read(state.report_dir)
+            if earlier:
+                terminalreporter.write_line(
+                    f"xpuperf: no results in this session; {state.report_dir} keeps the reports "
+                    f"of an earlier session (ended {earlier.get('ended', '-')}: "
+                    f"{earlier.get('status', 'unfinished')})")
             return
         from xpuperf.report.ops import op_table
         from xpuperf.report.summary import summarize

@@ -8,6 +8,7 @@ is a file in xpuperf.zoo.model_file, the LLM workloads in xpuperf.zoo.generation
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -65,6 +66,8 @@ TOP_FIELDS = {"defaults": (False, "map"), "tiers": (False, "map"),
               "datasets": (True, "map"), "models": (True, "map"),
               "generation": (False, "map")}
 DEFAULT_FIELDS = ("precisions", "scenarios", "tolerances", "max_drop", "seed")
+# A model's name, a path component of its results as it is (_Validator.entry_name).
+ENTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # The zoo a user's zoo file (one without datasets:) layers on.
 BUILTIN_ZOO = Path(__file__).resolve().parents[2] / "zoo.yaml"
 
@@ -100,6 +103,8 @@ def parse_zoo(text: str, tier: str = "full", path: Path = Path("zoo.yaml")) -> Z
         v.one_of(f"{where}.format", raw["format"], tuple(FORMATS), "format")
         datasets[name] = DatasetSpec(name=name, id=raw["id"], format=raw["format"],
                                      path=raw.get("path"), sample=raw.get("sample"))
+    for name in data["models"]:  # before any entry: a clash is the first thing said
+        v.entry_name(f"models.{name}", name)
     models = tuple(_model(v, name, raw, defaults, tier, datasets)
                    for name, raw in data["models"].items())
     generation = generation_workloads(v, data.get("generation"), tier, {m.name: m for m in models})
@@ -341,6 +346,7 @@ class _ZooLoader(safe_yaml.SafeLoader):
 class _Validator:
     def __init__(self, path: Path, lines: dict[str, int]):
         self.path, self.lines = path, lines
+        self._names: dict[str, str] = {}  # entry_name's: lower-case name -> where
 
     def fail(self, where: str, message: str) -> None:
         probe = where
@@ -348,6 +354,20 @@ class _Validator:
             probe = probe.rsplit(".", 1)[0] if "." in probe else ""
         line = f":{self.lines[probe]}" if probe else ""
         raise ZooError(f"{self.path}{line}: {where or 'top level'}: {message}")
+
+    def entry_name(self, where: str, name: Any) -> None:
+        """A model's (or workload's) name names its result folder and its items: it
+        must be a path component as it is, and differ from the zoo's other entries
+        in more than case. Else "x/conv", "x_conv" and "x conv" would write one
+        result file, the last overwriting the others (on a case-insensitive
+        filesystem "X-conv" and "x-conv" too)."""
+        if not (isinstance(name, str) and ENTRY_NAME.fullmatch(name)):
+            self.fail(where, f"the name {name!r} names the entry's result folder and items: "
+                      "use letters, digits, '.', '_' and '-', starting with a letter or digit")
+        other = self._names.setdefault(name.lower(), where)
+        if other != where:
+            self.fail(where, f"differs from {other} only in case: one result folder would "
+                      "hold both; rename one")
 
     def fields(self, where: str, raw: Any, spec: Mapping[str, tuple[bool, str]]) -> None:
         if not isinstance(raw, dict):
