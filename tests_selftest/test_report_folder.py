@@ -142,17 +142,28 @@ def test_a_k_that_selects_nothing_keeps_the_last_report_and_says_so(tmp_path):
            "2026-01-01 00:00:00 +0000: complete)" in r.stdout
 
 
-def test_a_folder_in_use_or_read_only_is_a_usage_error_naming_why(tmp_path):
-    folder = conv_zoo(tmp_path, {"clean-conv": ""})
-    (folder / "report").mkdir()
-    held = report_folder.lock(folder / "report", "the xpuperf session of pid 1 (started then)")
+def test_a_second_session_on_a_folder_in_use_stops_at_its_first_result_naming_the_first(
+        tmp_path):
+    collector, state = _collector(tmp_path)
+    _earlier_report(state.report_dir)
+    session = SimpleNamespace(shouldstop=False)
+    collector.pytest_sessionstart(session)
+    held = report_folder.lock(state.report_dir, "the xpuperf session of pid 1 (started then)")
     try:
-        r = run_session(folder, "CPU", "-k", "no-such-model", report="report")
+        _pass(collector, "clean-conv")
+        says = "the xpuperf session of pid 1 (started then) is writing its reports there"
+        assert says in session.shouldstop  # pytest stops after this item
+        assert _finish(collector, exitstatus=2).exitstatus == 3
     finally:
         held.close()
-    assert r.returncode == 4 and "INTERNALERROR" not in r.stdout + r.stderr, r.stderr[-2000:]
-    assert "--report-dir: " in r.stderr
-    assert "the xpuperf session of pid 1 (started then) is writing its reports there" in r.stderr
+    assert says in state.report_error
+    # The other session's folder is untouched.
+    assert (state.report_dir / "report.html").read_text() == EARLIER_HTML
+    assert report_folder.read(state.report_dir)["finished"] is True
+
+
+def test_a_read_only_folder_is_a_usage_error(tmp_path):
+    folder = conv_zoo(tmp_path, {"clean-conv": ""})
     readonly = folder / "readonly"
     readonly.mkdir(mode=0o555)
     if os.access(readonly, os.W_OK):  # root writes anywhere: a /proc folder refuses new files

@@ -10,9 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
-import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,8 +71,6 @@ class PluginState:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     written: list[Path] = field(default_factory=list)
     report_error: str = ""
-    # The report folder's lock (xpuperf.report_folder.lock), held by the controller.
-    folder_lock: Any = None
 
 
 STATE = pytest.StashKey[PluginState]()
@@ -246,24 +242,19 @@ def pytest_configure(config: pytest.Config) -> None:
     item_timeout = config.getoption("item_timeout")
     if item_timeout is not None and not item_timeout > 0:
         raise pytest.UsageError(f"--item-timeout must be a number of seconds > 0, got {item_timeout}")
-    folder_lock = None
     if not (hasattr(config, "workerinput") or config.option.collectonly):
         try:  # before --baseline is read: the baseline may be the folder's earlier run
             report_folder.check(report_dir)
-            folder_lock = report_folder.lock(report_dir, (
-                f"the xpuperf session of pid {os.getpid()} (started "
-                f"{time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv)})"))
         except report_folder.ReportFolderError as e:
             raise pytest.UsageError(f"--report-dir: {e}") from None
     _sigterm_as_interrupt()
     config.stash[STATE] = PluginState(zoo=zoo, hardware=hardware, entry=entry,
                                       options=_backend_options(config, hardware),
-                                      report_dir=report_dir, folder_lock=folder_lock,
-                                      **_run_options(config, hardware),
+                                      report_dir=report_dir, **_run_options(config, hardware),
                                       **_expected_options(config, entry))
     if not hasattr(config, "workerinput"):
         from xpuperf.results import ResultCollector
-        # The collector clears the folder when the first result comes (report_folder).
+        # The collector locks and clears the folder when the first result comes.
         config.pluginmanager.register(ResultCollector(
             config.stash[STATE], not getattr(config.option, "benchmark_json", None)),
             "xpuperf-results")
