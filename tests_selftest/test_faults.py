@@ -34,7 +34,7 @@ FAULTS = {"segrun-conv": "segfault_run", "hangrun-conv": "hang_run",
           "segcomp-conv": "segfault_compile", "hangcomp-conv": "hang_compile",
           "raise-conv": "raise_compile", "fp16-conv": "fp16_outputs",
           "none-conv": "none_outputs", "scalar-conv": "scalar_outputs",
-          "missing-conv": "missing_output"}
+          "missing-conv": "missing_output", "wide-conv": "wide_outputs"}
 QUICK = ("--benchmark-disable",)
 
 
@@ -133,6 +133,10 @@ def test_a_compile_fault_fails_compile_and_its_dependants(faulty_run, model, rea
     ("scalar-conv", "output 'output': Compiled.run returned float"),
     ("missing-conv", "Compiled.run returned outputs ['output_renamed']; the zoo declares "
                      "['output'] (missing ['output']) (not declared ['output_renamed'])"),
+    # The zoo declares no shape: the graph's fixed axes hold (numerics failed on a
+    # bare "shape mismatch" and performance passed).
+    ("wide-conv", "output 'output': shape (2, 4, 6, 7) for a batch of 2; the model's graph "
+                  "has (2, 4, 6, 6)"),
 ])
 def test_outputs_that_break_the_contract_say_what_came_back(faulty_run, model, reason):
     _, report = faulty_run
@@ -283,6 +287,26 @@ def test_the_output_contract_names_what_came_back_against_the_declaration():
                       ((good["y"],), "returned tuple")]:
         with pytest.raises(ContractError, match=re.escape(says)):
             check_outputs(bad, declared, 2)
+
+
+def test_the_output_contract_holds_the_graphs_fixed_axes_where_the_zoo_declares_no_shape():
+    declared = (TensorSpec("y", (), "float32", "y"), TensorSpec("s", (), "float32", "s", None,
+                                                                 batched=False))
+    graph = {"y": (None, None, 3), "s": (4,)}  # a free sequence axis, then 3 fixed
+    good = {"y": np.zeros((2, 5, 3), np.float32), "s": np.zeros(4, np.float32)}
+    assert check_outputs(good, declared, 2, graph) is good
+    assert check_outputs({**good, "y": np.zeros((2, 9, 3), np.float32)}, declared, 2, graph)
+    for bad, says in [({**good, "y": np.zeros((2, 5, 4), np.float32)},
+                       "output 'y': shape (2, 5, 4) for a batch of 2; the model's graph has "
+                       "(2, ?, 3)"),
+                      ({**good, "y": np.zeros((2, 15), np.float32)}, "shape (2, 15)"),
+                      ({**good, "s": np.zeros(5, np.float32)},
+                       "output 's': shape (5,); the model's graph has (4,) (the output has no "
+                       "batch axis)")]:
+        with pytest.raises(ContractError, match=re.escape(says)):
+            check_outputs(bad, declared, 2, graph)
+    # Without the graph's shapes (rank unknown) the batch axis is all there is to hold.
+    assert check_outputs({**good, "y": np.zeros((2, 15), np.float32)}, declared, 2, {"y": None})
 
 
 # --------------------------------------------------------------------------- pytest-xdist's reports
