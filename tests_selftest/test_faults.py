@@ -388,3 +388,19 @@ def test_a_worker_starts_with_its_parents_environment_folder_and_path_as_they_ar
         later.close()
     assert seen["value"] == "set since" and seen["cwd"] == str(tmp_path)
     assert seen["path"][0] == str(tmp_path)
+
+
+def test_a_wrong_non_batch_shape_fails_the_audits_too(tmp_path):
+    """The audits keep no outputs, so each holds one batch to the contract first."""
+    folder = conv_zoo(tmp_path, {"wide-conv": ""})
+    zoo = folder / "zoo.yaml"
+    zoo.write_text(zoo.read_text().replace("    peak_gemm: 32\n",
+                                           "    peak_gemm: 32\n    audits: {rounds: 8, block: 1}\n"))
+    r = run_session(folder, FAULTY, *QUICK, "-k", "test_audit", *fault_options(["wide-conv"]),
+                    report="report")
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-2000:]
+    audits = result(folder / "report", "wide-conv")["Audits"]
+    assert [a["Status"] for a in audits] == ["failed"] * 3, audits
+    for audit in audits:
+        assert "shape (2, 4, 6, 7) for a batch of 2; the model's graph has (2, 4, 6, 6)" in \
+            audit["Message"]

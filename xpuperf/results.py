@@ -171,11 +171,10 @@ class ResultCollector:
         if state.update_expected and state.outcomes and state.expected_path:
             path = state.expected_path
             old = path.read_text(encoding="utf-8") if path.exists() else ""
-            path.write_text(expected.updated(old, state.outcomes, (
+            report_folder.write_text(path, expected.updated(old, state.outcomes, (
                 f"Items the {state.hardware} backend is known to fail (see xpuperf/conformance/expected.py).\n"
                 "One pytest item name a line, then 'if [not] CAPABILITY' where the outcome\n"
-                "depends on the host; '#' starts the reason."), state.capabilities),
-                encoding="utf-8")
+                "depends on the host; '#' starts the reason."), state.capabilities))
         if self.lock is None:  # no result, or another session's folder: it stays as it is
             if state.report_error:
                 session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
