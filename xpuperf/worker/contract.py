@@ -56,19 +56,23 @@ def check_outputs(outputs: Any, declared: Sequence[TensorSpec], batch_size: int,
                 raise ContractError(f"output {t.name!r}: shape {value.shape}; {source} "
                                     f"{_text(shape)} (the output has no batch axis)")
             continue
-        want = (batch_size, *shape[1:]) if shape else None
-        if value.ndim == 0 or value.shape[0] != batch_size or (want and not _fits(value.shape,
-                                                                                 want)):
+        want = (batch_size, *shape[1:]) if shape else (batch_size, ...)
+        if not _fits(value.shape, want):
             raise ContractError(f"output {t.name!r}: shape {value.shape} for a batch of "
-                                f"{batch_size}; {source if want else 'the zoo declares'} "
-                                f"{_text(want) if want else f'({batch_size}, ...)'}")
+                                f"{batch_size}; {source if shape else 'the zoo declares'} "
+                                f"{_text(want)}")
     return outputs
 
 
-def _fits(shape: tuple[int, ...], want: Sequence[int | None]) -> bool:
+def _fits(shape: tuple[int, ...], want: tuple) -> bool:
+    """Whether ``shape`` is ``want``'s, where None is any size and a trailing
+    Ellipsis any further axes."""
+    if want and want[-1] is Ellipsis:
+        return len(shape) >= len(want) - 1 and _fits(shape[:len(want) - 1], want[:-1])
     return len(shape) == len(want) and all(w is None or s == w for s, w in zip(shape, want))
 
 
-def _text(shape: Sequence[int | None]) -> str:
-    """(2, ?, 4): a free axis as '?'."""
-    return f"({', '.join('?' if d is None else str(d) for d in shape)}{',' if len(shape) == 1 else ''})"
+def _text(shape: tuple) -> str:
+    """(2, ?, 4): a free axis as '?', further axes as '...'."""
+    dims = ["?" if d is None else "..." if d is Ellipsis else str(d) for d in shape]
+    return f"({', '.join(dims)}{',' if len(dims) == 1 else ''})"

@@ -26,8 +26,8 @@ from xpuperf.cache import (Cache, arrays_key, content_key, package_modules, read
                            source_digest, write_json)
 from xpuperf.measure.memory import PeakRSS
 from xpuperf.measure.resident import measure as measure_resident
-from xpuperf.models import onnx_file
 from xpuperf.measure.timing import run_mlperf_beside, run_scenario, run_settings
+from xpuperf.models import onnx_file
 from xpuperf.worker.contract import check_outputs
 from xpuperf.zoo import load_zoo
 
