@@ -1,13 +1,13 @@
 """The report folder holds one session's results and nothing older.
 
-A session locks the folder (LOCK, held until the process ends), so that a
-second one writing there stops at once with a usage error naming the first.
 An earlier session's files (report.html, the result JSONs, ops.json,
 benchmark.json, the manifest) stay until this session has a result to write: a
 run that selects nothing, or dies before any item reports, leaves the last
-report in place. Then they are removed, and the manifest, session.json, says
-the run has not finished; at the end it says how the run ended and what it
-selected. A folder whose run died therefore claims nothing, and --baseline
+report in place. Then the session locks the folder (LOCK, held until it
+ends: a second session finding it locked stops after that item, naming the
+first, and writes nothing there), the files are removed, and the manifest,
+session.json, says the run has not finished; at the end it says how the run
+ended, what it selected and whether the reports were written. A folder whose run died therefore claims nothing, and --baseline
 takes only a finished run (xpuperf.gate). Every file is written whole or not at
 all (write_text): a full disk leaves the earlier file, never half of one.
 """
