@@ -40,11 +40,11 @@ def _collector(tmp_path: Path) -> tuple[ResultCollector, PluginState]:
     return ResultCollector(state), state
 
 
-def _pass(collector: ResultCollector, model: str) -> None:
+def _pass(collector: ResultCollector, model: str, dataset: str = "fake") -> None:
     """One compile item of ``model`` reported passed, as pytest reports it."""
-    identity = {"suite": "compile", "combination": f"{model}-fake-fp32", "model": model,
-                "dataset": "fake", "precision": "fp32", "hardware": "CPU"}
-    nodeid = f"suites/compiler_coverage/test_compile.py::test_compile[{model}-fake-fp32]"
+    identity = {"suite": "compile", "combination": f"{model}-{dataset}-fp32", "model": model,
+                "dataset": dataset, "precision": "fp32", "hardware": "CPU"}
+    nodeid = f"suites/compiler_coverage/test_compile.py::test_compile[{model}-{dataset}-fp32]"
     for when in ("setup", "call", "teardown"):
         collector.pytest_runtest_logreport(pytest.TestReport(
             nodeid, ("suites/a.py", 1, nodeid), {}, "passed", None, when,
@@ -114,6 +114,21 @@ def test_a_second_session_on_a_locked_folder_is_told_who_holds_it(tmp_path):
     finally:
         held.close()
     report_folder.lock(tmp_path, "the session of pid 2").close()  # free once the first ends
+
+
+def test_a_model_and_its_llm_workload_of_one_precision_write_a_file_each(tmp_path):
+    # The smoke tier's gpt2 at fp32: the zoo model's items (dataset fake) and the
+    # LLM workload's (dataset prompts) wrote one gpt2/result-fp32.json, the second
+    # over the first, while the terminal counted two files.
+    collector, state = _collector(tmp_path)
+    _pass(collector, "gpt2", "fake")
+    _pass(collector, "gpt2", "prompts")
+    _finish(collector)
+    results = sorted(state.report_dir.glob("gpt2/result-*.json"))
+    assert [p.name for p in results] == ["result-fp32-prompts.json", "result-fp32.json"]
+    assert sorted(json.loads(p.read_text())["Combination"] for p in results) == \
+        ["gpt2-fake-fp32", "gpt2-prompts-fp32"]
+    assert len(set(state.written)) == len(state.written) == 3  # the page and two results
 
 
 @pytest.mark.parametrize("names,says", [

@@ -37,8 +37,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 def write_reports(records: list[dict], out_dir: Path, hardware: str, info: dict,
                   templates_dir: Path) -> list[Path]:
-    """Write out_dir/report.html, out_dir/<model>/result-<precision>.json and,
-    when op cases ran, out_dir/ops.json.
+    """Write out_dir/report.html, out_dir/<model>/result-<precision>.json (a
+    second row of one model and precision, another dataset, in
+    result-<precision>-<dataset>.json) and, when op cases ran, out_dir/ops.json.
 
     ``info`` describes the session (host, backend info, stack versions); its
     "tier" and "date" keys, when present, head the page. Returns the paths
@@ -57,6 +58,8 @@ def write_reports(records: list[dict], out_dir: Path, hardware: str, info: dict,
                                            allow_nan=False) + "\n")
     for row in rows:
         path = out_dir / _safe(row.model) / f"result-{_safe(row.precision)}.json"
+        if path in written:  # a model's items and its LLM workload: one file each
+            path = path.with_name(f"result-{_safe(row.precision)}-{_safe(row.dataset)}.json")
         path.parent.mkdir(parents=True, exist_ok=True)
         # default=str: backend info may hold versions or paths as objects.
         text = json.dumps(result_json(row, hardware, info), indent=2, allow_nan=False,
