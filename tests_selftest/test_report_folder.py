@@ -144,6 +144,12 @@ def test_model_names_that_would_share_a_result_file_are_refused_at_load(names, s
     assert str(e.value).startswith(says), e.value
 
 
+def test_an_llm_workload_name_that_is_no_path_component_is_refused_at_load():
+    from tests_selftest.test_llm import ZOO  # its imports are heavy: only this test pays
+    with pytest.raises(ZooError, match=r"generation\.workloads\.x/tiny: the name 'x/tiny'"):
+        parse_zoo(ZOO.replace("    tiny:\n", "    x/tiny:\n"))
+
+
 # --------------------------------------------------------------------------- whole sessions
 
 def test_a_k_that_selects_nothing_keeps_the_last_report_and_says_so(tmp_path):

@@ -66,7 +66,8 @@ TOP_FIELDS = {"defaults": (False, "map"), "tiers": (False, "map"),
               "datasets": (True, "map"), "models": (True, "map"),
               "generation": (False, "map")}
 DEFAULT_FIELDS = ("precisions", "scenarios", "tolerances", "max_drop", "seed")
-# A model's name, a path component of its results as it is (_Validator.entry_name).
+# A model's (or LLM workload's) name, a path component of its results as it is
+# (_Validator.entry_name).
 ENTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # The zoo a user's zoo file (one without datasets:) layers on.
 BUILTIN_ZOO = Path(__file__).resolve().parents[2] / "zoo.yaml"
@@ -346,7 +347,7 @@ class _ZooLoader(safe_yaml.SafeLoader):
 class _Validator:
     def __init__(self, path: Path, lines: dict[str, int]):
         self.path, self.lines = path, lines
-        self._names: dict[str, str] = {}  # entry_name's: lower-case name -> where
+        self._names: dict[tuple[str, str], str] = {}  # entry_name's: (kind, lower case) -> where
 
     def fail(self, where: str, message: str) -> None:
         probe = where
@@ -355,16 +356,16 @@ class _Validator:
         line = f":{self.lines[probe]}" if probe else ""
         raise ZooError(f"{self.path}{line}: {where or 'top level'}: {message}")
 
-    def entry_name(self, where: str, name: Any) -> None:
+    def entry_name(self, where: str, name: Any, kind: str = "models") -> None:
         """A model's (or workload's) name names its result folder and its items: it
         must be a path component as it is, and differ from the zoo's other entries
-        in more than case. Else "x/conv", "x_conv" and "x conv" would write one
+        of its ``kind`` in more than case. Else "x/conv", "x_conv" and "x conv" would write one
         result file, the last overwriting the others (on a case-insensitive
         filesystem "X-conv" and "x-conv" too)."""
         if not (isinstance(name, str) and ENTRY_NAME.fullmatch(name)):
             self.fail(where, f"the name {name!r} names the entry's result folder and items: "
                       "use letters, digits, '.', '_' and '-', starting with a letter or digit")
-        other = self._names.setdefault(name.lower(), where)
+        other = self._names.setdefault((kind, name.lower()), where)
         if other != where:
             self.fail(where, f"differs from {other} only in case: one result folder would "
                       "hold both; rename one")
