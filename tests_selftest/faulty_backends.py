@@ -6,7 +6,8 @@ that the other combinations are untouched.
 
 Faults: segfault_run, hang_run, segfault_compile, hang_compile, raise_compile
 (a plain exception), and outputs that break the contract: fp16_outputs,
-none_outputs, scalar_outputs, missing_output. A hang first touches the file named
+none_outputs, scalar_outputs, missing_output, wide_outputs (a column too many on
+the last axis, the batch axis right). A hang first touches the file named
 by the environment variable FAULT_MARKER, if set, so a test knows it hangs now.
 """
 from __future__ import annotations
@@ -24,7 +25,7 @@ from backends.base import Compiled
 from backends.cpu import CpuBackend
 
 FAULTS = ("segfault_run", "hang_run", "segfault_compile", "hang_compile", "raise_compile",
-          "fp16_outputs", "none_outputs", "scalar_outputs", "missing_output")
+          "fp16_outputs", "none_outputs", "scalar_outputs", "missing_output", "wide_outputs")
 PREFIX = "fault:"
 
 
@@ -64,6 +65,8 @@ class _Faulty(Compiled):
             return {k: float(v.flat[0]) for k, v in out.items()}  # type: ignore[misc]
         if self._fault == "missing_output":
             return {f"{first}_renamed": out[first]}
+        if self._fault == "wide_outputs":
+            return {k: np.concatenate([v, v[..., :1]], axis=-1) for k, v in out.items()}
         return out
 
     def close(self) -> None:

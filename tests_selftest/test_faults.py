@@ -34,7 +34,7 @@ FAULTS = {"segrun-conv": "segfault_run", "hangrun-conv": "hang_run",
           "segcomp-conv": "segfault_compile", "hangcomp-conv": "hang_compile",
           "raise-conv": "raise_compile", "fp16-conv": "fp16_outputs",
           "none-conv": "none_outputs", "scalar-conv": "scalar_outputs",
-          "missing-conv": "missing_output"}
+          "missing-conv": "missing_output", "wide-conv": "wide_outputs"}
 QUICK = ("--benchmark-disable",)
 
 
@@ -133,6 +133,10 @@ def test_a_compile_fault_fails_compile_and_its_dependants(faulty_run, model, rea
     ("scalar-conv", "output 'output': Compiled.run returned float"),
     ("missing-conv", "Compiled.run returned outputs ['output_renamed']; the zoo declares "
                      "['output'] (missing ['output']) (not declared ['output_renamed'])"),
+    # The zoo declares no shape: the graph's fixed axes hold (numerics failed on a
+    # bare "shape mismatch" and performance passed).
+    ("wide-conv", "output 'output': shape (2, 4, 6, 7) for a batch of 2; the model's graph "
+                  "has (2, 4, 6, 6)"),
 ])
 def test_outputs_that_break_the_contract_say_what_came_back(faulty_run, model, reason):
     _, report = faulty_run
@@ -285,6 +289,26 @@ def test_the_output_contract_names_what_came_back_against_the_declaration():
             check_outputs(bad, declared, 2)
 
 
+def test_the_output_contract_holds_the_graphs_fixed_axes_where_the_zoo_declares_no_shape():
+    declared = (TensorSpec("y", (), "float32", "y"), TensorSpec("s", (), "float32", "s", None,
+                                                                 batched=False))
+    graph = {"y": (None, None, 3), "s": (4,)}  # a free sequence axis, then 3 fixed
+    good = {"y": np.zeros((2, 5, 3), np.float32), "s": np.zeros(4, np.float32)}
+    assert check_outputs(good, declared, 2, graph) is good
+    assert check_outputs({**good, "y": np.zeros((2, 9, 3), np.float32)}, declared, 2, graph)
+    for bad, says in [({**good, "y": np.zeros((2, 5, 4), np.float32)},
+                       "output 'y': shape (2, 5, 4) for a batch of 2; the model's graph has "
+                       "(2, ?, 3)"),
+                      ({**good, "y": np.zeros((2, 15), np.float32)}, "shape (2, 15)"),
+                      ({**good, "s": np.zeros(5, np.float32)},
+                       "output 's': shape (5,); the model's graph has (4,) (the output has no "
+                       "batch axis)")]:
+        with pytest.raises(ContractError, match=re.escape(says)):
+            check_outputs(bad, declared, 2, graph)
+    # Without the graph's shapes (rank unknown) the batch axis is all there is to hold.
+    assert check_outputs({**good, "y": np.zeros((2, 15), np.float32)}, declared, 2, {"y": None})
+
+
 # --------------------------------------------------------------------------- pytest-xdist's reports
 
 def _report(nodeid: str, when: str, outcome: str, longrepr=None, props=()) -> pytest.TestReport:
@@ -364,3 +388,19 @@ def test_a_worker_starts_with_its_parents_environment_folder_and_path_as_they_ar
         later.close()
     assert seen["value"] == "set since" and seen["cwd"] == str(tmp_path)
     assert seen["path"][0] == str(tmp_path)
+
+
+def test_a_wrong_non_batch_shape_fails_the_audits_too(tmp_path):
+    """The audits keep no outputs, so each holds one batch to the contract first."""
+    folder = conv_zoo(tmp_path, {"wide-conv": ""})
+    zoo = folder / "zoo.yaml"
+    zoo.write_text(zoo.read_text().replace("    peak_gemm: 32\n",
+                                           "    peak_gemm: 32\n    audits: {rounds: 8, block: 1}\n"))
+    r = run_session(folder, FAULTY, *QUICK, "-k", "test_audit", *fault_options(["wide-conv"]),
+                    report="report")
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-2000:]
+    audits = result(folder / "report", "wide-conv")["Audits"]
+    assert [a["Status"] for a in audits] == ["failed"] * 3, audits
+    for audit in audits:
+        assert "shape (2, 4, 6, 7) for a batch of 2; the model's graph has (2, 4, 6, 6)" in \
+            audit["Message"]

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from backends import registry
-from xpuperf import gate, report_folder
+from xpuperf import gate, report_folder, safe_yaml
 from xpuperf.conformance import expected
 from xpuperf.records import ITEM_KEY, RECORD_KEY, SUITES, identity, jsonable
 from xpuperf.worker import devices
@@ -129,9 +128,11 @@ def _backend_options(config: pytest.Config, hardware: str) -> dict[str, str]:
     path = config.getoption("backend_config")
     if path:
         try:
-            sections = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as e:
+            sections = safe_yaml.load(Path(path).read_text(), path) or {}
+        except OSError as e:
             raise pytest.UsageError(f"--backend-config {path}: cannot read it: {e}") from None
+        except safe_yaml.YamlError as e:
+            raise pytest.UsageError(f"--backend-config {e}") from None
         section = sections.get(hardware, {}) if isinstance(sections, dict) else None
         if not isinstance(section, dict):
             raise pytest.UsageError(f"--backend-config {path}: section {hardware!r} must be a "
@@ -253,11 +254,10 @@ def pytest_configure(config: pytest.Config) -> None:
                                       **_expected_options(config, entry))
     if not hasattr(config, "workerinput"):
         from xpuperf.results import ResultCollector
-        config.pluginmanager.register(ResultCollector(config.stash[STATE]), "xpuperf-results")
-        if not config.option.collectonly:
-            # This session's results only: nothing of an earlier run may stay and
-            # claim a pass if this one dies.
-            report_folder.clear(report_dir, not getattr(config.option, "benchmark_json", None))
+        # The collector locks and clears the folder when the first result comes.
+        config.pluginmanager.register(ResultCollector(
+            config.stash[STATE], not getattr(config.option, "benchmark_json", None)),
+            "xpuperf-results")
     if hasattr(config.option, "benchmark_storage"):
         # Keep saved runs per hardware so --benchmark-compare never compares a CPU
         # run with another backend's, and under --report-dir when one is given, so

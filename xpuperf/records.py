@@ -85,10 +85,16 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from typing import Any
 
 from xpuperf.zoo import Combination
 
+# Terminal escapes a backend's output may carry (CSI: colours, cursor moves; OSC:
+# titles, links), dropped whole; then any other control character but newline
+# and tab, shown as \xNN (a NUL or a lone ESC says something went wrong).
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?")
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 RECORD_KEY = "xpuperf"
 ITEM_KEY = "xpuperf_item"
 SUITES = ("compile", "metric", "numerics", "performance")
@@ -125,4 +131,21 @@ def jsonable(value: Any) -> Any:
         return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
+    return value
+
+
+def printable(value: Any) -> Any:
+    """``value`` with every string in it (keys too) safe to print and to put in a
+    page: a backend's terminal escapes and control characters would otherwise
+    recolour or rewrite the terminal and land as ESC and NUL bytes in
+    report.html and the JSON files."""
+    if isinstance(value, str):
+        text = _ESCAPES.sub("", value.replace("\r\n", "\n"))
+        return _CONTROLS.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    if isinstance(value, dict):
+        return {printable(k): printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [printable(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(printable(v) for v in value)
     return value

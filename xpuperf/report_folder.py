@@ -1,19 +1,27 @@
 """The report folder holds one session's results and nothing older.
 
-At the start of a session the files an earlier session wrote there (report.html,
-the result JSONs, ops.json, benchmark.json, the manifest) are removed, and the
-manifest, session.json, says the run has not finished; at the end it says how
-the run ended and what it selected. A folder whose run died therefore claims
-nothing, and --baseline takes only a finished run (xpuperf.gate).
+An earlier session's files (report.html, the result JSONs, ops.json,
+benchmark.json, the manifest) stay until this session has a result to write: a
+run that selects nothing, or dies before any item reports, leaves the last
+report in place. Then the session locks the folder (LOCK, held until it
+ends: a second session finding it locked stops after that item, naming the
+first, and writes nothing there), the files are removed, and the manifest,
+session.json, says the run has not finished; at the end it says how the run
+ended, what it selected and whether the reports were written. A folder whose run died therefore claims nothing, and --baseline
+takes only a finished run (xpuperf.gate). Every file is written whole or not at
+all (write_text): a full disk leaves the earlier file, never half of one.
 """
 from __future__ import annotations
 
+import fcntl
 import json
-import time
+import os
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 MANIFEST = "session.json"
+LOCK = "session.lock"
 _TOP_FILES = ("report.html", "ops.json", MANIFEST)
 
 
@@ -33,11 +41,36 @@ def check(folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise ReportFolderError(f"{folder}: cannot make it: {e.strerror or e}") from None
+    try:  # what the session will do there: a read-only folder is a usage error now
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ReportFolderError(f"{folder}: cannot write in it: {e.strerror or e}; pass a "
+                                "folder you can write") from None
 
 
-def clear(folder: Path, benchmark_json: bool) -> None:
+def lock(folder: Path, session: str) -> IO:
+    """Lock ``folder`` for this process, noting ``session`` (what the other
+    session's error names) in its lock file; ReportFolderError when another
+    session holds it. The lock lasts as long as the returned file is open."""
+    handle = open(folder / LOCK, "a+", encoding="utf-8")  # noqa: SIM115 - kept open: the lock
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        other = handle.read().strip() or "another session"
+        handle.close()
+        raise ReportFolderError(f"{folder}: {other} is writing its reports there; wait for it "
+                                "to end or pass another --report-dir") from None
+    handle.truncate(0)
+    handle.write(session)
+    handle.flush()
+    return handle
+
+
+def clear(folder: Path, benchmark_json: bool, started: str) -> None:
     """Remove what an earlier session wrote in ``folder`` (benchmark.json too when
-    this session writes it there) and mark the run begun."""
+    this session writes it there) and mark the run begun at ``started``."""
     names = _TOP_FILES + (("benchmark.json",) if benchmark_json else ())
     for name in names:
         (folder / name).unlink(missing_ok=True)
@@ -45,12 +78,28 @@ def clear(folder: Path, benchmark_json: bool) -> None:
         result.unlink()
         if not any(result.parent.iterdir()):
             result.parent.rmdir()
-    write(folder, {"finished": False, "started": time.strftime("%Y-%m-%d %H:%M:%S %z")})
+    write(folder, {"finished": False, "started": started})
 
 
 def write(folder: Path, manifest: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    write_text(folder / MANIFEST, json.dumps(manifest, indent=2, default=str) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
+    """``path`` holds ``text`` whole, or keeps what it held: the text goes to a
+    temporary file beside it, renamed over it once written. (No fsync: this
+    guards against a full disk and a killed process, not a power cut, at no cost
+    per file.) OSError when it cannot be written."""
+    # Named by the process (one writer a folder: the lock), made with the umask's
+    # mode as the file itself would be.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(text, encoding="utf-8")
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def read(folder: Path) -> dict[str, Any]:

@@ -4,16 +4,19 @@ session the reports written and the terminal summary printed, whatever the
 items' outcomes. ``ResultCollector`` is registered by xpuperf.plugin."""
 from __future__ import annotations
 
+import os
 import re
+import sys
 import time
 import warnings
+from typing import IO
 
 import pytest
 
 from xpuperf import report_folder
 from xpuperf.conformance import expected
 from xpuperf.plugin import PluginState
-from xpuperf.records import ITEM_KEY, RECORD_KEY
+from xpuperf.records import ITEM_KEY, RECORD_KEY, printable
 
 
 def _message(report: pytest.TestReport) -> str:
@@ -23,6 +26,36 @@ def _message(report: pytest.TestReport) -> str:
         return report.longrepr[2].removeprefix("Skipped: ")
     crash = getattr(report.longrepr, "reprcrash", None)
     return crash.message if crash else str(report.longrepr)[-500:]
+
+
+def _printable_report(report: pytest.TestReport) -> None:
+    """Drop a backend's terminal escapes and control characters from what pytest
+    prints of ``report`` (xpuperf.records.printable)."""
+    if isinstance(report.longrepr, (str, tuple)):
+        report.longrepr = printable(report.longrepr)
+    elif report.longrepr is not None:
+        _printable_repr(report.longrepr)
+    report.sections = printable(report.sections)
+
+
+def _printable_repr(obj: object) -> None:
+    """The strings of one of pytest's failure representations cleaned in place:
+    they are dataclasses (the chain, its tracebacks, entries, lines, the crash's
+    location and message), so the failure keeps its shape and its crash message."""
+    for name, value in list(getattr(obj, "__dict__", {}).items()):
+        if isinstance(value, (str, list, tuple, dict)):
+            setattr(obj, name, printable(value))  # the same representations inside
+        for inner in _representations(value):
+            _printable_repr(inner)
+
+
+def _representations(value: object):
+    """The failure representations in ``value`` itself or in its containers."""
+    if hasattr(value, "toterminal"):
+        yield value
+    elif isinstance(value, (list, tuple, dict)):
+        for item in value.values() if isinstance(value, dict) else value:
+            yield from _representations(item)
 
 
 def _run_label(interrupted: bool, keyword: str, markexpr: str) -> str:
@@ -38,10 +71,44 @@ class ResultCollector:
     (pytest-xdist forwards workers' reports here) and writes the reports at the end,
     whatever the items' outcomes."""
 
-    def __init__(self, state: PluginState):
+    def __init__(self, state: PluginState, clears_benchmark_json: bool = True):
+        """``clears_benchmark_json``: this session writes benchmark.json in the
+        report folder, so an earlier one's goes with the rest."""
         self.state = state
         self.selected: int | None = None  # items selected; None under pytest-xdist
         self.deselected = 0
+        self.clears_benchmark_json = clears_benchmark_json
+        self.started = time.strftime("%Y-%m-%d %H:%M:%S %z")
+        # The folder's lock from the first result on (report_folder): None before,
+        # so that an earlier session's reports stay until this one has one.
+        self.lock: IO | None = None
+        self.session: pytest.Session | None = None
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
+
+    def pytest_unconfigure(self) -> None:
+        if self.lock is not None:
+            self.lock.close()  # the folder is free for the next session
+
+    def _take_folder(self) -> None:
+        """At the first result: lock the report folder and clear it. A folder
+        another session holds stops this one (its reports would mix with the
+        other's); the summary and the exit status say so."""
+        if self.lock is not None or self.state.report_error:
+            return
+        folder = self.state.report_dir
+        try:
+            self.lock = report_folder.lock(folder, (
+                f"the xpuperf session of pid {os.getpid()} (started {self.started}: "
+                f"{' '.join(sys.argv)})"))
+            report_folder.clear(folder, self.clears_benchmark_json, self.started)
+        except report_folder.ReportFolderError as e:
+            self.state.report_error = str(e)
+            if self.session is not None:
+                self.session.shouldstop = f"xpuperf: --report-dir {e}"
+        except OSError as e:
+            self.state.report_error = f"clearing {folder}: {e}"
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         self.deselected += len(items)
@@ -50,10 +117,13 @@ class ResultCollector:
         if session.items or not getattr(session.config.option, "numprocesses", None):
             self.selected = len(session.items)
 
+    @pytest.hookimpl(tryfirst=True)  # the terminal and other plugins get the clean text too
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        props = dict(report.user_properties)
+        _printable_report(report)
+        props = printable(dict(report.user_properties))
         if ITEM_KEY not in props and report.nodeid not in self.state.records:
             return  # not a zoo item, or one that crashed pytest-xdist's worker before setup
+        self._take_folder()
         rec = self.state.records.setdefault(report.nodeid, dict(props.get(ITEM_KEY, {})))
         before = (rec.get("outcome"), rec.get("message"))
         rec.update(props.get(RECORD_KEY, {}))
@@ -98,32 +168,23 @@ class ResultCollector:
                     else "it never finished: no result was reported")
         option = session.config.option
         run_label = _run_label(interrupted, option.keyword, option.markexpr)
-        try:
-            report_folder.write(state.report_dir, {
-                **report_folder.read(state.report_dir), "status": run_label,
-                "finished": exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED),
-                "exit_status": int(exitstatus), "hardware": state.hardware,
-                "tier": state.zoo.tier, "ended": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-                "selection": {"-k": option.keyword or None, "-m": option.markexpr or None,
-                              "items": self.selected, "deselected": self.deselected}})
-        except OSError as e:  # said in the summary; the reports below may still be written
-            state.report_error = f"{report_folder.MANIFEST}: {e}"
         if state.update_expected and state.outcomes and state.expected_path:
             path = state.expected_path
             old = path.read_text(encoding="utf-8") if path.exists() else ""
-            path.write_text(expected.updated(old, state.outcomes, (
+            report_folder.write_text(path, expected.updated(old, state.outcomes, (
                 f"Items the {state.hardware} backend is known to fail (see xpuperf/conformance/expected.py).\n"
                 "One pytest item name a line, then 'if [not] CAPABILITY' where the outcome\n"
-                "depends on the host; '#' starts the reason."), state.capabilities),
-                encoding="utf-8")
-        if not state.records:
+                "depends on the host; '#' starts the reason."), state.capabilities))
+        if self.lock is None:  # no result, or another session's folder: it stays as it is
+            if state.report_error:
+                session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
             return
         from xpuperf.report import write_reports, zoo_version
         # Which tier and zoo ran: xpuperf compare refuses to join runs that differ.
         run = {"tier": state.zoo.tier, "zoo_version": zoo_version(state.zoo.path),
                "run": run_label}
         try:
-            info = {**state.entry.load()().info(), **run}
+            info = {**printable(state.entry.load()().info()), **run}
         except Exception as e:  # noqa: BLE001 - a report without host info beats no report
             info = {"name": state.hardware, "info_error": str(e), **run}
         try:
@@ -131,12 +192,34 @@ class ResultCollector:
                                           state.hardware, info,
                                           session.config.rootpath / "report_templates")
         except Exception as e:  # noqa: BLE001 - say so in the summary, not as a traceback
-            state.report_error = f"{type(e).__name__}: {e}"
+            state.report_error = state.report_error or f"{type(e).__name__}: {e}"
             warnings.warn(f"xpuperf could not write its reports: {state.report_error}")
+        if state.report_error:  # a run whose reports are incomplete did not end well
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        try:  # last: it says whether the reports above were written
+            report_folder.write(state.report_dir, {
+                **report_folder.read(state.report_dir), "status": run_label,
+                "finished": exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
+                and not state.report_error,
+                "exit_status": int(session.exitstatus), "hardware": state.hardware,
+                "tier": state.zoo.tier, "ended": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                "reports": f"NOT written: {state.report_error}" if state.report_error
+                else "written",
+                "selection": {"-k": option.keyword or None, "-m": option.markexpr or None,
+                              "items": self.selected, "deselected": self.deselected}})
+        except OSError as e:  # its earlier version, written whole, says "finished": false
+            state.report_error = state.report_error or f"{report_folder.MANIFEST}: {e}"
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     def pytest_terminal_summary(self, terminalreporter) -> None:
         state = self.state
-        if not state.records:
+        if self.lock is None and not state.report_error:
+            earlier = report_folder.read(state.report_dir)
+            if earlier:
+                terminalreporter.write_line(
+                    f"xpuperf: no results in this session; {state.report_dir} keeps the reports "
+                    f"of an earlier session (ended {earlier.get('ended', '-')}: "
+                    f"{earlier.get('status', 'unfinished')})")
             return
         from xpuperf.report.ops import op_table
         from xpuperf.report.summary import summarize

@@ -28,6 +28,7 @@ from xpuperf.report.compare import Comparison, load_point, status_rank
 from xpuperf.report.figures import figures, generation_panels
 from xpuperf.report.summary import (Row, exceeds_tolerance, fmt_bytes, fmt_num, row_key,
                                     summarize)
+from xpuperf.report_folder import write_text  # whole files or none: a full disk cuts none
 
 TEMPLATE = "report.html.j2"
 COMPARE_TEMPLATE = "compare.html.j2"
@@ -36,8 +37,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 def write_reports(records: list[dict], out_dir: Path, hardware: str, info: dict,
                   templates_dir: Path) -> list[Path]:
-    """Write out_dir/report.html, out_dir/<model>/result-<precision>.json and,
-    when op cases ran, out_dir/ops.json.
+    """Write out_dir/report.html, out_dir/<model>/result-<precision>.json (a
+    second row of one model and precision, another dataset, in
+    result-<precision>-<dataset>.json) and, when op cases ran, out_dir/ops.json.
 
     ``info`` describes the session (host, backend info, stack versions); its
     "tier" and "date" keys, when present, head the page. Returns the paths
@@ -48,20 +50,21 @@ def write_reports(records: list[dict], out_dir: Path, hardware: str, info: dict,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path = out_dir / "report.html"
-    html_path.write_text(render_html(rows, hardware, info, Path(templates_dir), ops),
-                         encoding="utf-8")
+    write_text(html_path, render_html(rows, hardware, info, Path(templates_dir), ops))
     written = [html_path]
     if ops.rows:
         written.append(out_dir / "ops.json")
-        written[-1].write_text(json.dumps({"hardware": hardware, **ops.as_dict()}, indent=2,
-                                          allow_nan=False) + "\n", encoding="utf-8")
+        write_text(written[-1], json.dumps({"hardware": hardware, **ops.as_dict()}, indent=2,
+                                           allow_nan=False) + "\n")
     for row in rows:
         path = out_dir / _safe(row.model) / f"result-{_safe(row.precision)}.json"
+        if path in written:  # a model's items and its LLM workload: one file each
+            path = path.with_name(f"result-{_safe(row.precision)}-{_safe(row.dataset)}.json")
         path.parent.mkdir(parents=True, exist_ok=True)
         # default=str: backend info may hold versions or paths as objects.
         text = json.dumps(result_json(row, hardware, info), indent=2, allow_nan=False,
                           default=str)
-        path.write_text(text + "\n", encoding="utf-8")
+        write_text(path, text + "\n")
         written.append(path)
     return written
 

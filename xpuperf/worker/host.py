@@ -27,6 +27,7 @@ from xpuperf.cache import (Cache, arrays_key, content_key, package_modules, read
 from xpuperf.measure.memory import PeakRSS
 from xpuperf.measure.resident import measure as measure_resident
 from xpuperf.measure.timing import run_mlperf_beside, run_scenario, run_settings
+from xpuperf.models import onnx_file
 from xpuperf.worker.contract import check_outputs
 from xpuperf.zoo import load_zoo
 
@@ -119,6 +120,7 @@ class GroupHost:
         self._capacity: dict[int, float] = {}
         self._resident: dict[int, dict[str, Any]] = {}  # batch size -> device-resident figures
         self._meter: energy.Meter | None = None  # opened by the first timed run
+        self._graph_shapes: dict[str, tuple[int | None, ...] | None] | None = None
 
     # ------------------------------------------------------------------ commands
     def compile(self) -> dict[str, Any]:
@@ -149,7 +151,7 @@ class GroupHost:
         def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             batch[0] += 1
             self.note(f"running batch {batch[0]} of the accuracy run (batch size {bs})")
-            return check_outputs(compiled.run(feeds), self.model.outputs, bs)
+            return self._checked(compiled.run(feeds), bs)
         self._outputs = run_in_batches(run, self.dataset, bs, batch_free(self.model.outputs))
         return self._outputs
 
@@ -166,7 +168,7 @@ class GroupHost:
         spec = next(s for s in self.model.scenarios if s.name == scenario)
         batches = [self.dataset.feeds(i) for i in perf_indices(len(self.dataset), batch_size)]
         self.note(f"checking one batch of {batch_size} before timing {scenario}")
-        check_outputs(compiled.run(batches[0]), self.model.outputs, batch_size)
+        self._checked(compiled.run(batches[0]), batch_size)
         run = compiled.run
 
         def issue(k: int) -> None:
@@ -213,6 +215,7 @@ class GroupHost:
         self.note(f"running the {name} audit at batch size {bs}")
         rounds, block = self.zoo.audits["rounds"], self.zoo.audits["block"]
         ds, run = self.dataset, compiled.run
+        self._checked(run(ds.feeds(perf_indices(len(ds), bs)[0])), bs)  # the audits keep none
         if name == "accuracy":
             accuracy = self._outputs if self._outputs is not None else self.outputs()
             indices = perf_indices(len(ds), bs)
@@ -292,6 +295,19 @@ class GroupHost:
         if self._meter is not None:
             self._meter.close()
         self.artifact.close()
+
+    def _checked(self, outputs: Any, batch_size: int) -> dict[str, np.ndarray]:
+        """``outputs`` held to the contract (xpuperf.worker.contract): where the zoo
+        declares no shape of an output, to its shape in the model's graph."""
+        if self._graph_shapes is None:
+            self._graph_shapes = {}
+            if not all(t.shape for t in self.model.outputs):
+                try:
+                    graph = onnx_file.signature(self.artifact.onnx_path())[1]
+                except ValueError:  # then the batch axis is all that is checked
+                    graph = []
+                self._graph_shapes = {t.name: t.shape for t in graph}
+        return check_outputs(outputs, self.model.outputs, batch_size, self._graph_shapes)
 
     # ------------------------------------------------------------------ measuring
     def _device_resident(self, resident: Resident | None, batch_size: int,

@@ -113,6 +113,7 @@ def generation_workloads(v: "_Validator", raw: Any, tier: str,
 def _workload(v: "_Validator", name: str, raw: Any, defaults: Mapping[str, Any], tier: str,
               models: Mapping[str, "ModelSpec"]) -> GenerationSpec:
     where = f"generation.workloads.{name}"
+    v.entry_name(where, name, "workloads")  # a workload shares its model's name at will
     v.fields(where, raw, WORKLOAD_FIELDS)
     smoke = raw.get("smoke") or {}
     v.fields(f"{where}.smoke", smoke, SMOKE_FIELDS)

@@ -8,12 +8,14 @@ is a file in xpuperf.zoo.model_file, the LLM workloads in xpuperf.zoo.generation
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
 from backends.base import PRECISIONS
+from xpuperf import safe_yaml
 from xpuperf.zoo.specs import (DOMAINS, DTYPES, FLOAT_DTYPES, FRAMEWORKS, DatasetSpec, ModelSpec, TensorSpec,
                                Zoo, ZooError)
 from xpuperf.zoo.tiers import PICKS, TIERS, model_scenarios, tier_settings
@@ -64,6 +66,9 @@ TOP_FIELDS = {"defaults": (False, "map"), "tiers": (False, "map"),
               "datasets": (True, "map"), "models": (True, "map"),
               "generation": (False, "map")}
 DEFAULT_FIELDS = ("precisions", "scenarios", "tolerances", "max_drop", "seed")
+# A model's (or LLM workload's) name, a path component of its results as it is
+# (_Validator.entry_name).
+ENTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # The zoo a user's zoo file (one without datasets:) layers on.
 BUILTIN_ZOO = Path(__file__).resolve().parents[2] / "zoo.yaml"
 
@@ -99,6 +104,8 @@ def parse_zoo(text: str, tier: str = "full", path: Path = Path("zoo.yaml")) -> Z
         v.one_of(f"{where}.format", raw["format"], tuple(FORMATS), "format")
         datasets[name] = DatasetSpec(name=name, id=raw["id"], format=raw["format"],
                                      path=raw.get("path"), sample=raw.get("sample"))
+    for name in data["models"]:  # before any entry: a clash is the first thing said
+        v.entry_name(f"models.{name}", name)
     models = tuple(_model(v, name, raw, defaults, tier, datasets)
                    for name, raw in data["models"].items())
     generation = generation_workloads(v, data.get("generation"), tier, {m.name: m for m in models})
@@ -112,10 +119,10 @@ def _read_yaml(text: str, path: Path) -> tuple[Any, dict[str, int]]:
     loader = _ZooLoader(text, path)
     try:
         return loader.get_single_data(), loader.lines
+    except safe_yaml.YamlError as e:
+        raise ZooError(str(e)) from None
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ZooError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+        raise ZooError(safe_yaml.problem(e, str(path))) from None
     finally:
         loader.dispose()
 
@@ -303,14 +310,14 @@ def _tensor(v: "_Validator", where: str, raw: Any, dims: Mapping[str, int], need
 
 # --------------------------------------------------------------------------- validation
 
-class _ZooLoader(yaml.SafeLoader):
-    """yaml's safe loader, which also notes the line of every field in ``lines``
+class _ZooLoader(safe_yaml.SafeLoader):
+    """xpuperf's safe loader (aliases bounded), which also notes the line of every field in ``lines``
     ('models.bert-torch.inputs[0].dtype' -> 1-based line) and refuses a key given
     twice in one mapping, a field of an entry or a whole entry: plain yaml keeps the
     last one silently, so the first would be ignored without a word."""
 
     def __init__(self, text: str, path: Path):
-        super().__init__(text)
+        super().__init__(text, str(path))
         self.path = path
         self.lines: dict[str, int] = {}
 
@@ -340,6 +347,7 @@ class _ZooLoader(yaml.SafeLoader):
 class _Validator:
     def __init__(self, path: Path, lines: dict[str, int]):
         self.path, self.lines = path, lines
+        self._names: dict[tuple[str, str], str] = {}  # entry_name's: (kind, lower case) -> where
 
     def fail(self, where: str, message: str) -> None:
         probe = where
@@ -347,6 +355,20 @@ class _Validator:
             probe = probe.rsplit(".", 1)[0] if "." in probe else ""
         line = f":{self.lines[probe]}" if probe else ""
         raise ZooError(f"{self.path}{line}: {where or 'top level'}: {message}")
+
+    def entry_name(self, where: str, name: Any, kind: str = "models") -> None:
+        """A model's (or workload's) name names its result folder and its items: it
+        must be a path component as it is, and differ from the zoo's other entries
+        of its ``kind`` in more than case. Else "x/conv", "x_conv" and "x conv" would write one
+        result file, the last overwriting the others (on a case-insensitive
+        filesystem "X-conv" and "x-conv" too)."""
+        if not (isinstance(name, str) and ENTRY_NAME.fullmatch(name)):
+            self.fail(where, f"the name {name!r} names the entry's result folder and items: "
+                      "use letters, digits, '.', '_' and '-', starting with a letter or digit")
+        other = self._names.setdefault((kind, name.lower()), where)
+        if other != where:
+            self.fail(where, f"differs from {other} only in case: one result folder would "
+                      "hold both; rename one")
 
     def fields(self, where: str, raw: Any, spec: Mapping[str, tuple[bool, str]]) -> None:
         if not isinstance(raw, dict):
