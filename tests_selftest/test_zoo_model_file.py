@@ -110,3 +110,62 @@ def test_a_user_zoo_does_not_collect_the_per_op_cases(tmp_path: Path) -> None:
     everything = collected("suites/compiler_coverage")
     assert "test_compile[m-fake-fp32]" in everything and "test_op[" not in everything
     assert "test_op[abs]" in collected("suites/compiler_coverage/test_ops.py")
+
+
+def write_external_model(folder: Path, location: str) -> Path:
+    """y = x @ w over x [N, 3], the 3x3 weights ``w`` stored as external data at
+    ``location`` (relative to the model), as onnx saves every model over 2 GB."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, external_data_helper, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.arange(9, dtype=np.float32).reshape(3, 3), "w")
+    (folder / location).parent.mkdir(parents=True, exist_ok=True)
+    (folder / location).write_bytes(w.raw_data)
+    external_data_helper.set_external_data(w, location=location)
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"])], "m",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], initializer=[w])
+    path = folder / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_external_data_travels_into_the_cache_and_its_digest(tmp_path: Path) -> None:
+    import numpy as np
+
+    from xpuperf.cache import Cache
+    from xpuperf.models.artifact import ModelArtifact
+
+    write_external_model(tmp_path, "weights/m.data")
+    zoo = tmp_path / "mine.yaml"
+    zoo.write_text("models:\n  m:\n    model: m.onnx\n    precisions: [fp32]\n")
+    (spec,) = load_zoo(zoo, "smoke").models
+    cache = Cache(tmp_path / "cache")
+    artifact = ModelArtifact(spec, cache, tmp_path, calibration=lambda n: [])
+    cached = artifact.onnx_path()
+    assert (cached.parent / "weights/m.data").read_bytes() == (tmp_path / "weights/m.data").read_bytes()
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal(artifact.reference({"x": x})["y"],
+                                  x @ np.arange(9, dtype=np.float32).reshape(3, 3))
+    (tmp_path / "weights/m.data").write_bytes(np.zeros(9, np.float32).tobytes())
+    assert ModelArtifact(spec, cache, tmp_path, calibration=lambda n: []).key != artifact.key
+
+
+@pytest.mark.parametrize("location, message", [
+    ("m.data", r"mine.yaml:3: models.m.model: .*m.onnx: its external data file 'm.data' is missing"),
+    ("../outside.data", r"mine.yaml:3: models.m.model: .*m.onnx: its external data "
+                        r"'../outside.data' lies outside the model's folder"),
+])
+def test_external_data_missing_or_outside_is_refused_at_load(tmp_path: Path, location: str,
+                                                             message: str) -> None:
+    folder = tmp_path / "model"
+    write_external_model(folder, location)
+    (folder / "m.data").unlink(missing_ok=True)
+    zoo = folder / "mine.yaml"
+    zoo.write_text("models:\n  m:\n    model: m.onnx\n")
+    with pytest.raises(ZooError, match=message):
+        load_zoo(zoo)
