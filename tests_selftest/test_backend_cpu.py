@@ -153,3 +153,30 @@ def test_int8_scheme_follows_the_host_profile(mlp: FileArtifact,
     assert forced.report.details["int8_scheme"] == "s8s8"
     with pytest.raises(CompileError, match="int8_scheme='s4s4': use one of s8s8, u8u8, s8s8-w7"):
         CpuBackend().compile(mlp, "int8", (1,), {"int8_scheme": "s4s4"})
+
+
+def test_fp16_of_a_graph_without_fp16_kernels_reports_fp32(tmp_path: Path) -> None:
+    """A scikit-learn pipeline's graph (ai.onnx.ml's Scaler and LinearRegressor,
+    which have no fp16 kernel) converts to fp32 plus Casts: what ran is fp32, and
+    the report says so (the contract kit's test_precision_really_used)."""
+    ml = helper.make_opsetid("ai.onnx.ml", 3)
+    graph = helper.make_graph(
+        [helper.make_node("Scaler", ["x"], ["s"], domain="ai.onnx.ml", offset=[0.5] * 4, scale=[2.0] * 4),
+         helper.make_node("LinearRegressor", ["s"], ["y"], domain="ai.onnx.ml",
+                          coefficients=[0.1, 0.2, 0.3, 0.4], intercepts=[0.7])],
+        "pipeline", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])])
+    path = tmp_path / "pipeline.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), ml], ir_version=8),
+              str(path))
+    artifact = FileArtifact(path, ("x",), ("y",))
+    x = RNG.standard_normal((3, 4)).astype(np.float32)
+    fp16 = CpuBackend().compile(artifact, "fp16", (3,), {})
+    fp32 = CpuBackend().compile(artifact, "fp32", (3,), {})
+    np.testing.assert_array_equal(fp16.run({"x": x})["y"], fp32.run({"x": x})["y"])
+    assert (fp16.report.precision, fp16.report.details["fp16_nodes"]) == ("fp32", 0)
+
+
+def test_fp16_that_ran_reports_fp16(mlp: FileArtifact) -> None:
+    report = CpuBackend().compile(mlp, "fp16", (4,), {}).report
+    assert report.precision == "fp16" and report.details["fp16_nodes"] == 2

@@ -148,7 +148,9 @@ class CpuBackend(Backend):
         details: dict[str, Any] = {"ops_kept_fp32": fp32_ops,
                                    "quantized_nodes": sum(ops[o] for o in _QUANT_OPS)}
         if precision == "fp16":
-            details["integer_nodes_kept_fp32"] = fp32_integer_nodes
+            details.update(integer_nodes_kept_fp32=fp32_integer_nodes, fp16_nodes=_fp16_nodes(model))
+            if not details["fp16_nodes"]:
+                used = "fp32"  # every op kept in fp32 (e.g. ai.onnx.ml's): only Casts changed
         if precision == "int8":
             details.update(int8_details, cpu_capabilities=hostcpu.describe())
         report = CompileReport(
@@ -304,6 +306,19 @@ def _integer_nodes(model: Any) -> list[str]:
             names.append(node.name)
             holding.update(x for x in node.output if dtype.get(x) == TensorProto.FLOAT)
     return names
+
+
+def _fp16_nodes(model: Any) -> int:
+    """How many nodes compute in fp16: those, Casts apart, that read or write a
+    float16 tensor."""
+    import onnx
+    from onnx import TensorProto
+
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    fp16 = {v.name for v in (*graph.input, *graph.output, *graph.value_info)
+            if v.type.tensor_type.elem_type == TensorProto.FLOAT16}
+    fp16 |= {t.name for t in graph.initializer if t.data_type == TensorProto.FLOAT16}
+    return sum(1 for n in graph.node if n.op_type != "Cast" and fp16 & {*n.input, *n.output})
 
 
 def _skip_round_trips(model: Any) -> None:
