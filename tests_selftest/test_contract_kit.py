@@ -30,3 +30,18 @@ def test_kit_fails_a_backend_that_breaks_the_contract(violator: str, failing: st
     done = run_kit(f"tests_selftest.contract_violators:{violator}", tmp_path, "-k", "fp32")
     assert done.returncode == 1, done.stdout + done.stderr
     assert f"FAILED tests_selftest/contract/test_contract.py::{failing}" in done.stdout, done.stdout
+
+
+def test_kit_leaves_the_report_folder_alone(tmp_path: Path) -> None:
+    """The kit is no zoo run: an earlier session's reports in the folder the kit
+    would default to (reports/NAME) stay as they were, and nothing is added."""
+    reports = tmp_path / "reports"
+    (reports / "m").mkdir(parents=True)
+    earlier = {reports / "session.json": '{"finished": true, "status": "complete"}\n',
+               reports / "report.html": "<html>earlier</html>",
+               reports / "m" / "result-fp32.json": "{}"}
+    for path, text in earlier.items():
+        path.write_text(text)
+    done = run_kit("CPU", tmp_path, "-k", "test_info_is_complete")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {p: p.read_text() for p in reports.rglob("*") if p.is_file()} == earlier

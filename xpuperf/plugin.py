@@ -241,7 +241,11 @@ def pytest_configure(config: pytest.Config) -> None:
     item_timeout = config.getoption("item_timeout")
     if item_timeout is not None and not item_timeout > 0:
         raise pytest.UsageError(f"--item-timeout must be a number of seconds > 0, got {item_timeout}")
-    if not (hasattr(config, "workerinput") or config.option.collectonly):
+    # A conftest that says XPUPERF_ZOO_RUN = False (the contract kit's: it tests a
+    # backend, not the zoo) runs no zoo items: the report folder is left alone.
+    zoo_run = all(getattr(p, "XPUPERF_ZOO_RUN", True) for p in config.pluginmanager.get_plugins())
+    writes = zoo_run and not (hasattr(config, "workerinput") or config.option.collectonly)
+    if writes:
         try:  # before --baseline is read: the baseline may be the folder's earlier run
             report_folder.check(report_dir)
         except report_folder.ReportFolderError as e:
@@ -251,7 +255,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                       options=_backend_options(config, hardware),
                                       report_dir=report_dir, **_run_options(config, hardware),
                                       **_expected_options(config, entry))
-    if not hasattr(config, "workerinput"):
+    if zoo_run and not hasattr(config, "workerinput"):
         from xpuperf.results import ResultCollector
         config.pluginmanager.register(ResultCollector(config.stash[STATE]), "xpuperf-results")
         if not config.option.collectonly:
@@ -265,7 +269,6 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.option.benchmark_storage == "file://./.benchmarks":
             root = report_dir if config.getoption("report_dir") else Path(".")
             config.option.benchmark_storage = f"file://{root / '.benchmarks' / hardware}"
-        writes = not (hasattr(config, "workerinput") or config.option.collectonly)
         if writes and not config.option.benchmark_json:
             report_dir.mkdir(parents=True, exist_ok=True)
             config.option.benchmark_json = BenchmarkJson(report_dir / "benchmark.json")
