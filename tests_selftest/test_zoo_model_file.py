@@ -169,3 +169,31 @@ def test_external_data_missing_or_outside_is_refused_at_load(tmp_path: Path, loc
     zoo.write_text("models:\n  m:\n    model: m.onnx\n")
     with pytest.raises(ZooError, match=message):
         load_zoo(zoo)
+
+
+def test_a_non_tensor_output_is_refused_at_load_with_the_fix(tmp_path: Path) -> None:
+    """skl2onnx's default classifier: a label tensor and the probabilities as a
+    sequence of maps (ZipMap), which no suite can compare."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    ml = "ai.onnx.ml"
+    graph = helper.make_graph(
+        [helper.make_node("LinearClassifier", ["x"], ["label", "scores"], domain=ml,
+                          classlabels_ints=[0, 1], coefficients=[1.0, 2.0, 3.0, 4.0],
+                          intercepts=[0.0, 0.0], post_transform="SOFTMAX"),
+         helper.make_node("ZipMap", ["scores"], ["probabilities"], domain=ml, classlabels_int64s=[0, 1])],
+        "classifier", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+        [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
+         helper.make_value_info("probabilities", helper.make_sequence_type_proto(
+             helper.make_map_type_proto(TensorProto.INT64, helper.make_tensor_type_proto(
+                 TensorProto.FLOAT, []))))])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                      helper.make_opsetid(ml, 1)]),
+              str(tmp_path / "m.onnx"))
+    zoo = tmp_path / "mine.yaml"
+    zoo.write_text("models:\n  m:\n    model: m.onnx\n")
+    with pytest.raises(ZooError, match=r"mine.yaml:3: models.m.model: .*m.onnx: probabilities "
+                                       r"\(sequence of maps\): the suites feed and compare tensors only;"
+                                       r".*'zipmap': False"):
+        load_zoo(zoo)

@@ -14,10 +14,12 @@ class FileTensor:
     name: str
     dtype: str  # numpy's name ("float32"), or ONNX's for a type numpy lacks ("BFLOAT16")
     shape: tuple[int | None, ...] | None  # None: a free axis; the whole None: rank unknown
+    kind: str = "tensor"  # or what else the value is: "sequence of maps" (skl2onnx's ZipMap)
 
     def describe(self) -> str:
         dims = "?" if self.shape is None else ", ".join("?" if d is None else str(d) for d in self.shape)
-        return f"{self.name} {self.dtype} [{dims}]"
+        return f"{self.name} {self.dtype} [{dims}]" if self.kind == "tensor" else \
+            f"{self.name} ({self.kind})"
 
 
 def load_graph(path: Path) -> Any:
@@ -82,6 +84,9 @@ def _tensor(value: object) -> FileTensor:
     import numpy as np
     import onnx
 
+    kind = _kind(value.type)  # type: ignore[attr-defined]
+    if kind != "tensor":
+        return FileTensor(value.name, "", None, kind)  # type: ignore[attr-defined]
     tensor_type = value.type.tensor_type  # type: ignore[attr-defined]
     try:
         dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)).name
@@ -92,3 +97,14 @@ def _tensor(value: object) -> FileTensor:
     shape = (tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim)
              if tensor_type.HasField("shape") else None)
     return FileTensor(value.name, dtype, shape)  # type: ignore[attr-defined]
+
+
+def _kind(type_proto: Any) -> str:
+    """What an ONNX value is: "tensor", "map", "sequence of maps", ..."""
+    kind = type_proto.WhichOneof("value")
+    if kind == "sequence_type":
+        return f"sequence of {_kind(type_proto.sequence_type.elem_type)}s"
+    if kind == "optional_type":
+        return f"optional {_kind(type_proto.optional_type.elem_type)}"
+    return {"tensor_type": "tensor", "map_type": "map", "sparse_tensor_type": "sparse tensor"}.get(
+        kind, str(kind))
