@@ -153,6 +153,13 @@ def _expected_options(config: pytest.Config, entry: registry.BackendEntry) -> di
         if spec is None or spec.origin is None:
             return {}
         path = Path(spec.origin).parent / expected.FILE_NAME
+        installed = _installed_in(path)
+        if installed and config.getoption("update_expected_failures"):
+            raise pytest.UsageError(
+                f"--update-expected-failures: the backend's list of known failures is {path}, "
+                f"inside the installed packages ({installed}), which a reinstall replaces: "
+                f"name a file of yours with --expected-failures PATH (e.g. --expected-failures "
+                f"{expected.FILE_NAME})")
     path = Path(path).resolve()
     try:
         capabilities = entry.load()().capabilities()
@@ -164,6 +171,17 @@ def _expected_options(config: pytest.Config, entry: registry.BackendEntry) -> di
     return {"expected_path": path, "expected_label": str(label), "expected": listed,
             "capabilities": capabilities,
             "update_expected": config.getoption("update_expected_failures")}
+
+
+def _installed_in(path: Path) -> str | None:
+    """The site-packages folder (pip's, the user's) that holds ``path``, if any."""
+    import site
+    import sysconfig
+
+    folders = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+    folders.update(site.getsitepackages(), [site.getusersitepackages()])
+    resolved = path.resolve()
+    return next((f for f in sorted(folders) if resolved.is_relative_to(Path(f).resolve())), None)
 
 
 def _run_options(config: pytest.Config, hardware: str) -> dict[str, Any]:
