@@ -103,3 +103,16 @@ def test_golden_data_without_samples_is_refused(tmp_path: Path) -> None:
                [np.zeros((0, 3), np.float32)])
     with pytest.raises(ValueError, match="holds no samples: its batched inputs \\(x\\) have 0 rows"):
         golden.load(None, (X, W), (Y,), {"path": str(tmp_path)})
+
+
+def test_a_set_whose_rows_disagree_is_refused_naming_file_and_counts(tmp_path: Path) -> None:
+    """Three samples of input and two expected outputs: refused when the data is
+    loaded, not later as a bare shape mismatch of the numerics."""
+    x = np.ones((3, 3), np.float32)
+    write_sets(tmp_path, [x], np.ones(3, np.float32), [np.ones((2, 3), np.float32)])
+    with pytest.raises(ValueError, match=r"test_data_set_0: the batched inputs and expected outputs "
+                                         r"hold different numbers of samples \(rows: x: 3, y: 2\)"):
+        golden.load(None, (X, W), (Y,), {"path": str(tmp_path)})
+    np.savez(tmp_path / "g.npz", x=x, w=np.ones(3, np.float32), y=np.ones((4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"g.npz: .*\(rows: x: 3, y: 4\)"):
+        golden.load(None, (X, W), (Y,), {"path": str(tmp_path / "g.npz")})
