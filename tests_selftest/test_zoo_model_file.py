@@ -197,3 +197,11 @@ def test_a_non_tensor_output_is_refused_at_load_with_the_fix(tmp_path: Path) -> 
                                        r"\(sequence of maps\): the suites feed and compare tensors only;"
                                        r".*'zipmap': False"):
         load_zoo(zoo)
+
+
+def test_a_models_only_zoo_runs_at_the_builtin_precisions(tmp_path: Path) -> None:
+    """docs/zoo.md (A zoo of your own): a model that names no precisions takes the
+    built-in defaults' (fp32, fp16, int8), as the built-in models do."""
+    (m,) = load_zoo(user_zoo(tmp_path, ""), "smoke").models
+    builtin_defaults = yaml.safe_load((ROOT / "zoo.yaml").read_text())["defaults"]
+    assert m.precisions == tuple(builtin_defaults["precisions"]) == ("fp32", "fp16", "int8")
