@@ -2,6 +2,7 @@
 in onnx's test_data_set_N/ layout or one .npz, are its data and its reference."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,8 @@ def test_golden_outputs_are_the_reference(tmp_path: Path, offset: float, verdict
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert verdict in done.stdout, done.stdout[-3000:]
     assert "relu-golden-fp32" in done.stdout
+    result = json.loads((tmp_path / "reports" / "relu" / "result-fp32.json").read_text())
+    assert result["Accuracy"]["Data Source"] == "golden"
 
 
 def test_onnx_light_layout_outputs_beside_the_model_and_the_runner_s_inputs(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ _PB = re.compile(r"^(input|output)_(\d+)\.pb$")
 
 class GoldenDataset(ArrayDataset):
     name = NAME
+    source = NAME
     primary_metric = None
 
     def __init__(self, path: Path, arrays: dict[str, np.ndarray], shared: tuple[str, ...],
