@@ -289,30 +289,9 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.benchmark_storage = f"file://{root / '.benchmarks' / hardware}"
         if writes and not config.option.benchmark_json:
             report_dir.mkdir(parents=True, exist_ok=True)
-            config.option.benchmark_json = BenchmarkJson(report_dir / "benchmark.json")
-
-
-class BenchmarkJson(os.PathLike):
-    """The default --benchmark-json, as every pytest-benchmark from 5.1 takes it:
-    before 5.3 the option is an open file (argparse.FileType('wb')) that save_json
-    enters, from 5.3 a path that save_json opens. Either way the file is opened
-    only when pytest-benchmark writes it: a session without benchmarks leaves none."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __fspath__(self) -> str:
-        return str(self.path)
-
-    def __str__(self) -> str:
-        return str(self.path)
-
-    def __enter__(self):
-        self._file = self.path.open("wb")
-        return self._file
-
-    def __exit__(self, *exc_info) -> None:
-        self._file.close()
+            # A path, as pytest-benchmark (from 5.3) takes the option: opened only
+            # when it writes, so a session without benchmarks leaves no file.
+            config.option.benchmark_json = report_dir / "benchmark.json"
 
 
 # --------------------------------------------------------------------------- collection
