@@ -32,7 +32,8 @@ class BackendEntry:
                 classes = [n for n, v in found.items() if isinstance(v, type) and
                            issubclass(v, Backend) and v is not Backend]
                 raise UnknownBackend(f"--hardware {self.target!r}: module {module!r} has no "
-                                     f"{attr!r}; its backend classes: {', '.join(classes) or 'none'} "
+                                     f"{attr!r}; its backend classes: "
+                                     f"{', '.join(classes) or 'none'} "
                                      "(give --hardware MODULE:CLASS)")
             return found[attr]
         return importlib.import_module(self.target).BACKEND

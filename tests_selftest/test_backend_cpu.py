@@ -162,14 +162,15 @@ def test_fp16_of_a_graph_without_fp16_kernels_reports_fp32(tmp_path: Path) -> No
     the report says so (the contract kit's test_precision_really_used)."""
     ml = helper.make_opsetid("ai.onnx.ml", 3)
     graph = helper.make_graph(
-        [helper.make_node("Scaler", ["x"], ["s"], domain="ai.onnx.ml", offset=[0.5] * 4, scale=[2.0] * 4),
+        [helper.make_node("Scaler", ["x"], ["s"], domain="ai.onnx.ml", offset=[0.5] * 4,
+                          scale=[2.0] * 4),
          helper.make_node("LinearRegressor", ["s"], ["y"], domain="ai.onnx.ml",
                           coefficients=[0.1, 0.2, 0.3, 0.4], intercepts=[0.7])],
         "pipeline", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])])
     path = tmp_path / "pipeline.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), ml], ir_version=8),
-              str(path))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), ml],
+                                ir_version=8), str(path))
     artifact = FileArtifact(path, ("x",), ("y",))
     x = RNG.standard_normal((3, 4)).astype(np.float32)
     fp16 = CpuBackend().compile(artifact, "fp16", (3,), {})
@@ -188,8 +189,8 @@ class _OnnxTestModel(FileArtifact):
     zoo names it), calibrated on random inputs of its shape."""
 
     def __init__(self) -> None:
-        path = Path(onnx.__file__).parent / "backend/test/data/pytorch-converted/test_Conv2d/model.onnx"
-        super().__init__(path, ("0",), ("3",))
+        data = Path(onnx.__file__).parent / "backend/test/data/pytorch-converted"
+        super().__init__(data / "test_Conv2d" / "model.onnx", ("0",), ("3",))
 
     def calibration_feeds(self, count: int) -> list[dict[str, np.ndarray]]:
         rng = np.random.default_rng(0)
@@ -220,6 +221,7 @@ def test_int8_of_an_old_opset_model_onnx_cannot_convert_is_declined(tmp_path: Pa
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])])
     path = tmp_path / "old.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 6)]), str(path))
-    with pytest.raises(Declined, match=r"int8: the model is opset 6, per-channel int8 needs opset 13, "
-                                       r"and onnx's version converter could not convert it: .*NoSuchOp"):
+    with pytest.raises(Declined, match=r"int8: the model is opset 6, per-channel int8 needs "
+                                       r"opset 13, and onnx's version converter could not "
+                                       r"convert it: .*NoSuchOp"):
         CpuBackend().compile(FileArtifact(path), "int8", (1,), {})

@@ -147,7 +147,8 @@ def test_external_data_travels_into_the_cache_and_its_digest(tmp_path: Path) -> 
     cache = Cache(tmp_path / "cache")
     artifact = ModelArtifact(spec, cache, tmp_path, calibration=lambda n: [])
     cached = artifact.onnx_path()
-    assert (cached.parent / "weights/m.data").read_bytes() == (tmp_path / "weights/m.data").read_bytes()
+    data = "weights/m.data"
+    assert (cached.parent / data).read_bytes() == (tmp_path / data).read_bytes()
     x = np.ones((2, 3), np.float32)
     np.testing.assert_array_equal(artifact.reference({"x": x})["y"],
                                   x @ np.arange(9, dtype=np.float32).reshape(3, 3))
@@ -182,7 +183,8 @@ def test_a_non_tensor_output_is_refused_at_load_with_the_fix(tmp_path: Path) -> 
         [helper.make_node("LinearClassifier", ["x"], ["label", "scores"], domain=ml,
                           classlabels_ints=[0, 1], coefficients=[1.0, 2.0, 3.0, 4.0],
                           intercepts=[0.0, 0.0], post_transform="SOFTMAX"),
-         helper.make_node("ZipMap", ["scores"], ["probabilities"], domain=ml, classlabels_int64s=[0, 1])],
+         helper.make_node("ZipMap", ["scores"], ["probabilities"], domain=ml,
+                          classlabels_int64s=[0, 1])],
         "classifier", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
         [helper.make_tensor_value_info("label", TensorProto.INT64, ["N"]),
          helper.make_value_info("probabilities", helper.make_sequence_type_proto(
@@ -194,8 +196,8 @@ def test_a_non_tensor_output_is_refused_at_load_with_the_fix(tmp_path: Path) -> 
     zoo = tmp_path / "mine.yaml"
     zoo.write_text("models:\n  m:\n    model: m.onnx\n")
     with pytest.raises(ZooError, match=r"mine.yaml:3: models.m.model: .*m.onnx: probabilities "
-                                       r"\(sequence of maps\): the suites feed and compare tensors only;"
-                                       r".*'zipmap': False"):
+                                       r"\(sequence of maps\): the suites feed and compare "
+                                       r"tensors only;.*'zipmap': False"):
         load_zoo(zoo)
 
 

@@ -241,7 +241,8 @@ class BenchSession:
         key = (combo.model.name, batch_size, combo.precision)
         if key not in self._costs:
             self._costs[key] = flops.count_file(
-                self.artifact(combo.model).onnx_path(), batch_size, FLOAT_BYTES.get(combo.precision),
+                self.artifact(combo.model).onnx_path(), batch_size,
+                FLOAT_BYTES.get(combo.precision),
                 {t.name: t.batch_shape(batch_size) for t in combo.model.inputs})
         return self._costs[key]
 
@@ -260,8 +261,9 @@ class BenchSession:
                                      f"nodes of unknown shape: {cost.unknown}")
         if cost.free_axes and cost.unknown:
             figures["flops_note"] += f"; free input axes: {', '.join(cost.free_axes)}"
-            warnings.warn(f"{combo.model.name}: FLOPs and MFU leave out the {cost.unknown} nodes that "
-                          f"depend on the graph's free input axes {', '.join(cost.free_axes)}: "
+            warnings.warn(f"{combo.model.name}: FLOPs and MFU leave out the {cost.unknown} "
+                          f"nodes that depend on the graph's free input axes "
+                          f"{', '.join(cost.free_axes)}: "
                           f"declare their sizes under models.{combo.model.name}.inputs")
         return figures
 

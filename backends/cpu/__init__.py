@@ -150,7 +150,8 @@ class CpuBackend(Backend):
         details: dict[str, Any] = {"ops_kept_fp32": fp32_ops,
                                    "quantized_nodes": sum(ops[o] for o in _QUANT_OPS)}
         if precision == "fp16":
-            details.update(integer_nodes_kept_fp32=fp32_integer_nodes, fp16_nodes=_fp16_nodes(model))
+            details.update(integer_nodes_kept_fp32=fp32_integer_nodes,
+                           fp16_nodes=_fp16_nodes(model))
             if not details["fp16_nodes"]:
                 used = "fp32"  # every op kept in fp32 (e.g. ai.onnx.ml's): only Casts changed
         if precision == "int8":

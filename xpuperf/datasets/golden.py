@@ -49,7 +49,8 @@ def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[Tenso
     elif source.is_file():
         located = [(source, _read_light(source, inputs, outputs))]
     else:
-        located = [(folder, _read_pb_set(folder, inputs, outputs)) for folder in _set_folders(source)]
+        located = [(folder, _read_pb_set(folder, inputs, outputs))
+                   for folder in _set_folders(source)]
     for where, found in located:
         _check_rows(where, found, inputs, outputs)
     sets = [found for _, found in located]

@@ -125,7 +125,8 @@ class ModelArtifact(ModelArtifactLike):
         try:
             return content_key(*(file_digest(f) for f in files(self.weights_path)))
         except ValueError as e:
-            raise WeightsError(f"{self.name}: cannot load weights {self.weights_path}: {e}") from None
+            raise WeightsError(f"{self.name}: cannot load weights {self.weights_path}: "
+                               f"{e}") from None
 
     @property
     def seeded(self) -> bool:

@@ -53,7 +53,8 @@ def external_files(path: Path, graph: Any = None) -> list[str]:
 
     graph = load_graph(path) if graph is None else graph
     folder = path.parent.resolve()
-    locations = sorted({entry.value for tensor in _tensors(graph) if tensor.data_location == onnx.TensorProto.EXTERNAL
+    locations = sorted({entry.value for tensor in _tensors(graph)
+                        if tensor.data_location == onnx.TensorProto.EXTERNAL
                         for entry in tensor.external_data if entry.key == "location"})
     for location in locations:
         target = (path.parent / location).resolve()
