@@ -27,7 +27,15 @@ class BackendEntry:
     def load(self) -> type[Backend]:
         if ":" in self.target:
             module, attr = self.target.split(":", 1)
-            return getattr(importlib.import_module(module), attr)
+            found = vars(importlib.import_module(module))
+            if attr not in found:
+                classes = [n for n, v in found.items() if isinstance(v, type) and
+                           issubclass(v, Backend) and v is not Backend]
+                raise UnknownBackend(f"--hardware {self.target!r}: module {module!r} has no "
+                                     f"{attr!r}; its backend classes: "
+                                     f"{', '.join(classes) or 'none'} "
+                                     "(give --hardware MODULE:CLASS)")
+            return found[attr]
         return importlib.import_module(self.target).BACKEND
 
     def missing(self) -> str:
@@ -63,8 +71,14 @@ def find(name: str) -> BackendEntry:
     development that is neither in backends/ nor installed."""
     if ":" in name:
         module = name.split(":", 1)[0]
-        if importlib.util.find_spec(module) is None:
-            raise UnknownBackend(f"--hardware {name!r}: module {module!r} not found")
+        try:
+            spec = importlib.util.find_spec(module)
+        except (ImportError, ValueError):  # a missing parent package, an empty name
+            spec = None
+        if spec is None:
+            raise UnknownBackend(f"--hardware {name!r}: module {module!r} not found (give "
+                                 "--hardware MODULE:CLASS, the module importable from here or "
+                                 "on PYTHONPATH)")
         return BackendEntry(name, name)
     entries = available()
     entry = entries.get(name.upper())

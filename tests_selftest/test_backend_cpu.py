@@ -13,7 +13,8 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from backends.base import CompileError  # noqa: E402
+from backends.base import CompileError, Declined  # noqa: E402
+from backends import hostcpu  # noqa: E402
 from backends.cpu import CpuBackend  # noqa: E402
 
 RNG = np.random.default_rng(3)
@@ -153,3 +154,74 @@ def test_int8_scheme_follows_the_host_profile(mlp: FileArtifact,
     assert forced.report.details["int8_scheme"] == "s8s8"
     with pytest.raises(CompileError, match="int8_scheme='s4s4': use one of s8s8, u8u8, s8s8-w7"):
         CpuBackend().compile(mlp, "int8", (1,), {"int8_scheme": "s4s4"})
+
+
+def test_fp16_of_a_graph_without_fp16_kernels_reports_fp32(tmp_path: Path) -> None:
+    """A scikit-learn pipeline's graph (ai.onnx.ml's Scaler and LinearRegressor,
+    which have no fp16 kernel) converts to fp32 plus Casts: what ran is fp32, and
+    the report says so (the contract kit's test_precision_really_used)."""
+    ml = helper.make_opsetid("ai.onnx.ml", 3)
+    graph = helper.make_graph(
+        [helper.make_node("Scaler", ["x"], ["s"], domain="ai.onnx.ml", offset=[0.5] * 4,
+                          scale=[2.0] * 4),
+         helper.make_node("LinearRegressor", ["s"], ["y"], domain="ai.onnx.ml",
+                          coefficients=[0.1, 0.2, 0.3, 0.4], intercepts=[0.7])],
+        "pipeline", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])])
+    path = tmp_path / "pipeline.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), ml],
+                                ir_version=8), str(path))
+    artifact = FileArtifact(path, ("x",), ("y",))
+    x = RNG.standard_normal((3, 4)).astype(np.float32)
+    fp16 = CpuBackend().compile(artifact, "fp16", (3,), {})
+    fp32 = CpuBackend().compile(artifact, "fp32", (3,), {})
+    np.testing.assert_array_equal(fp16.run({"x": x})["y"], fp32.run({"x": x})["y"])
+    assert (fp16.report.precision, fp16.report.details["fp16_nodes"]) == ("fp32", 0)
+
+
+def test_fp16_that_ran_reports_fp16(mlp: FileArtifact) -> None:
+    report = CpuBackend().compile(mlp, "fp16", (4,), {}).report
+    assert report.precision == "fp16" and report.details["fp16_nodes"] == 2
+
+
+class _OnnxTestModel(FileArtifact):
+    """onnx's own pytorch-converted/test_Conv2d (opset 6, as a user's models-only
+    zoo names it), calibrated on random inputs of its shape."""
+
+    def __init__(self) -> None:
+        data = Path(onnx.__file__).parent / "backend/test/data/pytorch-converted"
+        super().__init__(data / "test_Conv2d" / "model.onnx", ("0",), ("3",))
+
+    def calibration_feeds(self, count: int) -> list[dict[str, np.ndarray]]:
+        rng = np.random.default_rng(0)
+        return [{"0": rng.standard_normal((2, 3, 7, 5)).astype(np.float32)} for _ in range(count)]
+
+
+@pytest.mark.parametrize("scheme", ["s8s8", "u8u8", "s8s8-w7"])  # VNNI host's, and the others'
+def test_int8_of_an_old_opset_model_is_valid_on_every_host_profile(scheme: str) -> None:
+    """Per-channel DequantizeLinear (axis) exists from opset 13: an opset 6 model
+    is converted up before quantizing, so its int8 graph loads whichever scheme
+    the host profile picks, and agrees with fp32."""
+    model = _OnnxTestModel()
+    assert model.onnx_path() and onnx.load(str(model.onnx_path())).opset_import[0].version < 13
+    x = model.calibration_feeds(1)[0]
+    int8 = CpuBackend().compile(model, "int8", (2,), {"int8_scheme": scheme})
+    fp32 = CpuBackend().compile(model, "fp32", (2,), {})
+    assert int8.report.precision == "int8" and int8.report.details["quantized_nodes"] > 0
+    a, b = (c.run(x)["3"].ravel().astype(np.float64) for c in (int8, fp32))
+    cosine = a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+    print(f"{scheme}: cosine to fp32 {cosine:.5f}")
+    if scheme != "s8s8" or hostcpu.capabilities()["vnni"]:  # s8s8 saturates without VNNI
+        assert cosine > 0.99
+
+
+def test_int8_of_an_old_opset_model_onnx_cannot_convert_is_declined(tmp_path: Path) -> None:
+    graph = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"])], "old",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])])
+    path = tmp_path / "old.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 6)]), str(path))
+    with pytest.raises(Declined, match=r"int8: the model is opset 6, per-channel int8 needs "
+                                       r"opset 13, and onnx's version converter could not "
+                                       r"convert it: .*NoSuchOp"):
+        CpuBackend().compile(FileArtifact(path), "int8", (1,), {})

@@ -14,7 +14,7 @@ def test_a_report_dir_session_leaves_no_benchmarks_folder_in_the_working_directo
     cwd.mkdir()
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-         str(ROOT / "tests_selftest" / "test_benchmark_json.py"), "--zoo", str(ROOT / "zoo.yaml"),
+         str(ROOT / "tests_selftest" / "test_records.py"), "--zoo", str(ROOT / "zoo.yaml"),
          "--report-dir", str(tmp_path / "reports")],
         cwd=cwd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -37,3 +37,18 @@ def test_kit_fails_an_energy_counter_that_runs_backwards(tmp_path: Path) -> None
     assert done.returncode == 1, done.stdout + done.stderr
     assert "a counter that does not wrap ran backwards: (9.0,) then (8.0,)" in done.stdout, \
         done.stdout
+
+
+def test_kit_leaves_the_report_folder_alone(tmp_path: Path) -> None:
+    """The kit is no zoo run: an earlier session's reports in the folder the kit
+    would default to (reports/NAME) stay as they were, and nothing is added."""
+    reports = tmp_path / "reports"
+    (reports / "m").mkdir(parents=True)
+    earlier = {reports / "session.json": '{"finished": true, "status": "complete"}\n',
+               reports / "report.html": "<html>earlier</html>",
+               reports / "m" / "result-fp32.json": "{}"}
+    for path, text in earlier.items():
+        path.write_text(text)
+    done = run_kit("CPU", tmp_path, "-k", "test_info_is_complete")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {p: p.read_text() for p in reports.rglob("*") if p.is_file()} == earlier

@@ -32,6 +32,7 @@ def test_a_nan_output_fails_numerics_by_name_and_reports_are_written(tiny):
     assert (tiny / hw / "report.html").is_file()
     res = result(tiny, hw)
     assert res["Status"] == "failed" and res["Suites"]["numerics"] == "failed"
+    assert res["Accuracy"]["Data Source"] == "generated"  # fake data: no metric item records it
     assert "NaN" in json.dumps(res)
 
 

@@ -146,3 +146,34 @@ def test_a_conditional_line_gates_only_the_hosts_it_names(
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     r = run_session(tiny, "tests_selftest.fakes:NoCompileBackend", *args)
     assert r.returncode == 1 and "1 failed" in r.stdout, r.stdout[-3000:]
+
+
+def test_update_refuses_to_write_into_an_installed_package(tiny: Path, tmp_path: Path) -> None:
+    """A pip-installed backend's list lies in site-packages: the rewrite would be
+    lost on the next install, so the run is refused with --expected-failures as
+    the fix, and nothing is written there."""
+    import os
+    import subprocess
+    import sys
+    import sysconfig
+
+    from tests_selftest.sessions import session_command
+
+    # pip install --user's layout under PYTHONUSERBASE, importable through PYTHONPATH.
+    site_packages = Path(sysconfig.get_path("purelib", f"{os.name}_user",
+                                            {"userbase": str(tmp_path)}))
+    (site_packages / "vendor_backend").mkdir(parents=True)
+    (site_packages / "vendor_backend" / "__init__.py").write_text(
+        "from backends.cpu import CpuBackend as VendorBackend\n")
+    env = {**os.environ, "PYTHONUSERBASE": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([str(site_packages), *sys.path])}
+    command = session_command(tiny, "vendor_backend:VendorBackend", "--update-expected-failures",
+                              "--collect-only")
+    r = subprocess.run(command, cwd=Path(__file__).resolve().parents[1], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert (f"--update-expected-failures: the backend's list of known failures is "
+            f"{site_packages / 'vendor_backend' / expected.FILE_NAME}, inside the installed "
+            f"packages") in r.stderr
+    assert "--expected-failures PATH" in r.stderr
+    assert not (site_packages / "vendor_backend" / expected.FILE_NAME).exists()

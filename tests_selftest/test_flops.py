@@ -8,6 +8,8 @@ onnx-tool counting a bias add as a MAC.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -183,3 +185,43 @@ def test_count_file_skips_external_weights(tmp_path):
     onnx.save(m, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
               location="w.bin", size_threshold=0)
     assert flops.count_file(path, 8).flops == 2 * 8 ** 3
+
+
+def sequence_model():
+    """x [batch, seq, 16] @ w [16, 8]: the sequence axis free, as an exporter
+    with a dynamic length leaves it."""
+    return model([helper.make_node("MatMul", ["x", "w"], ["y"])],
+                 [vi("x", ["batch", "seq", 16])], [vi("y", ["batch", "seq", 8])],
+                 [weight("w", (16, 8))])
+
+
+def test_declared_sizes_bind_free_axes_and_a_free_one_is_named():
+    free = flops.graph_cost(sequence_model(), 4)
+    assert (free.flops, free.unknown, free.free_axes) == (0, 1, ("x[1]",))
+    bound = flops.graph_cost(sequence_model(), 4, input_shapes={"x": (4, 10, 16)})
+    assert (bound.flops, bound.unknown, bound.free_axes) == (2 * 4 * 10 * 16 * 8, 0, ())
+
+
+def test_a_model_file_is_counted_at_the_zoo_s_sequence_length(tmp_path):
+    """The session counts a file with a free sequence axis at the length the zoo
+    declares, at every batch size (the MFU's numerator)."""
+    from backends.cpu import CpuBackend
+    from xpuperf.session import BenchSession
+    from xpuperf.zoo import load_zoo
+
+    onnx.save(sequence_model(), str(tmp_path / "seq.onnx"))
+    (tmp_path / "mine.yaml").write_text(
+        "models:\n  seq:\n    model: seq.onnx\n    precisions: [fp32]\n"
+        "    inputs: [{name: x, shape: [batch, 10, 16], dtype: float32}]\n")
+    zoo = load_zoo(tmp_path / "mine.yaml", "smoke")
+    session = BenchSession(zoo, "CPU", CpuBackend(), {}, tmp_path / "cache", tmp_path / "data")
+    (combo,) = zoo.combinations()
+    for batch in (1, 4):
+        figures = session.graph_figures(combo, batch)
+        assert figures["flops_per_sample"] == 2 * 10 * 16 * 8 and "flops_note" not in figures
+    # An axis no declaration binds costs its nodes, and says so.
+    undeclared = dataclasses.replace(combo, model=dataclasses.replace(combo.model, inputs=()))
+    with pytest.warns(UserWarning, match=r"seq: FLOPs and MFU leave out the 1 nodes that depend on "
+                                         r"the graph's free input axes x\[1\]: declare their sizes"):
+        figures = session.graph_figures(undeclared, 2)
+    assert figures["flops_per_sample"] == 0 and "free input axes: x[1]" in figures["flops_note"]

@@ -2,6 +2,7 @@
 in onnx's test_data_set_N/ layout or one .npz, are its data and its reference."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,8 @@ def test_golden_outputs_are_the_reference(tmp_path: Path, offset: float, verdict
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert verdict in done.stdout, done.stdout[-3000:]
     assert "relu-golden-fp32" in done.stdout
+    result = json.loads((tmp_path / "reports" / "relu" / "result-fp32.json").read_text())
+    assert result["Accuracy"]["Data Source"] == "golden"
 
 
 def test_onnx_light_layout_outputs_beside_the_model_and_the_runner_s_inputs(tmp_path: Path) -> None:
@@ -103,3 +106,16 @@ def test_golden_data_without_samples_is_refused(tmp_path: Path) -> None:
                [np.zeros((0, 3), np.float32)])
     with pytest.raises(ValueError, match="holds no samples: its batched inputs \\(x\\) have 0 rows"):
         golden.load(None, (X, W), (Y,), {"path": str(tmp_path)})
+
+
+def test_a_set_whose_rows_disagree_is_refused_naming_file_and_counts(tmp_path: Path) -> None:
+    """Three samples of input and two expected outputs: refused when the data is
+    loaded, not later as a bare shape mismatch of the numerics."""
+    x = np.ones((3, 3), np.float32)
+    write_sets(tmp_path, [x], np.ones(3, np.float32), [np.ones((2, 3), np.float32)])
+    with pytest.raises(ValueError, match=r"test_data_set_0: the batched inputs and expected outputs "
+                                         r"hold different numbers of samples \(rows: x: 3, y: 2\)"):
+        golden.load(None, (X, W), (Y,), {"path": str(tmp_path)})
+    np.savez(tmp_path / "g.npz", x=x, w=np.ones(3, np.float32), y=np.ones((4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"g.npz: .*\(rows: x: 3, y: 4\)"):
+        golden.load(None, (X, W), (Y,), {"path": str(tmp_path / "g.npz")})

@@ -99,9 +99,8 @@ def test_an_onnx_file_without_the_zoo_tensors_names_file_entry_and_tensor(export
 def test_a_corrupt_onnx_file_names_file_and_entry(spec, cache, tmp_path):
     given = tmp_path / "corrupt.onnx"
     given.write_bytes(b"\x08\xff\xff not protobuf")
-    art = ModelArtifact(dataclasses.replace(spec, weights=str(given)), cache, ROOT, lambda n: [])
     with pytest.raises(WeightsError, match=rf"{TINY}: cannot load weights {given}: .*not a readable ONNX file"):
-        art.model()
+        ModelArtifact(dataclasses.replace(spec, weights=str(given)), cache, ROOT, lambda n: []).model()
 
 
 def test_videobert_prompts_keep_their_shape_and_serve_every_batch(cache):

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests_selftest.sessions import ZOO_SUITES
 from xpuperf.zoo import load_zoo
 
@@ -88,6 +90,21 @@ def test_unknown_hardware_lists_the_available_backends():
     r = pytest_run("suites", "--collect-only", "--hardware", "NOPE")
     assert r.returncode == 4
     assert "unknown --hardware 'NOPE'; available backends: " in r.stderr and "CPU" in r.stderr
+
+
+@pytest.mark.parametrize("hardware, message", [
+    ("tests_selftest.fakes:NanBackendd", "--hardware 'tests_selftest.fakes:NanBackendd': module "
+     "'tests_selftest.fakes' has no 'NanBackendd'; its backend classes: "),
+    ("tests_selftest.fakez:NanBackend", "--hardware 'tests_selftest.fakez:NanBackend': module "
+     "'tests_selftest.fakez' not found"),
+    ("no_such_package.mod:Backend", "module 'no_such_package.mod' not found"),
+])
+def test_a_typo_in_module_colon_class_is_a_one_line_usage_error(hardware, message):
+    r = pytest_run("suites", "--collect-only", "--hardware", hardware)
+    assert r.returncode == 4, r.stdout + r.stderr
+    (line,) = [x for x in r.stderr.splitlines() if x.strip()]
+    assert message in line and "MODULE:CLASS" in line
+    assert "INTERNALERROR" not in r.stdout + r.stderr
 
 
 def test_malformed_backend_option_is_a_usage_error():

@@ -154,6 +154,13 @@ def _expected_options(config: pytest.Config, entry: registry.BackendEntry) -> di
         if spec is None or spec.origin is None:
             return {}
         path = Path(spec.origin).parent / expected.FILE_NAME
+        installed = _installed_in(path)
+        if installed and config.getoption("update_expected_failures"):
+            raise pytest.UsageError(
+                f"--update-expected-failures: the backend's list of known failures is {path}, "
+                f"inside the installed packages ({installed}), which a reinstall replaces: "
+                f"name a file of yours with --expected-failures PATH (e.g. --expected-failures "
+                f"{expected.FILE_NAME})")
     path = Path(path).resolve()
     try:
         capabilities = entry.load()().capabilities()
@@ -165,6 +172,17 @@ def _expected_options(config: pytest.Config, entry: registry.BackendEntry) -> di
     return {"expected_path": path, "expected_label": str(label), "expected": listed,
             "capabilities": capabilities,
             "update_expected": config.getoption("update_expected_failures")}
+
+
+def _installed_in(path: Path) -> str | None:
+    """The site-packages folder (pip's, the user's) that holds ``path``, if any."""
+    import site
+    import sysconfig
+
+    folders = {sysconfig.get_paths()[k] for k in ("purelib", "platlib")}
+    folders.update(site.getsitepackages(), [site.getusersitepackages()])
+    resolved = path.resolve()
+    return next((f for f in sorted(folders) if resolved.is_relative_to(Path(f).resolve())), None)
 
 
 def _run_options(config: pytest.Config, hardware: str) -> dict[str, Any]:
@@ -242,7 +260,11 @@ def pytest_configure(config: pytest.Config) -> None:
     item_timeout = config.getoption("item_timeout")
     if item_timeout is not None and not item_timeout > 0:
         raise pytest.UsageError(f"--item-timeout must be a number of seconds > 0, got {item_timeout}")
-    if not (hasattr(config, "workerinput") or config.option.collectonly):
+    # A conftest that says XPUPERF_ZOO_RUN = False (the contract kit's: it tests a
+    # backend, not the zoo) runs no zoo items: the report folder is left alone.
+    zoo_run = all(getattr(p, "XPUPERF_ZOO_RUN", True) for p in config.pluginmanager.get_plugins())
+    writes = zoo_run and not (hasattr(config, "workerinput") or config.option.collectonly)
+    if writes:
         try:  # before --baseline is read: the baseline may be the folder's earlier run
             report_folder.check(report_dir)
         except report_folder.ReportFolderError as e:
@@ -252,7 +274,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                       options=_backend_options(config, hardware),
                                       report_dir=report_dir, **_run_options(config, hardware),
                                       **_expected_options(config, entry))
-    if not hasattr(config, "workerinput"):
+    if zoo_run and not hasattr(config, "workerinput"):
         from xpuperf.results import ResultCollector
         # The collector locks and clears the folder when the first result comes.
         config.pluginmanager.register(ResultCollector(
@@ -265,33 +287,11 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.option.benchmark_storage == "file://./.benchmarks":
             root = report_dir if config.getoption("report_dir") else Path(".")
             config.option.benchmark_storage = f"file://{root / '.benchmarks' / hardware}"
-        writes = not (hasattr(config, "workerinput") or config.option.collectonly)
         if writes and not config.option.benchmark_json:
             report_dir.mkdir(parents=True, exist_ok=True)
-            config.option.benchmark_json = BenchmarkJson(report_dir / "benchmark.json")
-
-
-class BenchmarkJson(os.PathLike):
-    """The default --benchmark-json, as every pytest-benchmark from 5.1 takes it:
-    before 5.3 the option is an open file (argparse.FileType('wb')) that save_json
-    enters, from 5.3 a path that save_json opens. Either way the file is opened
-    only when pytest-benchmark writes it: a session without benchmarks leaves none."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __fspath__(self) -> str:
-        return str(self.path)
-
-    def __str__(self) -> str:
-        return str(self.path)
-
-    def __enter__(self):
-        self._file = self.path.open("wb")
-        return self._file
-
-    def __exit__(self, *exc_info) -> None:
-        self._file.close()
+            # A path, as pytest-benchmark (from 5.3) takes the option: opened only
+            # when it writes, so a session without benchmarks leaves no file.
+            config.option.benchmark_json = report_dir / "benchmark.json"
 
 
 # --------------------------------------------------------------------------- collection

@@ -19,9 +19,10 @@ and, by suite:
 
     metric       metrics {name: value}, reference_metrics {name: value}, primary,
                  drop (reference - backend, of the primary metric), max_drop,
-                 seeded_weights (bool), samples, data_source ("real"|"sample"|"generated"),
-                 note (what a reader must know, e.g. that the weights are seeded)
-    numerics     outputs {output name: xpuperf.conformance.numerics.DiffStats.as_dict(), i.e. mean_abs,
+                 seeded_weights (bool), samples, data_source ("real"|"sample"|"generated"
+                 |"golden"), note (what a reader must know, e.g. that the weights are seeded)
+    numerics     data_source (as metric's), outputs {output name:
+                 xpuperf.conformance.numerics.DiffStats.as_dict(), i.e. mean_abs,
                  std_abs, max_abs, max_rel, mean_rel, cosine, nan, inf,
                  reference_nonfinite, size}, tolerance {key: value},
                  histogram {"edges": [...], "counts": [...]} of |diff| over all outputs

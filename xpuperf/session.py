@@ -10,6 +10,7 @@ with the same reason; the next group gets a fresh worker.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -235,12 +236,14 @@ class BenchSession:
 
     # ------------------------------------------------------------------ performance figures
     def graph_cost(self, combo: Combination, batch_size: int) -> flops.GraphCost:
-        """FLOPs and bytes of one batch, from the exported graph, float tensors
-        priced at the combination's precision."""
+        """FLOPs and bytes of one batch, from the exported graph at the shapes the
+        zoo declares, float tensors priced at the combination's precision."""
         key = (combo.model.name, batch_size, combo.precision)
         if key not in self._costs:
-            self._costs[key] = flops.count_file(self.artifact(combo.model).onnx_path(), batch_size,
-                                                FLOAT_BYTES.get(combo.precision))
+            self._costs[key] = flops.count_file(
+                self.artifact(combo.model).onnx_path(), batch_size,
+                FLOAT_BYTES.get(combo.precision),
+                {t.name: t.batch_shape(batch_size) for t in combo.model.inputs})
         return self._costs[key]
 
     def graph_figures(self, combo: Combination, batch_size: int = 1) -> dict[str, Any]:
@@ -256,6 +259,12 @@ class BenchSession:
         if cost.uncounted or cost.unknown:
             figures["flops_note"] = (f"not counted: {', '.join(cost.uncounted) or 'none'}; "
                                      f"nodes of unknown shape: {cost.unknown}")
+        if cost.free_axes and cost.unknown:
+            figures["flops_note"] += f"; free input axes: {', '.join(cost.free_axes)}"
+            warnings.warn(f"{combo.model.name}: FLOPs and MFU leave out the {cost.unknown} "
+                          f"nodes that depend on the graph's free input axes "
+                          f"{', '.join(cost.free_axes)}: "
+                          f"declare their sizes under models.{combo.model.name}.inputs")
         return figures
 
     def roofline(self, combo: Combination, batch_size: int, qps: float) -> dict[str, Any]:

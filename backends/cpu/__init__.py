@@ -42,8 +42,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from backends import hostcpu
-from backends.base import (Backend, Compiled, CompileError, CompileReport, ModelArtifactLike,
-                           load_cached, save_report, write_atomically)
+from backends.base import (Backend, Compiled, CompileError, CompileReport, Declined,
+                           ModelArtifactLike, load_cached, save_report, write_atomically)
 
 # onnxruntime names the op it lacks a kernel for: "Could not find an implementation for Conv(11)"
 _MISSING_KERNEL = re.compile(r"implementation for (\w+)\(")
@@ -58,6 +58,8 @@ _CACHED_MODEL = "model.onnx"
 # names) and whether weights use 7 bits (reduce_range).
 _INT8_SCHEMES = {"s8s8": ("QInt8", "QInt8", False), "u8u8": ("QUInt8", "QUInt8", False),
                  "s8s8-w7": ("QInt8", "QInt8", True)}
+# The opset int8 graphs are made in: per-channel DequantizeLinear (its axis) needs 13.
+_INT8_OPSET = 13
 # What is exact on x86 without VNNI (see the module's docstring).
 _EXACT_WITHOUT_VNNI = ("u8u8", "s8s8-w7")
 # TensorProto element types of integers (INT8..UINT64).
@@ -151,7 +153,10 @@ class CpuBackend(Backend):
         details: dict[str, Any] = {"ops_kept_fp32": fp32_ops,
                                    "quantized_nodes": sum(ops[o] for o in _QUANT_OPS)}
         if precision == "fp16":
-            details["integer_nodes_kept_fp32"] = fp32_integer_nodes
+            details.update(integer_nodes_kept_fp32=fp32_integer_nodes,
+                           fp16_nodes=_fp16_nodes(model))
+            if not details["fp16_nodes"]:
+                used = "fp32"  # every op kept in fp32 (e.g. ai.onnx.ml's): only Casts changed
         if precision == "int8":
             details.update(int8_details, cpu_capabilities=hostcpu.describe())
         report = CompileReport(
@@ -224,13 +229,14 @@ class CpuBackend(Backend):
                 return next(self._it, None)
 
         prepared = tmp / "prepared.onnx"
+        upgraded = _opset_for_int8(source, tmp / "upgraded.onnx")
         # onnxruntime's quantization tools write scratch files (external tensors,
         # a failed shape inference's model) into the working directory.
         with contextlib.chdir(tmp):
             try:
-                quant_pre_process(str(source), str(prepared))
+                quant_pre_process(str(upgraded), str(prepared))
             except Exception:  # noqa: BLE001 - shape inference is an optimisation, not a need
-                prepared = source
+                prepared = upgraded
             quantized = {}
             for scheme in schemes:
                 activations, weights, seven_bits = _INT8_SCHEMES[scheme]
@@ -252,6 +258,29 @@ class CpuBackend(Backend):
             "int8_scheme": best, "int8_scheme_cosines": scores,
             "int8_scheme_why": "no VNNI: u8 x s8 pairs would saturate; the exact scheme "
                                "closest to fp32 on the calibration samples"}
+
+
+def _opset_for_int8(source: Path, upgraded: Path) -> Path:
+    """``source``, or its graph converted to opset _INT8_OPSET into ``upgraded``
+    when older: per-channel QDQ writes DequantizeLinear's ``axis``, which exists
+    from opset 13 only, so an old model's int8 graph would be invalid on every
+    host. Declined, with onnx's reason, when the conversion fails."""
+    import onnx
+    from onnx import version_converter
+
+    model = onnx.load(str(source), load_external_data=False)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if opset is None or opset >= _INT8_OPSET:
+        return source
+    try:
+        converted = version_converter.convert_version(onnx.load(str(source)), _INT8_OPSET)
+        onnx.checker.check_model(converted)
+    except Exception as e:  # noqa: BLE001 - onnx raises its own C++ error types
+        raise Declined(f"int8: the model is opset {opset}, per-channel int8 needs opset "
+                       f"{_INT8_OPSET}, and onnx's version converter could not convert it: "
+                       f"{type(e).__name__}: {e}") from e
+    onnx.save(converted, str(upgraded))
+    return upgraded
 
 
 def _worst_cosine(reference: Path, candidate: Path, feeds: list[dict[str, np.ndarray]]) -> float:
@@ -307,6 +336,19 @@ def _integer_nodes(model: Any) -> list[str]:
             names.append(node.name)
             holding.update(x for x in node.output if dtype.get(x) == TensorProto.FLOAT)
     return names
+
+
+def _fp16_nodes(model: Any) -> int:
+    """How many nodes compute in fp16: those, Casts apart, that read or write a
+    float16 tensor."""
+    import onnx
+    from onnx import TensorProto
+
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    fp16 = {v.name for v in (*graph.input, *graph.output, *graph.value_info)
+            if v.type.tensor_type.elem_type == TensorProto.FLOAT16}
+    fp16 |= {t.name for t in graph.initializer if t.data_type == TensorProto.FLOAT16}
+    return sum(1 for n in graph.node if n.op_type != "Cast" and fp16 & {*n.input, *n.output})
 
 
 def _skip_round_trips(model: Any) -> None:

@@ -27,12 +27,13 @@ def test_metric(combo, xpu, dataset, reference, compiled, record):
                                   f"more than the {max_drop} tolerated for {combo.precision}")
 
 
-def test_numerics(combo, xpu, reference, compiled, record):
+def test_numerics(combo, xpu, dataset, reference, compiled, record):
     outputs = xpu.outputs(combo)
     tolerance = combo.model.tolerances[combo.precision]
     stats = {name: diff_stats(reference[name], outputs[name]) for name in reference}
     problems = [p for name, s in stats.items() for p in check(name, s, tolerance)
                 + check_close(name, reference[name], outputs[name], tolerance)]
     record(outputs={n: s.as_dict() for n, s in stats.items()}, tolerance=dict(tolerance),
+           data_source=dataset.source,
            histogram=abs_diff_histogram([(reference[n], outputs[n]) for n in reference]))
     assert not problems, f"{combo.id} disagrees with the fp32 reference: " + "; ".join(problems)

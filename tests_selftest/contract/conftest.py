@@ -21,6 +21,8 @@ from xpuperf.plugin import STATE
 from contract_models import MODELS, ContractArtifact, write_onnx
 
 _BACKEND = pytest.StashKey[Backend]()
+# Not a zoo run: xpuperf.plugin leaves the report folder (reports/NAME) alone.
+XPUPERF_ZOO_RUN = False
 
 
 def _backend(config: pytest.Config) -> Backend:

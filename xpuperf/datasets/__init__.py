@@ -61,5 +61,5 @@ def load(spec: DatasetSpec, data_dir: Path, inputs: tuple[TensorSpec, ...],
     path, source = resolve(spec, data_dir)
     module = importlib.import_module(FORMATS[spec.format].module)
     dataset = module.load(path, inputs, outputs, dict(options))
-    dataset.source = source
+    dataset.source = dataset.source or source
     return dataset

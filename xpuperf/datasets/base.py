@@ -20,7 +20,9 @@ class Dataset(abc.ABC):
 
     name: str = ""
     primary_metric: str | None = None  # None: no task metric (fake data)
-    source: str = ""  # "real", "sample" or "generated"; set by xpuperf.datasets.load
+    # "real", "sample" or "generated", set by xpuperf.datasets.load; "golden" for
+    # the model's own data (a class that knows its source says so itself).
+    source: str = ""
     path: str = ""  # what was read
 
     @abc.abstractmethod

@@ -27,6 +27,7 @@ _PB = re.compile(r"^(input|output)_(\d+)\.pb$")
 
 class GoldenDataset(ArrayDataset):
     name = NAME
+    source = NAME
     primary_metric = None
 
     def __init__(self, path: Path, arrays: dict[str, np.ndarray], shared: tuple[str, ...],
@@ -44,11 +45,15 @@ def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[Tenso
     """Options: path (the folder or .npz file; zoo.yaml's ``golden:`` sets it)."""
     source = Path(options["path"])
     if source.suffix == ".npz":
-        sets = [_read_npz(source)]
+        located = [(source, _read_npz(source))]
     elif source.is_file():
-        sets = [_read_light(source, inputs, outputs)]
+        located = [(source, _read_light(source, inputs, outputs))]
     else:
-        sets = [_read_pb_set(folder, inputs, outputs) for folder in _set_folders(source)]
+        located = [(folder, _read_pb_set(folder, inputs, outputs))
+                   for folder in _set_folders(source)]
+    for where, found in located:
+        _check_rows(where, found, inputs, outputs)
+    sets = [found for _, found in located]
     shared = tuple(t.name for t in inputs if not t.batched)
     arrays: dict[str, np.ndarray] = {}
     for spec in inputs:
@@ -87,6 +92,18 @@ def load(path: Path | None, inputs: tuple[TensorSpec, ...], outputs: tuple[Tenso
         else:
             expected[spec.name] = np.concatenate(values)
     return GoldenDataset(source, arrays, shared, expected)
+
+
+def _check_rows(where: Path, found: dict[str, np.ndarray], inputs: tuple[TensorSpec, ...],
+                outputs: tuple[TensorSpec, ...]) -> None:
+    """Within one set, every batched tensor has one row per sample: as many rows
+    in each input and each expected output."""
+    rows = {t.name: len(found[t.name]) for t in (*inputs, *outputs)
+            if t.batched and t.name in found and np.ndim(found[t.name]) > 0}
+    if len(set(rows.values())) > 1:
+        counts = ", ".join(f"{name}: {n}" for name, n in rows.items())
+        raise ValueError(f"{where}: the batched inputs and expected outputs hold different numbers "
+                         f"of samples (rows: {counts}); each sample needs one row in every one")
 
 
 def _set_folders(source: Path) -> list[Path]:

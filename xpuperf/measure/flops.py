@@ -3,7 +3,10 @@ numbers out; onnx is imported inside the functions that need it).
 
 Shapes come from onnx's shape inference on a copy of the graph whose batch axes
 are set to the batch size: an input's first axis when its size is not fixed (an
-input of fixed shape, such as prompts fed whole with every batch, has none).
+input of fixed shape, such as prompts fed whole with every batch, has none), and
+whose other free axes take the sizes the zoo declares (``input_shapes``: a file
+with a free sequence axis is counted at the declared length). An axis that stays
+free is named in ``free_axes``: what depends on it is missing from the count.
 Exported transformers compute shapes at run time
 (Shape -> Gather -> Slice of a position table), which inference does not follow,
 so tensors small enough to be shapes are first folded to constants with onnx's
@@ -40,7 +43,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from os import PathLike
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 # Ops that only move or reshape data.
 MOVEMENT = frozenset({
@@ -82,7 +85,8 @@ _NONDETERMINISTIC = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLik
 @dataclass(frozen=True)
 class GraphCost:
     """What one batch of ``batch_size`` costs. ``unknown`` counts the nodes whose
-    shapes stayed unknown (their cost is missing from the totals)."""
+    shapes stayed unknown (their cost is missing from the totals); ``free_axes``
+    the graph inputs' axes of no size ("x[1]"), the usual cause."""
 
     batch_size: int
     flops: int
@@ -90,6 +94,7 @@ class GraphCost:
     flops_by_op: dict[str, int] = field(default_factory=dict)
     uncounted: tuple[str, ...] = ()
     unknown: int = 0
+    free_axes: tuple[str, ...] = ()
 
     @property
     def flops_per_sample(self) -> float:
@@ -100,19 +105,23 @@ class GraphCost:
         return self.bytes / self.batch_size
 
 
-def count_file(path: str | PathLike[str], batch_size: int = 1,
-               float_bytes: int | None = None) -> GraphCost:
+def count_file(path: str | PathLike[str], batch_size: int = 1, float_bytes: int | None = None,
+               input_shapes: Mapping[str, Sequence[int | None]] | None = None) -> GraphCost:
     """``graph_cost`` of an ONNX file; weights stored outside it are not read."""
     import onnx
 
-    return graph_cost(onnx.load(str(path), load_external_data=False), batch_size, float_bytes)
+    return graph_cost(onnx.load(str(path), load_external_data=False), batch_size, float_bytes,
+                      input_shapes)
 
 
-def graph_cost(model: Any, batch_size: int = 1, float_bytes: int | None = None) -> GraphCost:
-    """FLOPs and bytes of one batch through ``model`` (an onnx.ModelProto)."""
+def graph_cost(model: Any, batch_size: int = 1, float_bytes: int | None = None,
+               input_shapes: Mapping[str, Sequence[int | None]] | None = None) -> GraphCost:
+    """FLOPs and bytes of one batch through ``model`` (an onnx.ModelProto);
+    ``input_shapes`` gives inputs' shapes in this batch (a size that is not a
+    positive int leaves the axis as the graph has it)."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    graph, shapes, dtypes = _infer(model, batch_size)
+    graph, shapes, dtypes, free_axes = _infer(model, batch_size, input_shapes or {})
     by_op: dict[str, int] = {}
     uncounted: set[str] = set()
     total_bytes = 0
@@ -141,7 +150,8 @@ def graph_cost(model: Any, batch_size: int = 1, float_bytes: int | None = None) 
         else:
             total_bytes += sum(nbytes(x) for x in names)
     return GraphCost(batch_size=batch_size, flops=sum(by_op.values()), bytes=total_bytes,
-                     flops_by_op=by_op, uncounted=tuple(sorted(uncounted)), unknown=unknown)
+                     flops_by_op=by_op, uncounted=tuple(sorted(uncounted)), unknown=unknown,
+                     free_axes=free_axes)
 
 
 def gemm_model(n: int, seed: int = 0) -> Any:
@@ -238,27 +248,39 @@ def _has_subgraph(node: Any) -> bool:
 
 # --------------------------------------------------------------------------- shapes
 
-def _infer(model: Any, batch_size: int) -> tuple[Any, dict[str, tuple[int, ...]], dict[str, int]]:
+def _infer(model: Any, batch_size: int, input_shapes: Mapping[str, Sequence[int | None]]
+           ) -> tuple[Any, dict[str, tuple[int, ...]], dict[str, int], tuple[str, ...]]:
     """(graph with small constants folded, {tensor: shape}, {tensor: TensorProto
-    data type}) with every graph input's batch axis (a first axis of no fixed
-    size) set to ``batch_size``."""
+    data type}, the inputs' axes left free) with every graph input's free axes
+    bound: to ``input_shapes``' sizes, and a first axis it does not give (the
+    batch axis) to ``batch_size``."""
     import onnx
     from onnx import shape_inference
 
     m = onnx.ModelProto()
     m.CopyFrom(model)
     weights = {i.name for i in m.graph.initializer}
+    free_axes = []
     for inp in m.graph.input:
         dims = inp.type.tensor_type.shape.dim
-        if inp.name not in weights and dims and not dims[0].HasField("dim_value"):
-            dims[0].Clear()
-            dims[0].dim_value = batch_size
+        if inp.name in weights:
+            continue
+        declared = list(input_shapes.get(inp.name, ()))
+        sizes = declared if len(declared) == len(dims) else [batch_size] + [None] * (len(dims) - 1)
+        for i, (dim, size) in enumerate(zip(dims, sizes)):
+            if dim.HasField("dim_value"):
+                continue
+            if isinstance(size, int) and size > 0:
+                dim.Clear()
+                dim.dim_value = size
+            else:
+                free_axes.append(f"{inp.name}[{i}]")
     while True:
         inferred = shape_inference.infer_shapes(m, data_prop=True)
         shapes, types = _shapes(inferred.graph)
         if not _fold(m, shapes, types):
             break
-    return inferred.graph, shapes, types
+    return inferred.graph, shapes, types, tuple(free_axes)
 
 
 def _shapes(graph: Any) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:

@@ -97,7 +97,7 @@ class ModelArtifact(ModelArtifactLike):
         self.key = content_key(
             spec.framework, spec.builder, spec.config, spec.seed,
             [(t.name, t.shape, t.dtype) for t in spec.inputs], [t.name for t in spec.outputs],
-            file_digest(self.weights_path) if self.weights_path else None,
+            self._weights_digest(),
             _versions(self._fw.PACKAGES), self._fw.OPSET,
             # The builder's and the exporter's code: a changed model is a new artifact.
             source_digest(*([BUILDERS[spec.builder].split(":")[0]] if spec.builder else []),
@@ -115,6 +115,18 @@ class ModelArtifact(ModelArtifactLike):
         if not path.exists():
             raise WeightsError(f"{self.name}: weights file {path} does not exist; {fix}")
         return path
+
+    def _weights_digest(self) -> str | None:
+        """The digest of the weights and of every file they bring (an .onnx file's
+        external data): a changed .data file is a new artifact."""
+        if self.weights_path is None:
+            return None
+        files = getattr(self._fw, "weights_files", lambda path: [path])
+        try:
+            return content_key(*(file_digest(f) for f in files(self.weights_path)))
+        except ValueError as e:
+            raise WeightsError(f"{self.name}: cannot load weights {self.weights_path}: "
+                               f"{e}") from None
 
     @property
     def seeded(self) -> bool:

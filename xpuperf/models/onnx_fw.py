@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from xpuperf.models import torch_fw
+from xpuperf.models.onnx_file import external_files, load_graph
 from xpuperf.zoo import ModelSpec
 
 PACKAGES = ("torch", "transformers", "diffusers", "onnx", "onnxruntime")
@@ -28,9 +29,21 @@ def materialize(build: Callable, spec: ModelSpec, weights: Path | None) -> Any:
     return torch_fw.materialize(build, spec, weights)
 
 
+def weights_files(weights: Path) -> list[Path]:
+    """The files a weights path stands for: an .onnx file and the external data
+    files its graph names (ValueError for one missing or outside its folder)."""
+    if weights.suffix != ".onnx":
+        return [weights]
+    return [weights, *(weights.parent / f for f in external_files(weights))]
+
+
 def export_onnx(model: Any, spec: ModelSpec, path: Path, example: dict[str, np.ndarray]) -> None:
     if isinstance(model, Path):
+        # The external data travels too, at the place the graph names it.
         shutil.copyfile(model, path)
+        for location in external_files(model):
+            (path.parent / location).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(model.parent / location, path.parent / location)
     else:
         torch_fw.export_onnx(model, spec, path, example)
 
@@ -53,13 +66,12 @@ def run(session: Any, spec: ModelSpec, feeds: dict[str, np.ndarray]) -> dict[str
 def _check_io(path: Path, spec: ModelSpec) -> None:
     """A given .onnx file must take and give the zoo's tensors, by name; otherwise
     every backend would fail later with a less helpful message."""
-    import onnx
-
     try:
         # Only the graph's structure is needed; external tensor data stays on disk.
-        graph = onnx.load(str(path), load_external_data=False).graph
-    except Exception as e:  # protobuf's DecodeError is no ValueError
-        raise ValueError(f"{path}: not a readable ONNX file ({type(e).__name__}: {e})") from e
+        graph = load_graph(path)
+        external_files(path, graph)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
     initializers = {i.name for i in graph.initializer}
     have_in = {i.name for i in graph.input} - initializers
     have_out = {o.name for o in graph.output}

@@ -328,6 +328,7 @@ def _merge_numerics(row: Row, rec: Mapping[str, Any]) -> None:
     for name, stats in (rec.get("outputs") or {}).items():
         row.outputs[str(name)] = _numbers(stats)
     row.tolerance.update(_numbers(rec.get("tolerance")))
+    row.data_source = rec.get("data_source") or row.data_source
     hist = rec.get("histogram")
     # Bins are drawn from edge i to edge i+1: a histogram of any other shape is unreadable.
     if isinstance(hist, Mapping) and hist.get("counts") and \

@@ -32,6 +32,12 @@ def from_file(v: "_Validator", where: str, name: str, merged: dict[str, Any]) ->
         file_inputs, file_outputs = signature(path)
     except ValueError as e:
         v.fail(where, f"{path}: {e}")
+    others = [t.describe() for t in (*file_inputs, *file_outputs) if t.kind != "tensor"]
+    if others:
+        v.fail(where, f"{path}: {', '.join(others)}: the suites feed and compare tensors only; "
+               "export every input and output as a tensor (skl2onnx gives a classifier's "
+               "probabilities as one with convert_sklearn(model, ..., "
+               "options={id(model): {'zipmap': False}}))")
     if merged.setdefault("framework", "onnx") != "onnx":
         v.fail(where, f"an .onnx model file is framework onnx, not {merged['framework']!r}")
     merged.update(weights=str(path), builder=None)
