@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +40,14 @@ def hang() -> None:
         Path(marker).touch()
     while True:
         time.sleep(60)
+
+
+def _forked_sleeper() -> int:
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(300)
+        os._exit(0)
+    return pid
 
 
 def _parse_ratio(text: str) -> float:  # a helper a backend calls on a bad input
@@ -90,7 +99,7 @@ class FaultyBackend(CpuBackend):
 class EchoHost:
     """A worker host (xpuperf.worker) with no backend: the worker's own selftests."""
 
-    COMMANDS = ("echo", "crash", "sleep", "where")
+    COMMANDS = ("echo", "crash", "sleep", "where", "spawn", "fork_then_crash")
 
     def __init__(self, note):
         self.note = note
@@ -106,6 +115,17 @@ class EchoHost:
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+    def spawn(self) -> list[int]:
+        """Start what outlives a careless backend: a long sleep (exec'd) and a
+        forked copy of the worker that sleeps; their pids."""
+        sleeper = subprocess.Popen(["sleep", "300"])
+        return [sleeper.pid, _forked_sleeper()]
+
+    def fork_then_crash(self) -> None:
+        """A helper forked without exec (it holds the worker's pipe), then SIGSEGV."""
+        print(f"helper {_forked_sleeper()}", flush=True)
+        segfault()
 
     def where(self, variable: str) -> dict:
         """The worker's view of its start: an environment variable, folder, import path."""

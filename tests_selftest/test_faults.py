@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -364,3 +365,85 @@ def test_a_worker_starts_with_its_parents_environment_folder_and_path_as_they_ar
         later.close()
     assert seen["value"] == "set since" and seen["cwd"] == str(tmp_path)
     assert seen["path"][0] == str(tmp_path)
+
+
+# --------------------------------------------------------------------------- what a backend starts
+
+def _gone(pids, within_s: float = 10.0) -> list[int]:
+    """Those of ``pids`` still running (not zombies) after ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while True:
+        left = []
+        for pid in pids:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if state != "Z":
+                left.append(pid)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+def test_a_worker_whose_forked_helper_holds_the_pipe_is_reported_dead_at_once():
+    # Before the worker's sentinel was watched, the helper's copy of the pipe hid
+    # the crash until the whole time limit (1,800 s by default; 60 here).
+    worker = Worker("tests_selftest.faulty_backends:EchoHost", {}, name="forking worker")
+    start = time.monotonic()
+    try:
+        with pytest.raises(WorkerLost, match="killed by SIGSEGV while fork_then_crash") as lost:
+            worker.call("fork_then_crash", 60)
+    finally:
+        worker.close()
+    assert time.monotonic() - start < 30 and not lost.value.timed_out
+    helper = int(re.search(r"helper (\d+)", str(lost.value)).group(1))
+    assert _gone([helper]) == []  # ended with the worker's process group
+
+
+def test_what_a_backend_starts_ends_with_its_worker():
+    worker = Worker("tests_selftest.faulty_backends:EchoHost", {}, name="spawning worker")
+    try:
+        pids = worker.call("spawn", 60)
+        assert len(_gone(pids, 0)) == 2  # both running while the worker does
+    finally:
+        worker.close()
+    assert _gone(pids) == []
+
+
+# A parent that starts a worker whose backend starts a sleeper and a forked copy,
+# prints every pid of the session's machinery, then hangs the worker and either
+# exits without closing it or waits to be SIGKILLed.
+_PARENT = """
+import multiprocessing.forkserver, multiprocessing.resource_tracker, sys
+from xpuperf.worker.process import Worker
+w = Worker("tests_selftest.faulty_backends:EchoHost", {}, name="orphaned worker")
+pids = w.call("spawn", 60) + [w._process.pid,
+    multiprocessing.forkserver._forkserver._forkserver_pid,
+    multiprocessing.resource_tracker._resource_tracker._pid]
+print(" ".join(map(str, pids)), flush=True)
+if sys.argv[1] == "exit":
+    sys.exit(0)
+w.call("sleep", 600, seconds=600)
+"""
+
+
+@pytest.mark.parametrize("end", ["exit", "sigkill"])
+def test_nothing_of_a_session_outlives_its_parent(end):
+    # Its stdout is a pipe, as in `pytest -s | cat`: the reader sees EOF only once
+    # every process holding it has ended (the forkserver and the resource
+    # tracker hold it, and live while a worker or what it started does).
+    proc = subprocess.Popen([sys.executable, "-c", _PARENT, end], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(pids) == 5, "the parent did not start its worker"
+        if end == "sigkill":
+            time.sleep(0.5)  # the worker is in its sleep
+            proc.kill()
+        proc.communicate(timeout=20)  # EOF: no process holds the pipe any more
+        assert _gone(pids) == []
+    finally:
+        proc.kill()
+        proc.wait()

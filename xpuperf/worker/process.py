@@ -3,6 +3,7 @@ time limit, and turn its death into an error that says what happened."""
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import tempfile
@@ -71,6 +72,7 @@ class Worker:
         self.stage = ""
         self._process: Any = None
         self._conn: Any = None
+        self._alive: Any = None  # the write end of the worker's reaper pipe (server.serve)
         self._log: Path | None = None
 
     def call(self, command: str, timeout_s: float, **args: Any) -> Any:
@@ -109,11 +111,16 @@ class Worker:
         os.close(fd)
         self._log = Path(log)
         self._conn, child = ctx.Pipe()
+        # Only this process holds the write end: when it ends, however it ends
+        # (SIGKILL included), the worker's reaper reads EOF and ends the worker's
+        # process group.
+        reaper, self._alive = ctx.Pipe(duplex=False)
         self._process = ctx.Process(target=serve, daemon=True, name=self.name,
                                     args=(child, self.host, self.kwargs, log, self.device,
-                                          Origin.here()))
+                                          Origin.here(), reaper))
         self._process.start()
         child.close()
+        reaper.close()
         self.stage = "starting"
         self._answer(deadline, timeout_s)
 
@@ -132,12 +139,19 @@ class Worker:
             return message["value"]
 
     def _receive(self, deadline: float, timeout_s: float) -> dict[str, Any]:
-        if self._conn.poll(max(0.0, deadline - time.monotonic())):
-            try:
-                return protocol.receive(self._conn)
+        # The process's sentinel, not only the pipe: a helper the backend forked
+        # holds the pipe open after the worker died, and would hide its death
+        # until the time limit.
+        ready = multiprocessing.connection.wait([self._conn, self._process.sentinel],
+                                                max(0.0, deadline - time.monotonic()))
+        if ready:
+            try:  # what it sent before it died is still in the pipe: read that first
+                if self._conn in ready or self._conn.poll(0):
+                    return protocol.receive(self._conn)
             except (EOFError, OSError):
-                self._process.join(5)
-                why, timed_out = _signal_name(self._process.exitcode), False
+                pass
+            self._process.join(5)
+            why, timed_out = _signal_name(self._process.exitcode), False
         else:
             why, timed_out = f"ran past its time limit of {timeout_s:g} s", True
         stage, tail = self.stage, self._tail()
@@ -162,7 +176,18 @@ class Worker:
             if self._process.is_alive():
                 self._process.kill()
             self._process.join()
+            _kill_group(self._process.pid)  # what the backend started, and the reaper
             self._conn.close()
+            self._alive.close()
         if self._log is not None:
             self._log.unlink(missing_ok=True)
-        self._process = self._conn = self._log = None
+        self._process = self._conn = self._alive = self._log = None
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL every process left in the worker's group (server.serve makes the
+    worker its leader). The group's id is not reused while any of it lives."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # none left, or it died before setpgid
+        pass
