@@ -6,7 +6,9 @@ that the other combinations are untouched.
 
 Faults: segfault_run, hang_run, segfault_compile, hang_compile, raise_compile
 (a plain exception), and outputs that break the contract: fp16_outputs,
-none_outputs, scalar_outputs, missing_output. A hang first touches the file named
+none_outputs, scalar_outputs, missing_output; for an LLM workload (the <model>
+is the workload's name), segfault_generate: its engine segfaults on the first
+request, as one capturing a CUDA graph in its warm-up might. A hang first touches the file named
 by the environment variable FAULT_MARKER, if set, so a test knows it hangs now.
 """
 from __future__ import annotations
@@ -23,9 +25,10 @@ import numpy as np
 
 from backends.base import Compiled
 from backends.cpu import CpuBackend
+from backends.generation import GenerationEngine
 
 FAULTS = ("segfault_run", "hang_run", "segfault_compile", "hang_compile", "raise_compile",
-          "fp16_outputs", "none_outputs", "scalar_outputs", "missing_output")
+          "fp16_outputs", "none_outputs", "scalar_outputs", "missing_output", "segfault_generate")
 PREFIX = "fault:"
 
 
@@ -92,8 +95,26 @@ class FaultyBackend(CpuBackend):
             hang()
         if fault == "raise_compile":
             _parse_ratio("not a number")
-        plain = {k: v for k, v in options.items() if not k.startswith(PREFIX)}
-        return _Faulty(super().compile(artifact, precision, batch_sizes, plain, cache_dir), fault)
+        return _Faulty(super().compile(artifact, precision, batch_sizes, _plain(options),
+                                       cache_dir), fault)
+
+    def generation_engine(self, artifact, precision, options):
+        if options.get(f"{PREFIX}{artifact.name}") == "segfault_generate":
+            return _SegfaultingEngine()
+        return super().generation_engine(artifact, precision, _plain(options))
+
+
+def _plain(options: Mapping[str, str]) -> dict[str, str]:
+    """The options without the faults, for the CPU backend."""
+    return {k: v for k, v in options.items() if not k.startswith(PREFIX)}
+
+
+class _SegfaultingEngine(GenerationEngine):
+    def submit(self, request, sink) -> None:
+        segfault()
+
+    def logits(self, token_ids):
+        segfault()
 
 
 class EchoHost:

@@ -447,3 +447,50 @@ def test_nothing_of_a_session_outlives_its_parent(end):
     finally:
         proc.kill()
         proc.wait()
+
+
+# --------------------------------------------------------------------------- LLM items
+
+_LLM_ZOO = """\
+datasets:
+  fake: {id: fake, format: fake}
+models: {}
+generation:
+  defaults:
+    tolerances: {fp32: {min_cosine: 0.999, min_greedy_match: 1.0, max_perplexity_ratio: 1.01}}
+    family: gpt2
+    builder: gpt2
+    config: {vocab_size: 300, n_positions: 64, n_embd: 16, n_layer: 1, n_head: 2}
+    precisions: [fp32]
+    prompt_tokens: 8
+    output_tokens: 4
+    requests: 2
+    concurrency: [1]
+    scenarios: [offline, single_stream]
+    accuracy: {greedy_tokens: 4, text_tokens: 16}
+  workloads:
+    crashy: {}
+    tiny: {}
+"""
+
+
+def test_a_segfault_in_an_llm_engine_fails_its_group_and_the_session_goes_on(tmp_path):
+    # The engines ran in the pytest process: the segfault killed it (exit 139),
+    # with no report and the following workload never run.
+    (tmp_path / "zoo.yaml").write_text(_LLM_ZOO)
+    r = run_session(tmp_path, FAULTY, "--backend-option", "fault:crashy=segfault_generate",
+                    target="suites/llm", report="report", timeout_s=240)
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "3 failed, 3 passed" in r.stdout, r.stdout[-3000:]
+    assert set(re.findall(r"FAILED \S+\[(\S+)\]", r.stdout)) == {
+        "crashy-fp32", "crashy-fp32-in8-out4-c1-offline", "crashy-fp32-in8-out4-single_stream"}
+    assert "the backend's worker process was killed by SIGSEGV while building and warming up " \
+           "the engine for crashy-fp32; its last output:" in r.stdout
+    assert "Fatal Python error: Segmentation fault" in r.stdout  # faulthandler's, in the worker
+    assert r.stdout.count("not run: an earlier item of crashy-fp32 lost the backend's worker") == 2
+    report = tmp_path / "report"
+    crashy = json.loads((report / "crashy" / "result-fp32.json").read_text())
+    assert crashy["Status"] == "failed" and "SIGSEGV" in "\n".join(crashy["Messages"])
+    assert json.loads((report / "tiny" / "result-fp32.json").read_text())["Status"] == "passed"
+    assert "SIGSEGV" in (report / "report.html").read_text()
+    assert json.loads((report / "session.json").read_text())["finished"] is True

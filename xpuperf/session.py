@@ -57,6 +57,24 @@ class BackendError(BackendFailure):
     """A command raised in the worker: the message holds the worker's traceback."""
 
 
+def call(worker: Worker, limit_s: float, command: str, **args: Any) -> Any:
+    """``command`` in ``worker`` within ``limit_s``: BackendError when it raised
+    there (with the worker's traceback), GroupFailed when the worker was lost."""
+    try:
+        return worker.call(command, limit_s, **args)
+    except RemoteError as e:
+        raise BackendError(f"{e}\n\nin the backend's worker process:\n{e.traceback}") from None
+    except WorkerLost as e:
+        raise GroupFailed(str(e) + (f" ({TIMEOUT_FIX})" if e.timed_out else "")) from None
+
+
+def lost_why(failure: str) -> str:
+    """How the worker was lost (a GroupFailed's message) without its last output:
+    what the group's later items say after "not run: an earlier item ... lost the
+    backend's worker"."""
+    return failure.split("; its last output:")[0]
+
+
 @dataclass(frozen=True)
 class Peak:
     """Peak FLOP/s at one precision and where the figure came from; ``flops`` is
@@ -181,15 +199,11 @@ class BenchSession:
                        "cache_dir": str(self.cache.root), "data_dir": str(self.data_dir),
                        "model": combo.model.name, "precision": combo.precision},
                 name=f"xpuperf worker {group}", device=self.device)
-        limit = self.timeout_s(combo.model)
         try:
-            return worker.call(command, limit, **args)
-        except RemoteError as e:
-            raise BackendError(f"{e}\n\nin the backend's worker process:\n{e.traceback}") from None
-        except WorkerLost as e:
-            why = str(e) + (f" ({TIMEOUT_FIX})" if e.timed_out else "")
-            self._failed[group] = why.split("; its last output:")[0]
-            raise GroupFailed(why) from None
+            return call(worker, self.timeout_s(combo.model), command, **args)
+        except GroupFailed as e:
+            self._failed[group] = lost_why(str(e))
+            raise
 
     def compilation(self, combo: Combination) -> Compilation:
         """Compile once per group in its worker; a failure is remembered, not retried."""
