@@ -154,3 +154,11 @@ class EchoHost:
 
     def close(self) -> None:
         pass
+
+
+class SlowStartHost(EchoHost):
+    """A host that takes ``seconds`` to build, as a backend's start may."""
+
+    def __init__(self, note, seconds: float):
+        super().__init__(note)
+        time.sleep(seconds)

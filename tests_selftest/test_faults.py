@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 
 from tests_selftest.sessions import ROOT, conv_zoo, run_session, session_command
-from xpuperf import gate, report_folder
+from xpuperf import gate, report_folder, session
 from xpuperf.cache import Cache
 from xpuperf.plugin import PluginState
 from xpuperf.results import ResultCollector
+from xpuperf.session import WorkerStartFailed
 from xpuperf.records import ITEM_KEY
 from xpuperf.worker.contract import ContractError, check_outputs
 from xpuperf.worker.process import RemoteError, Worker, WorkerLost
@@ -247,14 +248,18 @@ def test_dataset_and_weights_errors_are_setup_errors_with_file_and_line(tmp_path
     (tmp_path / "bad.pt").write_bytes(b"not a torch file")
     (tmp_path / "data" / "broken").mkdir(parents=True)
     (tmp_path / "data" / "broken" / "val_map.txt").write_bytes(b"\xff\xfe garbage")
+    # weights: /dev/zero hung the session, its digest reading forever.
     folder = conv_zoo(tmp_path, {"clean-conv": "", "weights-conv": "    weights: bad.pt\n",
-                                 "data-conv": "    dataset: broken\n"},
+                                 "data-conv": "    dataset: broken\n",
+                                 "zero-conv": "    weights: /dev/zero\n"},
                       datasets="  broken: {id: broken, format: imagenet, path: broken}\n")
     r = run_session(folder, "CPU", *QUICK, "--data-dir", str(tmp_path / "data"), report="report")
     assert r.returncode == 1, r.stdout[-3000:]
     report = folder / "report"
     assert_passed(report, "clean-conv")
-    for model, key in (("weights-conv", "weights"), ("data-conv", "dataset")):
+    assert "weights /dev/zero is not a regular file or a folder" in messages(report, "zero-conv")
+    for model, key in (("weights-conv", "weights"), ("data-conv", "dataset"),
+                       ("zero-conv", "weights")):
         res = result(report, model)
         assert res["Suites"]["compile"] == "error", res["Messages"]  # not a compile failure
         assert res["Graph Compile"]["Status"] != "failed"
@@ -494,3 +499,24 @@ def test_a_segfault_in_an_llm_engine_fails_its_group_and_the_session_goes_on(tmp
     assert json.loads((report / "tiny" / "result-fp32.json").read_text())["Status"] == "passed"
     assert "SIGSEGV" in (report / "report.html").read_text()
     assert json.loads((report / "session.json").read_text())["finished"] is True
+
+
+# --------------------------------------------------------------------------- time limits
+
+def test_a_workers_start_has_its_own_limit_not_charged_to_the_first_item():
+    slow = Worker("tests_selftest.faulty_backends:SlowStartHost", {"seconds": 2},
+                  name="slow starter")
+    try:
+        assert slow.call("echo", 1, value=3) == 3  # a 2 s start, then a 1 s limit
+    finally:
+        slow.close()
+    stuck = Worker("tests_selftest.faulty_backends:SlowStartHost", {"seconds": 60},
+                   name="stuck starter", start_timeout_s=1)
+    try:
+        with pytest.raises(WorkerStartFailed) as failed:
+            session.call(stuck, 60, "echo", value=3)
+    finally:
+        stuck.close()
+    assert "ran past its start-up limit of 1 s while starting" in str(failed.value)
+    assert "XPUPERF_START_TIMEOUT" in str(failed.value)  # how to raise it
+    assert "compil" not in str(failed.value)

@@ -23,13 +23,14 @@ from xpuperf.batches import batch_free, calibration_feeds, eval_batch_size, run_
 from xpuperf.cache import Cache, arrays_key, content_key
 from xpuperf.datasets.base import Dataset
 from xpuperf.models.artifact import ModelArtifact
-from xpuperf.worker.process import RemoteError, Worker, WorkerLost
+from xpuperf.worker.process import RemoteError, StartFailed, Worker, WorkerLost
 from xpuperf.zoo import Combination, ModelSpec, PerfCase, Zoo
 
 # Bytes of a float element at each precision, for bytes per sample (an estimate:
 # a backend may keep some tensors wider).
 FLOAT_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1, "fp8": 1}
 HOST = "xpuperf.worker.host:GroupHost"
+START_FIX = "raise it with $XPUPERF_START_TIMEOUT=SECONDS"
 TIMEOUT_FIX = ("raise it with --item-timeout SECONDS, tiers.<tier>.timeout_s or the model's "
                "timeout_s in zoo.yaml")
 
@@ -53,6 +54,11 @@ class GroupFailed(BackendFailure):
     """The backend's worker was lost in this group; the message says how and where."""
 
 
+class WorkerStartFailed(GroupFailed):
+    """The backend's worker did not start (not a failure of any one command, the
+    compile included); the message says how."""
+
+
 class BackendError(BackendFailure):
     """A command raised in the worker: the message holds the worker's traceback."""
 
@@ -62,6 +68,10 @@ def call(worker: Worker, limit_s: float, command: str, **args: Any) -> Any:
     there (with the worker's traceback), GroupFailed when the worker was lost."""
     try:
         return worker.call(command, limit_s, **args)
+    except StartFailed as e:
+        raise WorkerStartFailed(str(e) + (f" ({START_FIX})" if e.timed_out else "")
+                                + (f"\n\nin the backend's worker process:\n{e.traceback}"
+                                   if e.traceback else "")) from None
     except RemoteError as e:
         raise BackendError(f"{e}\n\nin the backend's worker process:\n{e.traceback}") from None
     except WorkerLost as e:
@@ -214,7 +224,9 @@ class BenchSession:
         if group not in self._compilations:
             try:
                 done = self._call(combo, "compile")
-            except BackendFailure as e:  # lost, or the worker could not even start it
+            except WorkerStartFailed:  # not the compile's failure: no compile ran
+                raise
+            except BackendFailure as e:  # lost while compiling
                 self._compilations[group] = Compilation(
                     CompileReport(status="failed", seconds=0.0, precision=combo.precision,
                                   error=str(e)),
