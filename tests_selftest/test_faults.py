@@ -520,3 +520,26 @@ def test_a_workers_start_has_its_own_limit_not_charged_to_the_first_item():
     assert "ran past its start-up limit of 1 s while starting" in str(failed.value)
     assert "XPUPERF_START_TIMEOUT" in str(failed.value)  # how to raise it
     assert "compil" not in str(failed.value)
+
+
+def test_the_parents_export_and_reference_run_within_the_item_time_limit(tmp_path):
+    # Both ran unchecked in the parent: each 120 s export or reference held the
+    # session 120 s past the limit.
+    # clean-conv first, under its tier's limit: the session's first export takes
+    # seconds on a busy host (torch.onnx's import), the next ones a fraction.
+    # slowref-conv's weights differ (its seed), so its reference is not clean-conv's.
+    folder = conv_zoo(tmp_path, {"clean-conv": "", "slowref-conv": "    seed: 7\n    timeout_s: 10\n",
+                                 "slowexport-conv": "    timeout_s: 10\n"})
+    start = time.monotonic()
+    r = run_session(folder, "CPU", *QUICK, "-p", "tests_selftest.slow_parent", report="report",
+                    timeout_s=240)
+    assert r.returncode == 1, r.stdout[-3000:]
+    assert time.monotonic() - start < 110  # neither sleep ran to its end in the session's time
+    report = folder / "report"
+    assert_passed(report, "clean-conv")
+    for model, what in (("slowexport-conv", "builder: the model's making"),
+                        ("slowref-conv", "framework: the torch reference run")):
+        assert f"models.{model}.{what}" in messages(report, model)
+        assert "ran past its time limit of 10 s" in messages(report, model)
+    assert result(report, "slowexport-conv")["Suites"]["compile"] == "error"
+    assert result(report, "slowref-conv")["Suites"]["numerics"] == "error"

@@ -10,9 +10,10 @@ with the same reason; the next group gets a fresh worker.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -124,8 +125,36 @@ class BenchSession:
         self._outputs: dict[str, dict[str, np.ndarray]] = {}
         self._costs: dict[tuple[str, int, str], flops.GraphCost] = {}
         self._peaks: dict[str, Peak] = {}
+        self._overran: dict[str, str] = {}  # model -> what of its parent's work ran too long
 
     # ------------------------------------------------------------------ per model
+    def _bounded(self, model: ModelSpec, key: str, what: str, make: Callable[[], Any]) -> Any:
+        """``make()`` within the time limit of one of ``model``'s items: the
+        parent's own work for a model (its export, its reference run) runs on a
+        thread of its own, watched. A thread cannot be stopped: one past the limit
+        is left to finish in the background, its result dropped, and the model's
+        items error with the reason (a SetupError naming zoo.yaml's ``key``)."""
+        if model.name in self._overran:
+            raise SetupError(self._overran[model.name])
+        done: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                done["value"] = make()
+            except BaseException as e:  # noqa: BLE001 - raised again on the caller's thread
+                done["error"] = e
+        thread = threading.Thread(target=run, name=f"xpuperf {what} of {model.name}", daemon=True)
+        thread.start()
+        limit = self.timeout_s(model)
+        thread.join(limit)
+        if thread.is_alive():
+            self._overran[model.name] = (f"{self._where(model, key)}: {what} ran past its time "
+                                         f"limit of {limit:g} s ({TIMEOUT_FIX})")
+            raise SetupError(self._overran[model.name])
+        if "error" in done:
+            raise done["error"]
+        return done["value"]
+
     def _where(self, model: ModelSpec, key: str) -> str:
         line = self.zoo.lines.get(f"models.{model.name}.{key}") or self.zoo.lines.get(
             f"models.{model.name}")
@@ -148,13 +177,20 @@ class BenchSession:
         finds in the cache."""
         if model.name not in self._artifacts:
             ds = lambda: self.dataset(model)  # noqa: E731 - loaded only if int8 asks
-            try:
-                artifact = ModelArtifact(
+            key = "weights" if model.weights else "builder"
+
+            def make() -> ModelArtifact:
+                artifact = ModelArtifact(  # hashes the weights file
                     model, self.cache, self.zoo.path.parent,
                     calibration=lambda n: calibration_feeds(ds(), n, model.fixed_batch or 1))
                 artifact.onnx_path()
+                return artifact
+            try:
+                artifact = self._bounded(model, key, "the model's making (its weights read, "
+                                         "its export to ONNX)", make)
+            except SetupError:
+                raise
             except Exception as e:  # noqa: BLE001 - weights, builder or export: a setup error
-                key = "weights" if model.weights else "builder"
                 raise SetupError(f"{self._where(model, key)}: the model cannot be made: "
                                  f"{type(e).__name__}: {e}") from e
             self._artifacts[model.name] = artifact
@@ -177,9 +213,12 @@ class BenchSession:
             bs = eval_batch_size(model.batch_sizes, len(ds))
             key = content_key(art.key, arrays_key(ds.feeds(range(len(ds)))))
             try:
-                self._references[model.name] = self.cache.arrays(
-                    "reference", key, lambda: run_in_batches(art.reference, ds, bs,
-                                                           batch_free(model.outputs)))
+                self._references[model.name] = self._bounded(
+                    model, "framework", f"the {model.framework} reference run",
+                    lambda: self.cache.arrays("reference", key, lambda: run_in_batches(
+                        art.reference, ds, bs, batch_free(model.outputs))))
+            except SetupError:
+                raise
             except Exception as e:  # noqa: BLE001 - the framework's failure, not the backend's
                 raise SetupError(f"{self._where(model, 'framework')}: the {model.framework} "
                                  f"reference run failed: {type(e).__name__}: {e}") from e
