@@ -25,6 +25,7 @@ from xpuperf.plugin import PluginState
 from xpuperf.results import ResultCollector
 from xpuperf.session import WorkerStartFailed
 from xpuperf.records import ITEM_KEY
+from xpuperf.worker import budget
 from xpuperf.worker.contract import ContractError, check_outputs
 from xpuperf.worker.process import RemoteError, Worker, WorkerLost
 from xpuperf.zoo import TensorSpec
@@ -543,3 +544,34 @@ def test_the_parents_export_and_reference_run_within_the_item_time_limit(tmp_pat
         assert "ran past its time limit of 10 s" in messages(report, model)
     assert result(report, "slowexport-conv")["Suites"]["compile"] == "error"
     assert result(report, "slowref-conv")["Suites"]["numerics"] == "error"
+
+
+# --------------------------------------------------------------------------- memory
+
+def test_outputs_past_the_memory_budget_are_refused_and_the_audit_keeps_fewer(tmp_path,
+                                                                              monkeypatch):
+    # A 1 GB output per batch peaked at ~6x in memory and the accuracy audit kept
+    # 16 logged outputs; here 1,152 bytes per batch of 2, two batches.
+    from xpuperf.worker.host import GroupHost
+
+    folder = conv_zoo(tmp_path, {"big-conv": ""})
+    zoo = folder / "zoo.yaml"  # with audits: 16 measured queries, all logged before
+    zoo.write_text(zoo.read_text().replace("    peak_gemm: 32\n",
+                                           "    peak_gemm: 32\n    audits: {rounds: 8, block: 2}\n"))
+    host = GroupHost(lambda text: None, hardware="CPU", options={}, zoo=str(folder / "zoo.yaml"),
+                     tier="full", cache_dir=str(tmp_path / "cache"), data_dir=str(tmp_path),
+                     model="big-conv", precision="fp32")
+    try:
+        assert host.compile()["report"]["status"] == "ok"
+        monkeypatch.setenv(budget.ENV, "2000")
+        with pytest.raises(budget.OutputsTooLarge) as refused:
+            host.outputs()
+        assert str(refused.value).startswith(
+            "big-conv: its outputs for the dataset take 2.2 KiB (1.1 KiB per batch of 2, 2 "
+            "batches), over the 2.0 KiB the worker may keep")
+        assert "dataset_options" in str(refused.value) and budget.ENV in str(refused.value)
+        monkeypatch.setenv(budget.ENV, "2400")  # the outputs, and two logged queries
+        verdict = host.audit("accuracy")
+    finally:
+        host.close()
+    assert verdict["passed"] and verdict["figures"]["logged_queries"] == 2
