@@ -17,8 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from tests_selftest.sessions import ROOT, conv_zoo, run_session, session_command
+from tests_selftest.test_llm import ZOO as LLM_ZOO
 from xpuperf import gate, report_folder, session
 from xpuperf.cache import Cache
 from xpuperf.plugin import PluginState
@@ -457,33 +459,16 @@ def test_nothing_of_a_session_outlives_its_parent(end):
 
 # --------------------------------------------------------------------------- LLM items
 
-_LLM_ZOO = """\
-datasets:
-  fake: {id: fake, format: fake}
-models: {}
-generation:
-  defaults:
-    tolerances: {fp32: {min_cosine: 0.999, min_greedy_match: 1.0, max_perplexity_ratio: 1.01}}
-    family: gpt2
-    builder: gpt2
-    config: {vocab_size: 300, n_positions: 64, n_embd: 16, n_layer: 1, n_head: 2}
-    precisions: [fp32]
-    prompt_tokens: 8
-    output_tokens: 4
-    requests: 2
-    concurrency: [1]
-    scenarios: [offline, single_stream]
-    accuracy: {greedy_tokens: 4, text_tokens: 16}
-  workloads:
-    crashy: {}
-    tiny: {}
-"""
 
 
 def test_a_segfault_in_an_llm_engine_fails_its_group_and_the_session_goes_on(tmp_path):
     # The engines ran in the pytest process: the segfault killed it (exit 139),
     # with no report and the following workload never run.
-    (tmp_path / "zoo.yaml").write_text(_LLM_ZOO)
+    zoo = yaml.safe_load(LLM_ZOO)  # test_llm's tiny workload, twice, two quick scenarios
+    tiny = {**zoo["generation"]["workloads"]["tiny"], "scenarios": ["offline", "single_stream"],
+            "concurrency": [1]}
+    zoo["generation"]["workloads"] = {"crashy": tiny, "tiny": tiny}
+    (tmp_path / "zoo.yaml").write_text(yaml.safe_dump(zoo))
     r = run_session(tmp_path, FAULTY, "--backend-option", "fault:crashy=segfault_generate",
                     target="suites/llm", report="report", timeout_s=240)
     assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-2000:]
