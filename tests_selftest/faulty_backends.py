@@ -140,8 +140,8 @@ class EchoHost:
     def spawn(self) -> list[int]:
         """Start what outlives a careless backend: a long sleep (exec'd) and a
         forked copy of the worker that sleeps; their pids."""
-        sleeper = subprocess.Popen(["sleep", "300"])
-        return [sleeper.pid, _forked_sleeper()]
+        self.children = [subprocess.Popen(["sleep", "300"])]  # kept: no ResourceWarning
+        return [self.children[0].pid, _forked_sleeper()]
 
     def fork_then_crash(self) -> None:
         """A helper forked without exec (it holds the worker's pipe), then SIGSEGV."""
