@@ -536,8 +536,8 @@ def test_outputs_past_the_memory_budget_are_refused_and_the_audit_keeps_fewer(tm
 
     folder = conv_zoo(tmp_path, {"big-conv": ""})
     zoo = folder / "zoo.yaml"  # with audits: 16 measured queries, all logged before
-    zoo.write_text(zoo.read_text().replace("    peak_gemm: 32\n",
-                                           "    peak_gemm: 32\n    audits: {rounds: 8, block: 2}\n"))
+    zoo.write_text(zoo.read_text().replace(
+        "    peak_gemm: 32\n", "    peak_gemm: 32\n    audits: {rounds: 8, block: 2}\n"))
     host = GroupHost(lambda text: None, hardware="CPU", options={}, zoo=str(folder / "zoo.yaml"),
                      tier="full", cache_dir=str(tmp_path / "cache"), data_dir=str(tmp_path),
                      model="big-conv", precision="fp32")

@@ -45,7 +45,8 @@ class GenerationHost:
         return {}
 
     def scenario(self, scenario: str, concurrency: int | None) -> dict[str, Any]:
-        self.note(f"running {scenario}" + (f" at concurrency {concurrency}" if concurrency else ""))
+        self.note(f"running {scenario}"
+                  + (f" at concurrency {concurrency}" if concurrency else ""))
         return self._answer(*self.llm.run_scenario(self.spec, self.precision, scenario,
                                                    concurrency))
 

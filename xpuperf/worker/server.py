@@ -57,7 +57,12 @@ def _reap_with_parent(alive: Any) -> None:
     reads EOF when the parent exits or is killed (SIGKILL included), even while
     the worker hangs. The parent kills the group itself when it ends a worker
     (process.Worker). A process that leaves the group (setsid) escapes both."""
-    os.setpgid(0, 0)
+    worker = os.getpid()
+    try:
+        os.setpgid(0, 0)
+        grouped = True
+    except PermissionError:  # a sandbox that forbids it: the reaper then ends only the worker
+        grouped = False
     if os.fork() == 0:
         try:
             fd = alive.fileno()
@@ -65,7 +70,10 @@ def _reap_with_parent(alive: Any) -> None:
             os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
             while os.read(fd, 1):
                 pass
-            os.killpg(0, signal.SIGKILL)
+            if grouped:
+                os.killpg(0, signal.SIGKILL)
+            else:  # never the group it shares with the forkserver (the session's, maybe)
+                os.kill(worker, signal.SIGKILL)
         finally:
             os._exit(0)
     alive.close()
