@@ -11,6 +11,8 @@ and the audit logs fewer queries.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 ENV = "XPUPERF_MAX_OUTPUT_BYTES"
 COPIES = 6
@@ -28,9 +30,23 @@ def max_output_bytes() -> int:
             return int(float(text))
         except ValueError:
             raise ValueError(f"${ENV}={text!r}: give a number of bytes, e.g. {ENV}=4e9") from None
-    import psutil
+    available = _available_bytes()
+    return sys.maxsize if available is None else available // COPIES
 
-    return int(psutil.virtual_memory().available) // COPIES
+
+def _available_bytes() -> int | None:
+    """Memory the host can give without swapping (Linux's MemAvailable, else the
+    free pages), or None where neither can be read (no budget then)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None
 
 
 def check(model: str, batch_bytes: int, batches: int, batch_size: int, limit: int) -> None:
