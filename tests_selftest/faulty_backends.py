@@ -7,13 +7,16 @@ that the other combinations are untouched.
 Faults: segfault_run, hang_run, segfault_compile, hang_compile, raise_compile
 (a plain exception), and outputs that break the contract: fp16_outputs,
 none_outputs, scalar_outputs, missing_output, wide_outputs (a column too many on
-the last axis, the batch axis right). A hang first touches the file named
+the last axis, the batch axis right); for an LLM workload (the <model> is the
+workload's name), segfault_generate: its engine segfaults on the first request,
+as one capturing a CUDA graph in its warm-up might. A hang first touches the file named
 by the environment variable FAULT_MARKER, if set, so a test knows it hangs now.
 """
 from __future__ import annotations
 
 import ctypes
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,9 +26,11 @@ import numpy as np
 
 from backends.base import Compiled
 from backends.cpu import CpuBackend
+from backends.generation import GenerationEngine
 
 FAULTS = ("segfault_run", "hang_run", "segfault_compile", "hang_compile", "raise_compile",
-          "fp16_outputs", "none_outputs", "scalar_outputs", "missing_output", "wide_outputs")
+          "fp16_outputs", "none_outputs", "scalar_outputs", "missing_output", "wide_outputs",
+          "segfault_generate")
 PREFIX = "fault:"
 
 
@@ -40,6 +45,14 @@ def hang() -> None:
         Path(marker).touch()
     while True:
         time.sleep(60)
+
+
+def _forked_sleeper() -> int:
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(300)
+        os._exit(0)
+    return pid
 
 
 def _parse_ratio(text: str) -> float:  # a helper a backend calls on a bad input
@@ -86,14 +99,32 @@ class FaultyBackend(CpuBackend):
             hang()
         if fault == "raise_compile":
             _parse_ratio("not a number")
-        plain = {k: v for k, v in options.items() if not k.startswith(PREFIX)}
-        return _Faulty(super().compile(artifact, precision, batch_sizes, plain, cache_dir), fault)
+        return _Faulty(super().compile(artifact, precision, batch_sizes, _plain(options),
+                                       cache_dir), fault)
+
+    def generation_engine(self, artifact, precision, options):
+        if options.get(f"{PREFIX}{artifact.name}") == "segfault_generate":
+            return _SegfaultingEngine()
+        return super().generation_engine(artifact, precision, _plain(options))
+
+
+def _plain(options: Mapping[str, str]) -> dict[str, str]:
+    """The options without the faults, for the CPU backend."""
+    return {k: v for k, v in options.items() if not k.startswith(PREFIX)}
+
+
+class _SegfaultingEngine(GenerationEngine):
+    def submit(self, request, sink) -> None:
+        segfault()
+
+    def logits(self, token_ids):
+        segfault()
 
 
 class EchoHost:
     """A worker host (xpuperf.worker) with no backend: the worker's own selftests."""
 
-    COMMANDS = ("echo", "crash", "sleep", "where")
+    COMMANDS = ("echo", "crash", "sleep", "where", "spawn", "fork_then_crash")
 
     def __init__(self, note):
         self.note = note
@@ -110,9 +141,28 @@ class EchoHost:
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
 
+    def spawn(self) -> list[int]:
+        """Start what outlives a careless backend: a long sleep (exec'd) and a
+        forked copy of the worker that sleeps; their pids."""
+        self.children = [subprocess.Popen(["sleep", "300"])]  # kept: no ResourceWarning
+        return [self.children[0].pid, _forked_sleeper()]
+
+    def fork_then_crash(self) -> None:
+        """A helper forked without exec (it holds the worker's pipe), then SIGSEGV."""
+        print(f"helper {_forked_sleeper()}", flush=True)
+        segfault()
+
     def where(self, variable: str) -> dict:
         """The worker's view of its start: an environment variable, folder, import path."""
         return {"value": os.environ.get(variable), "cwd": os.getcwd(), "path": sys.path}
 
     def close(self) -> None:
         pass
+
+
+class SlowStartHost(EchoHost):
+    """A host that takes ``seconds`` to build, as a backend's start may."""
+
+    def __init__(self, note, seconds: float):
+        super().__init__(note)
+        time.sleep(seconds)

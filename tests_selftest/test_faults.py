@@ -11,18 +11,23 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from tests_selftest.sessions import ROOT, conv_zoo, run_session, session_command
-from xpuperf import gate, report_folder
+from tests_selftest.test_llm import ZOO as LLM_ZOO
+from xpuperf import gate, report_folder, session
 from xpuperf.cache import Cache
 from xpuperf.plugin import PluginState
 from xpuperf.results import ResultCollector
+from xpuperf.session import WorkerStartFailed
 from xpuperf.records import ITEM_KEY
+from xpuperf.worker import budget
 from xpuperf.worker.contract import ContractError, check_outputs
 from xpuperf.worker.process import RemoteError, Worker, WorkerLost
 from xpuperf.zoo import TensorSpec
@@ -36,6 +41,11 @@ FAULTS = {"segrun-conv": "segfault_run", "hangrun-conv": "hang_run",
           "none-conv": "none_outputs", "scalar-conv": "scalar_outputs",
           "missing-conv": "missing_output", "wide-conv": "wide_outputs"}
 QUICK = ("--benchmark-disable",)
+# Made slow in the parent by tests_selftest.slow_parent. After clean-conv, whose
+# export (the session's first, seconds on a busy host) warms torch.onnx under the
+# tier's limit; slowref-conv's seed gives it a reference of its own.
+SLOW_PARENT = {"slowref-conv": "    seed: 7\n    timeout_s: 10\n",
+               "slowexport-conv": "    timeout_s: 10\n"}
 
 
 def fault_options(models) -> list[str]:
@@ -59,18 +69,19 @@ def assert_passed(report: Path, model: str) -> None:
 
 @pytest.fixture(scope="module")
 def faulty_run(tmp_path_factory):
-    """Every backend fault in one session, clean-conv beside them; the report folder
-    holds an earlier run's files that claim a pass."""
+    """Every backend fault in one session, clean-conv beside them, and two models
+    whose export and reference run in the parent are slow (SLOW_PARENT); the
+    report folder holds an earlier run's files that claim a pass."""
     folder = tmp_path_factory.mktemp("faults")
     hangs = {m: HANG_LIMIT for m in FAULTS if FAULTS[m].startswith("hang")}
-    conv_zoo(folder, {"clean-conv": "", **{m: hangs.get(m, "") for m in FAULTS}})
+    conv_zoo(folder, {"clean-conv": "", **{m: hangs.get(m, "") for m in FAULTS}, **SLOW_PARENT})
     report = folder / "report"
     for model in ("segrun-conv", "gone-conv"):  # an earlier run's "passed" results
         (report / model).mkdir(parents=True)
         (report / model / "result-fp32.json").write_text('{"Status": "passed"}')
     (report / "report.html").write_text("<p>earlier run: all passed</p>")
-    r = run_session(folder, FAULTY, *QUICK, *fault_options(FAULTS), report="report",
-                    timeout_s=240)
+    r = run_session(folder, FAULTY, *QUICK, *fault_options(FAULTS), "-p",
+                    "tests_selftest.slow_parent", report="report", timeout_s=240)
     return r, report
 
 
@@ -250,14 +261,18 @@ def test_dataset_and_weights_errors_are_setup_errors_with_file_and_line(tmp_path
     (tmp_path / "bad.pt").write_bytes(b"not a torch file")
     (tmp_path / "data" / "broken").mkdir(parents=True)
     (tmp_path / "data" / "broken" / "val_map.txt").write_bytes(b"\xff\xfe garbage")
+    # weights: /dev/zero hung the session, its digest reading forever.
     folder = conv_zoo(tmp_path, {"clean-conv": "", "weights-conv": "    weights: bad.pt\n",
-                                 "data-conv": "    dataset: broken\n"},
+                                 "data-conv": "    dataset: broken\n",
+                                 "zero-conv": "    weights: /dev/zero\n"},
                       datasets="  broken: {id: broken, format: imagenet, path: broken}\n")
     r = run_session(folder, "CPU", *QUICK, "--data-dir", str(tmp_path / "data"), report="report")
     assert r.returncode == 1, r.stdout[-3000:]
     report = folder / "report"
     assert_passed(report, "clean-conv")
-    for model, key in (("weights-conv", "weights"), ("data-conv", "dataset")):
+    assert "weights /dev/zero is not a regular file or a folder" in messages(report, "zero-conv")
+    for model, key in (("weights-conv", "weights"), ("data-conv", "dataset"),
+                       ("zero-conv", "weights")):
         res = result(report, model)
         assert res["Suites"]["compile"] == "error", res["Messages"]  # not a compile failure
         assert res["Graph Compile"]["Status"] != "failed"
@@ -404,3 +419,179 @@ def test_a_wrong_non_batch_shape_fails_the_audits_too(tmp_path):
     for audit in audits:
         assert "shape (2, 4, 6, 7) for a batch of 2; the model's graph has (2, 4, 6, 6)" in \
             audit["Message"]
+
+
+# --------------------------------------------------------------------------- what a backend starts
+
+def _gone(pids, within_s: float = 10.0) -> list[int]:
+    """Those of ``pids`` still running (not zombies) after ``within_s`` seconds."""
+    deadline = time.monotonic() + within_s
+    while True:
+        left = []
+        for pid in pids:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            if state != "Z":
+                left.append(pid)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+def test_a_worker_whose_forked_helper_holds_the_pipe_is_reported_dead_at_once():
+    # Before the worker's sentinel was watched, the helper's copy of the pipe hid
+    # the crash until the whole time limit (1,800 s by default; 60 here).
+    worker = Worker("tests_selftest.faulty_backends:EchoHost", {}, name="forking worker")
+    start = time.monotonic()
+    try:
+        with pytest.raises(WorkerLost, match="killed by SIGSEGV while fork_then_crash") as lost:
+            worker.call("fork_then_crash", 60)
+    finally:
+        worker.close()
+    assert time.monotonic() - start < 30 and not lost.value.timed_out
+    helper = int(re.search(r"helper (\d+)", str(lost.value)).group(1))
+    assert _gone([helper]) == []  # ended with the worker's process group
+
+
+def test_what_a_backend_starts_ends_with_its_worker():
+    worker = Worker("tests_selftest.faulty_backends:EchoHost", {}, name="spawning worker")
+    try:
+        pids = worker.call("spawn", 60)
+        assert len(_gone(pids, 0)) == 2  # both running while the worker does
+    finally:
+        worker.close()
+    assert _gone(pids) == []
+
+
+# A parent that starts a worker whose backend starts a sleeper and a forked copy,
+# prints every pid of the session's machinery, then hangs the worker and either
+# exits without closing it or waits to be SIGKILLed.
+_PARENT = """
+import multiprocessing.forkserver, multiprocessing.resource_tracker, sys
+from xpuperf.worker.process import Worker
+w = Worker("tests_selftest.faulty_backends:EchoHost", {}, name="orphaned worker")
+pids = w.call("spawn", 60) + [w._process.pid,
+    multiprocessing.forkserver._forkserver._forkserver_pid,
+    multiprocessing.resource_tracker._resource_tracker._pid]
+print(" ".join(map(str, pids)), flush=True)
+if sys.argv[1] == "exit":
+    sys.exit(0)
+w.call("sleep", 600, seconds=600)
+"""
+
+
+@pytest.mark.parametrize("end", ["exit", "sigkill"])
+def test_nothing_of_a_session_outlives_its_parent(end):
+    # Its stdout is a pipe, as in `pytest -s | cat`: the reader sees EOF only once
+    # every process holding it has ended (the forkserver and the resource
+    # tracker hold it, and live while a worker or what it started does).
+    proc = subprocess.Popen([sys.executable, "-c", _PARENT, end], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        pids = [int(p) for p in proc.stdout.readline().split()]
+        assert len(pids) == 5, "the parent did not start its worker"
+        if end == "sigkill":
+            time.sleep(0.5)  # the worker is in its sleep
+            proc.kill()
+        proc.communicate(timeout=20)  # EOF: no process holds the pipe any more
+        assert _gone(pids) == []
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# --------------------------------------------------------------------------- LLM items
+
+
+
+def test_a_segfault_in_an_llm_engine_fails_its_group_and_the_session_goes_on(tmp_path):
+    # The engines ran in the pytest process: the segfault killed it (exit 139),
+    # with no report and the following workload never run.
+    zoo = yaml.safe_load(LLM_ZOO)  # test_llm's tiny workload, twice, two quick scenarios
+    tiny = {**zoo["generation"]["workloads"]["tiny"], "scenarios": ["offline", "single_stream"],
+            "concurrency": [1]}
+    zoo["generation"]["workloads"] = {"crashy": tiny, "tiny": tiny}
+    (tmp_path / "zoo.yaml").write_text(yaml.safe_dump(zoo))
+    r = run_session(tmp_path, FAULTY, "--backend-option", "fault:crashy=segfault_generate",
+                    target="suites/llm", report="report", timeout_s=240)
+    assert r.returncode == 1, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "3 failed, 3 passed" in r.stdout, r.stdout[-3000:]
+    assert set(re.findall(r"FAILED \S+\[(\S+)\]", r.stdout)) == {
+        "crashy-fp32", "crashy-fp32-in8-out4-c1-offline", "crashy-fp32-in8-out4-single_stream"}
+    assert "the backend's worker process was killed by SIGSEGV while building and warming up " \
+           "the engine for crashy-fp32; its last output:" in r.stdout
+    assert "Fatal Python error: Segmentation fault" in r.stdout  # faulthandler's, in the worker
+    assert r.stdout.count("not run: an earlier item of crashy-fp32 lost the backend's worker") == 2
+    report = tmp_path / "report"
+    crashy = json.loads((report / "crashy" / "result-fp32.json").read_text())
+    assert crashy["Status"] == "failed" and "SIGSEGV" in "\n".join(crashy["Messages"])
+    assert json.loads((report / "tiny" / "result-fp32.json").read_text())["Status"] == "passed"
+    assert "SIGSEGV" in (report / "report.html").read_text()
+    assert json.loads((report / "session.json").read_text())["finished"] is True
+
+
+# --------------------------------------------------------------------------- time limits
+
+def test_a_workers_start_has_its_own_limit_not_charged_to_the_first_item():
+    slow = Worker("tests_selftest.faulty_backends:SlowStartHost", {"seconds": 2},
+                  name="slow starter")
+    try:
+        assert slow.call("echo", 1, value=3) == 3  # a 2 s start, then a 1 s limit
+    finally:
+        slow.close()
+    stuck = Worker("tests_selftest.faulty_backends:SlowStartHost", {"seconds": 60},
+                   name="stuck starter", start_timeout_s=1)
+    try:
+        with pytest.raises(WorkerStartFailed) as failed:
+            session.call(stuck, 60, "echo", value=3)
+    finally:
+        stuck.close()
+    assert "ran past its start-up limit of 1 s while starting" in str(failed.value)
+    assert "XPUPERF_START_TIMEOUT" in str(failed.value)  # how to raise it
+    assert "compil" not in str(failed.value)
+
+
+def test_the_parents_export_and_reference_run_within_the_item_time_limit(faulty_run):
+    # Both ran unchecked in the parent: each 120 s export or reference
+    # (tests_selftest/slow_parent.py) held the session 120 s past the limit.
+    _, report = faulty_run
+    for model, what in (("slowexport-conv", "builder: the model's making"),
+                        ("slowref-conv", "framework: the torch reference run")):
+        assert f"models.{model}.{what}" in messages(report, model)
+        assert "ran past its time limit of 10 s" in messages(report, model)
+    assert result(report, "slowexport-conv")["Suites"]["compile"] == "error"
+    assert result(report, "slowref-conv")["Suites"]["numerics"] == "error"
+
+
+# --------------------------------------------------------------------------- memory
+
+def test_outputs_past_the_memory_budget_are_refused_and_the_audit_keeps_fewer(tmp_path,
+                                                                              monkeypatch):
+    # A 1 GB output per batch peaked at ~6x in memory and the accuracy audit kept
+    # 16 logged outputs; here 1,152 bytes per batch of 2, two batches.
+    from xpuperf.worker.host import GroupHost
+
+    folder = conv_zoo(tmp_path, {"big-conv": ""})
+    zoo = folder / "zoo.yaml"  # with audits: 16 measured queries, all logged before
+    zoo.write_text(zoo.read_text().replace(
+        "    peak_gemm: 32\n", "    peak_gemm: 32\n    audits: {rounds: 8, block: 2}\n"))
+    host = GroupHost(lambda text: None, hardware="CPU", options={}, zoo=str(folder / "zoo.yaml"),
+                     tier="full", cache_dir=str(tmp_path / "cache"), data_dir=str(tmp_path),
+                     model="big-conv", precision="fp32")
+    try:
+        assert host.compile()["report"]["status"] == "ok"
+        monkeypatch.setenv(budget.ENV, "2000")
+        with pytest.raises(budget.OutputsTooLarge) as refused:
+            host.outputs()
+        assert str(refused.value).startswith(
+            "big-conv: its outputs for the dataset take 2.2 KiB (1.1 KiB per batch of 2, 2 "
+            "batches), over the 2.0 KiB the worker may keep")
+        assert "dataset_options" in str(refused.value) and budget.ENV in str(refused.value)
+        monkeypatch.setenv(budget.ENV, "2400")  # the outputs, and two logged queries
+        verdict = host.audit("accuracy")
+    finally:
+        host.close()
+    assert verdict["passed"] and verdict["figures"]["logged_queries"] == 2

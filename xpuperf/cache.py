@@ -36,6 +36,8 @@ def content_key(*parts: Any) -> str:
 def file_digest(path: Path) -> str:
     """sha256 of a file, or of every file under a folder (names included; a
     cache entry's own DIGEST_FILE left out)."""
+    if not (path.is_file() or path.is_dir()):  # /dev/zero or a pipe would be read forever
+        raise ValueError(f"{path} is not a regular file or a folder: it cannot be hashed")
     h = hashlib.sha256()
     files = (sorted(p for p in path.rglob("*") if p.is_file() and p.name != DIGEST_FILE)
              if path.is_dir() else [path])

@@ -47,13 +47,16 @@ def _needed(make: Callable[[], Any]) -> Any:
 
 @pytest.fixture
 def compilation(xpu, combo: Combination):
-    """The group's compile in its worker (xpuperf.session.Compilation)."""
-    from xpuperf.session import Unsupported
+    """The group's compile in its worker (xpuperf.session.Compilation); the item
+    errors in setup with the reason when the worker could not start."""
+    from xpuperf.session import Unsupported, WorkerStartFailed
     _needed(lambda: xpu.prepare(combo.model))
     try:
         return xpu.compilation(combo)
     except Unsupported as e:
         pytest.skip(str(e))
+    except WorkerStartFailed as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture

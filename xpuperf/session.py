@@ -11,9 +11,10 @@ with the same reason; the next group gets a fresh worker.
 from __future__ import annotations
 
 import warnings
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -24,13 +25,14 @@ from xpuperf.batches import batch_free, calibration_feeds, eval_batch_size, run_
 from xpuperf.cache import Cache, arrays_key, content_key
 from xpuperf.datasets.base import Dataset
 from xpuperf.models.artifact import ModelArtifact
-from xpuperf.worker.process import RemoteError, Worker, WorkerLost
+from xpuperf.worker.process import RemoteError, StartFailed, Worker, WorkerLost
 from xpuperf.zoo import Combination, ModelSpec, PerfCase, Zoo
 
 # Bytes of a float element at each precision, for bytes per sample (an estimate:
 # a backend may keep some tensors wider).
 FLOAT_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1, "fp8": 1}
 HOST = "xpuperf.worker.host:GroupHost"
+START_FIX = "raise it with $XPUPERF_START_TIMEOUT=SECONDS"
 TIMEOUT_FIX = ("raise it with --item-timeout SECONDS, tiers.<tier>.timeout_s or the model's "
                "timeout_s in zoo.yaml")
 
@@ -54,8 +56,35 @@ class GroupFailed(BackendFailure):
     """The backend's worker was lost in this group; the message says how and where."""
 
 
+class WorkerStartFailed(GroupFailed):
+    """The backend's worker did not start (not a failure of any one command, the
+    compile included); the message says how."""
+
+
 class BackendError(BackendFailure):
     """A command raised in the worker: the message holds the worker's traceback."""
+
+
+def call(worker: Worker, limit_s: float, command: str, **args: Any) -> Any:
+    """``command`` in ``worker`` within ``limit_s``: BackendError when it raised
+    there (with the worker's traceback), GroupFailed when the worker was lost."""
+    try:
+        return worker.call(command, limit_s, **args)
+    except StartFailed as e:
+        raise WorkerStartFailed(str(e) + (f" ({START_FIX})" if e.timed_out else "")
+                                + (f"\n\nin the backend's worker process:\n{e.traceback}"
+                                   if e.traceback else "")) from None
+    except RemoteError as e:
+        raise BackendError(f"{e}\n\nin the backend's worker process:\n{e.traceback}") from None
+    except WorkerLost as e:
+        raise GroupFailed(str(e) + (f" ({TIMEOUT_FIX})" if e.timed_out else "")) from None
+
+
+def lost_why(failure: str) -> str:
+    """How the worker was lost (a GroupFailed's message) without its last output:
+    what the group's later items say after "not run: an earlier item ... lost the
+    backend's worker"."""
+    return failure.split("; its last output:")[0]
 
 
 @dataclass(frozen=True)
@@ -97,8 +126,36 @@ class BenchSession:
         self._outputs: dict[str, dict[str, np.ndarray]] = {}
         self._costs: dict[tuple[str, int, str], flops.GraphCost] = {}
         self._peaks: dict[str, Peak] = {}
+        self._overran: dict[str, str] = {}  # model -> what of its parent's work ran too long
 
     # ------------------------------------------------------------------ per model
+    def _bounded(self, model: ModelSpec, key: str, what: str, make: Callable[[], Any]) -> Any:
+        """``make()`` within the time limit of one of ``model``'s items: the
+        parent's own work for a model (its export, its reference run) runs on a
+        thread of its own, watched. A thread cannot be stopped: one past the limit
+        is left to finish in the background, its result dropped, and the model's
+        items error with the reason (a SetupError naming zoo.yaml's ``key``)."""
+        if model.name in self._overran:
+            raise SetupError(self._overran[model.name])
+        done: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                done["value"] = make()
+            except BaseException as e:  # noqa: BLE001 - raised again on the caller's thread
+                done["error"] = e
+        thread = threading.Thread(target=run, name=f"xpuperf {what} of {model.name}", daemon=True)
+        thread.start()
+        limit = self.timeout_s(model)
+        thread.join(limit)
+        if thread.is_alive():
+            self._overran[model.name] = (f"{self._where(model, key)}: {what} ran past its time "
+                                         f"limit of {limit:g} s ({TIMEOUT_FIX})")
+            raise SetupError(self._overran[model.name])
+        if "error" in done:
+            raise done["error"]
+        return done["value"]
+
     def _where(self, model: ModelSpec, key: str) -> str:
         line = self.zoo.lines.get(f"models.{model.name}.{key}") or self.zoo.lines.get(
             f"models.{model.name}")
@@ -121,13 +178,20 @@ class BenchSession:
         finds in the cache."""
         if model.name not in self._artifacts:
             ds = lambda: self.dataset(model)  # noqa: E731 - loaded only if int8 asks
-            try:
-                artifact = ModelArtifact(
+            key = "weights" if model.weights else "builder"
+
+            def make() -> ModelArtifact:
+                artifact = ModelArtifact(  # hashes the weights file
                     model, self.cache, self.zoo.path.parent,
                     calibration=lambda n: calibration_feeds(ds(), n, model.fixed_batch or 1))
                 artifact.onnx_path()
+                return artifact
+            try:
+                artifact = self._bounded(model, key, "the model's making (its weights read, "
+                                         "its export to ONNX)", make)
+            except SetupError:
+                raise
             except Exception as e:  # noqa: BLE001 - weights, builder or export: a setup error
-                key = "weights" if model.weights else "builder"
                 raise SetupError(f"{self._where(model, key)}: the model cannot be made: "
                                  f"{type(e).__name__}: {e}") from e
             self._artifacts[model.name] = artifact
@@ -150,9 +214,12 @@ class BenchSession:
             bs = eval_batch_size(model.batch_sizes, len(ds))
             key = content_key(art.key, arrays_key(ds.feeds(range(len(ds)))))
             try:
-                self._references[model.name] = self.cache.arrays(
-                    "reference", key, lambda: run_in_batches(art.reference, ds, bs,
-                                                           batch_free(model.outputs)))
+                self._references[model.name] = self._bounded(
+                    model, "framework", f"the {model.framework} reference run",
+                    lambda: self.cache.arrays("reference", key, lambda: run_in_batches(
+                        art.reference, ds, bs, batch_free(model.outputs))))
+            except SetupError:
+                raise
             except Exception as e:  # noqa: BLE001 - the framework's failure, not the backend's
                 raise SetupError(f"{self._where(model, 'framework')}: the {model.framework} "
                                  f"reference run failed: {type(e).__name__}: {e}") from e
@@ -182,15 +249,11 @@ class BenchSession:
                        "cache_dir": str(self.cache.root), "data_dir": str(self.data_dir),
                        "model": combo.model.name, "precision": combo.precision},
                 name=f"xpuperf worker {group}", device=self.device)
-        limit = self.timeout_s(combo.model)
         try:
-            return worker.call(command, limit, **args)
-        except RemoteError as e:
-            raise BackendError(f"{e}\n\nin the backend's worker process:\n{e.traceback}") from None
-        except WorkerLost as e:
-            why = str(e) + (f" ({TIMEOUT_FIX})" if e.timed_out else "")
-            self._failed[group] = why.split("; its last output:")[0]
-            raise GroupFailed(why) from None
+            return call(worker, self.timeout_s(combo.model), command, **args)
+        except GroupFailed as e:
+            self._failed[group] = lost_why(str(e))
+            raise
 
     def compilation(self, combo: Combination) -> Compilation:
         """Compile once per group in its worker; a failure is remembered, not retried."""
@@ -201,7 +264,9 @@ class BenchSession:
         if group not in self._compilations:
             try:
                 done = self._call(combo, "compile")
-            except BackendFailure as e:  # lost, or the worker could not even start it
+            except WorkerStartFailed:  # not the compile's failure: no compile ran
+                raise
+            except BackendFailure as e:  # lost while compiling
                 self._compilations[group] = Compilation(
                     CompileReport(status="failed", seconds=0.0, precision=combo.precision,
                                   error=str(e)),

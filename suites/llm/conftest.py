@@ -96,11 +96,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def llm(pytestconfig: pytest.Config):
-    """The LLM items' session (xpuperf.generation.serving.LLMSession)."""
-    from xpuperf.generation.serving import LLMSession
+    """The LLM items' session (xpuperf.generation.remote.RemoteLLM): the engines
+    run in worker processes, each item within --item-timeout, else the tier's
+    timeout_s."""
+    from xpuperf.generation.remote import RemoteLLM
 
     state = pytestconfig.stash[STATE]
-    session = LLMSession(state.entry.load()(), state.options)
+    limit = pytestconfig.getoption("item_timeout") or state.zoo.timeout_s
+    session = RemoteLLM(state.entry.name, state.options, state.zoo, limit, state.device)
     yield session
     session.close()
 
@@ -117,12 +120,9 @@ def record_llm(request: pytest.FixtureRequest, record_property) -> Callable[...,
 
 
 @pytest.fixture
-def engine_ready(llm, request: pytest.FixtureRequest):
+def engine_ready(llm, request: pytest.FixtureRequest) -> None:
     """The item's engine started (skips when the backend cannot generate it)."""
-    from backends.generation import GenerationUnsupported
-
     case = _case(request.node)
-    try:
-        return llm.engine(case.spec, case.precision)
-    except GenerationUnsupported as e:
-        pytest.skip(str(e))
+    unsupported = llm.start(case.spec, case.precision)
+    if unsupported:
+        pytest.skip(unsupported)

@@ -30,16 +30,18 @@ class LLMSession:
     precision run together), and what outlives them: the references, the
     offline capacity the server loads a fraction of, the measured ceilings.
     ``build_on``: where the models are built (LMArtifact), for a benchmark of a big
-    model; the accuracy gates then have no reference."""
+    model; the accuracy gates then have no reference. ``ceilings``: those already
+    measured (``self.ceilings`` of an earlier session), not measured again."""
 
     def __init__(self, backend: Backend, options: Mapping[str, str],
-                 build_on: tuple[str, str] | None = None):
+                 build_on: tuple[str, str] | None = None,
+                 ceilings: Mapping[str, device.Ceiling] | None = None):
         self.backend, self.options, self.build_on = backend, dict(options), build_on
         self._artifact: LMArtifact | None = None
         self._engine: tuple[str, GenerationEngine] | None = None
         self._references: dict[str, dict[str, Any]] = {}
         self._capacity: dict[str, float] = {}
-        self._ceilings: dict[str, Any] = {}
+        self.ceilings: dict[str, device.Ceiling] = dict(ceilings or {})
         self._meter: energy.Meter | None = None
 
     # ------------------------------------------------------------------ lifetime
@@ -177,9 +179,9 @@ class LLMSession:
         return out
 
     def _ceiling(self, key: str, measure: Any) -> device.Ceiling:
-        if key not in self._ceilings:
-            self._ceilings[key] = measure()
-        return self._ceilings[key]
+        if key not in self.ceilings:
+            self.ceilings[key] = measure()
+        return self.ceilings[key]
 
     # ------------------------------------------------------------------ accuracy
     def check_accuracy(self, spec: GenerationSpec, precision: str

@@ -34,7 +34,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -81,15 +81,15 @@ class Timings:
 
 # --------------------------------------------------------------------------- verdicts
 
-def accuracy_verdict(pairs: Sequence[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]],
+def accuracy_verdict(pairs: Iterable[tuple[Mapping[str, np.ndarray], Mapping[str, np.ndarray]]],
                      rtol: float = ACCURACY_RTOL) -> Verdict:
     """``pairs`` of (performance-mode outputs, accuracy-mode outputs) for the same
-    samples. Each output is compared at its own scale (max |accuracy output|);
-    NaN matches NaN, as the same computation gives the same NaN."""
-    if not pairs:
-        raise ValueError("no logged outputs to compare")
-    worst, worst_name, mismatched = 0.0, "", 0
+    samples, read once (a generator keeps one pair in memory at a time). Each
+    output is compared at its own scale (max |accuracy output|); NaN matches NaN,
+    as the same computation gives the same NaN."""
+    worst, worst_name, mismatched, count = 0.0, "", 0, 0
     for perf, acc in pairs:
+        count += 1
         query_worst = 0.0
         for name, ref in acc.items():
             rel = _relative_diff(np.asarray(perf[name]), np.asarray(ref))
@@ -98,12 +98,14 @@ def accuracy_verdict(pairs: Sequence[tuple[Mapping[str, np.ndarray], Mapping[str
                 if rel > worst:
                     worst, worst_name = rel, name
         mismatched += query_worst > rtol
-    figures = {"logged_queries": len(pairs), "mismatched_queries": mismatched,
+    if not count:
+        raise ValueError("no logged outputs to compare")
+    figures = {"logged_queries": count, "mismatched_queries": mismatched,
                "max_relative_diff": worst, "rtol": rtol}
     if not mismatched:
         return Verdict("accuracy", True, "", figures)
     return Verdict("accuracy", False,
-                   f"{mismatched} of {len(pairs)} queries logged during a performance run differ "
+                   f"{mismatched} of {count} queries logged during a performance run differ "
                    f"from accuracy mode (worst: {worst_name}, max |diff| {_pct(worst)} of the "
                    f"output's scale; allowed {_pct(rtol)}): outputs in performance mode are not "
                    "the ones accuracy was judged on", figures)
@@ -276,21 +278,28 @@ def alternating_blocks(run: Run, sides: Mapping[str, Callable[[int], Sequence[Fe
 
 
 def logged_performance_run(run: Run, batches: Sequence[Feeds], batch_size: int, queries: int,
-                           seed: int) -> list[tuple[int, dict[str, np.ndarray]]]:
+                           seed: int, max_bytes: int | None = None
+                           ) -> list[tuple[int, dict[str, np.ndarray]]]:
     """A performance run (the engine's offline scenario, ``queries`` measured
     queries rotating through ``batches``) that keeps the outputs of up to
-    LOGGED_QUERIES measured queries picked at random: [(batch index, outputs)]."""
+    LOGGED_QUERIES measured queries picked at random: [(batch index, outputs)].
+    With ``max_bytes``, it stops keeping them once they would take more (the
+    first is always kept)."""
     warmup = WARMUP_QUERIES
     rng = np.random.default_rng(seed)
     log_at = {int(k) for k in rng.choice(np.arange(warmup, warmup + queries),
                                          size=min(LOGGED_QUERIES, queries), replace=False)}
     logged: list[tuple[int, dict[str, np.ndarray]]] = []
+    kept = [0]
 
     def issue(k: int) -> None:
         b = k % len(batches)
         out = run(batches[b])
         if k in log_at:
-            logged.append((b, {name: np.array(v, copy=True) for name, v in out.items()}))
+            size = sum(np.asarray(v).nbytes for v in out.values())
+            if not logged or max_bytes is None or kept[0] + size <= max_bytes:
+                kept[0] += size
+                logged.append((b, {name: np.array(v, copy=True) for name, v in out.items()}))
 
     settings = loadgen.RunSettings(min_duration_s=0, min_queries=queries, warmup_queries=warmup,
                                    windows=1)

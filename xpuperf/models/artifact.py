@@ -114,6 +114,9 @@ class ModelArtifact(ModelArtifactLike):
             raise WeightsError(f"{self.name}: weights {self.spec.weights!r}: {e}; {fix}") from None
         if not path.exists():
             raise WeightsError(f"{self.name}: weights file {path} does not exist; {fix}")
+        if not (path.is_file() or path.is_dir()):  # its digest would read a device forever
+            raise WeightsError(f"{self.name}: weights {path} is not a regular file or a folder "
+                               f"(a device, a pipe or a socket); {fix}")
         return path
 
     def _weights_digest(self) -> str | None:

@@ -28,6 +28,7 @@ from xpuperf.measure.memory import PeakRSS
 from xpuperf.measure.resident import measure as measure_resident
 from xpuperf.measure.timing import run_mlperf_beside, run_scenario, run_settings
 from xpuperf.models import onnx_file
+from xpuperf.worker import budget
 from xpuperf.worker.contract import check_outputs
 from xpuperf.zoo import load_zoo
 
@@ -151,7 +152,11 @@ class GroupHost:
         def run(feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             batch[0] += 1
             self.note(f"running batch {batch[0]} of the accuracy run (batch size {bs})")
-            return self._checked(compiled.run(feeds), bs)
+            out = self._checked(compiled.run(feeds), bs)
+            if batch[0] == 1:  # before the rest are kept: refused with the size, not run out
+                budget.check(self.model.name, sum(v.nbytes for v in out.values()),
+                             -(-len(self.dataset) // bs), bs, budget.max_output_bytes())
+            return out
         self._outputs = run_in_batches(run, self.dataset, bs, batch_free(self.model.outputs))
         return self._outputs
 
@@ -220,7 +225,8 @@ class GroupHost:
             accuracy = self._outputs if self._outputs is not None else self.outputs()
             indices = perf_indices(len(ds), bs)
             logged = audits.logged_performance_run(run, [ds.feeds(i) for i in indices], bs,
-                                                   rounds * block, AUDIT_SEED)
+                                                   rounds * block, AUDIT_SEED,
+                                                   budget.max_output_bytes())
             whole = batch_free(self.model.outputs)
 
             def accuracy_mode(b: int) -> dict[str, np.ndarray]:
@@ -228,8 +234,8 @@ class GroupHost:
                 # accuracy run (of other batches): the batch is run once more.
                 again = run(ds.feeds(indices[b])) if whole else {}
                 return {k: again[k] if k in whole else accuracy[k][indices[b]] for k in accuracy}
-            pairs = [(outputs, accuracy_mode(b)) for b, outputs in logged]
-            verdict = audits.accuracy_verdict(pairs)
+            # Compared one pair at a time, each let go before the next is made.
+            verdict = audits.accuracy_verdict((outputs, accuracy_mode(b)) for b, outputs in logged)
         elif name == "caching":
             per_attempt = (rounds + 1) * block  # block -1 of each side is its warm-up
             repeated_idx = (0,) * bs

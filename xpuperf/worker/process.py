@@ -3,6 +3,7 @@ time limit, and turn its death into an error that says what happened."""
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import tempfile
@@ -26,6 +27,12 @@ START_METHOD = "forkserver"  # benchmarks/worker_start.py times it against "spaw
 LOG_LINES = 20  # of the worker's output, quoted when it dies
 TAIL_BYTES = 64 * 1024  # read of the log's end for them: a chatty backend's log grows long
 EXIT_GRACE_S = 10.0  # for a worker told to exit to close its backend
+# For a worker's start: the session's first forks the server, which imports
+# torch and onnxruntime (seconds, a minute on a loaded host), then the host
+# builds the backend. It has a limit of its own, not charged to an item;
+# $XPUPERF_START_TIMEOUT (seconds) replaces it.
+START_TIMEOUT_S = 300.0
+START_TIMEOUT_ENV = "XPUPERF_START_TIMEOUT"
 
 
 class WorkerLost(RuntimeError):
@@ -35,6 +42,15 @@ class WorkerLost(RuntimeError):
     def __init__(self, message: str, stage: str, timed_out: bool):
         super().__init__(message)
         self.stage, self.timed_out = stage, timed_out
+
+
+class StartFailed(WorkerLost):
+    """The worker did not start: it died, ran past its start-up limit, or its
+    host raised as it was built (then ``traceback`` is the worker's)."""
+
+    def __init__(self, message: str, timed_out: bool, traceback: str = ""):
+        super().__init__(message, "starting", timed_out)
+        self.traceback = traceback
 
 
 class RemoteError(RuntimeError):
@@ -47,6 +63,18 @@ class RemoteError(RuntimeError):
 
 class WorkerWarning(UserWarning):
     """A warning raised in the worker, passed on in the parent."""
+
+
+def _start_timeout_s() -> float:
+    text = os.environ.get(START_TIMEOUT_ENV, "")
+    try:
+        seconds = float(text) if text else START_TIMEOUT_S
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise ValueError(f"${START_TIMEOUT_ENV}={text!r}: give the worker's start-up limit in "
+                         f"seconds > 0, e.g. {START_TIMEOUT_ENV}=600")
+    return seconds
 
 
 def _signal_name(exitcode: int | None) -> str:
@@ -66,21 +94,24 @@ class Worker:
     first call; ``close()`` ends it."""
 
     def __init__(self, host: str, kwargs: dict[str, Any], name: str,
-                 device: str | None = None):
+                 device: str | None = None, start_timeout_s: float | None = None):
         self.host, self.kwargs, self.name, self.device = host, kwargs, name, device
+        self.start_timeout_s = start_timeout_s or _start_timeout_s()
         self.stage = ""
         self._process: Any = None
         self._conn: Any = None
+        self._alive: Any = None  # the write end of the worker's reaper pipe (server.serve)
         self._log: Path | None = None
 
     def call(self, command: str, timeout_s: float, **args: Any) -> Any:
         """``command(**args)`` in the worker, its answer back within ``timeout_s``
-        (a start included). RemoteError when it raised; WorkerLost when the worker
-        died or ran out of time (and is then ended)."""
-        deadline = time.monotonic() + timeout_s
+        (after the worker's start, which has a limit of its own). RemoteError when
+        it raised; WorkerLost when the worker died or ran out of time (and is then
+        ended); StartFailed when it could not start."""
         try:
             if self._process is None:
-                self._start(deadline, timeout_s)
+                self._start()
+            deadline = time.monotonic() + timeout_s
             self.stage = command
             try:
                 protocol.send(self._conn, {"command": command, "args": args})
@@ -102,20 +133,31 @@ class Worker:
         self._stop()
 
     # ------------------------------------------------------------------ internals
-    def _start(self, deadline: float, timeout_s: float) -> None:
+    def _start(self) -> None:
         ctx = multiprocessing.get_context(START_METHOD)
         ctx.set_forkserver_preload(list(PRELOAD))  # for the server's start: a no-op after
         fd, log = tempfile.mkstemp(prefix="xpuperf-worker-", suffix=".log")
         os.close(fd)
         self._log = Path(log)
         self._conn, child = ctx.Pipe()
+        # Only this process holds the write end: when it ends, however it ends
+        # (SIGKILL included), the worker's reaper reads EOF and ends the worker's
+        # process group.
+        reaper, self._alive = ctx.Pipe(duplex=False)
         self._process = ctx.Process(target=serve, daemon=True, name=self.name,
                                     args=(child, self.host, self.kwargs, log, self.device,
-                                          Origin.here()))
+                                          Origin.here(), reaper))
         self._process.start()
         child.close()
+        reaper.close()
         self.stage = "starting"
-        self._answer(deadline, timeout_s)
+        try:
+            self._answer(time.monotonic() + self.start_timeout_s, self.start_timeout_s)
+        except WorkerLost as e:
+            raise StartFailed(str(e), e.timed_out) from None
+        except RemoteError as e:
+            raise StartFailed(f"the backend's worker process could not start: {e}", False,
+                              e.traceback) from None
 
     def _answer(self, deadline: float, timeout_s: float) -> Any:
         while True:
@@ -132,14 +174,22 @@ class Worker:
             return message["value"]
 
     def _receive(self, deadline: float, timeout_s: float) -> dict[str, Any]:
-        if self._conn.poll(max(0.0, deadline - time.monotonic())):
-            try:
-                return protocol.receive(self._conn)
+        # The process's sentinel, not only the pipe: a helper the backend forked
+        # holds the pipe open after the worker died, and would hide its death
+        # until the time limit.
+        ready = multiprocessing.connection.wait([self._conn, self._process.sentinel],
+                                                max(0.0, deadline - time.monotonic()))
+        if ready:
+            try:  # what it sent before it died is still in the pipe: read that first
+                if self._conn in ready or self._conn.poll(0):
+                    return protocol.receive(self._conn)
             except (EOFError, OSError):
-                self._process.join(5)
-                why, timed_out = _signal_name(self._process.exitcode), False
+                pass
+            self._process.join(5)
+            why, timed_out = _signal_name(self._process.exitcode), False
         else:
-            why, timed_out = f"ran past its time limit of {timeout_s:g} s", True
+            limit = "start-up limit" if self.stage == "starting" else "time limit"
+            why, timed_out = f"ran past its {limit} of {timeout_s:g} s", True
         stage, tail = self.stage, self._tail()
         self._stop()
         raise WorkerLost(f"the backend's worker process {why} while {stage}"
@@ -162,7 +212,18 @@ class Worker:
             if self._process.is_alive():
                 self._process.kill()
             self._process.join()
+            _kill_group(self._process.pid)  # what the backend started, and the reaper
             self._conn.close()
+            self._alive.close()
         if self._log is not None:
             self._log.unlink(missing_ok=True)
-        self._process = self._conn = self._log = None
+        self._process = self._conn = self._alive = self._log = None
+
+
+def _kill_group(pgid: int) -> None:
+    """SIGKILL every process left in the worker's group (server.serve makes the
+    worker its leader). The group's id is not reused while any of it lives."""
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):  # none left, or it died before setpgid
+        pass

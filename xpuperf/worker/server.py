@@ -9,6 +9,7 @@ from __future__ import annotations
 import faulthandler
 import importlib
 import os
+import signal
 import sys
 import traceback
 import warnings
@@ -49,10 +50,41 @@ class Origin:
         os.chdir(self.cwd)
 
 
+def _reap_with_parent(alive: Any) -> None:
+    """Make this process the leader of a process group of its own, which whatever
+    the backend starts joins, and fork a reaper that ends the whole group when the
+    parent ends: the parent holds the only write end of ``alive``, so the reaper
+    reads EOF when the parent exits or is killed (SIGKILL included), even while
+    the worker hangs. The parent kills the group itself when it ends a worker
+    (process.Worker). A process that leaves the group (setsid) escapes both."""
+    worker = os.getpid()
+    try:
+        os.setpgid(0, 0)
+        grouped = True
+    except PermissionError:  # a sandbox that forbids it: the reaper then ends only the worker
+        grouped = False
+    if os.fork() == 0:
+        try:
+            fd = alive.fileno()
+            os.closerange(0, fd)  # the pipes and the log: the parent must see the worker's end
+            os.closerange(fd + 1, os.sysconf("SC_OPEN_MAX"))
+            while os.read(fd, 1):
+                pass
+            if grouped:
+                os.killpg(0, signal.SIGKILL)
+            else:  # never the group it shares with the forkserver (the session's, maybe)
+                os.kill(worker, signal.SIGKILL)
+        finally:
+            os._exit(0)
+    alive.close()
+
+
 def serve(conn: Any, host: str, kwargs: dict[str, Any], log_path: str,
-          device: str | None, origin: Origin) -> None:
+          device: str | None, origin: Origin, alive: Any) -> None:
     """Run host ``module:Class`` (built with ``note`` and ``kwargs``) until the
-    parent sends {"command": "exit"} or goes away."""
+    parent sends {"command": "exit"} or goes away; ``alive`` is the read end of
+    the pipe whose EOF says the parent is gone (_reap_with_parent)."""
+    _reap_with_parent(alive)
     origin.enter()
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log, 1)
