@@ -178,3 +178,33 @@ class DeviceEchoBackend(CpuBackend):
         compiled = super().compile(artifact, precision, batch_sizes, options)
         compiled.report.details["bound_device"] = os.environ.get("XPUPERF_DEVICE")
         return compiled
+
+
+class _Slowed(_Wrapped):
+    def __init__(self, inner: Compiled, factor: float):
+        super().__init__(inner)
+        self._extra = factor - 1
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        start = time.perf_counter()
+        out = self._inner.run(feeds)
+        # Spin, not sleep: the extra time is spent on the CPU like the run's own,
+        # so a slowed run meets the machine's contention as a slower kernel would.
+        until = time.perf_counter() + (time.perf_counter() - start) * self._extra
+        while time.perf_counter() < until:
+            pass
+        return out
+
+
+class SlowedBackend(CpuBackend):
+    """The CPU backend, plus --backend-option slowdown=F: each run takes F times
+    as long (1.10: 10 % slower), for the speed gate's power figures
+    (benchmarks/gate_power.py) and its A/B selftests."""
+    name = "SLOWED"
+
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
+        factor = float(options.get("slowdown", 1))
+        if not factor >= 1:
+            raise ValueError(f"slowdown={options['slowdown']}: must be a factor >= 1, e.g. 1.10")
+        return _Slowed(super().compile(artifact, precision, batch_sizes, options, cache_dir),
+                       factor)

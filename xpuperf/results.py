@@ -12,6 +12,8 @@ import pytest
 
 from xpuperf import report_folder
 from xpuperf.conformance import expected
+from xpuperf.gate.judge import item_key
+from xpuperf.gate.verdict import INCONCLUSIVE, REGRESSED, VERDICTS
 from xpuperf.plugin import PluginState
 from xpuperf.records import ITEM_KEY, RECORD_KEY
 
@@ -156,14 +158,36 @@ class ResultCollector:
                           red=bool(ops.unexpected))
         if state.update_expected and state.outcomes:
             tr.write_line(f"expected failures rewritten from this run: {state.expected_label}")
-        if state.baseline is not None:
-            compared = [r for r in state.records.values() if "baseline" in r]
-            regressed = [r for r in compared if "against the baseline" in str(r.get("message"))]
-            tr.write_line(f"baseline {state.baseline.source}: {len(compared)} item(s) compared, "
-                          f"{len(regressed)} regressed (--max-regression {state.max_regression:g}%)",
-                          red=bool(regressed))
+        if state.gate is not None:
+            text, markup = gate_line(state)
+            tr.write_line(text, **markup)
         if state.report_error:
             tr.write_line(f"reports NOT written: {state.report_error}", red=True)
         elif state.written:
             tr.write_line(f"reports: {state.report_dir / 'report.html'} and "
                           f"{len(state.written) - 1} JSON file(s)")
+
+
+def gate_line(state: PluginState) -> tuple[str, dict[str, bool]]:
+    """The speed gate's terminal line: how many items it compared and each
+    verdict's count, the inconclusive ones named with their effect; red when
+    an item failed by it (and its markup for tr.write_line)."""
+    source = (f"baseline {state.baseline.source}" if state.baseline is not None
+              else "A/B baseline " + ", ".join(f"{k}={v}" for k, v in
+                                               sorted((state.ab_options or {}).items())))
+    compared = [r for r in state.records.values() if isinstance(r.get("baseline"), dict)]
+    counts = {name: sorted(item_key(r) for r in compared
+                           if r["baseline"].get("verdict") == name) for name in VERDICTS}
+    metric = [r for r in compared if "drop" in r["baseline"]]
+    dropped = [r for r in metric if "against the baseline" in str(r.get("message"))]
+    effect = "failed" if state.gate.inconclusive == "fail" else "passed, --gate-inconclusive=pass"
+    text = (f"speed gate against {source}: {len(compared) - len(metric)} item(s) compared: "
+            + ", ".join(f"{len(counts[n])} {n}" for n in VERDICTS)
+            + f" (--max-regression {state.max_regression:g}%)")
+    if counts[INCONCLUSIVE]:
+        text += f"; inconclusive ({effect}): {', '.join(counts[INCONCLUSIVE])}"
+    if metric:
+        text += f"; {len(metric)} metric(s) compared, {len(dropped)} dropped"
+    failed = counts[REGRESSED] or dropped or (counts[INCONCLUSIVE]
+                                              and state.gate.inconclusive == "fail")
+    return text, {"red": bool(failed), "yellow": bool(counts[INCONCLUSIVE]) and not failed}

@@ -92,7 +92,7 @@ def _traceback_text(e: BaseException) -> str:
 class GroupHost:
     """Hosts ``hardware``'s backend for one model at one precision."""
 
-    COMMANDS = ("compile", "outputs", "throughput", "audit", "peak")
+    COMMANDS = ("compile", "outputs", "throughput", "block", "audit", "peak")
 
     def __init__(self, note: Callable[[str], None], hardware: str, options: Mapping[str, str],
                  zoo: str, tier: str, cache_dir: str, data_dir: str, model: str, precision: str):
@@ -118,6 +118,7 @@ class GroupHost:
         self._outputs: dict[str, np.ndarray] | None = None
         self._capacity: dict[int, float] = {}
         self._resident: dict[int, dict[str, Any]] = {}  # batch size -> device-resident figures
+        self._blocks: dict[int, list[dict[str, np.ndarray]]] = {}  # batch size -> A/B inputs
 
     # ------------------------------------------------------------------ commands
     def compile(self) -> dict[str, Any]:
@@ -195,6 +196,21 @@ class GroupHost:
             out["mlperf"] = run_mlperf_beside(spec, issue, batch_size, len(batches), settings,
                                               result)
         return out
+
+    def block(self, batch_size: int, seconds: float) -> float:
+        """One A/B block (xpuperf.gate): samples/s of queries back to back at
+        ``batch_size`` for ``seconds``, timed here whole, after one warm-up
+        query that refills the caches the other side's block emptied."""
+        compiled = self._ready()
+        batches = self._blocks.get(batch_size)
+        if batches is None:
+            batches = self._blocks[batch_size] = [
+                self.dataset.feeds(i) for i in perf_indices(len(self.dataset), batch_size)]
+        run = compiled.run
+        settings = loadgen.RunSettings(min_duration_s=seconds, min_queries=1, warmup_queries=1,
+                                       windows=1)
+        return loadgen.run_offline(lambda k: run(batches[k % len(batches)]), batch_size,
+                                   settings).qps
 
     def audit(self, name: str) -> dict[str, Any]:
         """One of LoadGen's integrity audits (xpuperf.measure.audits): the verdict's fields,
