@@ -297,12 +297,13 @@ def pytest_configure(config: pytest.Config) -> None:
             # claim a pass if this one dies.
             report_folder.clear(report_dir, not getattr(config.option, "benchmark_json", None))
     if hasattr(config.option, "benchmark_storage"):
-        # Keep saved runs per hardware so --benchmark-compare never compares a CPU
-        # run with another backend's, and under --report-dir when one is given, so
-        # that a session writes nothing in the working directory.
+        # Saved runs have one place, whatever --report-dir says (a session with
+        # another report folder still finds them): .benchmarks/<HARDWARE> in the
+        # checkout (pytest's rootdir), per hardware so that --benchmark-compare
+        # never compares a CPU run with another backend's.
         if config.option.benchmark_storage == "file://./.benchmarks":
-            root = report_dir if config.getoption("report_dir") else Path(".")
-            config.option.benchmark_storage = f"file://{root / '.benchmarks' / hardware}"
+            config.option.benchmark_storage = \
+                f"file://{config.rootpath / '.benchmarks' / hardware}"
         writes = not (hasattr(config, "workerinput") or config.option.collectonly)
         if writes and not config.option.benchmark_json:
             report_dir.mkdir(parents=True, exist_ok=True)
@@ -490,6 +491,26 @@ def pytest_runtest_call(item: pytest.Item):
     if problems:
         pytest.fail("; ".join(problems), pytrace=False)
     return result
+
+
+@pytest.hookimpl(wrapper=True, optionalhook=True)  # pytest-benchmark's hook
+def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksession: Any,
+                                          machine_info: dict, compared_benchmark: dict):
+    """Say plainly when the saved run had other backend options; and keep
+    pytest-benchmark's own warning from ending the session in an INTERNALERROR
+    (it names the storage relative to the working directory, and raises
+    ValueError for a storage outside it: --benchmark-storage elsewhere)."""
+    saved = (compared_benchmark.get("machine_info") or {}).get("xpuperf") or {}
+    ours = machine_info.get("xpuperf") or {}
+    if saved.get("backend_options", {}) != ours.get("backend_options", {}):
+        benchmarksession.logger.warning(
+            f"--benchmark-compare: the saved run had backend options "
+            f"{saved.get('backend_options') or 'none'}, this one "
+            f"{ours.get('backend_options') or 'none'}: their timings differ by that too")
+    try:
+        return (yield)
+    except ValueError:
+        return None  # only its message failed: the difference is said above or harmless
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

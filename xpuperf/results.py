@@ -44,6 +44,7 @@ class ResultCollector:
         self.state = state
         self.selected: int | None = None  # items selected; None under pytest-xdist
         self.deselected = 0
+        self.benchmark_regressions: list[tuple[str, str]] = []  # --benchmark-compare-fail's
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         self.deselected += len(items)
@@ -98,6 +99,10 @@ class ResultCollector:
                 rec["outcome"], rec["message"] = "error", (
                     "interrupted (SIGTERM or Ctrl-C) while it ran" if interrupted
                     else "it never finished: no result was reported")
+        self.benchmark_regressions = _benchmark_regressions(session.config)
+        if self.benchmark_regressions and exitstatus == pytest.ExitCode.OK:
+            # pytest returns session.exitstatus: the run fails, and session.json says so.
+            session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
         option = session.config.option
         run_label = _run_label(interrupted, option.keyword, option.markexpr)
         try:
@@ -161,6 +166,10 @@ class ResultCollector:
         if state.gate is not None:
             text, markup = gate_line(state)
             tr.write_line(text, **markup)
+        for name, why in self.benchmark_regressions:
+            tr.write_line(f"--benchmark-compare-fail: {name} regressed: {why} (pytest-benchmark "
+                          "compares one run's mean or min; the speed gate compares samples: "
+                          "README, 'The speed gate')", red=True)
         if state.report_error:
             tr.write_line(f"reports NOT written: {state.report_error}", red=True)
         elif state.written:
@@ -191,3 +200,15 @@ def gate_line(state: PluginState) -> tuple[str, dict[str, bool]]:
     failed = counts[REGRESSED] or dropped or (counts[INCONCLUSIVE]
                                               and state.gate.inconclusive == "fail")
     return text, {"red": bool(failed), "yellow": bool(counts[INCONCLUSIVE]) and not failed}
+
+
+def _benchmark_regressions(config: pytest.Config) -> list[tuple[str, str]]:
+    """pytest-benchmark's --benchmark-compare-fail failures, taken from it: it
+    finds them at session finish, before this plugin's hook, and would raise
+    them from its terminal summary as a bare traceback after the session's exit
+    status was written (0). Taken here, they fail the run and are printed."""
+    bench = getattr(config, "_benchmarksession", None)
+    found = list(getattr(bench, "performance_regressions", None) or [])
+    if found:
+        bench.performance_regressions = []
+    return [(str(name), str(why)) for name, why in found]
