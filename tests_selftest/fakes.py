@@ -186,20 +186,22 @@ class _Slowed(_Wrapped):
         self._extra = factor - 1
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        start = time.perf_counter()
+        # Extra work in proportion to the run's CPU time, spent spinning on the
+        # CPU: more work, as a slower kernel does, and no idle gap (a sleep, or a
+        # wall-clock spin, which a preemption mid-run would lengthen, is neither).
+        start = time.thread_time()
         out = self._inner.run(feeds)
-        # Spin, not sleep: the extra time is spent on the CPU like the run's own,
-        # so a slowed run meets the machine's contention as a slower kernel would.
-        until = time.perf_counter() + (time.perf_counter() - start) * self._extra
-        while time.perf_counter() < until:
+        until = time.thread_time() + (time.thread_time() - start) * self._extra
+        while time.thread_time() < until:
             pass
         return out
 
 
 class SlowedBackend(CpuBackend):
-    """The CPU backend, plus --backend-option slowdown=F: each run takes F times
-    as long (1.10: 10 % slower), for the speed gate's power figures
-    (benchmarks/gate_power.py) and its A/B selftests."""
+    """The CPU backend, plus --backend-option slowdown=F: each run costs F times
+    the CPU time of the calling thread (1.10: 10 % more work; with threads=1 the
+    model runs in that thread), for the speed gate's power figures
+    (benchmarks/gate_power.py)."""
     name = "SLOWED"
 
     def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:

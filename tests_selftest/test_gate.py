@@ -6,7 +6,9 @@ beside the throughput compared)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -232,3 +234,21 @@ def test_gate_options_are_checked(tmp_path):
     assert r.returncode == 4 and "use one" in r.stderr
     r = run(tmp_path, "x", 0, "--baseline", str(tmp_path / "nope.json"), "--collect-only")
     assert r.returncode == 4 and "--baseline: cannot read" in r.stderr
+
+
+def test_an_ab_baseline_worker_of_another_interpreter_speaks_the_same_protocol(tmp_path):
+    """--ab-baseline-python / --ab-baseline-path: a fresh interpreter, the
+    folder first on its import path, answering and dying as a forked worker."""
+    from xpuperf.worker.process import Worker, WorkerLost
+
+    worker = Worker("tests_selftest.faulty_backends:EchoHost", {}, name="spawned worker",
+                    python=sys.executable, path=str(tmp_path))
+    try:
+        assert worker.call("echo", 60, value={"a": [1, 2]}) == {"a": [1, 2]}
+        seen = worker.call("where", 10, variable="PYTHONPATH")
+        assert seen["value"].split(os.pathsep)[0] == str(tmp_path)
+        assert str(tmp_path) in seen["path"] and seen["cwd"] == os.getcwd()
+        with pytest.raises(WorkerLost, match="killed by SIGSEGV while about to crash"):
+            worker.call("crash", 10)
+    finally:
+        worker.close()

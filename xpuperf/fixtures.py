@@ -25,7 +25,7 @@ def xpu(pytestconfig: pytest.Config):
         cache_dir=Path(pytestconfig.getoption("cache_dir")),
         data_dir=Path(pytestconfig.getoption("data_dir")),
         item_timeout_s=pytestconfig.getoption("item_timeout"), device=state.device,
-        ab_options=state.ab_options)
+        ab_options=state.ab_options, ab_python=state.ab_python, ab_path=state.ab_path)
     pytestconfig.stash[_SESSION] = session
     yield session
     session.close()

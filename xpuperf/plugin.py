@@ -61,8 +61,11 @@ class PluginState:
     # The speed gate's settings, with --baseline or an A/B run; None: no speed gate.
     gate: gate.GateSettings | None = None
     # --ab-baseline-option: the A/B baseline's backend options (the candidate's
-    # with these in place); None: no A/B run.
+    # with these in place); None: no A/B run. --ab-baseline-python and -path:
+    # the interpreter and import path its workers start with (None: this one's).
     ab_options: dict[str, str] | None = None
+    ab_python: str | None = None
+    ab_path: str | None = None
     # --devices: the device this process's backend workers are bound to; None: the backend's.
     device: str | None = None
     # The backend's known failures (xpuperf.conformance.expected): item name -> reason.
@@ -132,6 +135,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="A/B in one session: every performance item is also measured, in "
                      "interleaved blocks, with the backend's options changed to these "
                      "(repeatable); the item fails when it is significantly slower")
+    g.addoption("--ab-baseline-python", default=None, metavar="PATH",
+                help="A/B: the baseline's workers run this python (another installed SDK "
+                     "version in another environment)")
+    g.addoption("--ab-baseline-path", default=None, metavar="DIR",
+                help="A/B: the baseline's workers import first from DIR (another checkout "
+                     "of the backend or SDK)")
     g.addoption("--gate-inconclusive", default="fail", choices=gate.INCONCLUSIVE_EFFECTS,
                 help="what a speed comparison still undecided after its re-measurements "
                      "does: fail the item (default) or let it pass, said in its record")
@@ -211,18 +220,25 @@ def _run_options(config: pytest.Config, hardware: str) -> dict[str, Any]:
         raise pytest.UsageError(f"--max-regression must be a percentage >= 0, got {max_regression}")
     path = config.getoption("baseline")
     ab_changes = _key_values(config, "ab_baseline_option")
-    if max_regression is not None and not (path or ab_changes):
+    ab_start = {k: config.getoption(k) for k in ("ab_baseline_python", "ab_baseline_path")}
+    for key, value in ab_start.items():
+        if value and not Path(value).exists():
+            raise pytest.UsageError(f"--{key.replace('_', '-')} {value}: no such file or folder")
+    ab = bool(ab_changes) or any(ab_start.values())
+    if ab:
+        out.update(ab_python=ab_start["ab_baseline_python"], ab_path=ab_start["ab_baseline_path"])
+    if max_regression is not None and not (path or ab):
         raise pytest.UsageError("--max-regression needs --baseline PATH or --ab-baseline-option "
                                 "KEY=VALUE to compare with")
-    if path and ab_changes:
-        raise pytest.UsageError("--baseline and --ab-baseline-option both give a baseline: "
-                                "use one (A/B measures its baseline in this session)")
+    if path and ab:
+        raise pytest.UsageError("--baseline and an A/B baseline (--ab-baseline-*) both give a "
+                                "baseline: use one (A/B measures its baseline in this session)")
     if path:
         try:
             out["baseline"] = gate.load_baseline(path, hardware)
         except gate.BaselineError as e:
             raise pytest.UsageError(f"--baseline: {e}") from None
-    if path or ab_changes:
+    if path or ab:
         out["max_regression"] = DEFAULT_MAX_REGRESSION_PCT if max_regression is None \
             else max_regression
         out["gate"] = gate.GateSettings(threshold_pct=out["max_regression"],
@@ -279,7 +295,7 @@ def pytest_configure(config: pytest.Config) -> None:
     run = _run_options(config, hardware)
     if run.get("gate") is not None:
         run["gate"] = run["gate"].with_tier(zoo.gate)
-        if config.getoption("ab_baseline_option"):
+        if "baseline" not in run:  # a gate without a stored baseline: A/B
             run["ab_options"] = {**options, **_key_values(config, "ab_baseline_option")}
         if zoo.tier == "smoke":
             config.issue_config_time_warning(pytest.PytestConfigWarning(

@@ -81,12 +81,14 @@ class Compilation:
 class BenchSession:
     def __init__(self, zoo: Zoo, hardware: str, backend: Backend, options: Mapping[str, str],
                  cache_dir: Path, data_dir: Path, item_timeout_s: float | None = None,
-                 device: str | None = None, ab_options: Mapping[str, str] | None = None):
+                 device: str | None = None, ab_options: Mapping[str, str] | None = None,
+                 ab_python: str | None = None, ab_path: str | None = None):
         """``hardware`` names the backend for the workers (a --hardware value);
         ``backend`` is the parent's instance, asked only for its name, precisions
         and info; ``item_timeout_s`` overrides the zoo's time limit per item;
         ``ab_options``, the A/B baseline's backend options, gives each group a
-        second worker with them (ab_blocks)."""
+        second worker with them (ab_blocks), started as ``ab_python`` with
+        ``ab_path`` first on its import path when they are given."""
         self.zoo, self.hardware, self.backend = zoo, hardware, backend
         self.options = dict(options)
         self.cache = Cache(cache_dir)
@@ -98,6 +100,7 @@ class BenchSession:
         self._workers: dict[str, Worker] = {}
         self.ab_options = dict(ab_options) if ab_options is not None else None
         self._ab_workers: dict[str, Worker] = {}  # group -> the A/B baseline's worker
+        self._ab_start = {"python": ab_python, "path": ab_path}
         self._ab_compiled: set[str] = set()
         self._compilations: dict[str, Compilation] = {}
         self._failed: dict[str, str] = {}  # group -> why its worker was lost
@@ -193,7 +196,7 @@ class BenchSession:
                        "cache_dir": str(self.cache.root), "data_dir": str(self.data_dir),
                        "model": combo.model.name, "precision": combo.precision},
                 name=f"xpuperf {'A/B baseline ' if side == BASELINE else ''}worker {group}",
-                device=self.device)
+                device=self.device, **(self._ab_start if side == BASELINE else {}))
         limit = self.timeout_s(combo.model)
         try:
             return worker.call(command, limit, **args)

@@ -198,9 +198,12 @@ class GroupHost:
         return out
 
     def block(self, batch_size: int, seconds: float) -> float:
-        """One A/B block (xpuperf.gate): samples/s of queries back to back at
-        ``batch_size`` for ``seconds``, timed here whole, after one warm-up
-        query that refills the caches the other side's block emptied."""
+        """One A/B block (xpuperf.gate): queries back to back at ``batch_size``
+        for ``seconds``, timed here whole after one warm-up query (which refills
+        the caches the other side's block emptied). The block's throughput is
+        the batch size over its median query time: on a shared host a
+        neighbour's preemption lengthens a few queries by milliseconds, which
+        moves the mean by tens of percent and the median by next to nothing."""
         compiled = self._ready()
         batches = self._blocks.get(batch_size)
         if batches is None:
@@ -209,8 +212,9 @@ class GroupHost:
         run = compiled.run
         settings = loadgen.RunSettings(min_duration_s=seconds, min_queries=1, warmup_queries=1,
                                        windows=1)
-        return loadgen.run_offline(lambda k: run(batches[k % len(batches)]), batch_size,
-                                   settings).qps
+        result = loadgen.run_offline(lambda k: run(batches[k % len(batches)]), batch_size,
+                                     settings)
+        return batch_size * 1e9 / float(np.median(result.latencies_ns))
 
     def audit(self, name: str) -> dict[str, Any]:
         """One of LoadGen's integrity audits (xpuperf.measure.audits): the verdict's fields,
