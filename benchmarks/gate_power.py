@@ -18,7 +18,8 @@ Prints the counts, the seconds per comparison and the tier's wall time.
 Targets: A/A false alarms <= 1 in 20, the 10 % slowdown detected >= 19 in 20,
 the tier within 10 minutes, on the shared 2-core host.
 
-    python benchmarks/gate_power.py [--repeats 20] [--max-regression 10] [--slowdown 1.10] [--no-tier]
+    python benchmarks/gate_power.py [--repeats 20] [--max-regression 10] [--slowdown 1.10]
+                                    [--only aa|ab] [--no-tier]
 """
 from __future__ import annotations
 
@@ -104,6 +105,7 @@ def main() -> None:
     ap.add_argument("--slowdown", default=SLOWDOWN, help="the candidate's slowdown in the A/B runs")
     ap.add_argument("--cache-dir", default=str(ROOT / ".xpuperf_cache"))
     ap.add_argument("--no-tier", action="store_true", help="skip the gate tier's wall time")
+    ap.add_argument("--only", choices=("aa", "ab"), help="run only the A/A or the A/B comparisons")
     args = ap.parse_args()
     zoo = load_zoo(ROOT / "zoo.yaml", "gate")
     case = next(p for p in zoo.perf_cases() if p.id == ITEM)
@@ -112,10 +114,12 @@ def main() -> None:
           f"up to {settings.remeasure} re-measurement(s), --max-regression "
           f"{args.max_regression:g}")
     cache = Path(args.cache_dir)
-    summary("A/A (false alarm = regressed)", comparisons(zoo, case, "1.0", args.repeats,
-                                                         settings, cache))
-    summary(f"A/B slowdown={args.slowdown} (detected = regressed)",
-            comparisons(zoo, case, args.slowdown, args.repeats, settings, cache))
+    if args.only != "ab":
+        summary("A/A (false alarm = regressed)", comparisons(zoo, case, "1.0", args.repeats,
+                                                             settings, cache))
+    if args.only != "aa":
+        summary(f"A/B slowdown={args.slowdown} (detected = regressed)",
+                comparisons(zoo, case, args.slowdown, args.repeats, settings, cache))
     if not args.no_tier:
         tier_wall_time(cache, args.max_regression)
 
