@@ -210,3 +210,35 @@ class MeteredBackend(CpuBackend):
     def energy_meter(self, options: Mapping[str, str]) -> EnergyMeter:
         good = options.get("good_reads")
         return ConstantPower(int(good) if good is not None else None)
+
+
+class _Slowed(_Wrapped):
+    def __init__(self, inner: Compiled, factor: float):
+        super().__init__(inner)
+        self._extra = factor - 1
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        # Extra work in proportion to the run's CPU time, spent spinning on the
+        # CPU: more work, as a slower kernel does, and no idle gap (a sleep, or a
+        # wall-clock spin, which a preemption mid-run would lengthen, is neither).
+        start = time.thread_time()
+        out = self._inner.run(feeds)
+        until = time.thread_time() + (time.thread_time() - start) * self._extra
+        while time.thread_time() < until:
+            pass
+        return out
+
+
+class SlowedBackend(CpuBackend):
+    """The CPU backend, plus --backend-option slowdown=F: each run costs F times
+    the CPU time of the calling thread (1.10: 10 % more work; with threads=1 the
+    model runs in that thread), for the speed gate's power figures
+    (benchmarks/gate_power.py)."""
+    name = "SLOWED"
+
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
+        factor = float(options.get("slowdown", 1))
+        if not factor >= 1:
+            raise ValueError(f"slowdown={options['slowdown']}: must be a factor >= 1, e.g. 1.10")
+        return _Slowed(super().compile(artifact, precision, batch_sizes, options, cache_dir),
+                       factor)

@@ -1,12 +1,14 @@
-"""pytest-benchmark's saved runs go under --report-dir when one is given: a
-session then writes nothing in the working directory."""
+"""pytest-benchmark's saved runs have one place, .benchmarks/<HARDWARE> in the
+checkout, whatever --report-dir says; and a failed --benchmark-compare-fail is
+a clear failure of the run, also in session.json."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests_selftest.sessions import FAST_TIERS, ROOT, conv_zoo, session_command
 
 
 def test_a_report_dir_session_leaves_no_benchmarks_folder_in_the_working_directory(tmp_path: Path) -> None:
@@ -19,4 +21,32 @@ def test_a_report_dir_session_leaves_no_benchmarks_folder_in_the_working_directo
         cwd=cwd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert list(cwd.iterdir()) == []
-    assert (tmp_path / "reports" / ".benchmarks" / "CPU").is_dir()
+    assert (ROOT / ".benchmarks" / "CPU").is_dir()
+    assert not (tmp_path / "reports" / ".benchmarks").exists()
+
+
+def test_compare_fail_finds_the_history_of_another_report_dir_and_fails_clearly(tmp_path):
+    """A run saved with one --report-dir; a slower one with another report
+    folder, other backend options and its working directory outside the
+    checkout (pytest-benchmark's INTERNALERROR before) compares with it and
+    fails: rc 1, a plain message, session.json's exit status 1."""
+    conv_zoo(tmp_path, {"conv-a": ""})
+    hardware = "tests_selftest.fakes:SleepyBackend"
+    history = ROOT / ".benchmarks" / "SLEEPY"
+
+    def run(report: str, *args: str) -> subprocess.CompletedProcess:
+        command = session_command(tmp_path, hardware, "-m", "performance", *args,
+                                  target=str(ROOT / "suites" / "performance"), report=report)
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    saved = run("fast", "--backend-option", "sleep_ms=0", "--benchmark-autosave")
+    assert saved.returncode == 0, saved.stdout[-3000:] + saved.stderr[-3000:]
+    assert history.is_dir() and not (tmp_path / "fast" / ".benchmarks").exists()
+    slow = run("slow", "--backend-option", "sleep_ms=5", "--benchmark-compare",
+               "--benchmark-compare-fail=mean:50%")
+    out = slow.stdout + slow.stderr
+    assert slow.returncode == 1, out[-4000:]
+    assert "INTERNALERROR" not in out and "Traceback" not in out
+    assert "--benchmark-compare-fail: test_throughput[conv-a-fake-fp32-bs2-offline]" in out
+    assert "the saved run had backend options {'sleep_ms': '0'}" in out
+    assert json.loads((tmp_path / "slow" / "session.json").read_text())["exit_status"] == 1

@@ -250,3 +250,20 @@ def test_precisions_widens_every_model_with_the_defaults_tolerances():
     bare = type(bare)(**{**bare.__dict__, "default_tolerances": {"fp32": {}}})
     with pytest.raises(ZooError, match="defaults.tolerances has no bf16"):
         bare.with_precisions(("fp32", "bf16"))
+
+
+def test_the_gate_tier_selects_models_and_precisions_at_smoke_shapes():
+    gate, smoke = load_zoo(ROOT / "zoo.yaml", "gate"), load_zoo(ROOT / "zoo.yaml", "smoke")
+    assert [m.name for m in gate.models] == ["bert-torch", "resnet50-torch", "widedeep-tf",
+                                             "minilm-l6-torch"]
+    assert {m.precisions for m in gate.models} == {("fp32",)} and gate.generation == ()
+    shapes = {m.name: m.batch_sizes for m in smoke.models}
+    assert all(m.batch_sizes == shapes[m.name] for m in gate.models)
+    assert [p.id for p in gate.perf_cases()][1] == "resnet50-torch-imagenet-fp32-bs4-offline"
+    assert set(gate.gate) == {"remeasure", "ab_rounds", "ab_block_s"}
+    text = GOOD.replace("datasets:", "tiers:\n  gate: {models: [m-tf], gate: {ab_rounds: 0}}\n"
+                                     "datasets:")
+    with pytest.raises(ZooError, match=r"tiers.gate.gate.ab_rounds: must be > 0, got 0"):
+        parse_zoo(text, "gate")
+    with pytest.raises(ZooError, match=r"tiers.gate.models: unknown model 'm-tf' \(known: m-torch"):
+        parse_zoo(text.replace("ab_rounds: 0", "ab_rounds: 2"), "gate")

@@ -4,13 +4,13 @@ attaches the item's result record. Registered by xpuperf.plugin."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import pytest
 
 from xpuperf.plugin import _SESSION, STATE, SUITE_OF_TEST, _case
 from xpuperf.records import RECORD_KEY, identity, jsonable
-from xpuperf.zoo import Combination
+from xpuperf.zoo import Combination, PerfCase
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +24,8 @@ def xpu(pytestconfig: pytest.Config):
         state.zoo, state.entry.name, state.entry.load()(), state.options,
         cache_dir=Path(pytestconfig.getoption("cache_dir")),
         data_dir=Path(pytestconfig.getoption("data_dir")),
-        item_timeout_s=pytestconfig.getoption("item_timeout"), device=state.device)
+        item_timeout_s=pytestconfig.getoption("item_timeout"), device=state.device,
+        ab_options=state.ab_options, ab_python=state.ab_python, ab_path=state.ab_path)
     pytestconfig.stash[_SESSION] = session
     yield session
     session.close()
@@ -119,3 +120,41 @@ def record(request: pytest.FixtureRequest, record_property, combo: Combination,
         record_property(RECORD_KEY, jsonable({**identity(suite, combo, state.hardware, **extra),
                                               "weights": weights, **bound, **fields}))
     return _record
+
+
+@pytest.fixture
+def speed_gate(request: pytest.FixtureRequest, xpu, perf_case: PerfCase,
+               driver: str) -> Callable[[Mapping[str, Any]], dict[str, Any] | None]:
+    """speed_gate(record): judge this performance item's speed (xpuperf.gate):
+    against --baseline, measuring it again while undecided, or against the A/B
+    baseline in interleaved blocks. Keeps the comparison in the item's record
+    ("baseline") and returns it (None without a gate, or when the stored
+    baseline lacks the item); fails the item when it regressed, or when it is
+    still inconclusive and --gate-inconclusive is fail."""
+    from xpuperf import gate
+
+    state = request.config.stash[STATE]
+
+    def judge(result: Mapping[str, Any]) -> dict[str, Any] | None:
+        settings = state.gate
+        if settings is None:
+            return None
+        if state.ab_options is not None:
+            found = gate.ab(lambda rounds: xpu.ab_blocks(perf_case, rounds, settings.ab_block_s),
+                            settings)
+        else:
+            assert state.baseline is not None  # a gate has one or the other (plugin)
+            found = gate.against_baseline(
+                perf_case.id, result, state.baseline, settings,
+                lambda: xpu.throughput(perf_case, driver)["record"])
+            if found is None:
+                return None
+        comparison = jsonable(found.record)
+        recorded = dict(request.node.user_properties).get(RECORD_KEY)
+        if recorded is not None:
+            recorded["baseline"] = comparison
+        problem = found.problem(settings.inconclusive)
+        if problem:
+            pytest.fail(problem, pytrace=False)
+        return comparison
+    return judge

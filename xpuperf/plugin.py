@@ -57,6 +57,14 @@ class PluginState:
     scenarios: dict[str, str] | None = None
     baseline: gate.Baseline | None = None
     max_regression: float = DEFAULT_MAX_REGRESSION_PCT
+    # The speed gate's settings, with --baseline or an A/B run; None: no speed gate.
+    gate: gate.GateSettings | None = None
+    # --ab-baseline-option: the A/B baseline's backend options (the candidate's
+    # with these in place); None: no A/B run. --ab-baseline-python and -path:
+    # the interpreter and import path its workers start with (None: this one's).
+    ab_options: dict[str, str] | None = None
+    ab_python: str | None = None
+    ab_path: str | None = None
     # --devices: the device this process's backend workers are bound to; None: the backend's.
     device: str | None = None
     # The backend's known failures (xpuperf.conformance.expected): item name -> reason.
@@ -119,8 +127,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "is ended and the item fails (default: the model's or the tier's "
                      "timeout_s in the zoo)")
     g.addoption("--max-regression", default=None, type=float, metavar="PCT",
-                help="with --baseline: the QPS drop or p99 rise in percent that fails a "
-                     f"performance item (default {DEFAULT_MAX_REGRESSION_PCT:g})")
+                help="with --baseline or an A/B run: the throughput drop in percent that "
+                     "fails a performance item when it is significant (default "
+                     f"{DEFAULT_MAX_REGRESSION_PCT:g}; README, 'The speed gate')")
+    g.addoption("--ab-baseline-option", action="append", default=[], metavar="KEY=VALUE",
+                help="A/B in one session: every performance item is also measured, in "
+                     "interleaved blocks, with the backend's options changed to these "
+                     "(repeatable); the item fails when it is significantly slower")
+    g.addoption("--ab-baseline-python", default=None, metavar="PATH",
+                help="A/B: the baseline's workers run this python (another installed SDK "
+                     "version in another environment)")
+    g.addoption("--ab-baseline-path", default=None, metavar="DIR",
+                help="A/B: the baseline's workers import first from DIR (another checkout "
+                     "of the backend or SDK)")
+    g.addoption("--gate-inconclusive", default="fail", choices=gate.INCONCLUSIVE_EFFECTS,
+                help="what a speed comparison still undecided after its re-measurements "
+                     "does: fail the item (default) or let it pass, said in its record")
 
 
 def _backend_options(config: pytest.Config, hardware: str) -> dict[str, str]:
@@ -138,12 +160,19 @@ def _backend_options(config: pytest.Config, hardware: str) -> dict[str, str]:
             raise pytest.UsageError(f"--backend-config {path}: section {hardware!r} must be a "
                                     "mapping of option names to values")
         options.update({str(k): str(v) for k, v in section.items()})
-    for item in config.getoption("backend_option"):
+    return {**options, **_key_values(config, "backend_option")}
+
+
+def _key_values(config: pytest.Config, option: str) -> dict[str, str]:
+    """A repeatable KEY=VALUE option's values, checked."""
+    out = {}
+    for item in config.getoption(option):
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise pytest.UsageError(f"--backend-option {item!r}: expected KEY=VALUE, e.g. threads=4")
-        options[key] = value
-    return options
+            raise pytest.UsageError(f"--{option.replace('_', '-')} {item!r}: expected KEY=VALUE, "
+                                    "e.g. threads=4")
+        out[key] = value
+    return out
 
 
 def _expected_options(config: pytest.Config, entry: registry.BackendEntry) -> dict[str, Any]:
@@ -209,15 +238,30 @@ def _run_options(config: pytest.Config, hardware: str) -> dict[str, Any]:
     if max_regression is not None and not max_regression >= 0:
         raise pytest.UsageError(f"--max-regression must be a percentage >= 0, got {max_regression}")
     path = config.getoption("baseline")
-    if max_regression is not None and not path:
-        raise pytest.UsageError("--max-regression needs --baseline PATH to compare with")
+    ab_changes = _key_values(config, "ab_baseline_option")
+    ab_start = {k: config.getoption(k) for k in ("ab_baseline_python", "ab_baseline_path")}
+    for key, value in ab_start.items():
+        if value and not Path(value).exists():
+            raise pytest.UsageError(f"--{key.replace('_', '-')} {value}: no such file or folder")
+    ab = bool(ab_changes) or any(ab_start.values())
+    if ab:
+        out.update(ab_python=ab_start["ab_baseline_python"], ab_path=ab_start["ab_baseline_path"])
+    if max_regression is not None and not (path or ab):
+        raise pytest.UsageError("--max-regression needs --baseline PATH or --ab-baseline-option "
+                                "KEY=VALUE to compare with")
+    if path and ab:
+        raise pytest.UsageError("--baseline and an A/B baseline (--ab-baseline-*) both give a "
+                                "baseline: use one (A/B measures its baseline in this session)")
     if path:
         try:
             out["baseline"] = gate.load_baseline(path, hardware)
         except gate.BaselineError as e:
             raise pytest.UsageError(f"--baseline: {e}") from None
+    if path or ab:
         out["max_regression"] = DEFAULT_MAX_REGRESSION_PCT if max_regression is None \
             else max_regression
+        out["gate"] = gate.GateSettings(threshold_pct=out["max_regression"],
+                                        inconclusive=config.getoption("gate_inconclusive"))
     return out
 
 
@@ -270,9 +314,19 @@ def pytest_configure(config: pytest.Config) -> None:
         except report_folder.ReportFolderError as e:
             raise pytest.UsageError(f"--report-dir: {e}") from None
     _sigterm_as_interrupt()
-    config.stash[STATE] = PluginState(zoo=zoo, hardware=hardware, entry=entry,
-                                      options=_backend_options(config, hardware),
-                                      report_dir=report_dir, **_run_options(config, hardware),
+    options = _backend_options(config, hardware)
+    run = _run_options(config, hardware)
+    if run.get("gate") is not None:
+        run["gate"] = run["gate"].with_tier(zoo.gate)
+        if "baseline" not in run:  # a gate without a stored baseline: A/B
+            run["ab_options"] = {**options, **_key_values(config, "ab_baseline_option")}
+        if zoo.tier == "smoke":
+            config.issue_config_time_warning(pytest.PytestConfigWarning(
+                "the smoke tier is not for gating: its items run too briefly to hold the "
+                "speed gate's figures; gate with --zoo-tier gate (README, 'The speed gate')"),
+                stacklevel=2)
+    config.stash[STATE] = PluginState(zoo=zoo, hardware=hardware, entry=entry, options=options,
+                                      report_dir=report_dir, **run,
                                       **_expected_options(config, entry))
     if zoo_run and not hasattr(config, "workerinput"):
         from xpuperf.results import ResultCollector
@@ -281,12 +335,14 @@ def pytest_configure(config: pytest.Config) -> None:
             config.stash[STATE], not getattr(config.option, "benchmark_json", None)),
             "xpuperf-results")
     if hasattr(config.option, "benchmark_storage"):
-        # Keep saved runs per hardware so --benchmark-compare never compares a CPU
-        # run with another backend's, and under --report-dir when one is given, so
-        # that a session writes nothing in the working directory.
+        # Saved runs have one place, whatever --report-dir says (a session with
+        # another report folder still finds them): .benchmarks/<HARDWARE> in the
+        # checkout (pytest's rootdir), per hardware so that --benchmark-compare
+        # never compares a CPU run with another backend's.
         if config.option.benchmark_storage == "file://./.benchmarks":
-            root = report_dir if config.getoption("report_dir") else Path(".")
-            config.option.benchmark_storage = f"file://{root / '.benchmarks' / hardware}"
+            config.option.benchmark_storage = \
+                f"file://{config.rootpath / '.benchmarks' / hardware}"
+        writes = not (hasattr(config, "workerinput") or config.option.collectonly)
         if writes and not config.option.benchmark_json:
             report_dir.mkdir(parents=True, exist_ok=True)
             # A path, as pytest-benchmark (from 5.3) takes the option: opened only
@@ -431,8 +487,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config):
 def pytest_runtest_call(item: pytest.Item):
     """Fail an item whose backend failed (a crash, a time-out, an exception in its
     worker) with that message alone: the suite's own traceback says nothing of it.
-    With --baseline, fail an item that passed but regressed against it; the
-    comparison is kept in its record either way."""
+    With --baseline, fail a metric item that passed but dropped against it; the
+    comparison is kept in its record either way. (Performance items are judged
+    by the speed_gate fixture, which measures again while undecided.)"""
     from xpuperf.session import BackendFailure
     try:
         result = yield
@@ -445,7 +502,7 @@ def pytest_runtest_call(item: pytest.Item):
     record = dict(item.user_properties).get(RECORD_KEY)
     if state.baseline is None or record is None:
         return result
-    problems, comparison = gate.check(record, state.baseline, state.max_regression)
+    problems, comparison = gate.check_metric(record, state.baseline)
     if comparison:
         record["baseline"] = jsonable(comparison)
     if problems:
@@ -453,7 +510,29 @@ def pytest_runtest_call(item: pytest.Item):
     return result
 
 
+@pytest.hookimpl(wrapper=True, optionalhook=True)  # pytest-benchmark's hook
+def pytest_benchmark_compare_machine_info(config: pytest.Config, benchmarksession: Any,
+                                          machine_info: dict, compared_benchmark: dict):
+    """Say plainly when the saved run had other backend options; and keep
+    pytest-benchmark's own warning from ending the session in an INTERNALERROR
+    (it names the storage relative to the working directory, and raises
+    ValueError for a storage outside it: --benchmark-storage elsewhere)."""
+    saved = (compared_benchmark.get("machine_info") or {}).get("xpuperf") or {}
+    ours = machine_info.get("xpuperf") or {}
+    if saved.get("backend_options", {}) != ours.get("backend_options", {}):
+        benchmarksession.logger.warning(
+            f"--benchmark-compare: the saved run had backend options "
+            f"{saved.get('backend_options') or 'none'}, this one "
+            f"{ours.get('backend_options') or 'none'}: their timings differ by that too")
+    try:
+        return (yield)
+    except ValueError:
+        return None  # only its message failed: the difference is said above or harmless
+
+
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     state = config.stash[STATE]
     machine_info["xpuperf"] = {"hardware": state.hardware, "tier": state.zoo.tier,
-                               "backend_options": state.options}
+                               "backend_options": state.options,
+                               **({"ab_baseline_options": state.ab_options}
+                                  if state.ab_options is not None else {})}

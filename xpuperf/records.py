@@ -78,9 +78,12 @@ and, by suite:
                  reference_perplexity, perplexity_ratio, greedy_tokens, text_tokens,
                  tokens, reference_tokens, tolerance
 
-With --baseline, performance and metric records the baseline holds also carry
-baseline {source, and the baseline's figures: qps, p99_ms, qps_regression_pct,
-p99_regression_pct, max_regression_pct; or metric, drop, max_drop}.
+With --baseline or A/B, performance records carry baseline {source, qps (the
+baseline's), the speed verdict (xpuperf.gate.verdict.Verdict's fields: verdict,
+change_pct, low_pct, high_pct, threshold_pct, confidence, method, baseline_n,
+candidate_n, why), runs, qps_regression_pct, max_regression_pct; stored: p99_ms,
+unsteady_runs; A/B: ab_baseline_qps, ab_candidate_qps}; metric records the
+stored baseline holds carry baseline {source, metric, drop, max_drop}.
 """
 from __future__ import annotations
 

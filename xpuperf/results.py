@@ -15,6 +15,8 @@ import pytest
 
 from xpuperf import report_folder
 from xpuperf.conformance import expected
+from xpuperf.gate.judge import item_key
+from xpuperf.gate.verdict import INCONCLUSIVE, REGRESSED, VERDICTS
 from xpuperf.plugin import PluginState
 from xpuperf.records import ITEM_KEY, RECORD_KEY, printable
 
@@ -83,6 +85,7 @@ class ResultCollector:
         # so that an earlier session's reports stay until this one has one.
         self.lock: IO | None = None
         self.session: pytest.Session | None = None
+        self.benchmark_regressions: list[tuple[str, str]] = []  # --benchmark-compare-fail's
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
@@ -166,6 +169,10 @@ class ResultCollector:
                 rec["outcome"], rec["message"] = "error", (
                     "interrupted (SIGTERM or Ctrl-C) while it ran" if interrupted
                     else "it never finished: no result was reported")
+        self.benchmark_regressions = _benchmark_regressions(session.config)
+        if self.benchmark_regressions and exitstatus == pytest.ExitCode.OK:
+            # pytest returns session.exitstatus: the run fails, and session.json says so.
+            session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
         option = session.config.option
         run_label = _run_label(interrupted, option.keyword, option.markexpr)
         if state.update_expected and state.outcomes and state.expected_path:
@@ -239,14 +246,52 @@ class ResultCollector:
                           red=bool(ops.unexpected))
         if state.update_expected and state.outcomes:
             tr.write_line(f"expected failures rewritten from this run: {state.expected_label}")
-        if state.baseline is not None:
-            compared = [r for r in state.records.values() if "baseline" in r]
-            regressed = [r for r in compared if "against the baseline" in str(r.get("message"))]
-            tr.write_line(f"baseline {state.baseline.source}: {len(compared)} item(s) compared, "
-                          f"{len(regressed)} regressed (--max-regression {state.max_regression:g}%)",
-                          red=bool(regressed))
+        if state.gate is not None:
+            text, markup = gate_line(state)
+            tr.write_line(text, **markup)
+        for name, why in self.benchmark_regressions:
+            tr.write_line(f"--benchmark-compare-fail: {name} regressed: {why} (pytest-benchmark "
+                          "compares one run's mean or min; the speed gate compares samples: "
+                          "README, 'The speed gate')", red=True)
         if state.report_error:
             tr.write_line(f"reports NOT written: {state.report_error}", red=True)
         elif state.written:
             tr.write_line(f"reports: {state.report_dir / 'report.html'} and "
                           f"{len(state.written) - 1} JSON file(s)")
+
+
+def gate_line(state: PluginState) -> tuple[str, dict[str, bool]]:
+    """The speed gate's terminal line: how many items it compared and each
+    verdict's count, the inconclusive ones named with their effect; red when
+    an item failed by it (and its markup for tr.write_line)."""
+    source = (f"baseline {state.baseline.source}" if state.baseline is not None
+              else "A/B baseline " + ", ".join(f"{k}={v}" for k, v in
+                                               sorted((state.ab_options or {}).items())))
+    compared = [r for r in state.records.values() if isinstance(r.get("baseline"), dict)]
+    counts = {name: sorted(item_key(r) for r in compared
+                           if r["baseline"].get("verdict") == name) for name in VERDICTS}
+    metric = [r for r in compared if "drop" in r["baseline"]]
+    dropped = [r for r in metric if "against the baseline" in str(r.get("message"))]
+    effect = "failed" if state.gate.inconclusive == "fail" else "passed, --gate-inconclusive=pass"
+    text = (f"speed gate against {source}: {len(compared) - len(metric)} item(s) compared: "
+            + ", ".join(f"{len(counts[n])} {n}" for n in VERDICTS)
+            + f" (--max-regression {state.max_regression:g}%)")
+    if counts[INCONCLUSIVE]:
+        text += f"; inconclusive ({effect}): {', '.join(counts[INCONCLUSIVE])}"
+    if metric:
+        text += f"; {len(metric)} metric(s) compared, {len(dropped)} dropped"
+    failed = counts[REGRESSED] or dropped or (counts[INCONCLUSIVE]
+                                              and state.gate.inconclusive == "fail")
+    return text, {"red": bool(failed), "yellow": bool(counts[INCONCLUSIVE]) and not failed}
+
+
+def _benchmark_regressions(config: pytest.Config) -> list[tuple[str, str]]:
+    """pytest-benchmark's --benchmark-compare-fail failures, taken from it: it
+    finds them at session finish, before this plugin's hook, and would raise
+    them from its terminal summary as a bare traceback after the session's exit
+    status was written (0). Taken here, they fail the run and are printed."""
+    bench = getattr(config, "_benchmarksession", None)
+    found = list(getattr(bench, "performance_regressions", None) or [])
+    if found:
+        bench.performance_regressions = []
+    return [(str(name), str(why)) for name, why in found]

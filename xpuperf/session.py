@@ -33,6 +33,10 @@ from xpuperf.zoo import Combination, ModelSpec, PerfCase, Zoo
 FLOAT_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1, "fp8": 1}
 HOST = "xpuperf.worker.host:GroupHost"
 START_FIX = "raise it with $XPUPERF_START_TIMEOUT=SECONDS"
+
+# The two sides of an A/B comparison (xpuperf.gate): the candidate is the
+# session's own backend options, the baseline --ab-baseline-option's.
+CANDIDATE, BASELINE = "candidate", "baseline"
 TIMEOUT_FIX = ("raise it with --item-timeout SECONDS, tiers.<tier>.timeout_s or the model's "
                "timeout_s in zoo.yaml")
 
@@ -108,10 +112,14 @@ class Compilation:
 class BenchSession:
     def __init__(self, zoo: Zoo, hardware: str, backend: Backend, options: Mapping[str, str],
                  cache_dir: Path, data_dir: Path, item_timeout_s: float | None = None,
-                 device: str | None = None):
+                 device: str | None = None, ab_options: Mapping[str, str] | None = None,
+                 ab_python: str | None = None, ab_path: str | None = None):
         """``hardware`` names the backend for the workers (a --hardware value);
         ``backend`` is the parent's instance, asked only for its name, precisions
-        and info; ``item_timeout_s`` overrides the zoo's time limit per item."""
+        and info; ``item_timeout_s`` overrides the zoo's time limit per item;
+        ``ab_options``, the A/B baseline's backend options, gives each group a
+        second worker with them (ab_blocks), started as ``ab_python`` with
+        ``ab_path`` first on its import path when they are given."""
         self.zoo, self.hardware, self.backend = zoo, hardware, backend
         self.options = dict(options)
         self.cache = Cache(cache_dir)
@@ -121,6 +129,10 @@ class BenchSession:
         self._artifacts: dict[str, ModelArtifact] = {}
         self._references: dict[str, dict[str, np.ndarray]] = {}
         self._workers: dict[str, Worker] = {}
+        self.ab_options = dict(ab_options) if ab_options is not None else None
+        self._ab_workers: dict[str, Worker] = {}  # group -> the A/B baseline's worker
+        self._ab_start = {"python": ab_python, "path": ab_path}
+        self._ab_compiled: set[str] = set()
         self._compilations: dict[str, Compilation] = {}
         self._failed: dict[str, str] = {}  # group -> why its worker was lost
         self._outputs: dict[str, dict[str, np.ndarray]] = {}
@@ -233,22 +245,28 @@ class BenchSession:
             return self.item_timeout_s
         return model.timeout_s if model.timeout_s is not None else self.zoo.timeout_s
 
-    def _call(self, combo: Combination, command: str, **args: Any) -> Any:
-        """``command`` in the group's worker. GroupFailed when the worker is lost
-        now or was lost earlier in the group; BackendError when it raised."""
+    def _call(self, combo: Combination, command: str, *, side: str = CANDIDATE,
+              **args: Any) -> Any:
+        """``command`` in the group's worker (``side`` BASELINE: the A/B baseline's
+        worker). GroupFailed when the worker is lost now or was lost earlier in
+        the group; BackendError when it raised."""
         group = combo.group
         if group in self._failed:
             raise GroupFailed(f"not run: an earlier item of {combo.id} lost the backend's "
                               f"worker: {self._failed[group]}")
         self.prepare(combo.model)
-        worker = self._workers.get(group)
+        workers = self._workers if side == CANDIDATE else self._ab_workers
+        worker = workers.get(group)
         if worker is None:
-            worker = self._workers[group] = Worker(
-                HOST, {"hardware": self.hardware, "options": self.options,
+            options = self.options if side == CANDIDATE else self.ab_options
+            worker = workers[group] = Worker(
+                HOST, {"hardware": self.hardware, "options": options,
                        "zoo": str(self.zoo.path), "tier": self.zoo.tier,
                        "cache_dir": str(self.cache.root), "data_dir": str(self.data_dir),
                        "model": combo.model.name, "precision": combo.precision},
-                name=f"xpuperf worker {group}", device=self.device)
+                name=f"xpuperf {'A/B baseline ' if side == BASELINE else ''}worker {group}",
+                device=self.device, **(self._ab_start if side == BASELINE else {}))
+        limit = self.timeout_s(combo.model)
         try:
             return call(worker, self.timeout_s(combo.model), command, **args)
         except GroupFailed as e:
@@ -291,6 +309,28 @@ class BenchSession:
         """One scenario at one batch size, timed in the worker (host.throughput)."""
         return self._call(case.combo, "throughput", batch_size=case.batch_size,
                           scenario=case.scenario, driver=driver)
+
+    def ab_blocks(self, case: PerfCase, rounds: int, block_s: float
+                  ) -> tuple[list[float], list[float]]:
+        """``rounds`` pairs of A/B blocks at the case's batch size: (the baseline's
+        block throughputs, the candidate's), pair i measured one right after the
+        other, which side first alternating. Each block is timed whole in its
+        side's worker (host.block); the idle side waits on its pipe."""
+        if self.ab_options is None:
+            raise ValueError("no A/B baseline was given (--ab-baseline-option)")
+        if case.combo.group not in self._ab_compiled:
+            done = self._call(case.combo, "compile", side=BASELINE)
+            if done["report"]["status"] != "ok":
+                raise BackendError(f"the A/B baseline ({_options_text(self.ab_options)}) did not "
+                                   f"compile: {done['report'].get('error')}")
+            self._ab_compiled.add(case.combo.group)
+        pairs: dict[str, list[float]] = {BASELINE: [], CANDIDATE: []}
+        for r in range(rounds):
+            for side in ((BASELINE, CANDIDATE) if r % 2 == 0 else (CANDIDATE, BASELINE)):
+                pairs[side].append(float(self._call(case.combo, "block", side=side,
+                                                    batch_size=case.batch_size,
+                                                    seconds=block_s)))
+        return pairs[BASELINE], pairs[CANDIDATE]
 
     def audit(self, combo: Combination, name: str) -> dict[str, Any]:
         return self._call(combo, "audit", name=name)
@@ -363,9 +403,11 @@ class BenchSession:
 
     # ------------------------------------------------------------------ lifetime
     def release_group(self, group: str) -> None:
-        worker = self._workers.pop(group, None)
-        if worker is not None:
-            worker.close()
+        for workers in (self._workers, self._ab_workers):
+            worker = workers.pop(group, None)
+            if worker is not None:
+                worker.close()
+        self._ab_compiled.discard(group)
         self._outputs.pop(group, None)
         self._compilations.pop(group, None)  # an out-of-order item compiles again
         self._failed.pop(group, None)
@@ -380,10 +422,14 @@ class BenchSession:
             del self._costs[key]
 
     def close(self) -> None:
-        for group in list(self._workers):
+        for group in {*self._workers, *self._ab_workers}:
             self.release_group(group)
         for name in list(self._artifacts):
             self.release_model(name)
 
     def info(self) -> dict[str, Any]:
         return {**self.backend.info(), "tier": self.zoo.tier}
+
+
+def _options_text(options: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(options.items())) or "no backend options"

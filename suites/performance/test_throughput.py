@@ -12,7 +12,7 @@ from xpuperf.measure.timing import feed_benchmark
 pytestmark = pytest.mark.performance
 
 
-def test_throughput(perf_case, xpu, compiled, benchmark, record, driver):
+def test_throughput(perf_case, xpu, compiled, benchmark, record, driver, speed_gate):
     combo, bs, spec = perf_case.combo, perf_case.batch_size, perf_case.spec
     run = xpu.throughput(perf_case, driver)
     result = run["record"]
@@ -33,3 +33,7 @@ def test_throughput(perf_case, xpu, compiled, benchmark, record, driver):
                     f"{result['latency_ms']['p99']:.4g} ms exceeds the {spec.latency_bound_ms:g} "
                     f"ms bound at {result['target_qps']:.4g} samples/s ({spec.load:g} x the "
                     "offline throughput)", pytrace=False)
+    # --baseline or A/B (xpuperf.gate): the speed verdict, kept in benchmark.json too.
+    comparison = speed_gate(result)
+    if comparison is not None:
+        benchmark.extra_info["speed_gate"] = comparison

@@ -147,6 +147,8 @@ def _perf(point: PerfPoint) -> dict[str, Any]:
         "Bytes per Sample": point.bytes_per_sample,
         "Status": point.outcome,
     }
+    if point.window_qps:  # the samples --baseline's speed gate compares (xpuperf.gate)
+        entry["Window QPS"], entry["Stable"] = point.window_qps, point.stable
     if point.valid is not None:
         entry["Valid"] = point.valid
     if point.target_qps is not None:

@@ -73,6 +73,7 @@ class PerfPoint:
     flops_per_sample: float | None = None
     bytes_per_sample: float | None = None
     stable: bool | None = None  # the run's windows agreed within max_spread
+    window_qps: list[float] = field(default_factory=list)  # the samples a speed gate compares
     valid: bool | None = None  # server: p99 within the latency bound
     target_qps: float | None = None
     mlperf_qps: float | None = None  # the same item under mlcommons-loadgen (--driver mlperf)
@@ -386,6 +387,7 @@ def _merge_perf(row: Row, rec: Mapping[str, Any], outcome: str, message: str) ->
         flops_per_sample=_num(rec.get("flops_per_sample")),
         bytes_per_sample=_num(rec.get("bytes_per_sample")),
         stable=_bool(rec.get("stable")), valid=_bool(rec.get("valid")),
+        window_qps=[float(q) for q in rec.get("window_qps") or [] if _num(q) is not None],
         target_qps=_num(rec.get("target_qps")), mlperf_qps=_num(mlperf.get("qps")),
         avg_watts=_num(used.get("avg_watts")), j_per_query=_num(used.get("j_per_query")),
         j_per_sample=_num(used.get("j_per_sample")), energy_method=str(used.get("method") or ""),

@@ -94,7 +94,7 @@ def _traceback_text(e: BaseException) -> str:
 class GroupHost:
     """Hosts ``hardware``'s backend for one model at one precision."""
 
-    COMMANDS = ("compile", "outputs", "throughput", "audit", "peak")
+    COMMANDS = ("compile", "outputs", "throughput", "block", "audit", "peak")
 
     def __init__(self, note: Callable[[str], None], hardware: str, options: Mapping[str, str],
                  zoo: str, tier: str, cache_dir: str, data_dir: str, model: str, precision: str):
@@ -122,6 +122,7 @@ class GroupHost:
         self._resident: dict[int, dict[str, Any]] = {}  # batch size -> device-resident figures
         self._meter: energy.Meter | None = None  # opened by the first timed run
         self._graph_shapes: dict[str, tuple[int | None, ...] | None] | None = None
+        self._blocks: dict[int, list[dict[str, np.ndarray]]] = {}  # batch size -> A/B inputs
 
     # ------------------------------------------------------------------ commands
     def compile(self) -> dict[str, Any]:
@@ -211,6 +212,25 @@ class GroupHost:
             out["mlperf"] = run_mlperf_beside(spec, issue, batch_size, len(batches), settings,
                                               result)
         return out
+
+    def block(self, batch_size: int, seconds: float) -> float:
+        """One A/B block (xpuperf.gate): queries back to back at ``batch_size``
+        for ``seconds``, timed here whole after one warm-up query (which refills
+        the caches the other side's block emptied). The block's throughput is
+        the batch size over its median query time: on a shared host a
+        neighbour's preemption lengthens a few queries by milliseconds, which
+        moves the mean by tens of percent and the median by next to nothing."""
+        compiled = self._ready()
+        batches = self._blocks.get(batch_size)
+        if batches is None:
+            batches = self._blocks[batch_size] = [
+                self.dataset.feeds(i) for i in perf_indices(len(self.dataset), batch_size)]
+        run = compiled.run
+        settings = loadgen.RunSettings(min_duration_s=seconds, min_queries=1, warmup_queries=1,
+                                       windows=1)
+        result = loadgen.run_offline(lambda k: run(batches[k % len(batches)]), batch_size,
+                                     settings)
+        return batch_size * 1e9 / float(np.median(result.latencies_ns))
 
     def audit(self, name: str) -> dict[str, Any]:
         """One of LoadGen's integrity audits (xpuperf.measure.audits): the verdict's fields,

@@ -6,13 +6,14 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-from xpuperf.worker import protocol
+from xpuperf.worker import protocol, spawned
 from xpuperf.worker.server import Origin, serve
 
 # Workers are forked from one server process per session that has imported
@@ -91,12 +92,16 @@ def _signal_name(exitcode: int | None) -> str:
 class Worker:
     """A worker process hosting ``host`` ("module:Class", see server.serve), built
     with ``kwargs``; ``device`` is handed to it as XPUPERF_DEVICE. Started on the
-    first call; ``close()`` ends it."""
+    first call; ``close()`` ends it. ``python`` or ``path``: started as that
+    interpreter, with that folder first on its import path (xpuperf.worker.spawned),
+    instead of forked from this one's server."""
 
     def __init__(self, host: str, kwargs: dict[str, Any], name: str,
-                 device: str | None = None, start_timeout_s: float | None = None):
+                 device: str | None = None, start_timeout_s: float | None = None,
+                 python: str | None = None, path: str | None = None):
         self.host, self.kwargs, self.name, self.device = host, kwargs, name, device
         self.start_timeout_s = start_timeout_s or _start_timeout_s()
+        self.python, self.path = python, path
         self.stage = ""
         self._process: Any = None
         self._conn: Any = None
@@ -134,21 +139,27 @@ class Worker:
 
     # ------------------------------------------------------------------ internals
     def _start(self) -> None:
-        ctx = multiprocessing.get_context(START_METHOD)
-        ctx.set_forkserver_preload(list(PRELOAD))  # for the server's start: a no-op after
         fd, log = tempfile.mkstemp(prefix="xpuperf-worker-", suffix=".log")
         os.close(fd)
         self._log = Path(log)
-        self._conn, child = ctx.Pipe()
-        # Only this process holds the write end: when it ends, however it ends
-        # (SIGKILL included), the worker's reaper reads EOF and ends the worker's
-        # process group.
-        reaper, self._alive = ctx.Pipe(duplex=False)
-        self._process = ctx.Process(target=serve, daemon=True, name=self.name,
-                                    args=(child, self.host, self.kwargs, log, self.device,
-                                          Origin.here(), reaper))
-        self._process.start()
-        child.close()
+        # Only this process holds the reaper pipe's write end: when it ends,
+        # however it ends (SIGKILL included), the worker's reaper reads EOF and
+        # ends the worker's process group (server.serve).
+        if self.python or self.path:
+            reaper, self._alive = multiprocessing.Pipe(duplex=False)
+            self._process, self._conn = spawned.start(self.python or sys.executable, self.path,
+                                                      self.host, self.kwargs, log, self.device,
+                                                      reaper)
+        else:
+            ctx = multiprocessing.get_context(START_METHOD)
+            ctx.set_forkserver_preload(list(PRELOAD))  # for the server's start: a no-op after
+            self._conn, child = ctx.Pipe()
+            reaper, self._alive = ctx.Pipe(duplex=False)
+            self._process = ctx.Process(target=serve, daemon=True, name=self.name,
+                                        args=(child, self.host, self.kwargs, log, self.device,
+                                              Origin.here(), reaper))
+            self._process.start()
+            child.close()
         reaper.close()
         self.stage = "starting"
         try:

@@ -18,7 +18,8 @@ from backends.base import PRECISIONS
 from xpuperf import safe_yaml
 from xpuperf.zoo.specs import (DOMAINS, DTYPES, FLOAT_DTYPES, FRAMEWORKS, DatasetSpec, ModelSpec, TensorSpec,
                                Zoo, ZooError)
-from xpuperf.zoo.tiers import PICKS, TIERS, model_scenarios, tier_settings
+from xpuperf.zoo.tiers import (PICKS, TIERS, model_scenarios, selected, small_shapes,
+                               tier_settings)
 from xpuperf.zoo.generation import generation_workloads
 from xpuperf.zoo import model_file
 
@@ -109,6 +110,7 @@ def parse_zoo(text: str, tier: str = "full", path: Path = Path("zoo.yaml")) -> Z
     models = tuple(_model(v, name, raw, defaults, tier, datasets)
                    for name, raw in data["models"].items())
     generation = generation_workloads(v, data.get("generation"), tier, {m.name: m for m in models})
+    models, generation = selected(v, data.get("tiers"), tier, models, generation)
     return Zoo(path=path, tier=tier, models=models, datasets=datasets, lines=v.lines,
                generation=generation, default_tolerances=defaults.get("tolerances") or {},
                default_max_drop=defaults.get("max_drop") or {}, **settings)
@@ -152,12 +154,12 @@ def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
     v.fields(f"{where}.smoke", smoke, {k: (False, kind) for k, (_, kind) in MODEL_FIELDS.items()
                                        if k != "smoke"})
     merged = {**defaults, **{k: val for k, val in raw.items() if k != "smoke"}}
-    if tier == "smoke":
+    if small_shapes(tier):
         for key, val in smoke.items():
             both_maps = isinstance(val, dict) and isinstance(merged.get(key), dict)
             merged[key] = {**merged[key], **val} if both_maps else val
     # Errors in merged values point at the smoke override when it supplied them.
-    src = lambda key: f"{where}.smoke" if tier == "smoke" and key in smoke else where  # noqa: E731
+    src = lambda key: f"{where}.smoke" if small_shapes(tier) and key in smoke else where  # noqa: E731
     file_io = model_file.from_file(v, f"{src('model')}.model", name, merged) if "model" in merged else None
     if "golden" in merged:
         model_file.golden(v, f"{src('golden')}.golden", merged)
@@ -193,7 +195,7 @@ def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
     for i, p in enumerate(precisions):
         v.one_of(f"{src('precisions')}.precisions[{i}]", p, PRECISIONS)
     # Scenario entries from defaults are checked against each model that inherits them.
-    from_model = "scenarios" in raw or (tier == "smoke" and "scenarios" in smoke)
+    from_model = "scenarios" in raw or (small_shapes(tier) and "scenarios" in smoke)
     scenario_src = src("scenarios") if from_model else "defaults"
     scenarios = model_scenarios(v, f"{scenario_src}.scenarios", merged.get("scenarios"), name,
                                 tuple(batch_sizes))
@@ -212,7 +214,7 @@ def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
     config = _substitute(v, f"{src('config')}.config", merged.get("config") or {}, dims)
     dataset_options = _substitute(v, f"{src('dataset_options')}.dataset_options",
                                   merged.get("dataset_options") or {}, dims)
-    _check_options(v, where, dataset_options, smoke.get("dataset_options") if tier == "smoke" else None,
+    _check_options(v, where, dataset_options, smoke.get("dataset_options") if small_shapes(tier) else None,
                    datasets[merged["dataset"]].format)
     return ModelSpec(
         name=name, family=merged["family"], framework=merged["framework"], domain=merged["domain"],

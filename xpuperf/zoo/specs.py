@@ -116,6 +116,8 @@ class Zoo:
     audits: Mapping[str, int] | None = None
     peak_gemm: int = DEFAULT_PEAK_GEMM
     timeout_s: float = DEFAULT_TIMEOUT_S  # tiers.<tier>.timeout_s: of one model item
+    # tiers.<tier>.gate: the speed gate's measurement (xpuperf.gate.judge.GateSettings).
+    gate: Mapping[str, float] = field(default_factory=dict)
     # Where each field is: "models.bert-torch.dataset" -> its line in the file.
     lines: Mapping[str, int] = field(default_factory=dict)
     # The LLM serving workloads (xpuperf.zoo.generation), run by suites/llm.

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from xpuperf.zoo.parse import _Validator
 
-TIERS = ("smoke", "full")
+TIERS = ("smoke", "gate", "full")
+# Tiers that run the models' small shapes (each entry's `smoke:` override): the
+# gate tier is a selection of the smoke tier's items, measured for a speed gate.
+SMALL_SHAPE_TIERS = ("smoke", "gate")
+# tiers.<tier>.gate: the speed gate's measurement (xpuperf.gate.judge.GateSettings):
+# re-measurements of an undecided item, pairs of A/B blocks and a block's seconds.
+GATE_KEYS = {"remeasure": "int", "ab_rounds": "int", "ab_block_s": "num"}
 # MLPerf LoadGen's scenarios, spelled as in item ids (-k words have no hyphens).
 SCENARIOS = ("offline", "single_stream", "multi_stream", "server", "multi_client")
 # Which of a scenario's batch sizes run: every one, or only the smallest or largest.
@@ -32,6 +38,9 @@ TIER_FIELDS: dict[str, tuple[bool, str]] = {
     "audits": (False, "map"),
     "peak_gemm": (False, "int"),
     "timeout_s": (False, "num"),
+    "models": (False, "list"),  # a selection of the zoo's models (default: all)
+    "precisions": (False, "list"),  # run at these of each selected model's precisions
+    "gate": (False, "map"),
 }
 # A scenario entry: {scenario: server, batch_sizes: max, ...} or just its name.
 SCENARIO_FIELDS: dict[str, tuple[bool, str]] = {
@@ -91,7 +100,34 @@ def tier_settings(v: _Validator, tiers: Any, tier: str) -> dict[str, Any]:
             "scenarios": dict(this["scenarios"]) if "scenarios" in this else None,
             "audits": dict(this["audits"]) if "audits" in this else None,
             "peak_gemm": int(this.get("peak_gemm", DEFAULT_PEAK_GEMM)),
-            "timeout_s": float(this.get("timeout_s", DEFAULT_TIMEOUT_S))}
+            "timeout_s": float(this.get("timeout_s", DEFAULT_TIMEOUT_S)),
+            "gate": dict(this.get("gate") or {})}
+
+
+def small_shapes(tier: str) -> bool:
+    """Whether ``tier`` takes the models' `smoke:` overrides."""
+    return tier in SMALL_SHAPE_TIERS
+
+
+def selected(v: _Validator, tiers: Any, tier: str, models: tuple, generation: tuple
+             ) -> tuple[tuple, tuple]:
+    """(models, LLM workloads) narrowed to tiers.<tier>.models (names of either)
+    and .precisions, when the tier has them."""
+    from dataclasses import replace
+
+    this = (tiers or {}).get(tier) or {}
+    names, precisions = this.get("models"), this.get("precisions")
+    known = tuple(sorted({m.name for m in models} | {g.name for g in generation}))
+    for name in names or ():
+        v.one_of(f"tiers.{tier}.models", name, known, "model")
+
+    def keep(entries: tuple) -> tuple:
+        picked = [e for e in entries if names is None or e.name in names]
+        if precisions is not None:
+            picked = [replace(e, precisions=tuple(p for p in e.precisions if p in precisions))
+                      for e in picked]
+        return tuple(e for e in picked if e.precisions)
+    return keep(models), keep(generation)
 
 
 def _tier(v: _Validator, where: str, raw: Any) -> None:
@@ -122,6 +158,11 @@ def _tier(v: _Validator, where: str, raw: Any) -> None:
     if "timeout_s" in raw and not raw["timeout_s"] > 0:
         v.fail(f"{where}.timeout_s", f"is the time limit of one item in seconds: must be > 0, "
                f"got {raw['timeout_s']!r}")
+    gate = raw.get("gate") or {}
+    v.fields(f"{where}.gate", gate, {k: (False, kind) for k, kind in GATE_KEYS.items()})
+    for key, value in gate.items():
+        if not value > 0 and not (key == "remeasure" and value == 0):
+            v.fail(f"{where}.gate.{key}", f"must be > 0, got {value!r}")
     if "peak_gemm" in raw and raw["peak_gemm"] < 1:
         v.fail(f"{where}.peak_gemm", f"must be a positive integer, got {raw['peak_gemm']!r}")
 

@@ -1,16 +1,9 @@
-"""The regression gate: this run's items against a baseline run's (pure, but for
-``load_baseline``, which reads the files).
-
-A baseline is either pytest-benchmark's JSON (--benchmark-json, or a run saved
-under .benchmarks/) or an xpuperf reports folder (reports/<HARDWARE>/), read
-through its result-*.json files. Only the baseline's results for this run's
-hardware count. A performance item fails when its QPS fell, or its p99 latency
-rose, by more than --max-regression percent against the same item (same
-combination, batch size and scenario) in the baseline; p99 is compared only for
-a run of at least MIN_P99_QUERIES queries, as with fewer it is the slowest query
-or next to it, and one stall of the machine would decide. A metric item fails when
-its task metric is lower than the baseline's by more than the zoo's max_drop for
-the precision. Items the baseline lacks pass without comparison.
+"""Reading a stored baseline (--baseline PATH): pytest-benchmark's JSON
+(--benchmark-json, or a run saved under .benchmarks/) or an xpuperf reports
+folder (reports/<HARDWARE>/), read through its result-*.json files. Only the
+baseline's results for this run's hardware count. Each performance item keeps
+its throughput samples (the run's window QPS), its steadiness and its p99;
+each metric item its task metric. xpuperf.gate.judge compares them.
 """
 from __future__ import annotations
 
@@ -20,10 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from xpuperf import report_folder
-from xpuperf.report.bytemlperf import metric_name
-
-
-MIN_P99_QUERIES = 100
+from xpuperf.gate.verdict import MAX_SAMPLES
 
 
 class BaselineError(ValueError):
@@ -32,8 +22,14 @@ class BaselineError(ValueError):
 
 @dataclass(frozen=True)
 class PerfFigures:
+    """One performance item of the baseline: ``samples`` are its window
+    throughputs (empty in a baseline written before they were kept), ``stable``
+    whether its windows agreed (None: not said)."""
+
     qps: float | None
     p99_ms: float | None
+    samples: tuple[float, ...] = ()
+    stable: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -89,7 +85,9 @@ def from_benchmark_json(doc: Any, source: str, hardware: str) -> Baseline:
         if not isinstance(extra, Mapping) or not isinstance(bench.get("param"), str):
             continue
         latency = extra.get("latency_ms") if isinstance(extra.get("latency_ms"), Mapping) else {}
-        perf[bench["param"]] = PerfFigures(_num(extra.get("qps")), _num(latency.get("p99")))
+        perf[bench["param"]] = PerfFigures(_num(extra.get("qps")), _num(latency.get("p99")),
+                                           _samples(extra.get("window_qps")),
+                                           _flag(extra.get("stable")))
     return Baseline(source=source, hardware=found, perf=perf)
 
 
@@ -107,7 +105,9 @@ def from_result_jsons(docs: list[Any], source: str, hardware: str) -> Baseline:
         for point in doc.get("Performance") or []:
             if isinstance(point, Mapping) and point.get("BS") is not None:
                 key = f"{combo}-bs{point['BS']}-{point.get('Scenario')}"
-                perf[key] = PerfFigures(_num(point.get("QPS")), _num(point.get("P99 Latency")))
+                perf[key] = PerfFigures(_num(point.get("QPS")), _num(point.get("P99 Latency")),
+                                        _samples(point.get("Window QPS")),
+                                        _flag(point.get("Stable")))
         acc = doc.get("Accuracy") if isinstance(doc.get("Accuracy"), Mapping) else {}
         primary = acc.get("Primary Metric")
         value = _num(acc.get(primary)) if isinstance(primary, str) else None
@@ -122,68 +122,14 @@ def _num(value: Any) -> float | None:
     return float(value)
 
 
-# --------------------------------------------------------------------------- judging
-
-def check(record: Mapping[str, Any], baseline: Baseline,
-          max_regression_pct: float) -> tuple[list[str], dict[str, Any]]:
-    """(problems, comparison) of one item's record against the baseline: the
-    messages that fail the item, and the figures to keep in its record."""
-    suite = record.get("suite")
-    if suite == "performance":
-        return _check_perf(record, baseline, max_regression_pct)
-    if suite == "metric":
-        return _check_metric(record, baseline)
-    return [], {}
+def _samples(values: Any) -> tuple[float, ...]:
+    """Positive numbers only: a hand-edited or foreign file's odd entries are
+    left out rather than trusted."""
+    if not isinstance(values, list):
+        return ()
+    return tuple(float(v) for v in values[:MAX_SAMPLES]
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)
 
 
-def _check_perf(record: Mapping[str, Any], baseline: Baseline,
-                max_regression_pct: float) -> tuple[list[str], dict[str, Any]]:
-    key = f"{record.get('combination')}-bs{record.get('batch_size')}-{record.get('scenario')}"
-    old = baseline.perf.get(key)
-    if old is None:
-        return [], {}
-    qps = _num(record.get("qps"))
-    latency = record.get("latency_ms") if isinstance(record.get("latency_ms"), Mapping) else {}
-    p99 = _num(latency.get("p99"))
-    comparison: dict[str, Any] = {"source": baseline.source, "qps": old.qps, "p99_ms": old.p99_ms,
-                                  "max_regression_pct": max_regression_pct}
-    problems = []
-    if old.qps and qps is not None:
-        change = regression(old.qps, qps, higher_is_better=True)
-        comparison["qps_regression_pct"] = change
-        if change > max_regression_pct:
-            problems.append(f"QPS regressed {change:.1f}% against the baseline: {old.qps:.4g} -> "
-                            f"{qps:.4g} samples/s (--max-regression {max_regression_pct:g}%)")
-    queries = record.get("queries")
-    if old.p99_ms and p99 is not None and isinstance(queries, int) and queries < MIN_P99_QUERIES:
-        comparison["p99_note"] = f"not compared: {queries} queries (p99 needs {MIN_P99_QUERIES})"
-    elif old.p99_ms and p99 is not None:
-        change = regression(old.p99_ms, p99, higher_is_better=False)
-        comparison["p99_regression_pct"] = change
-        if change > max_regression_pct:
-            problems.append(f"p99 latency regressed {change:.1f}% against the baseline: "
-                            f"{old.p99_ms:.4g} -> {p99:.4g} ms (--max-regression "
-                            f"{max_regression_pct:g}%)")
-    return problems, comparison
-
-
-def _check_metric(record: Mapping[str, Any], baseline: Baseline) -> tuple[list[str], dict[str, Any]]:
-    old = baseline.metrics.get(str(record.get("combination")))
-    primary = record.get("primary")
-    metrics = record.get("metrics") if isinstance(record.get("metrics"), Mapping) else {}
-    new = _num(metrics.get(primary)) if isinstance(primary, str) else None
-    if old is None or new is None or old[0] != metric_name(primary):
-        return [], {}
-    drop = old[1] - new
-    max_drop = _num(record.get("max_drop"))
-    comparison = {"source": baseline.source, "metric": old[1], "drop": drop, "max_drop": max_drop}
-    if max_drop is None or drop <= max_drop:
-        return [], comparison
-    return [f"{primary} dropped {drop:.3f} points against the baseline: {old[1]:.3f} -> {new:.3f}, "
-            f"more than the {max_drop:g} tolerated for {record.get('precision')}"], comparison
-
-
-def regression(old: float, new: float, higher_is_better: bool) -> float:
-    """How much worse ``new`` is than ``old``, in percent of ``old`` (negative: better)."""
-    change = 100.0 * (new - old) / old
-    return -change if higher_is_better else change
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
