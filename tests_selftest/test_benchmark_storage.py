@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests_selftest.sessions import FAST_TIERS, ROOT, conv_zoo, session_command
+from tests_selftest.sessions import ROOT, conv_zoo, session_command
 
 
 def test_a_report_dir_session_leaves_no_benchmarks_folder_in_the_working_directory(tmp_path: Path) -> None:

@@ -266,7 +266,6 @@ class BenchSession:
                        "model": combo.model.name, "precision": combo.precision},
                 name=f"xpuperf {'A/B baseline ' if side == BASELINE else ''}worker {group}",
                 device=self.device, **(self._ab_start if side == BASELINE else {}))
-        limit = self.timeout_s(combo.model)
         try:
             return call(worker, self.timeout_s(combo.model), command, **args)
         except GroupFailed as e:
