@@ -17,6 +17,9 @@ from backends.base import Backend
 
 ENTRY_POINT_GROUP = "xpuperf.backends"
 _HERE = Path(__file__).parent
+# Where a user who named a backend that does not load here learns to write one.
+HELP = ("how to write or install a backend: docs/guide.md, starting from the template "
+        "docs/backend_template/")
 
 
 @dataclass(frozen=True)
@@ -25,10 +28,20 @@ class BackendEntry:
     target: str  # "backends.cpu" or an entry point value "pkg.mod:Class"
 
     def load(self) -> type[Backend]:
-        if ":" in self.target:
-            module, attr = self.target.split(":", 1)
+        """The Backend class; UnknownBackend (naming the module and the guide) when
+        its module fails to import, e.g. a vendor SDK it imports at module level."""
+        module, attr = self.target.split(":", 1) if ":" in self.target \
+            else (self.target, "BACKEND")
+        try:
             return getattr(importlib.import_module(module), attr)
-        return importlib.import_module(self.target).BACKEND
+        except ImportError as e:
+            raise UnknownBackend(f"--hardware {self.name}: importing {module} failed: "
+                                 f"{type(e).__name__}: {e} (a backend imports its SDK inside "
+                                 f"its methods, so that it can say what is missing); {HELP}") \
+                from None
+        except AttributeError:
+            raise UnknownBackend(f"--hardware {self.name}: module {module} has no {attr}; "
+                                 f"{HELP}") from None
 
     def missing(self) -> str:
         """Why this backend cannot run here, or '' if its SDK modules are present.
@@ -64,12 +77,12 @@ def find(name: str) -> BackendEntry:
     if ":" in name:
         module = name.split(":", 1)[0]
         if importlib.util.find_spec(module) is None:
-            raise UnknownBackend(f"--hardware {name!r}: module {module!r} not found")
+            raise UnknownBackend(f"--hardware {name!r}: module {module!r} not found; {HELP}")
         return BackendEntry(name, name)
     entries = available()
     entry = entries.get(name.upper())
     if entry is None:
         raise UnknownBackend(f"unknown --hardware {name!r}; available backends: "
                              f"{', '.join(entries) or 'none'} (a package under backends/ or an "
-                             f"entry point in group {ENTRY_POINT_GROUP!r})")
+                             f"entry point in group {ENTRY_POINT_GROUP!r}); {HELP}")
     return entry
