@@ -24,7 +24,8 @@ from markupsafe import Markup
 
 from xpuperf.report.bytemlperf import metric_name, model_name, result_json
 from xpuperf.report.ops import OpTable, op_table
-from xpuperf.report.compare import Comparison, load_point, status_rank
+from xpuperf.report.compare import (DEFAULT_NOISE, GRADES, Comparison, load_point,
+                                    status_rank)
 from xpuperf.report.figures import figures, generation_panels
 from xpuperf.report.summary import (Row, exceeds_tolerance, fmt_bytes, fmt_num, row_key,
                                     summarize)
@@ -85,13 +86,15 @@ def render_compare(comparison: Comparison, templates_dir: Path, date: str | None
     lines = comparison.lines
     # The charts follow the model order (the table's is failures first), each
     # combination's hardware side by side in the runs' order.
-    cells = sorted(((c.hardware, c.row) for ln in lines for c in ln.cells if c.row is not None),
+    cells = sorted(((c.label, c.row) for ln in lines for c in ln.cells if c.row is not None),
                    key=lambda cell: row_key(cell[1]))
-    published = dict.fromkeys(f"{p.hardware} (published)" for ln in lines for p in ln.published)
+    published = dict.fromkeys(f"{p.figure.hardware} (published)" for ln in lines
+                              for p in ln.published)
     return _environment(templates_dir).get_template(COMPARE_TEMPLATE).render(
-        cmp=comparison, date=date or _now(), hardware=comparison.hardware + list(published),
+        cmp=comparison, date=date or _now(), hardware=comparison.labels + list(published),
         statuses=_distinct(c.status for ln in lines for c in ln.cells),
         families=comparison.values("family"), precisions=comparison.values("precision"),
+        default_noise=DEFAULT_NOISE, grades=GRADES,
         figures=figures(cells, panel=lambda r: f"{r.model} {r.precision}"))
 
 

@@ -149,6 +149,12 @@ def _perf(point: PerfPoint) -> dict[str, Any]:
     }
     if point.valid is not None:
         entry["Valid"] = point.valid
+    if point.stable is not None:
+        entry["Steady"] = point.stable
+    if point.spread is not None:
+        entry["QPS Spread"] = point.spread
+    if point.max_spread is not None:
+        entry["Max QPS Spread"] = point.max_spread
     if point.target_qps is not None:
         entry["Target QPS"] = point.target_qps
     if point.mlperf_qps is not None:
@@ -252,6 +258,8 @@ def _read_perf(entry: Mapping[str, Any]) -> PerfPoint:
         flops_per_sample=_float(entry.get("FLOPs per Sample")),
         bytes_per_sample=_float(entry.get("Bytes per Sample")),
         valid=entry.get("Valid"), target_qps=_float(entry.get("Target QPS")),
+        stable=entry.get("Steady"), spread=_float(entry.get("QPS Spread")),
+        max_spread=_float(entry.get("Max QPS Spread")),
         mlperf_qps=_float(entry.get("LoadGen QPS")))
 
 

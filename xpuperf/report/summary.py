@@ -73,6 +73,10 @@ class PerfPoint:
     flops_per_sample: float | None = None
     bytes_per_sample: float | None = None
     stable: bool | None = None  # the run's windows agreed within max_spread
+    # (max - min) / median of the windows' QPS, and the spread the run allowed: how
+    # far a ratio of two such figures may move by noise alone (xpuperf compare).
+    spread: float | None = None
+    max_spread: float | None = None
     valid: bool | None = None  # server: p99 within the latency bound
     target_qps: float | None = None
     mlperf_qps: float | None = None  # the same item under mlcommons-loadgen (--driver mlperf)
@@ -371,6 +375,7 @@ def _merge_perf(row: Row, rec: Mapping[str, Any], outcome: str, message: str) ->
         flops_per_sample=_num(rec.get("flops_per_sample")),
         bytes_per_sample=_num(rec.get("bytes_per_sample")),
         stable=_bool(rec.get("stable")), valid=_bool(rec.get("valid")),
+        spread=_num(rec.get("spread")), max_spread=_num(rec.get("max_spread")),
         target_qps=_num(rec.get("target_qps")), mlperf_qps=_num(mlperf.get("qps")),
         baseline_qps=_num(baseline.get("qps")),
         qps_regression_pct=_num(baseline.get("qps_regression_pct"))))
