@@ -68,6 +68,7 @@ class ResultCollector:
             rec["outcome"], rec["message"] = "skipped", _message(report)
         if hasattr(report, "wasxfail"):
             rec["outcome"], rec["expected_failure"] = "xfailed", True
+            rec["expected_reason"] = report.wasxfail  # the line of expected_failures.txt
         if before[0] in ("failed", "error") and rec["outcome"] not in ("failed", "error"):
             # pytest-xdist ran it again after its worker crashed: the first failure stands.
             rec["outcome"] = before[0]
@@ -134,6 +135,8 @@ class ResultCollector:
             state.report_error = f"{type(e).__name__}: {e}"
             warnings.warn(f"xpuperf could not write its reports: {state.report_error}")
 
+    # Last, after pytest-benchmark's tables: the summary a user reads first.
+    @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter) -> None:
         state = self.state
         if not state.records:

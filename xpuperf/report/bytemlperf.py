@@ -71,6 +71,9 @@ def result_json(row: Row, hardware: str, info: Mapping[str, Any]) -> dict[str, A
                                                                else {})}
                    for a in row.audits],
     }
+    expected = {suite: res.expected for suite, res in row.suites.items() if res.expected}
+    if expected:  # why the backend is known to fail them (its expected_failures.txt)
+        doc["Expected Failure Reasons"] = expected
     if row.device_index is not None:
         doc["Device Index"] = row.device_index
     if row.generation:  # LLM serving items: their figures as recorded (xpuperf.records)
@@ -197,6 +200,9 @@ def row_from_result(doc: Mapping[str, Any]) -> Row:
               hardware=str(doc.get("Backend", "")), weights=str(acc.get("Weights") or ""),
               status=str(doc["Status"]))
     row.suites = {s: SuiteResult(str(o)) for s, o in (doc.get("Suites") or {}).items()}
+    for suite, reasons in (doc.get("Expected Failure Reasons") or {}).items():
+        if suite in row.suites:
+            row.suites[suite].expected = [str(r) for r in reasons]
     for message in doc.get("Messages") or []:
         suite, _, text = str(message).partition(": ")
         if suite in row.suites:
