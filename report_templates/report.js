@@ -39,7 +39,10 @@
           var hw = r.getAttribute("data-hardware");
           r.hidden = Boolean(hardware && hw !== null && hw.toLowerCase() !== hardware);
         });
-        var shownRows = measured(g).filter(function (r) { return !r.hidden; });
+        // Published rows (data-hardware, no data-status) keep a group shown too.
+        var shownRows = slice(g.rows).filter(function (r) {
+          return !r.hidden && (r.hasAttribute("data-status") || r.hasAttribute("data-hardware"));
+        });
         var has = function (want) {
           return shownRows.some(function (r) { return want.indexOf(r.getAttribute("data-status")) >= 0; });
         };

@@ -33,6 +33,7 @@ from xpuperf.report.summary import (Row, exceeds_tolerance, fmt_bytes, fmt_num, 
 TEMPLATE = "report.html.j2"
 COMPARE_TEMPLATE = "compare.html.j2"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_INDENT = re.compile(r"\n[ \t]+<")
 
 
 def write_reports(records: list[dict], out_dir: Path, hardware: str, info: dict,
@@ -71,14 +72,14 @@ def render_html(rows: Sequence[Row], hardware: str, info: Mapping[str, Any],
                 templates_dir: Path, ops: OpTable | None = None) -> str:
     """The report page of these rows, autoescaped; the charts are the trusted fragments."""
     date = info.get("date") or _now()
-    return _environment(templates_dir).get_template(TEMPLATE).render(
+    return _compact(_environment(templates_dir).get_template(TEMPLATE).render(
         rows=rows, hardware=hardware, info=info, tier=info.get("tier") or "-",
         zoo=info.get("zoo_version") or "-", date=date, ops=ops or OpTable([]),
         # The table shows failures first; the sections below keep the model order.
         table_rows=sorted(rows, key=lambda r: status_rank(r.status)),
         statuses=_distinct(r.status for r in rows), families=_distinct(r.family for r in rows),
         precisions=_distinct(r.precision for r in rows),
-        figures=figures([(r.precision, r) for r in rows], panel=lambda r: r.model))
+        figures=figures([(r.precision, r) for r in rows], panel=lambda r: r.model)))
 
 
 def render_compare(comparison: Comparison, templates_dir: Path, date: str | None = None) -> str:
@@ -90,12 +91,18 @@ def render_compare(comparison: Comparison, templates_dir: Path, date: str | None
                    key=lambda cell: row_key(cell[1]))
     published = dict.fromkeys(f"{p.figure.hardware} (published)" for ln in lines
                               for p in ln.published)
-    return _environment(templates_dir).get_template(COMPARE_TEMPLATE).render(
+    return _compact(_environment(templates_dir).get_template(COMPARE_TEMPLATE).render(
         cmp=comparison, date=date or _now(), hardware=comparison.labels + list(published),
         statuses=_distinct(c.status for ln in lines for c in ln.cells),
         families=comparison.values("family"), precisions=comparison.values("precision"),
         default_noise=DEFAULT_NOISE, grades=GRADES,
-        figures=figures(cells, panel=lambda r: f"{r.model} {r.precision}"))
+        figures=figures(cells, panel=lambda r: f"{r.model} {r.precision}")))
+
+
+def _compact(html: str) -> str:
+    """``html`` without the templates' indentation before tags (a tenth of a large
+    page). Text inside <pre> is escaped, so no line of it starts with a tag."""
+    return _INDENT.sub("\n<", html)
 
 
 def _environment(templates_dir: Path) -> Environment:
@@ -103,11 +110,18 @@ def _environment(templates_dir: Path) -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(num=fmt_num, bytes=fmt_bytes, pct=_pct, gbps=_gbps, pretty=_pretty,
                        metric_name=metric_name, model_name=model_name, load_point=load_point,
-                       status_counts=_status_counts)
+                       status_counts=_status_counts, first_line=_first_line)
     env.tests.update(nan=lambda v: isinstance(v, float) and math.isnan(v))
     env.globals.update(exceeds=exceeds_tolerance, status_rank=status_rank,
                        sort_value=_sort_value, generation_panels=generation_panels)
     return env
+
+
+def _first_line(message: str, width: int = 240) -> str:
+    """A reason's first line, cut to ``width``: what a summary lists (a traceback or
+    a crash dump is in the combination's section, folded)."""
+    line = message.split("\n", 1)[0]
+    return line if len(line) <= width else line[:width - 3] + "..."
 
 
 def _now() -> str:

@@ -136,21 +136,22 @@ def latency_panel(title: str, ranges: Sequence[Range], width: int = 440) -> str:
         c = r.style.color
         tip = escape(f"{r.label}: p50 {fmt_num(r.p50)}, p90 {fmt_num(r.p90)}, "
                      f"p99 {fmt_num(r.p99)}, p99.9 {fmt_num(r.p999)} ms")
-        out.append(f'<g class="range"><title>{tip}</title>'
+        # The colour once on the group, the widths in report.css (.whisker, .box,
+        # .p99): a page of every smoke combination stays small.
+        out.append(f'<g class="range" stroke="{c}"><title>{tip}</title>'
                    f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
                    f'{escape(r.label)}</text>')
         top = r.p999 or r.p99 or r.p90
         if top:
             out.append(f'<line x1="{sx(r.p50):.1f}" y1="{y:.1f}" x2="{sx(top):.1f}" y2="{y:.1f}" '
-                       f'stroke="{c}" stroke-width="1.5"/>')
+                       f'class="whisker"/>')
         if r.p90:
             out.append(f'<line x1="{sx(r.p50):.1f}" y1="{y:.1f}" x2="{sx(r.p90):.1f}" '
-                       f'y2="{y:.1f}" stroke="{c}" stroke-width="6"/>')
+                       f'y2="{y:.1f}" class="box"/>')
         if r.p99:
             out.append(f'<line x1="{sx(r.p99):.1f}" y1="{y - 5:.1f}" x2="{sx(r.p99):.1f}" '
-                       f'y2="{y + 5:.1f}" stroke="{c}" stroke-width="2"/>')
-        out.append(f'<circle cx="{sx(r.p50):.1f}" cy="{y:.1f}" r="3.5" fill="#fff" '
-                   f'stroke="{c}" stroke-width="2"/></g>')
+                       f'y2="{y + 5:.1f}" class="p99"/>')
+        out.append(f'<circle cx="{sx(r.p50):.1f}" cy="{y:.1f}" r="3.5"/></g>')
     out.append("</svg>")
     return "".join(out)
 
