@@ -153,7 +153,8 @@ def test_compare_filters_by_hardware_and_sorts_by_its_figures(compare_page):
 def op_recs() -> list[dict]:
     def op(op_type: str, case: str, outcome: str, message: str = "") -> dict:
         return {"suite": "op", "op_type": op_type, "case": case, "hardware": "CPU",
-                "outcome": outcome, "message": message, "category": "mismatch" if message else "pass"}
+                "outcome": outcome, "message": message,
+                "category": "mismatch" if message else "pass"}
     return [op("Add", "add", "passed"), op("Add", "add_bcast", "failed", "mismatch: 1e-2"),
             op("Conv", "conv", "passed"), op("Erf", "erf", "failed", "run: no kernel"),
             op("Relu", "relu", "passed")]
