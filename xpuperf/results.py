@@ -68,7 +68,10 @@ class ResultCollector:
             rec["outcome"], rec["message"] = "skipped", _message(report)
         if hasattr(report, "wasxfail"):
             rec["outcome"], rec["expected_failure"] = "xfailed", True
-            rec["expected_reason"] = report.wasxfail  # the line of expected_failures.txt
+            # Why, as the expected-failures file's line says it (without the marker's
+            # "listed in ..." around it): the reports show it beside the outcome.
+            name = report.nodeid.rsplit("::", 1)[-1]
+            rec["expected_reason"] = self.state.expected.get(name) or report.wasxfail
         if before[0] in ("failed", "error") and rec["outcome"] not in ("failed", "error"):
             # pytest-xdist ran it again after its worker crashed: the first failure stands.
             rec["outcome"] = before[0]
