@@ -242,8 +242,9 @@ def test_two_runs_of_one_hardware_compare_labelled_by_folder(tmp_path, capsys):
 def test_ratios_are_per_batch_size_never_best_against_best(tmp_path):
     """bert's case: the candidate is 2.05x slower at bs 1, unchanged at its best
     batch size; best against best would say x0.98, the bs 1 ratio says x0.488."""
-    base = perf_run(tmp_path / "a" / "CPU", {1: 205.0, 8: 1000.0})
-    slow = perf_run(tmp_path / "b" / "CPU", {1: 100.0, 8: 980.0, 16: 990.0})
+    base = perf_run(tmp_path / "a" / "CPU", {1: 205.0, 4: 600.0, 8: 1000.0})
+    # bs 4 measured nothing finite: no ratio; bs 16 has no baseline: none either.
+    slow = perf_run(tmp_path / "b" / "CPU", {1: 100.0, 4: math.nan, 8: 980.0, 16: 990.0})
     cell = compare([load_run(base), load_run(slow)]).lines[0].cells[1]
     assert [(r.batch_size, round(r.value, 3)) for r in cell.qps_ratios] == [(1, 0.488), (8, 0.98)]
     assert [r.grade for r in cell.qps_ratios] == ["worse-3", "same"]

@@ -256,10 +256,10 @@ def _cell(run: Run, row: Row | None, base: Row | None) -> Cell:
     # Like against like: each scenario and batch size both measured. A server run's
     # QPS is the load it was offered, not a figure of the hardware: no ratio.
     base_points = {(p.scenario, p.batch_size): p for p in base.perf
-                   if p.qps and p.scenario != "server"}
+                   if _positive(p.qps) and p.scenario != "server"}
     for p in row.perf:
         b = base_points.get((p.scenario, p.batch_size))
-        if b is not None and p.qps is not None:
+        if b is not None and p.qps is not None and math.isfinite(p.qps):
             cell.qps_ratios.append(Ratio(p.scenario, p.batch_size, p.qps / b.qps,
                                          max(noise(p), noise(b))))
     cell.qps_ratios.sort(key=lambda r: (r.scenario != "offline", r.scenario, r.batch_size or 0))
@@ -271,10 +271,10 @@ def _compare_p99(cell: Cell, row: Row, base: Row) -> None:
     """The p99 at the baseline's load: the same scenario and batch size and, for a
     server run, the same offered QPS; p99s at other loads are not compared."""
     b = base.loaded
-    if b is None or not b.p99:
+    if b is None or not _positive(b.p99):
         return
     same = [p for p in row.perf if p.scenario == b.scenario and p.batch_size == b.batch_size
-            and p.p99 is not None]
+            and p.p99 is not None and math.isfinite(p.p99)]
     if not same:
         cell.p99_note = f"not measured at the baseline's load ({load_point(b)})"
         return
@@ -291,6 +291,11 @@ def _compare_p99(cell: Cell, row: Row, base: Row) -> None:
     cell.loaded = same[0]
     cell.p99_ratio = Ratio(b.scenario, b.batch_size, same[0].p99 / b.p99,
                            max(noise(same[0]), noise(b)), lower_is_better=True)
+
+
+def _positive(value: float | None) -> bool:
+    """A figure a ratio can divide by: measured, finite and above zero."""
+    return value is not None and math.isfinite(value) and value > 0
 
 
 def _attach(lines: list[Line], published: Iterable[Published], tiers: Mapping[str, str]) -> None:
