@@ -104,6 +104,7 @@ def test_whole_smoke_tier_fits_a_1400_px_page(tmp_path):
         # Every combination folded, the LLM one opened: its serving table fits too.
         page.js("document.querySelectorAll('details.combo').forEach(d => d.open = true)")
         assert drawn(page, "table.llm") == 1
+        assert page.js("document.querySelector('table.llm').getBoundingClientRect().right") <= 1400
         # Every column, p99 and after included, is on the page: nothing scrolls sideways.
         right = "document.querySelector('table.summary').getBoundingClientRect().right"
         assert page.js(right) <= 1400
