@@ -134,7 +134,8 @@ def latency_panel(title: str, ranges: Sequence[Range], width: int = 440) -> str:
     for i, r in enumerate(rows):
         y = TOP + BAR_ROW * i + BAR_ROW / 2
         c = r.style.color
-        tip = escape(f"{r.label}: p50 {fmt_num(r.p50)}, p90 {fmt_num(r.p90)}, "
+        # The label is drawn beside the range: the tooltip holds the figures only.
+        tip = escape(f"p50 {fmt_num(r.p50)}, p90 {fmt_num(r.p90)}, "
                      f"p99 {fmt_num(r.p99)}, p99.9 {fmt_num(r.p999)} ms")
         # The colour once on the group, the widths in report.css (.whisker, .box,
         # .p99): a page of every smoke combination stays small.
