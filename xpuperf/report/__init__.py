@@ -34,6 +34,7 @@ TEMPLATE = "report.html.j2"
 COMPARE_TEMPLATE = "compare.html.j2"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _INDENT = re.compile(r"\n[ \t]+<")
+_SPACES = re.compile(r"> {2,}<")  # between two tags, one space reads the same
 
 
 def write_reports(records: list[dict], out_dir: Path, hardware: str, info: dict,
@@ -100,9 +101,9 @@ def render_compare(comparison: Comparison, templates_dir: Path, date: str | None
 
 
 def _compact(html: str) -> str:
-    """``html`` without the templates' indentation before tags (a tenth of a large
-    page). Text inside <pre> is escaped, so no line of it starts with a tag."""
-    return _INDENT.sub("\n<", html)
+    """``html`` without the templates' indentation between tags (a tenth of a large
+    page). Text inside <pre> is escaped, so it holds no tag to match."""
+    return _SPACES.sub("> <", _INDENT.sub("\n<", html))
 
 
 def _environment(templates_dir: Path) -> Environment:
