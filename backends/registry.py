@@ -17,6 +17,9 @@ from backends.base import Backend
 
 ENTRY_POINT_GROUP = "xpuperf.backends"
 _HERE = Path(__file__).parent
+# Where a user who named a backend that does not load here learns to write one.
+HELP = ("how to write or install a backend: docs/guide.md, starting from the template "
+        "docs/backend_template/")
 
 
 @dataclass(frozen=True)
@@ -25,18 +28,25 @@ class BackendEntry:
     target: str  # "backends.cpu" or an entry point value "pkg.mod:Class"
 
     def load(self) -> type[Backend]:
-        if ":" in self.target:
-            module, attr = self.target.split(":", 1)
+        """The Backend class; UnknownBackend (naming the module and the guide) when
+        its module fails to import, e.g. a vendor SDK it imports at module level,
+        or lacks the class named."""
+        module, attr = self.target.split(":", 1) if ":" in self.target \
+            else (self.target, "BACKEND")
+        try:
             found = vars(importlib.import_module(module))
-            if attr not in found:
-                classes = [n for n, v in found.items() if isinstance(v, type) and
-                           issubclass(v, Backend) and v is not Backend]
-                raise UnknownBackend(f"--hardware {self.target!r}: module {module!r} has no "
-                                     f"{attr!r}; its backend classes: "
-                                     f"{', '.join(classes) or 'none'} "
-                                     "(give --hardware MODULE:CLASS)")
-            return found[attr]
-        return importlib.import_module(self.target).BACKEND
+        except ImportError as e:
+            raise UnknownBackend(f"--hardware {self.name}: importing {module} failed: "
+                                 f"{type(e).__name__}: {e} (a backend imports its SDK inside "
+                                 f"its methods, so that it can say what is missing); {HELP}") \
+                from None
+        if attr not in found:
+            classes = [n for n, v in found.items() if isinstance(v, type) and
+                       issubclass(v, Backend) and v is not Backend]
+            raise UnknownBackend(f"--hardware {self.target!r}: module {module!r} has no "
+                                 f"{attr!r}; its backend classes: {', '.join(classes) or 'none'} "
+                                 f"(give --hardware MODULE:CLASS); {HELP}")
+        return found[attr]
 
     def missing(self) -> str:
         """Why this backend cannot run here, or '' if its SDK modules are present.
@@ -78,12 +88,12 @@ def find(name: str) -> BackendEntry:
         if spec is None:
             raise UnknownBackend(f"--hardware {name!r}: module {module!r} not found (give "
                                  "--hardware MODULE:CLASS, the module importable from here or "
-                                 "on PYTHONPATH)")
+                                 f"on PYTHONPATH); {HELP}")
         return BackendEntry(name, name)
     entries = available()
     entry = entries.get(name.upper())
     if entry is None:
         raise UnknownBackend(f"unknown --hardware {name!r}; available backends: "
                              f"{', '.join(entries) or 'none'} (a package under backends/ or an "
-                             f"entry point in group {ENTRY_POINT_GROUP!r})")
+                             f"entry point in group {ENTRY_POINT_GROUP!r}); {HELP}")
     return entry

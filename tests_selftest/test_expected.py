@@ -2,6 +2,7 @@
 and whole sessions gating on change in both directions, for zoo items and
 per-op items."""
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,11 @@ def test_a_session_writes_gates_on_and_rewrites_its_expected_failures(tiny: Path
     assert "4 xfailed" in r.stdout
     report = json.loads((tiny / no_compile / "tiny-bert" / "result-fp32.json").read_text())
     assert report["Status"] == "xfailed" and report["Suites"]["compile"] == "xfailed"
+    # The known reason, from the file, in the result, the terminal table and the page.
+    assert "no kernel for op Erf" in report["Expected Failure Reasons"]["compile"][0]
+    assert re.search(r"    ~ expected: .*no kernel for op Erf", r.stdout), r.stdout[-3000:]
+    html = (tiny / no_compile / "report.html").read_text()
+    assert re.search(r'class="known"[^>]*>known: [^<]*no kernel for op Erf', html)
 
     # A backend that now passes them fails the run, saying which line to drop ...
     r = run_session(tiny, "CPU", *common)

@@ -147,7 +147,7 @@ def test_pytest_benchmark_json_is_read_by_item_id_and_hardware():
 def test_result_jsons_are_read_for_this_hardware_only():
     docs = [{"Backend": "CPU", "Combination": "tiny-bert-fake-fp32",
              "Performance": [{"BS": 2, "Scenario": "offline", "QPS": 5.0, "P99 Latency": 3.0,
-                              "Window QPS": [4.0, 6.0], "Stable": False}],
+                              "Window QPS": [4.0, 6.0], "Steady": False}],
              "Accuracy": {"Primary Metric": "F1 Score", "F1 Score": 80.0}},
             {"Backend": "GPU", "Combination": "x", "Performance": []}]
     base = gate.baseline.from_result_jsons(docs, "reports", "CPU")

@@ -1,4 +1,5 @@
 """The plugin as a user drives it: selection by -k, usage errors, lazy collection."""
+import os
 import re
 import subprocess
 import sys
@@ -90,6 +91,21 @@ def test_unknown_hardware_lists_the_available_backends():
     r = pytest_run("suites", "--collect-only", "--hardware", "NOPE")
     assert r.returncode == 4
     assert "unknown --hardware 'NOPE'; available backends: " in r.stderr and "CPU" in r.stderr
+    assert "docs/guide.md" in r.stderr and "docs/backend_template/" in r.stderr
+
+
+def test_a_backend_whose_sdk_import_fails_points_at_the_guide(tmp_path):
+    """A vendor's module importing its SDK at module level, the SDK absent: a usage
+    error naming the module, the ImportError and the guide, not an INTERNALERROR."""
+    (tmp_path / "vendor_backend.py").write_text("import vendor_sdk_that_is_absent\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "suites",
+                        "--collect-only", "--hardware", "vendor_backend:Backend"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 4 and "INTERNALERROR" not in r.stdout + r.stderr, r.stdout[-2000:]
+    assert "importing vendor_backend failed: ModuleNotFoundError: No module named " \
+           "'vendor_sdk_that_is_absent'" in r.stderr
+    assert "docs/guide.md" in r.stderr and "docs/backend_template/" in r.stderr
 
 
 @pytest.mark.parametrize("hardware, message", [

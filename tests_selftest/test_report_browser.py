@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from tests_selftest.browser import Page, chromium
-from tests_selftest.test_report import INFO, TEMPLATES, perf_recs_of, records
+from tests_selftest.test_report import INFO, TEMPLATES, llm_recs, perf_recs_of, records
 from tests_selftest.test_report_compare import write_run
-from xpuperf.report import render_compare, write_reports
+from xpuperf.report import render_compare, render_html, write_reports
 from xpuperf.report.compare import compare
+from xpuperf.report.ops import op_table
+from xpuperf.report.summary import summarize
 from xpuperf.report.published import load_published
 from xpuperf.report.runs import load_run
 from xpuperf.zoo import load_zoo
@@ -94,15 +96,20 @@ def test_whole_smoke_tier_fits_a_1400_px_page(tmp_path):
     zoo = load_zoo(ROOT / "zoo.yaml", "smoke")
     recs = [dict(r, family=c.model.family) for c in zoo.combinations()
             for r in perf_recs_of(c.model.name, c.dataset.name, c.precision, c.model.batch_sizes)]
-    page_path = write_reports(recs, tmp_path, "CPU", INFO, TEMPLATES)[0]
+    page_path = write_reports(recs + llm_recs(), tmp_path, "CPU", INFO, TEMPLATES)[0]
     with Page(page_path, width=1400) as page:
         assert_clean(page)
-        assert page.js("document.querySelectorAll('tbody.group').length") == len(zoo.combinations())
+        assert page.js("document.querySelectorAll('tbody.group').length") == \
+            len(zoo.combinations()) + 1
+        # Every combination folded, the LLM one opened: its serving table fits too.
+        page.js("document.querySelectorAll('details.combo').forEach(d => d.open = true)")
+        assert drawn(page, "table.llm") == 1
+        assert page.js("document.querySelector('table.llm').getBoundingClientRect().right") <= 1400
         # Every column, p99 and after included, is on the page: nothing scrolls sideways.
         right = "document.querySelector('table.summary').getBoundingClientRect().right"
         assert page.js(right) <= 1400
         assert page.js("document.documentElement.scrollWidth") <= 1400
-        assert drawn(page, ".family") == len({m.family for m in zoo.models})
+        assert drawn(page, ".family") == len({m.family for m in zoo.models}) + 1  # the LLM's
         assert drawn(page, "svg.panel") >= len(zoo.models)
 
 
@@ -142,3 +149,43 @@ def test_compare_filters_by_hardware_and_sorts_by_its_figures(compare_page):
     assert drawn(compare_page, "tr.published") == 5 and drawn(compare_page, "tr[data-status]") == 0
     compare_page.select('[data-filter="hardware"]', "")
     assert_clean(compare_page)
+
+
+def op_recs() -> list[dict]:
+    def op(op_type: str, case: str, outcome: str, message: str = "") -> dict:
+        return {"suite": "op", "op_type": op_type, "case": case, "hardware": "CPU",
+                "outcome": outcome, "message": message,
+                "category": "mismatch" if message else "pass"}
+    return [op("Add", "add", "passed"), op("Add", "add_bcast", "failed", "mismatch: 1e-2"),
+            op("Conv", "conv", "passed"), op("Erf", "erf", "failed", "run: no kernel"),
+            op("Relu", "relu", "passed")]
+
+
+def test_the_op_table_sorts_and_filters_failing_only(tmp_path):
+    path = tmp_path / "report.html"
+    path.write_text(render_html(summarize(records()), "CPU", INFO, TEMPLATES, op_table(op_recs())))
+    ops = """[...document.querySelectorAll("table.ops tbody.group")].filter(g => !g.hidden)
+        .map(g => g.getAttribute("data-text"))"""
+    count = 'document.querySelectorAll("[data-count]")[1].textContent'
+    with Page(path) as page:
+        assert_clean(page)
+        assert page.js(ops) == ["add", "conv", "erf", "relu"]
+        page.click("#ops input[data-filter=failing]")
+        assert page.js(ops) == ["add", "erf"] and page.js(count) == "2 of 4 ops shown"
+        page.click("#ops input[data-filter=failing]")
+        page.click("table.ops th:nth-child(4)")  # pass rate, ascending
+        assert page.js(ops)[:2] == ["erf", "add"]
+        page.select("#ops [data-filter=text]", "con")
+        assert page.js(ops) == ["conv"]
+        # The summary's filter bar is its own: still all four combinations.
+        assert page.js(COUNT) == "4 of 4 combinations shown"
+        assert_clean(page)
+
+
+def test_a_link_opens_its_folded_combination(report_page):
+    target = "c-bert-torch-squad-fp16"
+    assert report_page.js(f'document.getElementById("{target}").open') is False
+    report_page.click(f'nav.toc a[href="#{target}"]')
+    assert report_page.js(f'document.getElementById("{target}").open') is True
+    assert drawn(report_page, f"#{target} table.figs") >= 1
+    assert_clean(report_page)

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests_selftest.sessions import run_session, tiny_zoo
-from tests_selftest.test_report import INFO, TEMPLATES, perf_recs, records
+from tests_selftest.test_report import INFO, TEMPLATES, ident, perf_figures, perf_recs, records
 from xpuperf.report import render_compare, write_reports
 from xpuperf.report.bytemlperf import ResultError, result_json, row_from_result
 from xpuperf.report.cli import main
-from xpuperf.report.compare import CompareError, compare
+from xpuperf.report.compare import DEFAULT_NOISE, CompareError, Ratio, compare
 from xpuperf.report.published import PublishedError, load_published
 from xpuperf.report.runs import load_run
 from xpuperf.report.summary import summarize
@@ -70,17 +70,20 @@ def test_load_run_errors_name_the_folder(tmp_path, make, message):
 def test_compare_joins_by_combination_with_ratios_to_the_baseline(tmp_path):
     runs = [load_run(write_run(tmp_path, "CPU")), load_run(write_run(tmp_path, "TVM", 2.0))]
     cmp = compare(runs, baseline="CPU")
-    assert cmp.hardware == ["CPU", "TVM"] and len(cmp.lines) == 4
+    assert cmp.labels == ["CPU", "TVM"] and len(cmp.lines) == 4
     # Failures first, then by model and precision.
     assert [ln.combination for ln in cmp.lines] == [
         "bert-torch-squad-fp16", "resnet50-torch-imagenet-int8", "widedeep-tf-criteo-fp16",
         "bert-torch-squad-fp32"]
     fp32 = cmp.lines[-1]
     cpu, tvm = fp32.cells
-    assert (cpu.qps_ratio, tvm.qps_ratio) == (1.0, pytest.approx(2.0))
+    # One ratio per batch size both runs measured, never best against best.
+    assert [(r.batch_size, r.value) for r in cpu.qps_ratios] == [
+        (bs, 1.0) for bs in (1, 4, 8, 16, 24)]
+    assert [r.value for r in tvm.qps_ratios] == [pytest.approx(2.0)] * 5
     assert tvm.p99_ratio is None  # no server or single-stream run to compare
     failed = cmp.lines[1].cells[1]
-    assert failed.status == "failed" and failed.qps_ratio is None
+    assert failed.status == "failed" and failed.qps_ratios == []
 
 
 def test_compare_a_combination_one_run_lacks(tmp_path):
@@ -103,11 +106,12 @@ def test_compare_refuses_other_tiers_or_zoos_unless_allowed(tmp_path, info, mess
     assert mixed.mixed and "--allow-mixed" in render_compare(mixed, TEMPLATES)
 
 
-def test_compare_bad_baseline_and_duplicate_hardware(tmp_path):
+def test_compare_bad_baseline_and_duplicate_labels(tmp_path):
     cpu = load_run(write_run(tmp_path, "CPU"))
-    with pytest.raises(CompareError, match="baseline 'GPU' is none of the runs' hardware"):
+    with pytest.raises(CompareError, match="baseline 'GPU' is none of the runs' labels"):
         compare([cpu], baseline="GPU")
-    with pytest.raises(CompareError, match="more than one run of hardware CPU"):
+    # The same folder twice: neither its name nor its parent tells the two apart.
+    with pytest.raises(CompareError, match="more than one run labelled .*CPU .*own --label"):
         compare([cpu, cpu])
     with pytest.raises(CompareError, match="no runs"):
         compare([])
@@ -127,12 +131,12 @@ def test_published_figures_go_beside_the_same_model_and_precision(tmp_path):
     cmp = compare([load_run(write_run(tmp_path, "CPU"))], published=load_published())
     by_combo = {ln.combination: ln for ln in cmp.lines}
     # Graphcore's FP16 bert row joins bert's fp16 line; the rest go to its first (fp32) line.
-    assert [(p.hardware, p.precision) for p in by_combo["bert-torch-squad-fp16"].published] == [
-        ("Graphcore C600", "FP16")]
-    assert {p.hardware for p in by_combo["bert-torch-squad-fp32"].published} == {
+    assert [(p.figure.hardware, p.figure.precision)
+            for p in by_combo["bert-torch-squad-fp16"].published] == [("Graphcore C600", "FP16")]
+    assert {p.figure.hardware for p in by_combo["bert-torch-squad-fp32"].published} == {
         "STC P920", "Graphcore C600", "Moffett S30"}
     html = render_compare(cmp, TEMPLATES)
-    assert html.count('class="published"') == sum(len(ln.published) for ln in cmp.lines)
+    assert html.count('class="published') == sum(len(ln.published) for ln in cmp.lines)
     assert "3134" in html and "published" in html and "not measured" in html
 
 
@@ -208,11 +212,16 @@ def test_command_writes_the_page_and_refuses_with_a_message(tmp_path, capsys):
 def test_compare_two_real_sessions(tmp_path):
     """Two whole sessions of the tiny zoo, CPU and OPENVINO, written by the plugin
     and compared as a user does: the runs record their tier and zoo version."""
-    pytest.importorskip("openvino")
     folder = tiny_zoo(tmp_path)
-    for hardware in ("CPU", "OPENVINO"):
-        res = run_session(folder, hardware, "-k", "offline or compile or numerics")
-        assert res.returncode == 0, res.stdout[-3000:]
+    res = run_session(folder, "CPU", "-k", "offline or compile or numerics")
+    assert res.returncode == 0, res.stdout[-3000:]
+    # xpuperf's table, with its legend, is printed after pytest-benchmark's.
+    out = res.stdout
+    assert -1 < out.index("benchmark: 1 tests") < out.index("xpuperf: CPU, full tier") \
+        < out.index("p99 ms @ load: server at its offered QPS"), out[-3000:]
+    pytest.importorskip("openvino")
+    res = run_session(folder, "OPENVINO", "-k", "offline or compile or numerics")
+    assert res.returncode == 0, res.stdout[-3000:]
     out = tmp_path / "compare.html"
     assert main(["compare", str(folder / "CPU"), str(folder / "OPENVINO"), "-o", str(out)]) == 0
     cpu = load_run(folder / "CPU")
@@ -220,3 +229,105 @@ def test_compare_two_real_sessions(tmp_path):
     assert cpu.rows[0].family == "bert" and cpu.rows[0].best is not None
     html = out.read_text()
     assert "tiny-bert-fake-fp32" in html and "&times;1" in html
+
+
+def perf_run(folder: Path, qps: dict, server: tuple | None = None, info: dict | None = None,
+             **figures) -> Path:
+    """A CPU reports folder of bert fp32's offline items at ``qps`` {bs: QPS} and,
+    given (target QPS, p99 ms), a server item at bs 1; ``figures`` go into each record."""
+    recs = [ident("performance", "bert-torch", "fp32", **perf_figures(bs, q), **figures)
+            for bs, q in qps.items()]
+    if server:
+        target, p99 = server
+        recs.append(ident("performance", "bert-torch", "fp32", batch_size=1, scenario="server",
+                          qps=target, target_qps=target, valid=True, **figures,
+                          latency_ms={"p50": p99 / 2, "p90": p99 / 1.5, "p99": p99}))
+    write_reports(recs, folder, "CPU", {**INFO, **(info or {})}, TEMPLATES)
+    return folder
+
+
+def test_two_runs_of_one_hardware_compare_labelled_by_folder(tmp_path, capsys):
+    before = perf_run(tmp_path / "before" / "CPU", {1: 100.0, 4: 300.0})
+    after = perf_run(tmp_path / "after" / "CPU", {1: 50.0, 4: 300.0})
+    cmp = compare([load_run(before), load_run(after)])
+    assert cmp.labels == ["before/CPU", "after/CPU"] and cmp.baseline == "before/CPU"
+    cmp = compare([load_run(before, "old"), load_run(after, "new")], baseline="new")
+    assert cmp.baseline == "new"
+    old = cmp.lines[0].cells[0]
+    assert [(r.batch_size, r.value) for r in old.qps_ratios] == [(1, 2.0), (4, 1.0)]
+    with pytest.raises(CompareError, match="'CPU' is none of the runs' labels .* more than one "
+                                           "run is of that hardware"):
+        compare([load_run(before), load_run(after)], baseline="CPU")
+    out = tmp_path / "cmp.html"
+    assert main(["compare", str(before), str(after), "--label", "old", "--label", "new",
+                 "-o", str(out)]) == 0
+    assert "combinations of old, new (baseline old)" in capsys.readouterr().out
+    html = out.read_text()
+    assert '<span class="hw">old</span>' in html and 'data-hardware="new"' in html
+    with pytest.raises(SystemExit):
+        main(["compare", str(before), str(after), "--label", "old", "-o", str(out)])
+    assert "1 --label for 2 folders" in capsys.readouterr().err
+
+
+def test_ratios_are_per_batch_size_never_best_against_best(tmp_path):
+    """bert's case: the candidate is 2.05x slower at bs 1, unchanged at its best
+    batch size; best against best would say x0.98, the bs 1 ratio says x0.488."""
+    base = perf_run(tmp_path / "a" / "CPU", {1: 205.0, 4: 600.0, 8: 1000.0})
+    # bs 4 measured nothing finite: no ratio; bs 16 has no baseline: none either.
+    slow = perf_run(tmp_path / "b" / "CPU", {1: 100.0, 4: math.nan, 8: 980.0, 16: 990.0})
+    cell = compare([load_run(base), load_run(slow)]).lines[0].cells[1]
+    assert [(r.batch_size, round(r.value, 3)) for r in cell.qps_ratios] == [(1, 0.488), (8, 0.98)]
+    assert [r.grade for r in cell.qps_ratios] == ["worse-3", "same"]
+    assert cell.worst_ratio == pytest.approx(100 / 205)
+
+
+def test_p99_is_compared_at_the_baselines_offered_load_only(tmp_path):
+    base = perf_run(tmp_path / "a" / "CPU", {1: 100.0}, server=(50.0, 10.0))
+    same_load = perf_run(tmp_path / "b" / "CPU", {1: 50.0}, server=(50.0, 30.0))
+    # A slowed run offered a third of the load: its p99 is lower, and no "better".
+    less_load = perf_run(tmp_path / "c" / "CPU", {1: 50.0}, server=(16.0, 3.05))
+    cmp = compare([load_run(base), load_run(same_load), load_run(less_load)])
+    _, same, less = cmp.lines[0].cells
+    assert (same.p99_ratio.value, same.p99_ratio.grade) == (3.0, "worse-3")
+    assert less.p99_ratio is None and less.loaded.target_qps == 16.0
+    assert "offered 16 QPS where the baseline's was 50" in less.p99_note
+    assert all(r.scenario == "offline" for r in same.qps_ratios)  # a server QPS is its load
+    html = render_compare(cmp, TEMPLATES)
+    assert "p99s at other loads do not compare" in html
+
+
+def test_a_ratio_is_coloured_only_beyond_the_noise_of_its_figures(tmp_path):
+    assert Ratio("offline", 1, 0.936, DEFAULT_NOISE).grade == "same"
+    assert Ratio("offline", 1, 0.85, DEFAULT_NOISE).grade == "worse-1"
+    assert Ratio("offline", 1, 0.6, DEFAULT_NOISE).grade == "worse-2"
+    assert Ratio("offline", 1, 0.0187, DEFAULT_NOISE).grade == "worse-3"
+    assert Ratio("offline", 1, 1.5, DEFAULT_NOISE).grade == "better-2"
+    assert Ratio("server", 1, 0.5, DEFAULT_NOISE, lower_is_better=True).grade == "better-2"
+    # The runs' own spreads set the noise: steady runs make x0.936 a change, noisy
+    # ones make x0.8 none.
+    steady = [load_run(perf_run(tmp_path / d / "CPU", {1: q}, spread=0.02, max_spread=0.1))
+              for d, q in (("a", 100.0), ("b", 93.6))]
+    ratio = compare(steady).lines[0].cells[1].qps_ratios[0]
+    assert (ratio.noise, ratio.grade) == (0.02, "worse-1")
+    noisy = [load_run(perf_run(tmp_path / d / "CPU", {1: q}, spread=0.3))
+             for d, q in (("c", 100.0), ("d", 80.0))]
+    assert compare(noisy).lines[0].cells[1].qps_ratios[0].grade == "same"
+    html = render_compare(compare(steady), TEMPLATES)
+    assert 'class="ratio r-worse-1"' in html and "noise &plusmn;2.0 %" in html
+
+
+def test_published_rows_say_where_their_workload_differs(tmp_path):
+    smoke = load_run(perf_run(tmp_path / "s" / "CPU", {1: 100.0}))
+    fp32 = compare([smoke], published=load_published()).lines[0]
+    assert fp32.published and all(
+        "measured at the smoke tier's shapes; published at the full zoo's: not comparable"
+        in p.warnings for p in fp32.published)
+    graphcore = [p for p in fp32.published if p.figure.hardware == "Graphcore C600"]
+    assert "published precision FP8; measured fp32" in graphcore[0].warnings
+    full = load_run(perf_run(tmp_path / "f" / "CPU", {1: 100.0, 4: 200.0}, info={"tier": "full"}))
+    rows = compare([full], published=load_published()).lines[0].published
+    stc = [p for p in rows if p.figure.hardware == "STC P920"]
+    assert stc[0].warnings == []  # the fp32 workload at the full tier: nothing differs
+    html = render_compare(compare([smoke], published=load_published()), TEMPLATES)
+    assert html.count('class="published mismatched"') == len(fp32.published)
+    assert "&#9888; measured at the smoke tier" in html

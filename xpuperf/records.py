@@ -14,6 +14,8 @@ Every record has these keys::
     weights      "seeded (seed 0)" or the weights file read
     outcome      "passed" | "failed" | "skipped" | "error"    (added by the controller)
     message      the failure or skip reason, "" when passed      (added by the controller)
+    expected_failure, expected_reason   an expected failure (outcome "xfailed") and its
+                 reason as the backend's expected_failures.txt gives it (added by the controller)
 
 and, by suite:
 

@@ -141,6 +141,10 @@ class ResultCollector:
             rec["outcome"], rec["message"] = "skipped", _message(report)
         if hasattr(report, "wasxfail"):
             rec["outcome"], rec["expected_failure"] = "xfailed", True
+            # Why, as the expected-failures file's line says it (without the marker's
+            # "listed in ..." around it): the reports show it beside the outcome.
+            name = report.nodeid.rsplit("::", 1)[-1]
+            rec["expected_reason"] = self.state.expected.get(name) or report.wasxfail
         if before[0] in ("failed", "error") and rec["outcome"] not in ("failed", "error"):
             # pytest-xdist ran it again after its worker crashed: the first failure stands.
             rec["outcome"] = before[0]
@@ -218,6 +222,8 @@ class ResultCollector:
             state.report_error = state.report_error or f"{report_folder.MANIFEST}: {e}"
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
+    # Last, after pytest-benchmark's tables: the summary a user reads first.
+    @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter) -> None:
         state = self.state
         if self.lock is None and not state.report_error:

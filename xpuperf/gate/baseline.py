@@ -107,7 +107,7 @@ def from_result_jsons(docs: list[Any], source: str, hardware: str) -> Baseline:
                 key = f"{combo}-bs{point['BS']}-{point.get('Scenario')}"
                 perf[key] = PerfFigures(_num(point.get("QPS")), _num(point.get("P99 Latency")),
                                         _samples(point.get("Window QPS")),
-                                        _flag(point.get("Stable")))
+                                        _flag(point.get("Steady")))
         acc = doc.get("Accuracy") if isinstance(doc.get("Accuracy"), Mapping) else {}
         primary = acc.get("Primary Metric")
         value = _num(acc.get(primary)) if isinstance(primary, str) else None

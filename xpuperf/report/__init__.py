@@ -24,7 +24,8 @@ from markupsafe import Markup
 
 from xpuperf.report.bytemlperf import metric_name, model_name, result_json
 from xpuperf.report.ops import OpTable, op_table
-from xpuperf.report.compare import Comparison, load_point, status_rank
+from xpuperf.report.compare import (DEFAULT_NOISE, GRADES, Comparison, load_point,
+                                    status_rank)
 from xpuperf.report.figures import figures, generation_panels
 from xpuperf.report.summary import (Row, exceeds_tolerance, fmt_bytes, fmt_num, row_key,
                                     summarize)
@@ -33,6 +34,8 @@ from xpuperf.report_folder import write_text  # whole files or none: a full disk
 TEMPLATE = "report.html.j2"
 COMPARE_TEMPLATE = "compare.html.j2"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_INDENT = re.compile(r"\n[ \t]+<")
+_SPACES = re.compile(r"> {2,}<")  # between two tags, one space reads the same
 
 
 def write_reports(records: list[dict], out_dir: Path, hardware: str, info: dict,
@@ -73,14 +76,14 @@ def render_html(rows: Sequence[Row], hardware: str, info: Mapping[str, Any],
                 templates_dir: Path, ops: OpTable | None = None) -> str:
     """The report page of these rows, autoescaped; the charts are the trusted fragments."""
     date = info.get("date") or _now()
-    return _environment(templates_dir).get_template(TEMPLATE).render(
+    return _compact(_environment(templates_dir).get_template(TEMPLATE).render(
         rows=rows, hardware=hardware, info=info, tier=info.get("tier") or "-",
         zoo=info.get("zoo_version") or "-", date=date, ops=ops or OpTable([]),
         # The table shows failures first; the sections below keep the model order.
         table_rows=sorted(rows, key=lambda r: status_rank(r.status)),
         statuses=_distinct(r.status for r in rows), families=_distinct(r.family for r in rows),
         precisions=_distinct(r.precision for r in rows),
-        figures=figures([(r.precision, r) for r in rows], panel=lambda r: r.model))
+        figures=figures([(r.precision, r) for r in rows], panel=lambda r: r.model)))
 
 
 def render_compare(comparison: Comparison, templates_dir: Path, date: str | None = None) -> str:
@@ -88,14 +91,22 @@ def render_compare(comparison: Comparison, templates_dir: Path, date: str | None
     lines = comparison.lines
     # The charts follow the model order (the table's is failures first), each
     # combination's hardware side by side in the runs' order.
-    cells = sorted(((c.hardware, c.row) for ln in lines for c in ln.cells if c.row is not None),
+    cells = sorted(((c.label, c.row) for ln in lines for c in ln.cells if c.row is not None),
                    key=lambda cell: row_key(cell[1]))
-    published = dict.fromkeys(f"{p.hardware} (published)" for ln in lines for p in ln.published)
-    return _environment(templates_dir).get_template(COMPARE_TEMPLATE).render(
-        cmp=comparison, date=date or _now(), hardware=comparison.hardware + list(published),
+    published = dict.fromkeys(f"{p.figure.hardware} (published)" for ln in lines
+                              for p in ln.published)
+    return _compact(_environment(templates_dir).get_template(COMPARE_TEMPLATE).render(
+        cmp=comparison, date=date or _now(), hardware=comparison.labels + list(published),
         statuses=_distinct(c.status for ln in lines for c in ln.cells),
         families=comparison.values("family"), precisions=comparison.values("precision"),
-        figures=figures(cells, panel=lambda r: f"{r.model} {r.precision}"))
+        default_noise=DEFAULT_NOISE, grades=GRADES,
+        figures=figures(cells, panel=lambda r: f"{r.model} {r.precision}")))
+
+
+def _compact(html: str) -> str:
+    """``html`` without the templates' indentation between tags (a tenth of a large
+    page). Text inside <pre> is escaped, so it holds no tag to match."""
+    return _SPACES.sub("> <", _INDENT.sub("\n<", html))
 
 
 def _environment(templates_dir: Path) -> Environment:
@@ -103,11 +114,18 @@ def _environment(templates_dir: Path) -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(num=fmt_num, bytes=fmt_bytes, pct=_pct, gbps=_gbps, pretty=_pretty,
                        metric_name=metric_name, model_name=model_name, load_point=load_point,
-                       status_counts=_status_counts)
+                       status_counts=_status_counts, first_line=_first_line)
     env.tests.update(nan=lambda v: isinstance(v, float) and math.isnan(v))
     env.globals.update(exceeds=exceeds_tolerance, status_rank=status_rank,
                        sort_value=_sort_value, generation_panels=generation_panels)
     return env
+
+
+def _first_line(message: str, width: int = 240) -> str:
+    """A reason's first line, cut to ``width``: what a summary lists (a traceback or
+    a crash dump is in the combination's section, folded)."""
+    line = message.split("\n", 1)[0]
+    return line if len(line) <= width else line[:width - 3] + "..."
 
 
 def _now() -> str:

@@ -71,6 +71,9 @@ def result_json(row: Row, hardware: str, info: Mapping[str, Any]) -> dict[str, A
                                                                else {})}
                    for a in row.audits],
     }
+    expected = {suite: res.expected for suite, res in row.suites.items() if res.expected}
+    if expected:  # why the backend is known to fail them (its expected_failures.txt)
+        doc["Expected Failure Reasons"] = expected
     if row.device_index is not None:
         doc["Device Index"] = row.device_index
     if row.generation:  # LLM serving items: their figures as recorded (xpuperf.records)
@@ -148,9 +151,15 @@ def _perf(point: PerfPoint) -> dict[str, Any]:
         "Status": point.outcome,
     }
     if point.window_qps:  # the samples --baseline's speed gate compares (xpuperf.gate)
-        entry["Window QPS"], entry["Stable"] = point.window_qps, point.stable
+        entry["Window QPS"] = point.window_qps
     if point.valid is not None:
         entry["Valid"] = point.valid
+    if point.stable is not None:
+        entry["Steady"] = point.stable
+    if point.spread is not None:
+        entry["QPS Spread"] = point.spread
+    if point.max_spread is not None:
+        entry["Max QPS Spread"] = point.max_spread
     if point.target_qps is not None:
         entry["Target QPS"] = point.target_qps
     if point.mlperf_qps is not None:
@@ -198,6 +207,9 @@ def row_from_result(doc: Mapping[str, Any]) -> Row:
               hardware=str(doc.get("Backend", "")), weights=str(acc.get("Weights") or ""),
               status=str(doc["Status"]))
     row.suites = {s: SuiteResult(str(o)) for s, o in (doc.get("Suites") or {}).items()}
+    for suite, reasons in (doc.get("Expected Failure Reasons") or {}).items():
+        if suite in row.suites:
+            row.suites[suite].expected = [str(r) for r in reasons]
     for message in doc.get("Messages") or []:
         suite, _, text = str(message).partition(": ")
         if suite in row.suites:
@@ -259,6 +271,8 @@ def _read_perf(entry: Mapping[str, Any]) -> PerfPoint:
         flops_per_sample=_float(entry.get("FLOPs per Sample")),
         bytes_per_sample=_float(entry.get("Bytes per Sample")),
         valid=entry.get("Valid"), target_qps=_float(entry.get("Target QPS")),
+        stable=entry.get("Steady"), spread=_float(entry.get("QPS Spread")),
+        max_spread=_float(entry.get("Max QPS Spread")),
         mlperf_qps=_float(entry.get("LoadGen QPS")), avg_watts=_float(entry.get("Avg Watts")),
         j_per_query=_float(entry.get("J per Query")),
         j_per_sample=_float(entry.get("J per Sample")),

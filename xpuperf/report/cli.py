@@ -1,4 +1,6 @@
-"""The `xpuperf` command: `xpuperf compare reports/CPU reports/TVM -o compare.html`."""
+"""The `xpuperf` command: `xpuperf compare reports/CPU reports/TVM -o compare.html`,
+or one hardware before and after: `xpuperf compare before/CPU after/CPU --label
+before --label after`."""
 from __future__ import annotations
 
 import argparse
@@ -20,15 +22,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xpuperf", description="xpuperf's reports")
     commands = parser.add_subparsers(dest="command", required=True)
     cmp = commands.add_parser(
-        "compare", help="several hardware's reports folders side by side, in one HTML page",
-        description="Join reports folders (reports/<HARDWARE>, one session each) by "
-                    "combination and write one self-contained HTML page.")
+        "compare", help="several runs' reports folders side by side, in one HTML page",
+        description="Join reports folders (reports/<HARDWARE>, one session each: other "
+                    "hardware, or one hardware before and after a change) by combination "
+                    "and write one self-contained HTML page. Ratios are per scenario and "
+                    "batch size, p99 at the baseline's offered load; a ratio within the "
+                    "noise of the figures compared is shown as no change.")
     cmp.add_argument("folders", nargs="+", type=Path, metavar="FOLDER",
                      help="a reports folder, e.g. reports/CPU")
     cmp.add_argument("-o", "--output", type=Path, default=Path("compare.html"),
                      help="the page to write (default: compare.html)")
-    cmp.add_argument("--baseline", metavar="HARDWARE",
-                     help="the hardware the ratios are to (default: the first folder's)")
+    cmp.add_argument("--label", action="append", default=[], metavar="NAME",
+                     help="a name for each folder, in order, one --label per folder "
+                          "(default: the folder's name, with its parent where two agree)")
+    cmp.add_argument("--baseline", metavar="LABEL",
+                     help="the run the ratios are to: its label, or a hardware only one run "
+                          "has (default: the first folder's)")
     cmp.add_argument("--allow-mixed", action="store_true",
                      help="compare runs of different tiers or zoo versions (the page says so)")
     cmp.add_argument("--published", type=Path, default=PUBLISHED, metavar="YAML",
@@ -37,8 +46,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (TEMPLATES / "compare.html.j2").is_file():
         parser.exit(2, f"xpuperf: no report templates at {TEMPLATES}; install xpuperf from its "
                        "checkout with `pip install -e .`\n")
+    if args.label and len(args.label) != len(args.folders):
+        parser.exit(2, f"xpuperf compare: {len(args.label)} --label for {len(args.folders)} "
+                       "folders: give one --label per folder, in the folders' order\n")
     try:
-        runs = [load_run(folder) for folder in args.folders]
+        runs = [load_run(folder, label) for folder, label in
+                zip(args.folders, args.label or [""] * len(args.folders))]
         comparison = compare(runs, args.baseline, load_published(args.published),
                              allow_mixed=args.allow_mixed)
     except (CompareError, PublishedError) as e:
@@ -46,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(render_compare(comparison, TEMPLATES), encoding="utf-8")
     print(f"xpuperf compare: {len(comparison.lines)} combinations of "
-          f"{', '.join(comparison.hardware)} (baseline {comparison.baseline}) -> {args.output}")
+          f"{', '.join(comparison.labels)} (baseline {comparison.baseline}) -> {args.output}")
     return 0
 
 

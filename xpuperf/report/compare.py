@@ -1,21 +1,39 @@
-"""Several hardware's runs joined by combination, against a baseline (pure).
+"""Several runs joined by combination, against a baseline (pure).
 
-A Run is one reports folder read back (xpuperf.report.runs). Runs compare only
-when they ran the same tier of the same zoo: a smoke run's QPS beside a full
+A Run is one reports folder read back (xpuperf.report.runs): other hardware, or
+the same hardware before and after a change. Figures are set like against like:
+a QPS ratio per scenario and batch size both runs measured (never the best of
+one against the best of the other), a p99 at the baseline's offered load, and a
+ratio within the noise of the two figures is shown as no change.
+
+Runs compare only when they ran the same tier of the same zoo: a smoke run's QPS beside a full
 run's is a different workload, not a faster card, so a mix is refused unless
 the caller allows it (and the page then says so).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from backends.base import PRECISIONS
 from xpuperf.report.published import Published
-from xpuperf.report.summary import PerfPoint, Row
+from xpuperf.report.summary import PerfPoint, Row, fmt_num
 
 # Which status a group of rows shows, worst first; also the default table order.
 STATUS_ORDER = ("failed", "error", "xfailed", "skipped", "passed")
+
+
+# A ratio inside the noise of the figures it divides is no change. Where a run
+# recorded neither the spread of its windows nor the spread it allowed, this is
+# the noise assumed: loadgen's default max_spread.
+DEFAULT_NOISE = 0.10
+# Beyond the noise, a ratio's colour deepens at these factors (x1.25, x2): x0.936
+# is not as red as x0.0187.
+GRADES = (1.25, 2.0)
+# Two server runs offered "the same" load when their targets agree this closely.
+_SAME_LOAD = 0.01
 
 
 class CompareError(ValueError):
@@ -24,12 +42,16 @@ class CompareError(ValueError):
 
 @dataclass
 class Run:
-    """One hardware's session, as its reports folder holds it."""
+    """One session, as its reports folder holds it, and the name it goes by."""
 
     hardware: str
     source: str  # the folder it was read from
     info: Mapping[str, Any]
     rows: list[Row]
+    label: str = ""  # how the page names it: --label, else the folder's name
+
+    def __post_init__(self) -> None:
+        self.label = self.label or Path(self.source).name or self.hardware
 
     @property
     def tier(self) -> str:
@@ -40,18 +62,63 @@ class Run:
         return str(self.info.get("zoo_version") or "unknown")
 
 
+@dataclass(frozen=True)
+class Ratio:
+    """One figure of a run over the baseline's same figure (same scenario, batch
+    size and, for a server run, offered load), and the noise of the two."""
+
+    scenario: str
+    batch_size: int | None
+    value: float
+    noise: float  # a change within this fraction is no change
+    lower_is_better: bool = False  # latency: a ratio below 1 is the better one
+
+    @property
+    def grade(self) -> str:
+        """'same' within the noise, else 'better-N' / 'worse-N' (N: 1 to 3, deeper
+        beyond each of GRADES)."""
+        factor = max(self.value, 1 / self.value) if self.value > 0 else math.inf
+        if factor <= 1 + self.noise:
+            return "same"
+        better = (self.value < 1) == self.lower_is_better
+        level = 1 + sum(factor > g for g in GRADES)
+        return f"{'better' if better else 'worse'}-{level}"
+
+    @property
+    def point(self) -> str:
+        return " ".join(x for x in (self.scenario.replace("_", " "),
+                                    f"bs{self.batch_size}" if self.batch_size else "") if x)
+
+
 @dataclass
 class Cell:
-    """One hardware's figures for one combination, and their ratio to the baseline's."""
+    """One run's figures for one combination, and their ratios to the baseline's."""
 
+    label: str
     hardware: str
     row: Row | None  # None: the combination is not in that run
-    qps_ratio: float | None = None  # best QPS / the baseline's best QPS
-    p99_ratio: float | None = None  # p99 under load / the baseline's, same scenario
+    # QPS over the baseline's at each scenario and batch size both measured.
+    qps_ratios: list[Ratio] = field(default_factory=list)
+    loaded: PerfPoint | None = None  # the p99 shown: at the baseline's load where measured
+    p99_ratio: Ratio | None = None
+    p99_note: str = ""  # why the p99s are not compared
 
     @property
     def status(self) -> str:
         return self.row.status if self.row else "not run"
+
+    @property
+    def worst_ratio(self) -> float | None:
+        """The lowest QPS ratio: what a table sorted on regressions sorts by."""
+        return min((r.value for r in self.qps_ratios), default=None)
+
+
+@dataclass
+class PublishedRow:
+    """A published figure beside a line, and why it does not match the measured rows."""
+
+    figure: Published
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -65,7 +132,7 @@ class Line:
     dataset: str
     precision: str
     cells: list[Cell]
-    published: list[Published] = field(default_factory=list)
+    published: list[PublishedRow] = field(default_factory=list)
 
     @property
     def statuses(self) -> list[str]:
@@ -73,21 +140,21 @@ class Line:
 
     @property
     def status(self) -> str:
-        """The worst status of any hardware."""
+        """The worst status of any run."""
         return min(self.statuses, key=status_rank)
 
 
 @dataclass
 class Comparison:
     runs: list[Run]
-    baseline: str
+    baseline: str  # the baseline run's label
     lines: list[Line]
     # Set when the runs differ in tier or zoo and the caller allowed it: the page says so.
     mixed: list[str] = field(default_factory=list)
 
     @property
-    def hardware(self) -> list[str]:
-        return [r.hardware for r in self.runs]
+    def labels(self) -> list[str]:
+        return [r.label for r in self.runs]
 
     def values(self, attr: str) -> list[str]:
         """The distinct values of a Line attribute, for the page's filters."""
@@ -96,27 +163,21 @@ class Comparison:
 
 def compare(runs: Sequence[Run], baseline: str | None = None,
             published: Iterable[Published] = (), allow_mixed: bool = False) -> Comparison:
-    """Join ``runs`` by combination; ratios are to the run of hardware ``baseline``
-    (default: the first run). Lines are ordered failures first, then by model and
-    precision; each published figure goes with its model's line of the same
-    precision, else with the model's first line."""
+    """Join ``runs`` by combination; ratios are to the run ``baseline`` names (its
+    label, or a hardware only one run has; default: the first run). Runs of the
+    same hardware compare (before / after); two runs with one label are told
+    apart by their folders' parents, else refused. Lines are ordered failures
+    first, then by model and precision; each published figure goes with its
+    model's line of the same precision, else with the model's first line."""
     if not runs:
         raise CompareError("no runs to compare: give one or more reports folders")
-    names = [r.hardware for r in runs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise CompareError(f"more than one run of hardware {', '.join(dupes)} "
-                           f"({', '.join(r.source for r in runs if r.hardware in dupes)}): "
-                           "compare one run per hardware")
-    baseline = baseline or names[0]
-    if baseline not in names:
-        raise CompareError(f"baseline {baseline!r} is none of the runs' hardware "
-                           f"({', '.join(names)}); pass --baseline with one of them")
+    runs = _labelled(runs)
+    base_run = _baseline(runs, baseline)
     mixed = _mixed(runs)
     if mixed and not allow_mixed:
         raise CompareError("; ".join(mixed) + ": their figures do not compare (other shapes "
                            "or models); rerun them alike, or pass --allow-mixed to compare anyway")
-    base = {r.combination: r for r in next(run for run in runs if run.hardware == baseline).rows}
+    base = {r.combination: r for r in base_run.rows}
     by_run = [{r.combination: r for r in run.rows} for run in runs]
     combos: dict[str, Row] = {}
     for rows in by_run:
@@ -124,13 +185,44 @@ def compare(runs: Sequence[Run], baseline: str | None = None,
             combos.setdefault(combo, row)
     lines = [Line(combination=combo, model=row.model, family=row.family or row.model,
                   domain=row.domain, dataset=row.dataset, precision=row.precision,
-                  cells=[_cell(run.hardware, rows.get(combo), base.get(combo))
+                  cells=[_cell(run, rows.get(combo), base.get(combo))
                          for run, rows in zip(runs, by_run)])
              for combo, row in combos.items()]
     lines.sort(key=lambda ln: (status_rank(ln.status), ln.model, _precision_rank(ln.precision),
                                ln.precision, ln.dataset))
-    _attach(lines, published)
-    return Comparison(runs=list(runs), baseline=baseline, lines=lines, mixed=mixed)
+    _attach(lines, published, {r.label: r.tier for r in runs})
+    return Comparison(runs=list(runs), baseline=base_run.label, lines=lines, mixed=mixed)
+
+
+def _labelled(runs: Sequence[Run]) -> list[Run]:
+    """``runs`` with distinct labels: a label two runs share (two folders named CPU)
+    becomes the folder's parent and name ('before/CPU')."""
+    out = list(runs)
+    for attempt in ("parent", "refuse"):
+        labels = [r.label for r in out]
+        dupes = {n for n in labels if labels.count(n) > 1}
+        if not dupes:
+            return out
+        if attempt == "refuse":
+            raise CompareError(f"more than one run labelled {', '.join(sorted(dupes))} "
+                               f"({', '.join(r.source for r in out if r.label in dupes)}): "
+                               "give each folder its own --label")
+        out = [replace(r, label="/".join(Path(r.source).parts[-2:])) if r.label in dupes else r
+               for r in out]
+    return out
+
+
+def _baseline(runs: Sequence[Run], name: str | None) -> Run:
+    if name is None:
+        return runs[0]
+    by_label = [r for r in runs if r.label == name]
+    by_hardware = [r for r in runs if r.hardware == name]
+    if by_label or len(by_hardware) == 1:
+        return (by_label or by_hardware)[0]
+    raise CompareError(f"baseline {name!r} is none of the runs' labels "
+                       f"({', '.join(r.label for r in runs)})"
+                       + (" and more than one run is of that hardware" if by_hardware else "")
+                       + "; pass --baseline with one of the labels")
 
 
 def _mixed(runs: Sequence[Run]) -> list[str]:
@@ -138,34 +230,101 @@ def _mixed(runs: Sequence[Run]) -> list[str]:
     for what, attr in (("tier", "tier"), ("zoo version", "zoo_version")):
         values: dict[str, list[str]] = {}
         for run in runs:
-            values.setdefault(getattr(run, attr), []).append(run.hardware)
+            values.setdefault(getattr(run, attr), []).append(run.label)
         if len(values) > 1:
             out.append(f"the runs differ in {what}: " + ", ".join(
                 f"{v} ({', '.join(hw)})" for v, hw in values.items()))
     return out
 
 
-def _cell(hardware: str, row: Row | None, base: Row | None) -> Cell:
-    cell = Cell(hardware, row)
-    if row is None or base is None:
+def noise(point: PerfPoint) -> float:
+    """How far this point's QPS may move by noise alone: the spread of its windows
+    as measured, else the spread its run allowed, else DEFAULT_NOISE."""
+    for value in (point.spread, point.max_spread):
+        if value is not None and math.isfinite(value) and value >= 0:
+            return value
+    return DEFAULT_NOISE
+
+
+def _cell(run: Run, row: Row | None, base: Row | None) -> Cell:
+    cell = Cell(run.label, run.hardware, row)
+    if row is None:
         return cell
-    best, base_best = row.best, base.best
-    if best and base_best and base_best.qps:
-        cell.qps_ratio = best.qps / base_best.qps
-    loaded, base_loaded = row.loaded, base.loaded
-    if loaded and base_loaded and loaded.scenario == base_loaded.scenario and base_loaded.p99:
-        cell.p99_ratio = loaded.p99 / base_loaded.p99
+    cell.loaded = row.loaded
+    if base is None:
+        return cell
+    # Like against like: each scenario and batch size both measured. A server run's
+    # QPS is the load it was offered, not a figure of the hardware: no ratio.
+    base_points = {(p.scenario, p.batch_size): p for p in base.perf
+                   if _positive(p.qps) and p.scenario != "server"}
+    for p in row.perf:
+        b = base_points.get((p.scenario, p.batch_size))
+        if b is not None and p.qps is not None and math.isfinite(p.qps):
+            cell.qps_ratios.append(Ratio(p.scenario, p.batch_size, p.qps / b.qps,
+                                         max(noise(p), noise(b))))
+    cell.qps_ratios.sort(key=lambda r: (r.scenario != "offline", r.scenario, r.batch_size or 0))
+    _compare_p99(cell, row, base)
     return cell
 
 
-def _attach(lines: list[Line], published: Iterable[Published]) -> None:
+def _compare_p99(cell: Cell, row: Row, base: Row) -> None:
+    """The p99 at the baseline's load: the same scenario and batch size and, for a
+    server run, the same offered QPS; p99s at other loads are not compared."""
+    b = base.loaded
+    if b is None or not _positive(b.p99):
+        return
+    same = [p for p in row.perf if p.scenario == b.scenario and p.batch_size == b.batch_size
+            and p.p99 is not None and math.isfinite(p.p99)]
+    if not same:
+        cell.p99_note = f"not measured at the baseline's load ({load_point(b)})"
+        return
+    if b.scenario == "server":
+        at = [p for p in same if p.target_qps and b.target_qps
+              and abs(p.target_qps / b.target_qps - 1) <= _SAME_LOAD]
+        if not at:
+            cell.loaded = same[0]
+            cell.p99_note = (f"offered {fmt_num(same[0].target_qps, 4)} QPS where the "
+                             f"baseline's was {fmt_num(b.target_qps, 4)}: p99s at other "
+                             "loads do not compare")
+            return
+        same = at
+    cell.loaded = same[0]
+    cell.p99_ratio = Ratio(b.scenario, b.batch_size, same[0].p99 / b.p99,
+                           max(noise(same[0]), noise(b)), lower_is_better=True)
+
+
+def _positive(value: float | None) -> bool:
+    """A figure a ratio can divide by: measured, finite and above zero."""
+    return value is not None and math.isfinite(value) and value > 0
+
+
+def _attach(lines: list[Line], published: Iterable[Published], tiers: Mapping[str, str]) -> None:
     for fig in published:
         same_model = [ln for ln in lines if ln.model == fig.model]
         if not same_model:
             continue
         same = [ln for ln in same_model if ln.precision.lower() == fig.precision.lower()]
-        (same or sorted(same_model, key=lambda ln: _precision_rank(ln.precision)))[0] \
-            .published.append(fig)
+        line = (same or sorted(same_model, key=lambda ln: _precision_rank(ln.precision)))[0]
+        line.published.append(PublishedRow(fig, _published_warnings(line, fig, tiers)))
+
+
+def _published_warnings(line: Line, fig: Published, tiers: Mapping[str, str]) -> list[str]:
+    """Where a published figure differs from the measured rows beside it."""
+    out = []
+    measured = [c for c in line.cells if c.row is not None]
+    small = sorted({tiers[c.label] for c in measured if tiers.get(c.label) != "full"})
+    if small:
+        out.append(f"measured at the {', '.join(small)} tier's shapes; published at the "
+                   "full zoo's: not comparable")
+    sizes = sorted({p.batch_size for c in measured for p in c.row.perf
+                    if p.batch_size is not None})
+    if fig.batch_size is not None and sizes and fig.batch_size not in sizes:
+        out.append(f"published at bs {fig.batch_size}; measured at bs "
+                   f"{', '.join(map(str, sizes))}")
+    # "INT8/BF16" and "not stated (fp32 workload)" name the measured precision.
+    if line.precision.lower() not in fig.precision.lower():
+        out.append(f"published precision {fig.precision}; measured {line.precision}")
+    return out
 
 
 def load_point(point: PerfPoint) -> str:

@@ -87,7 +87,7 @@ def line_panel(title: str, series: Sequence[tuple[str, Style, Sequence[tuple[flo
         drawn = [(x, y, sx(x), sy(y)) for x, y in pts if y > 0 or not log_y]
         out.append(f'<g class="series"><title>{escape(label)}</title>')
         if len(drawn) > 1:
-            coords = " ".join(f"{px:.1f},{py:.1f}" for _, _, px, py in drawn)
+            coords = " ".join(f"{px:.0f},{py:.0f}" for _, _, px, py in drawn)
             out.append(f'<polyline points="{coords}" fill="none" stroke="{style.color}" '
                        f'stroke-width="2"/>')
         for x, y, px, py in drawn:
@@ -134,23 +134,25 @@ def latency_panel(title: str, ranges: Sequence[Range], width: int = 440) -> str:
     for i, r in enumerate(rows):
         y = TOP + BAR_ROW * i + BAR_ROW / 2
         c = r.style.color
-        tip = escape(f"{r.label}: p50 {fmt_num(r.p50)}, p90 {fmt_num(r.p90)}, "
+        # The label is drawn beside the range: the tooltip holds the figures only.
+        tip = escape(f"p50 {fmt_num(r.p50)}, p90 {fmt_num(r.p90)}, "
                      f"p99 {fmt_num(r.p99)}, p99.9 {fmt_num(r.p999)} ms")
-        out.append(f'<g class="range"><title>{tip}</title>'
-                   f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
+        # The colour once on the group, the widths in report.css (.whisker, .box,
+        # .p99): a page of every smoke combination stays small.
+        out.append(f'<g class="range" stroke="{c}"><title>{tip}</title>'
+                   f'<text x="{x0 - 6}" y="{y + 4:.0f}" text-anchor="end" class="tick">'
                    f'{escape(r.label)}</text>')
         top = r.p999 or r.p99 or r.p90
         if top:
-            out.append(f'<line x1="{sx(r.p50):.1f}" y1="{y:.1f}" x2="{sx(top):.1f}" y2="{y:.1f}" '
-                       f'stroke="{c}" stroke-width="1.5"/>')
+            out.append(f'<line x1="{sx(r.p50):.0f}" y1="{y:.0f}" x2="{sx(top):.0f}" y2="{y:.0f}" '
+                       f'class="whisker"/>')
         if r.p90:
-            out.append(f'<line x1="{sx(r.p50):.1f}" y1="{y:.1f}" x2="{sx(r.p90):.1f}" '
-                       f'y2="{y:.1f}" stroke="{c}" stroke-width="6"/>')
+            out.append(f'<line x1="{sx(r.p50):.0f}" y1="{y:.0f}" x2="{sx(r.p90):.0f}" '
+                       f'y2="{y:.0f}" class="box"/>')
         if r.p99:
-            out.append(f'<line x1="{sx(r.p99):.1f}" y1="{y - 5:.1f}" x2="{sx(r.p99):.1f}" '
-                       f'y2="{y + 5:.1f}" stroke="{c}" stroke-width="2"/>')
-        out.append(f'<circle cx="{sx(r.p50):.1f}" cy="{y:.1f}" r="3.5" fill="#fff" '
-                   f'stroke="{c}" stroke-width="2"/></g>')
+            out.append(f'<line x1="{sx(r.p99):.0f}" y1="{y - 5:.0f}" x2="{sx(r.p99):.0f}" '
+                       f'y2="{y + 5:.0f}" class="p99"/>')
+        out.append(f'<circle cx="{sx(r.p50):.0f}" cy="{y:.0f}" r="3.5"/></g>')
     out.append("</svg>")
     return "".join(out)
 
@@ -200,11 +202,11 @@ def roofline_svg(points: Sequence[RoofPoint], ceilings: Sequence[Ceiling]) -> st
     last = math.inf
     for c in sorted(ceilings, key=lambda c: c.flops):
         y = sy(c.flops)
-        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{left + ROOF_W}" y2="{y:.1f}" '
+        out.append(f'<line x1="{left}" y1="{y:.0f}" x2="{left + ROOF_W}" y2="{y:.0f}" '
                    f'stroke="{c.style.color}" stroke-width="1.5" stroke-dasharray="6 3">'
                    f'<title>{escape(c.label)}</title></line>')
         if last - y >= 12:  # a label closer to the last one would overprint it
-            out.append(f'<text x="{left + ROOF_W + 6}" y="{y + 4:.1f}" class="tick">'
+            out.append(f'<text x="{left + ROOF_W + 6}" y="{y + 4:.0f}" class="tick">'
                        f'{escape(c.label)}</text>')
             last = y
     for p in points:
@@ -249,9 +251,9 @@ def _x_ticks(ticks: Sequence[float], sx: Callable[[float], float], top: float, b
     out, last = [], -math.inf
     for t in ticks:
         x = sx(t)
-        out.append(f'<line x1="{x:.1f}" y1="{top}" x2="{x:.1f}" y2="{bottom}" class="grid"/>')
+        out.append(f'<line x1="{x:.0f}" y1="{top}" x2="{x:.0f}" y2="{bottom}" class="grid"/>')
         if x - last >= MIN_TICK_GAP:
-            out.append(f'<text x="{x:.1f}" y="{bottom + 13}" text-anchor="middle" '
+            out.append(f'<text x="{x:.0f}" y="{bottom + 13}" text-anchor="middle" '
                        f'class="tick">{text(t)}</text>')
             last = x
     return out
@@ -262,8 +264,8 @@ def _y_ticks(ticks: Sequence[float], sy: Callable[[float], float], left: float,
     out = []
     for t in ticks:
         y = sy(t)
-        out.append(f'<line x1="{left}" y1="{y:.1f}" x2="{right}" y2="{y:.1f}" class="grid"/>'
-                   f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
+        out.append(f'<line x1="{left}" y1="{y:.0f}" x2="{right}" y2="{y:.0f}" class="grid"/>'
+                   f'<text x="{left - 4}" y="{y + 4:.0f}" text-anchor="end" class="tick">'
                    f'{fmt_num(t, 3)}</text>')
     return out
 
@@ -271,12 +273,12 @@ def _y_ticks(ticks: Sequence[float], sy: Callable[[float], float], left: float,
 def _marker(style: Style, x: float, y: float, tip: str) -> str:
     title, color = f"<title>{tip}</title>", style.color
     if style.marker == "circle":
-        return f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}">{title}</circle>'
+        return f'<circle cx="{x:.0f}" cy="{y:.0f}" r="4" fill="{color}">{title}</circle>'
     if style.marker == "square":
-        return (f'<rect x="{x - 3.5:.1f}" y="{y - 3.5:.1f}" width="7" height="7" '
+        return (f'<rect x="{x - 3.5:.0f}" y="{y - 3.5:.0f}" width="7" height="7" '
                 f'fill="{color}">{title}</rect>')
     if style.marker == "triangle":
-        d = f"M{x:.1f},{y - 5:.1f} L{x + 4.5:.1f},{y + 3.5:.1f} L{x - 4.5:.1f},{y + 3.5:.1f} Z"
+        d = f"M{x:.0f},{y - 5:.0f} L{x + 4.5:.0f},{y + 3.5:.0f} L{x - 4.5:.0f},{y + 3.5:.0f} Z"
     else:
-        d = f"M{x:.1f},{y - 5:.1f} L{x + 5:.1f},{y:.1f} L{x:.1f},{y + 5:.1f} L{x - 5:.1f},{y:.1f} Z"
+        d = f"M{x:.0f},{y - 5:.0f} L{x + 5:.0f},{y:.0f} L{x:.0f},{y + 5:.0f} L{x - 5:.0f},{y:.0f} Z"
     return f'<path d="{d}" fill="{color}">{title}</path>'

@@ -14,8 +14,9 @@ from xpuperf.report.compare import CompareError, Run
 from xpuperf.report.summary import row_key
 
 
-def load_run(folder: str | Path) -> Run:
-    """The session whose reports are in ``folder``."""
+def load_run(folder: str | Path, label: str = "") -> Run:
+    """The session whose reports are in ``folder``, named ``label`` (default: the
+    folder's name)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CompareError(f"{folder}: no such reports folder (give reports/<HARDWARE>)")
@@ -36,4 +37,4 @@ def load_run(folder: str | Path) -> Run:
         raise CompareError(f"{folder}: results of several hardware "
                            f"({', '.join(sorted(hardware))}); a reports folder holds one session")
     return Run(hardware=hardware.pop(), source=str(folder), info=info,
-               rows=sorted(rows, key=row_key))
+               rows=sorted(rows, key=row_key), label=label)

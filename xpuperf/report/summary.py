@@ -27,10 +27,14 @@ _SEVERITY = {"error": 4, "failed": 3, "xfailed": 2, "passed": 1, "skipped": 0}
 _FAILING = frozenset({"failed", "error"})
 
 _PREFERRED_SCENARIO = "offline"
+# A message longer than this whose text another item of the combination already
+# reported (a worker's crash dump, handed to every item of its group) is kept
+# once: the later ones point at the first.
+_REPEAT_MIN = 300
 # Record keys that say which item a record is, not what it measured.
 _IDENTITY = frozenset({"suite", "combination", "model", "dataset", "precision", "hardware",
                        "framework", "domain", "family", "weights", "outcome", "message",
-                       "audit"})
+                       "audit", "expected_failure", "expected_reason"})
 
 
 @dataclass
@@ -39,6 +43,7 @@ class SuiteResult:
 
     outcome: str
     messages: list[str] = field(default_factory=list)
+    expected: list[str] = field(default_factory=list)  # known-failure reasons of its items
 
 
 @dataclass
@@ -74,6 +79,10 @@ class PerfPoint:
     bytes_per_sample: float | None = None
     stable: bool | None = None  # the run's windows agreed within max_spread
     window_qps: list[float] = field(default_factory=list)  # the samples a speed gate compares
+    # (max - min) / median of the windows' QPS, and the spread the run allowed: how
+    # far a ratio of two such figures may move by noise alone (xpuperf compare).
+    spread: float | None = None
+    max_spread: float | None = None
     valid: bool | None = None  # server: p99 within the latency bound
     target_qps: float | None = None
     mlperf_qps: float | None = None  # the same item under mlcommons-loadgen (--driver mlperf)
@@ -160,6 +169,9 @@ class Row:
     compile_details: dict[str, Any] = field(default_factory=dict)
     flops_per_sample: float | None = None  # from the graph (compile record, else performance)
 
+    # Long message texts already kept, and where (xpuperf's own bookkeeping).
+    _seen: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
     @property
     def failed(self) -> bool:
         return self.status == "failed"
@@ -203,6 +215,36 @@ class Row:
             if points:
                 return min(points, key=lambda p: p.batch_size or 0)
         return None
+
+    @property
+    def latency_point(self) -> PerfPoint | None:
+        """The p99 every summary shows (the page and the terminal alike): under
+        load where measured, else the largest batch size's offline run."""
+        points = self.throughput
+        return self.loaded or (points[-1] if points else None)
+
+    @property
+    def expected_reasons(self) -> list[str]:
+        """Why the backend is known to fail this combination's items (its
+        expected_failures.txt), each once."""
+        return list(dict.fromkeys(r for res in self.suites.values() for r in res.expected))
+
+    @property
+    def llm_throughput(self) -> dict[str, Any] | None:
+        """The LLM serving item of the most output tokens per second."""
+        return max((g for g in self.generation if g.get("output_tokens_per_s") is not None),
+                   key=lambda g: g["output_tokens_per_s"], default=None)
+
+    @property
+    def llm_latency(self) -> dict[str, Any] | None:
+        """The LLM serving item whose TTFT and TPOT a summary shows: one request at
+        a time where measured, else the server run, else any with a TTFT."""
+        timed = [g for g in self.generation if (g.get("ttft_ms") or {}).get("p99") is not None]
+        for scenario in ("single_stream", "server"):
+            for g in timed:
+                if g.get("scenario") == scenario:
+                    return g
+        return timed[0] if timed else None
 
     @property
     def best_mfu(self) -> float | None:
@@ -268,7 +310,7 @@ def row_key(row: Row) -> tuple[str, int, str, str]:
 def _merge(row: Row, rec: Mapping[str, Any]) -> None:
     suite = str(rec.get("suite", "unknown"))
     outcome = str(rec.get("outcome", "error"))
-    message = str(rec.get("message") or "")
+    message = _once(row, suite, str(rec.get("message") or ""))
     if not row.weights and rec.get("weights"):
         row.weights = str(rec["weights"])
     if rec.get("device_index") is not None:
@@ -279,6 +321,9 @@ def _merge(row: Row, rec: Mapping[str, Any]) -> None:
         res = row.suites[suite] = SuiteResult(outcome)
     elif _SEVERITY.get(outcome, 3) > _SEVERITY.get(res.outcome, 3):
         res.outcome = outcome
+    if outcome == "xfailed" and rec.get("expected_reason") and \
+            str(rec["expected_reason"]) not in res.expected:
+        res.expected.append(str(rec["expected_reason"]))
     if suite == "performance":
         _merge_perf(row, rec, outcome, message)
         if message:
@@ -310,6 +355,18 @@ def _merge(row: Row, rec: Mapping[str, Any]) -> None:
         _merge_numerics(row, rec)
     elif suite == "compile":
         _merge_compile(row, rec, outcome)
+
+
+def _once(row: Row, suite: str, message: str) -> str:
+    """``message``, or where its long body (all but the first line) was already
+    reported for this combination, its first line and a pointer to the first."""
+    head, _, body = message.partition("\n")
+    if len(body) < _REPEAT_MIN:
+        return message
+    if body not in row._seen:
+        row._seen[body] = suite
+        return message
+    return f"{head}\n[the same output as under {row._seen[body]} above, shown once]"
 
 
 def _merge_metric(row: Row, rec: Mapping[str, Any]) -> None:
@@ -388,6 +445,7 @@ def _merge_perf(row: Row, rec: Mapping[str, Any], outcome: str, message: str) ->
         bytes_per_sample=_num(rec.get("bytes_per_sample")),
         stable=_bool(rec.get("stable")), valid=_bool(rec.get("valid")),
         window_qps=[float(q) for q in rec.get("window_qps") or [] if _num(q) is not None],
+        spread=_num(rec.get("spread")), max_spread=_num(rec.get("max_spread")),
         target_qps=_num(rec.get("target_qps")), mlperf_qps=_num(mlperf.get("qps")),
         avg_watts=_num(used.get("avg_watts")), j_per_query=_num(used.get("j_per_query")),
         j_per_sample=_num(used.get("j_per_sample")), energy_method=str(used.get("method") or ""),

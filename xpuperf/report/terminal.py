@@ -6,13 +6,24 @@ from typing import Sequence
 from xpuperf.report.summary import NONFINITE_KEYS, Row, fmt_num
 
 HEADERS = ("combination", "status", "metric (drop)", "max_abs", "cosine",
-           "compile s", "cov %", "QPS @ bs", "p99 ms @ bs", "MFU %", "mem MB", "audits")
+           "compile s", "cov %", "QPS @ bs", "p99 ms @ load", "MFU %", "mem MB", "audits")
 # Reasons are cut here so that one failing row stays one terminal line.
 MESSAGE_WIDTH = 110
+# What the columns mean, printed under the table (report.html says it in tooltips).
+LEGEND = (
+    "QPS @ bs: samples/s offline per batch size (LLM rows: output tokens/s, best run); "
+    "p99 ms @ load: server at its offered QPS, else single stream, else the largest "
+    "batch size offline, as report.html shows it (LLM rows: TTFT / TPOT p99)",
+    "max_abs, cosine: the worst output against the CPU fp32 reference; cov %: graph nodes "
+    "run natively; MFU %: best FLOPs x QPS / peak; mem MB: peak (dev: the device's); "
+    "audits: passed / run",
+    "! a failure's first reason (all of it in report.html); ~ an expected failure and "
+    "why (the backend's expected_failures.txt)")
 
 
 def table(rows: Sequence[Row]) -> str:
-    """One line per combination, each failing one followed by its first failure reasons."""
+    """One line per combination, each failing one followed by its first failure
+    reasons, each expected failure by its known reason; the legend last."""
     cells = [_cells(row) for row in rows]
     widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(HEADERS)]
     lines = [_line(HEADERS, widths), "  ".join("-" * w for w in widths)]
@@ -22,12 +33,12 @@ def table(rows: Sequence[Row]) -> str:
             for suite, res in row.suites.items():
                 if res.outcome in ("failed", "error") and res.messages:
                     lines.append(f"    ! {suite}: {_one_line(res.messages[0])}")
-    return "\n".join(lines)
+        lines.extend(f"    ~ expected: {_one_line(reason)}" for reason in row.expected_reasons)
+    return "\n".join(lines + [""] + [f"  {line}" for line in LEGEND])
 
 
 def _cells(row: Row) -> tuple[str, ...]:
     points = row.throughput
-    largest = points[-1] if points else None
     return (
         row.combination,
         row.status.upper() if row.failed else row.status,
@@ -36,12 +47,33 @@ def _cells(row: Row) -> tuple[str, ...]:
         fmt_num(row.diff.get("cosine"), 7),
         fmt_num(row.compile_seconds, 3),
         "-" if row.coverage is None else f"{100 * row.coverage:.1f}",
-        " ".join(f"{p.batch_size}:{fmt_num(p.qps, 3)}" for p in points) or "-",
-        f"{fmt_num(largest.p99, 3)} @{largest.batch_size}" if largest else "-",
+        " ".join(f"{p.batch_size}:{fmt_num(p.qps, 3)}" for p in points) or _tokens(row),
+        _p99(row),
         "-" if row.best_mfu is None else fmt_num(100 * row.best_mfu, 3),
         _memory(row),
         row.audits_passed,
     )
+
+
+def _p99(row: Row) -> str:
+    point = row.latency_point
+    if point is not None:
+        load = (f"{fmt_num(point.target_qps, 3)} QPS" if point.scenario == "server"
+                and point.target_qps else point.scenario.replace("_", " "))
+        return f"{fmt_num(point.p99, 3)} @{point.batch_size} {load}"
+    g = row.llm_latency
+    if g is None:
+        return "-"
+    ttft, tpot = g.get("ttft_ms") or {}, g.get("tpot_ms") or {}
+    return f"{fmt_num(ttft.get('p99'), 3)} / {fmt_num(tpot.get('p99'), 3)} {g.get('scenario')}"
+
+
+def _tokens(row: Row) -> str:
+    g = row.llm_throughput
+    if g is None:
+        return "-"
+    at = f" c{g['concurrency']}" if g.get("concurrency") else ""
+    return f"{fmt_num(g['output_tokens_per_s'], 3)} tok/s {g.get('scenario')}{at}"
 
 
 def _memory(row: Row) -> str:
