@@ -100,3 +100,13 @@ def test_onnx_only_entry_agrees_with_its_reference(tmp_path: Path, precision: st
         assert out[name].dtype == ref[name].dtype == np.float32
         stats = diff_stats(ref[name], out[name])
         assert stats.cosine > (0.99999 if precision == "fp32" else 0.999), (name, stats)
+
+
+def test_the_worker_keeps_a_misses_counts_in_the_failed_report() -> None:
+    from xpuperf.worker.host import _coverage_of
+
+    miss = CompileError("cannot convert Det", fallback_ops=["Det"], nodes_total=3,
+                        nodes_native=2)
+    assert _coverage_of(miss) == {"fallback_ops": ["Det"], "nodes_total": 3, "nodes_native": 2}
+    assert _coverage_of(CompileError("the compiler crashed")) == {}
+    assert _coverage_of(RuntimeError("not the backend's error")) == {}
