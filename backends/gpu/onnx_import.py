@@ -6,10 +6,10 @@ under autocast: see Graph).
 
 onnx2torch rather than an importer of the project's own: backends/tvm/onnx_graph.py
 and xpuperf/measure/flops.py read graphs but build no torch. On the CPU (onnx
-1.23, onnx2torch 1.5.15) it converts 10 of the zoo's 11 ONNX and TensorFlow
-entries (unet's converted module fails at run time) and passes 575 of onnx's
-1,855 node cases, 318 without the stand-in converters below
-(benchmarks/gpu_onnx_coverage.py prints the figures).
+1.23, onnx2torch 1.5.15), with the converters and fixes below, it converts all
+11 of the zoo's ONNX and TensorFlow entries (onnx2torch alone: 7) and passes
+575 of onnx's 1,855 node cases (318 without the stand-in converters);
+benchmarks/gpu_onnx_coverage.py prints the op figures.
 
 Coverage: each ONNX node whose op onnx2torch can convert (at the model's opset,
 with the node's attributes) is native. A node it cannot take is named in the
@@ -56,7 +56,23 @@ def _load() -> Any:
                            ) from None
     # Ops of the zoo's graphs that onnx2torch lacks (CLIP's and VideoBERT's causal masks).
     add_converter(operation_type="Trilu", version=14)(_trilu)
+    from onnx2torch.node_converters.registry import _CONVERTER_REGISTRY, OperationDescription
+
+    layer_norm = OperationDescription("", "LayerNormalization", 17)
+    _CONVERTER_REGISTRY[layer_norm] = _normalized_as_weighted(_CONVERTER_REGISTRY[layer_norm])
     return onnx2torch
+
+
+def _normalized_as_weighted(convert: Any) -> Any:
+    """onnx2torch's LayerNormalization, its normalized shape taken from the scale:
+    it reads it from the input's inferred shape, whose symbolic dimensions it
+    takes as 0 (UNet's norms after a dynamic reshape)."""
+    def converter(node: Any, graph: Any) -> Any:
+        result = convert(node, graph)
+        if isinstance(result.torch_module, torch.nn.LayerNorm):
+            result.torch_module.normalized_shape = tuple(result.torch_module.weight.shape)
+        return result
+    return converter
 
 
 class _Trilu(torch.nn.Module):
