@@ -42,9 +42,9 @@ def main() -> None:
             result = opconformance.run_case(backend, case, "fp32", options)
             outcomes[result.outcome] += 1
             if result.outcome == "conversion":
-                # "(Det: Converter is not implemented ...)": the op named first.
-                named = re.search(r"\((\S+?): ", result.reason)
-                missed[named.group(1) if named else result.op_type] += 1
+                # "(CastLike: Converter is not implemented ...; Size: ...)": each op named.
+                named = re.findall(r"(?:\(|; )([\w.]+): ", result.reason)
+                missed.update(set(named) or {result.op_type})
     seconds = time.perf_counter() - start
     print(f"{len(cases)} cases on device={args.device} in {seconds:.0f} s")
     for outcome in opconformance.OUTCOMES:
