@@ -265,11 +265,15 @@ class CompileError(RuntimeError):
     """The backend could not compile the model; the message says why.
 
     ``fallback_ops`` names the ops the backend's frontend could not convert, which
-    tells a conversion failure from a failure of the compiler proper."""
+    tells a conversion failure from a failure of the compiler proper; with
+    ``nodes_total`` and ``nodes_native`` (the nodes it could convert), the failed
+    compile's report counts the miss in the model's coverage."""
 
-    def __init__(self, message: str, fallback_ops: Iterable[str] = ()):
+    def __init__(self, message: str, fallback_ops: Iterable[str] = (), nodes_total: int = 0,
+                 nodes_native: int = 0):
         super().__init__(message)
         self.fallback_ops = sorted(set(fallback_ops))
+        self.nodes_total, self.nodes_native = nodes_total, nodes_native
 
 
 class Declined(CompileError):

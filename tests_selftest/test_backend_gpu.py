@@ -1,6 +1,7 @@
 """The GPU backend run on the CPU (device=cpu), as CI runs it: each mode that
-works there, each precision offered or declined with its reason, entries without
-a torch module declined, and outputs against the framework's fp32 reference."""
+works there, each precision offered or declined with its reason, and outputs
+against the framework's fp32 reference (entries without a torch module:
+test_gpu_onnx_import.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -106,13 +107,6 @@ def test_info_names_the_stack() -> None:
     assert info["name"] == "GPU" and info["torch"] == torch.__version__
     assert info["device_count"] == (torch.cuda.device_count() or 1)  # the CPU, without CUDA
     assert info["device"]
-
-
-def test_entries_without_a_torch_module_are_declined(zoo: Any, tmp_path: Path) -> None:
-    widedeep = _artifact(zoo, "widedeep-tf", tmp_path)
-    assert widedeep.torch_module() is None
-    with pytest.raises(CompileError, match="widedeep-tf has no torch module"):
-        GpuBackend().compile(widedeep, "fp32", (1,), CPU)
 
 
 def test_torch_module_is_a_copy(bert: ModelArtifact) -> None:

@@ -1,9 +1,10 @@
 """GPU backend: a zoo entry's own torch module, compiled for a torch device.
 
 It takes the framework's module from the artifact (``torch_module()``), not the
-ONNX export: onnx2torch converts back only a third of the zoo, and torch.compile
-works on the module itself. TensorFlow and ONNX entries have no torch module and
-are declined with the reason.
+ONNX export: torch.compile works best on the module itself. TensorFlow and ONNX
+entries, which have none, and onnx's op cases are converted from their ONNX
+graph by onnx2torch (backends/gpu/onnx_import.py); a node it cannot take fails
+the compile as a conversion miss, with the op named and the nodes counted.
 
 Options (--backend-option KEY=VALUE):
   device         cuda (default; cuda:N, or the index in $XPUPERF_DEVICE of a worker

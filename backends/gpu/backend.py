@@ -1,4 +1,5 @@
-"""The GPU backend: a zoo entry's own torch module on a torch device.
+"""The GPU backend: a zoo entry's own torch module on a torch device, or the
+torch module backends/gpu/onnx_import.py converts an ONNX graph to.
 
 See backends/gpu/__init__.py for the options, modes and precisions; what runs
 the compiled model is backends/gpu/runtime.py.
@@ -207,11 +208,10 @@ class GpuBackend(Backend):
                                f"{device}; use mode=eager or mode=compile there")
         # The first call builds the model: that is the artifact's work, not the compile's.
         module = artifact.torch_module()
-        if module is None:
-            raise Declined(f"{artifact.name} has no torch module (a TensorFlow or ONNX "
-                               "entry): the GPU backend compiles torch models only; run it on "
-                               "--hardware CPU, OPENVINO or TVM")
-        build = _Build(artifact, precision, batch_sizes, settings, device, module)
+        graph = None
+        if module is None:  # an ONNX or TensorFlow entry, or an op case: its ONNX graph
+            module, graph = _convert(artifact)
+        build = _Build(artifact, precision, batch_sizes, settings, device, module, graph)
         if settings.mode != "compile" or cache_dir is None:
             return build.compile(None)
         # torch.compile's own cache (inductor's FX graphs and kernels) lives in the
@@ -228,6 +228,13 @@ class GpuBackend(Backend):
         return compiled
 
 
+def _convert(artifact: ModelArtifactLike) -> tuple[Any, dict[str, Any]]:
+    from backends.gpu import onnx_import
+
+    return onnx_import.convert(artifact.onnx_path(), artifact.input_names,
+                               artifact.output_names)
+
+
 @dataclass
 class _Build:
     artifact: ModelArtifactLike
@@ -236,6 +243,9 @@ class _Build:
     settings: Settings
     device: Any
     fresh: Any  # a module not yet converted, for the first compile
+    # For a module converted from ONNX, what the conversion took; None for a torch
+    # entry's own. A graph keeps the float dtypes it declares beside fp32.
+    graph: dict[str, Any] | None = None
 
     def compile(self, inductor_dir: Path | None) -> TorchCompiled:
         """The module converted, moved and compiled for every batch size (each
@@ -246,31 +256,64 @@ class _Build:
         numerics = _numerics(self.precision, self.device)
         numerics()
         # Each compile converts a copy of its own: a failed load leaves none half-converted.
-        module = self.fresh if self.fresh is not None else self.artifact.torch_module()
+        module = self.fresh if self.fresh is not None else self._module()
         self.fresh = None
-        module = module.to(getattr(torch, COMPUTE_DTYPE[self.precision])).to(self.device)
+        dtype = getattr(torch, COMPUTE_DTYPE[self.precision])
         details: dict[str, Any] = {"device": self._device_name(), "mode": self.settings.mode,
-                                   "torch": torch.__version__}
-        feeder = Feeder(self.artifact.input_names, self.device,
-                         getattr(torch, COMPUTE_DTYPE[self.precision]))
+                                   "torch": torch.__version__, **(self.graph or {})}
+        if self.graph is None:
+            module = module.to(dtype)
+        elif dtype != torch.float32:  # see onnx_import.Graph: fp32 weights, autocast
+            module.autocast = dtype
+            details["autocast"] = COMPUTE_DTYPE[self.precision]
+            dtype = torch.float32
+        module = module.to(self.device)
+        # A graph's float inputs of other dtypes (fp16, fp64) stay as it declares them.
+        feeder = Feeder(self.artifact.input_names, self.device, dtype,
+                        only=None if self.graph is None else torch.float32)
         used = self.precision
         if self.precision == "fp8":
             details.update(self._fp8(module, feeder))
             used = "fp8" if details["fp8_layers"] else "bf16"  # no layer took fp8
-        examples = {b: feeder(self.artifact.example_feeds(b))
-                    for b in sorted(set(self.batch_sizes))}
-        if self.settings.mode == "compile":
-            forward, counts = self._inductor(module, examples, inductor_dir)
-        else:
-            forward = CudaGraphs(module, self.device) if self.settings.mode == "cudagraphs" \
-                else module
-            counts = self._eager(module, forward, examples)
+        try:
+            forward, counts = self._forward(module, feeder, inductor_dir)
+        except CompileError:
+            raise
+        except Exception as e:
+            if self.graph is None:  # a torch entry's failure is the backend's: its traceback
+                raise
+            # A converted op that torch cannot run here (a dtype it has no kernel
+            # for, say) fails this graph's compile, as a compiler's would.
+            raise CompileError(f"the module onnx2torch converted fails on the example "
+                               f"inputs: {type(e).__name__}: {' '.join(str(e).split())}"
+                               ) from None
         details.update(counts.pop("details"))
         weights = sum(t.numel() * t.element_size()
                       for t in (*module.parameters(), *module.buffers()))
         report = CompileReport(status="ok", seconds=time.perf_counter() - start, precision=used,
                                artifact_bytes=weights, details=details, **counts)
-        return TorchCompiled(forward, feeder, self.artifact.output_names, numerics, report)
+        return TorchCompiled(forward, feeder, self.artifact.output_names, numerics, report,
+                             widen=self.graph is None)
+
+    def _module(self) -> Any:
+        return self.artifact.torch_module() if self.graph is None else \
+            _convert(self.artifact)[0]
+
+    def _forward(self, module: Any, feeder: Feeder, inductor_dir: Path | None
+                 ) -> tuple[Callable[..., Any], dict[str, Any]]:
+        """The module compiled or captured, run at each batch size's examples."""
+        examples = {b: feeder(self.artifact.example_feeds(b))
+                    for b in sorted(set(self.batch_sizes))}
+        if not examples:  # fixed shapes, no batch axis (an op case): its own inputs
+            examples = {0: feeder(feeds) for feeds in self.artifact.calibration_feeds(1)}
+        if not examples:
+            raise CompileError(f"{self.artifact.name} has no batch sizes and no inputs to "
+                               "compile or count its ops on")
+        if self.settings.mode == "compile":
+            return self._inductor(module, examples, inductor_dir)
+        forward = CudaGraphs(module, self.device) if self.settings.mode == "cudagraphs" \
+            else module
+        return forward, self._eager(module, forward, examples)
 
     def _fp8(self, module: Any, feeder: Feeder) -> dict[str, Any]:
         """The module's Linear layers converted to fp8, and static scales calibrated

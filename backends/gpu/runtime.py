@@ -13,10 +13,11 @@ from backends.base import Compiled, CompileReport, Resident
 
 class Feeder:
     """Host arrays -> device tensors in the model's order; float inputs in the
-    precision's compute dtype."""
+    precision's compute dtype (with ``only``, just the float inputs of that
+    dtype: an ONNX graph's fp16 and fp64 inputs stay as it declares them)."""
 
-    def __init__(self, names: tuple[str, ...], device: Any, dtype: Any):
-        self.names, self.device, self.dtype = names, device, dtype
+    def __init__(self, names: tuple[str, ...], device: Any, dtype: Any, only: Any = None):
+        self.names, self.device, self.dtype, self.only = names, device, dtype, only
 
     def __call__(self, feeds: Mapping[str, np.ndarray]) -> list[Any]:
         import torch
@@ -28,7 +29,8 @@ class Feeder:
         out = []
         for name in self.names:
             t = torch.from_numpy(np.ascontiguousarray(feeds[name])).to(self.device)
-            out.append(t.to(self.dtype) if t.is_floating_point() else t)
+            cast = t.is_floating_point() and self.only in (None, t.dtype)
+            out.append(t.to(self.dtype) if cast else t)
         return out
 
 
@@ -79,12 +81,14 @@ class CudaGraphs:
 class TorchCompiled(Compiled):
     def __init__(self, forward: Callable[..., Any], feeder: Feeder,
                  output_names: tuple[str, ...], numerics: Callable[[], None],
-                 report: CompileReport):
+                 report: CompileReport, widen: bool = True):
         import torch
 
         self._torch = torch
         self._forward, self._feeder = forward, feeder
         self._outputs, self._numerics = output_names, numerics
+        # False for an ONNX graph, whose outputs come in the dtypes it declares.
+        self._widen = widen
         self.report = report
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -109,7 +113,9 @@ class TorchCompiled(Compiled):
 
     def _to_host(self, outputs: tuple[Any, ...]) -> dict[str, np.ndarray]:
         # numpy has no bf16: floats come back in fp32, as the reference's do.
-        return {name: (o.float() if o.is_floating_point() else o).cpu().numpy()
+        return {name: (o.float() if o.is_floating_point() and (self._widen or o.dtype ==
+                                                                self._torch.bfloat16)
+                       else o).cpu().numpy()
                 for name, o in zip(self._outputs, outputs)}
 
 

@@ -91,6 +91,15 @@ def _traceback_text(e: BaseException) -> str:
     return "".join(traceback.format_exception(e))[-TRACEBACK_CHARS:]
 
 
+def _coverage_of(e: BaseException) -> dict[str, Any]:
+    """What a failed compile took of the graph, where its CompileError says: the
+    ops it could not convert count against the model's coverage."""
+    if not isinstance(e, CompileError) or not e.fallback_ops:
+        return {}
+    return {"fallback_ops": e.fallback_ops, "nodes_total": e.nodes_total,
+            "nodes_native": e.nodes_native}
+
+
 class GroupHost:
     """Hosts ``hardware``'s backend for one model at one precision."""
 
@@ -139,7 +148,8 @@ class GroupHost:
             trace = "" if isinstance(e, CompileError) else _traceback_text(e)
             self.report = CompileReport(status="declined" if isinstance(e, Declined) else "failed",
                                         seconds=time.perf_counter() - start,
-                                        precision=self.precision, error=f"{kind}{e}")
+                                        precision=self.precision, error=f"{kind}{e}",
+                                        **_coverage_of(e))
             times = CompileTimes(None, None, "the compile failed")
         return {"report": asdict(self.report), "times": times.as_record(), "traceback": trace}
 
