@@ -11,11 +11,13 @@ What a CPU-only torch lacks for that, this module stands in for, all in one plac
 
 * CUDA's device guard, which torch's C++ bindings (indexing, ``copy_``,
   ``.cuda()``) enter for a CUDA tensor: a no-op one (torch's own
-  NoOpDeviceGuardImpl), registered from a 5-line C++ library compiled once per
+  NoOpDeviceGuardImpl), registered from a three-line C++ library compiled once per
   torch version with the host's C++ compiler (the one inductor needs anyway);
 * the dtype check of CUDA's matmuls and convolutions (``ONE_DTYPE_OPS``), which
   torch's shape functions for fake tensors do not make: an input cast missed
   raises DtypeMismatch;
+* _grouped_mm in dtypes other than bf16 (a mixture of experts at fp16), which
+  CUDA's op takes and torch's shape function refuses;
 * the ``torch.cuda`` runtime queries the GPU backend makes (``FAKE_QUERIES``):
   one device of ``capability`` named NAME, with bf16; synchronize and
   empty_cache do nothing; streams, events and CUDA graphs are stand-ins whose
@@ -40,15 +42,13 @@ from typing import Any, Iterator
 from unittest import mock
 
 import torch
-from torch._subclasses.fake_tensor import (DataDependentOutputException,
-                                           FakeTensorDeviceMismatchError, FakeTensorMode,
-                                           unset_fake_temporarily)
+from torch._subclasses.fake_tensor import (FakeTensor, FakeTensorDeviceMismatchError,
+                                           FakeTensorMode, unset_fake_temporarily)
 
 CAPABILITY = (9, 0)  # an H100 or H200: tf32, bf16 and fp8 all offered
 NAME = "fake CUDA device (no kernels run)"
-# The errors that say a tensor was on the wrong device, and what says a value was read.
+# What says a tensor was on the wrong device.
 DEVICE_ERRORS = (FakeTensorDeviceMismatchError,)
-VALUE_READ = DataDependentOutputException
 
 _GUARD_SOURCE = """\
 #include <c10/core/impl/DeviceGuardImplInterface.h>
@@ -118,7 +118,29 @@ class _Mode(FakeTensorMode):
                 raise DtypeMismatch(f"{func}: expected one dtype, got "
                                     f"{', '.join(sorted(map(str, dtypes)))} (an input not cast "
                                     "to the model's dtype?)")
+        to = (kwargs or {}).get("device")
+        moves = isinstance(to, torch.device) and to.type == "cuda"
+        for a in (*args, *(kwargs or {}).values()):
+            # A small tensor made from data keeps its values for constant
+            # propagation, which computes for real: not on a device that is not
+            # there (torch skips it for _to_copy, not for inference mode's to()).
+            if isinstance(a, FakeTensor) and a.constant is not None and (
+                    moves or a.device.type == "cuda"):
+                a.constant = None
+        if func is _aten._grouped_mm.default and args[0].dtype != torch.bfloat16:
+            return self._grouped_mm(types, args, kwargs or {})
         return super().dispatch(func, types, args, kwargs or {})
+
+    def _grouped_mm(self, types: Any, args: Any, kwargs: Any) -> Any:
+        """torch's shape function for _grouped_mm takes bf16 only, as CUDA's fast
+        kernel does; CUDA's op falls back to a loop of matmuls for other dtypes
+        (GroupedBlas.cpp, torch 2.9+), so the fake takes them too: the shapes of
+        the bf16 op, in the input's dtype."""
+        dtype = args[0].dtype
+        cast = [a.to(torch.bfloat16) if isinstance(a, torch.Tensor) and a.is_floating_point()
+                else a for a in args]
+        out = super().dispatch(_aten._grouped_mm.default, types, cast, kwargs)
+        return out.to(kwargs.get("out_dtype") or dtype)
 
 
 class _Stream:

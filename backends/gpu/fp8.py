@@ -78,7 +78,9 @@ class Fp8Linear(nn.Module):
 # it: an Fp8Linear there has no ``weight`` to read (found by the fake-CUDA lane,
 # tests_selftest/test_fake_cuda.py, on the zoo's encoder and decoder layers).
 READ_BY_PARENT = {nn.MultiheadAttention: "nn.MultiheadAttention reads out_proj's weight "
-                                         "itself (F.multi_head_attention_forward)"}
+                                         "itself (F.multi_head_attention_forward)",
+                  nn.TransformerEncoderLayer: "nn.TransformerEncoderLayer's inference fast path "
+                                              "reads linear1's and linear2's weights itself"}
 
 
 def convert(module: nn.Module) -> dict[str, Any]:
