@@ -1,9 +1,10 @@
-"""Writes OUT_DIR/gpu-record.md from what .ci/gpu-check left in OUT_DIR, in the
-layout of docs/gpu-record.md (which a GPU session replaces with it): when and on
-what it ran, each step's outcome and seconds, each pytest step's counts, the
-targets' figures, and the commands.
+"""The GPU record: OUT_DIR/gpu-record.md from what .ci/gpu-check left in
+OUT_DIR, in the layout of docs/gpu-record.md (which a GPU session replaces with
+it): when and on what it ran, each step's outcome and seconds, each pytest
+step's counts, the targets' figures, what did not run, and the commands.
 
-    python .ci/gpu_record.py OUT_DIR
+    python .ci/gpu_record.py info OUT_DIR [--dry-run]   # gpu-check's info step
+    python .ci/gpu_record.py record OUT_DIR             # the record
 
 Reads OUT_DIR/info.json (the info step), OUT_DIR/steps.tsv (one line a step
 run: name, exit status, seconds, limit, command), OUT_DIR/steps.known (every
@@ -12,10 +13,13 @@ limit stopped it) and OUT_DIR/targets.log.
 """
 from __future__ import annotations
 
+import datetime
 import json
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 MAX_FIGURE_LINES = 80  # of the targets' log, bounded
 
@@ -85,16 +89,50 @@ def render(out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    if len(sys.argv) != 2 or not Path(sys.argv[1]).is_dir():
-        print("usage: python .ci/gpu_record.py OUT_DIR (the folder .ci/gpu-check wrote)",
-              file=sys.stderr)
+def info(dry_run: bool) -> dict[str, Any]:
+    """When, on what card, driver and stack this run is; the card's fields say
+    so where there is no CUDA device (a dry run)."""
+    import torch
+    import transformers
+
+    cuda = torch.cuda.is_available()
+
+    def run(*command: str) -> str:
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"unknown ({e})"
+        return done.stdout.strip().splitlines()[0] if done.stdout.strip() else "unknown"
+
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "card": torch.cuda.get_device_name() if cuda else "none (CPU only)",
+            "capability": ".".join(map(str, torch.cuda.get_device_capability())) if cuda else "-",
+            "driver": run("nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader")
+            if cuda else "-",
+            "torch": torch.__version__, "cuda": torch.version.cuda or "-",
+            "transformers": transformers.__version__,
+            "commit": run("git", "rev-parse", "--short", "HEAD"), "dry_run": dry_run}
+
+
+USAGE = ("usage: python .ci/gpu_record.py info OUT_DIR [--dry-run]   (the info step)\n"
+         "       python .ci/gpu_record.py record OUT_DIR              (OUT_DIR/gpu-record.md)")
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[0] not in ("info", "record") or not Path(argv[1]).is_dir():
+        print(USAGE, file=sys.stderr)
         return 2
-    out = Path(sys.argv[1])
+    out = Path(argv[1])
+    if argv[0] == "info":
+        found = info("--dry-run" in argv[2:])
+        (out / "info.json").write_text(json.dumps(found, indent=1))
+        print(json.dumps(found))
+        # Without a CUDA device a real run measures nothing: say so by failing.
+        return 0 if found["dry_run"] or found["card"] != "none (CPU only)" else 1
     (out / "gpu-record.md").write_text(render(out))
     print(f"gpu-record: {out / 'gpu-record.md'}")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
