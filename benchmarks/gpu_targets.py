@@ -14,6 +14,10 @@ and printed with the card that gave it.
   scaling (fp8_scales=dynamic and static, the latter calibrated on the dataset's
   first samples), and each one's outputs' cosine and max abs diff against fp32's,
   held to the zoo's fp8 tolerance. Target: fp8 faster, within the tolerance.
+* beside each throughput figure (bert_qps, resnet50_resident): plain PyTorch,
+  the same module in the same dtype on the same inputs, eager and through
+  torch.compile's defaults, and the backend's figures over theirs. Target: the
+  backend >= 1.05x plain torch.compile device-resident at every batch size.
 * harness: the engine's offline QPS (xpuperf.measure.loadgen) over a bare loop
   (loadgen.bare_loop_qps) on bert-base fp16 at batch 1, interleaved, median of
   the per-round ratios. Target: >= 0.98x.
@@ -45,9 +49,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the repository's package, not an installed one
 
-from backends.base import CompileError, Compiled  # noqa: E402
+from backends.base import CompileError, Compiled, CompileReport  # noqa: E402
 from backends.gpu import GpuBackend  # noqa: E402
-from backends.gpu.backend import FP8_SCALES  # noqa: E402
+from backends.gpu.backend import COMPUTE_DTYPE, FP8_SCALES, _numerics, torch_device  # noqa: E402
+from backends.gpu.runtime import Feeder, TorchCompiled  # noqa: E402
 from xpuperf import datasets  # noqa: E402
 from xpuperf.measure import flops, loadgen, resident
 from xpuperf.batches import calibration_feeds, perf_indices  # noqa: E402
@@ -84,6 +89,7 @@ class Bench:
             else f"cpu: {platform.processor() or platform.machine()}"
         self._artifacts: dict[str, tuple[ModelArtifact, Any]] = {}
         self._compiled: dict[tuple, Compiled] = {}
+        self._plain: dict[tuple, Compiled] = {}
 
     def say(self, text: str) -> None:
         print(f"[{self.card}] {text}", flush=True)
@@ -122,6 +128,28 @@ class Bench:
             self.say(f"compiled {name} {precision} mode={mode} batch sizes {list(batch_sizes)} "
                      f"in {time.perf_counter() - start:.1f} s")
         return self._compiled[key]
+
+    def plain(self, name: str, precision: str, compiled: bool, channels_last: bool = False
+              ) -> Compiled:
+        """What a user gets by hand: the zoo's module in the precision's dtype on
+        the same device, called as it is (eager) or through torch.compile with its
+        defaults, run by the backend's own runtime (the same host staging and
+        device-resident path), so that a ratio is of what runs on the device."""
+        import torch
+
+        key = (name, precision, compiled, channels_last)
+        if key not in self._plain:
+            artifact, _ = self.model(name)
+            artifact = _ChannelsLast(artifact) if channels_last else artifact
+            device = torch_device(self.device)
+            dtype = getattr(torch, COMPUTE_DTYPE[precision])
+            module = artifact.torch_module().to(device=device, dtype=dtype).eval()
+            forward = torch.compile(module) if compiled else module
+            report = CompileReport(status="ok", seconds=0.0, precision=precision)
+            self._plain[key] = TorchCompiled(forward, Feeder(artifact.input_names, device, dtype),
+                                             artifact.output_names,
+                                             _numerics(precision, device), report)
+        return self._plain[key]
 
     def end_to_end(self, compiled: Compiled, batches: list, batch_size: int) -> list[float]:
         """Offline QPS of RUNS runs, host arrays in and out."""
@@ -207,8 +235,30 @@ def bert_qps(bench: Bench) -> None:
                   f" device time p50 {fmt(resident_median(res, 'device_ms', 'p50'), '.3f')} ms;"
                   f" H2D {fmt(resident_median(res, 'h2d_bytes_per_s'), ',.3g')} B/s, "
                   f"D2H {fmt(resident_median(res, 'd2h_bytes_per_s'), ',.3g')} B/s")
+        beside_plain(bench, "bert-torch", "fp16", bs, batches, e2e, on_device)
     bench.say(f"bert-torch fp16 best end-to-end {best:,.0f} QPS (target >= 6,000 on an H100: "
               f"{'met' if best >= 6000 else 'not met'})")
+
+
+def beside_plain(bench: Bench, name: str, precision: str, bs: int, batches: list,
+                 e2e: float, on_device: float | None, channels_last: bool = False) -> None:
+    """Plain PyTorch (eager, and torch.compile's defaults) on the same inputs in
+    the same run, and the backend's figures over each: target >= 1.05x plain
+    torch.compile device-resident."""
+    for compiled in (False, True):
+        how = "torch.compile" if compiled else "eager"
+        plain = bench.plain(name, precision, compiled, channels_last)
+        plain.run(batches[0])  # torch.compile compiles for this shape here, not in a timing
+        theirs_e2e = median(bench.end_to_end(plain, batches, bs))
+        theirs = resident_median(bench.resident(plain, batches, bs), "qps")
+        resident_ratio = (fmt(on_device / theirs, ".3f") + "x") if on_device and theirs else "-"
+        verdict = ""
+        if compiled and on_device and theirs:
+            verdict = f" (target >= 1.05x: {'met' if on_device / theirs >= 1.05 else 'not met'})"
+        bench.say(f"{name} {precision} bs{bs} plain PyTorch {how}: end-to-end "
+                  f"{theirs_e2e:,.0f} QPS, device-resident {fmt(theirs)} QPS; backend / plain "
+                  f"{how}: end to end {e2e / theirs_e2e:.3f}x, device-resident "
+                  f"{resident_ratio}{verdict}")
 
 
 def resnet50_resident(bench: Bench) -> None:
@@ -224,6 +274,7 @@ def resnet50_resident(bench: Bench) -> None:
               f"{fmt(qps)} QPS (device time p50 {fmt(device_p50, '.3f')} ms), "
               f"end-to-end {e2e:,.0f} QPS (target resident >= 20,000: "
               f"{'met' if qps and qps >= 20000 else 'not met'})")
+    beside_plain(bench, "resnet50-torch", "fp16", bs, batches, e2e, qps, channels_last=True)
 
 
 def bert_batch1(bench: Bench) -> None:

@@ -26,8 +26,10 @@ Options (--backend-option KEY=VALUE):
 Precisions: fp32 (TF32 off: IEEE fp32 matmuls and convolutions), tf32 (fp32
 storage, TensorFloat-32 matmuls; CUDA capability 8.0+), fp16 and bf16 (the
 module converted), fp8 (CUDA capability 8.9+: nn.Linear layers as per-tensor
-scaled e4m3 matmuls, backends/gpu/fp8.py, the rest in bf16; the report lists the
-layers that ran fp8 and which activation scaling ran). int8 is declined.
+scaled e4m3 matmuls, backends/gpu/fp8.py, the rest in bf16, and so are the Linear
+layers a parent reads itself, such as nn.MultiheadAttention's out_proj; the report
+lists the layers that ran fp8 and which activation scaling ran). int8 is declined.
+Capabilities, which expected_failures.txt's conditions read: cuda, tf32, bf16, fp8.
 
 Device-resident path (Compiled.resident()): inputs put on the device once,
 outputs left there (a CUDA graph's cloned, as its next replay overwrites them),

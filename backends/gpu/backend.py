@@ -116,6 +116,15 @@ def decline(precision: str, device: Any) -> str:
     return ""
 
 
+def _best_capability() -> tuple[int, int] | None:
+    """The highest CUDA compute capability of this host's devices; None without one."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    return max(torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count()))
+
+
 def _host_cpu() -> str:
     return platform.processor() or platform.machine()
 
@@ -182,18 +191,25 @@ class GpuBackend(Backend):
             return hostcpu.energy_meter()
         return energy.meter(device)
 
+    def capabilities(self) -> dict[str, bool]:
+        """What this host's best device offers, for expected_failures.txt's
+        conditions (``if not fp8``): cuda (a CUDA device is there), tf32 (8.0+),
+        bf16 (bf16 kernels: the CPU's torch has them), fp8 (8.9+)."""
+        import torch
+
+        best = _best_capability()
+        return {"cuda": best is not None,
+                "tf32": best is not None and best >= TF32_CAPABILITY,
+                "bf16": best is None or torch.cuda.is_bf16_supported(),
+                "fp8": best is not None and best >= FP8_CAPABILITY}
+
     def precisions(self) -> set[str]:
         """What a device of this host can run: the CPU takes fp32, fp16 and bf16;
         tf32 and fp8 need a CUDA device that has them (compile declines them,
         with the reason, on a device that has not)."""
-        import torch
-
-        offered = {"fp32", "fp16", "bf16"}
-        if torch.cuda.is_available():
-            best = max(torch.cuda.get_device_capability(i)
-                       for i in range(torch.cuda.device_count()))
-            offered |= {"tf32"} if best >= TF32_CAPABILITY else set()
-            offered |= {"fp8"} if best >= FP8_CAPABILITY else set()
+        offered = {"fp32", "fp16"}
+        offered |= {name for name, has in self.capabilities().items()
+                    if has and name in COMPUTE_DTYPE}
         return offered
 
     def compile(self, artifact: ModelArtifactLike, precision: str, batch_sizes: tuple[int, ...],
@@ -258,7 +274,9 @@ class _Build:
         # Each compile converts a copy of its own: a failed load leaves none half-converted.
         module = self.fresh if self.fresh is not None else self._module()
         self.fresh = None
-        dtype = getattr(torch, COMPUTE_DTYPE[self.precision])
+        # One .to(): each tensor cast and moved by one copy (and a module on
+        # tensors made elsewhere, such as the fake CUDA lane's, moves at all).
+        module = module.to(device=self.device, dtype=getattr(torch, COMPUTE_DTYPE[self.precision]))
         details: dict[str, Any] = {"device": self._device_name(), "mode": self.settings.mode,
                                    "torch": torch.__version__, **(self.graph or {})}
         if self.graph is None:

@@ -74,16 +74,31 @@ class Fp8Linear(nn.Module):
         return out[:count].reshape(*lead, self.out_features)
 
 
+# Modules that read a child Linear's weight and bias themselves instead of calling
+# it: an Fp8Linear there has no ``weight`` to read (found by the fake-CUDA lane,
+# tests_selftest/test_fake_cuda.py, on the zoo's encoder and decoder layers).
+READ_BY_PARENT = {nn.MultiheadAttention: "nn.MultiheadAttention reads out_proj's weight "
+                                         "itself (F.multi_head_attention_forward)",
+                  nn.TransformerEncoderLayer: "nn.TransformerEncoderLayer's inference fast path "
+                                              "reads linear1's and linear2's weights itself"}
+
+
 def convert(module: nn.Module) -> dict[str, Any]:
-    """Replace, in place, every nn.Linear whose dimensions fp8 matmuls take by an
-    Fp8Linear. Returns {"fp8_layers": names, "bf16_layers": {name: why not}}."""
+    """Replace, in place, every nn.Linear whose dimensions fp8 matmuls take, and
+    whose parent calls it, by an Fp8Linear. Returns {"fp8_layers": names,
+    "bf16_layers": {name: why not}}."""
     fp8: list[str] = []
     kept: dict[str, str] = {}
     for parent_name, parent in list(module.named_modules()):
+        reader = next((why for kind, why in READ_BY_PARENT.items() if isinstance(parent, kind)),
+                      "")
         for name, child in list(parent.named_children()):
             if not isinstance(child, nn.Linear):
                 continue
             full = f"{parent_name}.{name}" if parent_name else name
+            if reader:
+                kept[full] = reader
+                continue
             if child.in_features % ALIGN or child.out_features % ALIGN:
                 kept[full] = (f"{child.in_features}x{child.out_features} is not a multiple "
                               f"of {ALIGN} both ways")
