@@ -274,18 +274,19 @@ class _Build:
         # Each compile converts a copy of its own: a failed load leaves none half-converted.
         module = self.fresh if self.fresh is not None else self._module()
         self.fresh = None
-        # One .to(): each tensor cast and moved by one copy (and a module on
-        # tensors made elsewhere, such as the fake CUDA lane's, moves at all).
-        module = module.to(device=self.device, dtype=getattr(torch, COMPUTE_DTYPE[self.precision]))
+        dtype = getattr(torch, COMPUTE_DTYPE[self.precision])
         details: dict[str, Any] = {"device": self._device_name(), "mode": self.settings.mode,
                                    "torch": torch.__version__, **(self.graph or {})}
-        if self.graph is None:
-            module = module.to(dtype)
-        elif dtype != torch.float32:  # see onnx_import.Graph: fp32 weights, autocast
+        if self.graph is not None and dtype != torch.float32:
+            # see onnx_import.Graph: fp32 weights, autocast
             module.autocast = dtype
             details["autocast"] = COMPUTE_DTYPE[self.precision]
             dtype = torch.float32
-        module = module.to(self.device)
+        # One .to(): each tensor cast and moved by one copy (and a module on
+        # tensors made elsewhere, such as the fake CUDA lane's, moves at all). A
+        # graph keeps the float dtypes it declares beside fp32.
+        module = module.to(device=self.device) if self.graph is not None \
+            else module.to(device=self.device, dtype=dtype)
         # A graph's float inputs of other dtypes (fp16, fp64) stay as it declares them.
         feeder = Feeder(self.artifact.input_names, self.device, dtype,
                         only=None if self.graph is None else torch.float32)
