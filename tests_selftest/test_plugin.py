@@ -126,3 +126,18 @@ def test_a_typo_in_module_colon_class_is_a_one_line_usage_error(hardware, messag
 def test_malformed_backend_option_is_a_usage_error():
     r = pytest_run("suites", "--collect-only", "--backend-option", "threads")
     assert r.returncode == 4 and "expected KEY=VALUE" in r.stderr
+
+
+def test_a_pytest_benchmark_older_than_the_floor_is_refused_with_the_fix(monkeypatch):
+    """A checkout run on a machine's own python may find an older pytest-benchmark
+    (a GPU image's): refused at start, not broken at the session's end."""
+    import importlib.metadata
+
+    from xpuperf import plugin
+
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "5.2.3")
+    with pytest.raises(pytest.UsageError, match=r"pytest-benchmark 5\.2\.3 is older than the "
+                                                r"5\.3\.1 xpuperf needs: pip install"):
+        plugin._check_pytest_benchmark()
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: plugin.MIN_PYTEST_BENCHMARK)
+    plugin._check_pytest_benchmark()

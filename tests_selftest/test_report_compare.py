@@ -157,7 +157,7 @@ def test_measured_rows_show_qps_per_watt_and_published_rows_qps_per_tdp(tmp_path
     best = line.cells[0].row.best
     assert best.qps == 224.5 and best.avg_watts == 50.0 and best.qps_per_watt == 224.5 / 50
     assert best.energy_method == "NVML total energy, cuda:0"
-    [stc] = [p for p in line.published if p.hardware == "STC P920"]
+    [stc] = [p.figure for p in line.published if p.figure.hardware == "STC P920"]
     assert stc.tdp_w == 160 and stc.qps_per_tdp == pytest.approx(813.86 / 160)
     html = render_compare(cmp, TEMPLATES)
     assert "4.49 QPS/W measured (50 W)" in html

@@ -276,8 +276,31 @@ def _sigterm_as_interrupt() -> None:
     signal.signal(signal.SIGTERM, interrupt)
 
 
+# pyproject.toml's floor: pytest-benchmark before 5.3 takes --benchmark-json as an
+# open file (a path given there breaks its save at the session's end, losing the
+# reports), and before 5.3.1 its fixture breaks under pytest 9.2.
+MIN_PYTEST_BENCHMARK = "5.3.1"
+
+
+def _check_pytest_benchmark() -> None:
+    """A usage error, with the fix, for a pytest-benchmark older than the floor: a
+    checkout run on a machine's own python (PYTHONPATH=.) installs nothing."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from packaging.version import Version
+    try:
+        found = version("pytest-benchmark")
+    except PackageNotFoundError:
+        return  # not installed: performance items then ask for a fixture pytest names
+    if Version(found) < Version(MIN_PYTEST_BENCHMARK):
+        raise pytest.UsageError(f"pytest-benchmark {found} is older than the "
+                                f"{MIN_PYTEST_BENCHMARK} xpuperf needs: "
+                                f"pip install 'pytest-benchmark>={MIN_PYTEST_BENCHMARK}'")
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-benchmark reads its options
 def pytest_configure(config: pytest.Config) -> None:
+    _check_pytest_benchmark()
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
     try:

@@ -78,6 +78,7 @@ class ResultCollector:
         report folder, so an earlier one's goes with the rest."""
         self.state = state
         self.selected: int | None = None  # items selected; None under pytest-xdist
+        self.zoo_items = False  # whether any selected item is a zoo item
         self.deselected = 0
         self.clears_benchmark_json = clears_benchmark_json
         self.started = time.strftime("%Y-%m-%d %H:%M:%S %z")
@@ -119,6 +120,7 @@ class ResultCollector:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if session.items or not getattr(session.config.option, "numprocesses", None):
             self.selected = len(session.items)
+        self.zoo_items = any(k == ITEM_KEY for i in session.items for k, _ in i.user_properties)
 
     @pytest.hookimpl(tryfirst=True)  # the terminal and other plugins get the clean text too
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -228,11 +230,14 @@ class ResultCollector:
         state = self.state
         if self.lock is None and not state.report_error:
             earlier = report_folder.read(state.report_dir)
-            if earlier:
-                terminalreporter.write_line(
-                    f"xpuperf: no results in this session; {state.report_dir} keeps the reports "
-                    f"of an earlier session (ended {earlier.get('ended', '-')}: "
-                    f"{earlier.get('status', 'unfinished')})")
+            # Said where zoo items were asked for (or nothing was selected, as a -k
+            # typo does), not after a session of xpuperf's own selftests.
+            if earlier and (self.zoo_items or self.selected == 0):
+                ended = (f"ended {earlier['ended']}: {earlier.get('status', '-')}"
+                         if "ended" in earlier else "which did not finish")
+                terminalreporter.write_line(f"xpuperf: no results in this session; "
+                                            f"{state.report_dir} keeps the reports of an "
+                                            f"earlier session ({ended})")
             return
         from xpuperf.report.ops import op_table
         from xpuperf.report.summary import summarize
