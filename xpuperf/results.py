@@ -192,7 +192,7 @@ class ResultCollector:
             if state.report_error:
                 session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
             return
-        from xpuperf.report import write_reports, zoo_version
+        from xpuperf.report import TEMPLATES, write_reports, zoo_version
         # Which tier and zoo ran: xpuperf compare refuses to join runs that differ.
         run = {"tier": state.zoo.tier, "zoo_version": zoo_version(state.zoo.path),
                "run": run_label}
@@ -203,7 +203,7 @@ class ResultCollector:
         try:
             state.written = write_reports(list(state.records.values()), state.report_dir,
                                           state.hardware, info,
-                                          session.config.rootpath / "report_templates")
+                                          TEMPLATES)
         except Exception as e:  # noqa: BLE001 - say so in the summary, not as a traceback
             state.report_error = state.report_error or f"{type(e).__name__}: {e}"
             warnings.warn(f"xpuperf could not write its reports: {state.report_error}")

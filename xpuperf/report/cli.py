@@ -8,14 +8,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from xpuperf.report import render_compare
+from xpuperf.report import TEMPLATES, render_compare
 from xpuperf.report.compare import CompareError, compare
 from xpuperf.report.published import PUBLISHED, PublishedError, load_published
 from xpuperf.report.runs import load_run
-
-# The templates live in the checkout beside the package (as for the pytest
-# plugin), which an editable install (.ci/setup) keeps in place.
-TEMPLATES = Path(__file__).resolve().parents[2] / "report_templates"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
