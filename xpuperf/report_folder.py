@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import tempfile
 from pathlib import Path
 from typing import IO, Any
+
+from backends.base import write_atomically
 
 MANIFEST = "session.json"
 LOCK = "session.lock"
@@ -87,19 +88,11 @@ def write(folder: Path, manifest: dict[str, Any]) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    """``path`` holds ``text`` whole, or keeps what it held: the text goes to a
-    temporary file beside it, renamed over it once written. (No fsync: this
-    guards against a full disk and a killed process, not a power cut, at no cost
-    per file.) OSError when it cannot be written."""
-    # Named by the process (one writer a folder: the lock), made with the umask's
-    # mode as the file itself would be.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+    """``path`` holds ``text`` whole, or keeps what it held (the cache's
+    write_atomically: a temporary file beside it, renamed over it; no fsync, so a
+    guard against a full disk and a killed process, not a power cut). OSError
+    when it cannot be written."""
+    write_atomically(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
 def read(folder: Path) -> dict[str, Any]:
