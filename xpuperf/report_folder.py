@@ -7,9 +7,10 @@ report in place. Then the session locks the folder (LOCK, held until it
 ends: a second session finding it locked stops after that item, naming the
 first, and writes nothing there), the files are removed, and the manifest,
 session.json, says the run has not finished; at the end it says how the run
-ended, what it selected and whether the reports were written. A folder whose run died therefore claims nothing, and --baseline
-takes only a finished run (xpuperf.gate). Every file is written whole or not at
-all (write_text): a full disk leaves the earlier file, never half of one.
+ended, what it selected and whether the reports were written. A folder whose
+run died therefore claims nothing, and --baseline takes only a finished run
+(xpuperf.gate). Every file is written whole or not at all (write_text): a full
+disk leaves the earlier file, never half of one.
 """
 from __future__ import annotations
 
