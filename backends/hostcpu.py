@@ -36,8 +36,8 @@ _FLAGS: dict[str, tuple[str, ...]] = {
     "fp16": ("avx512_fp16", "amx_fp16"),
     "amx": ("amx_tile",),
 }
-# Not a feature of the CPU but of the run: ONEDNN_MAX_CPU_ISA is set. Some kernels
-# misbehave under the cap itself (OpenVINO 2026.4's MVN crashes), on any host.
+# Not a feature of the CPU but of the run: ONEDNN_MAX_CPU_ISA is set, so what a
+# kernel does under the cap itself can be keyed apart from what the CPU offers.
 CAPPED = "capped"
 CAPABILITIES = tuple(_FLAGS)
 
