@@ -70,7 +70,7 @@ class PluginState:
     # The backend's known failures (xpuperf.conformance.expected): item name -> reason.
     expected_path: Path | None = None
     expected_label: str = ""
-    expected: dict[str, str] = field(default_factory=dict)
+    expected: dict[str, expected.Listed] = field(default_factory=dict)
     # What the backend says this host offers: the file's conditional lines key on it.
     capabilities: dict[str, bool] = field(default_factory=dict)
     update_expected: bool = False
@@ -463,10 +463,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.user_properties.append((ITEM_KEY, {"suite": "op", "case": op.id,
                                                     "op_type": op.op_type,
                                                     "hardware": state.hardware}))
-        if item.name in state.expected and any(k == ITEM_KEY for k, _ in item.user_properties):
+        listed = state.expected.get(item.name)
+        if listed and any(k == ITEM_KEY for k, _ in item.user_properties):
+            how = ("remove its line once it passes" if listed.strict
+                   else "'sometimes': it may pass or fail on this host")
             item.add_marker(pytest.mark.xfail(
-                strict=True, reason=f"listed in {state.expected_label} (remove its line once "
-                                    f"it passes): {state.expected[item.name]}"))
+                strict=listed.strict,
+                reason=f"listed in {state.expected_label} ({how}): {listed.reason}"))
 
 
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:

@@ -141,12 +141,13 @@ class ResultCollector:
                                                       f"{_message(report)}"
         elif report.skipped:
             rec["outcome"], rec["message"] = "skipped", _message(report)
-        if hasattr(report, "wasxfail"):
+        if hasattr(report, "wasxfail") and not report.passed:  # passed: a 'sometimes' line
             rec["outcome"], rec["expected_failure"] = "xfailed", True
             # Why, as the expected-failures file's line says it (without the marker's
             # "listed in ..." around it): the reports show it beside the outcome.
             name = report.nodeid.rsplit("::", 1)[-1]
-            rec["expected_reason"] = self.state.expected.get(name) or report.wasxfail
+            listed = self.state.expected.get(name)
+            rec["expected_reason"] = listed.reason if listed else report.wasxfail
         if before[0] in ("failed", "error") and rec["outcome"] not in ("failed", "error"):
             # pytest-xdist ran it again after its worker crashed: the first failure stands.
             rec["outcome"] = before[0]
@@ -160,7 +161,7 @@ class ResultCollector:
         passed included) or skipped, and either way does not fail."""
         name = report.nodeid.rsplit("::", 1)[-1]
         xpassed = report.failed and str(report.longrepr).startswith("[XPASS(strict)]")
-        if hasattr(report, "wasxfail") or (report.failed and not xpassed):
+        if (hasattr(report, "wasxfail") and not report.passed) or (report.failed and not xpassed):
             # The first line of the reason, without the exception type pytest puts first.
             reason = (_message(report) or "failed").splitlines()[0]
             self.state.outcomes[name] = re.sub(r"^(AssertionError|Failed): ", "", reason)

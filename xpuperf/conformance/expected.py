@@ -18,8 +18,15 @@ The plugin marks the listed items that apply xfail(strict): a listed item that
 fails is expected, a listed item that passes fails the run (its line should go),
 and an unlisted item that fails fails as usual. A vendor's CI then gates on
 change, not on the known gaps, and the same file gives the same verdict on every
-host. ``updated`` rewrites a file from a run's outcomes (--update-expected-failures)
-so that nobody writes it by hand.
+host. A fault no capability predicts (a vendor kernel that crashes on some hosts
+of one profile and not on others) is listed with ``sometimes``: its item may
+fail or pass, and either is reported with the reason, as an unsteady speed is
+reported inconclusive rather than guessed:
+
+    test_op[instancenorm_epsilon]  sometimes if capped  # run: MVN crashes on some hosts
+
+``updated`` rewrites a file from a run's outcomes (--update-expected-failures) so
+that nobody writes it by hand.
 
 Pure text in, text out, apart from ``load``.
 """
@@ -38,16 +45,26 @@ class ExpectedFileError(ValueError):
     """The file is malformed; the message names the file and line."""
 
 
+class Listed(NamedTuple):
+    """A listed item's expectation on this host."""
+    reason: str
+    strict: bool = True  # False for 'sometimes': passing does not fail the run
+
+
 class _Line(NamedTuple):
     name: str
     condition: str  # "" or the text after "if": "not bf16", "vnni and not amx"
     reason: str
+    sometimes: bool
 
 
 def _split(line: str) -> _Line:
     listed, _, reason = line.partition("#")
-    name, _, condition = listed.strip().partition(" if ")
-    return _Line(name.strip(), " ".join(condition.split()), reason.strip())
+    name, _, condition = f" {listed.strip()} ".partition(" if ")
+    name, sometimes = name.strip(), False
+    if name.endswith(" sometimes"):
+        name, sometimes = name[:-len(" sometimes")].strip(), True
+    return _Line(name, " ".join(condition.split()), reason.strip(), sometimes)
 
 
 def _holds(condition: str, capabilities: Mapping[str, bool], where: str) -> bool:
@@ -75,28 +92,28 @@ def _lines(text: str, source: str) -> Iterator[tuple[int, _Line]]:
         if " " in line.name or not line.name.endswith("]") or "[" not in line.name:
             raise ExpectedFileError(
                 f"{source}:{number}: {line.name!r} is not an item name; a line holds one name "
-                f"such as test_op[add_bcast], then an optional 'if [not] CAPABILITY' and "
-                f"'# reason'")
+                f"such as test_op[add_bcast], then an optional 'sometimes', an optional "
+                f"'if [not] CAPABILITY' and '# reason'")
         yield number, line
 
 
 def parse(text: str, source: str = FILE_NAME,
-          capabilities: Mapping[str, bool] = NO_CAPABILITIES) -> dict[str, str]:
-    """{item name: reason} of an expected-failures file's text: the lines that hold
+          capabilities: Mapping[str, bool] = NO_CAPABILITIES) -> dict[str, Listed]:
+    """{item name: Listed} of an expected-failures file's text: the lines that hold
     on a host with ``capabilities``."""
-    listed: dict[str, str] = {}
+    listed: dict[str, Listed] = {}
     seen: set[str] = set()
     for number, line in _lines(text, source):
         if line.name in seen:
             raise ExpectedFileError(f"{source}:{number}: {line.name} is listed twice")
         seen.add(line.name)
         if _holds(line.condition, capabilities, f"{source}:{number}"):
-            listed[line.name] = line.reason
+            listed[line.name] = Listed(line.reason, strict=not line.sometimes)
     return listed
 
 
 def load(path: str | PathLike[str],
-         capabilities: Mapping[str, bool] = NO_CAPABILITIES) -> dict[str, str]:
+         capabilities: Mapping[str, bool] = NO_CAPABILITIES) -> dict[str, Listed]:
     """The listed items of ``path`` that hold under ``capabilities``; {} when there
     is no such file."""
     path = Path(path)
@@ -115,7 +132,8 @@ def updated(text: str, outcomes: Mapping[str, str | None], header: str,
     and the lines of items that did not run, and comments, stay as they were.
     A line whose condition does not hold on this host speaks of other hosts: it
     stays, unless its item failed here too, when the condition goes (it fails
-    either way). ``header`` starts a file that had no text."""
+    either way). A 'sometimes' line stays whether its item passed or failed here.
+    ``header`` starts a file that had no text."""
     lines = text.splitlines() if text.strip() else [f"# {h}" if h else "#"
                                                      for h in header.splitlines()]
     kept: list[str] = []
@@ -127,17 +145,18 @@ def updated(text: str, outcomes: Mapping[str, str | None], header: str,
             holds = _holds(line.condition, capabilities, f"line {number}")
             reason = outcomes[line.name]
             if reason is None:
-                if holds:
+                if holds and not line.sometimes:
                     continue
             else:
-                raw = _line(line.name, reason, line.condition if holds else "")
+                raw = _line(line.name, reason, line.condition if holds else "", line.sometimes)
         kept.append(raw)
     added = sorted(name for name, reason in outcomes.items()
                    if reason is not None and name not in seen)
     return "\n".join(kept + [_line(name, outcomes[name] or "") for name in added]) + "\n"
 
 
-def _line(name: str, reason: str, condition: str = "") -> str:
-    listed = f"{name}  if {condition}" if condition else name
+def _line(name: str, reason: str, condition: str = "", sometimes: bool = False) -> str:
+    listed = f"{name}  sometimes" if sometimes else name
+    listed = f"{listed}  if {condition}" if condition else listed
     reason = " ".join(reason.split())[:_REASON_CHARS]
     return f"{listed}  # {reason}" if reason else listed
