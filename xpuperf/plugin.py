@@ -312,9 +312,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if missing:
         raise pytest.UsageError(f"--hardware {hardware} is unavailable here: {missing}")
     zoo_path = Path(config.getoption("zoo") or config.rootpath / "zoo.yaml")
+    # A conftest or plugin that says XPUPERF_ZOO_RUN = False (the contract kit's:
+    # it tests a backend, not the zoo) runs no zoo items: no zoo is read (an
+    # installed kit has none beside it) and the report folder is left alone.
+    zoo_run = all(getattr(p, "XPUPERF_ZOO_RUN", True) for p in config.pluginmanager.get_plugins())
     try:
-        zoo = load_zoo(zoo_path, config.getoption("zoo_tier"))
-        if config.getoption("precisions"):
+        zoo = load_zoo(zoo_path, config.getoption("zoo_tier")) if zoo_run else \
+            Zoo(zoo_path, config.getoption("zoo_tier"), models=(), datasets={})
+        if zoo_run and config.getoption("precisions"):
             zoo = zoo.with_precisions(tuple(p.strip() for p in
                                             config.getoption("precisions").split(",")))
     except ZooError as e:
@@ -327,9 +332,6 @@ def pytest_configure(config: pytest.Config) -> None:
     item_timeout = config.getoption("item_timeout")
     if item_timeout is not None and not item_timeout > 0:
         raise pytest.UsageError(f"--item-timeout must be a number of seconds > 0, got {item_timeout}")
-    # A conftest that says XPUPERF_ZOO_RUN = False (the contract kit's: it tests a
-    # backend, not the zoo) runs no zoo items: the report folder is left alone.
-    zoo_run = all(getattr(p, "XPUPERF_ZOO_RUN", True) for p in config.pluginmanager.get_plugins())
     writes = zoo_run and not (hasattr(config, "workerinput") or config.option.collectonly)
     if writes:
         try:  # before --baseline is read: the baseline may be the folder's earlier run

@@ -1,7 +1,11 @@
 """The backend contract kit: what any backend must do, checked on tiny ONNX models
-the kit writes itself.
+the kit writes itself. It ships in the package, so it runs without a checkout:
 
-    pytest tests_selftest/contract --hardware NAME [--backend-option KEY=VALUE ...]
+    python -m xpuperf.contract_kit --hardware NAME [--backend-option KEY=VALUE ...]
+
+which is ``pytest -p xpuperf.contract_kit --pyargs xpuperf.contract_kit ...``: this
+module is the kit's pytest plugin (its fixtures and parameters; it loads
+xpuperf.plugin, which gives --hardware), test_contract.py its items.
 
 NAME is whatever --hardware takes: a package under backends/, an entry point in
 group ``xpuperf.backends``, or ``package.module:Class``. The kit drives the
@@ -16,12 +20,15 @@ from typing import Callable, Iterator
 import pytest
 
 from backends.base import Backend, Compiled
+from xpuperf.contract_kit.models import MODELS, ContractArtifact, write_onnx
 from xpuperf.plugin import STATE
 
-from contract_models import MODELS, ContractArtifact, write_onnx
-
+# Loaded with -p, before pytest reads the command line: --hardware is the plugin's.
+# A checkout's conftest.py loads it too, once: pytest registers a module by name.
+pytest_plugins = ["xpuperf.plugin"]
 _BACKEND = pytest.StashKey[Backend]()
-# Not a zoo run: xpuperf.plugin leaves the report folder (reports/NAME) alone.
+# Not a zoo run: xpuperf.plugin reads no zoo and leaves the report folder
+# (reports/NAME) alone.
 XPUPERF_ZOO_RUN = False
 
 
