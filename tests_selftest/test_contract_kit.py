@@ -59,4 +59,4 @@ def test_the_cpu_backend_passes_the_kit(tmp_path: Path) -> None:
     lived under tests_selftest (CI's lanes run it on the other in-tree backends)."""
     done = run_kit("CPU", tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert " passed" in done.stdout and "failed" not in done.stdout, done.stdout[-3000:]
+    assert " passed" in done.stdout, done.stdout[-3000:]

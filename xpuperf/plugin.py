@@ -20,6 +20,7 @@ import pytest
 from backends import registry
 from xpuperf import gate, report_folder, safe_yaml
 from xpuperf.conformance import expected
+from xpuperf.extras import pip_hint
 from xpuperf.records import ITEM_KEY, RECORD_KEY, SUITES, identity, jsonable
 from xpuperf.worker import devices
 from xpuperf.zoo import (DOMAINS, SCENARIOS, TIERS, Combination, PerfCase, Zoo, ZooError,
@@ -233,7 +234,7 @@ def _run_options(config: pytest.Config, hardware: str) -> dict[str, Any]:
             raise pytest.UsageError(str(e)) from None
     if out["driver"] == "mlperf" and importlib.util.find_spec("mlperf_loadgen") is None:
         raise pytest.UsageError("--driver mlperf needs MLPerf LoadGen's Python binding: "
-                                "pip install mlcommons-loadgen")
+                                + pip_hint(["mlperf_loadgen"]))
     max_regression = config.getoption("max_regression")
     if max_regression is not None and not max_regression >= 0:
         raise pytest.UsageError(f"--max-regression must be a percentage >= 0, got {max_regression}")
@@ -367,7 +368,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.option.benchmark_storage == "file://./.benchmarks":
             config.option.benchmark_storage = \
                 f"file://{config.rootpath / '.benchmarks' / hardware}"
-        writes = not (hasattr(config, "workerinput") or config.option.collectonly)
+        # writes: a zoo run's controller (the kit makes no report folder).
         if writes and not config.option.benchmark_json:
             report_dir.mkdir(parents=True, exist_ok=True)
             # A path, as pytest-benchmark (from 5.3) takes the option: opened only

@@ -4,5 +4,5 @@ import sys
 
 import pytest
 
-sys.exit(pytest.main(["-p", "xpuperf.contract_kit", "--pyargs", "xpuperf.contract_kit",
+sys.exit(pytest.main(["-p", "xpuperf.contract_kit.plugin", "--pyargs", "xpuperf.contract_kit",
                       *sys.argv[1:]]))
