@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Two real sessions, what compare reads of them (session.json, the result JSONs):
 # `pytest suites --hardware CPU --zoo-tier smoke -k "pointwise and not audit"` with
 # --backend-option threads=1 (a) and threads=2 (b).
-REPORTS = Path(__file__).resolve().parent / "reports"
+REPORTS = Path(__file__).resolve().parent / "runs"  # not reports/: .gitignore's
 # What goes into the wheel (pyproject.toml's packages and readme).
 SOURCES = ("pyproject.toml", "README.md", "xpuperf", "backends")
 
