@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from backends.base import Backend
+from xpuperf.extras import pip_hint
 
 ENTRY_POINT_GROUP = "xpuperf.backends"
 _HERE = Path(__file__).parent
@@ -58,7 +59,8 @@ class BackendEntry:
         absent = [m for m in cls.requires if importlib.util.find_spec(m) is None]
         if not absent:
             return ""
-        hint = f"; {cls.install_hint}" if cls.install_hint else ""
+        install = cls.install_hint or pip_hint(absent)
+        hint = f"; {install}" if install else ""
         return f"missing Python module(s) {', '.join(absent)}{hint}"
 
 

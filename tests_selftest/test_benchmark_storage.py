@@ -4,6 +4,7 @@ a clear failure of the run, also in session.json."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -50,3 +51,39 @@ def test_compare_fail_finds_the_history_of_another_report_dir_and_fails_clearly(
     assert "--benchmark-compare-fail: test_throughput[conv-a-fake-fp32-bs2-offline]" in out
     assert "the saved run had backend options {'sleep_ms': '0'}" in out
     assert json.loads((tmp_path / "slow" / "session.json").read_text())["exit_status"] == 1
+
+
+REPLAYED = '''
+import pytest
+from xpuperf.measure.timing import QUERY_LATENCIES, feed_benchmark
+
+LATENCIES_NS = [1_000_000, 3_000_001, 2_500_000, 7]
+
+@pytest.mark.benchmark(timer=QUERY_LATENCIES)
+def test_marked(benchmark):
+    feed_benchmark(benchmark, LATENCIES_NS)
+
+def test_unmarked(benchmark):
+    feed_benchmark(benchmark, LATENCIES_NS)
+'''
+
+
+def test_query_latencies_reach_pytest_benchmark_exactly_through_its_public_api(tmp_path):
+    """feed_benchmark's rounds are the engine's latencies bit for bit (timed by
+    the marker's replaying timer in benchmark.pedantic); a test without the
+    marker fails saying what to add, rather than timing an empty call."""
+    (tmp_path / "test_replayed.py").write_text(REPLAYED)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+         "test_replayed.py", "--benchmark-json", "bench.json", "--benchmark-save-data"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "FAILED test_replayed.py::test_unmarked" in done.stdout, done.stdout[-3000:]
+    assert "RuntimeError: pytest-benchmark timed the replay with another timer: mark the test " \
+           "@pytest.mark.benchmark(timer=xpuperf.measure.timing.QUERY_LATENCIES)" in done.stdout
+    benches = json.loads((tmp_path / "bench.json").read_text())["benchmarks"]
+    [bench] = [b for b in benches if b["name"] == "test_marked"]
+    assert bench["stats"]["data"] == [0.001, 0.003000001, 0.0025, 7e-09]
+    assert bench["stats"]["rounds"] == 4 and bench["stats"]["min"] == 7e-09
+    assert bench["options"]["timer"] == "loadgen_query_latency"

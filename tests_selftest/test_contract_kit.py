@@ -1,4 +1,4 @@
-"""The contract kit (tests_selftest/contract) fails a backend that breaks the
+"""The contract kit (xpuperf/contract_kit) fails a backend that breaks the
 contract: one that drops a feed it does not know, one that returns another dtype
 than declared, one that caches outputs. Each runs the kit as a vendor would."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run_kit(hardware: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests_selftest/contract", "-q",
+        [sys.executable, "-m", "xpuperf.contract_kit", "-p", "no:cacheprovider", "-q",
          "--hardware", hardware, "--report-dir", str(tmp_path / "reports"), *args],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
 
@@ -29,7 +29,7 @@ def test_kit_fails_a_backend_that_breaks_the_contract(violator: str, failing: st
                                                       tmp_path: Path) -> None:
     done = run_kit(f"tests_selftest.contract_violators:{violator}", tmp_path, "-k", "fp32")
     assert done.returncode == 1, done.stdout + done.stderr
-    assert f"FAILED tests_selftest/contract/test_contract.py::{failing}" in done.stdout, done.stdout
+    assert f"FAILED xpuperf/contract_kit/test_contract.py::{failing}" in done.stdout, done.stdout
 
 
 def test_kit_fails_an_energy_counter_that_runs_backwards(tmp_path: Path) -> None:
@@ -52,3 +52,11 @@ def test_kit_leaves_the_report_folder_alone(tmp_path: Path) -> None:
     done = run_kit("CPU", tmp_path, "-k", "test_info_is_complete")
     assert done.returncode == 0, done.stdout + done.stderr
     assert {p: p.read_text() for p in reports.rglob("*") if p.is_file()} == earlier
+
+
+def test_the_cpu_backend_passes_the_kit(tmp_path: Path) -> None:
+    """The kit on the CPU backend, whole, as README's test command ran it when it
+    lived under tests_selftest (CI's lanes run it on the other in-tree backends)."""
+    done = run_kit("CPU", tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert " passed" in done.stdout, done.stdout[-3000:]

@@ -252,9 +252,7 @@ def test_an_engine_whose_tokens_diverge_fails_the_accuracy_gate(tiny):
 # --------------------------------------------------------------------------- reports
 
 def test_generation_records_reach_the_report_and_result_json(tmp_path):
-    from pathlib import Path
-
-    from xpuperf.report import write_reports
+    from xpuperf.report import TEMPLATES, write_reports
     identity = {"suite": "generation", "combination": "tiny-fp32", "model": "tiny",
                 "dataset": "prompts", "precision": "fp32", "hardware": "CPU",
                 "framework": "torch", "domain": "llm", "family": "gpt2"}
@@ -270,8 +268,7 @@ def test_generation_records_reach_the_report_and_result_json(tmp_path):
          "outcome": "failed", "message": "server at 2 requests/s is invalid"},
         {**identity, "cosine": 0.5, "greedy_match": 0.25, "outcome": "failed",
          "message": "greedy tokens matched"}]
-    root = Path(__file__).resolve().parents[1]
-    html, result = write_reports(records, tmp_path, "CPU", {}, root / "report_templates")
+    html, result = write_reports(records, tmp_path, "CPU", {}, TEMPLATES)
     page = html.read_text()
     assert "LLM serving" in page and "tiny-fp32 server: TTFT p99" in page
     assert "tokens/s against concurrency" in page and "No performance recorded" not in page

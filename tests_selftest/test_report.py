@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from xpuperf.report import render_html, write_reports
+from xpuperf.report import TEMPLATES, render_html, write_reports
 from xpuperf.report.bytemlperf import result_json
 from xpuperf.report.figures import figures
 from xpuperf.report.plot import line_panel, styles
@@ -18,7 +18,6 @@ from xpuperf.report.terminal import table
 from xpuperf.zoo import load_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
-TEMPLATES = ROOT / "report_templates"
 HARDWARE = "CPU"
 INFO = {"tier": "smoke", "zoo_version": "zoo.yaml sha256:0123456789ab",
         "date": "2024-05-01 12:00 UTC", "host": "x86_64, 2 cores",

@@ -20,6 +20,7 @@ import pytest
 from backends import registry
 from xpuperf import gate, report_folder, safe_yaml
 from xpuperf.conformance import expected
+from xpuperf.extras import pip_hint
 from xpuperf.records import ITEM_KEY, RECORD_KEY, SUITES, identity, jsonable
 from xpuperf.worker import devices
 from xpuperf.zoo import (DOMAINS, SCENARIOS, TIERS, Combination, PerfCase, Zoo, ZooError,
@@ -233,7 +234,7 @@ def _run_options(config: pytest.Config, hardware: str) -> dict[str, Any]:
             raise pytest.UsageError(str(e)) from None
     if out["driver"] == "mlperf" and importlib.util.find_spec("mlperf_loadgen") is None:
         raise pytest.UsageError("--driver mlperf needs MLPerf LoadGen's Python binding: "
-                                "pip install mlcommons-loadgen")
+                                + pip_hint(["mlperf_loadgen"]))
     max_regression = config.getoption("max_regression")
     if max_regression is not None and not max_regression >= 0:
         raise pytest.UsageError(f"--max-regression must be a percentage >= 0, got {max_regression}")
@@ -312,9 +313,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if missing:
         raise pytest.UsageError(f"--hardware {hardware} is unavailable here: {missing}")
     zoo_path = Path(config.getoption("zoo") or config.rootpath / "zoo.yaml")
+    # A conftest or plugin that says XPUPERF_ZOO_RUN = False (the contract kit's:
+    # it tests a backend, not the zoo) runs no zoo items: no zoo is read (an
+    # installed kit has none beside it) and the report folder is left alone.
+    zoo_run = all(getattr(p, "XPUPERF_ZOO_RUN", True) for p in config.pluginmanager.get_plugins())
     try:
-        zoo = load_zoo(zoo_path, config.getoption("zoo_tier"))
-        if config.getoption("precisions"):
+        zoo = load_zoo(zoo_path, config.getoption("zoo_tier")) if zoo_run else \
+            Zoo(zoo_path, config.getoption("zoo_tier"), models=(), datasets={})
+        if zoo_run and config.getoption("precisions"):
             zoo = zoo.with_precisions(tuple(p.strip() for p in
                                             config.getoption("precisions").split(",")))
     except ZooError as e:
@@ -327,9 +333,6 @@ def pytest_configure(config: pytest.Config) -> None:
     item_timeout = config.getoption("item_timeout")
     if item_timeout is not None and not item_timeout > 0:
         raise pytest.UsageError(f"--item-timeout must be a number of seconds > 0, got {item_timeout}")
-    # A conftest that says XPUPERF_ZOO_RUN = False (the contract kit's: it tests a
-    # backend, not the zoo) runs no zoo items: the report folder is left alone.
-    zoo_run = all(getattr(p, "XPUPERF_ZOO_RUN", True) for p in config.pluginmanager.get_plugins())
     writes = zoo_run and not (hasattr(config, "workerinput") or config.option.collectonly)
     if writes:
         try:  # before --baseline is read: the baseline may be the folder's earlier run
@@ -365,7 +368,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if config.option.benchmark_storage == "file://./.benchmarks":
             config.option.benchmark_storage = \
                 f"file://{config.rootpath / '.benchmarks' / hardware}"
-        writes = not (hasattr(config, "workerinput") or config.option.collectonly)
+        # writes: a zoo run's controller (the kit makes no report folder).
         if writes and not config.option.benchmark_json:
             report_dir.mkdir(parents=True, exist_ok=True)
             # A path, as pytest-benchmark (from 5.3) takes the option: opened only

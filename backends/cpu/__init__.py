@@ -88,7 +88,6 @@ class OrtCompiled(Compiled):
 class CpuBackend(Backend):
     name = "CPU"
     requires = ("onnxruntime", "onnx")
-    install_hint = "pip install onnxruntime onnx"
 
     def info(self) -> dict[str, Any]:
         import onnxruntime

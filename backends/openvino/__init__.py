@@ -192,7 +192,6 @@ class OpenVinoCompiled(Compiled):
 class OpenVinoBackend(Backend):
     name = "OPENVINO"
     requires = ("openvino",)
-    install_hint = "pip install openvino (and nncf for int8)"
 
     def info(self) -> dict[str, Any]:
         import openvino as ov

@@ -172,7 +172,6 @@ def _to_mixed_precision(mod: Any) -> tuple[Any, bool]:
 class TvmBackend(Backend):
     name = "TVM"
     requires = ("tvm", "onnx")
-    install_hint = "pip install apache-tvm onnx (and onnxruntime for partial graphs)"
 
     def info(self) -> dict[str, Any]:
         import tvm

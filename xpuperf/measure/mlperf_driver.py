@@ -1,7 +1,7 @@
 """Run the engine's SUT under mlcommons-loadgen, for figures to set beside ours.
 
 The same ``issue(query_index)`` callable that ``xpuperf.measure.loadgen`` drives runs
-under MLPerf LoadGen's Python binding (``pip install mlcommons-loadgen``), and
+under MLPerf LoadGen's Python binding (``pip install 'xpuperf[mlperf]'``), and
 LoadGen's own summary comes back as an ``MLPerfResult`` whose fields carry the
 same names and units as ``LoadResult``, so the two record side by side.
 
@@ -23,6 +23,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from xpuperf.extras import require
 from xpuperf.measure import loadgen
 from xpuperf.measure.loadgen import DEFAULT_SETTINGS, Issue, RunSettings
 
@@ -62,13 +63,8 @@ class MLPerfResult(loadgen.RunFigures):
 
 
 def import_loadgen() -> ModuleType:
-    """The ``mlperf_loadgen`` module, or an ImportError saying how to install it."""
-    try:
-        import mlperf_loadgen
-    except ImportError as exc:
-        raise ImportError("the MLPerf driver needs MLPerf LoadGen's Python binding: "
-                          "pip install mlcommons-loadgen") from exc
-    return mlperf_loadgen
+    """The ``mlperf_loadgen`` module, or an ImportError naming the extra to install."""
+    return require("mlperf_loadgen", "the MLPerf driver (MLPerf LoadGen's Python binding)")
 
 
 def run_mlperf(issue: Issue, scenario: str, batch_size: int, sample_count: int,

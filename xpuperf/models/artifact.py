@@ -6,7 +6,6 @@ never imports the model's framework at all.
 """
 from __future__ import annotations
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +15,7 @@ import numpy as np
 from backends.base import ModelArtifactLike
 from xpuperf.cache import Cache, content_key, file_digest, source_digest
 from xpuperf.datasets.base import numpy_dtype
+from xpuperf.extras import require
 from xpuperf.models import BUILDERS
 from xpuperf.zoo import ModelSpec
 
@@ -88,7 +88,7 @@ class ModelArtifact(ModelArtifactLike):
         self.output_names = tuple(t.name for t in spec.outputs)
         self._cache = cache
         self._calibration = calibration
-        self._fw = importlib.import_module(FRAMEWORKS[spec.framework])
+        self._fw = require(FRAMEWORKS[spec.framework], f"{spec.name} ({spec.framework} model)")
         self._model: Any = None
         self._reference_runner: Any = None
         self.weights_path = self._weights_path(weights_root)
@@ -141,7 +141,7 @@ class ModelArtifact(ModelArtifactLike):
             build = None  # a model that is a file (zoo.yaml's model:) has no builder
             if self.spec.builder:
                 module, func = BUILDERS[self.spec.builder].split(":")
-                build = getattr(importlib.import_module(module), func)
+                build = getattr(require(module, f"{self.name}'s builder {self.spec.builder}"), func)
             try:
                 self._model = self._fw.materialize(build, self.spec, self.weights_path)
             except (OSError, ValueError, RuntimeError) as e:

@@ -31,9 +31,9 @@ from xpuperf.report.summary import (Row, exceeds_tolerance, fmt_bytes, fmt_num, 
                                     summarize)
 from xpuperf.report_folder import write_text  # whole files or none: a full disk cuts none
 
-# The templates beside the package (not the rootdir of whichever pytest session
-# runs: a session rooted elsewhere writes its reports all the same).
-TEMPLATES = Path(__file__).resolve().parents[2] / "report_templates"
+# The templates are package data (pyproject.toml), so an installed wheel, and a
+# session rooted anywhere, writes its reports all the same.
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "report.html.j2"
 COMPARE_TEMPLATE = "compare.html.j2"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -39,9 +39,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmp.add_argument("--published", type=Path, default=PUBLISHED, metavar="YAML",
                      help="the vendors' published figures (default: xpuperf's published.yaml)")
     args = parser.parse_args(argv)
-    if not (TEMPLATES / "compare.html.j2").is_file():
-        parser.exit(2, f"xpuperf: no report templates at {TEMPLATES}; install xpuperf from its "
-                       "checkout with `pip install -e .`\n")
     if args.label and len(args.label) != len(args.folders):
         parser.exit(2, f"xpuperf compare: {len(args.label)} --label for {len(args.folders)} "
                        "folders: give one --label per folder, in the folders' order\n")

@@ -7,7 +7,6 @@ last lines the parent quotes when the worker dies.
 from __future__ import annotations
 
 import faulthandler
-import importlib
 import os
 import signal
 import sys
@@ -16,6 +15,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from xpuperf.extras import require
 from xpuperf.worker import protocol
 
 DEVICE_ENV = "XPUPERF_DEVICE"
@@ -98,7 +98,7 @@ def serve(conn: Any, host: str, kwargs: dict[str, Any], log_path: str,
 
     try:
         module, _, name = host.partition(":")
-        obj = getattr(importlib.import_module(module), name)(note=note, **kwargs)
+        obj = getattr(require(module, f"the worker's {name}"), name)(note=note, **kwargs)
     except Exception as e:  # noqa: BLE001 - the parent reports it as the worker's failure to start
         protocol.send(conn, {"error": _error(e)})
         return

@@ -4,7 +4,7 @@ with your software stack's call. As it stands it "compiles" with onnx's referenc
 evaluator (pure Python, slow, exact), so it passes the contract kit before you
 change a line:
 
-    PYTHONPATH=path/to/parent pytest tests_selftest/contract --hardware my_backend:MyBackend
+    PYTHONPATH=path/to/parent python -m xpuperf.contract_kit --hardware my_backend:MyBackend
 
 Ship it as backends/<name>/__init__.py exporting BACKEND (then --hardware <NAME>),
 or in your own wheel with an entry point in group ``xpuperf.backends``.

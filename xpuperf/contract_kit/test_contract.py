@@ -1,4 +1,4 @@
-"""The backend contract (backends/base.py), item by item; see conftest.py for how
+"""The backend contract (backends/base.py), item by item; see __init__.py for how
 to run it on a backend."""
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from backends.base import PRECISIONS, CompileReport, EnergyMeter, EnergyUnavailable
-
-from contract_models import MODELS, feeds
+from xpuperf.contract_kit.models import MODELS, feeds
 
 AFFINE = MODELS["affine"]
 # At fp16, bf16 or int8, a 4-wide dot product of values in [-1, 1] lands within

@@ -1,13 +1,5 @@
-"""The backend contract kit: what any backend must do, checked on tiny ONNX models
-the kit writes itself.
-
-    pytest tests_selftest/contract --hardware NAME [--backend-option KEY=VALUE ...]
-
-NAME is whatever --hardware takes: a package under backends/, an entry point in
-group ``xpuperf.backends``, or ``package.module:Class``. The kit drives the
-backend's two classes directly, in this process (not through the suite's worker):
-it tests the backend, not the harness. Every declared precision is a parameter.
-"""
+"""The contract kit's pytest plugin: the backend under test, its precisions as
+parameters, the tiny models and the fixtures test_contract.py uses."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,16 +8,21 @@ from typing import Callable, Iterator
 import pytest
 
 from backends.base import Backend, Compiled
-from xpuperf.plugin import STATE
+from xpuperf.contract_kit.models import MODELS, ContractArtifact, write_onnx
 
-from contract_models import MODELS, ContractArtifact, write_onnx
-
+# Loaded with -p, before pytest reads the command line: --hardware is the plugin's.
+# A checkout's conftest.py loads it too, once: pytest registers a module by name.
+# (Imported by pytest, not here, so that its asserts are rewritten.)
+pytest_plugins = ["xpuperf.plugin"]
 _BACKEND = pytest.StashKey[Backend]()
-# Not a zoo run: xpuperf.plugin leaves the report folder (reports/NAME) alone.
+# Not a zoo run: xpuperf.plugin reads no zoo and leaves the report folder
+# (reports/NAME) alone.
 XPUPERF_ZOO_RUN = False
 
 
 def _backend(config: pytest.Config) -> Backend:
+    from xpuperf.plugin import STATE
+
     if _BACKEND not in config.stash:
         config.stash[_BACKEND] = config.stash[STATE].entry.load()()
     return config.stash[_BACKEND]
@@ -51,6 +48,8 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ContractArt
 @pytest.fixture(scope="session")
 def backend_options(pytestconfig: pytest.Config) -> dict[str, str]:
     """--backend-option and --backend-config, as the suites pass them."""
+    from xpuperf.plugin import STATE
+
     return dict(pytestconfig.stash[STATE].options)
 
 
