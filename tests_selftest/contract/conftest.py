@@ -16,7 +16,7 @@ from typing import Callable, Iterator
 import pytest
 
 from backends.base import Backend, Compiled
-from xpuperf.plugin import STATE
+from xpuperf.options import RUN
 
 from contract_models import MODELS, ContractArtifact, write_onnx
 
@@ -27,7 +27,7 @@ XPUPERF_ZOO_RUN = False
 
 def _backend(config: pytest.Config) -> Backend:
     if _BACKEND not in config.stash:
-        config.stash[_BACKEND] = config.stash[STATE].entry.load()()
+        config.stash[_BACKEND] = config.stash[RUN].entry.load()()
     return config.stash[_BACKEND]
 
 
@@ -51,7 +51,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ContractArt
 @pytest.fixture(scope="session")
 def backend_options(pytestconfig: pytest.Config) -> dict[str, str]:
     """--backend-option and --backend-config, as the suites pass them."""
-    return dict(pytestconfig.stash[STATE].options)
+    return dict(pytestconfig.stash[RUN].options)
 
 
 Compile = Callable[..., Compiled]
