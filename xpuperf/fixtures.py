@@ -5,7 +5,7 @@ is registered by xpuperf.plugin; it registers ``EngineSession`` as a plugin of
 its own."""
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import pytest
 
@@ -13,6 +13,9 @@ from xpuperf.cases import item_case
 from xpuperf.options import RUN, RunConfig
 from xpuperf.records import RECORD_KEY, jsonable
 from xpuperf.zoo import Combination, PerfCase
+
+if TYPE_CHECKING:  # imported by the fixture: it brings numpy and the worker's modules
+    from xpuperf.session import BenchSession
 
 
 class EngineSession:
@@ -23,7 +26,7 @@ class EngineSession:
 
     def __init__(self, run: RunConfig):
         self.run = run
-        self.session: Any = None  # the BenchSession while the xpu fixture holds it
+        self.session: BenchSession | None = None  # while the xpu fixture holds it
 
     @pytest.fixture(scope="session")
     def xpu(self):

@@ -38,6 +38,7 @@ class RunConfig:
     # Whether this process writes the reports: a zoo run in the controller (not a
     # pytest-xdist worker, not the contract kit's session, which runs no zoo item).
     zoo_run: bool = True
+    user_zoo: bool = False  # --zoo named a zoo of the user's
     cache_dir: Path = Path(".xpuperf_cache")
     data_dir: Path = Path("datasets")
     item_timeout: float | None = None  # --item-timeout; None: the zoo's
@@ -313,7 +314,7 @@ def run_config(config: pytest.Config) -> RunConfig:
     options = backend_options(config, hardware)
     return RunConfig(
         zoo=zoo, hardware=hardware, entry=entry, options=options, report_dir=report_dir,
-        zoo_run=zoo_run, cache_dir=Path(config.getoption("cache_dir")),
+        zoo_run=zoo_run, user_zoo=bool(config.getoption("zoo")), cache_dir=Path(config.getoption("cache_dir")),
         data_dir=Path(config.getoption("data_dir")), item_timeout=config.getoption("item_timeout"),
         driver=driver, scenarios={n: "all" for n in scenarios} if scenarios else None,
         device=devices.bound(listed, os.environ.get("PYTEST_XDIST_WORKER")) if listed else None,

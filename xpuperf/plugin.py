@@ -123,7 +123,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     if collection_path.name != "test_ops.py" or collection_path.parent.name != "compiler_coverage":
         return None
     named = {Path(arg.split("::")[0]).resolve() for arg in config.args}
-    return True if config.getoption("zoo") and collection_path not in named else None
+    return True if config.stash[RUN].user_zoo and collection_path not in named else None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
