@@ -130,7 +130,8 @@ def test_no_import_cycle():
     ({"xpuperf/a.py": "from xpuperf.b import y\n",
       "xpuperf/b.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
                       "    from xpuperf.a import z\n"}, None),
-])
+], ids=["absolute-relative-deferred", "package-and-parent-relative", "no-cycle",
+        "annotation-only"])
 def test_finds_cycles_of_every_import_form(tmp_path, source, expected):
     for name, text in source.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
