@@ -1,11 +1,12 @@
 """The suites' fixtures: the engine's session (``xpu``, held by ``EngineSession``)
 and, per item, what it needs of it (the compilation, the dataset, the
 reference) and ``record``, which attaches the item's result record. The module
-is registered by xpuperf.plugin; it registers ``EngineSession`` as a plugin of
-its own."""
+is registered by xpuperf.plugin; it registers ``EngineSession``, which holds
+the session and ends what it no longer needs, as a plugin of its own."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 import pytest
 
@@ -18,20 +19,21 @@ if TYPE_CHECKING:  # imported by the fixture: it brings numpy and the worker's m
     from xpuperf.session import BenchSession
 
 
+PLUGIN_NAME = "xpuperf-session"
+
+
 class EngineSession:
-    """The engine's session (xpuperf.session.BenchSession) as a plugin: its ``xpu``
-    fixture makes it at the first item that asks and closes it at the end; after
-    a group's last item it ends the group's worker, after a model's last group
-    it drops the model's dataset, artifact and reference."""
+    """The engine's session (xpuperf.session.BenchSession) as a plugin: the
+    ``xpu`` fixture opens it at the first item that asks and closes it at the
+    end; after a group's last item it ends the group's worker, after a model's
+    last group it drops the model's dataset, artifact and reference."""
 
     def __init__(self, run: RunConfig):
         self.run = run
         self.session: BenchSession | None = None  # while the xpu fixture holds it
 
-    @pytest.fixture(scope="session")
-    def xpu(self):
-        """The engine's session: datasets, artifacts, references, and the workers
-        that host the backend."""
+    @contextmanager
+    def opened(self) -> Iterator[BenchSession]:
         from xpuperf.session import BenchSession
 
         run = self.run
@@ -58,7 +60,15 @@ class EngineSession:
 
 @pytest.hookimpl(trylast=True)  # after xpuperf.plugin has made the run's configuration
 def pytest_configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(EngineSession(config.stash[RUN]), "xpuperf-session")
+    config.pluginmanager.register(EngineSession(config.stash[RUN]), PLUGIN_NAME)
+
+
+@pytest.fixture(scope="session")
+def xpu(pytestconfig: pytest.Config) -> Iterator[BenchSession]:
+    """The engine's session: datasets, artifacts, references, and the workers that
+    host the backend."""
+    with pytestconfig.pluginmanager.get_plugin(PLUGIN_NAME).opened() as session:
+        yield session
 
 
 @pytest.fixture(scope="session")
