@@ -14,9 +14,9 @@ says only how one batch is decoded (``_decode``): ``TorchEngine`` here with a
 dynamic KV cache, backends/gpu/generation.py with a static one and CUDA graphs.
 backends/continuous_batching.py batches continuously on the same thread.
 
-``engine()`` picks the continuous engine or this one by the backend option
-``engine``. Options: engine=continuous|reference, max_batch (requests in one
-batch, default 64), threads (torch's intra-op threads, default torch's).
+backends/torch_engines.py picks the continuous engine or this one by the
+backend option ``engine``. Options: max_batch (requests in one batch, default
+64), threads (torch's intra-op threads, default torch's).
 """
 from __future__ import annotations
 
@@ -32,30 +32,6 @@ from backends.generation import (GenerationEngine, GenerationUnsupported, LMArti
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 DEFAULT_MAX_BATCH = 64
-# Option engine= of a backend that serves these (the GPU backend adds its own).
-ENGINES = ("continuous", "reference")
-
-
-def engine(artifact: LMArtifactLike, precision: str, options: Mapping[str, str], device: str,
-           default: str) -> GenerationEngine:
-    """The torch engine ``options["engine"]`` names (else ``default``): continuous
-    batching, or the reference; the reference, saying why, where the continuous
-    one cannot serve the model."""
-    # Imported here: backends/continuous_batching.py builds on this module.
-    from backends import continuous_batching
-
-    choice = options.get("engine", default)
-    if choice not in ENGINES:
-        raise ValueError(f"backend option engine={choice!r}: use one of {', '.join(ENGINES)}")
-    if choice == "reference":
-        return TorchEngine(artifact, precision, options, device, why="engine=reference")
-    why = continuous_batching.unsupported(artifact.builder)
-    if why:
-        return TorchEngine(artifact, precision, options, device,
-                           why=f"the continuous-batching engine declined: {why}")
-    return continuous_batching.ContinuousEngine(artifact, precision, options, device)
-
-
 class BatchingEngine(GenerationEngine):
     """The model, the queue and the serving thread of an engine on torch; a
     subclass says how queued requests are batched and decoded."""

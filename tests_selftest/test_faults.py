@@ -23,7 +23,7 @@ from tests_selftest.sessions import ROOT, conv_zoo, run_session, session_command
 from tests_selftest.test_llm import ZOO as LLM_ZOO
 from xpuperf import gate, report_folder, session
 from xpuperf.cache import Cache
-from xpuperf.plugin import PluginState
+from xpuperf.options import RunConfig
 from xpuperf.results import ResultCollector
 from xpuperf.session import WorkerStartFailed
 from xpuperf.records import ITEM_KEY
@@ -332,7 +332,7 @@ def _report(nodeid: str, when: str, outcome: str, longrepr=None, props=()) -> py
 
 
 def test_an_item_run_again_by_xdist_after_a_crash_keeps_its_first_failure(tmp_path):
-    state = PluginState(zoo=None, hardware="CPU", entry=None, options={}, report_dir=tmp_path)
+    state = RunConfig(zoo=None, hardware="CPU", entry=None, options={}, report_dir=tmp_path)
     collector = ResultCollector(state)
     nodeid = "suites/a.py::test_numerics[m-fake-fp32]"
     item = [(ITEM_KEY, {"suite": "numerics", "combination": "m-fake-fp32"})]
@@ -342,7 +342,7 @@ def test_an_item_run_again_by_xdist_after_a_crash_keeps_its_first_failure(tmp_pa
     collector.pytest_runtest_logreport(_report(nodeid, "???", "failed", crash))
     for when in ("setup", "call", "teardown"):  # the run again, which passes
         collector.pytest_runtest_logreport(_report(nodeid, when, "passed", props=item))
-    record = state.records[nodeid]
+    record = collector.records[nodeid]
     assert record["outcome"] == "error"
     assert record["message"].startswith(f"the pytest-xdist worker crashed: {crash}")
     assert record["message"].endswith("(then run again by pytest-xdist, which it passed)")

@@ -232,7 +232,7 @@ def test_gate_options_are_checked(tmp_path):
     r = run(tmp_path, "x", 0, "--max-regression", "5", "--collect-only")
     assert r.returncode == 4 and "--max-regression needs --baseline PATH" in r.stderr
     r = run(tmp_path, "x", 0, "--ab-baseline-option", "sleep_ms", "--collect-only")
-    assert r.returncode == 4 and "--ab-baseline-option 'sleep_ms': expected KEY=VALUE" in r.stderr
+    assert r.returncode == 4 and "argument --ab-baseline-option: 'sleep_ms': expected KEY=VALUE" in r.stderr
     r = run(tmp_path, "x", 0, "--ab-baseline-option", "a=1", "--baseline", "b.json",
             "--collect-only")
     assert r.returncode == 4 and "use one" in r.stderr

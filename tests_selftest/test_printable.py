@@ -48,7 +48,7 @@ def test_the_terminal_the_json_and_the_page_get_clean_text(tmp_path):
         "RuntimeError: compile failed: wiped node\\x00 7\n\tdone"
     assert not CONTROLS.search(report.sections[0][1].replace("\n", "").replace("\t", ""))
     # The record, and what is written and printed from it.
-    record = next(iter(state.records.values()))
+    record = next(iter(collector.records.values()))
     assert record["error"] == "compile failed: wiped node\\x00 7\n\tdone"
     assert record["fallback_ops"] == ["Conv"]
     _finish(collector, exitstatus=1)

@@ -15,7 +15,7 @@ import pytest
 
 from tests_selftest.sessions import conv_zoo, run_session
 from xpuperf import report_folder
-from xpuperf.plugin import PluginState
+from xpuperf.options import RunConfig
 from xpuperf.records import ITEM_KEY
 from xpuperf.results import ResultCollector
 from xpuperf.zoo import ZooError, load_zoo, parse_zoo
@@ -32,9 +32,9 @@ def _earlier_report(folder: Path) -> None:
                                  "ended": "2026-01-01 00:00:00 +0000"})
 
 
-def _collector(tmp_path: Path) -> tuple[ResultCollector, PluginState]:
+def _collector(tmp_path: Path) -> tuple[ResultCollector, RunConfig]:
     zoo = load_zoo(conv_zoo(tmp_path, {"clean-conv": ""}) / "zoo.yaml")
-    state = PluginState(zoo=zoo, hardware="CPU", entry=None, options={},
+    state = RunConfig(zoo=zoo, hardware="CPU", entry=None, options={},
                         report_dir=tmp_path / "report")
     state.report_dir.mkdir()
     return ResultCollector(state), state
@@ -80,7 +80,7 @@ def test_a_full_disk_leaves_no_cut_file_and_session_json_and_the_exit_status_say
     manifest = report_folder.read(report)
     assert manifest["finished"] is False and manifest["exit_status"] == session.exitstatus == 3
     assert manifest["reports"].startswith("NOT written: OSError: [Errno 28]")
-    assert "No space left on device" in state.report_error
+    assert "No space left on device" in collector.report_error
 
 
 def test_reports_written_whole_say_so(tmp_path):
@@ -128,7 +128,7 @@ def test_a_model_and_its_llm_workload_of_one_precision_write_a_file_each(tmp_pat
     assert [p.name for p in results] == ["result-fp32-prompts.json", "result-fp32.json"]
     assert sorted(json.loads(p.read_text())["Combination"] for p in results) == \
         ["gpt2-fake-fp32", "gpt2-prompts-fp32"]
-    assert len(set(state.written)) == len(state.written) == 3  # the page and two results
+    assert len(set(collector.written)) == len(collector.written) == 3  # the page and two results
 
 
 @pytest.mark.parametrize("names,says", [
@@ -177,7 +177,7 @@ def test_a_second_session_on_a_folder_in_use_stops_at_its_first_result_naming_th
         assert _finish(collector, exitstatus=2).exitstatus == 3
     finally:
         held.close()
-    assert says in state.report_error
+    assert says in collector.report_error
     # The other session's folder is untouched.
     assert (state.report_dir / "report.html").read_text() == EARLIER_HTML
     assert report_folder.read(state.report_dir)["finished"] is True

@@ -190,4 +190,4 @@ def test_scenarios_option_overrides_the_tier():
     assert ids == {"bs1-offline", "bs4-offline", "bs1-single_stream", "bs4-multi_stream",
                    "bs1-server", "bs4-multi_client"}
     r = collect("--scenarios", "offline,sever")
-    assert r.returncode == 4 and "--scenarios: unknown 'sever'" in r.stderr
+    assert r.returncode == 4 and "argument --scenarios: unknown 'sever'" in r.stderr

@@ -10,7 +10,7 @@ import pytest
 
 from tests_selftest.test_zoo import GOOD
 from xpuperf import safe_yaml
-from xpuperf.plugin import _backend_options
+from xpuperf.options import backend_options
 from xpuperf.zoo import ZooError, parse_zoo
 
 
@@ -50,7 +50,7 @@ def test_an_alias_bomb_in_backend_config_is_a_usage_error_with_its_line(tmp_path
     path.write_text(bomb(9, key="CPU"))
     config = SimpleNamespace(getoption={"backend_config": str(path), "backend_option": []}.get)
     with pytest.raises(pytest.UsageError) as e:
-        _backend_options(config, "CPU")
+        backend_options(config, "CPU")
     assert str(e.value).startswith(f"--backend-config {path}:5: alias *a3"), e.value
 
 

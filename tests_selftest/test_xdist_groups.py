@@ -90,4 +90,4 @@ def test_devices_bind_one_pytest_worker_to_each_device(tmp_path):
     assert set(worker.values()) == {"gw0", "gw1"}, worker
     bad = run_session(tmp_path, "CPU", "--devices", "0,gpu1",
                       target="suites/compiler_coverage/test_compile.py")
-    assert bad.returncode == 4 and "--devices '0,gpu1': give device indices" in bad.stderr
+    assert bad.returncode == 4 and "argument --devices: '0,gpu1': give device indices" in bad.stderr

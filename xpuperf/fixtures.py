@@ -1,34 +1,74 @@
-"""The suites' fixtures: the engine's session (``xpu``) and, per item, what it
-needs of it (the compilation, the dataset, the reference) and ``record``, which
-attaches the item's result record. Registered by xpuperf.plugin."""
+"""The suites' fixtures: the engine's session (``xpu``, held by ``EngineSession``)
+and, per item, what it needs of it (the compilation, the dataset, the
+reference) and ``record``, which attaches the item's result record. The module
+is registered by xpuperf.plugin; it registers ``EngineSession``, which holds
+the session and ends what it no longer needs, as a plugin of its own."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 import pytest
 
-from xpuperf.plugin import _SESSION, STATE, SUITE_OF_TEST, _case
-from xpuperf.records import RECORD_KEY, identity, jsonable
+from xpuperf.cases import item_case
+from xpuperf.options import RUN, RunConfig
+from xpuperf.records import RECORD_KEY, jsonable
 from xpuperf.zoo import Combination, PerfCase
+
+if TYPE_CHECKING:  # imported by the fixture: it brings numpy and the worker's modules
+    from xpuperf.session import BenchSession
+
+
+PLUGIN_NAME = "xpuperf-session"
+
+
+class EngineSession:
+    """The engine's session (xpuperf.session.BenchSession) as a plugin: the
+    ``xpu`` fixture opens it at the first item that asks and closes it at the
+    end; after a group's last item it ends the group's worker, after a model's
+    last group it drops the model's dataset, artifact and reference."""
+
+    def __init__(self, run: RunConfig):
+        self.run = run
+        self.session: BenchSession | None = None  # while the xpu fixture holds it
+
+    @contextmanager
+    def opened(self) -> Iterator[BenchSession]:
+        from xpuperf.session import BenchSession
+
+        run = self.run
+        self.session = BenchSession(
+            run.zoo, run.entry.name, run.entry.load()(), run.options, cache_dir=run.cache_dir,
+            data_dir=run.data_dir, item_timeout_s=run.item_timeout, device=run.device,
+            ab_options=run.ab_options, ab_python=run.ab_python, ab_path=run.ab_path)
+        try:
+            yield self.session
+        finally:
+            self.session.close()
+            self.session = None
+
+    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        case = item_case(item)
+        if self.session is None or case is None:
+            return
+        following = item_case(nextitem)
+        if following is None or following.group != case.group:
+            self.session.release_group(case.group)
+        if following is None or following.combo.model.name != case.combo.model.name:
+            self.session.release_model(case.combo.model.name)
+
+
+@pytest.hookimpl(trylast=True)  # after xpuperf.plugin has made the run's configuration
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(EngineSession(config.stash[RUN]), PLUGIN_NAME)
 
 
 @pytest.fixture(scope="session")
-def xpu(pytestconfig: pytest.Config):
+def xpu(pytestconfig: pytest.Config) -> Iterator[BenchSession]:
     """The engine's session: datasets, artifacts, references, and the workers that
     host the backend."""
-    from xpuperf.session import BenchSession
-
-    state = pytestconfig.stash[STATE]
-    session = BenchSession(
-        state.zoo, state.entry.name, state.entry.load()(), state.options,
-        cache_dir=Path(pytestconfig.getoption("cache_dir")),
-        data_dir=Path(pytestconfig.getoption("data_dir")),
-        item_timeout_s=pytestconfig.getoption("item_timeout"), device=state.device,
-        ab_options=state.ab_options, ab_python=state.ab_python, ab_path=state.ab_path)
-    pytestconfig.stash[_SESSION] = session
-    yield session
-    session.close()
+    with pytestconfig.pluginmanager.get_plugin(PLUGIN_NAME).opened() as session:
+        yield session
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +79,7 @@ def backend(xpu):
 def _needed(make: Callable[[], Any]) -> Any:
     """``make()``; a dataset, weights or zoo problem errors the item in setup with
     its message (file and line), not as a failure of the backend."""
-    from xpuperf.session import SetupError
+    from xpuperf.models.entry import SetupError
     try:
         return make()
     except SetupError as e:
@@ -85,39 +125,34 @@ def op_runner(pytestconfig: pytest.Config):
     """Runs onnx node test cases on the backend in a worker process (fp32)."""
     from xpuperf.conformance.opconformance import IsolatedRunner
 
-    state = pytestconfig.stash[STATE]
-    with IsolatedRunner(state.entry.name, "fp32", state.options) as runner:
+    run = pytestconfig.stash[RUN]
+    with IsolatedRunner(run.entry.name, "fp32", run.options) as runner:
         yield runner
 
 
 @pytest.fixture(scope="session")
 def expected_failures_file(pytestconfig: pytest.Config) -> str:
     """The backend's expected-failures file, as messages name it."""
-    return pytestconfig.stash[STATE].expected_label
+    return pytestconfig.stash[RUN].expected_label
 
 
 @pytest.fixture(scope="session")
 def driver(pytestconfig: pytest.Config) -> str:
     """--driver: "xpuperf", or "mlperf" to run mlcommons-loadgen beside the engine."""
-    return pytestconfig.stash[STATE].driver
+    return pytestconfig.stash[RUN].driver
 
 
 @pytest.fixture
 def record(request: pytest.FixtureRequest, record_property, combo: Combination,
            xpu) -> Callable[..., None]:
     """record(**fields): attach this item's result record (see xpuperf.records)."""
-    state = request.config.stash[STATE]
-    case = _case(request.node)
-    extra = case[1] if case else {}
+    run = request.config.stash[RUN]
+    case = item_case(request.node)
 
     def _record(**fields: Any) -> None:
-        suite = SUITE_OF_TEST[request.node.originalname]
         weights = xpu.artifact(combo.model).weights
-        if suite == "compile" and fields.get("status") == "ok":
-            # Other suites and reports need the model's size in FLOPs, from the graph.
-            fields = {**xpu.graph_figures(combo), **fields}
-        bound = {} if state.device is None else {"device_index": state.device}
-        record_property(RECORD_KEY, jsonable({**identity(suite, combo, state.hardware, **extra),
+        bound = {} if run.device is None else {"device_index": run.device}
+        record_property(RECORD_KEY, jsonable({**case.identity(run.hardware),
                                               "weights": weights, **bound, **fields}))
     return _record
 
@@ -133,19 +168,19 @@ def speed_gate(request: pytest.FixtureRequest, xpu, perf_case: PerfCase,
     still inconclusive and --gate-inconclusive is fail."""
     from xpuperf import gate
 
-    state = request.config.stash[STATE]
+    run = request.config.stash[RUN]
 
     def judge(result: Mapping[str, Any]) -> dict[str, Any] | None:
-        settings = state.gate
+        settings = run.gate
         if settings is None:
             return None
-        if state.ab_options is not None:
+        if run.ab_options is not None:
             found = gate.ab(lambda rounds: xpu.ab_blocks(perf_case, rounds, settings.ab_block_s),
                             settings)
         else:
-            assert state.baseline is not None  # a gate has one or the other (plugin)
+            assert run.baseline is not None  # a gate has one or the other (plugin)
             found = gate.against_baseline(
-                perf_case.id, result, state.baseline, settings,
+                perf_case.id, result, run.baseline, settings,
                 lambda: xpu.throughput(perf_case, driver)["record"])
             if found is None:
                 return None

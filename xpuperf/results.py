@@ -1,7 +1,9 @@
 """Result collection: every item's record gathered from its report (in the
 controller: pytest-xdist forwards workers' reports there), and at the end of the
 session the reports written and the terminal summary printed, whatever the
-items' outcomes. ``ResultCollector`` is registered by xpuperf.plugin."""
+items' outcomes. ``ResultCollector`` is registered by xpuperf.plugin and owns
+what it gathers: the records, the outcomes --update-expected-failures writes,
+the reports written and why they were not."""
 from __future__ import annotations
 
 import os
@@ -9,7 +11,8 @@ import re
 import sys
 import time
 import warnings
-from typing import IO
+from pathlib import Path
+from typing import IO, Any, Iterable
 
 import pytest
 
@@ -17,7 +20,7 @@ from xpuperf import report_folder
 from xpuperf.conformance import expected
 from xpuperf.gate.judge import item_key
 from xpuperf.gate.verdict import INCONCLUSIVE, REGRESSED, VERDICTS
-from xpuperf.plugin import PluginState
+from xpuperf.options import RunConfig
 from xpuperf.records import ITEM_KEY, RECORD_KEY, printable
 
 
@@ -73,10 +76,16 @@ class ResultCollector:
     (pytest-xdist forwards workers' reports here) and writes the reports at the end,
     whatever the items' outcomes."""
 
-    def __init__(self, state: PluginState, clears_benchmark_json: bool = True):
+    def __init__(self, run: RunConfig, clears_benchmark_json: bool = True):
         """``clears_benchmark_json``: this session writes benchmark.json in the
         report folder, so an earlier one's goes with the rest."""
-        self.state = state
+        self.run = run
+        # node id -> the item's record: its identity, what it recorded, its outcome.
+        self.records: dict[str, dict[str, Any]] = {}
+        # With --update-expected-failures: item name -> None (passed) or failure reason.
+        self.outcomes: dict[str, str | None] = {}
+        self.written: list[Path] = []  # the report files written
+        self.report_error = ""  # why the reports were not (all) written
         self.selected: int | None = None  # items selected; None under pytest-xdist
         self.zoo_items = False  # whether any selected item is a zoo item
         self.deselected = 0
@@ -99,20 +108,20 @@ class ResultCollector:
         """At the first result: lock the report folder and clear it. A folder
         another session holds stops this one (its reports would mix with the
         other's); the summary and the exit status say so."""
-        if self.lock is not None or self.state.report_error:
+        if self.lock is not None or self.report_error:
             return
-        folder = self.state.report_dir
+        folder = self.run.report_dir
         try:
             self.lock = report_folder.lock(folder, (
                 f"the xpuperf session of pid {os.getpid()} (started {self.started}: "
                 f"{' '.join(sys.argv)})"))
             report_folder.clear(folder, self.clears_benchmark_json, self.started)
         except report_folder.ReportFolderError as e:
-            self.state.report_error = str(e)
+            self.report_error = str(e)
             if self.session is not None:
                 self.session.shouldstop = f"xpuperf: --report-dir {e}"
         except OSError as e:
-            self.state.report_error = f"clearing {folder}: {e}"
+            self.report_error = f"clearing {folder}: {e}"
 
     def pytest_deselected(self, items: list[pytest.Item]) -> None:
         self.deselected += len(items)
@@ -126,10 +135,10 @@ class ResultCollector:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         _printable_report(report)
         props = printable(dict(report.user_properties))
-        if ITEM_KEY not in props and report.nodeid not in self.state.records:
+        if ITEM_KEY not in props and report.nodeid not in self.records:
             return  # not a zoo item, or one that crashed pytest-xdist's worker before setup
         self._take_folder()
-        rec = self.state.records.setdefault(report.nodeid, dict(props.get(ITEM_KEY, {})))
+        rec = self.records.setdefault(report.nodeid, dict(props.get(ITEM_KEY, {})))
         before = (rec.get("outcome"), rec.get("message"))
         rec.update(props.get(RECORD_KEY, {}))
         if report.when == "call":
@@ -146,13 +155,13 @@ class ResultCollector:
             # Why, as the expected-failures file's line says it (without the marker's
             # "listed in ..." around it): the reports show it beside the outcome.
             name = report.nodeid.rsplit("::", 1)[-1]
-            listed = self.state.expected.get(name)
+            listed = self.run.expected.get(name)
             rec["expected_reason"] = listed.reason if listed else report.wasxfail
         if before[0] in ("failed", "error") and rec["outcome"] not in ("failed", "error"):
             # pytest-xdist ran it again after its worker crashed: the first failure stands.
             rec["outcome"] = before[0]
             rec["message"] = f"{before[1]} (then run again by pytest-xdist, which it passed)"
-        if self.state.update_expected:
+        if self.run.update_expected:
             self._note_outcome(report)
 
     def _note_outcome(self, report: pytest.TestReport) -> None:
@@ -164,14 +173,14 @@ class ResultCollector:
         if (hasattr(report, "wasxfail") and not report.passed) or (report.failed and not xpassed):
             # The first line of the reason, without the exception type pytest puts first.
             reason = (_message(report) or "failed").splitlines()[0]
-            self.state.outcomes[name] = re.sub(r"^(AssertionError|Failed): ", "", reason)
+            self.outcomes[name] = re.sub(r"^(AssertionError|Failed): ", "", reason)
         elif report.skipped or (report.when == "call" and (report.passed or xpassed)):
-            self.state.outcomes[name] = None
+            self.outcomes[name] = None
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        state = self.state
+        run = self.run
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-        for rec in state.records.values():
+        for rec in self.records.values():
             if "outcome" not in rec:  # set up, never reported done
                 rec["outcome"], rec["message"] = "error", (
                     "interrupted (SIGTERM or Ctrl-C) while it ran" if interrupted
@@ -182,62 +191,62 @@ class ResultCollector:
             session.exitstatus = exitstatus = pytest.ExitCode.TESTS_FAILED
         option = session.config.option
         run_label = _run_label(interrupted, option.keyword, option.markexpr)
-        if state.update_expected and state.outcomes and state.expected_path:
-            path = state.expected_path
+        if run.update_expected and self.outcomes and run.expected_path:
+            path = run.expected_path
             old = path.read_text(encoding="utf-8") if path.exists() else ""
-            report_folder.write_text(path, expected.updated(old, state.outcomes, (
-                f"Items the {state.hardware} backend is known to fail (see xpuperf/conformance/expected.py).\n"
+            report_folder.write_text(path, expected.updated(old, self.outcomes, (
+                f"Items the {run.hardware} backend is known to fail (see xpuperf/conformance/expected.py).\n"
                 "One pytest item name a line, then 'if [not] CAPABILITY' where the outcome\n"
-                "depends on the host; '#' starts the reason."), state.capabilities))
+                "depends on the host; '#' starts the reason."), run.capabilities))
         if self.lock is None:  # no result, or another session's folder: it stays as it is
-            if state.report_error:
+            if self.report_error:
                 session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
             return
         from xpuperf.report import TEMPLATES, write_reports, zoo_version
         # Which tier and zoo ran: xpuperf compare refuses to join runs that differ.
-        run = {"tier": state.zoo.tier, "zoo_version": zoo_version(state.zoo.path),
-               "run": run_label}
+        which = {"tier": run.zoo.tier, "zoo_version": zoo_version(run.zoo.path),
+                 "run": run_label}
         try:
-            info = {**printable(state.entry.load()().info()), **run}
+            info = {**printable(run.entry.load()().info()), **which}
         except Exception as e:  # noqa: BLE001 - a report without host info beats no report
-            info = {"name": state.hardware, "info_error": str(e), **run}
+            info = {"name": run.hardware, "info_error": str(e), **which}
         try:
-            state.written = write_reports(list(state.records.values()), state.report_dir,
-                                          state.hardware, info,
+            self.written = write_reports(list(self.records.values()), run.report_dir,
+                                          run.hardware, info,
                                           TEMPLATES)
         except Exception as e:  # noqa: BLE001 - say so in the summary, not as a traceback
-            state.report_error = state.report_error or f"{type(e).__name__}: {e}"
-            warnings.warn(f"xpuperf could not write its reports: {state.report_error}")
-        if state.report_error:  # a run whose reports are incomplete did not end well
+            self.report_error = self.report_error or f"{type(e).__name__}: {e}"
+            warnings.warn(f"xpuperf could not write its reports: {self.report_error}")
+        if self.report_error:  # a run whose reports are incomplete did not end well
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
         try:  # last: it says whether the reports above were written
-            report_folder.write(state.report_dir, {
-                **report_folder.read(state.report_dir), "status": run_label,
+            report_folder.write(run.report_dir, {
+                **report_folder.read(run.report_dir), "status": run_label,
                 "finished": exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
-                and not state.report_error,
-                "exit_status": int(session.exitstatus), "hardware": state.hardware,
-                "tier": state.zoo.tier, "ended": time.strftime("%Y-%m-%d %H:%M:%S %z"),
-                "reports": f"NOT written: {state.report_error}" if state.report_error
+                and not self.report_error,
+                "exit_status": int(session.exitstatus), "hardware": run.hardware,
+                "tier": run.zoo.tier, "ended": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                "reports": f"NOT written: {self.report_error}" if self.report_error
                 else "written",
                 "selection": {"-k": option.keyword or None, "-m": option.markexpr or None,
                               "items": self.selected, "deselected": self.deselected}})
         except OSError as e:  # its earlier version, written whole, says "finished": false
-            state.report_error = state.report_error or f"{report_folder.MANIFEST}: {e}"
+            self.report_error = self.report_error or f"{report_folder.MANIFEST}: {e}"
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     # Last, after pytest-benchmark's tables: the summary a user reads first.
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter) -> None:
-        state = self.state
-        if self.lock is None and not state.report_error:
-            earlier = report_folder.read(state.report_dir)
+        run = self.run
+        if self.lock is None and not self.report_error:
+            earlier = report_folder.read(run.report_dir)
             # Said where zoo items were asked for (or nothing was selected, as a -k
             # typo does), not after a session of xpuperf's own selftests.
             if earlier and (self.zoo_items or self.selected == 0):
                 ended = (f"ended {earlier['ended']}: {earlier.get('status', '-')}"
                          if "ended" in earlier else "which did not finish")
                 terminalreporter.write_line(f"xpuperf: no results in this session; "
-                                            f"{state.report_dir} keeps the reports of an "
+                                            f"{run.report_dir} keeps the reports of an "
                                             f"earlier session ({ended})")
             return
         from xpuperf.report.ops import op_table
@@ -245,8 +254,8 @@ class ResultCollector:
         from xpuperf.report.terminal import table
 
         tr = terminalreporter
-        tr.section(f"xpuperf: {state.hardware}, {state.zoo.tier} tier")
-        records = list(state.records.values())
+        tr.section(f"xpuperf: {run.hardware}, {run.zoo.tier} tier")
+        records = list(self.records.values())
         rows = summarize(r for r in records if r.get("suite") != "op")
         if rows:
             tr.write_line(table(rows))
@@ -256,44 +265,44 @@ class ResultCollector:
                           f"({100 * ops.pass_rate:.1f} %) over {len(ops.rows)} ops; "
                           f"{ops.expected} expected failure(s), {ops.unexpected} unexpected",
                           red=bool(ops.unexpected))
-        if state.update_expected and state.outcomes:
-            tr.write_line(f"expected failures rewritten from this run: {state.expected_label}")
-        if state.gate is not None:
-            text, markup = gate_line(state)
+        if run.update_expected and self.outcomes:
+            tr.write_line(f"expected failures rewritten from this run: {run.expected_label}")
+        if run.gate is not None:
+            text, markup = gate_line(run, self.records.values())
             tr.write_line(text, **markup)
         for name, why in self.benchmark_regressions:
             tr.write_line(f"--benchmark-compare-fail: {name} regressed: {why} (pytest-benchmark "
                           "compares one run's mean or min; the speed gate compares samples: "
                           "README, 'The speed gate')", red=True)
-        if state.report_error:
-            tr.write_line(f"reports NOT written: {state.report_error}", red=True)
-        elif state.written:
-            tr.write_line(f"reports: {state.report_dir / 'report.html'} and "
-                          f"{len(state.written) - 1} JSON file(s)")
+        if self.report_error:
+            tr.write_line(f"reports NOT written: {self.report_error}", red=True)
+        elif self.written:
+            tr.write_line(f"reports: {run.report_dir / 'report.html'} and "
+                          f"{len(self.written) - 1} JSON file(s)")
 
 
-def gate_line(state: PluginState) -> tuple[str, dict[str, bool]]:
+def gate_line(run: RunConfig, records: Iterable[dict[str, Any]]) -> tuple[str, dict[str, bool]]:
     """The speed gate's terminal line: how many items it compared and each
     verdict's count, the inconclusive ones named with their effect; red when
     an item failed by it (and its markup for tr.write_line)."""
-    source = (f"baseline {state.baseline.source}" if state.baseline is not None
+    source = (f"baseline {run.baseline.source}" if run.baseline is not None
               else "A/B baseline " + ", ".join(f"{k}={v}" for k, v in
-                                               sorted((state.ab_options or {}).items())))
-    compared = [r for r in state.records.values() if isinstance(r.get("baseline"), dict)]
+                                               sorted((run.ab_options or {}).items())))
+    compared = [r for r in records if isinstance(r.get("baseline"), dict)]
     counts = {name: sorted(item_key(r) for r in compared
                            if r["baseline"].get("verdict") == name) for name in VERDICTS}
     metric = [r for r in compared if "drop" in r["baseline"]]
     dropped = [r for r in metric if "against the baseline" in str(r.get("message"))]
-    effect = "failed" if state.gate.inconclusive == "fail" else "passed, --gate-inconclusive=pass"
+    effect = "failed" if run.gate.inconclusive == "fail" else "passed, --gate-inconclusive=pass"
     text = (f"speed gate against {source}: {len(compared) - len(metric)} item(s) compared: "
             + ", ".join(f"{len(counts[n])} {n}" for n in VERDICTS)
-            + f" (--max-regression {state.max_regression:g}%)")
+            + f" (--max-regression {run.max_regression:g}%)")
     if counts[INCONCLUSIVE]:
         text += f"; inconclusive ({effect}): {', '.join(counts[INCONCLUSIVE])}"
     if metric:
         text += f"; {len(metric)} metric(s) compared, {len(dropped)} dropped"
     failed = counts[REGRESSED] or dropped or (counts[INCONCLUSIVE]
-                                              and state.gate.inconclusive == "fail")
+                                              and run.gate.inconclusive == "fail")
     return text, {"red": bool(failed), "yellow": bool(counts[INCONCLUSIVE]) and not failed}
 
 

@@ -19,12 +19,12 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from backends.base import Backend, CompileReport
-from xpuperf import datasets
 from xpuperf.measure import flops
-from xpuperf.batches import batch_free, calibration_feeds, eval_batch_size, run_in_batches
-from xpuperf.cache import Cache, arrays_key, content_key
+from xpuperf.batches import batch_free, eval_batch_size, run_in_batches
+from xpuperf.cache import Cache, content_key
 from xpuperf.datasets.base import Dataset
 from xpuperf.models.artifact import ModelArtifact
+from xpuperf.models.entry import SetupError, ZooEntry
 from xpuperf.worker.process import RemoteError, StartFailed, Worker, WorkerLost
 from xpuperf.zoo import Combination, ModelSpec, PerfCase, Zoo
 
@@ -44,11 +44,6 @@ TIMEOUT_FIX = ("raise it with --item-timeout SECONDS, tiers.<tier>.timeout_s or 
 class Unsupported(Exception):
     """The backend does not offer this precision, or declines the model
     (backends.base.Declined): the item is skipped, not failed."""
-
-
-class SetupError(Exception):
-    """What an item needs could not be made (a dataset, weights, the zoo entry's
-    model): the items of that combination error in setup, not as a backend failure."""
 
 
 class BackendFailure(Exception):
@@ -125,8 +120,8 @@ class BenchSession:
         self.cache = Cache(cache_dir)
         self.data_dir = data_dir
         self.item_timeout_s, self.device = item_timeout_s, device
-        self._datasets: dict[str, Dataset] = {}
-        self._artifacts: dict[str, ModelArtifact] = {}
+        self._entries: dict[str, ZooEntry] = {}  # model -> its dataset, artifact, data key
+        self._made: set[str] = set()  # the models whose artifact is made
         self._references: dict[str, dict[str, np.ndarray]] = {}
         self._workers: dict[str, Worker] = {}
         self.ab_options = dict(ab_options) if ab_options is not None else None
@@ -161,53 +156,31 @@ class BenchSession:
         limit = self.timeout_s(model)
         thread.join(limit)
         if thread.is_alive():
-            self._overran[model.name] = (f"{self._where(model, key)}: {what} ran past its time "
+            self._overran[model.name] = (f"{self._entry(model).where(key)}: {what} ran past its time "
                                          f"limit of {limit:g} s ({TIMEOUT_FIX})")
             raise SetupError(self._overran[model.name])
         if "error" in done:
             raise done["error"]
         return done["value"]
 
-    def _where(self, model: ModelSpec, key: str) -> str:
-        line = self.zoo.lines.get(f"models.{model.name}.{key}") or self.zoo.lines.get(
-            f"models.{model.name}")
-        return f"{self.zoo.path}{f':{line}' if line else ''}: models.{model.name}.{key}"
+    def _entry(self, model: ModelSpec) -> ZooEntry:
+        if model.name not in self._entries:
+            self._entries[model.name] = ZooEntry(self.zoo, model, self.cache, self.data_dir)
+        return self._entries[model.name]
 
     def dataset(self, model: ModelSpec) -> Dataset:
-        if model.name not in self._datasets:
-            spec = self.zoo.datasets[model.dataset]
-            try:
-                self._datasets[model.name] = datasets.load(spec, self.data_dir, model.inputs,
-                                                           model.outputs, model.dataset_options)
-            except Exception as e:  # noqa: BLE001 - any loader failure is this model's setup error
-                raise SetupError(f"{self._where(model, 'dataset')}: dataset {model.dataset!r} "
-                                 f"(format {spec.format}) cannot be loaded: "
-                                 f"{type(e).__name__}: {e}") from e
-        return self._datasets[model.name]
+        return self._entry(model).dataset()
 
     def artifact(self, model: ModelSpec) -> ModelArtifact:
         """The model's artifact with its ONNX export made, which the worker then
-        finds in the cache."""
-        if model.name not in self._artifacts:
-            ds = lambda: self.dataset(model)  # noqa: E731 - loaded only if int8 asks
-            key = "weights" if model.weights else "builder"
-
-            def make() -> ModelArtifact:
-                artifact = ModelArtifact(  # hashes the weights file
-                    model, self.cache, self.zoo.path.parent,
-                    calibration=lambda n: calibration_feeds(ds(), n, model.fixed_batch or 1))
-                artifact.onnx_path()
-                return artifact
-            try:
-                artifact = self._bounded(model, key, "the model's making (its weights read, "
-                                         "its export to ONNX)", make)
-            except SetupError:
-                raise
-            except Exception as e:  # noqa: BLE001 - weights, builder or export: a setup error
-                raise SetupError(f"{self._where(model, key)}: the model cannot be made: "
-                                 f"{type(e).__name__}: {e}") from e
-            self._artifacts[model.name] = artifact
-        return self._artifacts[model.name]
+        finds in the cache; made within the time limit of one of its items."""
+        entry = self._entry(model)
+        if model.name not in self._made:
+            self._bounded(model, "weights" if model.weights else "builder",
+                          "the model's making (its weights read, its export to ONNX)",
+                          entry.artifact)
+            self._made.add(model.name)
+        return entry.artifact()
 
     def prepare(self, model: ModelSpec) -> None:
         """Make what the worker will need before it starts, so that a problem
@@ -224,7 +197,7 @@ class BenchSession:
                 self._references[model.name] = expected
                 return expected
             bs = eval_batch_size(model.batch_sizes, len(ds))
-            key = content_key(art.key, arrays_key(ds.feeds(range(len(ds)))))
+            key = content_key(art.key, self._entry(model).data_key())
             try:
                 self._references[model.name] = self._bounded(
                     model, "framework", f"the {model.framework} reference run",
@@ -233,8 +206,8 @@ class BenchSession:
             except SetupError:
                 raise
             except Exception as e:  # noqa: BLE001 - the framework's failure, not the backend's
-                raise SetupError(f"{self._where(model, 'framework')}: the {model.framework} "
-                                 f"reference run failed: {type(e).__name__}: {e}") from e
+                raise self._entry(model).failed(
+                    "framework", f"the {model.framework} reference run failed", e) from e
         return self._references[model.name]
 
     # ------------------------------------------------------------------ the group's worker
@@ -412,10 +385,10 @@ class BenchSession:
         self._failed.pop(group, None)
 
     def release_model(self, name: str) -> None:
-        artifact = self._artifacts.pop(name, None)
-        if artifact is not None:
-            artifact.close()
-        self._datasets.pop(name, None)
+        entry = self._entries.pop(name, None)
+        if entry is not None:
+            entry.close()
+        self._made.discard(name)
         self._references.pop(name, None)
         for key in [k for k in self._costs if k[0] == name]:
             del self._costs[key]
@@ -423,7 +396,7 @@ class BenchSession:
     def close(self) -> None:
         for group in {*self._workers, *self._ab_workers}:
             self.release_group(group)
-        for name in list(self._artifacts):
+        for name in list(self._entries):
             self.release_model(name)
 
     def info(self) -> dict[str, Any]:

@@ -26,7 +26,8 @@ Options (--backend-option KEY=VALUE): threads (intra-op threads, default
 onnxruntime's), calibration_samples (int8, default 16), int8_ops (comma-separated
 op types to quantize, default the compute-heavy ones), int8_scheme (s8s8, u8u8 or
 s8s8-w7, default chosen from the host as above); for LLM serving, engine
-(continuous, the default, or reference) and max_batch (backends/torch_generation.py).
+(continuous, the default, or reference: backends/torch_engines.py) and max_batch
+(backends/torch_generation.py).
 """
 from __future__ import annotations
 
@@ -110,8 +111,8 @@ class CpuBackend(Backend):
         # LLM serving runs on torch (continuous batching by default, or the
         # reference engine): a KV cache and batching have no place in a one-graph
         # onnxruntime session.
-        from backends import torch_generation
-        return torch_generation.engine(artifact, precision, options, "cpu", "continuous")
+        from backends import torch_engines
+        return torch_engines.engine(artifact, precision, options, "cpu", "continuous")
 
     def compile(self, artifact: ModelArtifactLike, precision: str, batch_sizes: tuple[int, ...],
                 options: Mapping[str, str], cache_dir: Path | None = None) -> Compiled:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator, Mapping
 
-from backends import torch_generation
+from backends import torch_engines
 from backends.generation import GenerationEngine, LMArtifactLike
 from backends.gpu.slots import SlotsEngine
 from backends.gpu.static_cache import (cache_length, captured_sizes, decode_mode, prepared,
@@ -48,7 +48,7 @@ from backends.torch_generation import StaticBatchingEngine, TorchEngine
 
 # The options the engines read (the compile path reads backends/gpu/backend.py's).
 OPTIONS = ("engine", "decode", "max_batch", "threads")
-ENGINES = ("static", "slots") + torch_generation.ENGINES
+ENGINES = ("static", "slots") + torch_engines.ENGINES
 
 
 def engine(artifact: LMArtifactLike, precision: str, options: Mapping[str, str],
@@ -60,8 +60,8 @@ def engine(artifact: LMArtifactLike, precision: str, options: Mapping[str, str],
     choice = options.get("engine", "static")
     if choice not in ENGINES:
         raise ValueError(f"backend option engine={choice!r}: use one of {', '.join(ENGINES)}")
-    if choice in torch_generation.ENGINES:
-        return torch_generation.engine(artifact, precision, options, device, choice)
+    if choice in torch_engines.ENGINES:
+        return torch_engines.engine(artifact, precision, options, device, choice)
     why = unsupported(artifact.builder)
     if why:
         return TorchEngine(artifact, precision, options, device,

@@ -6,48 +6,22 @@ and one engine serve them; the engine is closed before the next is built.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import pytest
 
-from xpuperf.plugin import STATE
+from xpuperf.cases import GenCase, gen_case
+from xpuperf.options import RUN
 from xpuperf.records import ITEM_KEY, RECORD_KEY, jsonable
-from xpuperf.zoo.generation import GenerationSpec
-
-SUITE = "generation"
-
-
-@dataclass(frozen=True)
-class GenCase:
-    spec: GenerationSpec
-    precision: str
-    scenario: str | None = None  # None: the accuracy item
-    concurrency: int | None = None
-
-    @property
-    def id(self) -> str:
-        if self.scenario is None:
-            return self.spec.combo_id(self.precision)
-        return self.spec.case_id(self.precision, self.scenario, self.concurrency)
-
-    def identity(self, hardware: str) -> dict[str, Any]:
-        """The record keys that say which item this is (xpuperf.records)."""
-        extra = {"scenario": self.scenario, "concurrency": self.concurrency} if self.scenario else {}
-        return {"suite": SUITE, "combination": self.spec.combo_id(self.precision),
-                "model": self.spec.name, "dataset": "prompts", "precision": self.precision,
-                "hardware": hardware, "framework": "torch", "domain": "llm",
-                "family": self.spec.family, "weights": f"seeded (seed {self.spec.seed})", **extra}
-
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "generation: LLM serving and generation accuracy (suites/llm)")
-    for family in sorted({w.family for w in config.stash[STATE].zoo.generation}):
+    for family in sorted({w.family for w in config.stash[RUN].zoo.generation}):
         config.addinivalue_line("markers", f"{family}: the {family} model family")
 
 
 def _cases(config: pytest.Config, accuracy: bool) -> list:
-    state = config.stash[STATE]
+    state = config.stash[RUN]
     cases = []
     for spec in state.zoo.generation:
         for p in spec.precisions:
@@ -70,28 +44,20 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("gen_combo", _cases(metafunc.config, accuracy=True))
 
 
-def _case(item: pytest.Item) -> GenCase | None:
-    params = item.callspec.params if hasattr(item, "callspec") else {}
-    # A zoo without generation workloads parametrizes with an empty set: pytest
-    # then makes one skipped item whose parameter is a NOTSET marker.
-    case = params.get("gen_case") or params.get("gen_combo")
-    return case if isinstance(case, GenCase) else None
-
-
 @pytest.hookimpl(tryfirst=True)  # before xpuperf.plugin reads ITEM_KEY (expected failures)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    state = config.stash[STATE]
+    state = config.stash[RUN]
     order = {key: i for i, key in enumerate((w.name, p) for w in state.zoo.generation
                                             for p in w.precisions)}
-    llm = [(i, c) for i, c in ((i, _case(i)) for i in items) if c is not None]
+    llm = [(i, c) for i, c in ((i, gen_case(i)) for i in items) if c is not None]
     for item, case in llm:
         item.user_properties.append((ITEM_KEY, case.identity(state.hardware)))
     # Group by workload and precision, the accuracy item first, then scenarios in
     # the zoo's order (offline first: the server loads a fraction of its rate).
-    ranked = sorted(llm, key=lambda ic: (order[(ic[1].spec.name, ic[1].precision)],
+    ranked = sorted(llm, key=lambda ic: (order[ic[1].group],
                                          ic[1].scenario is not None))
     slots = iter(ranked)
-    items[:] = [next(slots)[0] if _case(i) is not None else i for i in items]
+    items[:] = [next(slots)[0] if gen_case(i) is not None else i for i in items]
 
 
 @pytest.fixture(scope="session")
@@ -101,8 +67,8 @@ def llm(pytestconfig: pytest.Config):
     timeout_s."""
     from xpuperf.generation.remote import RemoteLLM
 
-    state = pytestconfig.stash[STATE]
-    limit = pytestconfig.getoption("item_timeout") or state.zoo.timeout_s
+    state = pytestconfig.stash[RUN]
+    limit = state.item_timeout or state.zoo.timeout_s
     session = RemoteLLM(state.entry.name, state.options, state.zoo, limit, state.device)
     yield session
     session.close()
@@ -111,8 +77,8 @@ def llm(pytestconfig: pytest.Config):
 @pytest.fixture
 def record_llm(request: pytest.FixtureRequest, record_property) -> Callable[..., None]:
     """record_llm(**fields): attach this item's result record (suite "generation")."""
-    state = request.config.stash[STATE]
-    case = _case(request.node)
+    state = request.config.stash[RUN]
+    case = gen_case(request.node)
 
     def _record(**fields: Any) -> None:
         record_property(RECORD_KEY, jsonable({**case.identity(state.hardware), **fields}))
@@ -122,7 +88,7 @@ def record_llm(request: pytest.FixtureRequest, record_property) -> Callable[...,
 @pytest.fixture
 def engine_ready(llm, request: pytest.FixtureRequest) -> None:
     """The item's engine started (skips when the backend cannot generate it)."""
-    case = _case(request.node)
+    case = gen_case(request.node)
     unsupported = llm.start(case.spec, case.precision)
     if unsupported:
         pytest.skip(unsupported)

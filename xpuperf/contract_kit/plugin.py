@@ -9,6 +9,7 @@ import pytest
 
 from backends.base import Backend, Compiled
 from xpuperf.contract_kit.models import MODELS, ContractArtifact, write_onnx
+from xpuperf.options import RUN
 
 # Loaded with -p, before pytest reads the command line: --hardware is the plugin's.
 # A checkout's conftest.py loads it too, once: pytest registers a module by name.
@@ -21,10 +22,8 @@ XPUPERF_ZOO_RUN = False
 
 
 def _backend(config: pytest.Config) -> Backend:
-    from xpuperf.plugin import STATE
-
     if _BACKEND not in config.stash:
-        config.stash[_BACKEND] = config.stash[STATE].entry.load()()
+        config.stash[_BACKEND] = config.stash[RUN].entry.load()()
     return config.stash[_BACKEND]
 
 
@@ -48,9 +47,7 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ContractArt
 @pytest.fixture(scope="session")
 def backend_options(pytestconfig: pytest.Config) -> dict[str, str]:
     """--backend-option and --backend-config, as the suites pass them."""
-    from xpuperf.plugin import STATE
-
-    return dict(pytestconfig.stash[STATE].options)
+    return dict(pytestconfig.stash[RUN].options)
 
 
 Compile = Callable[..., Compiled]

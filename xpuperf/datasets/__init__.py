@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from xpuperf.datasets.base import Dataset
-from xpuperf.zoo import DatasetSpec, TensorSpec
+from xpuperf.zoo.specs import DatasetSpec, TensorSpec
 
 
 @dataclass(frozen=True)

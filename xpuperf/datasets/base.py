@@ -6,7 +6,7 @@ from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 
-from xpuperf.zoo import TensorSpec
+from xpuperf.zoo.specs import TensorSpec
 
 
 class Dataset(abc.ABC):

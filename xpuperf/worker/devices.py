@@ -17,7 +17,7 @@ class DeviceListError(ValueError):
 def parse(listed: str) -> tuple[str, ...]:
     devices = tuple(d.strip() for d in listed.split(","))
     if not all(d.isdigit() for d in devices):
-        raise DeviceListError(f"--devices {listed!r}: give device indices separated by commas, "
+        raise DeviceListError(f"{listed!r}: give device indices separated by commas, "
                               "e.g. --devices 0,1,2,3")
     return devices
 

@@ -18,12 +18,11 @@ import numpy as np
 from backends.base import (Compiled, CompileError, CompileReport, Declined, ModelArtifactLike,
                            Resident)
 from backends.registry import find
-from xpuperf import datasets
 from xpuperf.measure import audits, energy, flops, loadgen
-from xpuperf.batches import (audit_batch_size, batch_free, calibration_feeds, eval_batch_size,
-                             perf_indices, run_in_batches)
-from xpuperf.cache import (Cache, arrays_key, content_key, package_modules, read_json,
-                           source_digest, write_json)
+from xpuperf.batches import (audit_batch_size, batch_free, eval_batch_size, perf_indices,
+                             run_in_batches)
+from xpuperf.cache import (Cache, content_key, package_modules, read_json, source_digest,
+                           write_json)
 from xpuperf.measure.memory import PeakRSS
 from xpuperf.measure.resident import measure as measure_resident
 from xpuperf.measure.timing import run_mlperf_beside, run_scenario, run_settings
@@ -109,7 +108,7 @@ class GroupHost:
                  zoo: str, tier: str, cache_dir: str, data_dir: str, model: str, precision: str):
         """``note(text)`` tells the parent what the host is doing (quoted if it dies
         there); the rest names the backend and the group, as JSON can carry them."""
-        from xpuperf.models.artifact import ModelArtifact  # imports the model's framework adapter
+        from xpuperf.models.entry import ZooEntry  # imports the model's framework adapter
 
         self.note = note
         self.backend = find(hardware).load()()
@@ -118,12 +117,9 @@ class GroupHost:
         self.model = next(m for m in self.zoo.models if m.name == model)
         self.precision = precision
         self.cache = Cache(Path(cache_dir))
-        self.dataset = ds = datasets.load(self.zoo.datasets[self.model.dataset], Path(data_dir),
-                                          self.model.inputs, self.model.outputs,
-                                          self.model.dataset_options)
-        self.artifact = ModelArtifact(
-            self.model, self.cache, self.zoo.path.parent,
-            calibration=lambda n: calibration_feeds(ds, n, self.model.fixed_batch or 1))
+        # As the parent made them (xpuperf.session), with the same keys.
+        self.entry = ZooEntry(self.zoo, self.model, self.cache, Path(data_dir))
+        self.dataset, self.artifact = self.entry.dataset(), self.entry.artifact()
         self.compiled: Compiled | None = None
         self.report: CompileReport | None = None
         self._outputs: dict[str, np.ndarray] | None = None
@@ -330,7 +326,7 @@ class GroupHost:
             self.compiled.close()
         if self._meter is not None:
             self._meter.close()
-        self.artifact.close()
+        self.entry.close()
 
     def _checked(self, outputs: Any, batch_size: int) -> dict[str, np.ndarray]:
         """``outputs`` held to the contract (xpuperf.worker.contract): where the zoo
@@ -384,9 +380,8 @@ class GroupHost:
         classes = {c.__module__ for c in type(backend).__mro__} - {"builtins", "abc"}
         stack = {**backend.info(), "code": source_digest(
             *classes, *package_modules(type(backend).__module__))}
-        ds = self.dataset
         key = content_key("compiled", backend.name, stack, artifact.key,
-                          arrays_key(ds.feeds(range(len(ds)))), self.precision,
+                          self.entry.data_key(), self.precision,
                           model.batch_sizes, self.options)
 
         def compile_into(folder: Path) -> Compiled:
