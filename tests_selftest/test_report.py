@@ -13,7 +13,7 @@ from xpuperf.report.bytemlperf import result_json
 from xpuperf.report.figures import figures
 from xpuperf.report.plot import line_panel, styles
 from xpuperf.report.ops import op_table
-from xpuperf.report.summary import exceeds_tolerance, fmt_num, summarize, worst_diff
+from xpuperf.report.summary import fmt_num, summarize, worst_diff
 from xpuperf.report.terminal import table
 from xpuperf.zoo import load_zoo
 
@@ -188,16 +188,6 @@ def test_worst_diff_nan_wins_in_any_order(order):
     outs = [diff(0.01, 0.99), diff(math.nan, math.nan)]
     worst = worst_diff([outs[i] for i in order])
     assert math.isnan(worst["max_abs"]) and math.isnan(worst["cosine"])
-
-
-def test_exceeds_tolerance():
-    tol = {"max_abs": 0.05, "min_cosine": 0.999}
-    assert exceeds_tolerance("max_abs", 0.06, tol) and not exceeds_tolerance("max_abs", 0.01, tol)
-    assert exceeds_tolerance("cosine", 0.99, tol) and not exceeds_tolerance("cosine", 1.0, tol)
-    assert exceeds_tolerance("std_abs", math.nan, tol) and exceeds_tolerance("nan", 1, tol)
-    assert not exceeds_tolerance("inf", 0, tol)
-    assert not exceeds_tolerance("std_abs", 9.0, tol)  # no tolerance for it
-    assert not exceeds_tolerance("max_abs", None, tol)
 
 
 def test_fmt_num():

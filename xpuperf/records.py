@@ -92,7 +92,8 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from typing import Any
+from dataclasses import dataclass, field, fields, make_dataclass
+from typing import Any, Mapping
 
 from xpuperf.zoo import Combination
 
@@ -155,3 +156,146 @@ def printable(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(printable(v) for v in value)
     return value
+
+
+# The figures' table: what each measured figure is called in a record, in the
+# typed record the reports read (PerfPoint), in ByteMLPerf's result file, and on
+# the page. Every step after the measurement reads it (xpuperf.report.summary,
+# .bytemlperf's writer and reader, the page's figure tables, xpuperf.gate's
+# baseline), so a new figure is a row here and the code that measures it.
+@dataclass(frozen=True)
+class Field:
+    """One figure of a record kind."""
+
+    attr: str  # the typed record's attribute
+    key: tuple[str, ...]  # where the record holds it: ("latency_ms", "p99") is rec["latency_ms"]["p99"]
+    label: str | None  # ByteMLPerf's key in the result file; None: not written there
+    unit: str = ""
+    fmt: str = "num"  # how the page shows it: xpuperf.report.FORMATS' names
+    type: type = float  # float, int, str, bool or list (of floats)
+    # "always": written to the result file missing or not (ByteMLPerf's core
+    # figures); "measured": only where measured (a scenario's or a device's own).
+    written: str = "always"
+    column: str | None = None  # its heading in a combination's figure table; None: no column
+    note: str = ""  # the heading's tooltip: what a reader must know of the figure
+
+    @property
+    def empty(self) -> Any:
+        """The typed record's value when the record lacks it."""
+        return {str: "", list: ()}.get(self.type)
+
+    def read(self, rec: Mapping[str, Any]) -> Any:
+        """This figure of record ``rec`` as its type, or ``empty`` when missing or
+        of another type (a partial record of a failed item)."""
+        value: Any = rec
+        for part in self.key:
+            value = value.get(part) if isinstance(value, Mapping) else None
+        return self.typed(value)
+
+    def typed(self, value: Any) -> Any:
+        """``value`` as this figure's type, or ``empty`` when it is none; a result
+        file's "NaN"/"Infinity" spellings of non-finite numbers read back."""
+        if self.type is float:
+            if isinstance(value, str):
+                return _NONFINITE.get(value)
+            return None if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                else float(value)
+        if self.type is int:
+            return value if isinstance(value, int) and not isinstance(value, bool) else None
+        if self.type is bool:
+            return value if isinstance(value, bool) else None
+        if self.type is list:
+            return tuple(float(v) for v in value if isinstance(v, (int, float))
+                         and not isinstance(v, bool)) if isinstance(value, list) else ()
+        return str(value) if value else ""
+
+
+_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+# A performance item (xpuperf.measure.loadgen's LoadResult.as_record() and the
+# worker's figures beside it), in ByteMLPerf's order. Latencies in ms.
+PERFORMANCE: tuple[Field, ...] = (
+    Field("batch_size", ("batch_size",), "BS", type=int),
+    Field("scenario", ("scenario",), "Scenario", type=str),
+    Field("qps", ("qps",), "QPS", "samples/s", column="QPS"),
+    Field("mean", ("latency_ms", "mean"), "AVG Latency", "ms", column="mean ms"),
+    Field("p50", ("latency_ms", "p50"), "P50 Latency", "ms", column="p50 ms"),
+    Field("p90", ("latency_ms", "p90"), "P90 Latency", "ms", column="p90 ms"),
+    Field("p99", ("latency_ms", "p99"), "P99 Latency", "ms", column="p99 ms"),
+    Field("p999", ("latency_ms", "p99.9"), "P99.9 Latency", "ms"),
+    Field("samples", ("samples",), "Samples", type=int, fmt="int", column="samples"),
+    Field("wall_s", ("wall_s",), None, "s", fmt="num3", column="wall s"),
+    Field("mfu", ("mfu",), "MFU", fmt="pct", column="MFU",
+          note="achieved FLOP/s over the peak FLOP/s below"),
+    Field("peak_flops", ("peak_flops",), "Peak FLOPS", "FLOP/s"),
+    Field("peak_flops_source", ("peak_flops_source",), "Peak FLOPS Source", type=str),
+    Field("peak_rss_mb", ("peak_rss_mb",), "Peak RSS MB", "MiB", fmt="num4",
+          column="peak RSS MiB"),
+    Field("resident_qps", ("device_resident", "qps"), "Device Resident QPS", "samples/s",
+          column="resident QPS", note="offline QPS over inputs already on the device, "
+          "outputs left there (QPS: host arrays in and out)"),
+    Field("device_p50", ("device_resident", "device_ms", "p50"), "Device P50 Latency", "ms",
+          fmt="num3", column="device p50 ms", note="a query's device time, by the device's "
+          "own clock"),
+    Field("device_p90", ("device_resident", "device_ms", "p90"), "Device P90 Latency", "ms",
+          fmt="num3", column="device p90 ms", note="a query's device time, by the device's "
+          "own clock"),
+    Field("h2d_bytes_per_s", ("device_resident", "h2d_bytes_per_s"), "H2D Bytes per s", "B/s",
+          fmt="gbps", column="H2D GB/s", note="host-to-device copy rate of one batch"),
+    Field("d2h_bytes_per_s", ("device_resident", "d2h_bytes_per_s"), "D2H Bytes per s", "B/s",
+          fmt="gbps", column="D2H GB/s", note="device-to-host copy rate of one batch"),
+    Field("device_memory_peak_mb", ("device_memory_peak_mb",), "Device Memory Peak MB", "MiB",
+          fmt="num4", column="device MiB", note="the device's peak allocated memory over the item"),
+    Field("flops_per_sample", ("flops_per_sample",), "FLOPs per Sample"),
+    Field("bytes_per_sample", ("bytes_per_sample",), "Bytes per Sample", fmt="num3",
+          column="bytes / sample"),
+    # Beside ByteMLPerf's figures: a scenario's own, where it has them.
+    Field("window_qps", ("window_qps",), "Window QPS", type=list, written="measured"),
+    Field("valid", ("valid",), "Valid", type=bool, written="measured"),
+    Field("stable", ("stable",), "Steady", type=bool, written="measured"),
+    Field("spread", ("spread",), "QPS Spread", written="measured"),
+    Field("max_spread", ("max_spread",), "Max QPS Spread", written="measured"),
+    Field("target_qps", ("target_qps",), "Target QPS", "samples/s", written="measured"),
+    Field("mlperf_qps", ("mlperf", "qps"), "LoadGen QPS", "samples/s", written="measured",
+          column="LoadGen QPS", note="the same item under mlcommons-loadgen"),
+    Field("resident_skipped", ("device_resident", "skipped"), "Device Resident Skipped",
+          type=str, written="measured"),
+    Field("avg_watts", ("energy", "avg_watts"), "Avg Watts", "W", fmt="num3", written="measured",
+          column="W", note="by the device's own energy counter over the measured run"),
+    Field("j_per_query", ("energy", "j_per_query"), "J per Query", "J", written="measured"),
+    Field("j_per_sample", ("energy", "j_per_sample"), "J per Sample", "J", fmt="num3",
+          written="measured", column="J / sample",
+          note="by the device's own energy counter over the measured run"),
+    Field("energy_method", ("energy", "method"), "Energy Method", type=str, written="measured"),
+    Field("energy_unavailable", ("energy", "unavailable"), "Energy Unavailable", type=str,
+          written="measured"),
+    Field("baseline_qps", ("baseline", "qps"), None, "samples/s", column="baseline QPS",
+          note="--baseline's QPS for this item"),
+    Field("qps_regression_pct", ("baseline", "qps_regression_pct"), None, "%", fmt="num3",
+          column="regression %", note="this run's QPS below the baseline's, in percent"),
+)
+
+
+class _PerfFigures:
+    """What a PerfPoint computes from its figures."""
+
+    qps: float | None
+    avg_watts: float | None
+
+    @property
+    def qps_per_watt(self) -> float | None:
+        """Samples per second per measured watt (samples per joule), where measured."""
+        return self.qps / self.avg_watts if self.qps and self.avg_watts else None
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any], outcome: str, message: str = "") -> "PerfPoint":
+        """The typed form of a performance record (xpuperf.records' dict)."""
+        return cls(outcome=outcome, message=message, **{f.attr: f.read(rec) for f in PERFORMANCE})
+
+
+# One performance item: a batch size under a scenario, its outcome and every
+# figure of PERFORMANCE as an attribute (None or empty where not measured).
+PerfPoint = make_dataclass(
+    "PerfPoint", [("outcome", str), ("message", str, field(default=""))]
+    + [(f.attr, Any, field(default=f.empty)) for f in PERFORMANCE], bases=(_PerfFigures,))
+PerfPoint.__module__ = __name__

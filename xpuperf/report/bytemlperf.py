@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
-from xpuperf.report.summary import NONFINITE_KEYS, AuditPoint, PerfPoint, Row, SuiteResult
+from xpuperf.conformance.numerics import NONFINITE_KEYS
+from xpuperf.records import PERFORMANCE, PerfPoint
+from xpuperf.report.summary import AuditPoint, Row, SuiteResult
 
 # ByteMLPerf's names for the task metrics; a metric not listed keeps its own name.
 METRIC_NAMES = {
@@ -125,52 +127,14 @@ def _accuracy(row: Row) -> dict[str, Any]:
 
 
 def _perf(point: PerfPoint) -> dict[str, Any]:
-    # Latencies are in ms, as in ByteMLPerf's reports.
-    entry = {
-        "BS": point.batch_size,
-        "Scenario": point.scenario,
-        "QPS": point.qps,
-        "AVG Latency": point.mean,
-        "P50 Latency": point.p50,
-        "P90 Latency": point.p90,
-        "P99 Latency": point.p99,
-        "P99.9 Latency": point.p999,
-        "Samples": point.samples,
-        "MFU": point.mfu,
-        "Peak FLOPS": point.peak_flops,
-        "Peak FLOPS Source": point.peak_flops_source,
-        "Peak RSS MB": point.peak_rss_mb,
-        "Device Resident QPS": point.resident_qps,
-        "Device P50 Latency": point.device_p50,
-        "Device P90 Latency": point.device_p90,
-        "H2D Bytes per s": point.h2d_bytes_per_s,
-        "D2H Bytes per s": point.d2h_bytes_per_s,
-        "Device Memory Peak MB": point.device_memory_peak_mb,
-        "FLOPs per Sample": point.flops_per_sample,
-        "Bytes per Sample": point.bytes_per_sample,
-        "Status": point.outcome,
-    }
-    if point.window_qps:  # the samples --baseline's speed gate compares (xpuperf.gate)
-        entry["Window QPS"] = point.window_qps
-    if point.valid is not None:
-        entry["Valid"] = point.valid
-    if point.stable is not None:
-        entry["Steady"] = point.stable
-    if point.spread is not None:
-        entry["QPS Spread"] = point.spread
-    if point.max_spread is not None:
-        entry["Max QPS Spread"] = point.max_spread
-    if point.target_qps is not None:
-        entry["Target QPS"] = point.target_qps
-    if point.mlperf_qps is not None:
-        entry["LoadGen QPS"] = point.mlperf_qps
-    if point.resident_skipped:
-        entry["Device Resident Skipped"] = point.resident_skipped
-    if point.energy_method:
-        entry.update({"Avg Watts": point.avg_watts, "J per Query": point.j_per_query,
-                      "J per Sample": point.j_per_sample, "Energy Method": point.energy_method})
-    if point.energy_unavailable:
-        entry["Energy Unavailable"] = point.energy_unavailable
+    """A performance point's entry, its labels and units as xpuperf.records.PERFORMANCE
+    gives them (latencies in ms, as in ByteMLPerf's reports)."""
+    entry: dict[str, Any] = {}
+    for f in PERFORMANCE:
+        value = getattr(point, f.attr)
+        if f.label is not None and (f.written == "always" or value not in (None, "", ())):
+            entry[f.label] = list(value) if f.type is list else value
+    entry["Status"] = point.outcome
     if point.message:
         entry["Message"] = point.message
     return entry
@@ -250,34 +214,9 @@ def _read_accuracy(row: Row, acc: Mapping[str, Any]) -> None:
 
 
 def _read_perf(entry: Mapping[str, Any]) -> PerfPoint:
-    bs = entry.get("BS")
-    return PerfPoint(
-        batch_size=bs if isinstance(bs, int) else None, scenario=str(entry.get("Scenario", "")),
-        outcome=str(entry.get("Status", "")), message=str(entry.get("Message", "")),
-        qps=_float(entry.get("QPS")), mean=_float(entry.get("AVG Latency")),
-        p50=_float(entry.get("P50 Latency")), p90=_float(entry.get("P90 Latency")),
-        p99=_float(entry.get("P99 Latency")), p999=_float(entry.get("P99.9 Latency")),
-        samples=entry.get("Samples"), mfu=_float(entry.get("MFU")),
-        peak_flops=_float(entry.get("Peak FLOPS")),
-        peak_flops_source=str(entry.get("Peak FLOPS Source") or ""),
-        peak_rss_mb=_float(entry.get("Peak RSS MB")),
-        resident_qps=_float(entry.get("Device Resident QPS")),
-        device_p50=_float(entry.get("Device P50 Latency")),
-        device_p90=_float(entry.get("Device P90 Latency")),
-        h2d_bytes_per_s=_float(entry.get("H2D Bytes per s")),
-        d2h_bytes_per_s=_float(entry.get("D2H Bytes per s")),
-        device_memory_peak_mb=_float(entry.get("Device Memory Peak MB")),
-        resident_skipped=str(entry.get("Device Resident Skipped") or ""),
-        flops_per_sample=_float(entry.get("FLOPs per Sample")),
-        bytes_per_sample=_float(entry.get("Bytes per Sample")),
-        valid=entry.get("Valid"), target_qps=_float(entry.get("Target QPS")),
-        stable=entry.get("Steady"), spread=_float(entry.get("QPS Spread")),
-        max_spread=_float(entry.get("Max QPS Spread")),
-        mlperf_qps=_float(entry.get("LoadGen QPS")), avg_watts=_float(entry.get("Avg Watts")),
-        j_per_query=_float(entry.get("J per Query")),
-        j_per_sample=_float(entry.get("J per Sample")),
-        energy_method=str(entry.get("Energy Method") or ""),
-        energy_unavailable=str(entry.get("Energy Unavailable") or ""))
+    return PerfPoint(outcome=str(entry.get("Status", "")), message=str(entry.get("Message", "")),
+                     **{f.attr: f.typed(entry.get(f.label)) for f in PERFORMANCE
+                        if f.label is not None})
 
 
 def _float(value: Any) -> float | None:

@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from backends.base import PRECISIONS
+from xpuperf.records import PerfPoint
 from xpuperf.report.published import Published
-from xpuperf.report.summary import PerfPoint, Row, fmt_num
+from xpuperf.report.summary import Row, fmt_num
 
 # Which status a group of rows shows, worst first; also the default table order.
 STATUS_ORDER = ("failed", "error", "xfailed", "skipped", "passed")

@@ -11,14 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from backends.base import PRECISIONS
-from xpuperf.records import SUITES
+from xpuperf.conformance.numerics import DIFF_KEYS, LOWER_IS_WORSE, NONFINITE_KEYS
+from xpuperf.records import SUITES, PerfPoint
 
-# DiffStats keys, and which direction is worse: a report shows the worst output.
-DIFF_KEYS = ("max_abs", "mean_abs", "std_abs", "max_rel", "mean_rel", "cosine")
-_LOWER_IS_WORSE = frozenset({"cosine"})
-# DiffStats computes its statistics over finite values only and counts the rest here,
-# so these counts, summed over outputs, are what shows a NaN-producing backend.
-NONFINITE_KEYS = ("nan", "inf")
 
 # Worst first: a suite whose items disagree shows the worst of them, except that a
 # skipped item does not hide the passed ones beside it.
@@ -44,63 +39,6 @@ class SuiteResult:
     outcome: str
     messages: list[str] = field(default_factory=list)
     expected: list[str] = field(default_factory=list)  # known-failure reasons of its items
-
-
-@dataclass
-class PerfPoint:
-    """One performance item: a batch size under a scenario."""
-
-    batch_size: int | None
-    scenario: str
-    outcome: str
-    message: str = ""
-    qps: float | None = None
-    p50: float | None = None  # latencies in ms
-    p90: float | None = None
-    p99: float | None = None
-    p999: float | None = None
-    mean: float | None = None
-    samples: int | None = None
-    wall_s: float | None = None
-    mfu: float | None = None  # a fraction of the peak FLOP/s
-    peak_flops: float | None = None  # the ceiling MFU is judged against
-    peak_flops_source: str = ""  # "declared" by the backend or how it was measured
-    peak_rss_mb: float | None = None
-    # Where the backend keeps inputs on its device (xpuperf.measure.resident): the offline
-    # QPS without the copies, a query's device time, the device's memory peak.
-    resident_qps: float | None = None
-    device_p50: float | None = None  # ms, by the device's clock
-    device_p90: float | None = None
-    h2d_bytes_per_s: float | None = None
-    d2h_bytes_per_s: float | None = None
-    device_memory_peak_mb: float | None = None
-    resident_skipped: str = ""  # why there are no device-resident figures
-    flops_per_sample: float | None = None
-    bytes_per_sample: float | None = None
-    stable: bool | None = None  # the run's windows agreed within max_spread
-    window_qps: list[float] = field(default_factory=list)  # the samples a speed gate compares
-    # (max - min) / median of the windows' QPS, and the spread the run allowed: how
-    # far a ratio of two such figures may move by noise alone (xpuperf compare).
-    spread: float | None = None
-    max_spread: float | None = None
-    valid: bool | None = None  # server: p99 within the latency bound
-    target_qps: float | None = None
-    mlperf_qps: float | None = None  # the same item under mlcommons-loadgen (--driver mlperf)
-    # The device's energy over the measured run, by its own counter (xpuperf.measure.energy);
-    # energy_unavailable says why there is none.
-    avg_watts: float | None = None
-    j_per_query: float | None = None
-    j_per_sample: float | None = None
-    energy_method: str = ""
-    energy_unavailable: str = ""
-    baseline_qps: float | None = None  # --baseline's QPS for this item
-    qps_regression_pct: float | None = None
-
-
-    @property
-    def qps_per_watt(self) -> float | None:
-        """Samples per second per measured watt (samples per joule), where measured."""
-        return self.qps / self.avg_watts if self.qps and self.avg_watts else None
 
 
 @dataclass
@@ -417,41 +355,7 @@ def _merge_compile(row: Row, rec: Mapping[str, Any], outcome: str) -> None:
 
 
 def _merge_perf(row: Row, rec: Mapping[str, Any], outcome: str, message: str) -> None:
-    lat = rec.get("latency_ms") or {}
-    bs = rec.get("batch_size")
-    mlperf = rec.get("mlperf") if isinstance(rec.get("mlperf"), Mapping) else {}
-    baseline = rec.get("baseline") if isinstance(rec.get("baseline"), Mapping) else {}
-    resident = rec.get("device_resident") if isinstance(rec.get("device_resident"), Mapping) \
-        else {}
-    device_ms = resident.get("device_ms") if isinstance(resident.get("device_ms"), Mapping) \
-        else {}
-    used = rec.get("energy") if isinstance(rec.get("energy"), Mapping) else {}
-    row.perf.append(PerfPoint(
-        batch_size=int(bs) if isinstance(bs, (int, float)) else None,
-        scenario=str(rec.get("scenario") or ""), outcome=outcome, message=message,
-        qps=_num(rec.get("qps")), p50=_num(lat.get("p50")), p90=_num(lat.get("p90")),
-        p99=_num(lat.get("p99")), p999=_num(lat.get("p99.9")), mean=_num(lat.get("mean")),
-        samples=rec.get("samples"), wall_s=_num(rec.get("wall_s")),
-        mfu=_num(rec.get("mfu")), peak_rss_mb=_num(rec.get("peak_rss_mb")),
-        resident_qps=_num(resident.get("qps")), device_p50=_num(device_ms.get("p50")),
-        device_p90=_num(device_ms.get("p90")),
-        h2d_bytes_per_s=_num(resident.get("h2d_bytes_per_s")),
-        d2h_bytes_per_s=_num(resident.get("d2h_bytes_per_s")),
-        device_memory_peak_mb=_num(rec.get("device_memory_peak_mb")),
-        resident_skipped=str(resident.get("skipped") or ""),
-        peak_flops=_num(rec.get("peak_flops")),
-        peak_flops_source=str(rec.get("peak_flops_source") or ""),
-        flops_per_sample=_num(rec.get("flops_per_sample")),
-        bytes_per_sample=_num(rec.get("bytes_per_sample")),
-        stable=_bool(rec.get("stable")), valid=_bool(rec.get("valid")),
-        window_qps=[float(q) for q in rec.get("window_qps") or [] if _num(q) is not None],
-        spread=_num(rec.get("spread")), max_spread=_num(rec.get("max_spread")),
-        target_qps=_num(rec.get("target_qps")), mlperf_qps=_num(mlperf.get("qps")),
-        avg_watts=_num(used.get("avg_watts")), j_per_query=_num(used.get("j_per_query")),
-        j_per_sample=_num(used.get("j_per_sample")), energy_method=str(used.get("method") or ""),
-        energy_unavailable=str(used.get("unavailable") or ""),
-        baseline_qps=_num(baseline.get("qps")),
-        qps_regression_pct=_num(baseline.get("qps_regression_pct"))))
+    row.perf.append(PerfPoint.from_record(rec, outcome, message))
     if row.flops_per_sample is None:
         row.flops_per_sample = row.perf[-1].flops_per_sample
 
@@ -494,33 +398,14 @@ def worst_diff(outputs: Iterable[Mapping[str, float]]) -> dict[str, float]:
         if any(math.isnan(v) for v in values):
             out[key] = math.nan
         else:
-            out[key] = min(values) if key in _LOWER_IS_WORSE else max(values)
+            out[key] = min(values) if key in LOWER_IS_WORSE else max(values)
     return out
-
-
-def exceeds_tolerance(key: str, value: float | None, tolerance: Mapping[str, float]) -> bool:
-    """Whether a DiffStats value breaks its tolerance; NaN breaks any tolerance."""
-    if value is None:
-        return False
-    if math.isnan(value):
-        return True
-    if key in NONFINITE_KEYS:
-        return value > 0
-    if key in _LOWER_IS_WORSE:
-        bound = tolerance.get(f"min_{key}")
-        return bound is not None and value < bound
-    bound = tolerance.get(key)
-    return bound is not None and value > bound
 
 
 def _num(value: Any, default: float | None = None) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return default
     return float(value)
-
-
-def _bool(value: Any) -> bool | None:
-    return value if isinstance(value, bool) else None
 
 
 def _numbers(mapping: Any) -> dict[str, float]:
