@@ -289,8 +289,29 @@ class _PerfFigures:
 
     @classmethod
     def from_record(cls, rec: Mapping[str, Any], outcome: str, message: str = "") -> "PerfPoint":
-        """The typed form of a performance record (xpuperf.records' dict)."""
+        """The typed form of a performance record (the dict above; pytest-benchmark's
+        extra_info holds the same)."""
         return cls(outcome=outcome, message=message, **{f.attr: f.read(rec) for f in PERFORMANCE})
+
+    @classmethod
+    def from_result(cls, entry: Mapping[str, Any]) -> "PerfPoint":
+        """The point that ``as_result`` wrote ``entry`` from, as far as it holds it."""
+        return cls(outcome=str(entry.get("Status", "")), message=str(entry.get("Message", "")),
+                   **{f.attr: f.typed(entry.get(f.label)) for f in PERFORMANCE
+                      if f.label is not None})
+
+    def as_result(self) -> dict[str, Any]:
+        """This point as an entry of a ByteMLPerf result file's "Performance" list:
+        its figures under their labels, then its status and message."""
+        entry: dict[str, Any] = {}
+        for f in PERFORMANCE:
+            value = getattr(self, f.attr)
+            if f.label is not None and (f.written == "always" or value not in (None, "", ())):
+                entry[f.label] = list(value) if f.type is list else value
+        entry["Status"] = self.outcome
+        if self.message:
+            entry["Message"] = self.message
+        return entry
 
 
 # One performance item: a batch size under a scenario, its outcome and every

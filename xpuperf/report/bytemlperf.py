@@ -12,7 +12,7 @@ import math
 from typing import Any, Mapping
 
 from xpuperf.conformance.numerics import NONFINITE_KEYS
-from xpuperf.records import PERFORMANCE, PerfPoint
+from xpuperf.records import PerfPoint
 from xpuperf.report.summary import AuditPoint, Row, SuiteResult
 
 # ByteMLPerf's names for the task metrics; a metric not listed keeps its own name.
@@ -68,7 +68,7 @@ def result_json(row: Row, hardware: str, info: Mapping[str, Any]) -> dict[str, A
         "Messages": row.messages,
         "Graph Compile": _compile(row),
         "Accuracy": _accuracy(row),
-        "Performance": [_perf(p) for p in row.perf],
+        "Performance": [p.as_result() for p in row.perf],
         "Audits": [{"Audit": a.audit, "Status": a.outcome, **({"Message": a.message} if a.message
                                                                else {})}
                    for a in row.audits],
@@ -126,20 +126,6 @@ def _accuracy(row: Row) -> dict[str, Any]:
     return acc
 
 
-def _perf(point: PerfPoint) -> dict[str, Any]:
-    """A performance point's entry, its labels and units as xpuperf.records.PERFORMANCE
-    gives them (latencies in ms, as in ByteMLPerf's reports)."""
-    entry: dict[str, Any] = {}
-    for f in PERFORMANCE:
-        value = getattr(point, f.attr)
-        if f.label is not None and (f.written == "always" or value not in (None, "", ())):
-            entry[f.label] = list(value) if f.type is list else value
-    entry["Status"] = point.outcome
-    if point.message:
-        entry["Message"] = point.message
-    return entry
-
-
 def _strict(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
@@ -190,7 +176,7 @@ def row_from_result(doc: Mapping[str, Any]) -> Row:
     row.fallback_ops = list(gc.get("Fallback Ops") or [])
     row.artifact_bytes, row.compile_cached = gc.get("Artifact Bytes"), gc.get("Cached")
     row.flops_per_sample = _float(gc.get("FLOPs per Sample"))
-    row.perf = [_read_perf(e) for e in doc["Performance"]]
+    row.perf = [PerfPoint.from_result(e) for e in doc["Performance"]]
     row.audits = [AuditPoint(str(a.get("Audit", "")), str(a.get("Status", "")),
                              str(a.get("Message", ""))) for a in doc.get("Audits") or []]
     return row
@@ -211,12 +197,6 @@ def _read_accuracy(row: Row, acc: Mapping[str, Any]) -> None:
     row.diff.update({key: float(acc[f"{name} Count"]) for key, name in NONFINITE_NAMES.items()
                      if f"{name} Count" in acc})
     row.histogram = acc.get("Diff Histogram")
-
-
-def _read_perf(entry: Mapping[str, Any]) -> PerfPoint:
-    return PerfPoint(outcome=str(entry.get("Status", "")), message=str(entry.get("Message", "")),
-                     **{f.attr: f.typed(entry.get(f.label)) for f in PERFORMANCE
-                        if f.label is not None})
 
 
 def _float(value: Any) -> float | None:
