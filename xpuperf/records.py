@@ -24,30 +24,23 @@ and, by suite:
                  seeded_weights (bool), samples, data_source ("real"|"sample"|"generated"
                  |"golden"), note (what a reader must know, e.g. that the weights are seeded)
     numerics     data_source (as metric's), outputs {output name:
-                 xpuperf.conformance.numerics.DiffStats.as_dict(), i.e. mean_abs,
-                 std_abs, max_abs, max_rel, mean_rel, cosine, nan, inf,
-                 reference_nonfinite, size}, tolerance {key: value},
+                 xpuperf.conformance.numerics.DiffStats.as_dict(), i.e. the statistics
+                 of NUMERICS below, nan, inf, reference_nonfinite, size},
+                 tolerance {key: value},
                  histogram {"edges": [...], "counts": [...]} of |diff| over all outputs
-    performance  the engine's LoadResult.as_record(): scenario (as in the item id:
-                 offline, single_stream, multi_stream, server, multi_client), batch_size,
-                 queries, samples, wall_s, qps (samples/s), latency_ms {p50, p90, p99,
-                 p99.9, mean, max}, stable, spread, max_spread, window_qps, clients, and for
-                 the server target_qps, latency_bound_ms, valid; then flops_per_sample,
-                 bytes_per_sample (from the graph; flops_error when it could not be
-                 counted), peak_flops, peak_flops_source, mfu (a fraction), peak_rss_mb,
-                 rss_method ("vmhwm"|"sampled"|"lifetime"), device_resident (where
-                 Compiled.resident() is offered, xpuperf.measure.resident's figures at this
-                 batch size: qps, queries, latency_ms {p50, p90, p99}, device_ms
-                 {p50, p90} or None, device_qps, device_time_source, h2d_bytes_per_s,
-                 d2h_bytes_per_s; else {skipped: why}), device_memory_peak_mb (the
-                 device's peak allocated memory over the item, where it can say),
-                 energy (the device's own counter read before and after the measured
-                 run, xpuperf.measure.energy: joules, seconds, avg_watts, j_per_query,
-                 j_per_sample, method; or {unavailable: why}, never an estimate),
-                 precision_used,
-                 distinct_batches, runs (an invalid server run is run again),
-                 timed_by, and with --driver mlperf: mlperf
-                 {LoadGen's summary, qps_ratio} (or {skipped: why})
+    performance  every figure of PERFORMANCE (the table below: where the record holds it,
+                 its result-file label, unit and page column), from the engine's
+                 LoadResult.as_record() (scenario as in the item id: offline, single_stream,
+                 multi_stream, server, multi_client; latency_ms also holds max), the
+                 worker's figures beside it (xpuperf.worker.host.throughput) and the graph's
+                 (xpuperf.measure.flops; flops_error when it could not be counted); beside
+                 them: queries, clients, latency_bound_ms, rss_method
+                 ("vmhwm"|"sampled"|"lifetime"), device_resident's queries, latency_ms
+                 and device_time_source (or {skipped: why}), energy's joules and seconds
+                 (or {unavailable: why}, never an estimate), precision_used,
+                 distinct_batches, runs (an invalid server run is run again), timed_by, and
+                 with --driver mlperf: mlperf {LoadGen's summary, qps_ratio} (or
+                 {skipped: why})
     compile      status, precision_used, seconds_cold (a compile that found no cache
                  entry), seconds_cached (a load from the backend's compile cache),
                  cold_measured ("this session", "an earlier session (<when>)" or why
@@ -273,6 +266,18 @@ PERFORMANCE: tuple[Field, ...] = (
           note="--baseline's QPS for this item"),
     Field("qps_regression_pct", ("baseline", "qps_regression_pct"), None, "%", fmt="num3",
           column="regression %", note="this run's QPS below the baseline's, in percent"),
+)
+
+# A numerics record's per-output statistics (xpuperf.conformance.numerics.DiffStats,
+# under "outputs"; key is the statistic's name there): the reports show the worst
+# output's, in this order; the result file writes them under these labels.
+NUMERICS: tuple[Field, ...] = (
+    Field("max_abs", ("max_abs",), "Max Diff"),
+    Field("mean_abs", ("mean_abs",), "Mean Diff"),
+    Field("std_abs", ("std_abs",), "Std Diff"),
+    Field("max_rel", ("max_rel",), "Max Rel-Diff"),
+    Field("mean_rel", ("mean_rel",), "Mean Rel-Diff"),
+    Field("cosine", ("cosine",), "Cosine"),
 )
 
 

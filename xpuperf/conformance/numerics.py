@@ -12,13 +12,15 @@ from typing import Mapping
 
 import numpy as np
 
+from xpuperf.records import NUMERICS
+
 # Relative differences divide by max(|reference|, REL_FLOOR): logits near zero
 # would otherwise turn a harmless absolute error into an enormous relative one.
 REL_FLOOR = 1e-3
-# DiffStats' statistics, in the order reports show them; a tolerance bounds a
-# statistic from above under its own name, or (one where lower is worse) from
-# below under "min_<name>".
-DIFF_KEYS = ("max_abs", "mean_abs", "std_abs", "max_rel", "mean_rel", "cosine")
+# DiffStats' statistics, in the order reports show them (their table:
+# xpuperf.records.NUMERICS); a tolerance bounds a statistic from above under its
+# own name, or (one where lower is worse) from below under "min_<name>".
+DIFF_KEYS = tuple(f.attr for f in NUMERICS)
 LOWER_IS_WORSE = frozenset({"cosine"})
 # DiffStats computes its statistics over finite values only and counts the rest here,
 # so these counts, summed over outputs, are what shows a NaN-producing backend.

@@ -12,7 +12,7 @@ import math
 from typing import Any, Mapping
 
 from xpuperf.conformance.numerics import NONFINITE_KEYS
-from xpuperf.records import PerfPoint
+from xpuperf.records import NUMERICS, PerfPoint
 from xpuperf.report.summary import AuditPoint, Row, SuiteResult
 
 # ByteMLPerf's names for the task metrics; a metric not listed keeps its own name.
@@ -29,14 +29,7 @@ METRIC_NAMES = {
 }
 
 # DiffStats key -> ByteMLPerf's name for it.
-DIFF_NAMES = {
-    "mean_abs": "Mean Diff",
-    "std_abs": "Std Diff",
-    "max_abs": "Max Diff",
-    "max_rel": "Max Rel-Diff",
-    "mean_rel": "Mean Rel-Diff",
-    "cosine": "Cosine",
-}
+DIFF_NAMES = {f.attr: f.label for f in NUMERICS}
 
 NONFINITE_NAMES = {"nan": "NaN", "inf": "Inf"}
 
