@@ -537,3 +537,20 @@ def test_report_of_a_whole_smoke_run_stays_under_1_mb(tmp_path):
     print(f"report.html of {len(zoo.combinations())} smoke combinations, {len(recs)} records: "
           f"{size / 1e6:.2f} MB")
     assert size < 1_000_000
+
+
+def test_the_figure_table_shows_each_measured_column_of_the_field_table():
+    """A combination's performance table has a column per figure of
+    xpuperf.records.PERFORMANCE that one of its items measured, and no other."""
+    from xpuperf.records import PERFORMANCE
+
+    rec = ident("performance", "bert-torch", "fp32", scenario="offline", batch_size=4, qps=95.0,
+                latency_ms={"p50": 10.0, "p99": 13.0},
+                device_resident={"qps": 120.0, "device_ms": {"p50": 0.25}})
+    [row] = summarize([rec])
+    section = render_html([row], HARDWARE, INFO, TEMPLATES).split("<h4>Performance</h4>")[1]
+    heads = re.findall(r"<th(?: title=\"[^\"]*\")?>([^<]*)</th>", section.split("</tr>")[0])
+    measured = {"qps", "p50", "p99", "resident_qps", "device_p50"}
+    assert heads == ["scenario", "bs"] + [f.column for f in PERFORMANCE if f.attr in measured] \
+        + ["run", "outcome"]
+    assert "<td>120</td>" in section and "<td>0.25</td>" in section
