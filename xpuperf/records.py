@@ -214,6 +214,7 @@ PERFORMANCE: tuple[Field, ...] = (
     Field("mean", ("latency_ms", "mean"), "AVG Latency", "ms", column="mean ms"),
     Field("p50", ("latency_ms", "p50"), "P50 Latency", "ms", column="p50 ms"),
     Field("p90", ("latency_ms", "p90"), "P90 Latency", "ms", column="p90 ms"),
+    Field("p95", ("latency_ms", "p95"), "P95 Latency", "ms", column="p95 ms"),
     Field("p99", ("latency_ms", "p99"), "P99 Latency", "ms", column="p99 ms"),
     Field("p999", ("latency_ms", "p99.9"), "P99.9 Latency", "ms"),
     Field("samples", ("samples",), "Samples", type=int, fmt="int", column="samples"),
