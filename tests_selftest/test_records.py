@@ -4,8 +4,9 @@ import json
 
 import execnet.gateway_base as wire
 import numpy as np
+import pytest
 
-from xpuperf.records import NUMERICS, PERFORMANCE, PerfPoint, jsonable
+from xpuperf.records import NUMERICS, PERFORMANCE, Field, PerfPoint, jsonable
 
 
 def test_numpy_scalars_become_plain_python_and_cross_the_wire():
@@ -66,3 +67,10 @@ def test_a_failed_item_s_partial_record_reads_as_not_measured():
     # ByteMLPerf's core figures are written as missing; a scenario's own only where measured.
     assert entry["QPS"] is None and "Window QPS" not in entry and "Avg Watts" not in entry
     assert entry["Energy Unavailable"] == "no counter" and entry["Message"] == "the worker died"
+
+
+def test_a_mistaken_table_row_is_refused_naming_the_field():
+    with pytest.raises(ValueError, match="field p95: type <class 'dict'> is none of"):
+        Field("p95", ("latency_ms", "p95"), "P95 Latency", type=dict)
+    with pytest.raises(ValueError, match="field p95: written='sometimes'; say 'always'"):
+        Field("p95", ("latency_ms", "p95"), "P95 Latency", written="sometimes")

@@ -85,7 +85,7 @@ from __future__ import annotations
 import math
 import numbers
 import re
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Mapping
 
 from xpuperf.zoo import Combination
@@ -161,7 +161,7 @@ class Field:
     """One figure of a record kind."""
 
     attr: str  # the typed record's attribute
-    key: tuple[str, ...]  # where the record holds it: ("latency_ms", "p99") is rec["latency_ms"]["p99"]
+    key: tuple[str, ...]  # its path in the record, ("latency_ms", "p99") for the p99
     label: str | None  # ByteMLPerf's key in the result file; None: not written there
     unit: str = ""
     fmt: str = "num"  # how the page shows it: xpuperf.report.FORMATS' names
@@ -171,6 +171,19 @@ class Field:
     written: str = "always"
     column: str | None = None  # its heading in a combination's figure table; None: no column
     note: str = ""  # the heading's tooltip: what a reader must know of the figure
+
+    def __post_init__(self) -> None:
+        if self.type not in (float, int, str, bool, list):
+            raise ValueError(f"field {self.attr}: type {self.type!r} is none of float, int, "
+                             "str, bool, list")
+        if self.written not in ("always", "measured"):
+            raise ValueError(f"field {self.attr}: written={self.written!r}; say 'always' "
+                             "(ByteMLPerf's core figures) or 'measured'")
+
+    @property
+    def annotation(self) -> Any:
+        """The typed record's annotation of this figure."""
+        return {str: str, list: tuple[float, ...]}.get(self.type, self.type | None)
 
     @property
     def empty(self) -> Any:
@@ -324,5 +337,6 @@ class _PerfFigures:
 # figure of PERFORMANCE as an attribute (None or empty where not measured).
 PerfPoint = make_dataclass(
     "PerfPoint", [("outcome", str), ("message", str, field(default=""))]
-    + [(f.attr, Any, field(default=f.empty)) for f in PERFORMANCE], bases=(_PerfFigures,))
+    + [(f.attr, f.annotation, field(default=f.empty)) for f in PERFORMANCE],
+    bases=(_PerfFigures,))
 PerfPoint.__module__ = __name__
