@@ -152,7 +152,7 @@ def test_summarize_merges_passed_combination(rows):
             row.nodes_native, row.nodes_total) == (3.21, 0.4, "fp32", 399, 420)
     assert row.compile_times_note == "cold: this session"
     assert row.coverage == pytest.approx(0.95)
-    assert row.fallback_ops == ["Erf", "LayerNormalization"]
+    assert row.fallback_ops == ("Erf", "LayerNormalization")
     assert row.artifact_bytes == 438_000_000 and row.histogram["counts"][-1] == 40
     assert row.messages == []
 

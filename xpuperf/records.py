@@ -48,7 +48,7 @@ and, by suite:
                  (the model in use was loaded, not compiled), nodes_total,
                  nodes_native, coverage, fallback_ops [...], artifact_bytes, error,
                  details, flops_per_sample and bytes_per_sample at batch 1 (when it
-                 compiled)
+                 compiled); COMPILE below is what the reports read of them
     audit        audit ("accuracy"|"caching"|"seed"), batch_size, and the verdict's
                  figures (xpuperf.measure.audits): accuracy: logged_queries, mismatched_queries,
                  max_relative_diff, rtol; caching: basis ("cpu"|"wall"),
@@ -151,31 +151,40 @@ def printable(value: Any) -> Any:
     return value
 
 
-# The figures' table: what each measured figure is called in a record, in the
-# typed record the reports read (PerfPoint), in ByteMLPerf's result file, and on
-# the page. Every step after the measurement reads it (xpuperf.report.summary,
-# .bytemlperf's writer and reader, the page's figure tables, xpuperf.gate's
-# baseline), so a new figure is a row here and the code that measures it.
+# The figures' tables: what each measured figure is called in a record, in the
+# typed record the reports read (PerfPoint, and summary.Row for COMPILE and
+# ACCURACY), in ByteMLPerf's result file, and on the page. Every step after the
+# measurement reads them (xpuperf.report.summary, .bytemlperf's writer and reader,
+# the pages' figure tables, xpuperf.gate's baseline), so a new figure is a row
+# here and the code that measures it.
 @dataclass(frozen=True)
 class Field:
     """One figure of a record kind."""
 
     attr: str  # the typed record's attribute
-    key: tuple[str, ...]  # its path in the record, ("latency_ms", "p99") for the p99
+    # Its path in the record, ("latency_ms", "p99") for the p99; () for a figure the
+    # code beside its table composes (summary's merge) rather than reads.
+    key: tuple[str, ...]
     label: str | None  # ByteMLPerf's key in the result file; None: not written there
     unit: str = ""
     fmt: str = "num"  # how the page shows it: xpuperf.report.FORMATS' names
-    type: type = float  # float, int, str, bool or list (of floats)
+    type: type = float  # float, int, str, bool, list (of ``item``) or dict (a JSON object)
     # "always": written to the result file missing or not (ByteMLPerf's core
     # figures); "measured": only where measured (a scenario's or a device's own).
     written: str = "always"
     column: str | None = None  # its heading in a combination's figure table; None: no column
     note: str = ""  # the heading's tooltip: what a reader must know of the figure
+    item: type = float  # a list's items: float or str
+    # The compare page sets this figure of a run against the baseline's at the
+    # baseline's load (xpuperf.report.compare: a latency, lower is better).
+    compared: bool = False
 
     def __post_init__(self) -> None:
-        if self.type not in (float, int, str, bool, list):
+        if self.type not in (float, int, str, bool, list, dict):
             raise ValueError(f"field {self.attr}: type {self.type!r} is none of float, int, "
-                             "str, bool, list")
+                             "str, bool, list, dict")
+        if self.item not in (float, str):
+            raise ValueError(f"field {self.attr}: item {self.item!r}; a list holds float or str")
         if self.written not in ("always", "measured"):
             raise ValueError(f"field {self.attr}: written={self.written!r}; say 'always' "
                              "(ByteMLPerf's core figures) or 'measured'")
@@ -183,16 +192,23 @@ class Field:
     @property
     def annotation(self) -> Any:
         """The typed record's annotation of this figure."""
-        return {str: str, list: tuple[float, ...]}.get(self.type, self.type | None)
+        return {str: str, list: tuple[self.item, ...], dict: dict[str, Any]}.get(
+            self.type, self.type | None)
 
     @property
     def empty(self) -> Any:
         """The typed record's value when the record lacks it."""
-        return {str: "", list: ()}.get(self.type)
+        return {str: "", list: (), dict: {}}.get(self.type)
+
+    def default(self) -> Any:
+        """The typed record's dataclass default: ``empty``, a fresh one where mutable."""
+        return field(default_factory=dict) if self.type is dict else field(default=self.empty)
 
     def read(self, rec: Mapping[str, Any]) -> Any:
         """This figure of record ``rec`` as its type, or ``empty`` when missing or
         of another type (a partial record of a failed item)."""
+        if not self.key:
+            return self.empty
         value: Any = rec
         for part in self.key:
             value = value.get(part) if isinstance(value, Mapping) else None
@@ -211,12 +227,53 @@ class Field:
         if self.type is bool:
             return value if isinstance(value, bool) else None
         if self.type is list:
+            if not isinstance(value, list):
+                return ()
+            if self.item is str:
+                return tuple(str(v) for v in value if isinstance(v, str))
             return tuple(float(v) for v in value if isinstance(v, (int, float))
-                         and not isinstance(v, bool)) if isinstance(value, list) else ()
+                         and not isinstance(v, bool))
+        if self.type is dict:
+            return dict(value) if isinstance(value, Mapping) else {}
         return str(value) if value else ""
 
 
+def measured(value: Any) -> bool:
+    """Whether a typed figure holds a measurement (not its field's ``empty``)."""
+    return value not in (None, "", (), {})
+
+
+def field_of(table: tuple[Field, ...], attr: str) -> Field:
+    """The field of ``table`` whose attribute is ``attr`` (the code beside a table
+    that handles one figure specially takes its label from here)."""
+    for f in table:
+        if f.attr == attr:
+            return f
+    raise KeyError(f"no field {attr!r} in the table")
+
+
+def result_entry(obj: Any, table: tuple[Field, ...]) -> dict[str, Any]:
+    """``obj``'s figures of ``table`` under their result-file labels, in the table's
+    order: every "always" one, the "measured" ones where measured."""
+    entry: dict[str, Any] = {}
+    for f in table:
+        value = getattr(obj, f.attr)
+        if f.label is not None and (f.written == "always" or measured(value)):
+            entry[f.label] = {list: list, dict: dict}.get(f.type, lambda v: v)(value)
+    return entry
+
+
+def read_entry(entry: Mapping[str, Any], table: tuple[Field, ...]) -> dict[str, Any]:
+    """The figures of ``table`` that ``result_entry`` wrote into ``entry``, by
+    attribute, each as its type (``empty`` where the entry lacks it)."""
+    return {f.attr: f.typed(entry.get(f.label)) for f in table if f.label is not None}
+
+
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+# The graph's FLOPs per sample: a compile record's (batch 1) and a performance
+# record's alike, one figure under one label in both tables.
+FLOPS_PER_SAMPLE = Field("flops_per_sample", ("flops_per_sample",), "FLOPs per Sample")
 
 # A performance item (xpuperf.measure.loadgen's LoadResult.as_record() and the
 # worker's figures beside it), in ByteMLPerf's order. Latencies in ms.
@@ -225,10 +282,14 @@ PERFORMANCE: tuple[Field, ...] = (
     Field("scenario", ("scenario",), "Scenario", type=str),
     Field("qps", ("qps",), "QPS", "samples/s", column="QPS"),
     Field("mean", ("latency_ms", "mean"), "AVG Latency", "ms", column="mean ms"),
-    Field("p50", ("latency_ms", "p50"), "P50 Latency", "ms", column="p50 ms"),
-    Field("p90", ("latency_ms", "p90"), "P90 Latency", "ms", column="p90 ms"),
-    Field("p95", ("latency_ms", "p95"), "P95 Latency", "ms", column="p95 ms"),
-    Field("p99", ("latency_ms", "p99"), "P99 Latency", "ms", column="p99 ms"),
+    Field("p50", ("latency_ms", "p50"), "P50 Latency", "ms", column="p50 ms",
+          compared=True),
+    Field("p90", ("latency_ms", "p90"), "P90 Latency", "ms", column="p90 ms",
+          compared=True),
+    Field("p95", ("latency_ms", "p95"), "P95 Latency", "ms", column="p95 ms",
+          compared=True),
+    Field("p99", ("latency_ms", "p99"), "P99 Latency", "ms", column="p99 ms",
+          compared=True),
     Field("p999", ("latency_ms", "p99.9"), "P99.9 Latency", "ms"),
     Field("samples", ("samples",), "Samples", type=int, fmt="int", column="samples"),
     Field("wall_s", ("wall_s",), None, "s", fmt="num3", column="wall s"),
@@ -253,7 +314,7 @@ PERFORMANCE: tuple[Field, ...] = (
           fmt="gbps", column="D2H GB/s", note="device-to-host copy rate of one batch"),
     Field("device_memory_peak_mb", ("device_memory_peak_mb",), "Device Memory Peak MB", "MiB",
           fmt="num4", column="device MiB", note="the device's peak allocated memory over the item"),
-    Field("flops_per_sample", ("flops_per_sample",), "FLOPs per Sample"),
+    FLOPS_PER_SAMPLE,
     Field("bytes_per_sample", ("bytes_per_sample",), "Bytes per Sample", fmt="num3",
           column="bytes / sample"),
     # Beside ByteMLPerf's figures: a scenario's own, where it has them.
@@ -280,6 +341,46 @@ PERFORMANCE: tuple[Field, ...] = (
           note="--baseline's QPS for this item"),
     Field("qps_regression_pct", ("baseline", "qps_regression_pct"), None, "%", fmt="num3",
           column="regression %", note="this run's QPS below the baseline's, in percent"),
+)
+
+# A compile record's figures, in ByteMLPerf's "Graph Compile" order; the attributes
+# are xpuperf.report.summary.Row's. Beside the table, summary composes
+# compile_times_note and falls back to the item's outcome for compile_status, and
+# the result file writes coverage (a fraction) in percent (xpuperf.report.bytemlperf).
+COMPILE: tuple[Field, ...] = (
+    Field("compile_seconds", ("seconds_cold",), "Compile Duration", "s"),
+    Field("compile_seconds_cached", ("seconds_cached",), "Cached Compile Duration", "s"),
+    Field("compile_times_note", (), "Compile Duration Note", type=str),
+    Field("precision_used", ("precision_used",), "Compile Precision", type=str),
+    Field("coverage", ("coverage",), "Subgraph Coverage", "%", fmt="pct"),
+    Field("nodes_total", ("nodes_total",), "Nodes Total", type=int, fmt="int"),
+    Field("nodes_native", ("nodes_native",), "Nodes Native", type=int, fmt="int"),
+    Field("fallback_ops", ("fallback_ops",), "Fallback Ops", type=list, item=str),
+    Field("artifact_bytes", ("artifact_bytes",), "Artifact Bytes", "B", type=int, fmt="int"),
+    Field("compile_cached", ("cached",), "Cached", type=bool),
+    FLOPS_PER_SAMPLE,
+    # What the backend's compile report says beyond the counts (its device and mode,
+    # fp8 layers, int8 scheme, ...).
+    Field("compile_details", ("details",), "Details", type=dict),
+    Field("compile_status", ("status",), "Status", type=str),
+)
+
+# The accuracy figures of the metric and numerics records beside the task metrics
+# (whose labels are the metrics' names) and NUMERICS' statistics, in ByteMLPerf's
+# "Accuracy" order; the attributes are summary.Row's. The result file names the
+# primary metric as it names the metrics (bytemlperf.metric_name); summary keeps
+# a histogram only of a readable shape, and the weights of every suite's records.
+ACCURACY: tuple[Field, ...] = (
+    Field("primary", ("primary",), "Primary Metric", type=str, written="measured"),
+    Field("drop", ("drop",), "Drop"),  # reference - backend, of the primary metric
+    Field("max_drop", ("max_drop",), "Max Drop"),
+    # Every record's identity holds it: summary keeps the first a record gave.
+    Field("weights", (), "Weights", type=str),
+    Field("seeded_weights", ("seeded_weights",), "Seeded Weights", type=bool),
+    Field("data_source", ("data_source",), "Data Source", type=str),
+    Field("metric_note", ("note",), None, type=str),
+    Field("metric_samples", ("samples",), None, type=int, fmt="int"),
+    Field("histogram", (), "Diff Histogram", type=dict, written="measured"),
 )
 
 # A numerics record's per-output statistics (xpuperf.conformance.numerics.DiffStats,
@@ -316,17 +417,12 @@ class _PerfFigures:
     def from_result(cls, entry: Mapping[str, Any]) -> "PerfPoint":
         """The point that ``as_result`` wrote ``entry`` from, as far as it holds it."""
         return cls(outcome=str(entry.get("Status", "")), message=str(entry.get("Message", "")),
-                   **{f.attr: f.typed(entry.get(f.label)) for f in PERFORMANCE
-                      if f.label is not None})
+                   **read_entry(entry, PERFORMANCE))
 
     def as_result(self) -> dict[str, Any]:
         """This point as an entry of a ByteMLPerf result file's "Performance" list:
         its figures under their labels, then its status and message."""
-        entry: dict[str, Any] = {}
-        for f in PERFORMANCE:
-            value = getattr(self, f.attr)
-            if f.label is not None and (f.written == "always" or value not in (None, "", ())):
-                entry[f.label] = list(value) if f.type is list else value
+        entry = result_entry(self, PERFORMANCE)
         entry["Status"] = self.outcome
         if self.message:
             entry["Message"] = self.message
@@ -337,6 +433,6 @@ class _PerfFigures:
 # figure of PERFORMANCE as an attribute (None or empty where not measured).
 PerfPoint = make_dataclass(
     "PerfPoint", [("outcome", str), ("message", str, field(default=""))]
-    + [(f.attr, f.annotation, field(default=f.empty)) for f in PERFORMANCE],
+    + [(f.attr, f.annotation, f.default()) for f in PERFORMANCE],
     bases=(_PerfFigures,))
 PerfPoint.__module__ = __name__

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from xpuperf import report_folder
 from xpuperf.gate.verdict import MAX_SAMPLES
-from xpuperf.records import PerfPoint
+from xpuperf.records import ACCURACY, PerfPoint, field_of
 
 
 class BaselineError(ValueError):
@@ -106,7 +106,7 @@ def from_result_jsons(docs: list[Any], source: str, hardware: str) -> Baseline:
                 key = f"{combo}-bs{point['BS']}-{point.get('Scenario')}"
                 perf[key] = _figures(PerfPoint.from_result(point))
         acc = doc.get("Accuracy") if isinstance(doc.get("Accuracy"), Mapping) else {}
-        primary = acc.get("Primary Metric")
+        primary = acc.get(field_of(ACCURACY, "primary").label)
         value = _num(acc.get(primary)) if isinstance(primary, str) else None
         if value is not None:
             metrics[combo] = (primary, value)

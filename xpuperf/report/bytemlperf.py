@@ -12,7 +12,8 @@ import math
 from typing import Any, Mapping
 
 from xpuperf.conformance.numerics import NONFINITE_KEYS
-from xpuperf.records import NUMERICS, PerfPoint
+from xpuperf.records import (ACCURACY, COMPILE, NUMERICS, PerfPoint, field_of, read_entry,
+                             result_entry)
 from xpuperf.report.summary import AuditPoint, Row, SuiteResult
 
 # ByteMLPerf's names for the task metrics; a metric not listed keeps its own name.
@@ -32,6 +33,21 @@ METRIC_NAMES = {
 DIFF_NAMES = {f.attr: f.label for f in NUMERICS}
 
 NONFINITE_NAMES = {"nan": "NaN", "inf": "Inf"}
+
+# The figures the code below writes otherwise than as the tables' values.
+_COVERAGE = field_of(COMPILE, "coverage").label  # a fraction, written in percent
+_COMPILE_STATUS = field_of(COMPILE, "compile_status").label
+_PRIMARY = field_of(ACCURACY, "primary").label  # named as the metrics are
+
+
+def reference_label(metric: str) -> str:
+    """The result file's key of a task metric's reference value."""
+    return f"Reference {metric}"
+
+
+def count_label(key: str) -> str:
+    """The result file's key of the summed count of NONFINITE_KEYS ``key``."""
+    return f"{NONFINITE_NAMES[key]} Count"
 
 
 def metric_name(key: str) -> str:
@@ -77,42 +93,22 @@ def result_json(row: Row, hardware: str, info: Mapping[str, Any]) -> dict[str, A
 
 
 def _compile(row: Row) -> dict[str, Any]:
-    coverage = None if row.coverage is None else round(100.0 * row.coverage, 2)
     res = row.suites.get("compile")
-    return {
-        "Model": model_name(row),
-        "Compile Duration": row.compile_seconds,
-        "Cached Compile Duration": row.compile_seconds_cached,
-        "Compile Duration Note": row.compile_times_note,
-        "Compile Precision": row.precision_used,
-        "Subgraph Coverage": coverage,
-        "Nodes Total": row.nodes_total,
-        "Nodes Native": row.nodes_native,
-        "Fallback Ops": row.fallback_ops,
-        "Artifact Bytes": row.artifact_bytes,
-        "Cached": row.compile_cached,
-        "FLOPs per Sample": row.flops_per_sample,
-        "Details": row.compile_details,
-        "Status": row.compile_status or (res.outcome if res else "not run"),
-        "Messages": list(res.messages) if res else [],
-    }
+    doc = {"Model": model_name(row), **result_entry(row, COMPILE)}
+    doc[_COVERAGE] = None if row.coverage is None else round(100.0 * row.coverage, 2)
+    doc[_COMPILE_STATUS] = row.compile_status or (res.outcome if res else "not run")
+    doc["Messages"] = list(res.messages) if res else []
+    return doc
 
 
 def _accuracy(row: Row) -> dict[str, Any]:
     acc: dict[str, Any] = {metric_name(k): v for k, v in row.metrics.items()}
-    acc.update({f"Reference {metric_name(k)}": v for k, v in row.reference_metrics.items()})
-    if row.primary is not None:
-        acc["Primary Metric"] = metric_name(row.primary)
-    acc["Drop"] = row.drop
-    acc["Max Drop"] = row.max_drop
-    acc["Weights"] = row.weights
-    acc["Seeded Weights"] = row.seeded_weights
-    acc["Data Source"] = row.data_source
+    acc.update({reference_label(metric_name(k)): v for k, v in row.reference_metrics.items()})
+    acc.update(result_entry(row, ACCURACY))
+    if row.primary:
+        acc[_PRIMARY] = metric_name(row.primary)
     acc.update({name: row.diff.get(key) for key, name in DIFF_NAMES.items()})
-    acc.update({f"{NONFINITE_NAMES[key]} Count": int(row.diff[key])
-                for key in NONFINITE_KEYS if key in row.diff})
-    if row.histogram is not None:
-        acc["Diff Histogram"] = row.histogram
+    acc.update({count_label(key): int(row.diff[key]) for key in NONFINITE_KEYS if key in row.diff})
     for suite in ("metric", "numerics"):
         res = row.suites.get(suite)
         acc[f"{suite.capitalize()} Status"] = res.outcome if res else "not run"
@@ -147,8 +143,8 @@ def row_from_result(doc: Mapping[str, Any]) -> Row:
               dataset=str(doc.get("Dataset", "")), precision=str(doc["Precision"]),
               framework=str(doc.get("Framework", "")), domain=str(doc.get("Domain", "")),
               family=str(doc.get("Family") or doc["Zoo Model"]),
-              hardware=str(doc.get("Backend", "")), weights=str(acc.get("Weights") or ""),
-              status=str(doc["Status"]))
+              hardware=str(doc.get("Backend", "")), status=str(doc["Status"]),
+              **read_entry(gc, COMPILE), **read_entry(acc, ACCURACY))
     row.suites = {s: SuiteResult(str(o)) for s, o in (doc.get("Suites") or {}).items()}
     for suite, reasons in (doc.get("Expected Failure Reasons") or {}).items():
         if suite in row.suites:
@@ -158,17 +154,9 @@ def row_from_result(doc: Mapping[str, Any]) -> Row:
         if suite in row.suites:
             row.suites[suite].messages.append(text)
     _read_accuracy(row, acc)
-    row.compile_status = gc.get("Status") if gc.get("Status") != "not run" else None
-    row.compile_seconds = _float(gc.get("Compile Duration"))
-    row.compile_seconds_cached = _float(gc.get("Cached Compile Duration"))
-    row.compile_times_note = str(gc.get("Compile Duration Note") or "")
-    row.precision_used = gc.get("Compile Precision")
-    cov = _float(gc.get("Subgraph Coverage"))
-    row.coverage = None if cov is None else cov / 100.0
-    row.nodes_total, row.nodes_native = gc.get("Nodes Total"), gc.get("Nodes Native")
-    row.fallback_ops = list(gc.get("Fallback Ops") or [])
-    row.artifact_bytes, row.compile_cached = gc.get("Artifact Bytes"), gc.get("Cached")
-    row.flops_per_sample = _float(gc.get("FLOPs per Sample"))
+    if row.compile_status == "not run":  # _compile's word for no compile item
+        row.compile_status = ""
+    row.coverage = None if row.coverage is None else row.coverage / 100.0
     row.perf = [PerfPoint.from_result(e) for e in doc["Performance"]]
     row.audits = [AuditPoint(str(a.get("Audit", "")), str(a.get("Status", "")),
                              str(a.get("Message", ""))) for a in doc.get("Audits") or []]
@@ -176,20 +164,14 @@ def row_from_result(doc: Mapping[str, Any]) -> Row:
 
 
 def _read_accuracy(row: Row, acc: Mapping[str, Any]) -> None:
-    primary = acc.get("Primary Metric")
     # The task metrics are the keys that have a reference beside them.
-    row.metrics = _floats({k: acc[k] for k in acc if f"Reference {k}" in acc})
-    row.reference_metrics = _floats({k: acc[f"Reference {k}"] for k in row.metrics})
-    row.primary = primary
-    row.metric = row.metrics.get(primary) if primary else None
-    row.reference = row.reference_metrics.get(primary) if primary else None
-    row.drop, row.max_drop = _float(acc.get("Drop")), _float(acc.get("Max Drop"))
-    row.seeded_weights = acc.get("Seeded Weights")
-    row.data_source = acc.get("Data Source")
+    row.metrics = _floats({k: acc[k] for k in acc if reference_label(k) in acc})
+    row.reference_metrics = _floats({k: acc[reference_label(k)] for k in row.metrics})
+    row.metric = row.metrics.get(row.primary) if row.primary else None
+    row.reference = row.reference_metrics.get(row.primary) if row.primary else None
     row.diff = _floats({key: acc.get(name) for key, name in DIFF_NAMES.items()})
-    row.diff.update({key: float(acc[f"{name} Count"]) for key, name in NONFINITE_NAMES.items()
-                     if f"{name} Count" in acc})
-    row.histogram = acc.get("Diff Histogram")
+    row.diff.update({key: float(acc[count_label(key)]) for key in NONFINITE_NAMES
+                     if count_label(key) in acc})
 
 
 def _float(value: Any) -> float | None:

@@ -7,12 +7,12 @@ every measured field of a Row may be None and every reader must cope with that.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Iterable, Mapping
 
 from backends.base import PRECISIONS
 from xpuperf.conformance.numerics import DIFF_KEYS, LOWER_IS_WORSE, NONFINITE_KEYS
-from xpuperf.records import SUITES, PerfPoint
+from xpuperf.records import ACCURACY, COMPILE, SUITES, Field, PerfPoint, measured
 
 
 # Worst first: a suite whose items disagree shows the worst of them, except that a
@@ -51,9 +51,17 @@ class AuditPoint:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Row:
-    """Everything the reports show about one combination."""
+# A combination's compile and accuracy figures, one attribute each as the tables
+# name them (None or empty where not measured): Row's base, so that a figure added
+# to a table is a Row attribute with no edit here.
+_Figures = make_dataclass("_Figures", [(f.attr, f.annotation, f.default())
+                                       for f in COMPILE + ACCURACY])
+
+
+@dataclass(kw_only=True)
+class Row(_Figures):
+    """Everything the reports show about one combination: the tables' figures
+    (_Figures) and these."""
 
     combination: str
     model: str
@@ -63,49 +71,24 @@ class Row:
     domain: str = ""
     family: str = ""
     hardware: str = ""
-    weights: str = ""
     device_index: str | None = None  # the device its items ran on (--devices)
     status: str = "skipped"
     suites: dict[str, SuiteResult] = field(default_factory=dict)
-    # metric
-    primary: str | None = None
+    # metric: the primary metric's value and reference, and every metric's
     metric: float | None = None
     reference: float | None = None
-    drop: float | None = None
-    max_drop: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     reference_metrics: dict[str, float] = field(default_factory=dict)
-    seeded_weights: bool | None = None
-    metric_note: str = ""
-    data_source: str | None = None
-    metric_samples: int | None = None
     # numerics
     diff: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, dict[str, float]] = field(default_factory=dict)
     tolerance: dict[str, float] = field(default_factory=dict)
-    histogram: dict[str, list[float]] | None = None
     # performance
     perf: list[PerfPoint] = field(default_factory=list)
     audits: list[AuditPoint] = field(default_factory=list)
     # generation (suites/llm): one record's figures per item, with its
     # scenario (none for the accuracy item), outcome and message
     generation: list[dict[str, Any]] = field(default_factory=list)
-    # compile
-    compile_status: str | None = None
-    compile_seconds: float | None = None  # a cold compile
-    compile_seconds_cached: float | None = None  # a load from the backend's compile cache
-    compile_times_note: str = ""  # where the cold figure comes from; why one is missing
-    precision_used: str | None = None
-    nodes_total: int | None = None
-    nodes_native: int | None = None
-    coverage: float | None = None
-    fallback_ops: list[str] = field(default_factory=list)
-    artifact_bytes: int | None = None
-    compile_cached: bool | None = None
-    # What the backend's compile report says beyond the counts (its device and
-    # mode, fp8 layers, int8 scheme, ...).
-    compile_details: dict[str, Any] = field(default_factory=dict)
-    flops_per_sample: float | None = None  # from the graph (compile record, else performance)
 
     # Long message texts already kept, and where (xpuperf's own bookkeeping).
     _seen: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -307,24 +290,26 @@ def _once(row: Row, suite: str, message: str) -> str:
     return f"{head}\n[the same output as under {row._seen[body]} above, shown once]"
 
 
+def _merge_fields(row: Row, rec: Mapping[str, Any], table: tuple[Field, ...]) -> None:
+    """Each figure of ``table`` that ``rec`` measured onto ``row``: a later
+    record's replaces an earlier's, a figure it lacks keeps the earlier's."""
+    for f in table:
+        value = f.read(rec)
+        if measured(value):
+            setattr(row, f.attr, value)
+
+
 def _merge_metric(row: Row, rec: Mapping[str, Any]) -> None:
     row.metrics.update(_numbers(rec.get("metrics")))
     row.reference_metrics.update(_numbers(rec.get("reference_metrics")))
-    row.primary = rec.get("primary") or row.primary
-    row.drop = _num(rec.get("drop"), row.drop)
-    row.max_drop = _num(rec.get("max_drop"), row.max_drop)
-    if "seeded_weights" in rec:
-        row.seeded_weights = bool(rec["seeded_weights"])
-    row.data_source = rec.get("data_source") or row.data_source
-    row.metric_note = str(rec.get("note") or row.metric_note)
-    row.metric_samples = rec.get("samples", row.metric_samples)
+    _merge_fields(row, rec, ACCURACY)
 
 
 def _merge_numerics(row: Row, rec: Mapping[str, Any]) -> None:
     for name, stats in (rec.get("outputs") or {}).items():
         row.outputs[str(name)] = _numbers(stats)
     row.tolerance.update(_numbers(rec.get("tolerance")))
-    row.data_source = rec.get("data_source") or row.data_source
+    _merge_fields(row, rec, ACCURACY)
     hist = rec.get("histogram")
     # Bins are drawn from edge i to edge i+1: a histogram of any other shape is unreadable.
     if isinstance(hist, Mapping) and hist.get("counts") and \
@@ -333,25 +318,14 @@ def _merge_numerics(row: Row, rec: Mapping[str, Any]) -> None:
 
 
 def _merge_compile(row: Row, rec: Mapping[str, Any], outcome: str) -> None:
+    _merge_fields(row, rec, COMPILE)
     # An item that errored in setup (its dataset or weights) never reached the compiler.
-    row.compile_status = rec.get("status") or row.compile_status or (
-        outcome if outcome in _FAILING else None)
-    row.compile_seconds = _num(rec.get("seconds_cold"), row.compile_seconds)
-    row.compile_seconds_cached = _num(rec.get("seconds_cached"), row.compile_seconds_cached)
+    if not row.compile_status and outcome in _FAILING:
+        row.compile_status = outcome
+    # Where the cold figure comes from; why the cached one is missing.
     notes = [f"cold: {rec['cold_measured']}" if rec.get("cold_measured") else "",
              rec.get("cached_note") or ""]
     row.compile_times_note = "; ".join(n for n in notes if n) or row.compile_times_note
-    row.precision_used = rec.get("precision_used") or row.precision_used
-    if isinstance(rec.get("details"), Mapping):
-        row.compile_details = dict(rec["details"])
-    row.nodes_total = rec.get("nodes_total", row.nodes_total)
-    row.nodes_native = rec.get("nodes_native", row.nodes_native)
-    row.coverage = _num(rec.get("coverage"), row.coverage)
-    row.fallback_ops = list(rec.get("fallback_ops") or row.fallback_ops)
-    row.artifact_bytes = rec.get("artifact_bytes", row.artifact_bytes)
-    row.flops_per_sample = _num(rec.get("flops_per_sample"), row.flops_per_sample)
-    if "cached" in rec:
-        row.compile_cached = bool(rec["cached"])
 
 
 def _merge_perf(row: Row, rec: Mapping[str, Any], outcome: str, message: str) -> None:
@@ -361,7 +335,7 @@ def _merge_perf(row: Row, rec: Mapping[str, Any], outcome: str, message: str) ->
 
 
 def _finish(row: Row) -> None:
-    if row.primary is not None:
+    if row.primary:
         row.metric = row.metrics.get(row.primary)
         row.reference = row.reference_metrics.get(row.primary)
     if row.seeded_weights is None and row.weights:
@@ -400,12 +374,6 @@ def worst_diff(outputs: Iterable[Mapping[str, float]]) -> dict[str, float]:
         else:
             out[key] = min(values) if key in LOWER_IS_WORSE else max(values)
     return out
-
-
-def _num(value: Any, default: float | None = None) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return default
-    return float(value)
 
 
 def _numbers(mapping: Any) -> dict[str, float]:
