@@ -542,10 +542,11 @@ def test_report_of_a_whole_smoke_run_stays_under_1_mb(tmp_path):
 def test_the_figure_table_shows_each_measured_column_of_the_field_table():
     """A combination's performance table has a column per figure of
     xpuperf.records.PERFORMANCE that one of its items measured, and no other."""
-    from xpuperf.records import PERFORMANCE
+    from xpuperf.records import ACCURACY, COMPILE, NUMERICS, PERFORMANCE
     from xpuperf.report import FORMATS
 
-    assert {f.fmt for f in PERFORMANCE} <= FORMATS.keys(), "a field names a format the page lacks"
+    assert {f.fmt for f in PERFORMANCE + COMPILE + ACCURACY + NUMERICS} <= FORMATS.keys(), \
+        "a field names a format the page lacks"
     rec = ident("performance", "bert-torch", "fp32", scenario="offline", batch_size=4, qps=95.0,
                 latency_ms={"p50": 10.0, "p99": 13.0},
                 device_resident={"qps": 120.0, "device_ms": {"p50": 0.25}})

@@ -352,11 +352,12 @@ COMPILE: tuple[Field, ...] = (
     Field("compile_seconds_cached", ("seconds_cached",), "Cached Compile Duration", "s"),
     Field("compile_times_note", (), "Compile Duration Note", type=str),
     Field("precision_used", ("precision_used",), "Compile Precision", type=str),
-    Field("coverage", ("coverage",), "Subgraph Coverage", "%", fmt="pct"),
-    Field("nodes_total", ("nodes_total",), "Nodes Total", type=int, fmt="int"),
-    Field("nodes_native", ("nodes_native",), "Nodes Native", type=int, fmt="int"),
+    # The share of the graph's nodes run natively, a fraction (the result file's in percent).
+    Field("coverage", ("coverage",), "Subgraph Coverage"),
+    Field("nodes_total", ("nodes_total",), "Nodes Total", type=int),
+    Field("nodes_native", ("nodes_native",), "Nodes Native", type=int),
     Field("fallback_ops", ("fallback_ops",), "Fallback Ops", type=list, item=str),
-    Field("artifact_bytes", ("artifact_bytes",), "Artifact Bytes", "B", type=int, fmt="int"),
+    Field("artifact_bytes", ("artifact_bytes",), "Artifact Bytes", "B", type=int),
     Field("compile_cached", ("cached",), "Cached", type=bool),
     FLOPS_PER_SAMPLE,
     # What the backend's compile report says beyond the counts (its device and mode,
@@ -379,7 +380,7 @@ ACCURACY: tuple[Field, ...] = (
     Field("seeded_weights", ("seeded_weights",), "Seeded Weights", type=bool),
     Field("data_source", ("data_source",), "Data Source", type=str),
     Field("metric_note", ("note",), None, type=str),
-    Field("metric_samples", ("samples",), None, type=int, fmt="int"),
+    Field("metric_samples", ("samples",), None, type=int),
     Field("histogram", (), "Diff Histogram", type=dict, written="measured"),
 )
 

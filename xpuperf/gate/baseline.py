@@ -101,10 +101,10 @@ def from_result_jsons(docs: list[Any], source: str, hardware: str) -> Baseline:
     metrics: dict[str, tuple[str, float]] = {}
     for doc in mine:
         combo = str(doc.get("Combination", ""))
-        for point in doc.get("Performance") or []:
-            if isinstance(point, Mapping) and point.get("BS") is not None:
-                key = f"{combo}-bs{point['BS']}-{point.get('Scenario')}"
-                perf[key] = _figures(PerfPoint.from_result(point))
+        for entry in doc.get("Performance") or []:
+            point = PerfPoint.from_result(entry) if isinstance(entry, Mapping) else None
+            if point is not None and point.batch_size is not None:
+                perf[f"{combo}-bs{point.batch_size}-{point.scenario}"] = _figures(point)
         acc = doc.get("Accuracy") if isinstance(doc.get("Accuracy"), Mapping) else {}
         primary = acc.get(field_of(ACCURACY, "primary").label)
         value = _num(acc.get(primary)) if isinstance(primary, str) else None

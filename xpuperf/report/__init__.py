@@ -28,7 +28,7 @@ from xpuperf.report.compare import (DEFAULT_NOISE, GRADES, Comparison, load_poin
                                     status_rank)
 from xpuperf.report.figures import figures, generation_panels
 from xpuperf.conformance.numerics import exceeds_tolerance
-from xpuperf.records import PERFORMANCE, Field, PerfPoint
+from xpuperf.records import PERFORMANCE, Field, PerfPoint, measured
 from xpuperf.report.summary import Row, fmt_bytes, fmt_num, row_key, summarize
 from xpuperf.report_folder import write_text  # whole files or none: a full disk cuts none
 
@@ -190,7 +190,7 @@ def perf_columns(points: Sequence[PerfPoint]) -> list[Field]:
     """The figure columns of a combination's performance table: the fields with a
     column that any of its points measured."""
     return [f for f in PERFORMANCE if f.column is not None
-            and any(getattr(p, f.attr) not in (None, "", ()) for p in points)]
+            and any(measured(getattr(p, f.attr)) for p in points)]
 
 
 def _pretty(value: Any) -> str:
