@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from xpuperf.conformance.numerics import REL_FLOOR, abs_diff_histogram, check, diff_stats
+from xpuperf.conformance.numerics import (DIFF_KEYS, REL_FLOOR, abs_diff_histogram, bound,
+                                         check, diff_stats, exceeds_tolerance)
 
 
 def test_statistics_by_hand():
@@ -73,3 +74,28 @@ def test_histogram_counts_every_finite_difference_in_decades():
     assert h["counts"][1] == 1  # [1e-9, 1e-8)
     assert h["counts"][-1] == 2  # [10, 100] and everything above
     assert all(math.isfinite(e) for e in h["edges"])
+
+
+def test_exceeds_tolerance():
+    tol = {"max_abs": 0.05, "min_cosine": 0.999}
+    assert exceeds_tolerance("max_abs", 0.06, tol) and not exceeds_tolerance("max_abs", 0.01, tol)
+    assert exceeds_tolerance("cosine", 0.99, tol) and not exceeds_tolerance("cosine", 1.0, tol)
+    assert exceeds_tolerance("std_abs", math.nan, tol) and exceeds_tolerance("nan", 1, tol)
+    assert not exceeds_tolerance("inf", 0, tol)
+    assert not exceeds_tolerance("std_abs", 9.0, tol)  # no tolerance for it
+    assert not exceeds_tolerance("max_abs", None, tol)
+
+
+def test_the_report_marks_what_check_fails():
+    """One verdict: the statistics the page marks over tolerance are those check names."""
+    ref = np.array([1.0, -2.0, 0.5, 4.0])
+    tol = {"max_abs": 0.3, "mean_abs": 0.05, "max_rel": 10.0, "min_cosine": 0.9999}
+    for out in (ref + 0.01, ref + np.array([0.0, 0.0, 0.0, 0.4]), -ref, np.full(4, np.nan)):
+        stats = diff_stats(ref, out)
+        named = {p.split(": ")[1].split(" ")[0] for p in check("y", stats, tol)
+                 if " of " not in p}  # the NaN line counts values, not a statistic
+        # (a NaN is over any tolerance on the page; check names only bounded ones)
+        marked = {k for k in DIFF_KEYS if bound(k, tol) is not None
+                  and exceeds_tolerance(k, getattr(stats, k), tol)}
+        assert named == marked
+    assert named == {"max_abs", "mean_abs", "max_rel", "cosine"}  # the NaN output: all of them

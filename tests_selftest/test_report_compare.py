@@ -81,7 +81,7 @@ def test_compare_joins_by_combination_with_ratios_to_the_baseline(tmp_path):
     assert [(r.batch_size, r.value) for r in cpu.qps_ratios] == [
         (bs, 1.0) for bs in (1, 4, 8, 16, 24)]
     assert [r.value for r in tvm.qps_ratios] == [pytest.approx(2.0)] * 5
-    assert tvm.p99_ratio is None  # no server or single-stream run to compare
+    assert tvm.latency_ratios == {}  # no server or single-stream run to compare
     failed = cmp.lines[1].cells[1]
     assert failed.status == "failed" and failed.qps_ratios == []
 
@@ -241,7 +241,8 @@ def perf_run(folder: Path, qps: dict, server: tuple | None = None, info: dict | 
         target, p99 = server
         recs.append(ident("performance", "bert-torch", "fp32", batch_size=1, scenario="server",
                           qps=target, target_qps=target, valid=True, **figures,
-                          latency_ms={"p50": p99 / 2, "p90": p99 / 1.5, "p99": p99}))
+                          latency_ms={"p50": p99 / 2, "p90": p99 / 1.5, "p95": p99 / 1.2,
+                                      "p99": p99}))
     write_reports(recs, folder, "CPU", {**INFO, **(info or {})}, TEMPLATES)
     return folder
 
@@ -281,19 +282,23 @@ def test_ratios_are_per_batch_size_never_best_against_best(tmp_path):
     assert cell.worst_ratio == pytest.approx(100 / 205)
 
 
-def test_p99_is_compared_at_the_baselines_offered_load_only(tmp_path):
+def test_latencies_are_compared_at_the_baselines_offered_load_only(tmp_path):
     base = perf_run(tmp_path / "a" / "CPU", {1: 100.0}, server=(50.0, 10.0))
     same_load = perf_run(tmp_path / "b" / "CPU", {1: 50.0}, server=(50.0, 30.0))
     # A slowed run offered a third of the load: its p99 is lower, and no "better".
     less_load = perf_run(tmp_path / "c" / "CPU", {1: 50.0}, server=(16.0, 3.05))
     cmp = compare([load_run(base), load_run(same_load), load_run(less_load)])
     _, same, less = cmp.lines[0].cells
-    assert (same.p99_ratio.value, same.p99_ratio.grade) == (3.0, "worse-3")
-    assert less.p99_ratio is None and less.loaded.target_qps == 16.0
-    assert "offered 16 QPS where the baseline's was 50" in less.p99_note
+    # Every latency of the field table's compared ones, p95 too, at the same point.
+    assert {k: (pytest.approx(r.value), r.grade) for k, r in same.latency_ratios.items()} == {
+        k: (3.0, "worse-3") for k in ("p50", "p90", "p95", "p99")}
+    assert [(f.attr, value) for f, value, _ in same.latencies][2:] == [("p95", 25.0), ("p99", 30.0)]
+    assert less.latency_ratios == {} and less.loaded.target_qps == 16.0
+    assert "offered 16 QPS where the baseline's was 50" in less.latency_note
     assert all(r.scenario == "offline" for r in same.qps_ratios)  # a server QPS is its load
     html = render_compare(cmp, TEMPLATES)
-    assert "p99s at other loads do not compare" in html
+    assert "latencies at other loads do not compare" in html
+    assert '<span class="unit">p95</span> 25 <span class="ratio r-worse-3"' in html
 
 
 def test_a_ratio_is_coloured_only_beyond_the_noise_of_its_figures(tmp_path):

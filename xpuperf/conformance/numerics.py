@@ -7,13 +7,24 @@ only, and ``check`` reports the NaN and Inf counts first.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+import math
 from typing import Mapping
 
 import numpy as np
 
+from xpuperf.records import NUMERICS
+
 # Relative differences divide by max(|reference|, REL_FLOOR): logits near zero
 # would otherwise turn a harmless absolute error into an enormous relative one.
 REL_FLOOR = 1e-3
+# DiffStats' statistics, in the order reports show them (their table:
+# xpuperf.records.NUMERICS); a tolerance bounds a statistic from above under its
+# own name, or (one where lower is worse) from below under "min_<name>".
+DIFF_KEYS = tuple(f.attr for f in NUMERICS)
+LOWER_IS_WORSE = frozenset({"cosine"})
+# DiffStats computes its statistics over finite values only and counts the rest here,
+# so these counts, summed over outputs, are what shows a NaN-producing backend.
+NONFINITE_KEYS = ("nan", "inf")
 
 
 @dataclass(frozen=True)
@@ -64,10 +75,32 @@ def diff_stats(reference: np.ndarray, output: np.ndarray, rel_floor: float = REL
     )
 
 
+def bound(key: str, tolerance: Mapping[str, float]) -> float | None:
+    """The tolerance's bound of DiffStats statistic ``key``, None when it has none."""
+    return tolerance.get(f"min_{key}" if key in LOWER_IS_WORSE else key)
+
+
+def exceeds_tolerance(key: str, value: float | None, tolerance: Mapping[str, float]) -> bool:
+    """The one verdict of a DiffStats value against ``tolerance`` (check's and the
+    reports'): a NaN breaks any tolerance, a NaN or Inf count any above zero, a
+    statistic its bound; a missing value or bound breaks nothing."""
+    if value is None:
+        return False
+    if math.isnan(value):
+        return True
+    if key in NONFINITE_KEYS:
+        return value > 0
+    limit = bound(key, tolerance)
+    if limit is None:
+        return False
+    return value < limit if key in LOWER_IS_WORSE else value > limit
+
+
 def check(name: str, stats: DiffStats, tolerance: Mapping[str, float]) -> list[str]:
     """Why ``stats`` of output ``name`` break ``tolerance``; empty when within it.
 
-    Tolerance keys: max_abs, mean_abs, max_rel (upper bounds), min_cosine (lower).
+    Tolerance keys: max_abs, mean_abs, max_rel (upper bounds), min_cosine (lower);
+    any other DiffStats statistic bounds the same way.
     """
     problems = []
     if stats.nan or stats.inf:
@@ -75,14 +108,11 @@ def check(name: str, stats: DiffStats, tolerance: Mapping[str, float]) -> list[s
     if stats.reference_nonfinite:
         problems.append(f"{name}: the reference itself has {stats.reference_nonfinite} "
                         "non-finite values; the comparison is unsound")
-    for key in ("max_abs", "mean_abs", "max_rel"):
-        limit = tolerance.get(key)
-        value = getattr(stats, key)
-        if limit is not None and not value <= limit:  # 'not <=' also catches NaN
-            problems.append(f"{name}: {key} {value:.3g} > {limit:g}")
-    limit = tolerance.get("min_cosine")
-    if limit is not None and not stats.cosine >= limit:
-        problems.append(f"{name}: cosine {stats.cosine:.6f} < {limit:g}")
+    for key in DIFF_KEYS:
+        limit, value = bound(key, tolerance), getattr(stats, key)
+        if limit is not None and exceeds_tolerance(key, value, tolerance):
+            sign, digits = ("<", ".6f") if key in LOWER_IS_WORSE else (">", ".3g")
+            problems.append(f"{name}: {key} {value:{digits}} {sign} {limit:g}")
     return problems
 
 

@@ -8,12 +8,14 @@ each metric item its task metric. xpuperf.gate.judge compares them.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from xpuperf import report_folder
 from xpuperf.gate.verdict import MAX_SAMPLES
+from xpuperf.records import ACCURACY, PerfPoint, field_of
 
 
 class BaselineError(ValueError):
@@ -84,10 +86,7 @@ def from_benchmark_json(doc: Any, source: str, hardware: str) -> Baseline:
         extra = bench.get("extra_info") if isinstance(bench, Mapping) else None
         if not isinstance(extra, Mapping) or not isinstance(bench.get("param"), str):
             continue
-        latency = extra.get("latency_ms") if isinstance(extra.get("latency_ms"), Mapping) else {}
-        perf[bench["param"]] = PerfFigures(_num(extra.get("qps")), _num(latency.get("p99")),
-                                           _samples(extra.get("window_qps")),
-                                           _flag(extra.get("stable")))
+        perf[bench["param"]] = _figures(PerfPoint.from_record(extra, outcome=""))
     return Baseline(source=source, hardware=found, perf=perf)
 
 
@@ -102,14 +101,12 @@ def from_result_jsons(docs: list[Any], source: str, hardware: str) -> Baseline:
     metrics: dict[str, tuple[str, float]] = {}
     for doc in mine:
         combo = str(doc.get("Combination", ""))
-        for point in doc.get("Performance") or []:
-            if isinstance(point, Mapping) and point.get("BS") is not None:
-                key = f"{combo}-bs{point['BS']}-{point.get('Scenario')}"
-                perf[key] = PerfFigures(_num(point.get("QPS")), _num(point.get("P99 Latency")),
-                                        _samples(point.get("Window QPS")),
-                                        _flag(point.get("Steady")))
+        for entry in doc.get("Performance") or []:
+            point = PerfPoint.from_result(entry) if isinstance(entry, Mapping) else None
+            if point is not None and point.batch_size is not None:
+                perf[f"{combo}-bs{point.batch_size}-{point.scenario}"] = _figures(point)
         acc = doc.get("Accuracy") if isinstance(doc.get("Accuracy"), Mapping) else {}
-        primary = acc.get("Primary Metric")
+        primary = acc.get(field_of(ACCURACY, "primary").label)
         value = _num(acc.get(primary)) if isinstance(primary, str) else None
         if value is not None:
             metrics[combo] = (primary, value)
@@ -122,14 +119,12 @@ def _num(value: Any) -> float | None:
     return float(value)
 
 
-def _samples(values: Any) -> tuple[float, ...]:
-    """Positive numbers only: a hand-edited or foreign file's odd entries are
-    left out rather than trusted."""
-    if not isinstance(values, list):
-        return ()
-    return tuple(float(v) for v in values[:MAX_SAMPLES]
-                 if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0)
+def _figures(point: PerfPoint) -> PerfFigures:
+    """What the gate compares of a stored point: numbers only where finite, and of
+    the window throughputs the positive ones (a hand-edited or foreign file's odd
+    entries are left out rather than trusted)."""
+    def finite(value: float | None) -> float | None:
+        return value if value is not None and math.isfinite(value) else None
 
-
-def _flag(value: Any) -> bool | None:
-    return value if isinstance(value, bool) else None
+    return PerfFigures(finite(point.qps), finite(point.p99),
+                       tuple(q for q in point.window_qps[:MAX_SAMPLES] if q > 0), point.stable)

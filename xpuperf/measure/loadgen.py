@@ -124,7 +124,7 @@ class LoadResult(RunFigures):
     """What one measured run found; ``as_record()`` is its JSON-able form.
 
     QPS and ``target_qps`` are in samples per second (queries x batch_size).
-    ``latency_ms`` holds p50, p90, p99, p99.9, mean and max over every query.
+    ``latency_ms`` holds p50, p90, p95, p99, p99.9, mean and max over every query.
     ``window_qps`` are the steady-state windows' throughputs and ``spread`` their
     (max - min) / median; ``stable`` is ``spread <= max_spread``. The server
     fields are None for the other scenarios. ``latencies_ns`` is every measured

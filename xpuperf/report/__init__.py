@@ -27,8 +27,9 @@ from xpuperf.report.ops import OpTable, op_table
 from xpuperf.report.compare import (DEFAULT_NOISE, GRADES, Comparison, load_point,
                                     status_rank)
 from xpuperf.report.figures import figures, generation_panels
-from xpuperf.report.summary import (Row, exceeds_tolerance, fmt_bytes, fmt_num, row_key,
-                                    summarize)
+from xpuperf.conformance.numerics import exceeds_tolerance
+from xpuperf.records import PERFORMANCE, Field, PerfPoint, measured
+from xpuperf.report.summary import Row, fmt_bytes, fmt_num, row_key, summarize
 from xpuperf.report_folder import write_text  # whole files or none: a full disk cuts none
 
 # The templates are package data (pyproject.toml), so an installed wheel, and a
@@ -119,7 +120,8 @@ def _environment(templates_dir: Path) -> Environment:
                        metric_name=metric_name, model_name=model_name, load_point=load_point,
                        status_counts=_status_counts, first_line=_first_line)
     env.tests.update(nan=lambda v: isinstance(v, float) and math.isnan(v))
-    env.globals.update(exceeds=exceeds_tolerance, status_rank=status_rank,
+    env.globals.update(exceeds=exceeds_tolerance, status_rank=status_rank, show=show,
+                       perf_columns=perf_columns,
                        sort_value=_sort_value, generation_panels=generation_panels)
     return env
 
@@ -168,6 +170,27 @@ def _pct(fraction: float | None) -> str:
 
 def _gbps(bytes_per_s: float | None) -> str:
     return "-" if bytes_per_s is None else fmt_num(bytes_per_s / 1e9, 3)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+# How the page shows a figure: the names xpuperf.records.Field.fmt takes.
+FORMATS = {"num": fmt_num, "num3": lambda v: fmt_num(v, 3), "num4": lambda v: fmt_num(v, 4),
+           "pct": _pct, "gbps": _gbps, "int": _count}
+
+
+def show(value: Any, fmt: str) -> str:
+    """A figure as the page shows it, by its field's format."""
+    return FORMATS[fmt](value)
+
+
+def perf_columns(points: Sequence[PerfPoint]) -> list[Field]:
+    """The figure columns of a combination's performance table: the fields with a
+    column that any of its points measured."""
+    return [f for f in PERFORMANCE if f.column is not None
+            and any(measured(getattr(p, f.attr)) for p in points)]
 
 
 def _pretty(value: Any) -> str:

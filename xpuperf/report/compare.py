@@ -3,8 +3,9 @@
 A Run is one reports folder read back (xpuperf.report.runs): other hardware, or
 the same hardware before and after a change. Figures are set like against like:
 a QPS ratio per scenario and batch size both runs measured (never the best of
-one against the best of the other), a p99 at the baseline's offered load, and a
-ratio within the noise of the two figures is shown as no change.
+one against the best of the other), the latencies (records.PERFORMANCE's compared
+fields: p50 to p99) at the baseline's offered load, and a ratio within the noise
+of the two figures is shown as no change.
 
 Runs compare only when they ran the same tier of the same zoo: a smoke run's QPS beside a full
 run's is a different workload, not a faster card, so a mix is refused unless
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from backends.base import PRECISIONS
+from xpuperf.records import PERFORMANCE, Field, PerfPoint
 from xpuperf.report.published import Published
-from xpuperf.report.summary import PerfPoint, Row, fmt_num
+from xpuperf.report.summary import Row, fmt_num
 
 # Which status a group of rows shows, worst first; also the default table order.
 STATUS_ORDER = ("failed", "error", "xfailed", "skipped", "passed")
@@ -34,6 +36,8 @@ DEFAULT_NOISE = 0.10
 GRADES = (1.25, 2.0)
 # Two server runs offered "the same" load when their targets agree this closely.
 _SAME_LOAD = 0.01
+# The latencies set against the baseline's at its load, in the table's order.
+LATENCIES: tuple[Field, ...] = tuple(f for f in PERFORMANCE if f.compared)
 
 
 class CompareError(ValueError):
@@ -99,9 +103,18 @@ class Cell:
     row: Row | None  # None: the combination is not in that run
     # QPS over the baseline's at each scenario and batch size both measured.
     qps_ratios: list[Ratio] = field(default_factory=list)
-    loaded: PerfPoint | None = None  # the p99 shown: at the baseline's load where measured
-    p99_ratio: Ratio | None = None
-    p99_note: str = ""  # why the p99s are not compared
+    loaded: PerfPoint | None = None  # the latencies shown: at the baseline's load where measured
+    # Each latency of LATENCIES (by attribute) over the baseline's at its load.
+    latency_ratios: dict[str, Ratio] = field(default_factory=dict)
+    latency_note: str = ""  # why the latencies are not compared
+
+    @property
+    def latencies(self) -> list[tuple[Field, float, Ratio | None]]:
+        """The shown point's LATENCIES that it measured, each with its ratio, if any."""
+        if self.loaded is None:
+            return []
+        return [(f, value, self.latency_ratios.get(f.attr)) for f in LATENCIES
+                if (value := getattr(self.loaded, f.attr)) is not None]
 
     @property
     def status(self) -> str:
@@ -263,34 +276,39 @@ def _cell(run: Run, row: Row | None, base: Row | None) -> Cell:
             cell.qps_ratios.append(Ratio(p.scenario, p.batch_size, p.qps / b.qps,
                                          max(noise(p), noise(b))))
     cell.qps_ratios.sort(key=lambda r: (r.scenario != "offline", r.scenario, r.batch_size or 0))
-    _compare_p99(cell, row, base)
+    _compare_latencies(cell, row, base)
     return cell
 
 
-def _compare_p99(cell: Cell, row: Row, base: Row) -> None:
-    """The p99 at the baseline's load: the same scenario and batch size and, for a
-    server run, the same offered QPS; p99s at other loads are not compared."""
+def _compare_latencies(cell: Cell, row: Row, base: Row) -> None:
+    """The latencies at the baseline's load: the same scenario and batch size and,
+    for a server run, the same offered QPS; latencies at other loads are not
+    compared. The points are those with a p99, the latency every summary shows."""
     b = base.loaded
     if b is None or not _positive(b.p99):
         return
     same = [p for p in row.perf if p.scenario == b.scenario and p.batch_size == b.batch_size
             and p.p99 is not None and math.isfinite(p.p99)]
     if not same:
-        cell.p99_note = f"not measured at the baseline's load ({load_point(b)})"
+        cell.latency_note = f"not measured at the baseline's load ({load_point(b)})"
         return
     if b.scenario == "server":
         at = [p for p in same if p.target_qps and b.target_qps
               and abs(p.target_qps / b.target_qps - 1) <= _SAME_LOAD]
         if not at:
             cell.loaded = same[0]
-            cell.p99_note = (f"offered {fmt_num(same[0].target_qps, 4)} QPS where the "
-                             f"baseline's was {fmt_num(b.target_qps, 4)}: p99s at other "
-                             "loads do not compare")
+            cell.latency_note = (f"offered {fmt_num(same[0].target_qps, 4)} QPS where the "
+                                 f"baseline's was {fmt_num(b.target_qps, 4)}: latencies at "
+                                 "other loads do not compare")
             return
         same = at
-    cell.loaded = same[0]
-    cell.p99_ratio = Ratio(b.scenario, b.batch_size, same[0].p99 / b.p99,
-                           max(noise(same[0]), noise(b)), lower_is_better=True)
+    point = cell.loaded = same[0]
+    for f in LATENCIES:
+        mine, theirs = getattr(point, f.attr), getattr(b, f.attr)
+        if _positive(theirs) and mine is not None and math.isfinite(mine):
+            cell.latency_ratios[f.attr] = Ratio(b.scenario, b.batch_size, mine / theirs,
+                                                max(noise(point), noise(b)),
+                                                lower_is_better=True)
 
 
 def _positive(value: float | None) -> bool:
@@ -328,7 +346,7 @@ def _published_warnings(line: Line, fig: Published, tiers: Mapping[str, str]) ->
 
 
 def load_point(point: PerfPoint) -> str:
-    """What load a p99 was measured under, in words."""
+    """What load a latency was measured under, in words."""
     if point.scenario == "server" and point.target_qps:
         return f"{point.target_qps:.4g} QPS offered (server, bs {point.batch_size})"
     return f"one query at a time ({point.scenario.replace('_', ' ')}, bs {point.batch_size})"

@@ -7,18 +7,13 @@ every measured field of a Row may be None and every reader must cope with that.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from typing import Any, Iterable, Mapping
 
 from backends.base import PRECISIONS
-from xpuperf.records import SUITES
+from xpuperf.conformance.numerics import DIFF_KEYS, LOWER_IS_WORSE, NONFINITE_KEYS
+from xpuperf.records import ACCURACY, COMPILE, SUITES, Field, PerfPoint, measured
 
-# DiffStats keys, and which direction is worse: a report shows the worst output.
-DIFF_KEYS = ("max_abs", "mean_abs", "std_abs", "max_rel", "mean_rel", "cosine")
-_LOWER_IS_WORSE = frozenset({"cosine"})
-# DiffStats computes its statistics over finite values only and counts the rest here,
-# so these counts, summed over outputs, are what shows a NaN-producing backend.
-NONFINITE_KEYS = ("nan", "inf")
 
 # Worst first: a suite whose items disagree shows the worst of them, except that a
 # skipped item does not hide the passed ones beside it.
@@ -47,63 +42,6 @@ class SuiteResult:
 
 
 @dataclass
-class PerfPoint:
-    """One performance item: a batch size under a scenario."""
-
-    batch_size: int | None
-    scenario: str
-    outcome: str
-    message: str = ""
-    qps: float | None = None
-    p50: float | None = None  # latencies in ms
-    p90: float | None = None
-    p99: float | None = None
-    p999: float | None = None
-    mean: float | None = None
-    samples: int | None = None
-    wall_s: float | None = None
-    mfu: float | None = None  # a fraction of the peak FLOP/s
-    peak_flops: float | None = None  # the ceiling MFU is judged against
-    peak_flops_source: str = ""  # "declared" by the backend or how it was measured
-    peak_rss_mb: float | None = None
-    # Where the backend keeps inputs on its device (xpuperf.measure.resident): the offline
-    # QPS without the copies, a query's device time, the device's memory peak.
-    resident_qps: float | None = None
-    device_p50: float | None = None  # ms, by the device's clock
-    device_p90: float | None = None
-    h2d_bytes_per_s: float | None = None
-    d2h_bytes_per_s: float | None = None
-    device_memory_peak_mb: float | None = None
-    resident_skipped: str = ""  # why there are no device-resident figures
-    flops_per_sample: float | None = None
-    bytes_per_sample: float | None = None
-    stable: bool | None = None  # the run's windows agreed within max_spread
-    window_qps: list[float] = field(default_factory=list)  # the samples a speed gate compares
-    # (max - min) / median of the windows' QPS, and the spread the run allowed: how
-    # far a ratio of two such figures may move by noise alone (xpuperf compare).
-    spread: float | None = None
-    max_spread: float | None = None
-    valid: bool | None = None  # server: p99 within the latency bound
-    target_qps: float | None = None
-    mlperf_qps: float | None = None  # the same item under mlcommons-loadgen (--driver mlperf)
-    # The device's energy over the measured run, by its own counter (xpuperf.measure.energy);
-    # energy_unavailable says why there is none.
-    avg_watts: float | None = None
-    j_per_query: float | None = None
-    j_per_sample: float | None = None
-    energy_method: str = ""
-    energy_unavailable: str = ""
-    baseline_qps: float | None = None  # --baseline's QPS for this item
-    qps_regression_pct: float | None = None
-
-
-    @property
-    def qps_per_watt(self) -> float | None:
-        """Samples per second per measured watt (samples per joule), where measured."""
-        return self.qps / self.avg_watts if self.qps and self.avg_watts else None
-
-
-@dataclass
 class AuditPoint:
     """One integrity audit of a combination."""
 
@@ -113,9 +51,17 @@ class AuditPoint:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Row:
-    """Everything the reports show about one combination."""
+# A combination's compile and accuracy figures, one attribute each as the tables
+# name them (None or empty where not measured): Row's base, so that a figure added
+# to a table is a Row attribute with no edit here.
+_Figures = make_dataclass("_Figures", [(f.attr, f.annotation, f.default())
+                                       for f in COMPILE + ACCURACY])
+
+
+@dataclass(kw_only=True)
+class Row(_Figures):
+    """Everything the reports show about one combination: the tables' figures
+    (_Figures) and these."""
 
     combination: str
     model: str
@@ -125,49 +71,24 @@ class Row:
     domain: str = ""
     family: str = ""
     hardware: str = ""
-    weights: str = ""
     device_index: str | None = None  # the device its items ran on (--devices)
     status: str = "skipped"
     suites: dict[str, SuiteResult] = field(default_factory=dict)
-    # metric
-    primary: str | None = None
+    # metric: the primary metric's value and reference, and every metric's
     metric: float | None = None
     reference: float | None = None
-    drop: float | None = None
-    max_drop: float | None = None
     metrics: dict[str, float] = field(default_factory=dict)
     reference_metrics: dict[str, float] = field(default_factory=dict)
-    seeded_weights: bool | None = None
-    metric_note: str = ""
-    data_source: str | None = None
-    metric_samples: int | None = None
     # numerics
     diff: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, dict[str, float]] = field(default_factory=dict)
     tolerance: dict[str, float] = field(default_factory=dict)
-    histogram: dict[str, list[float]] | None = None
     # performance
     perf: list[PerfPoint] = field(default_factory=list)
     audits: list[AuditPoint] = field(default_factory=list)
     # generation (suites/llm): one record's figures per item, with its
     # scenario (none for the accuracy item), outcome and message
     generation: list[dict[str, Any]] = field(default_factory=list)
-    # compile
-    compile_status: str | None = None
-    compile_seconds: float | None = None  # a cold compile
-    compile_seconds_cached: float | None = None  # a load from the backend's compile cache
-    compile_times_note: str = ""  # where the cold figure comes from; why one is missing
-    precision_used: str | None = None
-    nodes_total: int | None = None
-    nodes_native: int | None = None
-    coverage: float | None = None
-    fallback_ops: list[str] = field(default_factory=list)
-    artifact_bytes: int | None = None
-    compile_cached: bool | None = None
-    # What the backend's compile report says beyond the counts (its device and
-    # mode, fp8 layers, int8 scheme, ...).
-    compile_details: dict[str, Any] = field(default_factory=dict)
-    flops_per_sample: float | None = None  # from the graph (compile record, else performance)
 
     # Long message texts already kept, and where (xpuperf's own bookkeeping).
     _seen: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -369,24 +290,26 @@ def _once(row: Row, suite: str, message: str) -> str:
     return f"{head}\n[the same output as under {row._seen[body]} above, shown once]"
 
 
+def _merge_fields(row: Row, rec: Mapping[str, Any], table: tuple[Field, ...]) -> None:
+    """Each figure of ``table`` that ``rec`` measured onto ``row``: a later
+    record's replaces an earlier's, a figure it lacks keeps the earlier's."""
+    for f in table:
+        value = f.read(rec)
+        if measured(value):
+            setattr(row, f.attr, value)
+
+
 def _merge_metric(row: Row, rec: Mapping[str, Any]) -> None:
     row.metrics.update(_numbers(rec.get("metrics")))
     row.reference_metrics.update(_numbers(rec.get("reference_metrics")))
-    row.primary = rec.get("primary") or row.primary
-    row.drop = _num(rec.get("drop"), row.drop)
-    row.max_drop = _num(rec.get("max_drop"), row.max_drop)
-    if "seeded_weights" in rec:
-        row.seeded_weights = bool(rec["seeded_weights"])
-    row.data_source = rec.get("data_source") or row.data_source
-    row.metric_note = str(rec.get("note") or row.metric_note)
-    row.metric_samples = rec.get("samples", row.metric_samples)
+    _merge_fields(row, rec, ACCURACY)
 
 
 def _merge_numerics(row: Row, rec: Mapping[str, Any]) -> None:
     for name, stats in (rec.get("outputs") or {}).items():
         row.outputs[str(name)] = _numbers(stats)
     row.tolerance.update(_numbers(rec.get("tolerance")))
-    row.data_source = rec.get("data_source") or row.data_source
+    _merge_fields(row, rec, ACCURACY)
     hist = rec.get("histogram")
     # Bins are drawn from edge i to edge i+1: a histogram of any other shape is unreadable.
     if isinstance(hist, Mapping) and hist.get("counts") and \
@@ -395,69 +318,24 @@ def _merge_numerics(row: Row, rec: Mapping[str, Any]) -> None:
 
 
 def _merge_compile(row: Row, rec: Mapping[str, Any], outcome: str) -> None:
+    _merge_fields(row, rec, COMPILE)
     # An item that errored in setup (its dataset or weights) never reached the compiler.
-    row.compile_status = rec.get("status") or row.compile_status or (
-        outcome if outcome in _FAILING else None)
-    row.compile_seconds = _num(rec.get("seconds_cold"), row.compile_seconds)
-    row.compile_seconds_cached = _num(rec.get("seconds_cached"), row.compile_seconds_cached)
+    if not row.compile_status and outcome in _FAILING:
+        row.compile_status = outcome
+    # Where the cold figure comes from; why the cached one is missing.
     notes = [f"cold: {rec['cold_measured']}" if rec.get("cold_measured") else "",
              rec.get("cached_note") or ""]
     row.compile_times_note = "; ".join(n for n in notes if n) or row.compile_times_note
-    row.precision_used = rec.get("precision_used") or row.precision_used
-    if isinstance(rec.get("details"), Mapping):
-        row.compile_details = dict(rec["details"])
-    row.nodes_total = rec.get("nodes_total", row.nodes_total)
-    row.nodes_native = rec.get("nodes_native", row.nodes_native)
-    row.coverage = _num(rec.get("coverage"), row.coverage)
-    row.fallback_ops = list(rec.get("fallback_ops") or row.fallback_ops)
-    row.artifact_bytes = rec.get("artifact_bytes", row.artifact_bytes)
-    row.flops_per_sample = _num(rec.get("flops_per_sample"), row.flops_per_sample)
-    if "cached" in rec:
-        row.compile_cached = bool(rec["cached"])
 
 
 def _merge_perf(row: Row, rec: Mapping[str, Any], outcome: str, message: str) -> None:
-    lat = rec.get("latency_ms") or {}
-    bs = rec.get("batch_size")
-    mlperf = rec.get("mlperf") if isinstance(rec.get("mlperf"), Mapping) else {}
-    baseline = rec.get("baseline") if isinstance(rec.get("baseline"), Mapping) else {}
-    resident = rec.get("device_resident") if isinstance(rec.get("device_resident"), Mapping) \
-        else {}
-    device_ms = resident.get("device_ms") if isinstance(resident.get("device_ms"), Mapping) \
-        else {}
-    used = rec.get("energy") if isinstance(rec.get("energy"), Mapping) else {}
-    row.perf.append(PerfPoint(
-        batch_size=int(bs) if isinstance(bs, (int, float)) else None,
-        scenario=str(rec.get("scenario") or ""), outcome=outcome, message=message,
-        qps=_num(rec.get("qps")), p50=_num(lat.get("p50")), p90=_num(lat.get("p90")),
-        p99=_num(lat.get("p99")), p999=_num(lat.get("p99.9")), mean=_num(lat.get("mean")),
-        samples=rec.get("samples"), wall_s=_num(rec.get("wall_s")),
-        mfu=_num(rec.get("mfu")), peak_rss_mb=_num(rec.get("peak_rss_mb")),
-        resident_qps=_num(resident.get("qps")), device_p50=_num(device_ms.get("p50")),
-        device_p90=_num(device_ms.get("p90")),
-        h2d_bytes_per_s=_num(resident.get("h2d_bytes_per_s")),
-        d2h_bytes_per_s=_num(resident.get("d2h_bytes_per_s")),
-        device_memory_peak_mb=_num(rec.get("device_memory_peak_mb")),
-        resident_skipped=str(resident.get("skipped") or ""),
-        peak_flops=_num(rec.get("peak_flops")),
-        peak_flops_source=str(rec.get("peak_flops_source") or ""),
-        flops_per_sample=_num(rec.get("flops_per_sample")),
-        bytes_per_sample=_num(rec.get("bytes_per_sample")),
-        stable=_bool(rec.get("stable")), valid=_bool(rec.get("valid")),
-        window_qps=[float(q) for q in rec.get("window_qps") or [] if _num(q) is not None],
-        spread=_num(rec.get("spread")), max_spread=_num(rec.get("max_spread")),
-        target_qps=_num(rec.get("target_qps")), mlperf_qps=_num(mlperf.get("qps")),
-        avg_watts=_num(used.get("avg_watts")), j_per_query=_num(used.get("j_per_query")),
-        j_per_sample=_num(used.get("j_per_sample")), energy_method=str(used.get("method") or ""),
-        energy_unavailable=str(used.get("unavailable") or ""),
-        baseline_qps=_num(baseline.get("qps")),
-        qps_regression_pct=_num(baseline.get("qps_regression_pct"))))
+    row.perf.append(PerfPoint.from_record(rec, outcome, message))
     if row.flops_per_sample is None:
         row.flops_per_sample = row.perf[-1].flops_per_sample
 
 
 def _finish(row: Row) -> None:
-    if row.primary is not None:
+    if row.primary:
         row.metric = row.metrics.get(row.primary)
         row.reference = row.reference_metrics.get(row.primary)
     if row.seeded_weights is None and row.weights:
@@ -494,33 +372,8 @@ def worst_diff(outputs: Iterable[Mapping[str, float]]) -> dict[str, float]:
         if any(math.isnan(v) for v in values):
             out[key] = math.nan
         else:
-            out[key] = min(values) if key in _LOWER_IS_WORSE else max(values)
+            out[key] = min(values) if key in LOWER_IS_WORSE else max(values)
     return out
-
-
-def exceeds_tolerance(key: str, value: float | None, tolerance: Mapping[str, float]) -> bool:
-    """Whether a DiffStats value breaks its tolerance; NaN breaks any tolerance."""
-    if value is None:
-        return False
-    if math.isnan(value):
-        return True
-    if key in NONFINITE_KEYS:
-        return value > 0
-    if key in _LOWER_IS_WORSE:
-        bound = tolerance.get(f"min_{key}")
-        return bound is not None and value < bound
-    bound = tolerance.get(key)
-    return bound is not None and value > bound
-
-
-def _num(value: Any, default: float | None = None) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return default
-    return float(value)
-
-
-def _bool(value: Any) -> bool | None:
-    return value if isinstance(value, bool) else None
 
 
 def _numbers(mapping: Any) -> dict[str, float]:

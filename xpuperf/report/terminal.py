@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from xpuperf.report.summary import NONFINITE_KEYS, Row, fmt_num
+from xpuperf.conformance.numerics import NONFINITE_KEYS
+from xpuperf.report.summary import Row, fmt_num
 
 HEADERS = ("combination", "status", "metric (drop)", "max_abs", "cosine",
            "compile s", "cov %", "QPS @ bs", "p99 ms @ load", "MFU %", "mem MB", "audits")

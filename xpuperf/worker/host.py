@@ -169,10 +169,12 @@ class GroupHost:
 
     def throughput(self, batch_size: int, scenario: str, driver: str) -> dict[str, Any]:
         """One scenario at ``batch_size``: the engine's record, every query's
-        latency (ns), the runs it took, the peak resident memory, and the
-        device-resident figures (xpuperf.measure.resident, once per batch size; or
-        {"skipped": why}) with the device's memory peak where it can say, and the
-        energy of the measured run (xpuperf.measure.energy; or {"unavailable": why})."""
+        latency (ns), whether a server run was valid, and the item's other
+        figures, as its record holds them (xpuperf.records): the runs it took, the
+        peak resident memory, the device-resident figures (xpuperf.measure.resident,
+        once per batch size; or {"skipped": why}) with the device's memory peak
+        where it can say, and the energy of the measured run
+        (xpuperf.measure.energy; or {"unavailable": why})."""
         compiled = self._ready()
         resident = compiled.resident()
         if resident is not None:
@@ -206,18 +208,19 @@ class GroupHost:
             used = window.stop(query=result.queries, sample=result.samples)
         if scenario == "offline":
             self._capacity[batch_size] = result.qps
-        out = {"record": result.as_record(), "latencies_ns": np.asarray(result.latencies_ns),
-               "runs": runs, "valid": result.valid, "distinct_batches": len(batches),
-               "peak_rss_mb": rss.mb, "rss_method": rss.method, "energy": used,
-               "device_resident": self._device_resident(resident, batch_size, batches, settings)}
+        figures = {"runs": runs, "distinct_batches": len(batches), "peak_rss_mb": rss.mb,
+                   "rss_method": rss.method, "energy": used,
+                   "device_resident": self._device_resident(resident, batch_size, batches,
+                                                            settings)}
         peak = resident.memory_peak_bytes() if resident is not None else None
         if peak is not None:
-            out["device_memory_peak_mb"] = peak / 2**20
+            figures["device_memory_peak_mb"] = peak / 2**20
         if driver == "mlperf":
             self.note(f"running {scenario} under mlcommons-loadgen")
-            out["mlperf"] = run_mlperf_beside(spec, issue, batch_size, len(batches), settings,
-                                              result)
-        return out
+            figures["mlperf"] = run_mlperf_beside(spec, issue, batch_size, len(batches),
+                                                  settings, result)
+        return {"record": result.as_record(), "latencies_ns": np.asarray(result.latencies_ns),
+                "valid": result.valid, "figures": figures}
 
     def block(self, batch_size: int, seconds: float) -> float:
         """One A/B block (xpuperf.gate): queries back to back at ``batch_size``
