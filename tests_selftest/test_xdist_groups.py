@@ -31,20 +31,6 @@ def group(nodeid: str) -> str:
     return re.sub(r"-bs\d+-\w+$", "", nodeid.split("[", 1)[1].split("]")[0])
 
 
-def test_each_group_runs_whole_on_one_worker(tmp_path):
-    r = run_session(two_model_zoo(tmp_path), "CPU", *XDIST)
-    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    ran = results(r.stdout)
-    workers: dict[str, set[str]] = {}
-    for worker, _, nodeid in ran:
-        workers.setdefault(group(nodeid), set()).add(worker)
-    assert set(workers) == {"tiny-bert-fake-fp32", "tiny-bert-b-fake-fp32"}, r.stdout[-3000:]
-    assert all(len(w) == 1 for w in workers.values()), workers
-    # Two groups, two workers: both work.
-    assert len(set.union(*workers.values())) == 2, workers
-    assert len(ran) == len({nodeid for _, _, nodeid in ran}) == 8, ran
-
-
 # Items of the zoo's groups (the plugin parametrizes every test taking `combo`) that
 # take down the pytest worker itself, as the OOM killer would; SIGKILL leaves no core.
 CRASHING_MODULE = """
@@ -75,13 +61,21 @@ def test_a_crashing_worker_ends_the_session_and_its_group_goes_on(tmp_path):
                      r.stdout), r.stdout[-3000:]
 
 
-def test_devices_bind_one_pytest_worker_to_each_device(tmp_path):
-    # Two fake devices, two workers, two groups: each worker's backend is handed
-    # its own device, and every record names the one its item ran on.
+def test_each_group_runs_whole_on_one_worker_bound_to_its_device(tmp_path):
+    # Two fake devices, two workers, two groups: each group runs whole on one
+    # worker, each worker's backend is handed its own device, and every record
+    # names the one its item ran on.
     r = run_session(two_model_zoo(tmp_path), "tests_selftest.fakes:DeviceEchoBackend", *XDIST,
                     "--devices", "0,1")
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    worker = {group(nodeid): w for w, _, nodeid in results(r.stdout)}
+    ran = results(r.stdout)
+    workers: dict[str, set[str]] = {}
+    for w, _, nodeid in ran:
+        workers.setdefault(group(nodeid), set()).add(w)
+    assert set(workers) == {"tiny-bert-fake-fp32", "tiny-bert-b-fake-fp32"}, r.stdout[-3000:]
+    assert all(len(w) == 1 for w in workers.values()), workers
+    assert len(ran) == len({nodeid for _, _, nodeid in ran}) == 8, ran
+    worker = {g: next(iter(w)) for g, w in workers.items()}
     docs = [json.loads(p.read_text()) for p in tmp_path.glob("*/*/result-fp32.json")]
     bound = {d["Combination"]: (d["Device Index"], d["Graph Compile"]["Details"]["bound_device"])
              for d in docs}
