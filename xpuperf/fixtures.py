@@ -3,6 +3,7 @@ needs of it (the compilation, the dataset, the reference) and ``record``, which
 attaches the item's result record. Registered by xpuperf.plugin."""
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -116,7 +117,9 @@ def record(request: pytest.FixtureRequest, record_property, combo: Combination,
         if suite == "compile" and fields.get("status") == "ok":
             # Other suites and reports need the model's size in FLOPs, from the graph.
             fields = {**xpu.graph_figures(combo), **fields}
-        bound = {} if state.device is None else {"device_index": state.device}
+        # Where it ran: this process's host (a pytest-xdist worker's, elsewhere too).
+        bound = {"host": socket.gethostname(),
+                 **({} if state.device is None else {"device_index": state.device})}
         record_property(RECORD_KEY, jsonable({**identity(suite, combo, state.hardware, **extra),
                                               "weights": weights, **bound, **fields}))
     return _record

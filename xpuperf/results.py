@@ -4,8 +4,11 @@ session the reports written and the terminal summary printed, whatever the
 items' outcomes. ``ResultCollector`` is registered by xpuperf.plugin."""
 from __future__ import annotations
 
+import json
 import os
 import re
+import socket
+import subprocess
 import sys
 import time
 import warnings
@@ -19,6 +22,8 @@ from xpuperf.gate.judge import item_key
 from xpuperf.gate.verdict import INCONCLUSIVE, REGRESSED, VERDICTS
 from xpuperf.plugin import PluginState
 from xpuperf.records import ITEM_KEY, RECORD_KEY, printable
+
+HOST = socket.gethostname()  # where this controller runs: a record without its own host's
 
 
 def _message(report: pytest.TestReport) -> str:
@@ -129,7 +134,11 @@ class ResultCollector:
         if ITEM_KEY not in props and report.nodeid not in self.state.records:
             return  # not a zoo item, or one that crashed pytest-xdist's worker before setup
         self._take_folder()
-        rec = self.state.records.setdefault(report.nodeid, dict(props.get(ITEM_KEY, {})))
+        # Its id and host (the record's own host wins: where its worker ran) from
+        # the start; its seconds summed over setup, call and teardown.
+        rec = self.state.records.setdefault(report.nodeid, {**props.get(ITEM_KEY, {}),
+                                                            "item": report.nodeid, "host": HOST})
+        rec["duration_s"] = rec.get("duration_s", 0.0) + report.duration
         before = (rec.get("outcome"), rec.get("message"))
         rec.update(props.get(RECORD_KEY, {}))
         if report.when == "call":
@@ -193,17 +202,22 @@ class ResultCollector:
                 session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
             return
         from xpuperf.report import TEMPLATES, write_reports, zoo_version
-        # Which tier and zoo ran: xpuperf compare refuses to join runs that differ.
+        from xpuperf.report.system import system
+        # Which tier and zoo ran: xpuperf compare refuses to join runs that differ;
+        # where they ran (hosts, nodes, accelerators per node).
+        records = list(state.records.values())
         run = {"tier": state.zoo.tier, "zoo_version": zoo_version(state.zoo.path),
-               "run": run_label}
+               "run": run_label, **system(records)}
         try:
             info = {**printable(state.entry.load()().info()), **run}
         except Exception as e:  # noqa: BLE001 - a report without host info beats no report
             info = {"name": state.hardware, "info_error": str(e), **run}
         try:
-            state.written = write_reports(list(state.records.values()), state.report_dir,
-                                          state.hardware, info,
+            state.written = write_reports(records, state.report_dir, state.hardware, info,
                                           TEMPLATES)
+            report_folder.write_text(state.report_dir / report_folder.RECORDS, json.dumps(
+                {"hardware": state.hardware, "info": info, "records": records},
+                indent=1, default=str) + "\n")
         except Exception as e:  # noqa: BLE001 - say so in the summary, not as a traceback
             state.report_error = state.report_error or f"{type(e).__name__}: {e}"
             warnings.warn(f"xpuperf could not write its reports: {state.report_error}")
@@ -215,7 +229,10 @@ class ResultCollector:
                 "finished": exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
                 and not state.report_error,
                 "exit_status": int(session.exitstatus), "hardware": state.hardware,
-                "tier": state.zoo.tier, "ended": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                "tier": state.zoo.tier, "zoo_version": run["zoo_version"],
+                "commit": _commit(session.config.rootpath), "host": HOST,
+                "shard": session.config.getoption("shard"),
+                "ended": time.strftime("%Y-%m-%d %H:%M:%S %z"),
                 "reports": f"NOT written: {state.report_error}" if state.report_error
                 else "written",
                 "selection": {"-k": option.keyword or None, "-m": option.markexpr or None,
@@ -269,6 +286,22 @@ class ResultCollector:
         elif state.written:
             tr.write_line(f"reports: {state.report_dir / 'report.html'} and "
                           f"{len(state.written) - 1} JSON file(s)")
+
+
+def _commit(root: os.PathLike) -> str | None:
+    """The checkout's commit (git rev-parse HEAD), "-dirty" after it when files
+    differ; None outside a git checkout. xpuperf merge refuses shards of two."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                  text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+    head = git("rev-parse", "HEAD")
+    if head is None:
+        return None
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def gate_line(state: PluginState) -> tuple[str, dict[str, bool]]:

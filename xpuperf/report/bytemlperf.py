@@ -74,8 +74,14 @@ def result_json(row: Row, hardware: str, info: Mapping[str, Any]) -> dict[str, A
     expected = {suite: res.expected for suite, res in row.suites.items() if res.expected}
     if expected:  # why the backend is known to fail them (its expected_failures.txt)
         doc["Expected Failure Reasons"] = expected
+    # Where it ran, as MLPerf's system description says it (info: report.system).
+    if row.host is not None:
+        doc["Host"] = row.host
     if row.device_index is not None:
         doc["Device Index"] = row.device_index
+    for key, name in (("nodes", "Nodes"), ("accelerators_per_node", "Accelerators per Node")):
+        if info.get(key) is not None:
+            doc[name] = info[key]
     if row.generation:  # LLM serving items: their figures as recorded (xpuperf.records)
         doc["Generation"] = row.generation
     return _strict(doc)
@@ -229,6 +235,8 @@ def row_from_result(doc: Mapping[str, Any]) -> Row:
     row.perf = [_read_perf(e) for e in doc["Performance"]]
     row.audits = [AuditPoint(str(a.get("Audit", "")), str(a.get("Status", "")),
                              str(a.get("Message", ""))) for a in doc.get("Audits") or []]
+    row.host = str(doc["Host"]) if doc.get("Host") else None
+    row.device_index = str(doc["Device Index"]) if doc.get("Device Index") is not None else None
     return row
 
 

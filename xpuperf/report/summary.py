@@ -127,6 +127,7 @@ class Row:
     hardware: str = ""
     weights: str = ""
     device_index: str | None = None  # the device its items ran on (--devices)
+    host: str | None = None  # the machine its items ran on
     status: str = "skipped"
     suites: dict[str, SuiteResult] = field(default_factory=dict)
     # metric
@@ -315,6 +316,8 @@ def _merge(row: Row, rec: Mapping[str, Any]) -> None:
         row.weights = str(rec["weights"])
     if rec.get("device_index") is not None:
         row.device_index = str(rec["device_index"])
+    if rec.get("host"):
+        row.host = str(rec["host"])
 
     res = row.suites.get(suite)
     if res is None:
