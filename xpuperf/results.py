@@ -231,7 +231,7 @@ class ResultCollector:
                 "exit_status": int(session.exitstatus), "hardware": state.hardware,
                 "tier": state.zoo.tier, "zoo_version": run["zoo_version"],
                 "commit": _commit(session.config.rootpath), "host": HOST,
-                "shard": session.config.getoption("shard"),
+                "shard": getattr(option, "shard", None),  # --shard K/N (xpuperf.shard_plugin)
                 "ended": time.strftime("%Y-%m-%d %H:%M:%S %z"),
                 "reports": f"NOT written: {state.report_error}" if state.report_error
                 else "written",
