@@ -26,7 +26,8 @@ def xpu(pytestconfig: pytest.Config):
         cache_dir=Path(pytestconfig.getoption("cache_dir")),
         data_dir=Path(pytestconfig.getoption("data_dir")),
         item_timeout_s=pytestconfig.getoption("item_timeout"), device=state.device,
-        ab_options=state.ab_options, ab_python=state.ab_python, ab_path=state.ab_path)
+        ab_options=state.ab_options, ab_python=state.ab_python, ab_path=state.ab_path,
+        ray_address=pytestconfig.getoption("ray_address"))  # xpuperf.ray_plugin's
     pytestconfig.stash[_SESSION] = session
     yield session
     session.close()
@@ -117,8 +118,9 @@ def record(request: pytest.FixtureRequest, record_property, combo: Combination,
         if suite == "compile" and fields.get("status") == "ok":
             # Other suites and reports need the model's size in FLOPs, from the graph.
             fields = {**xpu.graph_figures(combo), **fields}
-        # Where it ran: this process's host (a pytest-xdist worker's, elsewhere too).
-        bound = {"host": socket.gethostname(),
+        # Where it ran: this process's host (a pytest-xdist worker's), or the Ray
+        # node's that hosts the group's worker (host, ray_node).
+        bound = {"host": socket.gethostname(), **xpu.placement(combo),
                  **({} if state.device is None else {"device_index": state.device})}
         record_property(RECORD_KEY, jsonable({**identity(suite, combo, state.hardware, **extra),
                                               "weights": weights, **bound, **fields}))

@@ -41,8 +41,8 @@ MARKERS = {
 }
 DRIVERS = ("xpuperf", "mlperf")
 DEFAULT_MAX_REGRESSION_PCT = 10.0
-# The suites' fixtures and --shard, registered with this plugin.
-pytest_plugins = ["xpuperf.fixtures", "xpuperf.shard_plugin"]
+# The suites' fixtures, --shard and --ray-address, registered with this plugin.
+pytest_plugins = ["xpuperf.fixtures", "xpuperf.shard_plugin", "xpuperf.ray_plugin"]
 
 
 @dataclass
