@@ -67,6 +67,7 @@ def _on_cluster(nodes: int, run) -> float:
 
 
 def split(tmp: Path) -> None:
+    (tmp / "split").mkdir()
     folder = conv_zoo(tmp / "split", {f"conv-{i}": "" for i in range(MODELS)})
     zoo = folder / "zoo.yaml"
     text = zoo.read_text()
@@ -86,6 +87,7 @@ def split(tmp: Path) -> None:
 
 
 def overhead(tmp: Path) -> None:
+    (tmp / "overhead").mkdir()
     folder = conv_zoo(tmp / "overhead", {"conv-a": ""})
     zoo = folder / "zoo.yaml"
     zoo.write_text(zoo.read_text().replace("min_time_s: 0.05", f"min_time_s: {ITEM_S}"))

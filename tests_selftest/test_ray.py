@@ -13,17 +13,23 @@ from pathlib import Path
 import pytest
 
 from sessions import ROOT, conv_zoo, session_command
-
-ray_cluster = pytest.importorskip(
-    "ray.cluster_utils", reason="Ray is not installed (pip install 'xpuperf[ray]')")
+from xpuperf.worker.ray_worker import placement
 
 COMPILE_ONLY = ("-m", "compiler_coverage")
+
+
+def test_placement_asks_for_one_of_the_hardwares_resource():
+    assert placement("GPU") == {"num_cpus": 0, "num_gpus": 1}
+    assert placement("CPU") == {"num_cpus": 1}
+    assert placement("TVM") == {"num_cpus": 0, "resources": {"TVM": 1}}
 
 
 @pytest.fixture
 def cluster():
     """A head node that runs nothing (no CPU, no custom resource) and a cluster's
     address; nodes are added by each test."""
+    ray_cluster = pytest.importorskip(
+        "ray.cluster_utils", reason="Ray is not installed (pip install 'xpuperf[ray]')")
     made = ray_cluster.Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     yield made
     made.shutdown()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from xpuperf.worker.process import RemoteError, StartFailed, Worker, WorkerLost
+from xpuperf.worker.process import RemoteError, StartFailed, Worker, WorkerLost, start_limit_s
 
 # Over the inner worker's own limits: a node that stops answering (a hung
 # raylet) is lost after the command's time limit and its worker's start-up
@@ -73,7 +73,7 @@ class RayWorker:
         self.args = (host, kwargs, name, device)
         self.address, self.options = address, placement(hardware)
         self.name = name
-        self.start_timeout_s = Worker(host, kwargs, name).start_timeout_s
+        self.start_timeout_s = start_limit_s()  # the inner worker's, for the actor's start too
         self._actor: Any = None
         self.where: dict[str, str] = {}  # host and Ray node id of the actor, once it runs
 
@@ -92,6 +92,11 @@ class RayWorker:
                              timeout=timeout_s + self.start_timeout_s + GRACE_S)
         except GetTimeoutError:
             self._kill()
+            if not self.where:  # never placed: no node offers the resource, or none is free
+                raise StartFailed(f"no node of the Ray cluster at {self.address} took the "
+                                  f"backend's worker within {self.start_timeout_s:g} s: it "
+                                  f"asks for {self.options}; start nodes that offer it (ray "
+                                  "start --num-gpus / --resources)", True) from None
             raise WorkerLost(f"the Ray node{self._where()} stopped answering while {command}",
                              command, True) from None
         except RayError as e:
