@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sessions import ROOT, conv_zoo, session_command
+from tests_selftest.sessions import ROOT, conv_zoo, session_command
 from xpuperf.worker.ray_worker import placement
 
 COMPILE_ONLY = ("-m", "compiler_coverage")

@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sessions import ROOT, conv_zoo
+from tests_selftest.sessions import ROOT, conv_zoo
 from xpuperf import shards
 from xpuperf.report import merge
 from xpuperf.report.cli import main as xpuperf
 from xpuperf.report.merge import MergeError, ShardRun
+from xpuperf.shard_plugin import load_durations
 
 RECIPES = ROOT / "docs" / "scale-out"
 MODELS = ("conv-a", "conv-b")
@@ -62,6 +63,17 @@ def test_shard_spec_is_checked():
     for bad in ("0/4", "5/4", "2", "a/b", "1/0"):
         with pytest.raises(shards.ShardError, match="--shard"):
             shards.parse(bad)
+
+
+def test_shard_durations_come_from_a_report_folder_or_say_what_to_give(tmp_path):
+    (tmp_path / "records.json").write_text(json.dumps({"records": [
+        {"item": "a", "duration_s": 2.5}, {"item": "b"}, {"item": "c", "duration_s": True}]}))
+    assert load_durations(tmp_path) == load_durations(tmp_path / "records.json") == {"a": 2.5}
+    with pytest.raises(pytest.UsageError, match="cannot read .*give the report folder"):
+        load_durations(tmp_path / "nowhere")
+    (tmp_path / "records.json").write_text("[]")
+    with pytest.raises(pytest.UsageError, match="no 'records' list"):
+        load_durations(tmp_path)
 
 
 # ----------------------------------------------------------------- merge's checks, pure
