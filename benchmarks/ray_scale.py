@@ -28,10 +28,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the repository's package, not an installed one
-sys.path.insert(0, str(ROOT / "tests_selftest"))
 
 from ray.cluster_utils import Cluster  # noqa: E402
-from sessions import conv_zoo, session_command  # noqa: E402
+from tests_selftest.sessions import conv_zoo, session_command  # noqa: E402
 
 MODELS = 4
 SAMPLES = 256

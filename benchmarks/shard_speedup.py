@@ -26,9 +26,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the repository's package, not an installed one
-sys.path.insert(0, str(ROOT / "tests_selftest"))
 
-from sessions import conv_zoo  # noqa: E402
+from tests_selftest.sessions import conv_zoo  # noqa: E402
 
 from xpuperf.report.cli import main as xpuperf  # noqa: E402
 
