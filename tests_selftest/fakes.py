@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -165,6 +166,25 @@ class SleepyBackend(CpuBackend):
     def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
         seconds = float(options.get("sleep_ms", 0)) / 1000
         return _Sleepy(super().compile(artifact, precision, batch_sizes, options, cache_dir), seconds)
+
+
+# --------------------------------------------------------------------------- a node lost
+
+class StallingBackend(CpuBackend):
+    """The CPU backend whose first compile in a session (of all its workers,
+    --backend-option stall_flag=PATH: the one that makes PATH) makes PATH and
+    then stalls: the moment a test takes a Ray node away mid-item."""
+    name = "STALLCPU"
+
+    def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
+        flag = Path(options["stall_flag"])
+        try:
+            flag.touch(exist_ok=False)
+        except FileExistsError:
+            pass
+        else:
+            time.sleep(600)
+        return super().compile(artifact, precision, batch_sizes, options, cache_dir)
 
 
 # --------------------------------------------------------------------------- devices

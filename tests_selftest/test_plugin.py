@@ -141,3 +141,32 @@ def test_a_pytest_benchmark_older_than_the_floor_is_refused_with_the_fix(monkeyp
         plugin._check_pytest_benchmark()
     monkeypatch.setattr(importlib.metadata, "version", lambda name: plugin.MIN_PYTEST_BENCHMARK)
     plugin._check_pytest_benchmark()
+
+
+class _Options:
+    """A pytest.Config's getoption over a mapping: the options run_config's parts read."""
+
+    def __init__(self, **values):
+        self.values = values
+
+    def getoption(self, name):
+        return self.values.get(name)
+
+
+def test_ray_address_is_refused_without_ray_and_beside_an_a_b_baseline(monkeypatch):
+    import importlib.util
+
+    from xpuperf import options
+
+    assert options._ray_address(_Options(ray_address=None)) is None
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ray" else real_find_spec(name, *a))
+    with pytest.raises(pytest.UsageError, match=r"--ray-address needs Ray: "
+                                                r"pip install 'xpuperf\[ray\]'"):
+        options._ray_address(_Options(ray_address="auto"))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "ray" else real_find_spec(name, *a))
+    assert options._ray_address(_Options(ray_address="auto")) == "auto"
+    with pytest.raises(pytest.UsageError, match="--ray-address with an A/B baseline"):
+        options._ray_address(_Options(ray_address="auto", ab_baseline_option=[("threads", "2")]))

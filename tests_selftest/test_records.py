@@ -6,13 +6,13 @@ import execnet.gateway_base as wire
 import numpy as np
 import pytest
 
-from xpuperf.records import (ACCURACY, COMPILE, NUMERICS, PERFORMANCE, Field, PerfPoint,
-                             jsonable)
+from xpuperf.records import (ACCURACY, COMPILE, NUMERICS, PERFORMANCE, SYSTEM, WHERE, Field,
+                             PerfPoint, jsonable)
 from xpuperf.report.bytemlperf import result_json, row_from_result
 from xpuperf.report.summary import summarize
 
 TABLES = {"PERFORMANCE": PERFORMANCE, "COMPILE": COMPILE, "ACCURACY": ACCURACY,
-          "NUMERICS": NUMERICS}
+          "NUMERICS": NUMERICS, "WHERE": WHERE, "SYSTEM": SYSTEM}
 
 
 def test_numpy_scalars_become_plain_python_and_cross_the_wire():
@@ -120,3 +120,24 @@ def test_every_compile_and_accuracy_figure_travels_record_to_result_file_and_bac
     again = row_from_result(doc)
     for f in COMPILE + ACCURACY:
         assert getattr(again, f.attr) == (getattr(row, f.attr) if f.label else f.empty), f.attr
+
+
+def test_where_it_ran_travels_record_to_result_file_and_back():
+    """WHERE's figures from the items' records (a later record's winning), SYSTEM's
+    from the report info, each under its label; a row that says nothing of where
+    writes none of them."""
+    ident = {"combination": "m-d-fp32", "model": "m", "dataset": "d", "precision": "fp32",
+             "outcome": "passed"}
+    where, values = _record_of_every_figure(WHERE)
+    (row,) = summarize([{**ident, "suite": "compile", "host": "earlier"},
+                        {**ident, "suite": "metric", **where}])
+    assert {f.attr: getattr(row, f.attr) for f in WHERE} == values
+    system, _ = _record_of_every_figure(SYSTEM)
+    doc = json.loads(json.dumps(result_json(row, "CPU", system)))
+    assert {f.label: doc[f.label] for f in WHERE} == {f.label: values[f.attr] for f in WHERE}
+    assert {f.label: doc[f.label] for f in SYSTEM} == {f.label: system[f.key[0]] for f in SYSTEM}
+    again = row_from_result(doc)
+    assert {f.attr: getattr(again, f.attr) for f in WHERE} == values
+    (bare,) = summarize([{**ident, "suite": "compile"}])
+    labels = {f.label for f in WHERE + SYSTEM}
+    assert not labels & result_json(bare, "CPU", {}).keys()

@@ -16,6 +16,7 @@ EXTRA_OF = {
     "tvm": "tvm",
     "diffusers": "diffusers",
     "mlperf_loadgen": "mlperf",
+    "ray": "ray",
     "pynvml": "gpu", "onnx2torch": "gpu",
 }
 

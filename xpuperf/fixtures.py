@@ -5,6 +5,7 @@ is registered by xpuperf.plugin; it registers ``EngineSession``, which holds
 the session and ends what it no longer needs, as a plugin of its own."""
 from __future__ import annotations
 
+import socket
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
@@ -40,7 +41,8 @@ class EngineSession:
         self.session = BenchSession(
             run.zoo, run.entry.name, run.entry.load()(), run.options, cache_dir=run.cache_dir,
             data_dir=run.data_dir, item_timeout_s=run.item_timeout, device=run.device,
-            ab_options=run.ab_options, ab_python=run.ab_python, ab_path=run.ab_path)
+            ab_options=run.ab_options, ab_python=run.ab_python, ab_path=run.ab_path,
+            ray_address=run.ray_address)
         try:
             yield self.session
         finally:
@@ -151,7 +153,10 @@ def record(request: pytest.FixtureRequest, record_property, combo: Combination,
 
     def _record(**fields: Any) -> None:
         weights = xpu.artifact(combo.model).weights
-        bound = {} if run.device is None else {"device_index": run.device}
+        # Where it ran: this process's host (a pytest-xdist worker's), or the Ray
+        # node's that hosts the group's worker (host, ray_node).
+        bound = {"host": socket.gethostname(), **xpu.placement(combo),
+                 **({} if run.device is None else {"device_index": run.device})}
         record_property(RECORD_KEY, jsonable({**case.identity(run.hardware),
                                               "weights": weights, **bound, **fields}))
     return _record

@@ -65,6 +65,9 @@ class RunConfig:
     # What the backend says this host offers: the file's conditional lines key on it.
     capabilities: dict[str, bool] = field(default_factory=dict)
     update_expected: bool = False
+    # --ray-address: the Ray cluster each group's backend worker runs on
+    # (xpuperf.worker.ray_worker); None: this machine.
+    ray_address: str | None = None
 
 
 RUN = pytest.StashKey[RunConfig]()
@@ -182,6 +185,11 @@ def add_options(parser: pytest.Parser) -> None:
     g.addoption("--ab-baseline-path", default=None, metavar="DIR", type=_converter(existing_path),
                 help="A/B: the baseline's workers import first from DIR (another checkout "
                      "of the backend or SDK)")
+    g.addoption("--ray-address", default=None, metavar="ADDRESS",
+                help="run each (model, precision) group's backend worker on a node of this Ray "
+                     "cluster ('auto': the one `ray start` joined here; host:port) that offers the "
+                     "hardware's resource; with -n N --dist loadgroup, N at once "
+                     "(docs/scale-out.md; pip install xpuperf[ray])")
     g.addoption("--gate-inconclusive", default="fail", choices=gate.INCONCLUSIVE_EFFECTS,
                 help="what a speed comparison still undecided after its re-measurements "
                      "does: fail the item (default) or let it pass, said in its record")
@@ -280,6 +288,20 @@ def _gate_options(config: pytest.Config, hardware: str, zoo: Zoo,
     return out
 
 
+def _ray_address(config: pytest.Config) -> str | None:
+    """--ray-address, checked: Ray installed, no A/B baseline beside it."""
+    address = config.getoption("ray_address")
+    if address is None:
+        return None
+    if importlib.util.find_spec("ray") is None:
+        raise pytest.UsageError(f"--ray-address needs Ray: {pip_hint(['ray'])}")
+    if any(config.getoption(k) for k in ("ab_baseline_option", "ab_baseline_python",
+                                         "ab_baseline_path")):
+        raise pytest.UsageError("--ray-address with an A/B baseline (--ab-baseline-*): the two "
+                                "sides must share one machine; run the A/B without Ray")
+    return address
+
+
 def run_config(config: pytest.Config) -> RunConfig:
     """The options as one checked RunConfig; pytest.UsageError for what is wrong."""
     try:
@@ -321,4 +343,5 @@ def run_config(config: pytest.Config) -> RunConfig:
         data_dir=Path(config.getoption("data_dir")), item_timeout=config.getoption("item_timeout"),
         driver=driver, scenarios={n: "all" for n in scenarios} if scenarios else None,
         device=devices.bound(listed, os.environ.get("PYTEST_XDIST_WORKER")) if listed else None,
+        ray_address=_ray_address(config),
         **_gate_options(config, hardware, zoo, options), **_expected_options(config, entry))

@@ -32,8 +32,8 @@ MARKERS = {
     "op_conformance": "onnx's node test cases, one op variant each",
     **{d: f"models of the {d} domain" for d in DOMAINS},
 }
-# The suites' fixtures, registered with this plugin.
-pytest_plugins = ["xpuperf.fixtures"]
+# The suites' fixtures and --shard, registered with this plugin.
+pytest_plugins = ["xpuperf.fixtures", "xpuperf.shard_plugin"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -396,6 +396,22 @@ NUMERICS: tuple[Field, ...] = (
     Field("cosine", ("cosine",), "Cosine"),
 )
 
+# Where a combination's items ran (the fixtures' record: its pytest process's host
+# or its Ray node's, and the --devices index); the attributes are summary.Row's,
+# a later record's replacing an earlier's.
+WHERE: tuple[Field, ...] = (
+    Field("host", ("host",), "Host", type=str, written="measured"),
+    Field("device_index", ("device_index",), "Device Index", type=str, written="measured"),
+)
+
+# Where the session ran, as MLPerf's system description says it: the report info's
+# (xpuperf.report.system), written into every result file beside WHERE's.
+SYSTEM: tuple[Field, ...] = (
+    Field("nodes", ("nodes",), "Nodes", type=int, written="measured"),
+    Field("accelerators_per_node", ("accelerators_per_node",), "Accelerators per Node",
+          type=int, written="measured"),
+)
+
 
 class _PerfFigures:
     """What a PerfPoint computes from its figures."""

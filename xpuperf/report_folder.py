@@ -24,7 +24,10 @@ from backends.base import write_atomically
 
 MANIFEST = "session.json"
 LOCK = "session.lock"
-_TOP_FILES = ("report.html", "ops.json", MANIFEST)
+# Every item's record, its id and seconds included: what `xpuperf merge` joins
+# and --shard-durations balances by.
+RECORDS = "records.json"
+_TOP_FILES = ("report.html", "ops.json", RECORDS, MANIFEST)
 
 
 class ReportFolderError(ValueError):

@@ -6,8 +6,11 @@ what it gathers: the records, the outcomes --update-expected-failures writes,
 the reports written and why they were not."""
 from __future__ import annotations
 
+import json
 import os
 import re
+import socket
+import subprocess
 import sys
 import time
 import warnings
@@ -22,6 +25,8 @@ from xpuperf.gate.judge import item_key
 from xpuperf.gate.verdict import INCONCLUSIVE, REGRESSED, VERDICTS
 from xpuperf.options import RunConfig
 from xpuperf.records import ITEM_KEY, RECORD_KEY, printable
+
+HOST = socket.gethostname()  # where this controller runs: a record without its own host's
 
 
 def _message(report: pytest.TestReport) -> str:
@@ -138,7 +143,11 @@ class ResultCollector:
         if ITEM_KEY not in props and report.nodeid not in self.records:
             return  # not a zoo item, or one that crashed pytest-xdist's worker before setup
         self._take_folder()
-        rec = self.records.setdefault(report.nodeid, dict(props.get(ITEM_KEY, {})))
+        # Its id and host (the record's own host wins: where its worker ran) from
+        # the start; its seconds summed over setup, call and teardown.
+        rec = self.records.setdefault(report.nodeid, {**props.get(ITEM_KEY, {}),
+                                                      "item": report.nodeid, "host": HOST})
+        rec["duration_s"] = rec.get("duration_s", 0.0) + report.duration
         before = (rec.get("outcome"), rec.get("message"))
         rec.update(props.get(RECORD_KEY, {}))
         if report.when == "call":
@@ -203,17 +212,22 @@ class ResultCollector:
                 session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
             return
         from xpuperf.report import TEMPLATES, write_reports, zoo_version
-        # Which tier and zoo ran: xpuperf compare refuses to join runs that differ.
+        from xpuperf.report.system import system
+        # Which tier and zoo ran: xpuperf compare refuses to join runs that differ;
+        # where they ran (hosts, nodes, accelerators per node).
+        records = list(self.records.values())
         which = {"tier": run.zoo.tier, "zoo_version": zoo_version(run.zoo.path),
-                 "run": run_label}
+                 "run": run_label, **system(records)}
         try:
             info = {**printable(run.entry.load()().info()), **which}
         except Exception as e:  # noqa: BLE001 - a report without host info beats no report
             info = {"name": run.hardware, "info_error": str(e), **which}
         try:
-            self.written = write_reports(list(self.records.values()), run.report_dir,
-                                          run.hardware, info,
-                                          TEMPLATES)
+            self.written = write_reports(records, run.report_dir, run.hardware, info,
+                                         TEMPLATES)
+            report_folder.write_text(run.report_dir / report_folder.RECORDS, json.dumps(
+                {"hardware": run.hardware, "info": info, "records": records},
+                indent=1, default=str) + "\n")
         except Exception as e:  # noqa: BLE001 - say so in the summary, not as a traceback
             self.report_error = self.report_error or f"{type(e).__name__}: {e}"
             warnings.warn(f"xpuperf could not write its reports: {self.report_error}")
@@ -225,7 +239,10 @@ class ResultCollector:
                 "finished": exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED)
                 and not self.report_error,
                 "exit_status": int(session.exitstatus), "hardware": run.hardware,
-                "tier": run.zoo.tier, "ended": time.strftime("%Y-%m-%d %H:%M:%S %z"),
+                "tier": run.zoo.tier, "zoo_version": which["zoo_version"],
+                "commit": _commit(session.config.rootpath), "host": HOST,
+                "shard": getattr(option, "shard", None),  # --shard K/N (xpuperf.shard_plugin)
+                "ended": time.strftime("%Y-%m-%d %H:%M:%S %z"),
                 "reports": f"NOT written: {self.report_error}" if self.report_error
                 else "written",
                 "selection": {"-k": option.keyword or None, "-m": option.markexpr or None,
@@ -279,6 +296,22 @@ class ResultCollector:
         elif self.written:
             tr.write_line(f"reports: {run.report_dir / 'report.html'} and "
                           f"{len(self.written) - 1} JSON file(s)")
+
+
+def _commit(root: os.PathLike) -> str | None:
+    """The checkout's commit (git rev-parse HEAD), "-dirty" after it when files
+    differ; None outside a git checkout. xpuperf merge refuses shards of two."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(root), *args], capture_output=True,
+                                  text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+    head = git("rev-parse", "HEAD")
+    if head is None:
+        return None
+    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def gate_line(run: RunConfig, records: Iterable[dict[str, Any]]) -> tuple[str, dict[str, bool]]:

@@ -108,18 +108,22 @@ class BenchSession:
     def __init__(self, zoo: Zoo, hardware: str, backend: Backend, options: Mapping[str, str],
                  cache_dir: Path, data_dir: Path, item_timeout_s: float | None = None,
                  device: str | None = None, ab_options: Mapping[str, str] | None = None,
-                 ab_python: str | None = None, ab_path: str | None = None):
+                 ab_python: str | None = None, ab_path: str | None = None,
+                 ray_address: str | None = None):
         """``hardware`` names the backend for the workers (a --hardware value);
         ``backend`` is the parent's instance, asked only for its name, precisions
         and info; ``item_timeout_s`` overrides the zoo's time limit per item;
         ``ab_options``, the A/B baseline's backend options, gives each group a
         second worker with them (ab_blocks), started as ``ab_python`` with
-        ``ab_path`` first on its import path when they are given."""
+        ``ab_path`` first on its import path when they are given; with
+        ``ray_address``, each group's worker runs on a node of that Ray cluster
+        (xpuperf.worker.ray_worker)."""
         self.zoo, self.hardware, self.backend = zoo, hardware, backend
         self.options = dict(options)
         self.cache = Cache(cache_dir)
         self.data_dir = data_dir
         self.item_timeout_s, self.device = item_timeout_s, device
+        self.ray_address = ray_address
         self._entries: dict[str, ZooEntry] = {}  # model -> its dataset, artifact, data key
         self._made: set[str] = set()  # the models whose artifact is made
         self._references: dict[str, dict[str, np.ndarray]] = {}
@@ -232,18 +236,29 @@ class BenchSession:
         worker = workers.get(group)
         if worker is None:
             options = self.options if side == CANDIDATE else self.ab_options
-            worker = workers[group] = Worker(
-                HOST, {"hardware": self.hardware, "options": options,
-                       "zoo": str(self.zoo.path), "tier": self.zoo.tier,
-                       "cache_dir": str(self.cache.root), "data_dir": str(self.data_dir),
-                       "model": combo.model.name, "precision": combo.precision},
-                name=f"xpuperf {'A/B baseline ' if side == BASELINE else ''}worker {group}",
-                device=self.device, **(self._ab_start if side == BASELINE else {}))
+            init = {"hardware": self.hardware, "options": options,
+                    "zoo": str(self.zoo.path), "tier": self.zoo.tier,
+                    "cache_dir": str(self.cache.root), "data_dir": str(self.data_dir),
+                    "model": combo.model.name, "precision": combo.precision}
+            name = f"xpuperf {'A/B baseline ' if side == BASELINE else ''}worker {group}"
+            if self.ray_address is not None:  # A/B is refused with it (xpuperf.options)
+                from xpuperf.worker.ray_worker import RayWorker
+                # Placed by the backend's own name: GPU, CPU, or a custom resource.
+                worker = RayWorker(HOST, init, name, self.ray_address, self.backend.name,
+                                   device=self.device)
+            else:
+                worker = Worker(HOST, init, name=name, device=self.device,
+                                **(self._ab_start if side == BASELINE else {}))
+            workers[group] = worker
         try:
             return call(worker, self.timeout_s(combo.model), command, **args)
         except GroupFailed as e:
             self._failed[group] = lost_why(str(e))
             raise
+
+    def placement(self, combo: Combination) -> dict[str, str]:
+        """Where the group's worker runs when not here: its Ray node's host and id."""
+        return dict(getattr(self._workers.get(combo.group), "where", None) or {})
 
     def compilation(self, combo: Combination) -> Compilation:
         """Compile once per group in its worker; a failure is remembered, not retried."""

@@ -12,8 +12,8 @@ import math
 from typing import Any, Mapping
 
 from xpuperf.conformance.numerics import NONFINITE_KEYS
-from xpuperf.records import (ACCURACY, COMPILE, NUMERICS, PerfPoint, field_of, read_entry,
-                             result_entry)
+from xpuperf.records import (ACCURACY, COMPILE, NUMERICS, SYSTEM, WHERE, PerfPoint, field_of,
+                             measured, read_entry, result_entry)
 from xpuperf.report.summary import AuditPoint, Row, SuiteResult
 
 # ByteMLPerf's names for the task metrics; a metric not listed keeps its own name.
@@ -85,8 +85,9 @@ def result_json(row: Row, hardware: str, info: Mapping[str, Any]) -> dict[str, A
     expected = {suite: res.expected for suite, res in row.suites.items() if res.expected}
     if expected:  # why the backend is known to fail them (its expected_failures.txt)
         doc["Expected Failure Reasons"] = expected
-    if row.device_index is not None:
-        doc["Device Index"] = row.device_index
+    # Where it ran, as MLPerf's system description says it (info: report.system).
+    doc.update(result_entry(row, WHERE))
+    doc.update({f.label: value for f in SYSTEM if measured(value := f.read(info))})
     if row.generation:  # LLM serving items: their figures as recorded (xpuperf.records)
         doc["Generation"] = row.generation
     return _strict(doc)
@@ -144,7 +145,8 @@ def row_from_result(doc: Mapping[str, Any]) -> Row:
               framework=str(doc.get("Framework", "")), domain=str(doc.get("Domain", "")),
               family=str(doc.get("Family") or doc["Zoo Model"]),
               hardware=str(doc.get("Backend", "")), status=str(doc["Status"]),
-              **read_entry(gc, COMPILE), **read_entry(acc, ACCURACY))
+              **read_entry(gc, COMPILE), **read_entry(acc, ACCURACY),
+              **read_entry(doc, WHERE))
     row.suites = {s: SuiteResult(str(o)) for s, o in (doc.get("Suites") or {}).items()}
     for suite, reasons in (doc.get("Expected Failure Reasons") or {}).items():
         if suite in row.suites:

@@ -1,6 +1,7 @@
 """The `xpuperf` command: `xpuperf compare reports/CPU reports/TVM -o compare.html`,
 or one hardware before and after: `xpuperf compare before/CPU after/CPU --label
-before --label after`."""
+before --label after`; `xpuperf merge shard-1 shard-2 -o reports/CPU` joins the
+report folders of one run's shards (--shard K/N) into one session."""
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                      help="compare runs of different tiers or zoo versions (the page says so)")
     cmp.add_argument("--published", type=Path, default=PUBLISHED, metavar="YAML",
                      help="the vendors' published figures (default: xpuperf's published.yaml)")
+    mrg = commands.add_parser(
+        "merge", help="the report folders of one run's shards (--shard K/N) as one session",
+        description="Join the report folders of one run's shards (pytest --shard K/N, each "
+                    "its own --report-dir) into one session's folder: session.json, the "
+                    "result JSON files, ops.json, records.json, benchmark.json and "
+                    "report.html. Refuses shards of different commits, tiers, hardware or "
+                    "zoos, and a shard missing or given twice.")
+    mrg.add_argument("folders", nargs="+", type=Path, metavar="FOLDER",
+                     help="a shard's report folder")
+    mrg.add_argument("-o", "--output", type=Path, required=True, metavar="FOLDER",
+                     help="the merged session's report folder (an earlier report there is "
+                          "replaced)")
+    mrg.add_argument("--allow-mixed", action="store_true",
+                     help="merge shards of different commits, tiers, hardware or zoos (the "
+                          "merged session says so)")
     args = parser.parse_args(argv)
+    if args.command == "merge":
+        return _merge(parser, args)
     if args.label and len(args.label) != len(args.folders):
         parser.exit(2, f"xpuperf compare: {len(args.label)} --label for {len(args.folders)} "
                        "folders: give one --label per folder, in the folders' order\n")
@@ -53,6 +71,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.output.write_text(render_compare(comparison, TEMPLATES), encoding="utf-8")
     print(f"xpuperf compare: {len(comparison.lines)} combinations of "
           f"{', '.join(comparison.labels)} (baseline {comparison.baseline}) -> {args.output}")
+    return 0
+
+
+def _merge(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from xpuperf.report.merge import MergeError
+    from xpuperf.report.shard_folders import read_shard, write_merged
+    try:
+        runs = [read_shard(folder) for folder in args.folders]
+        written = write_merged(runs, args.output, args.allow_mixed)
+    except MergeError as e:
+        parser.exit(2, f"xpuperf merge: {e}\n")
+    items = sum(len(r.records) for r in runs)
+    print(f"xpuperf merge: {len(runs)} shards, {items} items -> {args.output} "
+          f"({written[0].name} and {len(written) - 1} other file(s))")
     return 0
 
 

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Mapping
 
 from backends.base import PRECISIONS
 from xpuperf.conformance.numerics import DIFF_KEYS, LOWER_IS_WORSE, NONFINITE_KEYS
-from xpuperf.records import ACCURACY, COMPILE, SUITES, Field, PerfPoint, measured
+from xpuperf.records import ACCURACY, COMPILE, SUITES, WHERE, Field, PerfPoint, measured
 
 
 # Worst first: a suite whose items disagree shows the worst of them, except that a
@@ -51,11 +51,11 @@ class AuditPoint:
     figures: dict[str, Any] = field(default_factory=dict)
 
 
-# A combination's compile and accuracy figures, one attribute each as the tables
+# A combination's compile and accuracy figures and where it ran, one attribute each as the tables
 # name them (None or empty where not measured): Row's base, so that a figure added
 # to a table is a Row attribute with no edit here.
 _Figures = make_dataclass("_Figures", [(f.attr, f.annotation, f.default())
-                                       for f in COMPILE + ACCURACY])
+                                       for f in COMPILE + ACCURACY + WHERE])
 
 
 @dataclass(kw_only=True)
@@ -71,7 +71,6 @@ class Row(_Figures):
     domain: str = ""
     family: str = ""
     hardware: str = ""
-    device_index: str | None = None  # the device its items ran on (--devices)
     status: str = "skipped"
     suites: dict[str, SuiteResult] = field(default_factory=dict)
     # metric: the primary metric's value and reference, and every metric's
@@ -234,8 +233,7 @@ def _merge(row: Row, rec: Mapping[str, Any]) -> None:
     message = _once(row, suite, str(rec.get("message") or ""))
     if not row.weights and rec.get("weights"):
         row.weights = str(rec["weights"])
-    if rec.get("device_index") is not None:
-        row.device_index = str(rec["device_index"])
+    _merge_fields(row, rec, WHERE)
 
     res = row.suites.get(suite)
     if res is None:

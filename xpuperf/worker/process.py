@@ -66,7 +66,7 @@ class WorkerWarning(UserWarning):
     """A warning raised in the worker, passed on in the parent."""
 
 
-def _start_timeout_s() -> float:
+def start_limit_s() -> float:
     text = os.environ.get(START_TIMEOUT_ENV, "")
     try:
         seconds = float(text) if text else START_TIMEOUT_S
@@ -100,7 +100,7 @@ class Worker:
                  device: str | None = None, start_timeout_s: float | None = None,
                  python: str | None = None, path: str | None = None):
         self.host, self.kwargs, self.name, self.device = host, kwargs, name, device
-        self.start_timeout_s = start_timeout_s or _start_timeout_s()
+        self.start_timeout_s = start_timeout_s or start_limit_s()
         self.python, self.path = python, path
         self.stage = ""
         self._process: Any = None
