@@ -143,6 +143,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--gate-inconclusive", default="fail", choices=gate.INCONCLUSIVE_EFFECTS,
                 help="what a speed comparison still undecided after its re-measurements "
                      "does: fail the item (default) or let it pass, said in its record")
+    llm = parser.getgroup("xpuperf LLM serving", "the LLM items (suites/llm; README, 'LLM serving')")
+    llm.addoption("--llm-endpoint", default=None, metavar="URL",
+                  help="measure this OpenAI-compatible server instead of the backend's engine "
+                       "(the API's base, e.g. http://localhost:8000/v1); with --llm-model")
+    llm.addoption("--llm-model", default=None, metavar="NAME",
+                  help="the model's name on that server (its tokenizer too, unless --llm-tokenizer)")
+    llm.addoption("--llm-api", default="completions", choices=("completions", "chat"),
+                  help="/v1/completions (default) or /v1/chat/completions")
+    llm.addoption("--llm-tokenizer", default=None, metavar="PATH",
+                  help="the served model's tokenizer, a local directory or cached name: cuts "
+                       "prompts to the workload's tokens, counts tokens a server gives no usage for")
+    llm.addoption("--llm-request-timeout", default=60.0, type=float, metavar="SECONDS",
+                  help="one request's limit, connect to last byte, against a server (default 60)")
+    llm.addoption("--llm-ignore-eos", action="store_true",
+                  help="ask the server for exactly the workload's output tokens (vLLM's and "
+                       "SGLang's ignore_eos, min_tokens; others refuse the request)")
+    llm.addoption("--llm-slo", default=None, metavar="ttft_ms=MS,tpot_ms=MS",
+                  help="the SLOs of goodput and the server scenario, over the zoo's bounds")
+    llm.addoption("--llm-arrivals", default="poisson", metavar="poisson|gamma:SHAPE|trace:PATH",
+                  help="the server scenario's arrivals: Poisson (default), gamma gaps of that "
+                       "shape (< 1 burstier), or a JSONL trace replayed")
+    llm.addoption("--llm-percentiles", default=None, metavar="LIST",
+                  help="latency percentiles beyond p50/p90/p99, e.g. 95,99.9")
 
 
 def _backend_options(config: pytest.Config, hardware: str) -> dict[str, str]:

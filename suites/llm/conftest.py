@@ -11,11 +11,14 @@ from typing import Any, Callable
 
 import pytest
 
+from xpuperf.generation import settings
 from xpuperf.plugin import STATE
 from xpuperf.records import ITEM_KEY, RECORD_KEY, jsonable
 from xpuperf.zoo.generation import GenerationSpec
 
 SUITE = "generation"
+SETTINGS = pytest.StashKey[settings.Settings]()
+NO_ACCURACY = "the accuracy gate against a server (GSM8K-style prompts) is not built yet"
 
 
 @dataclass(frozen=True)
@@ -34,13 +37,31 @@ class GenCase:
     def identity(self, hardware: str) -> dict[str, Any]:
         """The record keys that say which item this is (xpuperf.records)."""
         extra = {"scenario": self.scenario, "concurrency": self.concurrency} if self.scenario else {}
+        served = self.precision == settings.ENDPOINT_PRECISION
         return {"suite": SUITE, "combination": self.spec.combo_id(self.precision),
                 "model": self.spec.name, "dataset": "prompts", "precision": self.precision,
-                "hardware": hardware, "framework": "torch", "domain": "llm",
-                "family": self.spec.family, "weights": f"seeded (seed {self.spec.seed})", **extra}
+                "hardware": hardware, "framework": "server" if served else "torch",
+                "domain": "llm", "family": self.spec.family,
+                "weights": "the server's" if served else f"seeded (seed {self.spec.seed})", **extra}
+
+
+def _settings(config: pytest.Config) -> settings.Settings:
+    o = config.getoption
+    try:
+        return settings.parse(o("llm_endpoint"), o("llm_model"), o("llm_api"), o("llm_tokenizer"),
+                              o("llm_request_timeout"), o("llm_ignore_eos"), o("llm_slo"), o("llm_arrivals"),
+                              o("llm_percentiles"))
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
+def _precisions(config: pytest.Config, spec: GenerationSpec) -> tuple[str, ...]:
+    """A server serves the model in its own precision: one item per scenario."""
+    return (settings.ENDPOINT_PRECISION,) if config.stash[SETTINGS].endpoint else spec.precisions
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.stash[SETTINGS] = _settings(config)
     config.addinivalue_line("markers", "generation: LLM serving and generation accuracy (suites/llm)")
     for family in sorted({w.family for w in config.stash[STATE].zoo.generation}):
         config.addinivalue_line("markers", f"{family}: the {family} model family")
@@ -50,7 +71,7 @@ def _cases(config: pytest.Config, accuracy: bool) -> list:
     state = config.stash[STATE]
     cases = []
     for spec in state.zoo.generation:
-        for p in spec.precisions:
+        for p in _precisions(config, spec):
             if accuracy:
                 cases.append(GenCase(spec, p))
                 continue
@@ -59,7 +80,9 @@ def _cases(config: pytest.Config, accuracy: bool) -> list:
                     cases.append(GenCase(spec, p, scenario, c))
     marks = lambda c: [pytest.mark.generation, pytest.mark.llm,  # noqa: E731
                        getattr(pytest.mark, c.spec.family)] + (
-        [pytest.mark.smoke] if state.zoo.tier == "smoke" else [])
+        [pytest.mark.smoke] if state.zoo.tier == "smoke" else []) + (
+        [pytest.mark.skip(reason=NO_ACCURACY)]
+        if c.scenario is None and c.precision == settings.ENDPOINT_PRECISION else [])
     return [pytest.param(c, id=c.id, marks=marks(c)) for c in cases]
 
 
@@ -82,7 +105,7 @@ def _case(item: pytest.Item) -> GenCase | None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[STATE]
     order = {key: i for i, key in enumerate((w.name, p) for w in state.zoo.generation
-                                            for p in w.precisions)}
+                                            for p in _precisions(config, w))}
     llm = [(i, c) for i, c in ((i, _case(i)) for i in items) if c is not None]
     for item, case in llm:
         item.user_properties.append((ITEM_KEY, case.identity(state.hardware)))
@@ -103,7 +126,8 @@ def llm(pytestconfig: pytest.Config):
 
     state = pytestconfig.stash[STATE]
     limit = pytestconfig.getoption("item_timeout") or state.zoo.timeout_s
-    session = RemoteLLM(state.entry.name, state.options, state.zoo, limit, state.device)
+    session = RemoteLLM(state.entry.name, state.options, state.zoo, limit, state.device,
+                        pytestconfig.stash[SETTINGS])
     yield session
     session.close()
 

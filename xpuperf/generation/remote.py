@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from xpuperf.generation.settings import Settings
 from xpuperf.session import GroupFailed, call, lost_why
 from xpuperf.worker.process import Worker
 from xpuperf.zoo import Zoo
@@ -17,11 +18,13 @@ HOST = "xpuperf.worker.generation_host:GenerationHost"
 
 class RemoteLLM:
     """The LLM items' session: ``hardware``'s engines in workers, each call
-    within ``timeout_s``; ``device`` is handed to the workers (--devices)."""
+    within ``timeout_s``; ``device`` is handed to the workers (--devices);
+    ``settings``: a server to measure instead, SLOs, arrivals (--llm-*)."""
 
     def __init__(self, hardware: str, options: Mapping[str, str], zoo: Zoo, timeout_s: float,
-                 device: str | None = None):
+                 device: str | None = None, settings: Settings | None = None):
         self.hardware, self.options, self.zoo = hardware, dict(options), zoo
+        self.settings = settings or Settings()
         self.timeout_s, self.device = timeout_s, device
         self._group: tuple[str, Worker] | None = None
         self._unsupported: dict[str, str] = {}  # the open group -> why it cannot generate ("")
@@ -77,7 +80,8 @@ class RemoteLLM:
             self._group = (group, Worker(
                 HOST, {"hardware": self.hardware, "options": self.options,
                        "zoo": str(self.zoo.path), "tier": self.zoo.tier, "workload": spec.name,
-                       "precision": precision, "ceilings": self._ceilings},
+                       "precision": precision, "ceilings": self._ceilings,
+                       "settings": self.settings.to_dict()},
                 name=f"xpuperf LLM worker {group}", device=self.device))
         try:
             return call(self._group[1], self.timeout_s, command, **args)
