@@ -75,7 +75,7 @@ class _Run:
         # A server may stop short at an end of sequence it was asked to ignore
         # (not every one knows ignore_eos): its count is recorded, not failed.
         if error is None and sink.count is not None and not (sink.token_ns and sink.count > 0):
-            error = RuntimeError("finished without any text")
+            error = RuntimeError("finished without a token")
         with self.lock:
             if error is not None:
                 self.errors.append(f"request {sink.index}: {type(error).__name__}: {error}")

@@ -76,11 +76,16 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Reply:
-    """One streamed answer: its text, and the server's own count of the tokens
+    """One streamed answer: its text (``pieces``: the chunks' texts, one an
+    arrival), and the server's own count of the tokens
     it generated (the usage chunk's ``completion_tokens``), None when it sent none."""
 
-    text: str
+    pieces: tuple[str, ...]
     completion_tokens: int | None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
 
 
 class LoopThread:
@@ -113,7 +118,7 @@ class LoopThread:
 async def stream(endpoint: Endpoint, prompt: str, max_tokens: int,
                  on_piece: Callable[[str], None]) -> Reply:
     """Ask ``endpoint`` for ``prompt``'s completion; ``on_piece(text)`` is called
-    for each non-empty piece of text as its chunk arrives."""
+    as each chunk of it arrives."""
     try:
         async with asyncio.timeout(endpoint.timeout_s):
             return await _stream(endpoint, prompt, max_tokens, on_piece)
@@ -211,7 +216,7 @@ async def _events(body: Any, api: str, on_piece: Callable[[str], None]) -> Reply
                 continue  # blank separators, comments, event: and id: fields
             data_ = line[5:].strip()
             if data_ == b"[DONE]":
-                return Reply("".join(pieces), usage)
+                return Reply(tuple(pieces), usage)
             try:
                 event = json.loads(data_)
             except ValueError:
@@ -220,18 +225,21 @@ async def _events(body: Any, api: str, on_piece: Callable[[str], None]) -> Reply
                 raise EndpointError(f"an event that is not a JSON object: {data_[:200]!r}")
             if "error" in event:
                 raise EndpointError(f"the server reported an error mid-stream: {event['error']}")
-            choice = (event.get("choices") or [{}])[0]  # none: the usage chunk
-            # A chunk that carries text is a token's arrival (as vLLM's bench
-            # counts); one token may decode to no text yet (a partial character).
-            piece = ((choice.get("delta") or {}).get("content") if api == "chat"
-                     else choice.get("text")) or ""
-            if piece:
-                pieces.append(piece)
-                on_piece(piece)
-            finished = finished or bool(choice.get("finish_reason"))
+            choices = event.get("choices")
+            if choices:  # none: the usage chunk
+                choice = choices[0]
+                delta = choice.get("delta") or {}
+                # Servers send a chunk a token, its text possibly empty (a partial
+                # character, the end of sequence): each is an arrival, as vLLM's
+                # bench counts them, but a chat's first chunk, the role's.
+                if api != "chat" or "role" not in delta:
+                    piece = (delta.get("content") if api == "chat" else choice.get("text")) or ""
+                    pieces.append(piece)
+                    on_piece(piece)
+                finished = finished or bool(choice.get("finish_reason"))
             if event.get("usage"):
                 usage = event["usage"].get("completion_tokens")
     if finished:
-        return Reply("".join(pieces), usage)
+        return Reply(tuple(pieces), usage)
     raise EndpointError(f"the stream ended before its finish_reason or data: [DONE] "
-                        f"(after {len(pieces)} pieces of text)")
+                        f"(after {len(pieces)} chunks)")

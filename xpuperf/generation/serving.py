@@ -111,14 +111,6 @@ class LLMSession:
         fields.update(concurrency=c, **fig, **self._utilization(spec, precision, fig, c))
         return fields, []
 
-    def _token_counts(self, engine: GenerationEngine) -> dict[str, Any]:
-        """Where a server's token counts came from, by request, since the last call."""
-        counts = getattr(engine, "token_counts", None)
-        if counts is None:
-            return {}
-        out = {"token_count_source": dict(counts)}
-        counts.clear()
-        return out
 
     def _server(self, spec: GenerationSpec, precision: str, engine: GenerationEngine,
                 bounds: Bounds, fields: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -177,19 +169,23 @@ class LLMSession:
 
     def _measured(self, run: Callable[[], Sequence[Any]], bounds: Bounds) -> dict[str, Any]:
         """The figures of ``run()`` (the harness's sinks), with the device's energy
-        over it (xpuperf.measure.energy): per output token and per request."""
+        over it (xpuperf.measure.energy): per output token and per request; for a
+        server, where its token counts came from and the requests that ended short."""
         if self.settings.endpoint:  # the server's device is not this process's to meter
+            counts = self._engine[1].token_counts  # where the run's token counts came from
+            counts.clear()
             sinks = run()
             used = energy.unavailable("a server's energy is not metered by its client")
-        else:
-            if self._meter is None:
-                self._meter = energy.Meter.open(self.backend, self.options)
-            window = self._meter.window()
-            window.start()
-            sinks = run()
-            used = window.stop(output_token=harness.generated(sinks), request=len(sinks))
-        return {**harness.run_figures(sinks, bounds, self.settings.percentiles), "energy": used,
-                "short_requests": harness.short(sinks), **self._token_counts(self._engine[1])}
+            return {**harness.run_figures(sinks, bounds, self.settings.percentiles),
+                    "energy": used, "short_requests": harness.short(sinks),
+                    "token_count_source": dict(counts)}
+        if self._meter is None:
+            self._meter = energy.Meter.open(self.backend, self.options)
+        window = self._meter.window()
+        window.start()
+        sinks = run()
+        used = window.stop(output_token=harness.generated(sinks), request=len(sinks))
+        return {**harness.run_figures(sinks, bounds, self.settings.percentiles), "energy": used}
 
     def _offline_capacity(self, spec: GenerationSpec, precision: str, engine: GenerationEngine,
                           bounds: Bounds) -> float:
