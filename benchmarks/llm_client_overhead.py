@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the repository's package, not an installed one
 
@@ -34,9 +36,9 @@ class _Tokenizer:
         pass
 
 
-def _cpu_s() -> float:
+def _cpu_s() -> tuple[float, float]:
     r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+    return r.ru_utime, r.ru_stime
 
 
 def main() -> int:
@@ -72,18 +74,20 @@ def main() -> int:
         harness.closed_loop(engine, requests[:args.streams], args.streams, 60)  # warm-up
         cpu, wall = _cpu_s(), time.perf_counter()
         sinks = harness.closed_loop(engine, requests, args.streams, args.seconds * 10 + 60)
-        cpu, wall = _cpu_s() - cpu, time.perf_counter() - wall
+        (user, system), wall = np.subtract(_cpu_s(), cpu), time.perf_counter() - wall
         engine.close()
     finally:
         server.terminate()
         server.wait()
     fig = harness.run_figures(sinks, Bounds(1e9, 1e9))
     chunks = sum(len(s.token_ns) for s in sinks)
+    cpu = user + system
     share = cpu / wall
     print(f"{args.streams} streams, {len(requests)} requests of {args.output_tokens} tokens, "
           f"server ITL {args.itl_ms:g} ms ({args.api}): {wall:.2f} s wall, {chunks} chunks "
           f"({chunks / wall:,.0f}/s)")
-    print(f"client CPU {cpu:.2f} s = {share:.1%} of the wall time (target <= 5 %), "
+    print(f"client CPU {cpu:.2f} s ({user:.2f} user, {system:.2f} system) = {share:.1%} of "
+          f"the wall time (target <= 5 %), "
           f"{cpu / chunks * 1e6:.1f} us a chunk")
     itl = fig["itl_ms"]
     print(f"ITL measured p50 {itl['p50']:.2f} ms, p99 {itl['p99']:.2f} ms against the "

@@ -1,9 +1,10 @@
 """A streaming client for OpenAI-compatible servers (vLLM, SGLang, TGI,
 TensorRT-LLM, `transformers serve`): ``/v1/completions`` and
-``/v1/chat/completions`` with ``stream: true``, on the stdlib's asyncio streams.
+``/v1/chat/completions`` with ``stream: true``, on the stdlib's asyncio.
 
 One event loop carries every request in flight, so 256 streams cost one thread,
-not 256 (benchmarks/llm_serving.py --client-overhead measures what it costs).
+not 256, and each response is parsed in the loop's callback as its bytes arrive
+(benchmarks/llm_client_overhead.py measures what it costs).
 Each request opens its own HTTP/1.1 connection: its TTFT then includes the
 connect, as a new user's does. A stream is whole when it ends with
 ``data: [DONE]`` or, for servers that send none (`transformers serve`), ends
@@ -135,111 +136,171 @@ async def _stream(endpoint: Endpoint, prompt: str, max_tokens: int,
     parts = urlsplit(endpoint.url)
     https = parts.scheme == "https"
     host, port = parts.hostname, parts.port or (443 if https else 80)
-    reader, writer = await asyncio.open_connection(
-        host, port, ssl=ssl.create_default_context() if https else None, limit=MAX_LINE)
+    loop = asyncio.get_running_loop()
+    response = _Response(endpoint, on_piece, loop.create_future())
+    transport, _ = await loop.create_connection(
+        lambda: response, host, port, ssl=ssl.create_default_context() if https else None)
     try:
         payload = json.dumps(endpoint.body(prompt, max_tokens)).encode()
-        writer.write(f"POST {endpoint.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                     f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
-                     f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
-                     + payload)
-        await writer.drain()
-        status, headers = await _head(reader)
-        body = _body(reader, headers)
-        if status != 200:
-            text = b""
-            async for data in body:
-                text += data
-                if len(text) >= MAX_ERROR_BODY:
-                    break
-            raise EndpointError(f"HTTP {status} from {endpoint.path}: "
-                                f"{text[:MAX_ERROR_BODY].decode('utf-8', 'replace').strip()}")
-        return await _events(body, endpoint.api, on_piece)
+        transport.write(f"POST {endpoint.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                        f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
+                        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+                        + payload)
+        return await response.done
     finally:
-        writer.close()
+        transport.close()
 
 
-async def _head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    line = await reader.readline()
-    fields = line.split(None, 2)
-    if len(fields) < 2 or not fields[0].startswith(b"HTTP/") or not fields[1].isdigit():
-        raise EndpointError(f"not an HTTP response: {line[:200]!r}")
-    headers = {}
-    while True:
-        line = await reader.readline()
-        if not line:
-            raise EndpointError("the connection closed inside the response's headers")
-        if line in (b"\r\n", b"\n"):
-            return int(fields[1]), headers
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
+class _Response(asyncio.Protocol):
+    """One response parsed as its bytes arrive, in the event loop's callback
+    (no coroutine is woken per chunk: what keeps 256 streams cheap): the status
+    and headers, the body's framing (chunked, a length, or until the connection
+    closes), then server-sent events, each handed on at once."""
 
+    def __init__(self, endpoint: Endpoint, on_piece: Callable[[str], None],
+                 done: "asyncio.Future[Reply]"):
+        self.endpoint, self.on_piece, self.done = endpoint, on_piece, done
+        self.buffer = b""  # received, not yet parsed
+        self.status: int | None = None
+        self.framing = ""  # "chunked", "length", "eof"
+        self.left = 0  # "length": body bytes to come; "chunked": of the current chunk, 0: a size next
+        self.events = b""  # body bytes of an event not yet whole
+        self.error_body = b""
+        self.pieces: list[str] = []
+        self.usage: int | None = None
+        self.finished = False  # a choice with a finish_reason was seen
 
-async def _body(reader: asyncio.StreamReader, headers: dict[str, str]):
-    """The body's bytes as they arrive, chunked transfer encoding undone."""
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        while True:
-            size_line = await reader.readline()
+    def data_received(self, data: bytes) -> None:
+        if self.done.done():
+            return
+        self.buffer += data
+        try:
+            if self.status is None:
+                self._head()
+            if self.status is not None:
+                self._body()
+        except EndpointError as e:
+            self.done.set_exception(e)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.done.done():
+            return
+        if self.status is not None and self.framing == "eof":
             try:
-                size = int(size_line.split(b";")[0], 16)
-            except ValueError:
-                raise EndpointError("the stream ended mid-response" if not size_line else
-                                    f"a malformed chunk size {size_line[:40]!r}") from None
-            if size == 0:
+                self._end()
                 return
-            try:
-                data = await reader.readexactly(size + 2)
-            except asyncio.IncompleteReadError:
-                raise EndpointError("the stream ended mid-response (inside a chunk)") from None
-            yield data[:-2]
-    else:
-        left = int(headers["content-length"]) if "content-length" in headers else None
-        while left is None or left > 0:
-            data = await reader.read(65536 if left is None else min(left, 65536))
-            if not data:
+            except EndpointError as e:
+                self.done.set_exception(e)
                 return
-            if left is not None:
-                left -= len(data)
-            yield data
+        where = "inside the response's headers" if self.status is None else "mid-response"
+        self.done.set_exception(EndpointError(
+            f"the stream ended {where}" + (f": {exc}" if exc else "")))
 
+    def _head(self) -> None:
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buffer) > MAX_LINE:
+                raise EndpointError("response headers longer than a server's")
+            return
+        lines = self.buffer[:end].decode("latin-1").split("\r\n")
+        self.buffer = self.buffer[end + 4:]
+        fields = lines[0].split(None, 2)
+        if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():
+            raise EndpointError(f"not an HTTP response: {lines[0][:200]!r}")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        self.status = int(fields[1])
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            self.framing = "chunked"
+        elif "content-length" in headers:
+            self.framing, self.left = "length", int(headers["content-length"])
+        else:
+            self.framing = "eof"
 
-async def _events(body: Any, api: str, on_piece: Callable[[str], None]) -> Reply:
-    """Server-sent events to pieces of text, until ``data: [DONE]`` or the end."""
-    buffer, pieces, usage, finished = b"", [], None, False
-    async for data in body:
-        buffer += data
-        *lines, buffer = buffer.split(b"\n")
-        if len(buffer) > MAX_LINE:
+    def _body(self) -> None:
+        """Undo the framing of what arrived; the content goes to ``_content``."""
+        if self.framing == "eof":
+            data, self.buffer = self.buffer, b""
+            self._content(data)
+        elif self.framing == "length":
+            data, self.buffer = self.buffer[:self.left], self.buffer[self.left:]
+            self.left -= len(data)
+            self._content(data)
+            if self.left == 0:
+                self._end()
+        else:
+            while not self.done.done():
+                if self.left == 0:  # a chunk's size line next
+                    end = self.buffer.find(b"\r\n")
+                    if end < 0:
+                        return
+                    try:
+                        size = int(self.buffer[:end].split(b";")[0], 16)
+                    except ValueError:
+                        raise EndpointError(f"a malformed chunk size "
+                                            f"{self.buffer[:min(end, 40)]!r}") from None
+                    if size == 0:
+                        self._end()
+                        return
+                    self.buffer, self.left = self.buffer[end + 2:], size + 2  # with its CRLF
+                if len(self.buffer) < self.left:
+                    return
+                data, self.buffer = self.buffer[:self.left - 2], self.buffer[self.left:]
+                self.left = 0
+                self._content(data)
+
+    def _content(self, data: bytes) -> None:
+        if self.status != 200:
+            self.error_body += data
+            if len(self.error_body) >= MAX_ERROR_BODY:
+                self._end()
+            return
+        self.events += data
+        *lines, self.events = self.events.split(b"\n")
+        if len(self.events) > MAX_LINE:
             raise EndpointError(f"an event longer than {MAX_LINE} bytes")
         for line in lines:
-            if not line.startswith(b"data:"):
-                continue  # blank separators, comments, event: and id: fields
-            data_ = line[5:].strip()
-            if data_ == b"[DONE]":
-                return Reply(tuple(pieces), usage)
-            try:
-                event = json.loads(data_)
-            except ValueError:
-                raise EndpointError(f"an event that is not JSON: {data_[:200]!r}") from None
-            if not isinstance(event, dict):
-                raise EndpointError(f"an event that is not a JSON object: {data_[:200]!r}")
-            if "error" in event:
-                raise EndpointError(f"the server reported an error mid-stream: {event['error']}")
-            choices = event.get("choices")
-            if choices:  # none: the usage chunk
-                choice = choices[0]
-                delta = choice.get("delta") or {}
-                # Servers send a chunk a token, its text possibly empty (a partial
-                # character, the end of sequence): each is an arrival, as vLLM's
-                # bench counts them, but a chat's first chunk, the role's.
-                if api != "chat" or "role" not in delta:
-                    piece = (delta.get("content") if api == "chat" else choice.get("text")) or ""
-                    pieces.append(piece)
-                    on_piece(piece)
-                finished = finished or bool(choice.get("finish_reason"))
-            if event.get("usage"):
-                usage = event["usage"].get("completion_tokens")
-    if finished:
-        return Reply(tuple(pieces), usage)
-    raise EndpointError(f"the stream ended before its finish_reason or data: [DONE] "
-                        f"(after {len(pieces)} chunks)")
+            if line.startswith(b"data:") and not self.done.done():
+                self._event(line[5:].strip())
+
+    def _event(self, data: bytes) -> None:
+        if data == b"[DONE]":
+            self.done.set_result(Reply(tuple(self.pieces), self.usage))
+            return
+        try:
+            event = json.loads(data)
+        except ValueError:
+            raise EndpointError(f"an event that is not JSON: {data[:200]!r}") from None
+        if not isinstance(event, dict):
+            raise EndpointError(f"an event that is not a JSON object: {data[:200]!r}")
+        if "error" in event:
+            raise EndpointError(f"the server reported an error mid-stream: {event['error']}")
+        choices = event.get("choices")
+        if choices:  # none: the usage chunk
+            choice = choices[0]
+            delta = choice.get("delta") or {}
+            # Servers send a chunk a token, its text possibly empty (a partial
+            # character, the end of sequence): each is an arrival, as vLLM's bench
+            # counts them, but a chat's first chunk, the role's.
+            if self.endpoint.api != "chat" or "role" not in delta:
+                piece = (delta.get("content") if self.endpoint.api == "chat"
+                         else choice.get("text")) or ""
+                self.pieces.append(piece)
+                self.on_piece(piece)
+            self.finished = self.finished or bool(choice.get("finish_reason"))
+        if event.get("usage"):
+            self.usage = event["usage"].get("completion_tokens")
+
+    def _end(self) -> None:
+        """The body is whole (or an error's is long enough to quote)."""
+        if self.done.done():
+            return
+        if self.status != 200:
+            raise EndpointError(f"HTTP {self.status} from {self.endpoint.path}: "
+                                f"{self.error_body[:MAX_ERROR_BODY].decode('utf-8', 'replace').strip()}")
+        if not self.finished:
+            raise EndpointError(f"the stream ended before its finish_reason or data: [DONE] "
+                                f"(after {len(self.pieces)} chunks)")
+        self.done.set_result(Reply(tuple(self.pieces), self.usage))
