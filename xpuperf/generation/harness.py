@@ -111,7 +111,10 @@ def arrivals_ns(count: int, rate: float, seed: int, burstiness: float = 1.0) -> 
     --burstiness). Seeded: every run of a workload sees the same arrivals."""
     if not rate > 0 or not burstiness > 0:
         raise ValueError(f"arrivals need a rate > 0 and a burstiness > 0, got {rate}, {burstiness}")
-    gaps = np.random.default_rng(seed).gamma(burstiness, 1e9 / (rate * burstiness), count)
+    rng = np.random.default_rng(seed)
+    # Poisson's gaps drawn as before gamma arrivals existed: a seed's arrivals stay.
+    gaps = rng.exponential(1e9 / rate, count) if burstiness == 1 else \
+        rng.gamma(burstiness, 1e9 / (rate * burstiness), count)
     gaps[0] = 0.0
     return np.cumsum(gaps)
 
