@@ -26,6 +26,7 @@ from xpuperf.generation.instant_server import InstantServer
 from xpuperf.generation.metrics import Bounds, Trace, figures
 from xpuperf.generation.openai_client import Endpoint
 from xpuperf.generation.serving import LLMSession
+from xpuperf.report import write_reports
 from xpuperf.zoo import parse_zoo
 from tests_selftest.sessions import ROOT, run_session
 
@@ -148,6 +149,17 @@ def test_a_session_replays_a_trace_against_the_server_at_its_times(server, tmp_p
     assert fields["ttft_bound_ms"] == 1000.0 and fields["bounds_source"] == "--llm-slo"
     assert fields["token_count_source"] == {"usage": 3}
     assert "unavailable" in fields["energy"]
+    # The report takes a replay (no rate search) and a server item that failed
+    # before it had any figure, beside it.
+    identity = {"suite": "generation", "combination": "tiny-endpoint", "model": "tiny",
+                "dataset": "prompts", "precision": "endpoint", "hardware": "CPU",
+                "framework": "server", "domain": "llm", "family": "gpt2"}
+    html, _ = write_reports([{**identity, **fields, "outcome": "passed", "message": ""},
+                             {**identity, "scenario": "server", "concurrency": 2,
+                              "outcome": "failed", "message": "stalled"}],
+                            tmp_path / "report", "CPU", {}, ROOT / "report_templates")
+    page = html.read_text()
+    assert "tiny-endpoint" in page and "stalled" in page
 
 
 def _spec():
