@@ -73,7 +73,8 @@ def test_a_stream_is_timed_per_chunk_and_counted_from_usage_else_the_tokenizer(
         sinks = harness.closed_loop(engine, _requests(6), 3, 10)
     finally:
         engine.close()
-    assert [len(s.token_ns) for s in sinks] == [5] * 6  # one arrival per piece of text
+    # One arrival a token's chunk (a chat's opening chunk, the role's, is none).
+    assert [len(s.token_ns) for s in sinks] == [5] * 6
     assert harness.generated(sinks) == 30 and harness.short(sinks) == 0
     assert dict(engine.token_counts) == {source: 6}
 
@@ -270,3 +271,4 @@ def test_the_llm_suite_measures_transformers_serve(transformers_serve, tmp_path)
         assert g["token_count_source"] == {"usage": g["requests"]}
         assert g["ttft_ms"]["p95"] > 0 and g["output_tokens_per_s"] > 0
     assert records["server"]["max_valid_rate"] is not None
+

@@ -72,6 +72,9 @@ class InstantServer:
                      b"Transfer-Encoding: chunked\r\n\r\n")
         chat = "messages" in body
         tokens = int(body.get("max_tokens") or 16)
+        if chat:  # a chat stream opens with the role, no token yet (as vLLM's does)
+            writer.write(_event({"choices": [{"index": 0, "delta": {"role": "assistant",
+                                                                      "content": ""}}]}))
         for i in range(tokens):
             if mode == "drop" and i == 2:
                 return
