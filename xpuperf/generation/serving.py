@@ -111,7 +111,6 @@ class LLMSession:
         fields.update(concurrency=c, **fig, **self._utilization(spec, precision, fig, c))
         return fields, []
 
-
     def _server(self, spec: GenerationSpec, precision: str, engine: GenerationEngine,
                 bounds: Bounds, fields: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         s = spec.server
