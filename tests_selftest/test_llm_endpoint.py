@@ -217,40 +217,53 @@ def _endpoint_zoo() -> dict:
     return zoo
 
 
-@pytest.fixture(scope="module")
-def transformers_serve(tmp_path_factory):
-    """`transformers serve` on a tiny Llama, on this CPU, until the module's end."""
-    if MISSING:
-        pytest.skip(f"`transformers serve` needs {', '.join(MISSING)} (pip install -e "
-                    f"'.[serving]', as .ci/setup does)")
+@pytest.fixture(scope="module", autouse=True)
+def _launched(request, tmp_path_factory):
+    """`transformers serve` on a tiny Llama, on this CPU, started as this module
+    begins when its test is to run: it takes longer to come up than the other
+    tests here take, which run meanwhile. Ended with the module."""
+    wanted = any(item.name == "test_the_llm_suite_measures_transformers_serve"
+                 for item in request.session.items)
+    if MISSING or not wanted:
+        yield None
+        return
     folder = tmp_path_factory.mktemp("tiny-llama")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log = (folder / "serve.log").open("w")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests_selftest" / "tiny_hf_server.py"),
-                             str(folder), str(port)], cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("transformers serve did not come up:\n"
-                                + (folder / "serve.log").read_text()[-3000:])
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}/v1", str(folder)
-    finally:
-        proc.terminate()
+    with (folder / "serve.log").open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests_selftest" / "tiny_hf_server.py"), str(folder),
+             str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+            yield proc, folder, port
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def transformers_serve(_launched):
+    """The server's URL and model name, once it answers."""
+    if MISSING:
+        pytest.skip(f"`transformers serve` needs {', '.join(MISSING)} (pip install -e "
+                    f"'.[serving]', as .ci/setup does)")
+    proc, folder, port = _launched
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+            return f"http://127.0.0.1:{port}/v1", str(folder)
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("transformers serve did not come up:\n"
+                            + (folder / "serve.log").read_text()[-3000:])
+            time.sleep(0.3)
 
 
 def test_the_llm_suite_measures_transformers_serve(transformers_serve, tmp_path):
