@@ -108,6 +108,26 @@ def test_a_refused_connection_is_a_failed_request():
         engine.close()
 
 
+def test_a_group_whose_engine_did_not_start_fails_its_later_items_at_once(monkeypatch):
+    # A stalled server failed each item's start after the same wait.
+    from xpuperf.generation.remote import RemoteLLM
+    from xpuperf.session import BackendError
+
+    calls = []
+
+    def start_fails(self, spec, precision, command, **args):
+        calls.append(command)
+        raise BackendError("EngineError: no complete answer within 1 s\n\ntraceback")
+    monkeypatch.setattr(RemoteLLM, "_call", start_fails)
+    llm = RemoteLLM("CPU", {}, None, 10)
+    with pytest.raises(BackendError, match="no complete answer"):
+        llm.start(_spec(), "endpoint")
+    with pytest.raises(BackendError, match="not run: the engine of tiny-endpoint did not start "
+                                           "for an earlier item: EngineError: no complete answer"):
+        llm.start(_spec(), "endpoint")
+    assert calls == ["start"]
+
+
 # --------------------------------------------------------------------------- figures, arrivals
 
 def test_tpot_of_a_chunked_stream_counts_its_tokens_and_itl_its_chunks():
