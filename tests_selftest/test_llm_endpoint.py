@@ -82,6 +82,7 @@ def test_a_stream_is_timed_per_chunk_and_counted_from_usage_else_the_tokenizer(
 @pytest.mark.parametrize("model, expected", [
     ("drop", "the stream ended mid-response"),
     ("malformed", "an event that is not JSON"),
+    ("bad_usage", "a usage that is not a count of tokens"),
     ("error", "HTTP 500 from /v1/completions"),
     ("stall", "no complete answer within 0.5 s"),
 ])

@@ -7,6 +7,7 @@ fails a request, for the selftests: the requested model's name picks one.
     no_usage    the answer and [DONE], no usage (the tokenizer counts)
     drop        two pieces, then the connection closes mid-stream
     malformed   one piece, then an event that is not JSON
+    bad_usage   the answer, then a usage whose count is not a number
     stall       one piece, then nothing until the client gives up
     error       HTTP 500 with a JSON error body
 
@@ -22,7 +23,7 @@ from typing import Any
 
 from xpuperf.generation.openai_client import LoopThread
 
-MODES = ("ok", "no_usage", "drop", "malformed", "stall", "error")
+MODES = ("ok", "no_usage", "drop", "malformed", "bad_usage", "stall", "error")
 MAX_BODY = 1 << 20
 
 
@@ -91,8 +92,9 @@ class InstantServer:
             if self.itl_s:
                 await asyncio.sleep(self.itl_s)
         if mode != "no_usage":
+            count = "many" if mode == "bad_usage" else tokens
             writer.write(_event({"choices": [], "usage": {
-                "prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens}}))
+                "prompt_tokens": 0, "completion_tokens": count, "total_tokens": count}}))
         writer.write(_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
         await writer.drain()
 

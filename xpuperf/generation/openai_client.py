@@ -79,8 +79,8 @@ class Endpoint:
 @dataclass(frozen=True)
 class Reply:
     """One streamed answer: its text (``pieces``: the chunks' texts, one an
-    arrival), and the server's own count of the tokens
-    it generated (the usage chunk's ``completion_tokens``), None when it sent none."""
+    arrival), and the server's own count of the tokens it generated (the usage
+    chunk's ``completion_tokens``), None when it sent none."""
 
     pieces: tuple[str, ...]
     completion_tokens: int | None
@@ -299,8 +299,12 @@ class _Response(asyncio.BufferedProtocol):
                 self.pieces.append(piece)
                 self.on_piece(piece)
             self.finished = self.finished or bool(choice.get("finish_reason"))
-        if event.get("usage"):
-            self.usage = event["usage"].get("completion_tokens")
+        usage = event.get("usage")
+        if usage:
+            count = usage.get("completion_tokens") if isinstance(usage, dict) else "?"
+            if count is not None and (not isinstance(count, int) or count < 0):
+                raise EndpointError(f"a usage that is not a count of tokens: {usage!r:.200}")
+            self.usage = count
 
     def _end(self) -> None:
         """The body is whole (or an error's is long enough to quote)."""
