@@ -33,10 +33,13 @@ class GenerationUnsupported(Exception):
 @dataclass(frozen=True)
 class Request:
     """Greedy decoding of exactly ``max_new_tokens`` tokens after ``prompt``: the
-    engine ignores end-of-sequence tokens, so every run does the nominal work."""
+    engine ignores end-of-sequence tokens, so every run does the nominal work.
+    ``text``: the prompt as text, for an engine that tokenizes itself (a server,
+    xpuperf.generation.endpoint); its ``prompt`` ids are then empty."""
 
     prompt: tuple[int, ...]
     max_new_tokens: int
+    text: str = ""
 
 
 class TokenSink(abc.ABC):
@@ -46,9 +49,17 @@ class TokenSink(abc.ABC):
     def token(self, token_id: int) -> None:
         """One generated token, called as soon as it exists, in order."""
 
+    def text(self, piece: str) -> None:
+        """A piece of streamed text (a server's chunk: a token or a few), called as
+        it arrives, by an engine that has text, not ids; it then gives ``finish``
+        the count of tokens its pieces held. A sink of token ids only (a test's)
+        need not take text."""
+        raise TypeError(f"{type(self).__name__} takes token ids, not text")
+
     @abc.abstractmethod
-    def finish(self, error: BaseException | None = None) -> None:
-        """The request is done: all its tokens were delivered, or ``error`` ended it."""
+    def finish(self, error: BaseException | None = None, tokens: int | None = None) -> None:
+        """The request is done: all its tokens were delivered, or ``error`` ended
+        it. ``tokens``: how many an engine that streamed text generated."""
 
 
 class GenerationEngine(abc.ABC):

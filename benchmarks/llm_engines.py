@@ -55,7 +55,8 @@ def main() -> int:
                                                           timeout)), bounds)
 
     def server(engine, rate, seed):
-        return figures(harness.traces(harness.poisson(engine, requests, rate, seed, timeout)),
+        return figures(harness.traces(harness.at_times(
+            engine, requests, harness.arrivals_ns(len(requests), rate, seed), timeout)),
                        bounds)
 
     try:

@@ -155,8 +155,11 @@ class _Relay(TokenSink):
         self.count += 1
         self.sink.token(token_id + 1 if self.diverge and self.count > 2 else token_id)
 
-    def finish(self, error=None) -> None:
-        self.sink.finish(error)
+    def text(self, piece: str) -> None:
+        self.sink.text(piece)
+
+    def finish(self, error=None, tokens=None) -> None:
+        self.sink.finish(error, tokens)
 
 
 class _Engine(TorchEngine):

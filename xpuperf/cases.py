@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from xpuperf.generation.settings import ENDPOINT_PRECISION
 from xpuperf.records import identity
 from xpuperf.zoo import Combination, PerfCase
 from xpuperf.zoo.generation import GenerationSpec
@@ -95,10 +96,12 @@ class GenCase:
     def identity(self, hardware: str) -> dict[str, Any]:
         """The record keys that say which item this is (xpuperf.records)."""
         extra = {"scenario": self.scenario, "concurrency": self.concurrency} if self.scenario else {}
+        served = self.precision == ENDPOINT_PRECISION
         return {"suite": GENERATION_SUITE, "combination": self.spec.combo_id(self.precision),
                 "model": self.spec.name, "dataset": "prompts", "precision": self.precision,
-                "hardware": hardware, "framework": "torch", "domain": "llm",
-                "family": self.spec.family, "weights": f"seeded (seed {self.spec.seed})", **extra}
+                "hardware": hardware, "framework": "server" if served else "torch",
+                "domain": "llm", "family": self.spec.family,
+                "weights": "the server's" if served else f"seeded (seed {self.spec.seed})", **extra}
 
 
 def gen_case(item: pytest.Item | None) -> GenCase | None:

@@ -20,6 +20,7 @@ from backends import registry
 from xpuperf import gate, report_folder, safe_yaml
 from xpuperf.conformance import expected
 from xpuperf.extras import pip_hint
+from xpuperf.generation import settings as llm_settings
 from xpuperf.worker import devices
 from xpuperf.zoo import SCENARIOS, TIERS, Zoo, ZooError, load_zoo
 
@@ -68,6 +69,9 @@ class RunConfig:
     # --ray-address: the Ray cluster each group's backend worker runs on
     # (xpuperf.worker.ray_worker); None: this machine.
     ray_address: str | None = None
+    # The LLM items' --llm-* options: the server they measure (None: the
+    # backend's engine), SLOs, arrivals, percentiles.
+    llm: llm_settings.Settings = field(default_factory=llm_settings.Settings)
 
 
 RUN = pytest.StashKey[RunConfig]()
@@ -193,6 +197,30 @@ def add_options(parser: pytest.Parser) -> None:
     g.addoption("--gate-inconclusive", default="fail", choices=gate.INCONCLUSIVE_EFFECTS,
                 help="what a speed comparison still undecided after its re-measurements "
                      "does: fail the item (default) or let it pass, said in its record")
+    llm = parser.getgroup("xpuperf LLM serving", "the LLM items (suites/llm; README, 'LLM serving')")
+    llm.addoption("--llm-endpoint", default=None, metavar="URL",
+                  help="measure this OpenAI-compatible server instead of the backend's engine "
+                       "(the API's base, e.g. http://localhost:8000/v1); with --llm-model")
+    llm.addoption("--llm-model", default=None, metavar="NAME",
+                  help="the model's name on that server (its tokenizer too, unless --llm-tokenizer)")
+    llm.addoption("--llm-api", default="completions", choices=("completions", "chat"),
+                  help="/v1/completions (default) or /v1/chat/completions")
+    llm.addoption("--llm-tokenizer", default=None, metavar="PATH",
+                  help="the served model's tokenizer, a local directory or cached name: cuts "
+                       "prompts to the workload's tokens, counts tokens a server gives no usage for")
+    llm.addoption("--llm-request-timeout", default=60.0, type=_converter(positive_seconds),
+                  metavar="SECONDS",
+                  help="one request's limit, connect to last byte, against a server (default 60)")
+    llm.addoption("--llm-ignore-eos", action="store_true",
+                  help="ask the server for exactly the workload's output tokens (vLLM's and "
+                       "SGLang's ignore_eos, min_tokens; others refuse the request)")
+    llm.addoption("--llm-slo", default=None, metavar="ttft_ms=MS,tpot_ms=MS",
+                  help="the SLOs of goodput and the server scenario, over the zoo's bounds")
+    llm.addoption("--llm-arrivals", default="poisson", metavar="poisson|gamma:SHAPE|trace:PATH",
+                  help="the server scenario's arrivals: Poisson (default), gamma gaps of that "
+                       "shape (< 1 burstier), or a JSONL trace replayed")
+    llm.addoption("--llm-percentiles", default=None, metavar="LIST",
+                  help="latency percentiles beyond p50/p90/p99, e.g. 95,99.9")
 
 
 # --------------------------------------------------------------------------- the run's configuration
@@ -302,6 +330,19 @@ def _ray_address(config: pytest.Config) -> str | None:
     return address
 
 
+def _llm_options(config: pytest.Config) -> llm_settings.Settings:
+    """The --llm-* options, checked together (--llm-endpoint needs --llm-model; a
+    trace is read now, not in the middle of the session)."""
+    o = config.getoption
+    try:
+        return llm_settings.parse(o("llm_endpoint"), o("llm_model"), o("llm_api"),
+                                  o("llm_tokenizer"), o("llm_request_timeout"),
+                                  o("llm_ignore_eos"), o("llm_slo"), o("llm_arrivals"),
+                                  o("llm_percentiles"))
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
 def run_config(config: pytest.Config) -> RunConfig:
     """The options as one checked RunConfig; pytest.UsageError for what is wrong."""
     try:
@@ -344,4 +385,5 @@ def run_config(config: pytest.Config) -> RunConfig:
         driver=driver, scenarios={n: "all" for n in scenarios} if scenarios else None,
         device=devices.bound(listed, os.environ.get("PYTEST_XDIST_WORKER")) if listed else None,
         ray_address=_ray_address(config),
+        llm=_llm_options(config),
         **_gate_options(config, hardware, zoo, options), **_expected_options(config, entry))

@@ -11,8 +11,18 @@ from typing import Any, Callable
 import pytest
 
 from xpuperf.cases import GenCase, gen_case
+from xpuperf.generation.settings import ENDPOINT_PRECISION
 from xpuperf.options import RUN
 from xpuperf.records import ITEM_KEY, RECORD_KEY, jsonable
+from xpuperf.zoo.generation import GenerationSpec
+
+NO_ACCURACY = "the accuracy gate against a server (GSM8K-style prompts) is not built yet"
+
+
+def _precisions(config: pytest.Config, spec: GenerationSpec) -> tuple[str, ...]:
+    """A server serves the model in its own precision: one item per scenario."""
+    return (ENDPOINT_PRECISION,) if config.stash[RUN].llm.endpoint else spec.precisions
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "generation: LLM serving and generation accuracy (suites/llm)")
@@ -24,7 +34,7 @@ def _cases(config: pytest.Config, accuracy: bool) -> list:
     state = config.stash[RUN]
     cases = []
     for spec in state.zoo.generation:
-        for p in spec.precisions:
+        for p in _precisions(config, spec):
             if accuracy:
                 cases.append(GenCase(spec, p))
                 continue
@@ -33,7 +43,9 @@ def _cases(config: pytest.Config, accuracy: bool) -> list:
                     cases.append(GenCase(spec, p, scenario, c))
     marks = lambda c: [pytest.mark.generation, pytest.mark.llm,  # noqa: E731
                        getattr(pytest.mark, c.spec.family)] + (
-        [pytest.mark.smoke] if state.zoo.tier == "smoke" else [])
+        [pytest.mark.smoke] if state.zoo.tier == "smoke" else []) + (
+        [pytest.mark.skip(reason=NO_ACCURACY)]
+        if c.scenario is None and c.precision == ENDPOINT_PRECISION else [])
     return [pytest.param(c, id=c.id, marks=marks(c)) for c in cases]
 
 
@@ -48,7 +60,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     state = config.stash[RUN]
     order = {key: i for i, key in enumerate((w.name, p) for w in state.zoo.generation
-                                            for p in w.precisions)}
+                                            for p in _precisions(config, w))}
     llm = [(i, c) for i, c in ((i, gen_case(i)) for i in items) if c is not None]
     for item, case in llm:
         item.user_properties.append((ITEM_KEY, case.identity(state.hardware)))
@@ -69,7 +81,8 @@ def llm(pytestconfig: pytest.Config):
 
     state = pytestconfig.stash[RUN]
     limit = state.item_timeout or state.zoo.timeout_s
-    session = RemoteLLM(state.entry.name, state.options, state.zoo, limit, state.device)
+    session = RemoteLLM(state.entry.name, state.options, state.zoo, limit, state.device,
+                        state.llm)
     yield session
     session.close()
 

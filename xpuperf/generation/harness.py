@@ -2,9 +2,9 @@
 
 Closed loop (offline, single_stream): ``concurrency`` requests in flight; each
 finish submits the next from inside the engine's callback, so an engine that
-batches finds the whole next wave queued at once. Server: Poisson arrivals at a
-request rate, submitted by this thread at their times whatever the engine is
-doing. The server search finds the highest valid rate within a time budget.
+batches finds the whole next wave queued at once. Server: Poisson or gamma
+arrivals at a request rate (or a trace's times), submitted by this thread at
+their times whatever the engine is doing. The server search finds the highest valid rate within a time budget.
 """
 from __future__ import annotations
 
@@ -26,15 +26,24 @@ class _Sink(TokenSink):
     def __init__(self, run: "_Run", index: int):
         self.run, self.index = run, index
         self.submitted_ns = 0
-        self.token_ns: list[int] = []
+        self.token_ns: list[int] = []  # when each token (or piece of text) arrived
         self.tokens: list[int] = []
+        self.count: int | None = None  # the tokens an engine that streams text generated
 
     def token(self, token_id: int) -> None:
         self.token_ns.append(time.perf_counter_ns())
         self.tokens.append(int(token_id))
 
-    def finish(self, error: BaseException | None = None) -> None:
+    def text(self, piece: str) -> None:
+        self.token_ns.append(time.perf_counter_ns())
+
+    def finish(self, error: BaseException | None = None, tokens: int | None = None) -> None:
+        self.count = tokens
         self.run.finished(self, error)
+
+    @property
+    def generated(self) -> int:
+        return len(self.tokens) if self.count is None else self.count
 
 
 class _Run:
@@ -61,8 +70,12 @@ class _Run:
 
     def finished(self, sink: _Sink, error: BaseException | None) -> None:
         want = self.requests[sink.index].max_new_tokens
-        if error is None and len(sink.tokens) != want:
+        if error is None and sink.count is None and len(sink.tokens) != want:
             error = RuntimeError(f"finished with {len(sink.tokens)} tokens, {want} asked")
+        # A server may stop short at an end of sequence it was asked to ignore
+        # (not every one knows ignore_eos): its count is recorded, not failed.
+        if error is None and sink.count is not None and not (sink.token_ns and sink.count > 0):
+            error = RuntimeError("finished without a token")
         with self.lock:
             if error is not None:
                 self.errors.append(f"request {sink.index}: {type(error).__name__}: {error}")
@@ -91,14 +104,28 @@ def closed_loop(engine: GenerationEngine, requests: Sequence[Request], concurren
     return run.wait(timeout_s)
 
 
-def poisson(engine: GenerationEngine, requests: Sequence[Request], rate: float, seed: int,
-            timeout_s: float) -> list[_Sink]:
-    """Requests arriving as a Poisson process of ``rate`` per second (server)."""
-    gaps = np.random.default_rng(seed).exponential(1e9 / rate, len(requests))
+def arrivals_ns(count: int, rate: float, seed: int, burstiness: float = 1.0) -> np.ndarray:
+    """``count`` arrival times (ns from the first) at ``rate`` per second on
+    average: gaps drawn from a gamma distribution of shape ``burstiness`` (1: a
+    Poisson process; below 1 burstier, above 1 more even: vLLM's bench serve's
+    --burstiness). Seeded: every run of a workload sees the same arrivals."""
+    if not rate > 0 or not burstiness > 0:
+        raise ValueError(f"arrivals need a rate > 0 and a burstiness > 0, got {rate}, {burstiness}")
+    rng = np.random.default_rng(seed)
+    # Poisson's gaps drawn as before gamma arrivals existed: a seed's arrivals stay.
+    gaps = rng.exponential(1e9 / rate, count) if burstiness == 1 else \
+        rng.gamma(burstiness, 1e9 / (rate * burstiness), count)
     gaps[0] = 0.0
+    return np.cumsum(gaps)
+
+
+def at_times(engine: GenerationEngine, requests: Sequence[Request], offsets_ns: Sequence[float],
+             timeout_s: float) -> list[_Sink]:
+    """Request i submitted at ``offsets_ns[i]`` after the start, by this thread,
+    whatever the engine is doing (server, trace replay)."""
     run = _Run(engine, requests)
     start = time.perf_counter_ns()
-    for arrival in np.cumsum(gaps):
+    for arrival in offsets_ns:
         delay = (start + arrival - time.perf_counter_ns()) / 1e9
         if delay > 0:
             time.sleep(delay)
@@ -107,15 +134,25 @@ def poisson(engine: GenerationEngine, requests: Sequence[Request], rate: float, 
 
 
 def traces(sinks: Sequence[_Sink]) -> list[Trace]:
-    return [Trace(s.submitted_ns, tuple(s.token_ns)) for s in sinks]
+    return [Trace(s.submitted_ns, tuple(s.token_ns), s.generated) for s in sinks]
 
 
 def tokens(sinks: Sequence[_Sink]) -> list[list[int]]:
     return [list(s.tokens) for s in sinks]
 
 
-def run_figures(sinks: Sequence[_Sink], bounds: Bounds) -> dict[str, Any]:
-    return figures(traces(sinks), bounds)
+def generated(sinks: Sequence[_Sink]) -> int:
+    return sum(s.generated for s in sinks)
+
+
+def short(sinks: Sequence[_Sink]) -> int:
+    """Requests that ended before the tokens they asked for (a server's end of sequence)."""
+    return sum(s.generated < s.run.requests[s.index].max_new_tokens for s in sinks)
+
+
+def run_figures(sinks: Sequence[_Sink], bounds: Bounds,
+                percentiles: Sequence[float] | None = None) -> dict[str, Any]:
+    return figures(traces(sinks), bounds, percentiles)
 
 
 def search_rate(run_at: Callable[[float], dict[str, Any]], start: float, budget_s: float,

@@ -2,7 +2,8 @@
 
 Per request: TTFT is the first token's time less the submission's; TPOT is
 (last token - first token) / (tokens - 1), the decode rate that request saw;
-inter-token latencies are the gaps between consecutive tokens; end-to-end is the
+inter-token latencies are the gaps between consecutive tokens (between a
+server's chunks: a chunk of several tokens is one gap, as vLLM's bench counts); end-to-end is the
 last token less the submission. Every figure is over all requests of the run,
 at p50/p90/p99. Throughput counts the output tokens over the run's window: from
 the first submission to the last token, so no start-up stagger is in it (what
@@ -16,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from xpuperf.measure.stats import latency_summary_ms
+from xpuperf.measure.stats import PERCENTILES, latency_summary_ms
 
 NS_PER_MS = 1e6
 
@@ -24,10 +25,17 @@ NS_PER_MS = 1e6
 @dataclass(frozen=True)
 class Trace:
     """One request as the harness saw it: when it was submitted and when each of
-    its tokens arrived (perf_counter_ns)."""
+    its tokens arrived (perf_counter_ns). A server streams chunks of text, a
+    token or a few each: then ``token_ns`` are the chunks' arrivals and
+    ``tokens`` the count of tokens they held (the usage's, or the tokenizer's)."""
 
     submitted_ns: int
     token_ns: tuple[int, ...]
+    tokens: int | None = None
+
+    @property
+    def generated(self) -> int:
+        return len(self.token_ns) if self.tokens is None else self.tokens
 
     @property
     def ttft_ns(self) -> int:
@@ -36,7 +44,7 @@ class Trace:
     @property
     def tpot_ns(self) -> float | None:
         """None for a one-token request: it has no decode."""
-        n = len(self.token_ns)
+        n = self.generated
         return (self.token_ns[-1] - self.token_ns[0]) / (n - 1) if n > 1 else None
 
     @property
@@ -57,26 +65,32 @@ class Bounds:
             tpot is None or tpot <= self.tpot_ms * NS_PER_MS)
 
 
-def figures(traces: Sequence[Trace], bounds: Bounds) -> dict[str, Any]:
-    """The run's figures: ttft_ms, tpot_ms, itl_ms, e2e_ms ({p50, p90, p99, mean}),
-    requests, generated_tokens, wall_s, output_tokens_per_s, requests_per_s, goodput
-    (the share of requests within both bounds) and valid (both p99s within them)."""
+def figures(traces: Sequence[Trace], bounds: Bounds,
+            percentiles: Sequence[float] | None = None) -> dict[str, Any]:
+    """The run's figures: ttft_ms, tpot_ms, itl_ms, e2e_ms ({p50, p90, p99, mean},
+    and p<q> for each of ``percentiles``), requests, generated_tokens, wall_s,
+    output_tokens_per_s, requests_per_s, goodput (the share of requests within
+    both bounds), goodput_requests_per_s (those requests over the wall time) and
+    valid (both p99s within the bounds)."""
     if not traces or any(not t.token_ns for t in traces):
         raise ValueError("every request of a run must have produced a token")
+    qs = sorted({*PERCENTILES, *(percentiles or ())})
     start = min(t.submitted_ns for t in traces)
     wall_ns = max(t.token_ns[-1] for t in traces) - start
-    tokens = sum(len(t.token_ns) for t in traces)
+    tokens = sum(t.generated for t in traces)
     tpots = [t.tpot_ns for t in traces if t.tpot_ns is not None]
     itls = np.concatenate([np.diff(t.token_ns) for t in traces])
+    good = sum(bounds.met_by(t) for t in traces)
     out: dict[str, Any] = {
         "requests": len(traces), "generated_tokens": tokens, "wall_s": wall_ns / 1e9,
-        "ttft_ms": latency_summary_ms([t.ttft_ns for t in traces]),
-        "tpot_ms": latency_summary_ms(tpots) if tpots else None,
-        "itl_ms": latency_summary_ms(itls) if itls.size else None,
-        "e2e_ms": latency_summary_ms([t.e2e_ns for t in traces]),
+        "ttft_ms": latency_summary_ms([t.ttft_ns for t in traces], qs),
+        "tpot_ms": latency_summary_ms(tpots, qs) if tpots else None,
+        "itl_ms": latency_summary_ms(itls, qs) if itls.size else None,
+        "e2e_ms": latency_summary_ms([t.e2e_ns for t in traces], qs),
         "output_tokens_per_s": tokens * 1e9 / wall_ns if wall_ns > 0 else None,
         "requests_per_s": len(traces) * 1e9 / wall_ns if wall_ns > 0 else None,
-        "goodput": sum(bounds.met_by(t) for t in traces) / len(traces),
+        "goodput": good / len(traces),
+        "goodput_requests_per_s": good * 1e9 / wall_ns if wall_ns > 0 else None,
     }
     out["valid"] = out["ttft_ms"]["p99"] <= bounds.ttft_ms and (
         out["tpot_ms"] is None or out["tpot_ms"]["p99"] <= bounds.tpot_ms)

@@ -33,18 +33,24 @@ def _lines() -> tuple[str, ...]:
     return tuple(line for line in SAMPLE.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
-def requests(count: int, prompt_tokens: int, output_tokens: int, vocab_size: int) -> list[Request]:
-    """``count`` requests, the i-th from the sample's prompts i, i+1, ... joined and
-    cut to ``prompt_tokens`` ids: distinct real text of exactly that length."""
+def sample(i: int, min_bytes: int) -> str:
+    """The sample's prompts i, i+1, ... joined until at least ``min_bytes`` long."""
     lines = _lines()
-    out = []
-    for i in range(count):
-        text, j = "", i
-        while len(text.encode("utf-8")) < prompt_tokens:
-            text += lines[j % len(lines)] + "\n"
-            j += 1
-        out.append(Request(tuple(tokenize(text, vocab_size)[:prompt_tokens]), output_tokens))
-    return out
+    text, j = "", i
+    while len(text.encode("utf-8")) < min_bytes:
+        text += lines[j % len(lines)] + "\n"
+        j += 1
+    return text
+
+
+def ids(i: int, prompt_tokens: int, vocab_size: int) -> tuple[int, ...]:
+    """``sample(i)`` cut to ``prompt_tokens`` ids: real text of exactly that length."""
+    return tuple(tokenize(sample(i, prompt_tokens), vocab_size)[:prompt_tokens])
+
+
+def requests(count: int, prompt_tokens: int, output_tokens: int, vocab_size: int) -> list[Request]:
+    """``count`` distinct requests, the i-th of ``ids(i, ...)``."""
+    return [Request(ids(i, prompt_tokens, vocab_size), output_tokens) for i in range(count)]
 
 
 def text_ids(tokens: int, vocab_size: int) -> list[int]:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from xpuperf.session import GroupFailed, call, lost_why
+from xpuperf.generation.settings import Settings
+from xpuperf.session import BackendError, GroupFailed, call, lost_why
 from xpuperf.worker.process import Worker
 from xpuperf.zoo import Zoo
 from xpuperf.zoo.generation import GenerationSpec
@@ -17,16 +18,19 @@ HOST = "xpuperf.worker.generation_host:GenerationHost"
 
 class RemoteLLM:
     """The LLM items' session: ``hardware``'s engines in workers, each call
-    within ``timeout_s``; ``device`` is handed to the workers (--devices)."""
+    within ``timeout_s``; ``device`` is handed to the workers (--devices);
+    ``settings``: a server to measure instead, SLOs, arrivals (--llm-*)."""
 
     def __init__(self, hardware: str, options: Mapping[str, str], zoo: Zoo, timeout_s: float,
-                 device: str | None = None):
+                 device: str | None = None, settings: Settings | None = None):
         self.hardware, self.options, self.zoo = hardware, dict(options), zoo
+        self.settings = settings or Settings()
         self.timeout_s, self.device = timeout_s, device
         self._group: tuple[str, Worker] | None = None
         self._unsupported: dict[str, str] = {}  # the open group -> why it cannot generate ("")
         self._failed: dict[str, str] = {}  # group -> how its worker was lost
         self._told: set[str] = set()  # groups whose failure an item has reported in full
+        self._start_failed: dict[str, str] = {}  # group -> why its engine did not start
         self._ceilings: dict[str, list] = {}  # measured once per session, handed to each worker
 
     def start(self, spec: GenerationSpec, precision: str) -> str:
@@ -34,12 +38,18 @@ class RemoteLLM:
         it, or "". A lost worker is reported by the group's items (as failures,
         the first with the whole reason), not by the fixture that starts it."""
         group = spec.combo_id(precision)
+        if group in self._start_failed:  # its later items: at once, not by the same wait
+            raise BackendError(f"not run: the engine of {group} did not start for an earlier "
+                               f"item: {self._start_failed[group].splitlines()[0]}")
         if group not in self._unsupported:
             try:
                 answer = self._call(spec, precision, "start")
             except GroupFailed:
                 self._told.discard(group)
                 answer = {}
+            except BackendError as e:  # a server that stalls would stall every item's start
+                self._start_failed[group] = str(e)
+                raise
             self._unsupported = {group: answer.get("unsupported", "")}
         return self._unsupported[group]
 
@@ -77,7 +87,8 @@ class RemoteLLM:
             self._group = (group, Worker(
                 HOST, {"hardware": self.hardware, "options": self.options,
                        "zoo": str(self.zoo.path), "tier": self.zoo.tier, "workload": spec.name,
-                       "precision": precision, "ceilings": self._ceilings},
+                       "precision": precision, "ceilings": self._ceilings,
+                       "settings": self.settings.to_dict()},
                 name=f"xpuperf LLM worker {group}", device=self.device))
         try:
             return call(self._group[1], self.timeout_s, command, **args)

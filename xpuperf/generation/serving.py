@@ -12,9 +12,10 @@ import numpy as np
 
 from backends.base import Backend
 from backends.generation import GenerationEngine, Request
-from xpuperf.generation import accuracy, device, harness, prompts
+from xpuperf.generation import accuracy, device, endpoint, harness, prompts
 from xpuperf.generation.metrics import Bounds, decode_bandwidth_utilization, prefill_mfu
 from xpuperf.generation.models import LMArtifact
+from xpuperf.generation.settings import Settings, load_trace
 from xpuperf.measure import energy
 from xpuperf.zoo.generation import GenerationSpec
 
@@ -31,12 +32,18 @@ class LLMSession:
     offline capacity the server loads a fraction of, the measured ceilings.
     ``build_on``: where the models are built (LMArtifact), for a benchmark of a big
     model; the accuracy gates then have no reference. ``ceilings``: those already
-    measured (``self.ceilings`` of an earlier session), not measured again."""
+    measured (``self.ceilings`` of an earlier session), not measured again.
+    ``settings``: an OpenAI-compatible server to measure instead of the backend's
+    engine (then no model is built here), SLOs, arrivals, percentiles."""
 
     def __init__(self, backend: Backend, options: Mapping[str, str],
                  build_on: tuple[str, str] | None = None,
-                 ceilings: Mapping[str, device.Ceiling] | None = None):
+                 ceilings: Mapping[str, device.Ceiling] | None = None,
+                 settings: Settings | None = None):
         self.backend, self.options, self.build_on = backend, dict(options), build_on
+        self.settings = settings or Settings()
+        self._tokenizer = endpoint.Tokenizer(self.settings.tokenizer or "")
+        self._prompts: dict[tuple[str, int, int], Any] = {}  # ids, or a server's text
         self._artifact: LMArtifact | None = None
         self._engine: tuple[str, GenerationEngine] | None = None
         self._references: dict[str, dict[str, Any]] = {}
@@ -59,7 +66,9 @@ class LLMSession:
         key = spec.combo_id(precision)
         if self._engine is None or self._engine[0] != key:
             self.close()
-            engine = self.backend.generation_engine(self.artifact(spec), precision, self.options)
+            served = self.settings.endpoint
+            engine = endpoint.EndpointEngine(served, self._tokenizer) if served else \
+                self.backend.generation_engine(self.artifact(spec), precision, self.options)
             self._engine = (key, engine)
             c = max(spec.concurrency)
             for count in (1, c):
@@ -80,11 +89,18 @@ class LLMSession:
                      concurrency: int | None) -> tuple[dict[str, Any], list[str]]:
         """The record fields of one scenario and why it fails ([] when it passes)."""
         engine = self.engine(spec, precision)
-        bounds = Bounds(spec.server.ttft_bound_ms, spec.server.tpot_bound_ms)
+        slo = self.settings.slo
+        bounds = Bounds(slo.get("ttft_ms", spec.server.ttft_bound_ms),
+                        slo.get("tpot_ms", spec.server.tpot_bound_ms))
         fields: dict[str, Any] = {"scenario": scenario, "engine": describe(engine),
                                   "prompt_tokens": spec.prompt_tokens,
                                   "output_tokens": spec.output_tokens,
-                                  "ttft_bound_ms": bounds.ttft_ms, "tpot_bound_ms": bounds.tpot_ms}
+                                  "ttft_bound_ms": bounds.ttft_ms, "tpot_bound_ms": bounds.tpot_ms,
+                                  "bounds_source": "--llm-slo" if slo else "zoo.yaml"}
+        if self.settings.endpoint:
+            fields.update(endpoint=self.settings.endpoint.url,
+                          served_model=self.settings.endpoint.model,
+                          prompt_tokenizer=self.settings.tokenizer)
         if scenario == "server":
             return self._server(spec, precision, engine, bounds, fields)
         c = 1 if scenario == "single_stream" else concurrency or 1
@@ -98,6 +114,9 @@ class LLMSession:
     def _server(self, spec: GenerationSpec, precision: str, engine: GenerationEngine,
                 bounds: Bounds, fields: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         s = spec.server
+        trace = self.settings.trace_path
+        if trace:
+            return self._replay(spec, engine, bounds, fields, trace)
         if s.rate is not None:
             rate, fields["rate_source"] = s.rate, "zoo.yaml"
         else:
@@ -105,39 +124,67 @@ class LLMSession:
             fields["rate_source"] = f"{s.load:g} x the offline requests/s at concurrency " \
                                     f"{max(spec.concurrency)}"
         requests = self._requests(spec, spec.requests)
+        burst = self.settings.burstiness
+        fields["arrivals"] = "poisson" if burst == 1 else f"gamma (shape {burst:g})"
 
         def arrivals(r: float) -> Callable[[], Sequence[Any]]:
-            return lambda: harness.poisson(engine, requests, r, spec.seed, spec.timeout_s)
+            return lambda: harness.at_times(
+                engine, requests, harness.arrivals_ns(len(requests), r, spec.seed, burst),
+                spec.timeout_s)
 
         def run_at(r: float) -> dict[str, Any]:  # a search trial: no energy figure
-            return harness.run_figures(arrivals(r)(), bounds)
+            return harness.run_figures(arrivals(r)(), bounds, self.settings.percentiles)
         fig, runs = self._measured(arrivals(rate), bounds), 1
         if not fig["valid"]:  # one stall of a shared machine backs up every request behind it
             fig, runs = self._measured(arrivals(rate), bounds), 2
         best, trials = harness.search_rate(run_at, rate, s.search_s, s.max_trials)
         fields.update(target_rate=rate, runs=runs, **fig, max_valid_rate=best, search=trials,
                       search_budget_s=s.search_s)
+        return fields, self._verdict(fig, bounds, f"server at {rate:.3g} requests/s", runs)
+
+    def _replay(self, spec: GenerationSpec, engine: GenerationEngine, bounds: Bounds,
+                fields: dict[str, Any], path: str) -> tuple[dict[str, Any], list[str]]:
+        """The trace's requests, each of its sizes, at its times (no rate search)."""
+        lines = load_trace(path)
+        requests = [self._request(spec, i, r.input_tokens, r.output_tokens)
+                    for i, r in enumerate(lines)]
+        offsets = [(r.arrival_s - lines[0].arrival_s) * 1e9 for r in lines]
+        fig = self._measured(lambda: harness.at_times(engine, requests, offsets, spec.timeout_s),
+                             bounds)
+        fields.update(arrivals=f"trace {path}", prompt_tokens=None, output_tokens=None,
+                      prompt_tokens_total=sum(r.input_tokens for r in lines), **fig)
+        return fields, self._verdict(fig, bounds, f"trace {path}", 1)
+
+    @staticmethod
+    def _verdict(fig: Mapping[str, Any], bounds: Bounds, what: str, runs: int) -> list[str]:
         problems = []
         if fig["ttft_ms"]["p99"] > bounds.ttft_ms:
             problems.append(f"TTFT p99 {fig['ttft_ms']['p99']:.1f} ms > {bounds.ttft_ms:g} ms")
         if fig["tpot_ms"] and fig["tpot_ms"]["p99"] > bounds.tpot_ms:
             problems.append(f"TPOT p99 {fig['tpot_ms']['p99']:.1f} ms > {bounds.tpot_ms:g} ms")
         if problems:
-            problems = [f"server at {rate:.3g} requests/s is invalid ({runs} runs): "
-                        + "; ".join(problems)]
-        return fields, problems
+            problems = [f"{what} is invalid ({runs} runs): " + "; ".join(problems)]
+        return problems
 
     def _measured(self, run: Callable[[], Sequence[Any]], bounds: Bounds) -> dict[str, Any]:
         """The figures of ``run()`` (the harness's sinks), with the device's energy
-        over it (xpuperf.measure.energy): per output token and per request."""
+        over it (xpuperf.measure.energy): per output token and per request; for a
+        server, where its token counts came from and the requests that ended short."""
+        if self.settings.endpoint:  # the server's device is not this process's to meter
+            counts = self._engine[1].token_counts  # where the run's token counts came from
+            counts.clear()
+            sinks = run()
+            used = energy.unavailable("a server's energy is not metered by its client")
+            return {**harness.run_figures(sinks, bounds, self.settings.percentiles),
+                    "energy": used, "short_requests": harness.short(sinks),
+                    "token_count_source": dict(counts)}
         if self._meter is None:
             self._meter = energy.Meter.open(self.backend, self.options)
         window = self._meter.window()
         window.start()
         sinks = run()
-        used = window.stop(output_token=sum(map(len, harness.tokens(sinks))),
-                           request=len(sinks))
-        return {**harness.run_figures(sinks, bounds), "energy": used}
+        used = window.stop(output_token=harness.generated(sinks), request=len(sinks))
+        return {**harness.run_figures(sinks, bounds, self.settings.percentiles), "energy": used}
 
     def _offline_capacity(self, spec: GenerationSpec, precision: str, engine: GenerationEngine,
                           bounds: Bounds) -> float:
@@ -154,7 +201,10 @@ class LLMSession:
                      concurrency: int) -> dict[str, Any]:
         """Prefill MFU (a lone request's TTFT is its prefill) and decode bandwidth
         utilization (a step reads the weights once and every sequence's KV cache,
-        at its mean length over the decode)."""
+        at its mean length over the decode). None for a server: its device and
+        model are not this process's."""
+        if self.settings.endpoint:
+            return {}
         facts = self.artifact(spec).facts()
         info = self.backend.info()
         where = self.engine(spec, precision).device
@@ -228,5 +278,18 @@ class LLMSession:
         return self._references[spec.name]
 
     def _requests(self, spec: GenerationSpec, count: int) -> list[Request]:
-        return prompts.requests(count, spec.prompt_tokens, spec.output_tokens,
-                                self.artifact(spec).vocab_size)
+        return [self._request(spec, i, spec.prompt_tokens, spec.output_tokens)
+                for i in range(count)]
+
+    def _request(self, spec: GenerationSpec, i: int, prompt_tokens: int,
+                 output_tokens: int) -> Request:
+        """The i-th prompt of ``prompt_tokens``: the byte-level ids the in-tree
+        engines take, or text in the served model's tokens for a server."""
+        key = (spec.name, i, prompt_tokens)
+        if key not in self._prompts:
+            self._prompts[key] = self._tokenizer.prompt(i, prompt_tokens) \
+                if self.settings.endpoint else prompts.ids(i, prompt_tokens,
+                                                          self.artifact(spec).vocab_size)
+        prompt = self._prompts[key]
+        return Request((), output_tokens, prompt) if isinstance(prompt, str) \
+            else Request(prompt, output_tokens)

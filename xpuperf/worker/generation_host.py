@@ -16,6 +16,7 @@ from backends.generation import GenerationUnsupported
 from backends.registry import find
 from xpuperf.generation.device import Ceiling
 from xpuperf.generation.serving import LLMSession
+from xpuperf.generation.settings import Settings
 from xpuperf.zoo import load_zoo
 
 
@@ -26,14 +27,16 @@ class GenerationHost:
 
     def __init__(self, note: Callable[[str], None], hardware: str, options: Mapping[str, str],
                  zoo: str, tier: str, workload: str, precision: str,
-                 ceilings: Mapping[str, list]):
+                 ceilings: Mapping[str, list], settings: Mapping[str, Any]):
         """``ceilings``: those the session measured in earlier groups' workers
-        (key -> [value, source]), which this one then does not measure again."""
+        (key -> [value, source]), which this one then does not measure again;
+        ``settings``: xpuperf.generation.settings.Settings.to_dict()."""
         self.note = note
         self.spec = next(w for w in load_zoo(zoo, tier).generation if w.name == workload)
         self.precision = precision
         self.llm = LLMSession(find(hardware).load()(), options,
-                              ceilings={k: Ceiling(*v) for k, v in ceilings.items()})
+                              ceilings={k: Ceiling(*v) for k, v in ceilings.items()},
+                              settings=Settings.from_dict(settings))
 
     def start(self) -> dict[str, Any]:
         """Build and warm up the engine: {} or {"unsupported": why}."""

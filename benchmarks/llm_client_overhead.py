@@ -1,0 +1,106 @@
+"""What the OpenAI-compatible client costs (xpuperf.generation.endpoint): 256
+streams in flight against a server that answers instantly (no model: each of a
+request's tokens one ITL after the last, xpuperf.generation.instant_server, in a
+process of its own), for about 10 s, through the same harness the LLM items use.
+
+Prints the client process's CPU time (user + system) as a share of the run's
+wall time, the target being <= 5 %: the share of a core that measuring takes
+from a server on the same host, and a bound on how late a timestamp can be
+taken; the same per chunk, and as a share of a core at the server's nominal
+pace (streams / ITL chunks a second: a server that lags its pace stretches the
+wall time and flatters the first share); and the ITL the client measured
+against the server's pace, whose excess is the client's and the server's lag.
+Exits 1 when either share is over 5 %.
+
+    python benchmarks/llm_client_overhead.py
+    python benchmarks/llm_client_overhead.py --streams 256 --itl-ms 50 --seconds 10
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: the repository's package, not an installed one
+
+
+class _Tokenizer:
+    """No tokenizer: the instant server sends usage, and prompts are plain text."""
+
+    def load(self) -> None:
+        pass
+
+
+def _cpu_s() -> tuple[float, float]:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime, r.ru_stime
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--streams", type=int, default=256, help="requests in flight")
+    ap.add_argument("--itl-ms", type=float, default=50.0,
+                    help="the server's gap between tokens (50: 20 tokens/s a user)")
+    ap.add_argument("--output-tokens", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=10.0, help="the run's length, about")
+    ap.add_argument("--api", default="completions", choices=("completions", "chat"))
+    args = ap.parse_args()
+
+    from backends.generation import Request
+    from xpuperf.generation import harness
+    from xpuperf.generation.endpoint import EndpointEngine
+    from xpuperf.generation.metrics import Bounds
+    from xpuperf.generation.openai_client import Endpoint
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "xpuperf.generation.instant_server",
+                               "--port", str(port), "--itl-ms", str(args.itl_ms)], cwd=ROOT,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        server.stdout.readline()  # "serving on ...": it listens
+        engine = EndpointEngine(Endpoint(f"http://127.0.0.1:{port}/v1", "ok", args.api, 120),
+                                _Tokenizer())
+        per_request_s = args.output_tokens * args.itl_ms / 1e3
+        waves = max(1, math.ceil(args.seconds / per_request_s))
+        requests = [Request((), args.output_tokens, f"prompt {i}")
+                    for i in range(args.streams * waves)]
+        harness.closed_loop(engine, requests[:args.streams], args.streams, 60)  # warm-up
+        cpu, wall = _cpu_s(), time.perf_counter()
+        sinks = harness.closed_loop(engine, requests, args.streams, args.seconds * 10 + 60)
+        (user, system), wall = np.subtract(_cpu_s(), cpu), time.perf_counter() - wall
+        engine.close()
+    finally:
+        server.terminate()
+        server.wait()
+    fig = harness.run_figures(sinks, Bounds(1e9, 1e9))
+    chunks = sum(len(s.token_ns) for s in sinks)
+    cpu = user + system
+    share = cpu / wall
+    print(f"{args.streams} streams, {len(requests)} requests of {args.output_tokens} tokens, "
+          f"server ITL {args.itl_ms:g} ms ({args.api}): {wall:.2f} s wall, {chunks} chunks "
+          f"({chunks / wall:,.0f}/s)")
+    # A server slower than its nominal pace (this one shares the host) stretches
+    # the wall time: the share at the nominal pace is the figure to judge.
+    nominal = args.streams / (args.itl_ms / 1e3)
+    print(f"client CPU {cpu:.2f} s ({user:.2f} user, {system:.2f} system) = {share:.1%} of "
+          f"the wall time (target <= 5 %), {cpu / chunks * 1e6:.1f} us a chunk: "
+          f"{cpu / chunks * nominal:.1%} of a core at the nominal {nominal:,.0f} chunks/s")
+    itl = fig["itl_ms"]
+    print(f"ITL measured p50 {itl['p50']:.2f} ms, p99 {itl['p99']:.2f} ms against the "
+          f"server's {args.itl_ms:g} ms; TTFT p50 {fig['ttft_ms']['p50']:.2f} ms, "
+          f"p99 {fig['ttft_ms']['p99']:.2f} ms")
+    return 0 if max(share, cpu / chunks * nominal) <= 0.05 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

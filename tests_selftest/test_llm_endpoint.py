@@ -1,0 +1,308 @@
+"""LLM items against an OpenAI-compatible server: the streaming client against
+a stdlib server that fails each way a server can (refuses, drops the stream,
+sends what is not JSON, answers an error, stalls), the figures of a stream of
+chunks, the arrivals (gamma, a replayed trace), the --llm-* options, and the
+suites run as a user runs them against `transformers serve` on a tiny model
+(skipped, with the reason, where its packages are missing)."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import yaml
+
+from backends.generation import Request
+from xpuperf.generation import harness, settings
+from xpuperf.generation.endpoint import EndpointEngine
+from xpuperf.generation.instant_server import InstantServer
+from xpuperf.generation.metrics import Bounds, Trace, figures
+from xpuperf.generation.openai_client import Endpoint
+from xpuperf.generation.serving import LLMSession
+from xpuperf.report import TEMPLATES, write_reports
+from xpuperf.zoo import parse_zoo
+from tests_selftest.sessions import ROOT, run_session
+
+MS = 1_000_000  # ns
+
+
+class _WordTokenizer:
+    """A stand-in tokenizer: a token per word (the instant server's pieces are
+    words), so that the count without usage is known."""
+
+    def load(self) -> None:
+        pass
+
+    def count(self, text: str) -> int:
+        return len(text.split())
+
+    def prompt(self, i: int, tokens: int) -> str:
+        return " ".join(f"w{i}" for _ in range(tokens))
+
+
+@pytest.fixture(scope="module")
+def server():
+    s = InstantServer()
+    yield s
+    s.close()
+
+
+def _engine(url: str, model: str, api: str = "completions", timeout_s: float = 10.0):
+    return EndpointEngine(Endpoint(url, model, api, timeout_s), _WordTokenizer())
+
+
+def _requests(count: int, tokens: int = 5) -> list[Request]:
+    return [Request((), tokens, f"prompt {i}") for i in range(count)]
+
+
+# --------------------------------------------------------------------------- the client
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+@pytest.mark.parametrize("model, source", [("ok", "usage"), ("no_usage", "tokenizer")])
+def test_a_stream_is_timed_per_chunk_and_counted_from_usage_else_the_tokenizer(
+        server, api, model, source):
+    engine = _engine(server.url, model, api)
+    try:
+        sinks = harness.closed_loop(engine, _requests(6), 3, 10)
+    finally:
+        engine.close()
+    # One arrival a token's chunk (a chat's opening chunk, the role's, is none).
+    assert [len(s.token_ns) for s in sinks] == [5] * 6
+    assert harness.generated(sinks) == 30 and harness.short(sinks) == 0
+    assert dict(engine.token_counts) == {source: 6}
+
+
+@pytest.mark.parametrize("model, expected", [
+    ("drop", "the stream ended mid-response"),
+    ("malformed", "an event that is not JSON"),
+    ("bad_usage", "a usage that is not a count of tokens"),
+    ("error", "HTTP 500 from /v1/completions"),
+    ("stall", "no complete answer within 0.5 s"),
+])
+def test_a_failing_server_fails_the_run_with_the_reason_never_a_hang(server, model, expected):
+    engine = _engine(server.url, model, timeout_s=0.5)
+    start = time.monotonic()
+    try:
+        with pytest.raises(harness.EngineError, match=expected):
+            harness.closed_loop(engine, _requests(4), 4, 30)
+    finally:
+        engine.close()
+    assert time.monotonic() - start < 10  # the requests' own limit ended it, not the run's
+
+
+def test_a_refused_connection_is_a_failed_request():
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    engine = _engine(f"http://127.0.0.1:{port}/v1", "ok")
+    try:
+        with pytest.raises(harness.EngineError, match="ConnectionRefusedError"):
+            harness.closed_loop(engine, _requests(1), 1, 30)
+    finally:
+        engine.close()
+
+
+def test_a_group_whose_engine_did_not_start_fails_its_later_items_at_once(monkeypatch):
+    # A stalled server failed each item's start after the same wait.
+    from xpuperf.generation.remote import RemoteLLM
+    from xpuperf.session import BackendError
+
+    calls = []
+
+    def start_fails(self, spec, precision, command, **args):
+        calls.append(command)
+        raise BackendError("EngineError: no complete answer within 1 s\n\ntraceback")
+    monkeypatch.setattr(RemoteLLM, "_call", start_fails)
+    llm = RemoteLLM("CPU", {}, None, 10)
+    with pytest.raises(BackendError, match="no complete answer"):
+        llm.start(_spec(), "endpoint")
+    with pytest.raises(BackendError, match="not run: the engine of tiny-endpoint did not start "
+                                           "for an earlier item: EngineError: no complete answer"):
+        llm.start(_spec(), "endpoint")
+    assert calls == ["start"]
+
+
+# --------------------------------------------------------------------------- figures, arrivals
+
+def test_tpot_of_a_chunked_stream_counts_its_tokens_and_itl_its_chunks():
+    # Three chunks holding 7 tokens: the decode rate is over the 6 tokens after the
+    # first, the inter-token gaps are the chunks' (as vLLM's bench counts both).
+    t = Trace(0, (10 * MS, 22 * MS, 40 * MS), tokens=7)
+    assert t.tpot_ns == 30 * MS / 6 and t.generated == 7
+    fig = figures([t], Bounds(ttft_ms=20, tpot_ms=4), percentiles=[99.9])
+    assert fig["generated_tokens"] == 7 and fig["itl_ms"]["p50"] == pytest.approx(15)
+    assert fig["output_tokens_per_s"] == pytest.approx(7 / 0.040)
+    assert "p99.9" in fig["ttft_ms"] and fig["goodput"] == 0.0  # TPOT 5 ms > 4 ms
+    assert fig["goodput_requests_per_s"] == 0.0
+
+
+def test_gamma_arrivals_keep_the_rate_and_spread_as_their_shape_says():
+    for shape in (0.25, 1.0, 4.0):
+        at = harness.arrivals_ns(20_000, rate=50.0, seed=3, burstiness=shape)
+        gaps = np.diff(at) / 1e9
+        assert gaps.mean() == pytest.approx(1 / 50, rel=0.05)
+        # A gamma gap's squared coefficient of variation is 1 / shape (1: Poisson).
+        assert (gaps.std() / gaps.mean()) ** 2 == pytest.approx(1 / shape, rel=0.1)
+    assert np.array_equal(harness.arrivals_ns(8, 5.0, 1), harness.arrivals_ns(8, 5.0, 1))
+
+
+def test_a_session_replays_a_trace_against_the_server_at_its_times(server, tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text("\n".join(json.dumps({"arrival_s": a, "input_tokens": 4, "output_tokens": n})
+                               for a, n in [(0.0, 3), (0.2, 6), (0.3, 2)]))
+    llm = LLMSession(None, {}, settings=settings.Settings(
+        Endpoint(server.url, "ok"), slo={"ttft_ms": 1000.0}, arrivals=f"trace:{trace}"))
+    llm._tokenizer = _WordTokenizer()
+    spec = _spec()
+    try:
+        fields, problems = llm.run_scenario(spec, settings.ENDPOINT_PRECISION, "server", None)
+    finally:
+        llm.close()
+    assert problems == [] and fields["arrivals"] == f"trace {trace}"
+    assert fields["requests"] == 3 and fields["generated_tokens"] == 11
+    assert fields["wall_s"] >= 0.3  # the last arrived 0.3 s after the first
+    assert fields["ttft_bound_ms"] == 1000.0 and fields["bounds_source"] == "--llm-slo"
+    assert fields["token_count_source"] == {"usage": 3}
+    assert "unavailable" in fields["energy"]
+    # The report takes a replay (no rate search) and a server item that failed
+    # before it had any figure, beside it.
+    identity = {"suite": "generation", "combination": "tiny-endpoint", "model": "tiny",
+                "dataset": "prompts", "precision": "endpoint", "hardware": "CPU",
+                "framework": "server", "domain": "llm", "family": "gpt2"}
+    html, _ = write_reports([{**identity, **fields, "outcome": "passed", "message": ""},
+                             {**identity, "scenario": "server", "concurrency": 2,
+                              "outcome": "failed", "message": "stalled"}],
+                            tmp_path / "report", "CPU", {}, TEMPLATES)
+    page = html.read_text()
+    assert "tiny-endpoint" in page and "stalled" in page
+
+
+def _spec():
+    return parse_zoo(yaml.safe_dump(_endpoint_zoo()), "full").generation[0]
+
+
+# --------------------------------------------------------------------------- options
+
+@pytest.mark.parametrize("option, value, message", [
+    ("slo", "ttft=5", "--llm-slo 'ttft=5'"),
+    ("slo", "tpot_ms=-1", "--llm-slo 'tpot_ms=-1'"),
+    ("percentiles", "99,100", "--llm-percentiles '99,100'"),
+    ("arrivals", "gamma:x", "the gamma shape must be a number > 0"),
+    ("arrivals", "uniform", "--llm-arrivals 'uniform'"),
+    ("arrivals", "trace:/nonexistent.jsonl", "no such file"),
+    ("endpoint", "localhost:8000", "is not an http(s) URL"),
+])
+def test_bad_llm_options_name_the_option_and_the_fix(option, value, message):
+    args = {"endpoint": None, "model": None, "api": "completions", "tokenizer": None,
+            "request_timeout_s": 60.0, "ignore_eos": False, "slo": None, "arrivals": "poisson",
+            "percentiles": None, option: value}
+    if option == "endpoint":
+        args["model"] = "m"
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        settings.parse(**args)
+
+
+def test_a_trace_line_without_its_fields_is_named(tmp_path):
+    trace = tmp_path / "t.jsonl"
+    trace.write_text('{"arrival_s": 0, "input_tokens": 4, "output_tokens": 2}\n{"arrival_s": 1}\n')
+    with pytest.raises(ValueError, match="t.jsonl line 2"):
+        settings.load_trace(str(trace))
+
+
+def test_settings_reach_the_worker_whole():
+    s = settings.parse("http://h:1/v1", "m", "chat", None, 5.0, True, "tpot_ms=50", "gamma:0.5",
+                       "95")
+    assert settings.Settings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+    assert s.tokenizer == "m" and s.burstiness == 0.5 and s.percentiles == (95.0,)
+
+
+# --------------------------------------------------------------------------- a real server
+
+SERVE_PACKAGES = ("fastapi", "uvicorn", "openai", "accelerate")
+MISSING = [p for p in SERVE_PACKAGES if importlib.util.find_spec(p) is None]
+
+def _endpoint_zoo() -> dict:
+    """test_llm's tiny workload, three quick scenarios: its model is never built
+    (the server's is measured), its sizes and scenarios are the items'."""
+    from tests_selftest.test_llm import ZOO
+    zoo = yaml.safe_load(ZOO)
+    tiny = zoo["generation"]["workloads"]["tiny"]
+    tiny.update(requests=4, concurrency=[2], server={"search_s": 0.5, "max_trials": 1})
+    return zoo
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _launched(request, tmp_path_factory):
+    """`transformers serve` on a tiny Llama, on this CPU, started as this module
+    begins when its test is to run: it takes longer to come up than the other
+    tests here take, which run meanwhile. Ended with the module."""
+    wanted = any(item.name == "test_the_llm_suite_measures_transformers_serve"
+                 for item in request.session.items)
+    if MISSING or not wanted:
+        yield None
+        return
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with (folder / "serve.log").open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "tests_selftest" / "tiny_hf_server.py"), str(folder),
+             str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)})
+        try:
+            yield proc, folder, port
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def transformers_serve(_launched):
+    """The server's URL and model name, once it answers."""
+    if MISSING:
+        pytest.skip(f"`transformers serve` needs {', '.join(MISSING)} (pip install -e "
+                    f"'.[serving]', as .ci/setup does)")
+    proc, folder, port = _launched
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
+            return f"http://127.0.0.1:{port}/v1", str(folder)
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail("transformers serve did not come up:\n"
+                            + (folder / "serve.log").read_text()[-3000:])
+            time.sleep(0.3)
+
+
+def test_the_llm_suite_measures_transformers_serve(transformers_serve, tmp_path):
+    url, model = transformers_serve
+    (tmp_path / "zoo.yaml").write_text(yaml.safe_dump(_endpoint_zoo()))
+    # The model's name is its folder: its tokenizer is found by the name, as a
+    # user's hub name finds the tokenizer in their cache.
+    r = run_session(tmp_path, "CPU", "--llm-endpoint", url, "--llm-model", model,
+                    "--llm-percentiles", "95", target="suites/llm", report="report",
+                    timeout_s=240)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "3 passed, 1 skipped" in r.stdout, r.stdout[-3000:]
+    doc = json.loads((tmp_path / "report" / "tiny" / "result-endpoint.json").read_text())
+    records = {g["scenario"]: g for g in doc["Generation"] if g.get("scenario")}
+    assert set(records) == {"offline", "single_stream", "server"}
+    for g in records.values():
+        assert g["engine"].startswith(f"OpenAI-compatible server {url}")
+        assert g["token_count_source"] == {"usage": g["requests"]}
+        assert g["ttft_ms"]["p95"] > 0 and g["output_tokens_per_s"] > 0
+    assert records["server"]["max_valid_rate"] is not None
+

@@ -1,0 +1,97 @@
+"""An OpenAI-compatible server as a GenerationEngine, so that the harness that
+drives the in-tree engines measures a server the same way: one measurement path
+(arrivals, timestamps, figures) whatever serves.
+
+A server streams text, not token ids: each chunk is handed to the sink as it
+arrives (``TokenSink.text``), and at the end the request's token count comes
+from the stream's usage where the server gives it, else from the model's
+tokenizer (``token_counts`` says how many requests each way).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from functools import cached_property
+from typing import Any, Sequence
+
+import numpy as np
+
+from backends.generation import GenerationEngine, GenerationUnsupported, Request, TokenSink
+from xpuperf.extras import require
+from xpuperf.generation import prompts
+from xpuperf.generation.openai_client import Endpoint, EndpointError, LoopThread, stream
+
+
+class Tokenizer:
+    """The served model's tokenizer, loaded from a local path or cache only when
+    first needed (``name``: --llm-tokenizer, else --llm-model)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def load(self) -> None:
+        """Now, not on the client's event loop in the middle of a run."""
+        self._tokenizer  # noqa: B018 - the cached property's first read loads it
+
+    @cached_property
+    def _tokenizer(self) -> Any:
+        # transformers is the torch extra's: a core install names it when missing.
+        auto = require("transformers", "the served model's tokenizer").AutoTokenizer
+        try:
+            return auto.from_pretrained(self.name, local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise EndpointError(f"the tokenizer {self.name!r} is not on this machine ({e}): give "
+                                f"--llm-tokenizer a local directory with the model's "
+                                f"tokenizer") from None
+
+    def count(self, text: str) -> int:
+        return len(self._tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def prompt(self, i: int, tokens: int) -> str:
+        """The i-th prompt of the shipped sample, cut to ``tokens`` of this
+        tokenizer's tokens (its text may re-tokenize a token or so apart: servers
+        tokenize text, the usage's prompt_tokens says what they counted)."""
+        min_bytes = 4 * tokens  # most tokenizers average 3 to 4 bytes a token on English
+        while True:
+            ids = self._tokenizer(prompts.sample(i, min_bytes), add_special_tokens=False)["input_ids"]
+            if len(ids) >= tokens:
+                return self._tokenizer.decode(ids[:tokens])
+            min_bytes *= 2
+
+
+class EndpointEngine(GenerationEngine):
+    """Requests go to ``endpoint`` from one event loop in a thread of its own;
+    ``tokenizer`` counts the tokens of a reply that comes without usage."""
+
+    device = "endpoint"
+
+    def __init__(self, endpoint: Endpoint, tokenizer: Tokenizer):
+        self.endpoint, self.tokenizer = endpoint, tokenizer
+        self.description = f"OpenAI-compatible server {endpoint.url} ({endpoint.api}), " \
+                           f"model {endpoint.model}"
+        self.token_counts: Counter[str] = Counter()  # "usage" / "tokenizer" -> requests
+        tokenizer.load()
+        self._loop = LoopThread("xpuperf endpoint client")
+
+    def submit(self, request: Request, sink: TokenSink) -> None:
+        if not request.text:
+            raise ValueError("a request to a server needs its prompt's text (Request.text)")
+        self._loop.submit(self._one(request, sink))
+
+    async def _one(self, request: Request, sink: TokenSink) -> None:
+        try:
+            reply = await stream(self.endpoint, request.text, request.max_new_tokens, sink.text)
+            if reply.completion_tokens is not None:
+                count, source = reply.completion_tokens, "usage"
+            else:  # counted here, between chunks: a fast tokenizer takes microseconds
+                count, source = self.tokenizer.count(reply.text), "tokenizer"
+        except Exception as e:  # noqa: BLE001 - every failure ends the request, never the loop
+            sink.finish(e)
+            return
+        self.token_counts[source] += 1
+        sink.finish(tokens=count)
+
+    def logits(self, token_ids: Sequence[int]) -> np.ndarray:
+        raise GenerationUnsupported("an OpenAI-compatible server gives no logits")
+
+    def close(self) -> None:
+        self._loop.close()

@@ -1,0 +1,136 @@
+"""An OpenAI-compatible server with no model: it streams ``max_tokens`` pieces
+of text, one every ``itl_s``, at once. What it is for: measuring the client's
+own cost (benchmarks/llm_serving.py --client-overhead), and the ways a server
+fails a request, for the selftests: the requested model's name picks one.
+
+    ok          the answer, a usage chunk, data: [DONE]
+    no_usage    the answer and [DONE], no usage (the tokenizer counts)
+    drop        two pieces, then the connection closes mid-stream
+    malformed   one piece, then an event that is not JSON
+    bad_usage   the answer, then a usage whose count is not a number
+    stall       one piece, then nothing until the client gives up
+    error       HTTP 500 with a JSON error body
+
+    python -m xpuperf.generation.instant_server --port 8000 --itl-ms 20
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+from typing import Any
+
+from xpuperf.generation.openai_client import LoopThread
+
+MODES = ("ok", "no_usage", "drop", "malformed", "bad_usage", "stall", "error")
+MAX_BODY = 1 << 20
+
+
+class InstantServer:
+    """Serves on 127.0.0.1:``port`` (0: a free one, then ``port`` says which)
+    from an event loop in a thread of its own, until ``close``."""
+
+    def __init__(self, port: int = 0, itl_s: float = 0.0):
+        self.itl_s = itl_s
+        self._handlers: set[asyncio.Task] = set()
+        self._loop = LoopThread("instant OpenAI server")
+        self._server = self._loop.submit(
+            asyncio.start_server(self._serve, "127.0.0.1", port, backlog=1024)).result(10)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def close(self) -> None:
+        self._loop.loop.call_soon_threadsafe(self._server.close)
+        self._loop.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # asyncio holds a handler's task weakly once its client has gone: a
+        # stalled one would be collected mid-await without this reference.
+        task = asyncio.current_task()
+        self._handlers.add(task)
+        try:
+            body = await _request(reader)
+            await self._answer(body, writer)
+        except (ConnectionError, ValueError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client went away, sent nonsense, or the server closes
+        finally:
+            self._handlers.discard(task)
+            writer.close()
+
+    async def _answer(self, body: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+        mode = body.get("model", "ok")
+        if mode == "error" or mode not in MODES:
+            payload = json.dumps({"error": {"message": f"model {mode!r}: one of {MODES}"}})
+            writer.write(f"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json"
+                         f"\r\nContent-Length: {len(payload)}\r\n\r\n{payload}".encode())
+            await writer.drain()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        chat = "messages" in body
+        tokens = int(body.get("max_tokens") or 16)
+        if chat:  # a chat stream opens with the role, no token yet (as vLLM's does)
+            writer.write(_event({"choices": [{"index": 0, "delta": {"role": "assistant",
+                                                                      "content": ""}}]}))
+        for i in range(tokens):
+            if mode == "drop" and i == 2:
+                return
+            if mode == "malformed" and i == 1:
+                writer.write(_chunk(b"data: {\"choices\": [\r\n\r\n"))
+                await writer.drain()
+                return
+            if mode == "stall" and i == 1:
+                await asyncio.Event().wait()
+            choice = {"index": 0, "finish_reason": "length" if i == tokens - 1 else None,
+                      **({"delta": {"content": f" t{i}"}} if chat else {"text": f" t{i}"})}
+            writer.write(_event({"choices": [choice]}))
+            await writer.drain()
+            if self.itl_s:
+                await asyncio.sleep(self.itl_s)
+        if mode != "no_usage":
+            count = "many" if mode == "bad_usage" else tokens
+            writer.write(_event({"choices": [], "usage": {
+                "prompt_tokens": 0, "completion_tokens": count, "total_tokens": count}}))
+        writer.write(_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        await writer.drain()
+
+
+async def _request(reader: asyncio.StreamReader) -> dict[str, Any]:
+    await reader.readline()  # the request line: every path answers the same
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value)
+    if not 0 < length <= MAX_BODY:
+        raise ValueError(f"a body of {length} bytes")
+    return json.loads(await reader.readexactly(length))
+
+
+def _event(event: dict[str, Any]) -> bytes:
+    return _chunk(b"data: " + json.dumps(event).encode() + b"\n\n")
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--itl-ms", type=float, default=0.0, help="the gap between pieces")
+    args = p.parse_args()
+    server = InstantServer(args.port, args.itl_ms / 1e3)
+    print(f"serving on {server.url}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        server.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,319 @@
+"""A streaming client for OpenAI-compatible servers (vLLM, SGLang, TGI,
+TensorRT-LLM, `transformers serve`): ``/v1/completions`` and
+``/v1/chat/completions`` with ``stream: true``, on the stdlib's asyncio.
+
+One event loop carries every request in flight, so 256 streams cost one thread,
+not 256, and each response is parsed in the loop's callback as its bytes arrive
+(benchmarks/llm_client_overhead.py measures what it costs).
+Each request opens its own HTTP/1.1 connection: its TTFT then includes the
+connect, as a new user's does. A stream is whole when it ends with
+``data: [DONE]`` or, for servers that send none (`transformers serve`), ends
+cleanly after a choice with a ``finish_reason``. Every way a server can fail a
+request (refuses the connection, answers an HTTP error, drops the stream, sends
+what is not JSON, stalls) raises EndpointError naming it, within the request's
+time limit: a request never hangs.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+APIS = ("completions", "chat")
+MAX_ERROR_BODY = 2048  # bytes of an HTTP error's body quoted in the message
+MAX_LINE = 1 << 20  # a header or SSE line longer than this is not a server's
+_DECODE = json.JSONDecoder().decode
+
+
+class EndpointError(RuntimeError):
+    """The server failed one request; the message says how."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and what to ask: ``url`` is the API's base (http://host:8000/v1),
+    ``model`` the served model's name, ``api`` "completions" or "chat",
+    ``timeout_s`` each request's limit from connect to its last byte,
+    ``ignore_eos``: ask for exactly ``max_tokens`` (vLLM's and SGLang's
+    ``ignore_eos`` and ``min_tokens``; a server without them refuses the request)."""
+
+    url: str
+    model: str
+    api: str = "completions"
+    timeout_s: float = 60.0
+    ignore_eos: bool = False
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"--llm-endpoint {self.url!r} is not an http(s) URL: give the API's "
+                             f"base, e.g. http://localhost:8000/v1")
+        if self.api not in APIS:
+            raise ValueError(f"--llm-api {self.api!r}: one of {', '.join(APIS)}")
+        if not self.timeout_s > 0:
+            raise ValueError(f"--llm-request-timeout must be > 0 seconds, got {self.timeout_s}")
+
+    @property
+    def path(self) -> str:
+        base = urlsplit(self.url).path.rstrip("/")
+        return f"{base}/{'chat/completions' if self.api == 'chat' else 'completions'}"
+
+    def body(self, prompt: str, max_tokens: int) -> dict[str, Any]:
+        """Greedy, with the token counts in a last chunk (``stream_options``)."""
+        body: dict[str, Any] = {
+            "model": self.model, "max_tokens": max_tokens, "temperature": 0.0, "stream": True,
+            "stream_options": {"include_usage": True}}
+        if self.ignore_eos:
+            body.update(ignore_eos=True, min_tokens=max_tokens)
+        if self.api == "chat":
+            body["messages"] = [{"role": "user", "content": prompt}]
+        else:
+            body["prompt"] = prompt
+        return body
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One streamed answer: its text (``pieces``: the chunks' texts, one an
+    arrival), and the server's own count of the tokens it generated (the usage
+    chunk's ``completion_tokens``), None when it sent none."""
+
+    pieces: tuple[str, ...]
+    completion_tokens: int | None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+
+class LoopThread:
+    """An asyncio event loop running in a daemon thread of its own until ``close``,
+    which cancels what still runs there (a stalled stream, say)."""
+
+    def __init__(self, name: str):
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name=name)
+        self._thread.start()
+
+    def submit(self, coroutine: Any) -> "asyncio.Future[Any]":
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.submit(self._cancel_all()).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        self.loop.close()
+
+    async def _cancel_all(self) -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def stream(endpoint: Endpoint, prompt: str, max_tokens: int,
+                 on_piece: Callable[[str], None]) -> Reply:
+    """Ask ``endpoint`` for ``prompt``'s completion; ``on_piece(text)`` is called
+    as each chunk of it arrives."""
+    try:
+        async with asyncio.timeout(endpoint.timeout_s):
+            return await _stream(endpoint, prompt, max_tokens, on_piece)
+    except TimeoutError:
+        raise EndpointError(f"no complete answer within {endpoint.timeout_s:g} s (the server "
+                            f"stalled or is too slow: raise --llm-request-timeout)") from None
+    except (ConnectionError, OSError) as e:
+        raise EndpointError(f"connection to {endpoint.url} failed: "
+                            f"{type(e).__name__}: {e}") from None
+
+
+async def _stream(endpoint: Endpoint, prompt: str, max_tokens: int,
+                  on_piece: Callable[[str], None]) -> Reply:
+    parts = urlsplit(endpoint.url)
+    https = parts.scheme == "https"
+    host, port = parts.hostname, parts.port or (443 if https else 80)
+    loop = asyncio.get_running_loop()
+    response = _Response(endpoint, on_piece, loop.create_future())
+    transport, _ = await loop.create_connection(
+        lambda: response, host, port, ssl=ssl.create_default_context() if https else None)
+    try:
+        payload = json.dumps(endpoint.body(prompt, max_tokens)).encode()
+        transport.write(f"POST {endpoint.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                        f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
+                        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+                        + payload)
+        return await response.done
+    finally:
+        transport.close()
+
+
+class _Response(asyncio.BufferedProtocol):
+    """One response parsed as its bytes arrive, in the event loop's callback
+    (no coroutine is woken per chunk: what keeps 256 streams cheap): the status
+    and headers, the body's framing (chunked, a length, or until the connection
+    closes), then server-sent events, each handed on at once. Received into a
+    buffer of its own: a plain Protocol is handed a fresh 256 KiB bytes object
+    a read, which the allocator maps and unmaps (two system calls a chunk)."""
+
+    READ_SIZE = 16384
+
+    def __init__(self, endpoint: Endpoint, on_piece: Callable[[str], None],
+                 done: "asyncio.Future[Reply]"):
+        self.endpoint, self.on_piece, self.done = endpoint, on_piece, done
+        self.buffer = b""  # received, not yet parsed
+        self.status: int | None = None
+        self.framing = ""  # "chunked", "length", "eof"
+        self.left = 0  # "length": body bytes to come; "chunked": of the current chunk, 0: a size next
+        self.events = b""  # body bytes of an event not yet whole
+        self.error_body = b""
+        self.pieces: list[str] = []
+        self.usage: int | None = None
+        self.finished = False  # a choice with a finish_reason was seen
+        self.read = memoryview(bytearray(self.READ_SIZE))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.read
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.done.done():
+            return
+        self.buffer += self.read[:nbytes]
+        try:
+            if self.status is None:
+                self._head()
+            if self.status is not None:
+                self._body()
+        except EndpointError as e:
+            self.done.set_exception(e)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.done.done():
+            return
+        if self.status is not None and self.framing == "eof":
+            try:
+                self._end()
+                return
+            except EndpointError as e:
+                self.done.set_exception(e)
+                return
+        where = "inside the response's headers" if self.status is None else "mid-response"
+        self.done.set_exception(EndpointError(
+            f"the stream ended {where}" + (f": {exc}" if exc else "")))
+
+    def _head(self) -> None:
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buffer) > MAX_LINE:
+                raise EndpointError("response headers longer than a server's")
+            return
+        lines = self.buffer[:end].decode("latin-1").split("\r\n")
+        self.buffer = self.buffer[end + 4:]
+        fields = lines[0].split(None, 2)
+        if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():
+            raise EndpointError(f"not an HTTP response: {lines[0][:200]!r}")
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        self.status = int(fields[1])
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            self.framing = "chunked"
+        elif "content-length" in headers:
+            self.framing, self.left = "length", int(headers["content-length"])
+        else:
+            self.framing = "eof"
+
+    def _body(self) -> None:
+        """Undo the framing of what arrived; the content goes to ``_content``."""
+        if self.framing == "eof":
+            data, self.buffer = self.buffer, b""
+            self._content(data)
+        elif self.framing == "length":
+            data, self.buffer = self.buffer[:self.left], self.buffer[self.left:]
+            self.left -= len(data)
+            self._content(data)
+            if self.left == 0:
+                self._end()
+        else:
+            while not self.done.done():
+                if self.left == 0:  # a chunk's size line next
+                    end = self.buffer.find(b"\r\n")
+                    if end < 0:
+                        return
+                    try:
+                        size = int(self.buffer[:end].split(b";")[0], 16)
+                    except ValueError:
+                        raise EndpointError(f"a malformed chunk size "
+                                            f"{self.buffer[:min(end, 40)]!r}") from None
+                    if size == 0:
+                        self._end()
+                        return
+                    self.buffer, self.left = self.buffer[end + 2:], size + 2  # with its CRLF
+                if len(self.buffer) < self.left:
+                    return
+                data, self.buffer = self.buffer[:self.left - 2], self.buffer[self.left:]
+                self.left = 0
+                self._content(data)
+
+    def _content(self, data: bytes) -> None:
+        if self.status != 200:
+            self.error_body += data
+            if len(self.error_body) >= MAX_ERROR_BODY:
+                self._end()
+            return
+        self.events += data
+        *lines, self.events = self.events.split(b"\n")
+        if len(self.events) > MAX_LINE:
+            raise EndpointError(f"an event longer than {MAX_LINE} bytes")
+        for line in lines:
+            if line.startswith(b"data:") and not self.done.done():
+                self._event(line[5:].strip())
+
+    def _event(self, data: bytes) -> None:
+        if data == b"[DONE]":
+            self.done.set_result(Reply(tuple(self.pieces), self.usage))
+            return
+        try:
+            event = _DECODE(data.decode())  # from str: json.loads(bytes) sniffs the encoding
+        except ValueError:
+            raise EndpointError(f"an event that is not JSON: {data[:200]!r}") from None
+        if not isinstance(event, dict):
+            raise EndpointError(f"an event that is not a JSON object: {data[:200]!r}")
+        if "error" in event:
+            raise EndpointError(f"the server reported an error mid-stream: {event['error']}")
+        choices = event.get("choices")
+        if choices:  # none: the usage chunk
+            choice = choices[0]
+            delta = choice.get("delta") or {}
+            # Servers send a chunk a token, its text possibly empty (a partial
+            # character, the end of sequence): each is an arrival, as vLLM's bench
+            # counts them, but a chat's first chunk, the role's.
+            if self.endpoint.api != "chat" or "role" not in delta:
+                piece = (delta.get("content") if self.endpoint.api == "chat"
+                         else choice.get("text")) or ""
+                self.pieces.append(piece)
+                self.on_piece(piece)
+            self.finished = self.finished or bool(choice.get("finish_reason"))
+        usage = event.get("usage")
+        if usage:
+            count = usage.get("completion_tokens") if isinstance(usage, dict) else "?"
+            if count is not None and (not isinstance(count, int) or count < 0):
+                raise EndpointError(f"a usage that is not a count of tokens: {usage!r:.200}")
+            self.usage = count
+
+    def _end(self) -> None:
+        """The body is whole (or an error's is long enough to quote)."""
+        if self.done.done():
+            return
+        if self.status != 200:
+            raise EndpointError(f"HTTP {self.status} from {self.endpoint.path}: "
+                                f"{self.error_body[:MAX_ERROR_BODY].decode('utf-8', 'replace').strip()}")
+        if not self.finished:
+            raise EndpointError(f"the stream ended before its finish_reason or data: [DONE] "
+                                f"(after {len(self.pieces)} chunks)")
+        self.done.set_result(Reply(tuple(self.pieces), self.usage))

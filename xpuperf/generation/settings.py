@@ -1,0 +1,137 @@
+"""How a session's LLM items are served and loaded, from the command line:
+the server they measure (--llm-endpoint, --llm-model, --llm-api,
+--llm-tokenizer, --llm-request-timeout, --llm-ignore-eos; none: the backend's in-tree engine),
+the SLOs that override the zoo's bounds (--llm-slo), the server scenario's
+arrivals (--llm-arrivals: poisson, gamma:SHAPE, trace:PATH) and extra latency
+percentiles (--llm-percentiles). Parsed once per session into RunConfig.llm
+(xpuperf.options, which defines the flags); handed to each
+LLM worker as a plain dict.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from xpuperf.generation.openai_client import Endpoint
+
+ENDPOINT_PRECISION = "endpoint"  # the items' precision against a server: the server's own
+SLO_KEYS = ("ttft_ms", "tpot_ms")
+MAX_TRACE_LINES = 100_000
+
+
+@dataclass(frozen=True)
+class TraceRequest:
+    """One line of a replayed trace: when it arrives (s from the first), its sizes."""
+
+    arrival_s: float
+    input_tokens: int
+    output_tokens: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    endpoint: Endpoint | None = None
+    tokenizer: str | None = None  # a local tokenizer (path or cached name) for the endpoint
+    slo: Mapping[str, float] = field(default_factory=dict)  # ttft_ms / tpot_ms
+    arrivals: str = "poisson"  # "poisson", "gamma:SHAPE" or "trace:PATH"
+    percentiles: tuple[float, ...] = ()
+
+    @property
+    def burstiness(self) -> float:
+        """The gamma shape of the arrivals' gaps (1: Poisson)."""
+        return float(self.arrivals.split(":", 1)[1]) if self.arrivals.startswith("gamma:") else 1.0
+
+    @property
+    def trace_path(self) -> str | None:
+        return self.arrivals.split(":", 1)[1] if self.arrivals.startswith("trace:") else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "endpoint": asdict(self.endpoint) if self.endpoint else None}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "Settings":
+        endpoint = raw.get("endpoint")
+        return cls(**{**raw, "endpoint": Endpoint(**endpoint) if endpoint else None,
+                      "percentiles": tuple(raw.get("percentiles") or ())})
+
+
+def parse(endpoint: str | None, model: str | None, api: str, tokenizer: str | None,
+          request_timeout_s: float, ignore_eos: bool, slo: str | None, arrivals: str,
+          percentiles: str | None) -> Settings:
+    """The command line's --llm-* options; ValueError naming the option and the fix."""
+    if bool(endpoint) != bool(model):
+        raise ValueError("--llm-endpoint and --llm-model go together: the server's URL "
+                         "(http://host:8000/v1) and the name it serves the model under")
+    served = Endpoint(endpoint, model, api, request_timeout_s, ignore_eos) if endpoint else None
+    settings = Settings(served, tokenizer or model, parse_slo(slo), arrivals,
+                        parse_percentiles(percentiles))
+    if not (arrivals == "poisson" or arrivals.startswith(("gamma:", "trace:"))):
+        raise ValueError(f"--llm-arrivals {arrivals!r}: poisson, gamma:SHAPE (e.g. gamma:0.5, "
+                         f"burstier than Poisson) or trace:PATH (a JSONL trace)")
+    try:
+        ok = settings.burstiness > 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"--llm-arrivals {arrivals!r}: the gamma shape must be a number > 0")
+    if settings.trace_path:
+        load_trace(settings.trace_path)  # its errors now, not in the middle of the session
+    return settings
+
+
+def parse_slo(text: str | None) -> dict[str, float]:
+    """'ttft_ms=500,tpot_ms=50' -> {'ttft_ms': 500.0, 'tpot_ms': 50.0}."""
+    out: dict[str, float] = {}
+    for part in filter(None, (text or "").split(",")):
+        key, _, value = part.partition("=")
+        key = key.strip()
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if key not in SLO_KEYS or not number > 0:
+            raise ValueError(f"--llm-slo {part!r}: give {' and/or '.join(SLO_KEYS)} as KEY=MS "
+                             f"(> 0), e.g. --llm-slo ttft_ms=2000,tpot_ms=200")
+        out[key] = number
+    return out
+
+
+def parse_percentiles(text: str | None) -> tuple[float, ...]:
+    """'99.9,95' -> (95.0, 99.9)."""
+    try:
+        qs = tuple(sorted(float(p) for p in filter(None, (text or "").split(","))))
+    except ValueError:
+        qs = (-1.0,)
+    if any(not 0 < q < 100 for q in qs):
+        raise ValueError(f"--llm-percentiles {text!r}: numbers between 0 and 100, e.g. 95,99.9")
+    return qs
+
+
+def load_trace(path: str) -> list[TraceRequest]:
+    """A JSONL trace, one request a line: {"arrival_s": ..., "input_tokens": ...,
+    "output_tokens": ...}, arrival times in seconds from the trace's start."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"--llm-arrivals trace:{path}: no such file")
+    out = []
+    with p.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            if len(out) >= MAX_TRACE_LINES:
+                raise ValueError(f"trace {path}: more than {MAX_TRACE_LINES} requests")
+            try:
+                raw = json.loads(line)
+                r = TraceRequest(float(raw["arrival_s"]), int(raw["input_tokens"]),
+                                 int(raw["output_tokens"]))
+            except (ValueError, KeyError, TypeError) as e:
+                raise ValueError(f"trace {path} line {n}: {e!r}: each line is "
+                                 f'{{"arrival_s": S, "input_tokens": N, "output_tokens": M}}') from None
+            if r.arrival_s < 0 or r.input_tokens < 1 or r.output_tokens < 1:
+                raise ValueError(f"trace {path} line {n}: arrival_s >= 0 and token counts >= 1")
+            out.append(r)
+    if not out:
+        raise ValueError(f"trace {path} has no requests")
+    return sorted(out, key=lambda r: r.arrival_s)
