@@ -37,6 +37,11 @@ MARKERS = {
     "audit": "LoadGen's integrity audits: accuracy in performance mode, caching, alternate seed",
     "smoke": "collected under --zoo-tier smoke (small shapes)",
     "op_conformance": "onnx's node test cases, one op variant each",
+    "micro_perf": "micro-benchmarks: one op, copy or collective each (suites/micro_perf)",
+    "compute": "micro-benchmarks of compute-bound ops (GEMM, convolution, activations)",
+    "memory": "micro-benchmarks of memory-bound ops and copies",
+    "llm_ops": "micro-benchmarks of LLM ops (attention, MoE)",
+    "xccl": "micro-benchmarks of collectives on several ranks",
     **{d: f"models of the {d} domain" for d in DOMAINS},
 }
 DRIVERS = ("xpuperf", "mlperf")
@@ -140,6 +145,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--ab-baseline-path", default=None, metavar="DIR",
                 help="A/B: the baseline's workers import first from DIR (another checkout "
                      "of the backend or SDK)")
+    g.addoption("--micro-workloads", default=None, metavar="DIR",
+                help="micro-benchmark workload files (xpu-perf's <group>/<op>.json format) "
+                     "instead of suites/micro_perf/workloads/<tier>/")
+    g.addoption("--micro-launcher", default=None, metavar="COMMAND",
+                help="how collectives' ranks are launched, {world_size} standing for their "
+                     "count, e.g. 'srun -n {world_size}' (default: torchrun on this host)")
     g.addoption("--gate-inconclusive", default="fail", choices=gate.INCONCLUSIVE_EFFECTS,
                 help="what a speed comparison still undecided after its re-measurements "
                      "does: fail the item (default) or let it pass, said in its record")

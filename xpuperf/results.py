@@ -18,7 +18,7 @@ from xpuperf.conformance import expected
 from xpuperf.gate.judge import item_key
 from xpuperf.gate.verdict import INCONCLUSIVE, REGRESSED, VERDICTS
 from xpuperf.plugin import PluginState
-from xpuperf.records import ITEM_KEY, RECORD_KEY, printable
+from xpuperf.records import APART, ITEM_KEY, RECORD_KEY, printable
 
 
 def _message(report: pytest.TestReport) -> str:
@@ -246,7 +246,7 @@ class ResultCollector:
         tr = terminalreporter
         tr.section(f"xpuperf: {state.hardware}, {state.zoo.tier} tier")
         records = list(state.records.values())
-        rows = summarize(r for r in records if r.get("suite") != "op")
+        rows = summarize(r for r in records if r.get("suite") not in APART)
         if rows:
             tr.write_line(table(rows))
         ops = op_table(records)

@@ -29,6 +29,7 @@ from xpuperf.report.compare import (DEFAULT_NOISE, GRADES, Comparison, load_poin
 from xpuperf.report.figures import figures, generation_panels
 from xpuperf.report.summary import (Row, exceeds_tolerance, fmt_bytes, fmt_num, row_key,
                                     summarize)
+from xpuperf.records import APART
 from xpuperf.report_folder import write_text  # whole files or none: a full disk cuts none
 
 # The templates beside the package (not the rootdir of whichever pytest session
@@ -51,7 +52,7 @@ def write_reports(records: list[dict], out_dir: Path, hardware: str, info: dict,
     "tier" and "date" keys, when present, head the page. Returns the paths
     written, the HTML page first.
     """
-    rows = summarize(r for r in records if r.get("suite") != "op")
+    rows = summarize(r for r in records if r.get("suite") not in APART)
     ops = op_table(records)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
