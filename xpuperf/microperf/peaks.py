@@ -44,7 +44,8 @@ class Peaks:
                     "why": f"no {precision} compute peak or bandwidth known here"
                     if seconds else "not timed"}
         bound = max(least, key=least.__getitem__)
-        out = {"share": least[bound] / seconds, "bound": bound, "source": self.source}
+        out = {"share": least[bound] / seconds, "bound": bound, "source": self.source,
+               "peak_flops": compute, "peak_bytes_per_s": self.bytes_per_s}
         if flops and not compute:
             out["why"] = f"no {precision} compute peak known here: the memory roof alone"
         return out
