@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from backends.base import Backend
 from xpuperf.microperf import correctness, ops, peaks, timing
 from xpuperf.microperf.xccl import SAMPLES  # one key for ops' and collectives' samples
 from xpuperf.worker.process import Worker, WorkerLost
@@ -76,8 +77,18 @@ class MicroHost:
                  tier: str):
         from xpuperf.conformance.opconformance import load_backend
 
+        self._setup(load_backend(hardware), options, tier, note)
+
+    @classmethod
+    def of(cls, backend: Backend, options: Mapping[str, str], tier: str) -> "MicroHost":
+        """A host on a backend object, in this process (the contract kit's way)."""
+        host = cls.__new__(cls)
+        host._setup(backend, options, tier, lambda _stage: None)
+        return host
+
+    def _setup(self, backend: Backend, options: Mapping[str, str], tier: str,
+               note: Callable[[str], None]) -> None:
         self._note, self._budget = note, timing.BUDGETS[tier]
-        backend = load_backend(hardware)
         self._info = backend.info()
         self._provider = backend.op_provider(options)
         self._why_not = (f"the {backend.name} backend offers no op provider "

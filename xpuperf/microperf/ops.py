@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
 from xpuperf.microperf.workloads import DTYPE_ALIASES
@@ -81,6 +81,9 @@ class OpSpec:
     # The axis the correctness check cuts inputs and output along (heads for
     # attention, whose batch may be 1).
     cut_axis: int = 0
+    # A small case's arguments (EXAMPLES): what the contract kit checks a
+    # backend's own kernel on.
+    example: Mapping[str, Any] = field(default_factory=dict)
     notes: str = ""
 
 
@@ -337,7 +340,25 @@ def _build() -> dict[str, OpSpec]:
                      notes="bytes: one direction; host memory pinned where the case says "
                            "pinned: true")
               for name, host in ends.items()]
-    return {s.name: s for s in specs + copies}
+    return {s.name: replace(s, example=EXAMPLES[s.name]) for s in specs + copies}
+
+
+_ROWS = {"batch_size": 16, "dim_size": 256}
+_INDEXED = {"src_batch_size": 64, "dst_batch_size": 32, "dim_size": 64}
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "gemm": {"M": 32, "K": 64, "N": 48},
+    "batch_gemm": {"batch_size": 2, "M": 16, "K": 32, "N": 24},
+    **{op: _ROWS for op in ("add", "mul", "exp", "gelu", "silu", "cast", "reduce_sum",
+                            "reduce_max", "softmax", "layer_norm", "rms_norm", "host2device",
+                            "device2host", "device2device")},
+    "topk": {**_ROWS, "k": 4},
+    **{op: _INDEXED for op in ("embedding", "index_select", "gather", "scatter")},
+    "conv2d": {"batch_size": 2, "in_channels": 4, "out_channels": 8, "height": 8, "width": 8,
+               "kernel_size": 3},
+    "sdpa": {"batch_size": 1, "num_heads": 2, "q_len": 4, "kv_len": 32, "head_dim": 16},
+    "moe_gating": {"num_tokens": 16, "hidden_size": 32, "num_experts": 8, "topk": 2},
+    "moe_group_gemm": {"num_experts": 2, "tokens_per_expert": 8, "K": 32, "N": 16},
+}
 
 
 def _cast_target(p: str) -> str:
