@@ -151,35 +151,43 @@ def test_rule_passes_rounding_and_fails_a_wrong_result() -> None:
     assert not correctness.judge(ints + (ints == 4), ints, ints, "int8", "int32").passed
 
 
-@pytest.mark.parametrize("op, dtype", [("gemm", "fp32"), ("gemm", "bf16"), ("gemm", "int8"),
-                                       ("sdpa", "fp32"), ("scatter", "fp32"), ("cast", "fp32"),
-                                       ("topk", "fp16"), ("moe_gating", "fp32")])
-def test_cpu_ops_pass_their_check(op: str, dtype: str) -> None:
+@pytest.fixture(scope="module")
+def cpu_host():
+    """One host for the module: its ceilings are measured once."""
     from backends.cpu import CpuBackend
     from xpuperf.microperf.host import MicroHost
 
-    result = MicroHost.of(CpuBackend(), {}, "smoke").run_case(
-        op, {"dtype": dtype, **ops.table()[op].example})
+    return MicroHost.of(CpuBackend(), {}, "smoke")
+
+
+@pytest.fixture(scope="module")
+def wrong_host():
+    from tests_selftest.contract_violators import WrongKernel
+    from xpuperf.microperf.host import MicroHost
+
+    return MicroHost.of(WrongKernel(), {}, "smoke")
+
+
+# The paths of their own: int8's integer GEMM, attention cut along its heads,
+# scatter checked whole, cast's target widened in the reference.
+@pytest.mark.parametrize("op, dtype", [("gemm", "int8"), ("sdpa", "fp32"), ("scatter", "fp32"),
+                                       ("cast", "fp32"), ("moe_gating", "fp32")])
+def test_cpu_ops_pass_their_check(cpu_host, op: str, dtype: str) -> None:
+    result = cpu_host.run_case(op, {"dtype": dtype, **ops.table()[op].example})
     assert result["passed"], result
     assert result["correctness"]["checked_elements"] > 0
     assert result["latency(us)"] > 0 and result["timing"]["calls"] >= timing.MIN_CALLS
 
 
-def test_a_fast_wrong_kernel_fails_whatever_its_speed() -> None:
-    from tests_selftest.contract_violators import WrongKernel
-    from xpuperf.microperf.host import MicroHost
-
-    result = MicroHost.of(WrongKernel(), {}, "smoke").run_case(
+def test_a_fast_wrong_kernel_fails_whatever_its_speed(wrong_host) -> None:
+    result = wrong_host.run_case(
         "softmax", {"dtype": "fp32", **ops.table()["softmax"].example})
     assert result["implementation"] == "backend's own"
     assert not result["passed"] and "RMSE" in result["why"]
 
 
-def test_cases_the_device_cannot_run_are_skipped_saying_why() -> None:
-    from tests_selftest.contract_violators import WrongKernel
-    from xpuperf.microperf.host import MicroHost
-
-    host = MicroHost.of(WrongKernel(), {}, "smoke")
+def test_cases_the_device_cannot_run_are_skipped_saying_why(wrong_host) -> None:
+    host = wrong_host
     assert "does not run bf16" in host.run_case("softmax", {"dtype": "bf16", **ops.table()[
         "softmax"].example})["skipped"]
     assert "not in xpuperf's op table" in host.run_case("flash_mla", {"dtype": "fp32"})["skipped"]

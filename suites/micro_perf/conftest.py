@@ -33,11 +33,12 @@ def _workloads(config: pytest.Config) -> list[workloads.Workload]:
         raise pytest.UsageError(f"--micro-workloads: {e}") from None
 
 
-def _group(op: str) -> str:
+def _group(op: str) -> str | None:
+    """The op's group (a marker), None for an op the table lacks (its items skip)."""
     if op in xccl.OPS:
         return "xccl"
     spec = ops.table().get(op)
-    return spec.group if spec else "unknown"
+    return spec.group if spec else None
 
 
 def identity(case: workloads.Workload, hardware: str) -> dict[str, Any]:
@@ -53,8 +54,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     tier = metafunc.config.stash[STATE].zoo.tier
     cases = [c for c in _workloads(metafunc.config) if (c.op in xccl.OPS) == collective]
-    params = [pytest.param(c, id=c.id, marks=[getattr(pytest.mark, _group(c.op)),
-                                               pytest.mark.micro_perf]
+    params = [pytest.param(c, id=c.id, marks=[pytest.mark.micro_perf]
+                           + [getattr(pytest.mark, g) for g in [_group(c.op)] if g]
                            + ([pytest.mark.smoke] if tier == "smoke" else []))
               for c in cases]
     metafunc.parametrize("xccl_case" if collective else "micro_case", params)

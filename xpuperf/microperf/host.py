@@ -93,7 +93,10 @@ class MicroHost:
         self._provider = backend.op_provider(options)
         self._why_not = (f"the {backend.name} backend offers no op provider "
                          "(implement Backend.op_provider)") if self._provider is None else ""
-        self._llc = timing.llc_bytes()
+        if self._provider is not None:
+            import torch
+
+            self._llc = timing.llc_bytes(torch.device(self._provider.device))
         self._ceilings: dict[str, float | None] = {}
 
     def describe(self) -> dict[str, Any]:
@@ -142,34 +145,30 @@ class MicroHost:
                            f"copy: {source}", {precision: flops} if flops else {}, bandwidth)
 
     # ------------------------------------------------------------------ one case
-    def _place(self, spec: ops.OpSpec, args: Mapping[str, Any], precision: str
-               ) -> tuple[ops.Tensors, dict[str, Any]]:
+    def _put(self, made: ops.Tensors, name: str, value: Any, pinned: bool) -> Any:
+        """One input where the op reads it: the device, or host memory (pinned
+        where the case says so) for a copy's host end."""
         import torch
 
-        gen = torch.Generator().manual_seed(0)
-        made = spec.inputs(args, precision, gen)
-        device = torch.device(self._provider.device)
-        pinned = bool(args.get("pinned", False))
-        placed = {}
-        for k, v in made.values.items():
-            if not _is_tensor(v):
-                placed[k] = v
-            elif k in made.host:
-                placed[k] = v.pin_memory() if pinned else v
-            else:
-                placed[k] = v.to(device)
-        return made, placed
+        if not _is_tensor(value):
+            return value
+        if name in made.host:
+            return value.pin_memory() if pinned else value
+        return value.to(torch.device(self._provider.device))
 
     def _timed(self, op: str, args: Mapping[str, Any], precision: str, budget: timing.Budget
                ) -> tuple[tuple[ops.Tensors, dict[str, Any], Callable[..., Any]], timing.Timing]:
         import torch
 
         spec = ops.table()[op]
-        made, placed = self._place(spec, args, precision)
+        made = spec.inputs(args, precision, torch.Generator().manual_seed(0))
+        pinned = bool(args.get("pinned", False))
+        placed = {k: self._put(made, k, v, pinned) for k, v in made.values.items()}
         impl = self._provider.implementation(op) or spec.run
         rotated = [k for k, v in placed.items() if _is_tensor(v) and k not in made.shared]
         set_bytes = sum(placed[k].numel() * placed[k].element_size() for k in rotated)
-        sets = [placed] + [{**placed, **{k: placed[k].clone() for k in rotated}}
+        sets = [placed] + [{**placed, **{k: self._put(made, k, made.values[k].clone(), pinned)
+                                         for k in rotated}}
                            for _ in range(timing.copies_for(set_bytes, self._llc) - 1)]
         device = torch.device(self._provider.device)
         module = getattr(torch, device.type, None)

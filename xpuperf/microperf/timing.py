@@ -62,8 +62,15 @@ class Timing:
                 "cold_cache": self.rotation_bytes >= 2 * self.llc_bytes}
 
 
-def llc_bytes() -> int:
-    """The host's last-level cache, from sysfs (the highest cache index of cpu0)."""
+def llc_bytes(device: Any = None) -> int:
+    """The last-level cache of ``device`` (a torch device): a CUDA device's L2
+    as torch reports it, else the host's, from sysfs (cpu0's highest cache)."""
+    if device is not None and device.type == "cuda":
+        import torch
+
+        size = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 0)
+        if size:
+            return int(size)
     caches = sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"))
     try:
         text = caches[-1].read_text().strip()
