@@ -255,6 +255,13 @@ class ResultCollector:
                           f"({100 * ops.pass_rate:.1f} %) over {len(ops.rows)} ops; "
                           f"{ops.expected} expected failure(s), {ops.unexpected} unexpected",
                           red=bool(ops.unexpected))
+        micro = [r for r in records if r.get("suite") == "micro"]
+        if micro:
+            counts = {o: sum(r.get("outcome") == o for r in micro)
+                      for o in ("passed", "failed", "error", "skipped")}
+            tr.write_line(f"micro-benchmarks: {len(micro)} case(s): "
+                          + ", ".join(f"{n} {o}" for o, n in counts.items() if n)
+                          + " (micro_perf.json)", red=bool(counts["failed"] + counts["error"]))
         if state.update_expected and state.outcomes:
             tr.write_line(f"expected failures rewritten from this run: {state.expected_label}")
         if state.gate is not None:
