@@ -174,7 +174,8 @@ def _build() -> dict[str, OpSpec]:
                    "input": _randn((int(a["batch_size"]), int(a["M"]), int(a["K"])), p, g),
                    "mat2": _randn((int(a["batch_size"]), int(a["K"]), int(a["N"])), p, g,
                                   1 / math.sqrt(int(a["K"])))}),
-               lambda input, mat2: torch.bmm(input, mat2), lambda a: 2.0 * int(a["batch_size"]) * int(a["M"]) * int(a["K"]) * int(a["N"]),
+               lambda input, mat2: torch.bmm(input, mat2),
+               lambda a: 2.0 * int(a["batch_size"]) * int(a["M"]) * int(a["K"]) * int(a["N"]),
                lambda a, si, so: int(a["batch_size"]) * ((int(a["M"]) * int(a["K"]) + int(a["K"])
                                                            * int(a["N"])) * si
                                                           + int(a["M"]) * int(a["N"]) * so),
@@ -275,7 +276,8 @@ def _build() -> dict[str, OpSpec]:
                                     int(a["width"])), p, g),
                    "weight": _randn((int(a["out_channels"]), int(a["in_channels"]),
                                      int(a["kernel_size"]), int(a["kernel_size"])), p, g,
-                                    1 / math.sqrt(int(a["in_channels"]) * int(a["kernel_size"]) ** 2)),
+                                    1 / math.sqrt(int(a["in_channels"])
+                                                  * int(a["kernel_size"]) ** 2)),
                    "padding": int(a["kernel_size"]) // 2}, frozenset({"weight", "padding"})),
                lambda input, weight, padding: F.conv2d(input, weight, padding=padding),
                lambda a: 2.0 * int(a["batch_size"]) * int(a["out_channels"]) * int(a["height"])
