@@ -280,3 +280,19 @@ def test_report_writes_micro_perf_json_and_section(tmp_path: Path) -> None:
     page = (tmp_path / "report.html").read_text()
     assert 'id="micro"' in page and "25.0 %" in page and "7 wrong element(s)" in page
     assert 'class="roofline"' in page and not math.isnan(gemm["arithmetic_intensity"])
+
+
+def test_runner_runs_cases_in_a_worker_and_reports_a_raising_one() -> None:
+    from xpuperf.microperf.host import MicroRunner
+
+    runner = MicroRunner("CPU", {"threads": "1"}, "smoke", timeout_s=120)
+    try:
+        assert runner.describe()["device"] == "cpu"
+        ok = runner.run("add", {"dtype": "float32", **ops.table()["add"].example})
+        assert ok["passed"] and ok["_call_seconds"], ok
+        bad = runner.run("scatter", {"dtype": "float32", "src_batch_size": 4,
+                                     "dst_batch_size": 8, "dim_size": 2})
+        assert "scatter raised in the worker" in bad["error"]
+        assert "the rows written must be distinct" in bad["error"]
+    finally:
+        runner.close()

@@ -16,7 +16,7 @@ import numpy as np
 from backends.base import Backend
 from xpuperf.microperf import correctness, ops, peaks, timing
 from xpuperf.microperf.xccl import SAMPLES  # one key for ops' and collectives' samples
-from xpuperf.worker.process import Worker, WorkerLost
+from xpuperf.worker.process import RemoteError, Worker, WorkerLost
 
 # What the fp64 reference of one case may cost on the host: the check cuts the
 # case to its first rows (OpSpec.cut_axis) until it fits (fp64 on a CPU runs
@@ -265,6 +265,8 @@ class MicroRunner:
             return self._worker.call("run_case", self.timeout_s, op=op, args=dict(args))
         except WorkerLost as e:
             return {"error": f"the worker was lost while {e.stage}: {e}"}
+        except RemoteError as e:  # the op raised: a kernel that refuses a shape, say
+            return {"error": f"{op} raised in the worker: {e}\n{e.traceback}"}
 
     def close(self) -> None:
         self._worker.close()
