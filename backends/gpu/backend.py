@@ -207,9 +207,10 @@ class GpuBackend(Backend):
     def op_provider(self, options: Mapping[str, str]) -> OpProvider:
         """The micro-benchmarks on the bound device (option ``device``), each run
         with the matmul and convolution numerics of its precision (IEEE fp32,
-        TF32: ``_numerics``), at the precisions the device has."""
+        TF32: ``_numerics``), at the precisions the device has, and int8."""
         device = torch_device(options.get("device") or "cuda")
-        return _GpuOps(str(device), self.precisions() if device.type == "cuda"
+        # int8 besides the model precisions: torch._int_mm's integer GEMM.
+        return _GpuOps(str(device), self.precisions() | {"int8"} if device.type == "cuda"
                        else {"fp32", "fp16", "bf16"})
 
     def capabilities(self) -> dict[str, bool]:
