@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from backends.base import Backend
+from backends.base import Backend, CompileError
 from xpuperf.microperf import correctness, ops, peaks, timing
 from xpuperf.microperf.xccl import SAMPLES  # one key for ops' and collectives' samples
 from xpuperf.worker.process import RemoteError, Worker, WorkerLost
@@ -90,9 +90,13 @@ class MicroHost:
                note: Callable[[str], None]) -> None:
         self._note, self._budget = note, timing.BUDGETS[tier]
         self._info = backend.info()
-        self._provider = backend.op_provider(options)
-        self._why_not = (f"the {backend.name} backend offers no op provider "
-                         "(implement Backend.op_provider)") if self._provider is None else ""
+        try:
+            self._provider = backend.op_provider(options)
+        except CompileError as e:  # its device is not here (no CUDA device, say)
+            self._provider, self._why_not = None, f"{backend.name}'s op provider: {e}"
+        else:
+            self._why_not = (f"the {backend.name} backend offers no op provider "
+                             "(implement Backend.op_provider)") if self._provider is None else ""
         if self._provider is not None:
             import torch
 
