@@ -143,10 +143,14 @@ class MicroHost:
         return found.value, found.source
 
     def _measured(self, precision: str) -> peaks.Peaks:
+        from xpuperf.generation import device
+
         bandwidth, source = self._bandwidth
         flops = self._gemm_ceiling(precision)
-        return peaks.Peaks(f"measured this session: the best {precision} GEMM of the op table; "
-                           f"copy: {source}", {precision: flops} if flops else {}, bandwidth)
+        gemm = ("declared by the backend" if device._declared(self._info, "peak_flops", precision)
+                else f"the best {precision} GEMM of the op table, this session")
+        return peaks.Peaks(f"compute: {gemm}; copy: {source}",
+                           {precision: flops} if flops else {}, bandwidth)
 
     # ------------------------------------------------------------------ one case
     def _put(self, made: ops.Tensors, name: str, value: Any, pinned: bool) -> Any:
