@@ -6,7 +6,8 @@ fp32 GEMM M=N=K=1024 on the CPU backend, two ways, interleaved round by round:
   backend's op provider times the op table's gemm (inputs rotated, each call
   timed alone, the full tier's budget), and reports the median;
 * bare: in this process, ``torch.matmul(a, b)`` in a loop over the same
-  shapes for as long, each call timed with perf_counter, the median.
+  shapes, warmed up and timed for as long, each call timed with perf_counter,
+  the median.
 
 Prints both medians per round and the median of the per-round ratios (adjacent
 in time, so a shared machine's drift cancels). Target: suite within 10 % of
@@ -29,12 +30,14 @@ from xpuperf.microperf.host import MicroRunner  # noqa: E402
 from xpuperf.microperf.timing import BUDGETS  # noqa: E402
 
 
-def bare_median_s(n: int, seconds: float) -> float:
+def bare_median_s(n: int, warmup: float, seconds: float) -> float:
+    """The same warm-up and budget as the suite's (BUDGETS["full"])."""
     import torch
 
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(n, n, generator=gen), torch.randn(n, n, generator=gen)
-    for _ in range(3):
+    end = time.perf_counter() + warmup
+    while time.perf_counter() < end:
         torch.matmul(a, b)
     times = []
     end = time.perf_counter() + seconds
@@ -65,7 +68,7 @@ def main() -> int:
                 print(f"suite's gemm failed: {result}")
                 return 1
             suite = result["latency(us)"] / 1e6
-            bare = bare_median_s(opts.n, budget.measure_s)
+            bare = bare_median_s(opts.n, budget.warmup_s, budget.measure_s)
             ratios.append(suite / bare)
             print(f"round {k + 1}: suite median {suite * 1e3:.3f} ms "
                   f"({result['timing']['calls']} calls, {result['timing']['rotated_sets']} input "
