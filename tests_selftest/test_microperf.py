@@ -296,3 +296,43 @@ def test_runner_runs_cases_in_a_worker_and_reports_a_raising_one() -> None:
         assert "the rows written must be distinct" in bad["error"]
     finally:
         runner.close()
+
+
+# --------------------------------------------------------------------------- the suite
+
+def run_suite(tmp_path: Path, *args: str) -> "subprocess.CompletedProcess[str]":
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "suites/micro_perf",
+         "--hardware", "CPU", "--zoo-tier", "smoke", "--report-dir", str(tmp_path / "CPU"),
+         "--benchmark-json", str(tmp_path / "bench.json"), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def test_suite_runs_an_op_and_a_collective_into_its_reports(tmp_path: Path) -> None:
+    """Through pytest as a user runs it: the items' records reach micro_perf.json,
+    and pytest-benchmark's rounds are the calls the suite timed."""
+    done = run_suite(tmp_path, "-k", "add-fp32 or all_reduce-fp32-world_size2")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "micro-benchmarks: 2 case(s): 2 passed" in done.stdout, done.stdout[-3000:]
+    doc = json.loads((tmp_path / "CPU" / "micro_perf.json").read_text())
+    assert sorted(doc["ops"]) == ["add", "all_reduce"]
+    add, = doc["ops"]["add"]
+    assert add["correctness"]["passed"] and add["latency(us)"] > 0
+    bench = {b["name"]: b for b in json.loads((tmp_path / "bench.json").read_text())["benchmarks"]}
+    rounds = bench["test_micro_op[add-fp32-batch_size64-dim_size1024]"]["stats"]["rounds"]
+    assert rounds == bench["test_micro_op[add-fp32-batch_size64-dim_size1024]"][
+        "extra_info"]["timing"]["calls"] > 1
+
+
+@pytest.mark.parametrize("flag, value, said", [
+    ("--micro-workloads", "no/such/folder", "argument --micro-workloads: no/such/folder: no such"),
+    ("--micro-launcher", "mpirun -np {ranks}", "write it with {world_size}"),
+])
+def test_bad_micro_flags_are_usage_errors(tmp_path: Path, flag: str, value: str,
+                                          said: str) -> None:
+    done = run_suite(tmp_path, flag, value, "--collect-only")
+    assert done.returncode == 4, done.stdout[-3000:] + done.stderr[-3000:]
+    assert said in done.stderr, done.stderr[-3000:]

@@ -8,8 +8,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from xpuperf.measure.timing import feed_benchmark
+from xpuperf.measure.timing import QUERY_LATENCIES, feed_benchmark
 from xpuperf.microperf.xccl import SAMPLES
+
+# pytest-benchmark's rounds are the measured calls, replayed (feed_benchmark).
+pytestmark = pytest.mark.benchmark(timer=QUERY_LATENCIES)
 
 
 def _recorded(result: dict[str, Any], benchmark: Any, record_micro: Any) -> dict[str, Any]:
