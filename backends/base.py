@@ -10,7 +10,9 @@ The shape follows onnx.backend.base (prepare -> rep.run): ``compile`` is prepare
 (a ``Resident``: inputs and outputs kept on its device, timed by its own clock),
 so that its items report device-resident figures beside the end-to-end ones.
 And it may offer ``Backend.energy_meter()`` (an ``EnergyMeter``: its device's own
-energy counter), so that the timed windows report joules and watts.
+energy counter), so that the timed windows report joules and watts, and
+``Backend.op_provider()`` (an ``OpProvider``: its device for the micro-benchmarks
+of suites/micro_perf, and its own kernels of any of their ops).
 """
 from __future__ import annotations
 
@@ -21,7 +23,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from os import PathLike
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, TypeVar
+import contextlib
+from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 
 import numpy as np
 
@@ -188,6 +191,48 @@ class Backend(abc.ABC):
         an estimate (from a TDP, say): a figure here is a counter's."""
         raise EnergyUnavailable(f"the {self.name} backend reads no energy counter "
                                 "(implement Backend.energy_meter)")
+
+    def op_provider(self, options: Mapping[str, str]) -> "OpProvider | None":
+        """Optional: the device the micro-benchmarks (suites/micro_perf) run their
+        ops on, for the device ``options`` name, with this backend's own
+        implementation of any op (xpuperf/microperf/ops.py lists them); an op it
+        does not register runs as the framework's (torch) on that device. None
+        (the default): this backend runs no micro-benchmarks, and their items are
+        skipped saying so."""
+        return None
+
+
+class OpProvider:
+    """Where micro-benchmark ops run, and the backend's kernels for some of them.
+
+    ``device`` is a torch device string ("cpu", "cuda:0", a vendor's "npu:0");
+    inputs are made there and outputs read back from it. ``implementations``
+    maps an op's name (as xpuperf/microperf/ops.py names it) to a callable
+    taking the op's inputs by name and returning its output tensor on the
+    device: the vendor's kernel, timed and checked against the fp64 reference
+    like the framework's. ``precisions`` lists the precisions this device
+    runs (tf32 and fp8 only where it has them). ``collectives`` names the
+    torch.distributed backend its ranks meet through ("hccl", say); None: gloo
+    on the CPU, NCCL on CUDA.
+    """
+
+    def __init__(self, device: str = "cpu", implementations: Mapping[str, Callable[..., Any]]
+                 | None = None, precisions: Iterable[str] = ("fp32", "fp16", "bf16", "int8"),
+                 collectives: str | None = None):
+        self.device = device
+        self.implementations = dict(implementations or {})
+        self.precisions = frozenset(precisions)
+        self.collectives = collectives
+
+    def implementation(self, op: str) -> Callable[..., Any] | None:
+        """The backend's own kernel of ``op``, or None: the framework's runs."""
+        return self.implementations.get(op)
+
+    @contextlib.contextmanager
+    def precision_scope(self, precision: str) -> Iterator[None]:
+        """Around every run of an op at ``precision``: a device whose matmuls
+        have a mode per precision (tf32 on CUDA) sets it here."""
+        yield
 
 
 class EnergyUnavailable(RuntimeError):

@@ -7,7 +7,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from backends.base import Compiled, EnergyMeter, Resident
+from backends.base import Compiled, EnergyMeter, OpProvider, Resident
 from backends.cpu import CpuBackend
 
 
@@ -106,3 +106,18 @@ class _Backwards(EnergyMeter):
 class BackwardsMeter(CpuBackend):
     def energy_meter(self, options: Mapping[str, str]) -> EnergyMeter:
         return _Backwards()
+
+
+def _fast_wrong_softmax(input: Any) -> Any:
+    """A 'kernel' that skips the max subtraction's numerics and divides by a
+    sum off by one part in a thousand: fast, plausible, wrong."""
+    e = input.exp()
+    return e / (e.sum(dim=-1, keepdim=True) * 1.001)
+
+
+class WrongKernel(CpuBackend):
+    """Registers an own softmax that computes wrong (the micro-benchmarks' op provider)."""
+
+    def op_provider(self, options: Mapping[str, str]) -> OpProvider:
+        return OpProvider("cpu", implementations={"softmax": _fast_wrong_softmax},
+                          precisions=("fp32",))

@@ -39,6 +39,13 @@ def test_kit_fails_an_energy_counter_that_runs_backwards(tmp_path: Path) -> None
         done.stdout
 
 
+def test_kit_fails_an_own_kernel_that_computes_wrong(tmp_path: Path) -> None:
+    """An op provider's registered kernel is checked against the fp64 reference."""
+    done = run_kit("tests_selftest.contract_violators:WrongKernel", tmp_path, "-k", "op_provider")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "the backend's own softmax computes wrong" in done.stdout, done.stdout
+
+
 def test_kit_leaves_the_report_folder_alone(tmp_path: Path) -> None:
     """The kit is no zoo run: an earlier session's reports in the folder the kit
     would default to (reports/NAME) stay as they were, and nothing is added."""

@@ -6,9 +6,10 @@ A model item runs one ``Combination`` (model, dataset, precision) of the zoo,
 a performance item one ``PerfCase`` (a combination at a scenario and batch
 size): both are the zoo's own specs (xpuperf.zoo). An op item runs one of
 onnx's node cases (``OpCaseRef``), an LLM item one ``GenCase`` (a generation
-workload at a precision, an accuracy item or one scenario). ``ItemCase`` is
-any model or performance item's case, as the plugin and the fixtures find it
-on an item.
+workload at a precision, an accuracy item or one scenario), a micro-benchmark
+item one ``Workload`` (a case of a workload file: an op, a copy or a
+collective). ``ItemCase`` is any model or performance item's case, as the
+plugin and the fixtures find it on an item.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from typing import Any
 import pytest
 
 from xpuperf.generation.settings import ENDPOINT_PRECISION
+from xpuperf.microperf import ops, xccl
+from xpuperf.microperf.workloads import DTYPE_ALIASES, Workload
 from xpuperf.records import identity
 from xpuperf.zoo import Combination, PerfCase
 from xpuperf.zoo.generation import GenerationSpec
@@ -111,3 +114,33 @@ def gen_case(item: pytest.Item | None) -> GenCase | None:
     # then makes one skipped item whose parameter is a NOTSET marker.
     case = params.get("gen_case") or params.get("gen_combo")
     return case if isinstance(case, GenCase) else None
+
+
+# A micro-benchmark item runs one case of a workload file (xpuperf.microperf.
+# workloads.Workload, whose id is the item's); every op case shares the one
+# worker of the session, and a collective the launch of its world size.
+MICRO_SUITE = "micro"
+
+
+def micro_group(op: str) -> str | None:
+    """xpu-perf's group of the op (compute, memory, llm_ops, xccl: a marker), None
+    for an op the op table lacks (its items skip, saying so)."""
+    if op in xccl.OPS:
+        return "xccl"
+    spec = ops.table().get(op)
+    return spec.group if spec else None
+
+
+def micro_identity(case: Workload, hardware: str) -> dict[str, Any]:
+    """The record keys that say which micro-benchmark this is (xpuperf.records)."""
+    dtype = case.args.get("dtype")
+    return {"suite": MICRO_SUITE, "case": case.id, "op": case.op, "group": micro_group(case.op),
+            "precision": DTYPE_ALIASES.get(str(case.args.get("dtype", "")), dtype),
+            "hardware": hardware, "workload": case.source}
+
+
+def micro_case(item: pytest.Item | None) -> Workload | None:
+    """The case of a micro-benchmark item (an op or a collective); None for any other."""
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    case = params.get("micro_case") or params.get("xccl_case")
+    return case if isinstance(case, Workload) else None

@@ -21,6 +21,7 @@ from xpuperf import gate, report_folder, safe_yaml
 from xpuperf.conformance import expected
 from xpuperf.extras import pip_hint
 from xpuperf.generation import settings as llm_settings
+from xpuperf.microperf import launch
 from xpuperf.worker import devices
 from xpuperf.zoo import SCENARIOS, TIERS, Zoo, ZooError, load_zoo
 
@@ -72,6 +73,10 @@ class RunConfig:
     # The LLM items' --llm-* options: the server they measure (None: the
     # backend's engine), SLOs, arrivals, percentiles.
     llm: llm_settings.Settings = field(default_factory=llm_settings.Settings)
+    # The micro-benchmarks (suites/micro_perf): --micro-workloads' folder (None:
+    # the suite's own for the tier) and --micro-launcher's command (None: torchrun).
+    micro_workloads: Path | None = None
+    micro_launcher: str | None = None
 
 
 RUN = pytest.StashKey[RunConfig]()
@@ -128,6 +133,11 @@ def name_list(text: str) -> tuple[str, ...]:
 def existing_path(text: str) -> str:
     if not Path(text).exists():
         raise ValueError(f"{text}: no such file or folder")
+    return text
+
+
+def launcher(text: str) -> str:
+    launch.command(1, text)  # its ValueError names the flag and the fix
     return text
 
 
@@ -194,6 +204,12 @@ def add_options(parser: pytest.Parser) -> None:
                      "cluster ('auto': the one `ray start` joined here; host:port) that offers the "
                      "hardware's resource; with -n N --dist loadgroup, N at once "
                      "(docs/scale-out.md; pip install xpuperf[ray])")
+    g.addoption("--micro-workloads", default=None, metavar="DIR", type=_converter(existing_path),
+                help="micro-benchmark workload files (xpu-perf's <group>/<op>.json format) "
+                     "instead of suites/micro_perf/workloads/<tier>/")
+    g.addoption("--micro-launcher", default=None, metavar="COMMAND", type=_converter(launcher),
+                help="how collectives' ranks are launched, {world_size} standing for their "
+                     "count, e.g. 'srun -n {world_size}' (default: torchrun on this host)")
     g.addoption("--gate-inconclusive", default="fail", choices=gate.INCONCLUSIVE_EFFECTS,
                 help="what a speed comparison still undecided after its re-measurements "
                      "does: fail the item (default) or let it pass, said in its record")
@@ -377,6 +393,7 @@ def run_config(config: pytest.Config) -> RunConfig:
                                 + pip_hint(["mlperf_loadgen"]))
     listed = config.getoption("devices")
     scenarios = config.getoption("scenarios")
+    micro = config.getoption("micro_workloads")
     options = backend_options(config, hardware)
     return RunConfig(
         zoo=zoo, hardware=hardware, entry=entry, options=options, report_dir=report_dir,
@@ -386,4 +403,6 @@ def run_config(config: pytest.Config) -> RunConfig:
         device=devices.bound(listed, os.environ.get("PYTEST_XDIST_WORKER")) if listed else None,
         ray_address=_ray_address(config),
         llm=_llm_options(config),
+        micro_workloads=Path(micro) if micro else None,
+        micro_launcher=config.getoption("micro_launcher"),
         **_gate_options(config, hardware, zoo, options), **_expected_options(config, entry))

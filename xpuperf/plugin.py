@@ -30,6 +30,11 @@ MARKERS = {
     "audit": "LoadGen's integrity audits: accuracy in performance mode, caching, alternate seed",
     "smoke": "collected under --zoo-tier smoke (small shapes)",
     "op_conformance": "onnx's node test cases, one op variant each",
+    "micro_perf": "micro-benchmarks: one op, copy or collective each (suites/micro_perf)",
+    "compute": "micro-benchmarks of compute-bound ops (GEMM, convolution, activations)",
+    "memory": "micro-benchmarks of memory-bound ops and copies",
+    "llm_ops": "micro-benchmarks of LLM ops (attention, MoE)",
+    "xccl": "micro-benchmarks of collectives on several ranks",
     **{d: f"models of the {d} domain" for d in DOMAINS},
 }
 # The suites' fixtures and --shard, registered with this plugin.

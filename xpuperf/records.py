@@ -9,6 +9,7 @@ recording anything still has a row.
 Every record has these keys::
 
     suite        "metric" | "numerics" | "performance" | "compile" | "audit" | "generation"
+                 (and "op", "micro": records of no combination, below)
     combination  "bert-torch-squad-fp16"
     model, dataset, precision, hardware, framework, domain, family
     weights      "seeded (seed 0)" or the weights file read
@@ -73,6 +74,16 @@ and, by suite:
                  reference_perplexity, perplexity_ratio, greedy_tokens, text_tokens,
                  tokens, reference_tokens, tolerance
 
+Micro-benchmark records (suites/micro_perf; xpuperf.microperf.host and .xccl)
+carry suite "micro", case, op, group, precision, hardware, workload (its file)
+and args; an op: device, implementation, latency(us), mem_bw(GB/s),
+calc_flops_power(tflops), flops, bytes, arithmetic_intensity, timing {calls,
+latency_us {p10, p50, p90, p99, mean, min}, clock, rotated_sets,
+rotation_bytes, llc_bytes, cold_cache}, share_of_peak {measured, datasheet:
+{share, bound, source, why}}, correctness (xpuperf.microperf.correctness),
+passed, why; a collective: world_size, dist_backend, size_bytes, latency(us),
+algo_bw(GB/s), bus_bw(GB/s), calls, clock, wrong_elements, passed.
+
 With --baseline or A/B, performance records carry baseline {source, qps (the
 baseline's), the speed verdict (xpuperf.gate.verdict.Verdict's fields: verdict,
 change_pct, low_pct, high_pct, threshold_pct, confidence, method, baseline_n,
@@ -98,6 +109,9 @@ _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 RECORD_KEY = "xpuperf"
 ITEM_KEY = "xpuperf_item"
 SUITES = ("compile", "metric", "numerics", "performance")
+# Suites whose records are not of a zoo combination: onnx's op cases and the
+# micro-benchmarks, each with a report of its own.
+APART = ("op", "micro")
 
 
 def identity(suite: str, combo: Combination, hardware: str, **extra: Any) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from xpuperf.conformance import expected
 from xpuperf.gate.judge import item_key
 from xpuperf.gate.verdict import INCONCLUSIVE, REGRESSED, VERDICTS
 from xpuperf.options import RunConfig
-from xpuperf.records import ITEM_KEY, RECORD_KEY, printable
+from xpuperf.records import APART, ITEM_KEY, RECORD_KEY, printable
 
 HOST = socket.gethostname()  # where this controller runs: a record without its own host's
 
@@ -273,7 +273,7 @@ class ResultCollector:
         tr = terminalreporter
         tr.section(f"xpuperf: {run.hardware}, {run.zoo.tier} tier")
         records = list(self.records.values())
-        rows = summarize(r for r in records if r.get("suite") != "op")
+        rows = summarize(r for r in records if r.get("suite") not in APART)
         if rows:
             tr.write_line(table(rows))
         ops = op_table(records)
@@ -282,6 +282,13 @@ class ResultCollector:
                           f"({100 * ops.pass_rate:.1f} %) over {len(ops.rows)} ops; "
                           f"{ops.expected} expected failure(s), {ops.unexpected} unexpected",
                           red=bool(ops.unexpected))
+        micro = [r for r in records if r.get("suite") == "micro"]
+        if micro:
+            counts = {o: sum(r.get("outcome") == o for r in micro)
+                      for o in ("passed", "failed", "error", "skipped")}
+            tr.write_line(f"micro-benchmarks: {len(micro)} case(s): "
+                          + ", ".join(f"{n} {o}" for o, n in counts.items() if n)
+                          + " (micro_perf.json)", red=bool(counts["failed"] + counts["error"]))
         if run.update_expected and self.outcomes:
             tr.write_line(f"expected failures rewritten from this run: {run.expected_label}")
         if run.gate is not None:

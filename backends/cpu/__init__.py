@@ -44,7 +44,8 @@ import numpy as np
 
 from backends import hostcpu
 from backends.base import (Backend, Compiled, CompileError, CompileReport, Declined,
-                           ModelArtifactLike, load_cached, save_report, write_atomically)
+                           ModelArtifactLike, OpProvider, load_cached, save_report,
+                           write_atomically)
 
 # onnxruntime names the op it lacks a kernel for: "Could not find an implementation for Conv(11)"
 _MISSING_KERNEL = re.compile(r"implementation for (\w+)\(")
@@ -103,6 +104,16 @@ class CpuBackend(Backend):
 
     def capabilities(self) -> dict[str, bool]:
         return hostcpu.capabilities()
+
+    def op_provider(self, options: Mapping[str, str]) -> OpProvider:
+        """The micro-benchmarks run torch's CPU kernels on the host, with the
+        ``threads`` its sessions have; bf16 and fp8 as torch computes them here
+        (bf16 natively only where the host has AVX-512 bf16 or AMX)."""
+        import torch
+
+        if "threads" in options:
+            torch.set_num_threads(int(options["threads"]))
+        return OpProvider("cpu", precisions=("fp32", "fp16", "bf16", "int8", "fp8"))
 
     def precisions(self) -> set[str]:
         return {"fp32", "fp16", "int8"}

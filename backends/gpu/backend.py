@@ -6,17 +6,18 @@ the compiled model is backends/gpu/runtime.py.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from backends import hostcpu
 from backends.base import (Backend, Compiled, CompileError, CompileReport, Declined,
-                           EnergyMeter, EnergyUnavailable, ModelArtifactLike, load_cached,
-                           save_report)
+                           EnergyMeter, EnergyUnavailable, ModelArtifactLike, OpProvider,
+                           load_cached, save_report)
 from backends.gpu import energy, generation
 from backends.gpu.runtime import CudaGraphs, Feeder, TorchCompiled
 
@@ -152,6 +153,18 @@ def _numerics(precision: str, device: Any) -> Callable[[], None]:
     return apply
 
 
+class _GpuOps(OpProvider):
+    def __init__(self, device: str, precisions: set[str]):
+        super().__init__(device, precisions=precisions)
+
+    @contextlib.contextmanager
+    def precision_scope(self, precision: str) -> Iterator[None]:
+        import torch
+
+        _numerics(precision, torch.device(self.device))()
+        yield
+
+
 class GpuBackend(Backend):
     name = "GPU"
     requires = ("torch",)
@@ -190,6 +203,15 @@ class GpuBackend(Backend):
         if device.type == "cpu":
             return hostcpu.energy_meter()
         return energy.meter(device)
+
+    def op_provider(self, options: Mapping[str, str]) -> OpProvider:
+        """The micro-benchmarks on the bound device (option ``device``), each run
+        with the matmul and convolution numerics of its precision (IEEE fp32,
+        TF32: ``_numerics``), at the precisions the device has, and int8."""
+        device = torch_device(options.get("device") or "cuda")
+        # int8 besides the model precisions: torch._int_mm's integer GEMM.
+        return _GpuOps(str(device), self.precisions() | {"int8"} if device.type == "cuda"
+                       else {"fp32", "fp16", "bf16"})
 
     def capabilities(self) -> dict[str, bool]:
         """What this host's best device offers, for expected_failures.txt's

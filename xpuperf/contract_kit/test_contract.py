@@ -203,3 +203,34 @@ def test_resident_outputs_equal_run(compile_model, precision: str) -> None:
                 f"{getattr(got[name], 'dtype', '')}, run() gives {value.dtype}"
             assert np.array_equal(got[name], value), \
                 f"resident output {name!r} of the {which} of two queries differs from run()'s"
+
+
+def test_op_provider_kernels_compute_right(backend, backend_options) -> None:
+    """Optional: an OpProvider (backends.base) on a device torch knows, at
+    precisions of PRECISIONS, whose own kernels each compute their op within
+    the micro-benchmarks' fp64 rule on a small case at fp32
+    (xpuperf.microperf.correctness)."""
+    from backends.base import OpProvider
+    from xpuperf.extras import MissingExtra, require
+    from xpuperf.microperf import ops
+    from xpuperf.microperf.host import MicroHost
+
+    provider = backend.op_provider(backend_options)
+    if provider is None:
+        pytest.skip("no op provider: the backend runs no micro-benchmarks")
+    assert isinstance(provider, OpProvider), \
+        f"op_provider() must return a backends.base.OpProvider, got {type(provider).__name__}"
+    assert provider.precisions <= set(PRECISIONS), \
+        f"OpProvider.precisions {sorted(provider.precisions)} are not all of {PRECISIONS}"
+    unknown = sorted(set(provider.implementations) - set(ops.table()))
+    assert not unknown, (f"kernels registered for ops the op table lacks: {unknown} "
+                         f"(xpuperf/microperf/ops.py names {sorted(ops.table())})")
+    try:  # the ops run on torch: a kit installed without the torch extra cannot run them
+        torch = require("torch", "the micro-benchmarks' op provider")
+    except MissingExtra as e:
+        pytest.skip(str(e))
+    torch.device(provider.device)  # raises, naming it, for a device torch does not know
+    host = MicroHost.of(backend, backend_options, "smoke")
+    for op in sorted(provider.implementations):
+        result = host.run_case(op, {"dtype": "fp32", **ops.table()[op].example})
+        assert result.get("passed"), f"the backend's own {op} computes wrong: {result}"

@@ -23,12 +23,13 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from xpuperf.report.bytemlperf import metric_name, model_name, result_json
+from xpuperf.report.microperf import MicroRow, document, micro_rows, roofline
 from xpuperf.report.ops import OpTable, op_table
 from xpuperf.report.compare import (DEFAULT_NOISE, GRADES, Comparison, load_point,
                                     status_rank)
 from xpuperf.report.figures import figures, generation_panels
 from xpuperf.conformance.numerics import exceeds_tolerance
-from xpuperf.records import PERFORMANCE, Field, PerfPoint, measured
+from xpuperf.records import APART, PERFORMANCE, Field, PerfPoint, measured
 from xpuperf.report.summary import Row, fmt_bytes, fmt_num, row_key, summarize
 from xpuperf.report_folder import write_text  # whole files or none: a full disk cuts none
 
@@ -49,16 +50,22 @@ def write_reports(records: list[dict], out_dir: Path, hardware: str, info: dict,
     result-<precision>-<dataset>.json) and, when op cases ran, out_dir/ops.json.
 
     ``info`` describes the session (host, backend info, stack versions); its
-    "tier" and "date" keys, when present, head the page. Returns the paths
+    "tier" and "date" keys, when present, head the page. Micro-benchmark
+    records (suites/micro_perf) go to out_dir/micro_perf.json. Returns the paths
     written, the HTML page first.
     """
-    rows = summarize(r for r in records if r.get("suite") != "op")
+    rows = summarize(r for r in records if r.get("suite") not in APART)
     ops = op_table(records)
+    micro = micro_rows(records)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     html_path = out_dir / "report.html"
-    write_text(html_path, render_html(rows, hardware, info, Path(templates_dir), ops))
+    write_text(html_path, render_html(rows, hardware, info, Path(templates_dir), ops, micro))
     written = [html_path]
+    if micro:
+        written.append(out_dir / "micro_perf.json")
+        write_text(written[-1], json.dumps(document(micro, hardware), indent=2,
+                                           allow_nan=False, default=str) + "\n")
     if ops.rows:
         written.append(out_dir / "ops.json")
         write_text(written[-1], json.dumps({"hardware": hardware, **ops.as_dict()}, indent=2,
@@ -77,12 +84,14 @@ def write_reports(records: list[dict], out_dir: Path, hardware: str, info: dict,
 
 
 def render_html(rows: Sequence[Row], hardware: str, info: Mapping[str, Any],
-                templates_dir: Path, ops: OpTable | None = None) -> str:
+                templates_dir: Path, ops: OpTable | None = None,
+                micro: Sequence[MicroRow] = ()) -> str:
     """The report page of these rows, autoescaped; the charts are the trusted fragments."""
     date = info.get("date") or _now()
     return _compact(_environment(templates_dir).get_template(TEMPLATE).render(
         rows=rows, hardware=hardware, info=info, tier=info.get("tier") or "-",
         zoo=info.get("zoo_version") or "-", date=date, ops=ops or OpTable([]),
+        micro=micro, micro_roofline=roofline(micro) if micro else "",
         # The table shows failures first; the sections below keep the model order.
         table_rows=sorted(rows, key=lambda r: status_rank(r.status)),
         statuses=_distinct(r.status for r in rows), families=_distinct(r.family for r in rows),

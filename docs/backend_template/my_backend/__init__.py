@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from backends.base import (Backend, Compiled, CompileError, CompileReport, ModelArtifactLike,
-                           load_cached, save_report, write_atomically)
+                           OpProvider, load_cached, save_report, write_atomically)
 
 _CACHED_MODEL = "model.onnx"  # what a compile leaves in cache_dir (SDK: your engine blob)
 
@@ -54,6 +54,14 @@ class MyCompiled(Compiled):
         self._engine = None
 
 
+def _my_rms_norm(input: Any, weight: Any) -> Any:
+    """SDK: your rms_norm kernel; the op table's inputs by name, the output on
+    the device. Here written out in torch, in fp32 whatever the input's dtype."""
+    x = input.float()
+    scale = (x.pow(2).mean(dim=-1, keepdim=True) + 1e-6).rsqrt()
+    return (x * scale * weight.float()).to(input.dtype)
+
+
 class MyBackend(Backend):
     name = "MY_BACKEND"
     # Modules your backend imports; if one is missing the registry reports the
@@ -68,6 +76,16 @@ class MyBackend(Backend):
         # compile cache, and every report shows them). Add "peak_flops" if known.
         return {"name": self.name, "device": platform.machine(), "device_count": 1,
                 "onnx": onnx.__version__}
+
+    def op_provider(self, options: Mapping[str, str]) -> OpProvider:
+        # Optional: the micro-benchmarks (suites/micro_perf). Name your device as
+        # torch does ("cpu" here; SDK: "npu:0", with torch's plugin for it), the
+        # precisions it runs, and register your own kernel of any op of
+        # xpuperf/microperf/ops.py (the others run as torch's on the device).
+        # The contract kit checks each registered kernel against the fp64
+        # reference; a fast kernel that computes wrong fails its items.
+        return OpProvider("cpu", implementations={"rms_norm": _my_rms_norm},
+                          precisions=("fp32", "fp16", "bf16"))
 
     def precisions(self) -> set[str]:
         # Only what the device really runs; report.precision says what a compile used.

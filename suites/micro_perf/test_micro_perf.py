@@ -1,0 +1,44 @@
+"""Micro-benchmarks: one op, memory copy or collective per item, each timed and
+judged against the device's measured ceilings and its datasheet, and each
+checked for correctness (a fast op that computes wrong fails)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from xpuperf.measure.timing import QUERY_LATENCIES, feed_benchmark
+from xpuperf.microperf.xccl import SAMPLES
+
+# pytest-benchmark's rounds are the measured calls, replayed (feed_benchmark).
+pytestmark = pytest.mark.benchmark(timer=QUERY_LATENCIES)
+
+
+def _recorded(result: dict[str, Any], benchmark: Any, record_micro: Any) -> dict[str, Any]:
+    """The result's per-call times to pytest-benchmark as its rounds, the rest to
+    the record and to extra_info; a skip or a lost worker ends the item here."""
+    if "skipped" in result:
+        pytest.skip(result["skipped"])
+    if "error" in result:
+        pytest.fail(result["error"], pytrace=False)
+    seconds = result.pop(SAMPLES)
+    feed_benchmark(benchmark, np.asarray(seconds) * 1e9)
+    record_micro(**result)
+    benchmark.extra_info.update(result)
+    return result
+
+
+def test_micro_op(micro_runner, micro_case, record_micro, benchmark):
+    """An operator or a copy: latency, TFLOP/s, GB/s and shares of peak; its
+    result against the fp64 reference (xpuperf.microperf.correctness)."""
+    result = _recorded(micro_runner.run(micro_case.op, micro_case.args), benchmark, record_micro)
+    assert result["passed"], f"{micro_case.op} computes wrong: {result['why']}"
+
+
+def test_collective(xccl_results, xccl_case, record_micro, benchmark):
+    """A collective on world_size ranks: latency, algorithm and bus bandwidth;
+    every rank's buffer against the exactly known result."""
+    result = _recorded(xccl_results(xccl_case), benchmark, record_micro)
+    assert result["passed"], (f"{xccl_case.op}: {result['wrong_elements']} wrong element(s) "
+                              f"over {result['world_size']} ranks")
