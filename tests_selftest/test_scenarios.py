@@ -6,7 +6,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -157,12 +156,6 @@ def test_an_invalid_server_run_is_run_again():
 def test_run_settings_come_from_the_tier_with_defaults():
     s = timing.run_settings({"min_time_s": 0.3, "min_rounds": 5})
     assert (s.min_duration_s, s.min_queries, s.warmup_queries, s.windows) == (0.3, 5, 1, 5)
-
-
-def test_a_disabled_benchmark_is_marked_used_and_given_nothing():
-    bench = SimpleNamespace(disabled=True, _mode=None)
-    timing.feed_benchmark(bench, np.array([1, 2]))
-    assert bench._mode == "xpuperf.measure.loadgen"
 
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="Linux only")
