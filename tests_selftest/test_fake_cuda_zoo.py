@@ -13,7 +13,7 @@ A tensor left on the CPU fails with FakeTensorDeviceMismatchError, an input cast
 missed with DtypeMismatch. mode=compile is not here: inductor generates kernels,
 which need a real device (.ci/gpu-check runs it).
 
-CI runs this file as a lane of its own (.ci/run); it takes a minute or two."""
+README's test command runs this file (CI too); it takes a minute or two."""
 from __future__ import annotations
 
 from pathlib import Path
