@@ -96,6 +96,7 @@ def render_html(rows: Sequence[Row], hardware: str, info: Mapping[str, Any],
         table_rows=sorted(rows, key=lambda r: status_rank(r.status)),
         statuses=_distinct(r.status for r in rows), families=_distinct(r.family for r in rows),
         precisions=_distinct(r.precision for r in rows),
+        usual_gaps={attr: usual_gap(rows, attr) for attr in GAPS}, gaps=GAPS,
         figures=figures([(r.precision, r) for r in rows], panel=lambda r: r.model)))
 
 
@@ -144,6 +145,23 @@ def _first_line(message: str, width: int = 240) -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# Why a combination has no figures of a kind: PerfPoint's reason attribute -> what
+# the page calls the figures missing.
+GAPS = {"resident_skipped": "device-resident", "energy_unavailable": "energy"}
+
+
+def usual_gap(rows: Sequence[Row], attr: str) -> str | None:
+    """The reason most combinations give for no figures of one kind (a GAPS attr).
+
+    On one machine it is mostly one sentence for all of them (CPU offers no
+    device-resident path; no RAPL zone): the page says it once, above the
+    combinations, and beside a combination only a different one.
+    """
+    reasons = [r for row in rows for r in [next((getattr(p, attr) for p in row.perf
+                                                 if getattr(p, attr)), None)] if r]
+    return max(set(reasons), key=reasons.count) if reasons else None
 
 
 def _distinct(values: Iterable[str]) -> list[str]:

@@ -30,6 +30,10 @@ _REPEAT_MIN = 300
 _IDENTITY = frozenset({"suite", "combination", "model", "dataset", "precision", "hardware",
                        "framework", "domain", "family", "weights", "outcome", "message",
                        "audit", "expected_failure", "expected_reason"})
+# And the keys of an audit record that say where it ran (its pytest item, the host
+# of the page's header): the page shows an audit's measured figures only, three
+# audits per combination; records.json keeps these.
+_AUDIT_BOOKKEEPING = _IDENTITY | {"item", "host"}
 
 
 @dataclass
@@ -262,7 +266,8 @@ def _merge(row: Row, rec: Mapping[str, Any]) -> None:
     if suite == "audit":
         name = str(rec.get("audit") or "")
         row.audits.append(AuditPoint(audit=name, outcome=outcome, message=message,
-                                     figures={k: v for k, v in rec.items() if k not in _IDENTITY}))
+                                     figures={k: v for k, v in rec.items()
+                                              if k not in _AUDIT_BOOKKEEPING}))
         if message:
             res.messages.append(f"{name}: {message}" if name else message)
         return
