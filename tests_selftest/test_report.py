@@ -289,7 +289,7 @@ def test_qps_panels_one_per_model_one_line_per_precision(rows):
     assert [f.family for f in fig.families] == ["bert-torch", "resnet50-torch", "widedeep-tf"]
     bert = fig.families[0]
     assert len(bert.panels) == 1 and bert.panels[0].count("<polyline") == 2  # fp32, fp16
-    assert re.findall(r'class="tick">([^<]+)<', bert.panels[0])[:5] == ["1", "4", "8", "16", "24"]
+    assert re.findall(r'class="tick[^"]*">([^<]+)<', bert.panels[0])[:5] == ["1", "4", "8", "16", "24"]
     assert "not measured" in fig.families[1].panels[0]  # the int8 compile failed
     assert [label for label, _ in fig.legend] == ["fp32", "fp16", "int8"]
     assert len({color for _, color in fig.legend}) == 3
@@ -300,10 +300,12 @@ def test_line_panel_goes_log_when_values_span_decades():
     svg = line_panel("m", [("a", style["a"], [(1, 90.0), (4, 200.0)]),
                            ("b", style["b"], [(1024, 1.2e6), (4096, 2.4e6)])])
     assert "QPS (log)" in svg
-    assert re.findall(r'class="tick">([^<]+)<', svg)[-6:] == ["100", "1000", "10k", "100k",
+    assert re.findall(r'class="tick[^"]*">([^<]+)<', svg)[-6:] == ["100", "1000", "10k", "100k",
                                                              "1M", "10M"]
     linear = line_panel("m", [("a", style["a"], [(1, 90.0), (4, 200.0)])])
     assert "(log)" not in linear and linear.count("<polyline") == 1
+    # One tooltip per line holds its every point (no title per marker).
+    assert linear.count("<title>") == 1 and "<title>a: bs 1 90; bs 4 200 QPS</title>" in linear
 
 
 def test_line_panel_single_point_and_zero_values():
