@@ -144,6 +144,7 @@ def test_summarize_merges_passed_combination(rows):
     assert row.seeded_weights is False and row.weights == "bert.pt"
     assert row.diff["max_abs"] == 3e-5 and row.diff["cosine"] == 0.9999998
     assert row.diff["std_abs"] == pytest.approx(3e-5 / 15)
+    assert row.output_columns[6:] == ["size"]  # no non-finite value anywhere: no count columns
     assert [(p.batch_size, p.qps) for p in row.throughput] == \
         [(1, 95.0), (4, 180.0), (8, 210.0), (16, 221.0), (24, 224.5)]
     assert row.throughput[-1].p99 == pytest.approx(1250 * 24 / 224.5)
