@@ -141,20 +141,17 @@ def latency_panel(title: str, ranges: Sequence[Range], width: int = 440) -> str:
         tip = escape(f"p50 {fmt_num(r.p50)}, p90 {fmt_num(r.p90)}, "
                      f"p99 {fmt_num(r.p99)}, p99.9 {fmt_num(r.p999)} ms")
         # The colour once on the group, the widths in report.css (.whisker, .box,
-        # .p99): a page of every smoke combination stays small.
+        # .p99), each stroke a short path: a page of every smoke combination stays small.
         out.append(f'<g class="range" stroke="{c}"><title>{tip}</title>'
                    f'<text x="{x0 - 6}" y="{y + 4:.0f}" class="tick e">'
                    f'{escape(r.label)}</text>')
         top = r.p999 or r.p99 or r.p90
         if top:
-            out.append(f'<line x1="{sx(r.p50):.0f}" y1="{y:.0f}" x2="{sx(top):.0f}" y2="{y:.0f}" '
-                       f'class="whisker"/>')
+            out.append(f'<path d="M{sx(r.p50):.0f} {y:.0f}H{sx(top):.0f}" class="whisker"/>')
         if r.p90:
-            out.append(f'<line x1="{sx(r.p50):.0f}" y1="{y:.0f}" x2="{sx(r.p90):.0f}" '
-                       f'y2="{y:.0f}" class="box"/>')
+            out.append(f'<path d="M{sx(r.p50):.0f} {y:.0f}H{sx(r.p90):.0f}" class="box"/>')
         if r.p99:
-            out.append(f'<line x1="{sx(r.p99):.0f}" y1="{y - 5:.0f}" x2="{sx(r.p99):.0f}" '
-                       f'y2="{y + 5:.0f}" class="p99"/>')
+            out.append(f'<path d="M{sx(r.p99):.0f} {y - 5:.0f}v10" class="p99"/>')
         out.append(f'<circle cx="{sx(r.p50):.0f}" cy="{y:.0f}" r="3.5"/></g>')
     out.append("</svg>")
     return "".join(out)
