@@ -178,7 +178,8 @@ def _sort_value(value: float | None) -> Markup:
     """A cell's data-v attribute (what the page sorts on), or nothing when missing."""
     if value is None or not math.isfinite(value):
         return Markup("")
-    return Markup(' data-v="%r"') % float(value)
+    # Six significant digits order the cells as well as seventeen, at a third of the bytes.
+    return Markup(' data-v="%s"') % f"{float(value):.6g}"
 
 
 def zoo_version(path: Path) -> str:
