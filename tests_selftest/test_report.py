@@ -560,5 +560,8 @@ def test_the_figure_table_shows_each_measured_column_of_the_field_table():
     heads = re.findall(r"<th(?: title=\"[^\"]*\")?>([^<]*)</th>", section.split("</tr>")[0])
     measured = {"qps", "p50", "p99", "resident_qps", "device_p50"}
     assert heads == ["scenario", "bs"] + [f.column for f in PERFORMANCE if f.attr in measured] \
-        + ["run", "outcome"]
+        + ["run"]  # every item passed: no outcome column (the suite's badge says so)
     assert "<td>120</td>" in section and "<td>0.25</td>" in section
+    failed = render_html(summarize([{**rec, "outcome": "failed", "message": "slow"}]), HARDWARE,
+                         INFO, TEMPLATES).split("<h4>Performance</h4>")[1]
+    assert "<th>outcome</th>" in failed and 'title="slow">failed</span>' in failed
