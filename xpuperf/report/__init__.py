@@ -97,6 +97,7 @@ def render_html(rows: Sequence[Row], hardware: str, info: Mapping[str, Any],
         statuses=_distinct(r.status for r in rows), families=_distinct(r.family for r in rows),
         precisions=_distinct(r.precision for r in rows),
         usual_gaps={attr: usual_gap(rows, attr) for attr in GAPS}, gaps=GAPS,
+        usual_note=usual([r.metric_note for r in rows]),
         figures=figures([(r.precision, r) for r in rows], panel=lambda r: r.model)))
 
 
@@ -159,9 +160,14 @@ def usual_gap(rows: Sequence[Row], attr: str) -> str | None:
     device-resident path; no RAPL zone): the page says it once, above the
     combinations, and beside a combination only a different one.
     """
-    reasons = [r for row in rows for r in [next((getattr(p, attr) for p in row.perf
-                                                 if getattr(p, attr)), None)] if r]
-    return max(set(reasons), key=reasons.count) if reasons else None
+    return usual([next((getattr(p, attr) for p in row.perf if getattr(p, attr)), None)
+                  for row in rows])
+
+
+def usual(texts: Iterable[str | None]) -> str | None:
+    """The commonest of these texts (None and empty ones aside), or None."""
+    texts = [t for t in texts if t]
+    return max(set(texts), key=texts.count) if texts else None
 
 
 def _distinct(values: Iterable[str]) -> list[str]:
