@@ -96,6 +96,8 @@ def render_html(rows: Sequence[Row], hardware: str, info: Mapping[str, Any],
         table_rows=sorted(rows, key=lambda r: status_rank(r.status)),
         statuses=_distinct(r.status for r in rows), families=_distinct(r.family for r in rows),
         precisions=_distinct(r.precision for r in rows),
+        usual_gaps={attr: usual_gap(rows, attr) for attr in GAPS}, gaps=GAPS,
+        usual_note=usual([r.metric_note for r in rows]),
         figures=figures([(r.precision, r) for r in rows], panel=lambda r: r.model)))
 
 
@@ -146,6 +148,28 @@ def _now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+# Why a combination has no figures of a kind: PerfPoint's reason attribute -> what
+# the page calls the figures missing.
+GAPS = {"resident_skipped": "device-resident", "energy_unavailable": "energy"}
+
+
+def usual_gap(rows: Sequence[Row], attr: str) -> str | None:
+    """The reason most combinations give for no figures of one kind (a GAPS attr).
+
+    On one machine it is mostly one sentence for all of them (CPU offers no
+    device-resident path; no RAPL zone): the page says it once, above the
+    combinations, and beside a combination only a different one.
+    """
+    return usual([next((getattr(p, attr) for p in row.perf if getattr(p, attr)), None)
+                  for row in rows])
+
+
+def usual(texts: Iterable[str | None]) -> str | None:
+    """The commonest of these texts (None and empty ones aside), or None."""
+    texts = [t for t in texts if t]
+    return max(set(texts), key=texts.count) if texts else None
+
+
 def _distinct(values: Iterable[str]) -> list[str]:
     return sorted(set(values), key=lambda v: (status_rank(v), v))
 
@@ -160,7 +184,8 @@ def _sort_value(value: float | None) -> Markup:
     """A cell's data-v attribute (what the page sorts on), or nothing when missing."""
     if value is None or not math.isfinite(value):
         return Markup("")
-    return Markup(' data-v="%r"') % float(value)
+    # Six significant digits order the cells as well as seventeen, at a third of the bytes.
+    return Markup(' data-v="%s"') % f"{float(value):.6g}"
 
 
 def zoo_version(path: Path) -> str:

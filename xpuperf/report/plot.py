@@ -57,7 +57,7 @@ def line_panel(title: str, series: Sequence[tuple[str, Style, Sequence[tuple[flo
               for label, style, pts in series]
     series = [s for s in series if s[2]]
     width, height = LEFT + PANEL_W + RIGHT, TOP + PANEL_H + BOTTOM
-    head = (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+    head = (f'<svg width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}" role="img" class="panel" '
             f'aria-label="{escape(title)}: {escape(y_label)} against {escape(x_label)}">'
             f'<text x="4" y="14" class="title">{escape(title)}</text>')
@@ -79,20 +79,23 @@ def line_panel(title: str, series: Sequence[tuple[str, Style, Sequence[tuple[flo
     out = [head, f'<rect x="{LEFT}" y="{TOP}" width="{PANEL_W}" height="{PANEL_H}" class="frame"/>']
     out += _x_ticks(xs, sx, TOP, TOP + PANEL_H, x_text)
     out += _y_ticks(y_ticks, sy, LEFT, LEFT + PANEL_W)
-    out.append(f'<text x="{LEFT + PANEL_W}" y="{height - 4}" text-anchor="end" '
-               f'class="axis-label">{escape(x_label)}</text>')
-    out.append(f'<text x="{LEFT + PANEL_W}" y="14" text-anchor="end" class="axis-label">'
+    out.append(f'<text x="{LEFT + PANEL_W}" y="{height - 4}" class="axis-label e">{escape(x_label)}</text>')
+    out.append(f'<text x="{LEFT + PANEL_W}" y="14" class="axis-label e">'
                f'{escape(y_label)}{" (log)" if log_y else ""}</text>')
     for label, style, pts in series:
         drawn = [(x, y, sx(x), sy(y)) for x, y in pts if y > 0 or not log_y]
-        out.append(f'<g class="series"><title>{escape(label)}</title>')
+        # One tooltip per line, its every point: a title per marker was a fifth of
+        # the charts of a whole tier, and the combinations' tables hold each figure.
+        at = [f"bs {x}" if x_label == "batch size" else f"{x_text(x)} {x_label}"
+              for x, _, _, _ in drawn]
+        tip = "; ".join(f"{a} {fmt_num(y)}" for a, (_, y, _, _) in zip(at, drawn))
+        out.append(f'<g class="series"><title>{escape(f"{label}: {tip} {y_label}")}</title>')
         if len(drawn) > 1:
             coords = " ".join(f"{px:.0f},{py:.0f}" for _, _, px, py in drawn)
             out.append(f'<polyline points="{coords}" fill="none" stroke="{style.color}" '
                        f'stroke-width="2"/>')
-        for x, y, px, py in drawn:
-            at = f"bs {x}" if x_label == "batch size" else f"{x_text(x)} {x_label}"
-            out.append(_marker(style, px, py, escape(f"{label}: {at}, {fmt_num(y)} {y_label}")))
+        for _, _, px, py in drawn:
+            out.append(_marker(style, px, py))
         out.append("</g>")
     out.append("</svg>")
     return "".join(out)
@@ -116,7 +119,7 @@ def latency_panel(title: str, ranges: Sequence[Range], width: int = 440) -> str:
     label_w = 210
     rows = [r for r in ranges if r.p50 is not None and r.p50 > 0]
     height = TOP + BAR_ROW * max(len(rows), 1) + BOTTOM
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+    out = [f'<svg width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" role="img" class="panel latency" '
            f'aria-label="{escape(title)}: latency percentiles">'
            f'<text x="4" y="14" class="title">{escape(title)}</text>']
@@ -129,29 +132,25 @@ def latency_panel(title: str, ranges: Sequence[Range], width: int = 440) -> str:
     sx = _log_scale(ticks[0], ticks[-1], x0, x1)
     bottom = TOP + BAR_ROW * len(rows)
     out += _x_ticks(ticks, sx, TOP, bottom, lambda t: fmt_num(t, 3))
-    out.append(f'<text x="{x1}" y="{height - 4}" text-anchor="end" class="axis-label">'
+    out.append(f'<text x="{x1}" y="{height - 4}" class="axis-label e">'
                f'ms (log)</text>')
     for i, r in enumerate(rows):
         y = TOP + BAR_ROW * i + BAR_ROW / 2
         c = r.style.color
-        # The label is drawn beside the range: the tooltip holds the figures only.
-        tip = escape(f"p50 {fmt_num(r.p50)}, p90 {fmt_num(r.p90)}, "
-                     f"p99 {fmt_num(r.p99)}, p99.9 {fmt_num(r.p999)} ms")
         # The colour once on the group, the widths in report.css (.whisker, .box,
-        # .p99): a page of every smoke combination stays small.
-        out.append(f'<g class="range" stroke="{c}"><title>{tip}</title>'
-                   f'<text x="{x0 - 6}" y="{y + 4:.0f}" text-anchor="end" class="tick">'
+        # .p99), each stroke a short path: a page of every smoke combination stays small.
+        # No tooltip: the figures are the combination's performance table's (p99.9
+        # its result file's), and 400 of them were a tenth of a smoke run's page.
+        out.append(f'<g class="range" stroke="{c}">'
+                   f'<text x="{x0 - 6}" y="{y + 4:.0f}" class="tick e">'
                    f'{escape(r.label)}</text>')
         top = r.p999 or r.p99 or r.p90
         if top:
-            out.append(f'<line x1="{sx(r.p50):.0f}" y1="{y:.0f}" x2="{sx(top):.0f}" y2="{y:.0f}" '
-                       f'class="whisker"/>')
+            out.append(f'<path d="M{sx(r.p50):.0f} {y:.0f}H{sx(top):.0f}" class="whisker"/>')
         if r.p90:
-            out.append(f'<line x1="{sx(r.p50):.0f}" y1="{y:.0f}" x2="{sx(r.p90):.0f}" '
-                       f'y2="{y:.0f}" class="box"/>')
+            out.append(f'<path d="M{sx(r.p50):.0f} {y:.0f}H{sx(r.p90):.0f}" class="box"/>')
         if r.p99:
-            out.append(f'<line x1="{sx(r.p99):.0f}" y1="{y - 5:.0f}" x2="{sx(r.p99):.0f}" '
-                       f'y2="{y + 5:.0f}" class="p99"/>')
+            out.append(f'<path d="M{sx(r.p99):.0f} {y - 5:.0f}v10" class="p99"/>')
         out.append(f'<circle cx="{sx(r.p50):.0f}" cy="{y:.0f}" r="3.5"/></g>')
     out.append("</svg>")
     return "".join(out)
@@ -181,7 +180,7 @@ def roofline_svg(points: Sequence[RoofPoint], ceilings: Sequence[Ceiling]) -> st
     ceilings = [c for c in ceilings if c.flops > 0 and math.isfinite(c.flops)]
     left, label_w = 64, 240
     width, height = left + ROOF_W + label_w, TOP + ROOF_H + 40
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+    out = [f'<svg width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" role="img" class="roofline" '
            f'aria-label="roofline: achieved FLOP/s against arithmetic intensity">']
     if not points:
@@ -196,8 +195,7 @@ def roofline_svg(points: Sequence[RoofPoint], ceilings: Sequence[Ceiling]) -> st
     out.append(f'<rect x="{left}" y="{TOP}" width="{ROOF_W}" height="{ROOF_H}" class="frame"/>')
     out += _x_ticks(x_ticks, sx, TOP, TOP + ROOF_H, lambda t: fmt_num(t, 3))
     out += _y_ticks(y_ticks, sy, left, left + ROOF_W)
-    out.append(f'<text x="{left + ROOF_W / 2}" y="{height - 6}" text-anchor="middle" '
-               f'class="axis-label">arithmetic intensity (FLOPs / byte, log)</text>')
+    out.append(f'<text x="{left + ROOF_W / 2}" y="{height - 6}" class="axis-label m">arithmetic intensity (FLOPs / byte, log)</text>')
     out.append(f'<text x="4" y="{TOP - 6}" class="axis-label">achieved FLOP/s (log)</text>')
     last = math.inf
     for c in sorted(ceilings, key=lambda c: c.flops):
@@ -251,10 +249,9 @@ def _x_ticks(ticks: Sequence[float], sx: Callable[[float], float], top: float, b
     out, last = [], -math.inf
     for t in ticks:
         x = sx(t)
-        out.append(f'<line x1="{x:.0f}" y1="{top}" x2="{x:.0f}" y2="{bottom}" class="grid"/>')
+        out.append(f'<path d="M{x:.0f} {top}V{bottom}" class="grid"/>')
         if x - last >= MIN_TICK_GAP:
-            out.append(f'<text x="{x:.0f}" y="{bottom + 13}" text-anchor="middle" '
-                       f'class="tick">{text(t)}</text>')
+            out.append(f'<text x="{x:.0f}" y="{bottom + 13}" class="tick m">{text(t)}</text>')
             last = x
     return out
 
@@ -264,14 +261,14 @@ def _y_ticks(ticks: Sequence[float], sy: Callable[[float], float], left: float,
     out = []
     for t in ticks:
         y = sy(t)
-        out.append(f'<line x1="{left}" y1="{y:.0f}" x2="{right}" y2="{y:.0f}" class="grid"/>'
-                   f'<text x="{left - 4}" y="{y + 4:.0f}" text-anchor="end" class="tick">'
+        out.append(f'<path d="M{left} {y:.0f}H{right}" class="grid"/>'
+                   f'<text x="{left - 4}" y="{y + 4:.0f}" class="tick e">'
                    f'{fmt_num(t, 3)}</text>')
     return out
 
 
-def _marker(style: Style, x: float, y: float, tip: str) -> str:
-    title, color = f"<title>{tip}</title>", style.color
+def _marker(style: Style, x: float, y: float, tip: str = "") -> str:
+    title, color = f"<title>{tip}</title>" if tip else "", style.color
     if style.marker == "circle":
         return f'<circle cx="{x:.0f}" cy="{y:.0f}" r="4" fill="{color}">{title}</circle>'
     if style.marker == "square":

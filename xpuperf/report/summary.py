@@ -26,10 +26,16 @@ _PREFERRED_SCENARIO = "offline"
 # reported (a worker's crash dump, handed to every item of its group) is kept
 # once: the later ones point at the first.
 _REPEAT_MIN = 300
+# The counts of non-finite values among the numerics (the reference's too).
+_COUNTS = (*NONFINITE_KEYS, "reference_nonfinite")
 # Record keys that say which item a record is, not what it measured.
 _IDENTITY = frozenset({"suite", "combination", "model", "dataset", "precision", "hardware",
                        "framework", "domain", "family", "weights", "outcome", "message",
                        "audit", "expected_failure", "expected_reason"})
+# And the keys of an audit record that say where and how long it ran (its pytest
+# item, the host of the page's header): the page shows an audit's measured figures only, three
+# audits per combination; records.json keeps these.
+_AUDIT_BOOKKEEPING = _IDENTITY | {"item", "host", "duration_s"}
 
 
 @dataclass
@@ -105,6 +111,10 @@ class Row(_Figures):
     def output_columns(self) -> list[str]:
         """The DiffStats keys any output carries: the known ones in order, then the rest."""
         seen = {k for stats in self.outputs.values() for k in stats}
+        # Counts of non-finite values that are all 0 say nothing (the page says so
+        # once): three columns of zeros per combination of a tier.
+        if not any(stats.get(k) for stats in self.outputs.values() for k in _COUNTS):
+            seen -= set(_COUNTS)
         return [k for k in DIFF_KEYS if k in seen] + sorted(seen - set(DIFF_KEYS))
 
     @property
@@ -262,7 +272,8 @@ def _merge(row: Row, rec: Mapping[str, Any]) -> None:
     if suite == "audit":
         name = str(rec.get("audit") or "")
         row.audits.append(AuditPoint(audit=name, outcome=outcome, message=message,
-                                     figures={k: v for k, v in rec.items() if k not in _IDENTITY}))
+                                     figures={k: v for k, v in rec.items()
+                                              if k not in _AUDIT_BOOKKEEPING}))
         if message:
             res.messages.append(f"{name}: {message}" if name else message)
         return
