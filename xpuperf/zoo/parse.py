@@ -97,7 +97,7 @@ def parse_zoo(text: str, tier: str = "full", path: Path = Path("zoo.yaml")) -> Z
     v.fields("defaults", defaults, {k: (False, MODEL_FIELDS[k][1]) for k in DEFAULT_FIELDS})
     settings = tier_settings(v, data.get("tiers"), tier)
 
-    from xpuperf.datasets import FORMATS  # a table of names, imports no loader
+    from xpuperf.datasets.formats import FORMATS  # a table of names, imports no loader
     datasets = {}
     for name, raw in data["datasets"].items():
         where = f"datasets.{name}"
@@ -254,7 +254,7 @@ def _check_options(v: "_Validator", where: str, options: Mapping[str, Any],
     """Check a model's dataset_options (``$dims`` substituted) against what its
     dataset's format reads, so that a misspelt or mistyped option stops the load
     here rather than a run later."""
-    from xpuperf.datasets import FORMATS
+    from xpuperf.datasets.formats import FORMATS
 
     takes = FORMATS[fmt].options
     for key, value in options.items():
