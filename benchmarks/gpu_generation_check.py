@@ -90,13 +90,14 @@ def timed(engine, requests) -> dict:
 def full(spec, tokens: int) -> None:
     from backends.gpu.generation import StaticCacheEngine
     from backends.torch_generation import TorchEngine
-    from xpuperf.generation import device, prompts
+    from xpuperf.ceilings import torch_copy
+    from xpuperf.generation import prompts
     from xpuperf.generation.models import LMArtifact
 
     start = time.perf_counter()
     artifact = LMArtifact(spec.name, spec.builder, spec.config, spec.seed, ("cuda", "fp16"))
     facts = artifact.facts()
-    bandwidth = device.memory_bandwidth({}, "cuda").value
+    bandwidth = torch_copy("cuda").value
     floor_ms = facts.weight_bytes("fp16") / bandwidth * 1e3
     print(f"  {spec.name} fp16: weights {facts.weight_bytes('fp16') / 1e9:.2f} GB, copy "
           f"bandwidth {bandwidth / 1e12:.2f} TB/s, TPOT floor {floor_ms:.2f} ms")

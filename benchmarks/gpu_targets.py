@@ -57,7 +57,7 @@ from xpuperf import datasets  # noqa: E402
 from xpuperf.measure import flops, loadgen, resident
 from xpuperf.batches import calibration_feeds, perf_indices  # noqa: E402
 from xpuperf.cache import Cache  # noqa: E402
-from xpuperf.generation import device  # noqa: E402
+from xpuperf.ceilings import torch_gemm  # noqa: E402
 from xpuperf.models.artifact import ModelArtifact  # noqa: E402
 from xpuperf.conformance.numerics import check, diff_stats  # noqa: E402
 from xpuperf.zoo import load_zoo  # noqa: E402
@@ -217,7 +217,7 @@ def flops_per_sample(bench: Bench, name: str) -> tuple[float, str]:
 def bert_qps(bench: Bench) -> None:
     sizes = tuple(bench.args.batch_sizes)
     compiled = bench.compiled("bert-torch", "fp16", sizes, bench.args.mode)
-    ceiling = device.peak_flops({}, "fp16", bench.device)  # what the LLM figures use too
+    ceiling = torch_gemm("fp16", bench.device)  # what the LLM figures use too
     peak = ceiling.value
     per_sample, source = flops_per_sample(bench, "bert-torch")
     bench.say(f"fp16 GEMM ceiling: {peak / 1e12:,.3g} TFLOP/s ({ceiling.source}); "

@@ -10,8 +10,9 @@ with the same reason; the next group gets a fresh worker.
 """
 from __future__ import annotations
 
-import warnings
+import functools
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -22,15 +23,13 @@ from backends.base import Backend, CompileReport
 from xpuperf.measure import flops
 from xpuperf.batches import batch_free, eval_batch_size, run_in_batches
 from xpuperf.cache import Cache, content_key
+from xpuperf.ceilings import Ceiling, Ceilings, element_bytes
 from xpuperf.datasets.base import Dataset
 from xpuperf.models.artifact import ModelArtifact
 from xpuperf.models.entry import SetupError, ZooEntry
 from xpuperf.worker.process import RemoteError, StartFailed, Worker, WorkerLost
 from xpuperf.zoo import Combination, ModelSpec, PerfCase, Zoo
 
-# Bytes of a float element at each precision, for bytes per sample (an estimate:
-# a backend may keep some tensors wider).
-FLOAT_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1, "fp8": 1}
 HOST = "xpuperf.worker.host:GroupHost"
 START_FIX = "raise it with $XPUPERF_START_TIMEOUT=SECONDS"
 
@@ -87,15 +86,6 @@ def lost_why(failure: str) -> str:
 
 
 @dataclass(frozen=True)
-class Peak:
-    """Peak FLOP/s at one precision and where the figure came from; ``flops`` is
-    None when it could not be had (``source`` says why)."""
-
-    flops: float | None
-    source: str
-
-
-@dataclass(frozen=True)
 class Compilation:
     """A group's compile, as its worker reported it."""
 
@@ -136,7 +126,6 @@ class BenchSession:
         self._failed: dict[str, str] = {}  # group -> why its worker was lost
         self._outputs: dict[str, dict[str, np.ndarray]] = {}
         self._costs: dict[tuple[str, int, str], flops.GraphCost] = {}
-        self._peaks: dict[str, Peak] = {}
         self._overran: dict[str, str] = {}  # model -> what of its parent's work ran too long
 
     # ------------------------------------------------------------------ per model
@@ -334,7 +323,7 @@ class BenchSession:
         if key not in self._costs:
             self._costs[key] = flops.count_file(
                 self.artifact(combo.model).onnx_path(), batch_size,
-                FLOAT_BYTES.get(combo.precision),
+                element_bytes(combo.precision),
                 {t.name: t.batch_shape(batch_size) for t in combo.model.inputs})
         return self._costs[key]
 
@@ -363,30 +352,30 @@ class BenchSession:
         """The graph figures, the peak FLOP/s and the MFU of ``qps`` samples/s."""
         figures = self.graph_figures(combo, batch_size)
         peak = self.peak_flops(combo)
-        return {**figures, "peak_flops": peak.flops, "peak_flops_source": peak.source,
-                "mfu": flops.mfu(figures["flops_per_sample"], qps, peak.flops)}
+        return {**figures, "peak_flops": peak.value, "peak_flops_source": peak.source,
+                "mfu": flops.mfu(figures["flops_per_sample"], qps, peak.value)}
 
-    def peak_flops(self, combo: Combination) -> Peak:
+    @functools.cached_property
+    def ceilings(self) -> Ceilings:
+        return Ceilings(self.backend.name, self.backend.info())
+
+    def peak_flops(self, combo: Combination) -> Ceiling:
         """The backend's peak FLOP/s at the combination's precision: what its
-        info() declares ("peak_flops": a number, or one per precision), else
-        measured once per session with an n x n GEMM (tiers.<tier>.peak_gemm) in
-        the group's worker. Measured in the session, so that the MFU of a busy
-        machine is not judged against the peak of a quiet one, or the other way
-        round."""
+        info() declares, else measured once per session with an n x n GEMM
+        (tiers.<tier>.peak_gemm) in the group's worker. Measured in the session,
+        so that the MFU of a busy machine is not judged against the peak of a
+        quiet one, or the other way round. A lost worker costs this figure, and
+        the next group measures again."""
         precision = combo.precision
-        declared = self.backend.info().get("peak_flops")
-        if isinstance(declared, Mapping):
-            declared = declared.get(precision)
-        if isinstance(declared, (int, float)) and not isinstance(declared, bool) and declared > 0:
-            return Peak(float(declared), "declared by the backend")
-        if precision not in self._peaks:
+
+        def measure() -> Ceiling:
             if precision not in self.backend.precisions():
-                return Peak(None, f"not measured: {self.backend.name} does not offer {precision}")
-            try:
-                self._peaks[precision] = Peak(**self._call(combo, "peak", precision=precision))
-            except BackendFailure as e:
-                return Peak(None, f"not measured: {str(e).splitlines()[0]}")
-        return self._peaks[precision]
+                return Ceiling(None, f"not measured: {self.backend.name} does not offer {precision}")
+            return Ceiling(**self._call(combo, "peak", precision=precision))
+        try:
+            return self.ceilings.peak_flops(precision, self.hardware, measure)
+        except BackendFailure as e:
+            return Ceiling(None, f"not measured: {str(e).splitlines()[0]}")
 
     # ------------------------------------------------------------------ lifetime
     def release_group(self, group: str) -> None:

@@ -14,8 +14,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from backends.generation import LMArtifactLike
-
-BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "int8": 1, "fp8": 1}
+from xpuperf.ceilings import element_bytes
 
 
 @dataclass(frozen=True)
@@ -188,10 +187,10 @@ class LMFacts:
     shape: LMShape
 
     def weight_bytes(self, precision: str) -> int:
-        return self.read_params * BYTES[precision]
+        return self.read_params * element_bytes(precision)
 
     def kv_bytes_per_token(self, precision: str) -> int:
-        return 2 * self.shape.layers * self.shape.kv_dim * BYTES[precision]
+        return 2 * self.shape.layers * self.shape.kv_dim * element_bytes(precision)
 
     def flops_per_token(self, context: float) -> float:
         """Multiply-adds count 2: the weights' 2 x read params, plus attention's

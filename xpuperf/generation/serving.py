@@ -6,13 +6,15 @@ nothing here trusts a number the engine reports.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from backends.base import Backend
 from backends.generation import GenerationEngine, Request
-from xpuperf.generation import accuracy, device, endpoint, harness, prompts
+from xpuperf.ceilings import Ceilings, torch_gemm
+from xpuperf.generation import accuracy, endpoint, harness, prompts
 from xpuperf.generation.metrics import Bounds, decode_bandwidth_utilization, prefill_mfu
 from xpuperf.generation.models import LMArtifact
 from xpuperf.generation.settings import Settings, load_trace
@@ -32,13 +34,13 @@ class LLMSession:
     offline capacity the server loads a fraction of, the measured ceilings.
     ``build_on``: where the models are built (LMArtifact), for a benchmark of a big
     model; the accuracy gates then have no reference. ``ceilings``: those already
-    measured (``self.ceilings`` of an earlier session), not measured again.
+    measured (``self.ceilings.wire()`` of an earlier session), not measured again.
     ``settings``: an OpenAI-compatible server to measure instead of the backend's
     engine (then no model is built here), SLOs, arrivals, percentiles."""
 
     def __init__(self, backend: Backend, options: Mapping[str, str],
                  build_on: tuple[str, str] | None = None,
-                 ceilings: Mapping[str, device.Ceiling] | None = None,
+                 ceilings: Mapping[str, Sequence[Any]] | None = None,
                  settings: Settings | None = None):
         self.backend, self.options, self.build_on = backend, dict(options), build_on
         self.settings = settings or Settings()
@@ -48,7 +50,7 @@ class LLMSession:
         self._engine: tuple[str, GenerationEngine] | None = None
         self._references: dict[str, dict[str, Any]] = {}
         self._capacity: dict[str, float] = {}
-        self.ceilings: dict[str, device.Ceiling] = dict(ceilings or {})
+        self._measured = dict(ceilings or {})
         self._meter: energy.Meter | None = None
 
     # ------------------------------------------------------------------ lifetime
@@ -206,12 +208,9 @@ class LLMSession:
         if self.settings.endpoint:
             return {}
         facts = self.artifact(spec).facts()
-        info = self.backend.info()
         where = self.engine(spec, precision).device
-        bandwidth = self._ceiling(f"bandwidth-{where}",
-                                  lambda: device.memory_bandwidth(info, where))
-        peak = self._ceiling(f"flops-{precision}-{where}",
-                             lambda: device.peak_flops(info, precision, where))
+        bandwidth = self.ceilings.memory_bandwidth(where)
+        peak = self.ceilings.peak_flops(precision, where, lambda: torch_gemm(precision, where))
         context = spec.prompt_tokens + spec.output_tokens / 2
         step_bytes = facts.weight_bytes(precision) + \
             concurrency * context * facts.kv_bytes_per_token(precision)
@@ -228,10 +227,10 @@ class LLMSession:
                        prefill_mfu=prefill_mfu(flops, fig["ttft_ms"]["p50"], peak.value))
         return out
 
-    def _ceiling(self, key: str, measure: Any) -> device.Ceiling:
-        if key not in self.ceilings:
-            self.ceilings[key] = measure()
-        return self.ceilings[key]
+    @functools.cached_property
+    def ceilings(self) -> Ceilings:
+        """The backend's declared ceilings, and those measured on the engine's device."""
+        return Ceilings(self.backend.name, self.backend.info(), self._measured)
 
     # ------------------------------------------------------------------ accuracy
     def check_accuracy(self, spec: GenerationSpec, precision: str

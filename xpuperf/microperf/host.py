@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from backends.base import Backend, CompileError
+from xpuperf.ceilings import GEMM_N, Ceiling, Ceilings
 from xpuperf.microperf import correctness, ops, peaks, timing
 from xpuperf.microperf.xccl import SAMPLES  # one key for ops' and collectives' samples
 from xpuperf.worker.process import RemoteError, Worker, WorkerLost
@@ -101,7 +102,7 @@ class MicroHost:
             import torch
 
             self._llc = timing.llc_bytes(torch.device(self._provider.device))
-        self._ceilings: dict[str, float | None] = {}
+        self._ceilings = Ceilings(backend.name, self._info)
 
     def describe(self) -> dict[str, Any]:
         p = self._provider
@@ -112,45 +113,28 @@ class MicroHost:
                 "device_name": str(self._info.get("device", ""))}
 
     # ------------------------------------------------------------------ ceilings
-    def _gemm_ceiling(self, precision: str) -> float | None:
-        """The best n x n GEMM of the op table at ``precision`` (n as the LLM
-        ceilings take it: xpuperf.generation.device.GEMM_N), or the backend's
-        declared peak."""
-        from xpuperf.generation import device
-
-        if precision in self._ceilings:
-            return self._ceilings[precision]
-        declared = device._declared(self._info, "peak_flops", precision)
-        value = declared
-        if value is None and precision in ops.table()["gemm"].dtypes:
+    def _gemm_ceiling(self, precision: str) -> Ceiling:
+        """The backend's declared peak, else the best n x n GEMM of the op table
+        at ``precision`` (n as the LLM ceilings take it: xpuperf.ceilings.GEMM_N)."""
+        def measure() -> Ceiling:
+            source = f"the best {precision} GEMM of the op table, this session"
+            if precision not in ops.table()["gemm"].dtypes:
+                return Ceiling(None, source)
             import torch
 
-            n = self._budget.ceiling_n or device.GEMM_N.get(
-                torch.device(self._provider.device).type, 512)
+            n = self._budget.ceiling_n or GEMM_N.get(torch.device(self._provider.device).type, 512)
             args = {"M": n, "K": n, "N": n}
             # Its best call counts: a short run is enough.
             seconds = min(self._timed("gemm", args, precision, timing.Budget(0.0, 0.1, 10))[1]
                           .seconds)
-            value = 2.0 * n ** 3 / seconds
-        self._ceilings[precision] = value
-        return value
-
-    @functools.cached_property
-    def _bandwidth(self) -> tuple[float | None, str]:
-        from xpuperf.generation import device
-
-        found = device.memory_bandwidth(self._info, self._provider.device)
-        return found.value, found.source
+            return Ceiling(2.0 * n ** 3 / seconds, source)
+        return self._ceilings.peak_flops(precision, self._provider.device, measure)
 
     def _measured(self, precision: str) -> peaks.Peaks:
-        from xpuperf.generation import device
-
-        bandwidth, source = self._bandwidth
+        bandwidth = self._ceilings.memory_bandwidth(self._provider.device)
         flops = self._gemm_ceiling(precision)
-        gemm = ("declared by the backend" if device._declared(self._info, "peak_flops", precision)
-                else f"the best {precision} GEMM of the op table, this session")
-        return peaks.Peaks(f"compute: {gemm}; copy: {source}",
-                           {precision: flops} if flops else {}, bandwidth)
+        return peaks.Peaks(f"compute: {flops.source}; copy: {bandwidth.source}",
+                           {precision: flops.value} if flops.value else {}, bandwidth.value)
 
     # ------------------------------------------------------------------ one case
     def _put(self, made: ops.Tensors, name: str, value: Any, pinned: bool) -> Any:

@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping
 
+from xpuperf.ceilings import element_bytes
 from xpuperf.microperf.workloads import DTYPE_ALIASES
 
 
@@ -403,11 +404,6 @@ class Figures:
                 **self.extra}
 
 
-def itemsize(p: str) -> int:
-    return {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1, "int32": 4,
-            "int64": 8, "fp64": 8}[p]
-
-
 def figures(spec: OpSpec, args: Mapping[str, Any], p: str, seconds: float) -> Figures:
-    return Figures(spec.flops(args), spec.bytes(args, itemsize(p), itemsize(spec.out_dtype(p))),
-                   seconds)
+    return Figures(spec.flops(args),
+                   spec.bytes(args, element_bytes(p), element_bytes(spec.out_dtype(p))), seconds)

@@ -1,6 +1,6 @@
 """Share of peak, two ways, for every micro-benchmark figure: of the device's
 ceiling measured in this session (its best GEMM per precision and its best
-large copy: xpuperf.generation.device, the ceilings the LLM figures use), and
+large copy: xpuperf.ceilings, the table the other items' ceilings are in too), and
 of the card's datasheet (datasheet.yaml beside this file; a vendor adds a row).
 
 An op is judged against the ceiling of what bounds it at its arithmetic

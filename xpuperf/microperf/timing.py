@@ -34,7 +34,7 @@ class Budget:
     warmup_s: float
     measure_s: float
     max_calls: int = 100_000
-    # The measured GEMM ceiling's n; None: xpuperf.generation.device.GEMM_N's.
+    # The measured GEMM ceiling's n; None: xpuperf.ceilings.GEMM_N's.
     ceiling_n: int | None = None
 
 

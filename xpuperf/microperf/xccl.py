@@ -62,7 +62,8 @@ class Case:
     def __init__(self, op: str, args: dict[str, Any], rank: int, n: int, device: Any):
         import torch
 
-        from xpuperf.microperf.ops import STORAGE, itemsize, precision
+        from xpuperf.ceilings import element_bytes
+        from xpuperf.microperf.ops import STORAGE, precision
 
         p = precision(str(args.get("dtype", "fp32")))
         rows, dim = int(args["batch_size"]), int(args["dim_size"])
@@ -70,7 +71,7 @@ class Case:
             raise ValueError(f"{op}: batch_size {rows} must be a multiple of the world size {n}")
         if op == "p2p" and n % 2:
             raise ValueError(f"p2p pairs ranks (0-1, 2-3, ...): the world size {n} must be even")
-        self.size = rows * dim * itemsize(p)
+        self.size = rows * dim * element_bytes(p)
         dtype = getattr(torch, STORAGE[p])
         chunk = rows // n * dim
         total = rows * dim

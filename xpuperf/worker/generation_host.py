@@ -9,12 +9,10 @@ measurement; the parent receives each item's record fields and its problems.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any, Callable, Mapping
 
 from backends.generation import GenerationUnsupported
 from backends.registry import find
-from xpuperf.generation.device import Ceiling
 from xpuperf.generation.serving import LLMSession
 from xpuperf.generation.settings import Settings
 from xpuperf.zoo import load_zoo
@@ -35,7 +33,7 @@ class GenerationHost:
         self.spec = next(w for w in load_zoo(zoo, tier).generation if w.name == workload)
         self.precision = precision
         self.llm = LLMSession(find(hardware).load()(), options,
-                              ceilings={k: Ceiling(*v) for k, v in ceilings.items()},
+                              ceilings=ceilings,
                               settings=Settings.from_dict(settings))
 
     def start(self) -> dict[str, Any]:
@@ -62,4 +60,4 @@ class GenerationHost:
 
     def _answer(self, fields: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         return {"fields": fields, "problems": problems,
-                "ceilings": {k: list(asdict(c).values()) for k, c in self.llm.ceilings.items()}}
+                "ceilings": self.llm.ceilings.wire()}

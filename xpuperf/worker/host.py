@@ -303,7 +303,7 @@ class GroupHost:
         return {**asdict(verdict), "batch_size": bs}
 
     def peak(self, precision: str) -> dict[str, Any]:
-        """{"flops", "source"}: the backend's peak FLOP/s at ``precision``, measured
+        """{"value", "source"}: the backend's peak FLOP/s at ``precision``, measured
         with an n x n GEMM (tiers.<tier>.peak_gemm) compiled by the backend."""
         n = self.zoo.peak_gemm
         self.note(f"measuring the peak FLOP/s with a {n}x{n} GEMM at {precision}")
@@ -318,10 +318,10 @@ class GroupHost:
             finally:
                 compiled.close()
         except Exception as e:  # noqa: BLE001 - no peak means no MFU, not a failed item
-            return {"flops": None, "source": f"not measured: the {n}x{n} GEMM failed at "
+            return {"value": None, "source": f"not measured: the {n}x{n} GEMM failed at "
                                               f"{precision}: {type(e).__name__}: {e}"}
         best_s = float(run.latencies_ns.min()) / 1e9
-        return {"flops": flops.gemm_flops(n) / best_s,
+        return {"value": flops.gemm_flops(n) / best_s,
                 "source": f"measured: {n}x{n} GEMM at {precision}, fastest of {run.queries} runs"}
 
     def close(self) -> None:
