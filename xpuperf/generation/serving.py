@@ -50,7 +50,7 @@ class LLMSession:
         self._engine: tuple[str, GenerationEngine] | None = None
         self._references: dict[str, dict[str, Any]] = {}
         self._capacity: dict[str, float] = {}
-        self._measured = dict(ceilings or {})
+        self._handed_ceilings = dict(ceilings or {})
         self._meter: energy.Meter | None = None
 
     # ------------------------------------------------------------------ lifetime
@@ -230,7 +230,7 @@ class LLMSession:
     @functools.cached_property
     def ceilings(self) -> Ceilings:
         """The backend's declared ceilings, and those measured on the engine's device."""
-        return Ceilings(self.backend.name, self.backend.info(), self._measured)
+        return Ceilings(self.backend.name, self.backend.info(), self._handed_ceilings)
 
     # ------------------------------------------------------------------ accuracy
     def check_accuracy(self, spec: GenerationSpec, precision: str
