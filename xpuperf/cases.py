@@ -22,8 +22,7 @@ from xpuperf.generation.settings import ENDPOINT_PRECISION
 from xpuperf.microperf import ops, xccl
 from xpuperf.microperf.workloads import DTYPE_ALIASES, Workload
 from xpuperf.records import identity
-from xpuperf.zoo import Combination, PerfCase
-from xpuperf.zoo.generation import GenerationSpec
+from xpuperf.zoo import Combination, GenerationSpec, PerfCase
 
 AUDITS = ("accuracy", "caching", "seed")
 # The suite each model test function belongs to (the records' "suite" key).

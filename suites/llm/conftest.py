@@ -14,7 +14,7 @@ from xpuperf.cases import GenCase, gen_case
 from xpuperf.generation.settings import ENDPOINT_PRECISION
 from xpuperf.options import RUN
 from xpuperf.records import ITEM_KEY, RECORD_KEY, jsonable
-from xpuperf.zoo.generation import GenerationSpec
+from xpuperf.zoo import GenerationSpec
 
 NO_ACCURACY = "the accuracy gate against a server (GSM8K-style prompts) is not built yet"
 

@@ -10,8 +10,7 @@ from typing import Any, Mapping
 from xpuperf.generation.settings import Settings
 from xpuperf.session import BackendError, GroupFailed, call, lost_why
 from xpuperf.worker.process import Worker
-from xpuperf.zoo import Zoo
-from xpuperf.zoo.generation import GenerationSpec
+from xpuperf.zoo import GenerationSpec, Zoo
 
 HOST = "xpuperf.worker.generation_host:GenerationHost"
 

@@ -19,7 +19,7 @@ from xpuperf.generation.metrics import Bounds, decode_bandwidth_utilization, pre
 from xpuperf.generation.models import LMArtifact
 from xpuperf.generation.settings import Settings, load_trace
 from xpuperf.measure import energy
-from xpuperf.zoo.generation import GenerationSpec
+from xpuperf.zoo import GenerationSpec
 
 
 def describe(engine: GenerationEngine) -> str:

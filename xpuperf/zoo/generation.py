@@ -12,12 +12,10 @@ validator passed in raises the file:line errors.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
-if TYPE_CHECKING:
-    from xpuperf.zoo.parse import _Validator
-    from xpuperf.zoo.specs import ModelSpec
+from xpuperf.zoo.specs import GenerationSpec, ModelSpec, ServerSpec
+from xpuperf.zoo.validator import Validator
 
 GEN_SCENARIOS = ("offline", "single_stream", "server")
 GEN_PRECISIONS = ("fp32", "fp16", "bf16")
@@ -56,49 +54,8 @@ DEFAULT_TIMEOUT_S = 600.0
 REQUIRED = ("precisions", "prompt_tokens", "output_tokens", "requests", "concurrency", "scenarios")
 
 
-@dataclass(frozen=True)
-class ServerSpec:
-    """Poisson arrivals at ``rate`` requests/s, else ``load`` x the offline
-    requests/s at the largest concurrency; valid within both p99 bounds."""
-
-    rate: float | None
-    load: float
-    ttft_bound_ms: float
-    tpot_bound_ms: float
-    search_s: float  # the search for the highest valid rate stops past this
-    max_trials: int
-
-
-@dataclass(frozen=True)
-class GenerationSpec:
-    name: str
-    family: str
-    builder: str
-    config: Mapping[str, Any]
-    seed: int
-    precisions: tuple[str, ...]
-    prompt_tokens: int
-    output_tokens: int
-    requests: int  # per run
-    concurrency: tuple[int, ...]  # offline runs at each: tokens/s against concurrency
-    scenarios: tuple[str, ...]
-    server: ServerSpec
-    greedy_tokens: int
-    text_tokens: int
-    tolerances: Mapping[str, Mapping[str, float]]
-    timeout_s: float
-
-    def combo_id(self, precision: str) -> str:
-        return f"{self.name}-{precision}"
-
-    def case_id(self, precision: str, scenario: str, concurrency: int | None = None) -> str:
-        """test_generate[llama2-7b-fp16-in1024-out128-server]; offline names its concurrency."""
-        c = f"-c{concurrency}" if scenario == "offline" else ""
-        return f"{self.combo_id(precision)}-in{self.prompt_tokens}-out{self.output_tokens}{c}-{scenario}"
-
-
-def generation_workloads(v: "_Validator", raw: Any, tier: str,
-                         models: Mapping[str, "ModelSpec"]) -> tuple[GenerationSpec, ...]:
+def generation_workloads(v: Validator, raw: Any, tier: str,
+                         models: Mapping[str, ModelSpec]) -> tuple[GenerationSpec, ...]:
     if raw is None:
         return ()
     v.fields("generation", raw, {"defaults": (False, "map"), "workloads": (True, "map")})
@@ -110,8 +67,8 @@ def generation_workloads(v: "_Validator", raw: Any, tier: str,
                  for name, w in raw["workloads"].items())
 
 
-def _workload(v: "_Validator", name: str, raw: Any, defaults: Mapping[str, Any], tier: str,
-              models: Mapping[str, "ModelSpec"]) -> GenerationSpec:
+def _workload(v: Validator, name: str, raw: Any, defaults: Mapping[str, Any], tier: str,
+              models: Mapping[str, ModelSpec]) -> GenerationSpec:
     where = f"generation.workloads.{name}"
     v.entry_name(where, name, "workloads")  # a workload shares its model's name at will
     v.fields(where, raw, WORKLOAD_FIELDS)

@@ -5,15 +5,13 @@ saying what the file has; ``golden:`` names the data and expected outputs."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from xpuperf.zoo.specs import DTYPES, TensorSpec
-
-if TYPE_CHECKING:
-    from xpuperf.zoo.parse import _Validator
+from xpuperf.zoo.validator import Validator
 
 
-def from_file(v: "_Validator", where: str, name: str, merged: dict[str, Any]) -> tuple[list, list]:
+def from_file(v: Validator, where: str, name: str, merged: dict[str, Any]) -> tuple[list, list]:
     """For ``model: FILE``: fill ``merged`` with what the file answers (its inputs
     and outputs, framework onnx, the file as weights) and defaults for what a file
     does not say (family: the entry's name, domain other, dataset fake, batch
@@ -57,7 +55,7 @@ def from_file(v: "_Validator", where: str, name: str, merged: dict[str, Any]) ->
     return file_inputs, file_outputs
 
 
-def golden(v: "_Validator", where: str, merged: dict[str, Any]) -> None:
+def golden(v: Validator, where: str, merged: dict[str, Any]) -> None:
     """``golden: PATH`` (relative to the zoo file): the model's data is that folder
     or .npz file (dataset golden, xpuperf.datasets.golden), and its expected outputs
     are the reference."""
@@ -87,7 +85,7 @@ def _output_batched(t: Any, batch: int | None) -> bool | None:
     return bool(t.shape) and t.shape[0] == batch
 
 
-def _declared(v: "_Validator", where: str, t: Any, batch: int | None) -> dict[str, Any]:
+def _declared(v: Validator, where: str, t: Any, batch: int | None) -> dict[str, Any]:
     """A file's input as the zoo would declare it: batched on its first axis when
     that axis is the (free or fixed) batch axis, fed whole otherwise."""
     if t.dtype not in DTYPES:
@@ -101,7 +99,7 @@ def _declared(v: "_Validator", where: str, t: Any, batch: int | None) -> dict[st
     return {"name": t.name, "shape": shape, "dtype": t.dtype, "batched": batched}
 
 
-def _in_file(v: "_Validator", at: str, kind: str, name: str, tensors: list) -> Any:
+def _in_file(v: Validator, at: str, kind: str, name: str, tensors: list) -> Any:
     """The file's ``kind`` tensor named ``name``; a failure at ``at`` that lists the
     file's own where it has none."""
     found = next((t for t in tensors if t.name == name), None)
@@ -111,7 +109,7 @@ def _in_file(v: "_Validator", at: str, kind: str, name: str, tensors: list) -> A
     return found
 
 
-def check_against_file(v: "_Validator", inputs_at: str, outputs_at: str, batch_at: str,
+def check_against_file(v: Validator, inputs_at: str, outputs_at: str, batch_at: str,
                        inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...],
                        batch_sizes: list[int], file_inputs: list, file_outputs: list) -> int | None:
     """What the zoo declares must be what the file has; returns the file's fixed

@@ -8,7 +8,6 @@ is a file in xpuperf.zoo.model_file, the LLM workloads in xpuperf.zoo.generation
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -17,15 +16,15 @@ import yaml
 from backends.base import PRECISIONS
 from xpuperf import safe_yaml
 from xpuperf.zoo.specs import (DOMAINS, DTYPES, FLOAT_DTYPES, FRAMEWORKS, DatasetSpec, ModelSpec, TensorSpec,
-                               Zoo, ZooError)
-from xpuperf.zoo.tiers import (PICKS, TIERS, model_scenarios, selected, small_shapes,
-                               tier_settings)
+                               Zoo)
+from xpuperf.zoo.tiers import TIERS, model_scenarios, selected, small_shapes, tier_settings
+from xpuperf.zoo.validator import Validator, ZooError
 from xpuperf.zoo.generation import generation_workloads
 from xpuperf.zoo import model_file
 
 TOLERANCE_KEYS = ("max_abs", "mean_abs", "max_rel", "min_cosine", "rtol", "atol")
 
-# field -> (required, kind); kinds are checked by _Validator.kind
+# field -> (required, kind); kinds are checked by Validator.kind
 MODEL_FIELDS: dict[str, tuple[bool, str]] = {
     "family": (True, "str"),
     "framework": (True, "str"),
@@ -67,9 +66,6 @@ TOP_FIELDS = {"defaults": (False, "map"), "tiers": (False, "map"),
               "datasets": (True, "map"), "models": (True, "map"),
               "generation": (False, "map")}
 DEFAULT_FIELDS = ("precisions", "scenarios", "tolerances", "max_drop", "seed")
-# A model's (or LLM workload's) name, a path component of its results as it is
-# (_Validator.entry_name).
-ENTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # The zoo a user's zoo file (one without datasets:) layers on.
 BUILTIN_ZOO = Path(__file__).resolve().parents[2] / "zoo.yaml"
 
@@ -91,7 +87,7 @@ def parse_zoo(text: str, tier: str = "full", path: Path = Path("zoo.yaml")) -> Z
     data, lines = _read_yaml(text, path)
     if isinstance(data, dict) and "datasets" not in data and path.resolve() != BUILTIN_ZOO:
         data = _layered(data)
-    v = _Validator(path, lines)
+    v = Validator(path, lines)
     v.fields("", data, TOP_FIELDS)
     defaults = data.get("defaults") or {}
     v.fields("defaults", defaults, {k: (False, MODEL_FIELDS[k][1]) for k in DEFAULT_FIELDS})
@@ -144,7 +140,7 @@ def _layered(user: Mapping[str, Any]) -> dict[str, Any]:
     return layered
 
 
-def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
+def _model(v: Validator, name: str, raw: Any, defaults: Mapping, tier: str,
            datasets: Mapping[str, DatasetSpec]) -> ModelSpec:
     where = f"models.{name}"
     # A model that is a file needs none of the fields the file answers.
@@ -229,13 +225,13 @@ def _model(v: "_Validator", name: str, raw: Any, defaults: Mapping, tier: str,
     )
 
 
-def _timeout(v: "_Validator", where: str, value: Any) -> float | None:
+def _timeout(v: Validator, where: str, value: Any) -> float | None:
     if value is not None and not value > 0:
         v.fail(where, f"is the time limit of one item in seconds: must be > 0, got {value!r}")
     return None if value is None else float(value)
 
 
-def _substitute(v: "_Validator", where: str, value: Any, dims: Mapping[str, int]) -> Any:
+def _substitute(v: Validator, where: str, value: Any, dims: Mapping[str, int]) -> Any:
     """Replace "$name" strings by the entry's dim of that name, so that a size the
     model and its dataset share (a vocabulary, hash buckets) is stated once."""
     if isinstance(value, dict):
@@ -249,7 +245,7 @@ def _substitute(v: "_Validator", where: str, value: Any, dims: Mapping[str, int]
     return value
 
 
-def _check_options(v: "_Validator", where: str, options: Mapping[str, Any],
+def _check_options(v: Validator, where: str, options: Mapping[str, Any],
                    smoke_options: Mapping[str, Any] | None, fmt: str) -> None:
     """Check a model's dataset_options (``$dims`` substituted) against what its
     dataset's format reads, so that a misspelt or mistyped option stops the load
@@ -270,7 +266,7 @@ def _check_options(v: "_Validator", where: str, options: Mapping[str, Any],
                    f"the {fmt} format needs option {key!r}; add it to this model's dataset_options")
 
 
-def _tensor(v: "_Validator", where: str, raw: Any, dims: Mapping[str, int], need_shape: bool) -> TensorSpec:
+def _tensor(v: Validator, where: str, raw: Any, dims: Mapping[str, int], need_shape: bool) -> TensorSpec:
     if isinstance(raw, str):  # an output may be named alone
         raw = {"name": raw}
     v.fields(where, raw, {k: (req or (need_shape and k in ("shape", "dtype")), kind)
@@ -344,69 +340,3 @@ class _ZooLoader(safe_yaml.SafeLoader):
                 path = f"{prefix}[{i}]"
                 self.lines[path] = item.start_mark.line + 1
                 self._index(item, path)
-
-
-class _Validator:
-    def __init__(self, path: Path, lines: dict[str, int]):
-        self.path, self.lines = path, lines
-        self._names: dict[tuple[str, str], str] = {}  # entry_name's: (kind, lower case) -> where
-
-    def fail(self, where: str, message: str) -> None:
-        probe = where
-        while probe and probe not in self.lines:  # fall back to the nearest enclosing key
-            probe = probe.rsplit(".", 1)[0] if "." in probe else ""
-        line = f":{self.lines[probe]}" if probe else ""
-        raise ZooError(f"{self.path}{line}: {where or 'top level'}: {message}")
-
-    def entry_name(self, where: str, name: Any, kind: str = "models") -> None:
-        """A model's (or workload's) name names its result folder and its items: it
-        must be a path component as it is, and differ from the zoo's other entries
-        of its ``kind`` in more than case. Else "x/conv", "x_conv" and "x conv" would write one
-        result file, the last overwriting the others (on a case-insensitive
-        filesystem "X-conv" and "x-conv" too)."""
-        if not (isinstance(name, str) and ENTRY_NAME.fullmatch(name)):
-            self.fail(where, f"the name {name!r} names the entry's result folder and items: "
-                      "use letters, digits, '.', '_' and '-', starting with a letter or digit")
-        other = self._names.setdefault((kind, name.lower()), where)
-        if other != where:
-            self.fail(where, f"differs from {other} only in case: one result folder would "
-                      "hold both; rename one")
-
-    def fields(self, where: str, raw: Any, spec: Mapping[str, tuple[bool, str]]) -> None:
-        if not isinstance(raw, dict):
-            self.fail(where, f"must be a mapping, got {type(raw).__name__}")
-        for key in raw:
-            if key not in spec:
-                self.fail(f"{where}.{key}".lstrip("."),
-                          f"unknown field {key!r} (known: {', '.join(spec)})")
-        for key, (required, kind) in spec.items():
-            if key not in raw:
-                if required:
-                    self.fail(where, f"missing required field {key!r}")
-                continue
-            self.kind(f"{where}.{key}".lstrip("."), raw[key], kind)
-
-    def kind(self, where: str, value: Any, kind: str) -> None:
-        ok = {
-            "str": isinstance(value, str),
-            "str?": value is None or isinstance(value, str),
-            "bool": isinstance(value, bool),
-            "int": isinstance(value, int) and not isinstance(value, bool),
-            "num": isinstance(value, (int, float)) and not isinstance(value, bool),
-            "map": isinstance(value, dict),
-            "rgb": isinstance(value, list) and len(value) == 3 and all(
-                isinstance(x, (int, float)) and not isinstance(x, bool) for x in value),
-            "list": isinstance(value, list),
-            "pick": isinstance(value, str) or (isinstance(value, list) and bool(value) and all(
-                isinstance(x, int) and not isinstance(x, bool) for x in value)),
-        }[kind]
-        if not ok:
-            wanted = {"str": "a string", "str?": "a string or null", "bool": "true or false",
-                      "int": "an integer", "num": "a number", "map": "a mapping", "list": "a list",
-                      "rgb": "three numbers [R, G, B]",
-                      "pick": f"one of {', '.join(PICKS)} or a list of batch sizes"}[kind]
-            self.fail(where, f"must be {wanted}, got {value!r}")
-
-    def one_of(self, where: str, value: Any, allowed: tuple, what: str = "value") -> None:
-        if value not in allowed:
-            self.fail(where, f"unknown {what} {value!r} (known: {', '.join(map(str, allowed))})")

@@ -10,17 +10,13 @@ from typing import Any, Mapping
 
 from backends.base import PRECISIONS
 from xpuperf.zoo.tiers import DEFAULT_PEAK_GEMM, DEFAULT_TIMEOUT_S, ScenarioSpec, pick_batch_sizes
-from xpuperf.zoo.generation import GenerationSpec
+from xpuperf.zoo.validator import ZooError
 
 FRAMEWORKS = ("torch", "tf", "onnx")
 DOMAINS = ("nlp", "cv", "rec", "speech", "multimodal", "llm", "substructure", "other")
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int8", "uint8", "bool",
           "string")
 FLOAT_DTYPES = ("float32", "float16", "bfloat16", "float64")
-
-
-class ZooError(ValueError):
-    """A zoo.yaml problem, with its location: 'zoo.yaml:12: models.bert-torch.dtype: ...'."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +66,47 @@ class ModelSpec:
     max_drop: Mapping[str, float]
     timeout_s: float | None = None  # of one item; None: the tier's
     fixed_batch: int | None = None  # a model file whose batch axis is fixed at this size
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Poisson arrivals at ``rate`` requests/s, else ``load`` x the offline
+    requests/s at the largest concurrency; valid within both p99 bounds."""
+
+    rate: float | None
+    load: float
+    ttft_bound_ms: float
+    tpot_bound_ms: float
+    search_s: float  # the search for the highest valid rate stops past this
+    max_trials: int
+
+
+@dataclass(frozen=True)
+class GenerationSpec:
+    name: str
+    family: str
+    builder: str
+    config: Mapping[str, Any]
+    seed: int
+    precisions: tuple[str, ...]
+    prompt_tokens: int
+    output_tokens: int
+    requests: int  # per run
+    concurrency: tuple[int, ...]  # offline runs at each: tokens/s against concurrency
+    scenarios: tuple[str, ...]
+    server: ServerSpec
+    greedy_tokens: int
+    text_tokens: int
+    tolerances: Mapping[str, Mapping[str, float]]
+    timeout_s: float
+
+    def combo_id(self, precision: str) -> str:
+        return f"{self.name}-{precision}"
+
+    def case_id(self, precision: str, scenario: str, concurrency: int | None = None) -> str:
+        """test_generate[llama2-7b-fp16-in1024-out128-server]; offline names its concurrency."""
+        c = f"-c{concurrency}" if scenario == "offline" else ""
+        return f"{self.combo_id(precision)}-in{self.prompt_tokens}-out{self.output_tokens}{c}-{scenario}"
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,9 @@ Pure, as xpuperf.zoo: the validator passed in raises the file:line errors.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from xpuperf.zoo.parse import _Validator
+from xpuperf.zoo.validator import PICKS, Validator
 
 TIERS = ("smoke", "gate", "full")
 # Tiers that run the models' small shapes (each entry's `smoke:` override): the
@@ -21,8 +20,6 @@ SMALL_SHAPE_TIERS = ("smoke", "gate")
 GATE_KEYS = {"remeasure": "int", "ab_rounds": "int", "ab_block_s": "num"}
 # MLPerf LoadGen's scenarios, spelled as in item ids (-k words have no hyphens).
 SCENARIOS = ("offline", "single_stream", "multi_stream", "server", "multi_client")
-# Which of a scenario's batch sizes run: every one, or only the smallest or largest.
-PICKS = ("all", "min", "max")
 # Run control of every performance item (xpuperf.measure.loadgen.RunSettings): minimum
 # duration and query count, warm-up queries, steady-state windows and their spread.
 PERF_KEYS = ("min_time_s", "min_rounds", "warmup_rounds", "windows", "max_spread")
@@ -87,7 +84,7 @@ def pick_batch_sizes(batch_sizes: tuple[int, ...], pick: str) -> tuple[int, ...]
     return batch_sizes
 
 
-def tier_settings(v: _Validator, tiers: Any, tier: str) -> dict[str, Any]:
+def tier_settings(v: Validator, tiers: Any, tier: str) -> dict[str, Any]:
     """The run control of ``tier`` from the top-level ``tiers`` mapping, as
     keyword arguments of xpuperf.zoo.Zoo. Every tier is validated, so that a
     mistake shows in either run."""
@@ -109,7 +106,7 @@ def small_shapes(tier: str) -> bool:
     return tier in SMALL_SHAPE_TIERS
 
 
-def selected(v: _Validator, tiers: Any, tier: str, models: tuple, generation: tuple
+def selected(v: Validator, tiers: Any, tier: str, models: tuple, generation: tuple
              ) -> tuple[tuple, tuple]:
     """(models, LLM workloads) narrowed to tiers.<tier>.models (names of either)
     and .precisions, when the tier has them."""
@@ -130,7 +127,7 @@ def selected(v: _Validator, tiers: Any, tier: str, models: tuple, generation: tu
     return keep(models), keep(generation)
 
 
-def _tier(v: _Validator, where: str, raw: Any) -> None:
+def _tier(v: Validator, where: str, raw: Any) -> None:
     v.fields(where, raw, TIER_FIELDS)
     perf = raw.get("perf") or {}
     v.fields(f"{where}.perf", perf, {k: (False, "num") for k in PERF_KEYS})
@@ -167,7 +164,7 @@ def _tier(v: _Validator, where: str, raw: Any) -> None:
         v.fail(f"{where}.peak_gemm", f"must be a positive integer, got {raw['peak_gemm']!r}")
 
 
-def model_scenarios(v: _Validator, where: str, entries: list | None, model: str,
+def model_scenarios(v: Validator, where: str, entries: list | None, model: str,
                     batch_sizes: tuple[int, ...]) -> tuple[ScenarioSpec, ...]:
     """A model's scenario entries (``where`` names the list; offline alone when
     it gives none), each resolved against the model's batch sizes."""
@@ -175,7 +172,7 @@ def model_scenarios(v: _Validator, where: str, entries: list | None, model: str,
                  for i, s in enumerate(entries or ["offline"]))
 
 
-def _scenario(v: _Validator, where: str, raw: Any, model: str,
+def _scenario(v: Validator, where: str, raw: Any, model: str,
               batch_sizes: tuple[int, ...]) -> ScenarioSpec:
     if isinstance(raw, str):
         raw = {"scenario": raw}
