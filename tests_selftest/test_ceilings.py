@@ -111,3 +111,17 @@ def test_the_micro_benchmarks_judge_against_the_table():
 
     with pytest.raises(DeclarationError, match="the CPU backend's info\\(\\)\\['peak_flops'\\]"):
         MicroHost.of(_Declaring({"peak_flops": "fast"}), {}, "smoke")
+
+
+def test_the_model_items_take_the_declared_peak_and_refuse_a_malformed_one(tmp_path):
+    from xpuperf.session import BenchSession
+    from xpuperf.zoo import BUILTIN_ZOO, load_zoo
+
+    zoo = load_zoo(BUILTIN_ZOO, "smoke")
+    combo = next(c for c in zoo.combinations() if c.precision == "fp32")
+
+    def session(info):
+        return BenchSession(zoo, "CPU", _Declaring(info), {}, tmp_path / "cache", tmp_path / "data")
+    assert session({"peak_flops": {"fp32": 5e10}}).peak_flops(combo) == Ceiling(5e10, DECLARED)
+    with pytest.raises(DeclarationError, match="'peak_flops'\\] is 'fast': declare a positive"):
+        session({"peak_flops": "fast"}).peak_flops(combo)
