@@ -115,6 +115,13 @@ def _fast_wrong_softmax(input: Any) -> Any:
     return e / (e.sum(dim=-1, keepdim=True) * 1.001)
 
 
+class UnreadablePeak(CpuBackend):
+    """Declares its peak FLOP/s in words."""
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "peak_flops": "990 TFLOP/s"}
+
+
 class WrongKernel(CpuBackend):
     """Registers an own softmax that computes wrong (the micro-benchmarks' op provider)."""
 

@@ -32,6 +32,13 @@ def test_kit_fails_a_backend_that_breaks_the_contract(violator: str, failing: st
     assert f"FAILED xpuperf/contract_kit/test_contract.py::{failing}" in done.stdout, done.stdout
 
 
+def test_kit_fails_a_ceiling_declared_in_a_form_xpuperf_cannot_read(tmp_path: Path) -> None:
+    done = run_kit("tests_selftest.contract_violators:UnreadablePeak", tmp_path, "-k", "info")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "info()['peak_flops'] is '990 TFLOP/s': declare a positive number" in done.stdout, \
+        done.stdout
+
+
 def test_kit_fails_an_energy_counter_that_runs_backwards(tmp_path: Path) -> None:
     done = run_kit("tests_selftest.contract_violators:BackwardsMeter", tmp_path, "-k", "energy")
     assert done.returncode == 1, done.stdout + done.stderr

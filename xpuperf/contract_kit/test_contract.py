@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from backends.base import PRECISIONS, CompileReport, EnergyMeter, EnergyUnavailable
+from xpuperf.ceilings import Ceilings, DeclarationError
 from xpuperf.contract_kit.models import MODELS, feeds
 
 AFFINE = MODELS["affine"]
@@ -41,6 +42,10 @@ def test_info_is_complete(backend) -> None:
         f"info()['device_count'] must be an int >= 1, got {info['device_count']!r}"
     versions = [k for k, v in info.items() if isinstance(v, str) and re.search(r"\d+\.\d+", v)]
     assert versions, f"info() gives no software-stack version (e.g. 'sdk': '1.2.3'): {info}"
+    try:  # the ceilings every item reads: a declaration xpuperf cannot read stops them all
+        Ceilings(backend.name, info)
+    except DeclarationError as e:
+        pytest.fail(str(e))
 
 
 def test_energy_meter_reads_counters_or_says_why_not(backend, backend_options) -> None:
