@@ -357,6 +357,9 @@ class BenchSession:
 
     @functools.cached_property
     def ceilings(self) -> Ceilings:
+        """The backend's declared ceilings and the peaks its workers measured;
+        made at the first figure that needs one, so a session of no performance
+        item never reads them."""
         return Ceilings(self.backend.name, self.backend.info())
 
     def peak_flops(self, combo: Combination) -> Ceiling:
