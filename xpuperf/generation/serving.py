@@ -12,7 +12,7 @@ import numpy as np
 
 from backends.base import Backend
 from backends.generation import GenerationEngine, Request
-from xpuperf.generation import accuracy, device, endpoint, harness, prompts
+from xpuperf.generation import accuracy, device, endpoint, harness, prompts, sweep
 from xpuperf.generation.metrics import Bounds, decode_bandwidth_utilization, prefill_mfu
 from xpuperf.generation.models import LMArtifact
 from xpuperf.generation.settings import Settings, load_trace
@@ -89,6 +89,21 @@ class LLMSession:
                      concurrency: int | None) -> tuple[dict[str, Any], list[str]]:
         """The record fields of one scenario and why it fails ([] when it passes)."""
         engine = self.engine(spec, precision)
+        bounds, fields = self._bounds(spec, scenario, engine)
+        if scenario == "server":
+            return self._server(spec, precision, engine, bounds, fields)
+        c = 1 if scenario == "single_stream" else concurrency or 1
+        fig = self._measured(lambda: harness.closed_loop(
+            engine, self._requests(spec, spec.requests), c, spec.timeout_s), bounds)
+        if scenario == "offline" and c == max(spec.concurrency):
+            self._capacity[spec.combo_id(precision)] = fig["requests_per_s"]
+        fields.update(concurrency=c, **fig, **self._utilization(spec, precision, fig, c))
+        return fields, []
+
+    def _bounds(self, spec: GenerationSpec, scenario: str, engine: GenerationEngine
+                ) -> tuple[Bounds, dict[str, Any]]:
+        """The SLOs (--llm-slo over the zoo's bounds) and the fields every record of
+        ``scenario`` starts with."""
         slo = self.settings.slo
         bounds = Bounds(slo.get("ttft_ms", spec.server.ttft_bound_ms),
                         slo.get("tpot_ms", spec.server.tpot_bound_ms))
@@ -101,15 +116,52 @@ class LLMSession:
             fields.update(endpoint=self.settings.endpoint.url,
                           served_model=self.settings.endpoint.model,
                           prompt_tokenizer=self.settings.tokenizer)
-        if scenario == "server":
-            return self._server(spec, precision, engine, bounds, fields)
-        c = 1 if scenario == "single_stream" else concurrency or 1
-        fig = self._measured(lambda: harness.closed_loop(
-            engine, self._requests(spec, spec.requests), c, spec.timeout_s), bounds)
-        if scenario == "offline" and c == max(spec.concurrency):
-            self._capacity[spec.combo_id(precision)] = fig["requests_per_s"]
-        fields.update(concurrency=c, **fig, **self._utilization(spec, precision, fig, c))
-        return fields, []
+        return bounds, fields
+
+    def run_sweep(self, spec: GenerationSpec, precision: str
+                  ) -> tuple[dict[str, Any], list[str]]:
+        """The --llm-sweep item: the workload's load at each point of the sweep
+        (auto: the search's), every point's figures against the SLOs, the verdict
+        (xpuperf.generation.sweep); fails only when no point meets the SLOs. The
+        fields' ``request_latencies_ns`` (every request's end to end, for
+        pytest-benchmark's rounds) are not the record's."""
+        plan = self.settings.sweep
+        if plan is None:
+            raise ValueError("the sweep item needs --llm-sweep")
+        engine = self.engine(spec, precision)
+        bounds, fields = self._bounds(spec, "sweep", engine)
+        latencies: list[int] = []
+
+        def run_at(load: float) -> dict[str, Any]:
+            if plan.integer:  # every slot busy for two requests at least
+                requests = self._requests(spec, max(spec.requests, 2 * int(load)))
+                run = lambda: harness.closed_loop(  # noqa: E731
+                    engine, requests, int(load), spec.timeout_s)
+            else:
+                requests = self._requests(spec, spec.requests)
+                at = harness.arrivals_ns(len(requests), load, spec.seed, self.settings.burstiness)
+                run = lambda: harness.at_times(engine, requests, at, spec.timeout_s)  # noqa: E731
+
+            def kept() -> Sequence[Any]:
+                sinks = run()
+                latencies.extend(t.e2e_ns for t in harness.traces(sinks))
+                return sinks
+            return self._measured(kept, bounds)
+        # auto starts at one request in flight, or at the server scenario's rate
+        start = 1 if plan.integer or plan.points else spec.server.rate or \
+            spec.server.load * self._offline_capacity(spec, precision, engine, bounds)
+        found = sweep.record(plan, sweep.run(plan, run_at, start, spec.server.search_s,
+                                             spec.server.max_trials), self.settings.devices)
+        fields.update(sweep=found, serving=self.settings.endpoint.model if self.settings.endpoint
+                      else fields["engine"], request_latencies_ns=latencies)
+        if not plan.integer:
+            fields["arrivals"] = "poisson" if self.settings.burstiness == 1 else \
+                f"gamma (shape {self.settings.burstiness:g})"
+        if found["max_passing"] is not None:
+            return fields, []
+        lowest = found["points"][0]
+        why = self._verdict(lowest, bounds, f"{plan.variable} {lowest[plan.variable]:g}", 1)
+        return fields, [f"no point of the sweep {plan} meets the SLOs; the lowest: {why[0]}"]
 
     def _server(self, spec: GenerationSpec, precision: str, engine: GenerationEngine,
                 bounds: Bounds, fields: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
