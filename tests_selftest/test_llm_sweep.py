@@ -80,8 +80,8 @@ def swept():
         for text, slo in (("concurrency=1,2,4", {"tpot_ms": 1000.0}),
                           ("rate=20,40", {"tpot_ms": ITL_S * 1e3 / 4})):
             llm = LLMSession(None, {}, settings=settings.Settings(
-                Endpoint(server.url, "ok"), slo=slo, sweep=sweep.parse(text), devices=2))
-            llm._tokenizer = _WordTokenizer()
+                Endpoint(server.url, "ok"), slo=slo, sweep=sweep.parse(text), devices=2),
+                tokenizer=_WordTokenizer())
             try:
                 out[text] = llm.run_sweep(_spec(), settings.ENDPOINT_PRECISION)
             finally:

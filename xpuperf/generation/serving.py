@@ -34,15 +34,17 @@ class LLMSession:
     model; the accuracy gates then have no reference. ``ceilings``: those already
     measured (``self.ceilings`` of an earlier session), not measured again.
     ``settings``: an OpenAI-compatible server to measure instead of the backend's
-    engine (then no model is built here), SLOs, arrivals, percentiles."""
+    engine (then no model is built here), SLOs, arrivals, percentiles;
+    ``tokenizer``: the server's prompts and token counts (endpoint.Tokenizer's
+    interface), instead of the served model's (a server with no model)."""
 
     def __init__(self, backend: Backend, options: Mapping[str, str],
                  build_on: tuple[str, str] | None = None,
                  ceilings: Mapping[str, device.Ceiling] | None = None,
-                 settings: Settings | None = None):
+                 settings: Settings | None = None, tokenizer: Any = None):
         self.backend, self.options, self.build_on = backend, dict(options), build_on
         self.settings = settings or Settings()
-        self._tokenizer = endpoint.Tokenizer(self.settings.tokenizer or "")
+        self._tokenizer = tokenizer or endpoint.Tokenizer(self.settings.tokenizer or "")
         self._prompts: dict[tuple[str, int, int], Any] = {}  # ids, or a server's text
         self._artifact: LMArtifact | None = None
         self._engine: tuple[str, GenerationEngine] | None = None
