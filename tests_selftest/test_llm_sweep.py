@@ -135,7 +135,7 @@ def test_report_draws_the_frontier_and_compare_overlays_two_runs(swept, tmp_path
         write_reports(_records(swept, hardware, f"<b>{hardware}-server</b>"),
                       tmp_path / hardware, hardware, {}, TEMPLATES)
     page = (tmp_path / "CPU" / "report.html").read_text()
-    start = page.index("tiny: throughput against interactivity")
+    start = page.index('aria-label="tiny: tokens/s/device against tokens/s per user"')
     frontier = page[page.rindex("<svg", 0, start):page.index("</svg>", start)]
     assert "tokens/s per user" in frontier and frontier.count("<polyline") == 1
     assert "&lt;b&gt;CPU-server&lt;/b&gt;" in frontier and "<b>" not in frontier
@@ -144,7 +144,7 @@ def test_report_draws_the_frontier_and_compare_overlays_two_runs(swept, tmp_path
     assert cli.main(["compare", str(tmp_path / "CPU"), str(tmp_path / "GPU"),
                      "-o", str(tmp_path / "compare.html")]) == 0
     compared = (tmp_path / "compare.html").read_text()
-    start = compared.index("tiny: throughput against interactivity")
+    start = compared.index('aria-label="tiny: tokens/s/device against tokens/s per user"')
     overlay = compared[start:compared.index("</svg>", start)]
     assert overlay.count("<polyline") == 2 and "GPU-server" in overlay
     printed = capsys.readouterr().out

@@ -149,9 +149,9 @@ def frontier_panels(entries: Sequence[tuple[str, Row]]) -> list[Markup]:
                       if p.get("tokens_per_s_per_user") and p.get("output_tokens_per_s_per_device")]
             lines.setdefault(row.model, {})[label] = pareto(points)
     style = styles(list(dict.fromkeys(label for by in lines.values() for label in by)))
-    return [Markup(line_panel(f"{workload}: throughput against interactivity",
-                              [(label, style[label], pts) for label, pts in by.items()],
-                              y_label="output tokens/s per device", x_label="tokens/s per user",
+    # The panel is titled by its workload: the section's heading names the axes.
+    return [Markup(line_panel(workload, [(label, style[label], pts) for label, pts in by.items()],
+                              y_label="tokens/s/device", x_label="tokens/s per user",
                               x_text=lambda x: fmt_num(x, 3)))
             for workload, by in lines.items()]
 
