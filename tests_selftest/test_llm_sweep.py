@@ -115,7 +115,8 @@ def test_a_sweep_none_of_whose_points_meets_the_slos_fails_saying_so(swept):
     assert [p["rate"] for p in found["points"]] == [20, 40] and fields["arrivals"] == "poisson"
     assert (found["max_passing"], found["min_failing"]) == (None, 20)
     assert problems and problems[0].startswith(
-        "no point of the sweep rate=20,40 meets the SLOs; the lowest: rate 20 is invalid")
+        "no point of the sweep rate=20,40 meets the SLOs; at the lowest, rate 20: TPOT p99 ")
+    assert problems[0].endswith(" ms > 0.5 ms")
 
 
 def test_the_frontier_keeps_the_points_no_other_beats_on_both_axes():
@@ -137,7 +138,9 @@ def test_report_draws_the_frontier_and_compare_overlays_two_runs(swept, tmp_path
     page = (tmp_path / "CPU" / "report.html").read_text()
     start = page.index('aria-label="tiny: tokens/s/device against tokens/s per user"')
     frontier = page[page.rindex("<svg", 0, start):page.index("</svg>", start)]
-    assert "tokens/s per user" in frontier and frontier.count("<polyline") == 1
+    # A line per hardware and server (its points: those on the Pareto frontier,
+    # one or more as the measured figures fall).
+    assert "tokens/s per user" in frontier and frontier.count('<g class="series">') == 1
     assert "&lt;b&gt;CPU-server&lt;/b&gt;" in frontier and "<b>" not in frontier
     assert "SLA sweep concurrency=1,2,4" in page and page.count("<td>met</td>") == 3
 
@@ -146,7 +149,7 @@ def test_report_draws_the_frontier_and_compare_overlays_two_runs(swept, tmp_path
     compared = (tmp_path / "compare.html").read_text()
     start = compared.index('aria-label="tiny: tokens/s/device against tokens/s per user"')
     overlay = compared[start:compared.index("</svg>", start)]
-    assert overlay.count("<polyline") == 2 and "GPU-server" in overlay
+    assert overlay.count('<g class="series">') == 2 and "GPU-server" in overlay
     printed = capsys.readouterr().out
     assert "LLM sweep points:" in printed
     lines = [ln for ln in printed.splitlines() if "tiny-endpoint" in ln]

@@ -26,6 +26,15 @@ def describe(engine: GenerationEngine) -> str:
     return getattr(engine, "description", None) or type(engine).__qualname__
 
 
+def _overruns(fig: Mapping[str, Any], bounds: Bounds) -> str:
+    """Which p99 of a run is past its bound, in words ("" when none is)."""
+    over = [f"{name} p99 {got['p99']:.1f} ms > {bound:g} ms"
+            for name, got, bound in (("TTFT", fig["ttft_ms"], bounds.ttft_ms),
+                                     ("TPOT", fig["tpot_ms"], bounds.tpot_ms))
+            if got and got["p99"] > bound]
+    return "; ".join(over)
+
+
 class LLMSession:
     """Holds one model and one open engine at a time (items of a workload and
     precision run together), and what outlives them: the references, the
@@ -162,8 +171,8 @@ class LLMSession:
         if found["max_passing"] is not None:
             return fields, []
         lowest = found["points"][0]
-        why = self._verdict(lowest, bounds, f"{plan.variable} {lowest[plan.variable]:g}", 1)
-        return fields, [f"no point of the sweep {plan} meets the SLOs; the lowest: {why[0]}"]
+        return fields, [f"no point of the sweep {plan} meets the SLOs; at the lowest, "
+                        f"{plan.variable} {lowest[plan.variable]:g}: {_overruns(lowest, bounds)}"]
 
     def _server(self, spec: GenerationSpec, precision: str, engine: GenerationEngine,
                 bounds: Bounds, fields: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -211,14 +220,8 @@ class LLMSession:
 
     @staticmethod
     def _verdict(fig: Mapping[str, Any], bounds: Bounds, what: str, runs: int) -> list[str]:
-        problems = []
-        if fig["ttft_ms"]["p99"] > bounds.ttft_ms:
-            problems.append(f"TTFT p99 {fig['ttft_ms']['p99']:.1f} ms > {bounds.ttft_ms:g} ms")
-        if fig["tpot_ms"] and fig["tpot_ms"]["p99"] > bounds.tpot_ms:
-            problems.append(f"TPOT p99 {fig['tpot_ms']['p99']:.1f} ms > {bounds.tpot_ms:g} ms")
-        if problems:
-            problems = [f"{what} is invalid ({runs} runs): " + "; ".join(problems)]
-        return problems
+        problems = _overruns(fig, bounds)
+        return [f"{what} is invalid ({runs} runs): {problems}"] if problems else []
 
     def _measured(self, run: Callable[[], Sequence[Any]], bounds: Bounds) -> dict[str, Any]:
         """The figures of ``run()`` (the harness's sinks), with the device's energy
