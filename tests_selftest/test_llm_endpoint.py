@@ -293,13 +293,24 @@ def test_the_llm_suite_measures_transformers_serve(transformers_serve, tmp_path)
     # The model's name is its folder: its tokenizer is found by the name, as a
     # user's hub name finds the tokenizer in their cache.
     r = run_session(tmp_path, "CPU", "--llm-endpoint", url, "--llm-model", model,
-                    "--llm-percentiles", "95", target="suites/llm", report="report",
-                    timeout_s=240)
+                    "--llm-percentiles", "95", "--llm-sweep", "concurrency=1,2",
+                    target="suites/llm", report="report", timeout_s=240)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    assert "3 passed, 1 skipped" in r.stdout, r.stdout[-3000:]
-    doc = json.loads((tmp_path / "report" / "tiny" / "result-endpoint.json").read_text())
+    assert "4 passed, 1 skipped" in r.stdout, r.stdout[-3000:]
+    folder = tmp_path / "report"
+    doc = json.loads((folder / "tiny" / "result-endpoint.json").read_text())
     records = {g["scenario"]: g for g in doc["Generation"] if g.get("scenario")}
-    assert set(records) == {"offline", "single_stream", "server"}
+    assert set(records) == {"offline", "single_stream", "server", "sweep"}
+    # The sweep's every point, in the result file, records.json and benchmark.json alike.
+    swept = records.pop("sweep")["sweep"]
+    assert [p["concurrency"] for p in swept["points"]] == [1, 2]
+    assert all(p["output_tokens_per_s"] > 0 and p["ttft_ms"]["p95"] > 0 for p in swept["points"])
+    [kept] = [r for r in json.loads((folder / "records.json").read_text())["records"]
+              if r.get("scenario") == "sweep"]
+    [bench] = json.loads((folder / "benchmark.json").read_text())["benchmarks"]
+    assert kept["sweep"] == bench["extra_info"]["sweep"] == swept
+    assert bench["name"] == "test_sla_sweep[tiny-endpoint-in8-out4-sweep]"
+    assert bench["stats"]["rounds"] == sum(p["requests"] for p in swept["points"])
     for g in records.values():
         assert g["engine"].startswith(f"OpenAI-compatible server {url}")
         assert g["token_count_source"] == {"usage": g["requests"]}

@@ -74,6 +74,9 @@ class OpCaseRef:
         return {"suite": "op", "case": self.id, "op_type": self.op_type, "hardware": hardware}
 
 
+SWEEP = "sweep"  # the scenario word of an LLM workload's sweep item (--llm-sweep)
+
+
 @dataclass(frozen=True)
 class GenCase:
     """An LLM item: a generation workload at a precision, its accuracy item
@@ -81,7 +84,7 @@ class GenCase:
 
     spec: GenerationSpec
     precision: str
-    scenario: str | None = None  # None: the accuracy item
+    scenario: str | None = None  # None: the accuracy item; SWEEP: the sweep item
     concurrency: int | None = None
 
     @property
@@ -111,7 +114,7 @@ def gen_case(item: pytest.Item | None) -> GenCase | None:
     params = item.callspec.params if hasattr(item, "callspec") else {}
     # A zoo without generation workloads parametrizes with an empty set: pytest
     # then makes one skipped item whose parameter is a NOTSET marker.
-    case = params.get("gen_case") or params.get("gen_combo")
+    case = params.get("gen_case") or params.get("gen_combo") or params.get("gen_sweep")
     return case if isinstance(case, GenCase) else None
 
 

@@ -20,7 +20,7 @@ from backends import registry
 from xpuperf import gate, report_folder, safe_yaml
 from xpuperf.conformance import expected
 from xpuperf.extras import pip_hint
-from xpuperf.generation import settings as llm_settings
+from xpuperf.generation import settings as llm_settings, sweep as llm_sweep
 from xpuperf.microperf import launch
 from xpuperf.worker import devices
 from xpuperf.zoo import SCENARIOS, TIERS, Zoo, ZooError, load_zoo
@@ -108,6 +108,12 @@ def positive_seconds(text: str) -> float:
     if not seconds > 0:
         raise ValueError(f"must be a number of seconds > 0, got {text}")
     return seconds
+
+
+def count(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"must be an integer >= 1, got {text!r}")
+    return int(text)
 
 
 def percentage(text: str) -> float:
@@ -237,6 +243,13 @@ def add_options(parser: pytest.Parser) -> None:
                        "shape (< 1 burstier), or a JSONL trace replayed")
     llm.addoption("--llm-percentiles", default=None, metavar="LIST",
                   help="latency percentiles beyond p50/p90/p99, e.g. 95,99.9")
+    llm.addoption("--llm-sweep", default=None, type=_converter(llm_sweep.parse),
+                  metavar="rate=R,R,..|concurrency=C,C,..|rate=auto|concurrency=auto",
+                  help="one more item per workload, test_sla_sweep: its load at each point, "
+                       "every point against the SLOs; auto searches the highest that meets them")
+    llm.addoption("--llm-devices", default=1, type=_converter(count), metavar="N",
+                  help="the accelerators the server uses: the sweep's tokens/s per device "
+                       "(default 1)")
 
 
 # --------------------------------------------------------------------------- the run's configuration
@@ -354,7 +367,7 @@ def _llm_options(config: pytest.Config) -> llm_settings.Settings:
         return llm_settings.parse(o("llm_endpoint"), o("llm_model"), o("llm_api"),
                                   o("llm_tokenizer"), o("llm_request_timeout"),
                                   o("llm_ignore_eos"), o("llm_slo"), o("llm_arrivals"),
-                                  o("llm_percentiles"))
+                                  o("llm_percentiles"), o("llm_sweep"), o("llm_devices"))
     except ValueError as e:
         raise pytest.UsageError(str(e)) from None
 

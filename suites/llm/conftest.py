@@ -6,16 +6,20 @@ and one engine serve them; the engine is closed before the next is built.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
-from xpuperf.cases import GenCase, gen_case
+from xpuperf.cases import SWEEP, GenCase, gen_case
 from xpuperf.generation.settings import ENDPOINT_PRECISION
 from xpuperf.options import RUN
 from xpuperf.records import ITEM_KEY, RECORD_KEY, jsonable
 from xpuperf.zoo import GenerationSpec
 
+# The test functions' case fixtures -> which items they make (_cases).
+CASE_FIXTURES = {"gen_case": "scenario", "gen_combo": "accuracy", "gen_sweep": "sweep"}
+SWEEP_MODULE = "test_sla_sweep.py"
 NO_ACCURACY = "the accuracy gate against a server (GSM8K-style prompts) is not built yet"
 
 
@@ -30,13 +34,22 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{family}: the {family} model family")
 
 
-def _cases(config: pytest.Config, accuracy: bool) -> list:
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """The sweep's module is collected only with --llm-sweep (else its items would
+    all be one 'empty parameter set' skip in every run)."""
+    if collection_path.name == SWEEP_MODULE and config.getoption("llm_sweep") is None:
+        return True
+    return None
+
+
+def _cases(config: pytest.Config, kind: str) -> list:
+    """The items of one test function: "accuracy", "scenario" or "sweep"."""
     state = config.stash[RUN]
     cases = []
     for spec in state.zoo.generation:
         for p in _precisions(config, spec):
-            if accuracy:
-                cases.append(GenCase(spec, p))
+            if kind != "scenario":
+                cases.append(GenCase(spec, p, SWEEP if kind == "sweep" else None))
                 continue
             for scenario in spec.scenarios:
                 for c in spec.concurrency if scenario == "offline" else (None,):
@@ -50,10 +63,9 @@ def _cases(config: pytest.Config, accuracy: bool) -> list:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "gen_case" in metafunc.fixturenames:
-        metafunc.parametrize("gen_case", _cases(metafunc.config, accuracy=False))
-    elif "gen_combo" in metafunc.fixturenames:
-        metafunc.parametrize("gen_combo", _cases(metafunc.config, accuracy=True))
+    for name, kind in CASE_FIXTURES.items():
+        if name in metafunc.fixturenames:
+            metafunc.parametrize(name, _cases(metafunc.config, kind))
 
 
 @pytest.hookimpl(tryfirst=True)  # before xpuperf.plugin reads ITEM_KEY (expected failures)
@@ -65,9 +77,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item, case in llm:
         item.user_properties.append((ITEM_KEY, case.identity(state.hardware)))
     # Group by workload and precision, the accuracy item first, then scenarios in
-    # the zoo's order (offline first: the server loads a fraction of its rate).
-    ranked = sorted(llm, key=lambda ic: (order[ic[1].group],
-                                         ic[1].scenario is not None))
+    # the zoo's order (offline first: the server loads a fraction of its rate),
+    # the sweep last.
+    ranked = sorted(llm, key=lambda ic: (order[ic[1].group], (ic[1].scenario is not None)
+                                         + (ic[1].scenario == SWEEP)))
     slots = iter(ranked)
     items[:] = [next(slots)[0] if gen_case(i) is not None else i for i in items]
 

@@ -155,30 +155,44 @@ def run_figures(sinks: Sequence[_Sink], bounds: Bounds,
     return figures(traces(sinks), bounds, percentiles)
 
 
+def search(run_at: Callable[[float], dict[str, Any]], start: float, budget_s: float,
+           max_trials: int, integer: bool = False, clock: Callable[[], float] = time.monotonic
+           ) -> list[tuple[float, dict[str, Any]]]:
+    """The highest load (a request rate, or with ``integer`` a concurrency) whose
+    run is valid, searched as MLPerf's Server scenario and vLLM's SLA sweep do:
+    double from ``start`` while valid (halve while not; a concurrency stops at 1),
+    then bisect between the highest valid and the lowest invalid load (a
+    concurrency until the two are neighbours), until ``max_trials`` runs or
+    ``budget_s`` seconds are spent. Returns every trial's (load, figures)."""
+    deadline = clock() + budget_s
+    trials: list[tuple[float, dict[str, Any]]] = []
+    best, worst = None, None  # highest valid, lowest invalid load
+    load: float | None = start
+    while load is not None and len(trials) < max_trials and (not trials or clock() < deadline):
+        fig = run_at(load)
+        trials.append((load, fig))
+        if fig["valid"]:
+            best = load if best is None else max(best, load)
+        else:
+            worst = load if worst is None else min(worst, load)
+        if best is not None and worst is not None:
+            load = ((best + worst) // 2 if worst - best > 1 else None) if integer \
+                else (best + worst) / 2
+        elif worst is None:
+            load = load * 2
+        else:
+            load = (load // 2 if load > 1 else None) if integer else load / 2
+    return trials
+
+
 def search_rate(run_at: Callable[[float], dict[str, Any]], start: float, budget_s: float,
                 max_trials: int, clock: Callable[[], float] = time.monotonic
                 ) -> tuple[float | None, list[dict[str, Any]]]:
-    """The highest request rate whose run is valid: double from ``start`` while
-    valid (halve while not), then bisect between the best valid and the lowest
-    invalid rate, until ``max_trials`` runs or ``budget_s`` seconds are spent.
-    Returns that rate (None if no run was valid) and every trial's
+    """The server scenario's search (``search`` over request rates): the highest
+    valid rate (None if no run was valid) and every trial's
     {rate, valid, ttft_p99_ms, tpot_p99_ms, output_tokens_per_s}."""
-    deadline = clock() + budget_s
-    trials: list[dict[str, Any]] = []
-    best, worst = None, None  # highest valid, lowest invalid rate
-    rate = start
-    while len(trials) < max_trials and (not trials or clock() < deadline):
-        fig = run_at(rate)
-        tpot = fig["tpot_ms"]
-        trials.append({"rate": rate, "valid": fig["valid"], "ttft_p99_ms": fig["ttft_ms"]["p99"],
-                       "tpot_p99_ms": tpot["p99"] if tpot else None,
-                       "output_tokens_per_s": fig["output_tokens_per_s"]})
-        if fig["valid"]:
-            best = rate if best is None else max(best, rate)
-        else:
-            worst = rate if worst is None else min(worst, rate)
-        if best is not None and worst is not None:
-            rate = (best + worst) / 2
-        else:
-            rate = rate * 2 if worst is None else rate / 2
-    return best, trials
+    trials = search(run_at, start, budget_s, max_trials, clock=clock)
+    summary = [{"rate": rate, "valid": fig["valid"], "ttft_p99_ms": fig["ttft_ms"]["p99"],
+                "tpot_p99_ms": fig["tpot_ms"]["p99"] if fig["tpot_ms"] else None,
+                "output_tokens_per_s": fig["output_tokens_per_s"]} for rate, fig in trials]
+    return max((t["rate"] for t in summary if t["valid"]), default=None), summary

@@ -58,6 +58,10 @@ class RemoteLLM:
         return self._answer(self._call(spec, precision, "scenario", scenario=scenario,
                                        concurrency=concurrency))
 
+    def run_sweep(self, spec: GenerationSpec, precision: str) -> tuple[dict[str, Any], list[str]]:
+        """As LLMSession.run_sweep, in the group's worker."""
+        return self._answer(self._call(spec, precision, "sweep"))
+
     def check_accuracy(self, spec: GenerationSpec, precision: str
                        ) -> tuple[dict[str, Any], list[str]]:
         """As LLMSession.check_accuracy, in the group's worker."""

@@ -14,7 +14,7 @@ import numpy as np
 from backends.base import Backend
 from backends.generation import GenerationEngine, Request
 from xpuperf.ceilings import Ceilings, torch_gemm
-from xpuperf.generation import accuracy, endpoint, harness, prompts
+from xpuperf.generation import accuracy, endpoint, harness, prompts, sweep
 from xpuperf.generation.metrics import Bounds, decode_bandwidth_utilization, prefill_mfu
 from xpuperf.generation.models import LMArtifact
 from xpuperf.generation.settings import Settings, load_trace
@@ -28,6 +28,15 @@ def describe(engine: GenerationEngine) -> str:
     return getattr(engine, "description", None) or type(engine).__qualname__
 
 
+def _overruns(fig: Mapping[str, Any], bounds: Bounds) -> str:
+    """Which p99 of a run is past its bound, in words ("" when none is)."""
+    over = [f"{name} p99 {got['p99']:.1f} ms > {bound:g} ms"
+            for name, got, bound in (("TTFT", fig["ttft_ms"], bounds.ttft_ms),
+                                     ("TPOT", fig["tpot_ms"], bounds.tpot_ms))
+            if got and got["p99"] > bound]
+    return "; ".join(over)
+
+
 class LLMSession:
     """Holds one model and one open engine at a time (items of a workload and
     precision run together), and what outlives them: the references, the
@@ -36,15 +45,17 @@ class LLMSession:
     model; the accuracy gates then have no reference. ``ceilings``: those already
     measured (``self.ceilings.wire()`` of an earlier session), not measured again.
     ``settings``: an OpenAI-compatible server to measure instead of the backend's
-    engine (then no model is built here), SLOs, arrivals, percentiles."""
+    engine (then no model is built here), SLOs, arrivals, percentiles;
+    ``tokenizer``: the server's prompts and token counts (endpoint.Tokenizer's
+    interface), instead of the served model's (a server with no model)."""
 
     def __init__(self, backend: Backend, options: Mapping[str, str],
                  build_on: tuple[str, str] | None = None,
                  ceilings: Mapping[str, Sequence[Any]] | None = None,
-                 settings: Settings | None = None):
+                 settings: Settings | None = None, tokenizer: Any = None):
         self.backend, self.options, self.build_on = backend, dict(options), build_on
         self.settings = settings or Settings()
-        self._tokenizer = endpoint.Tokenizer(self.settings.tokenizer or "")
+        self._tokenizer = tokenizer or endpoint.Tokenizer(self.settings.tokenizer or "")
         self._prompts: dict[tuple[str, int, int], Any] = {}  # ids, or a server's text
         self._artifact: LMArtifact | None = None
         self._engine: tuple[str, GenerationEngine] | None = None
@@ -91,6 +102,21 @@ class LLMSession:
                      concurrency: int | None) -> tuple[dict[str, Any], list[str]]:
         """The record fields of one scenario and why it fails ([] when it passes)."""
         engine = self.engine(spec, precision)
+        bounds, fields = self._bounds(spec, scenario, engine)
+        if scenario == "server":
+            return self._server(spec, precision, engine, bounds, fields)
+        c = 1 if scenario == "single_stream" else concurrency or 1
+        fig = self._measured(lambda: harness.closed_loop(
+            engine, self._requests(spec, spec.requests), c, spec.timeout_s), bounds)
+        if scenario == "offline" and c == max(spec.concurrency):
+            self._capacity[spec.combo_id(precision)] = fig["requests_per_s"]
+        fields.update(concurrency=c, **fig, **self._utilization(spec, precision, fig, c))
+        return fields, []
+
+    def _bounds(self, spec: GenerationSpec, scenario: str, engine: GenerationEngine
+                ) -> tuple[Bounds, dict[str, Any]]:
+        """The SLOs (--llm-slo over the zoo's bounds) and the fields every record of
+        ``scenario`` starts with."""
         slo = self.settings.slo
         bounds = Bounds(slo.get("ttft_ms", spec.server.ttft_bound_ms),
                         slo.get("tpot_ms", spec.server.tpot_bound_ms))
@@ -103,15 +129,52 @@ class LLMSession:
             fields.update(endpoint=self.settings.endpoint.url,
                           served_model=self.settings.endpoint.model,
                           prompt_tokenizer=self.settings.tokenizer)
-        if scenario == "server":
-            return self._server(spec, precision, engine, bounds, fields)
-        c = 1 if scenario == "single_stream" else concurrency or 1
-        fig = self._measured(lambda: harness.closed_loop(
-            engine, self._requests(spec, spec.requests), c, spec.timeout_s), bounds)
-        if scenario == "offline" and c == max(spec.concurrency):
-            self._capacity[spec.combo_id(precision)] = fig["requests_per_s"]
-        fields.update(concurrency=c, **fig, **self._utilization(spec, precision, fig, c))
-        return fields, []
+        return bounds, fields
+
+    def run_sweep(self, spec: GenerationSpec, precision: str
+                  ) -> tuple[dict[str, Any], list[str]]:
+        """The --llm-sweep item: the workload's load at each point of the sweep
+        (auto: the search's), every point's figures against the SLOs, the verdict
+        (xpuperf.generation.sweep); fails only when no point meets the SLOs. The
+        fields' ``request_latencies_ns`` (every request's end to end, for
+        pytest-benchmark's rounds) are not the record's."""
+        plan = self.settings.sweep
+        if plan is None:
+            raise ValueError("the sweep item needs --llm-sweep")
+        engine = self.engine(spec, precision)
+        bounds, fields = self._bounds(spec, "sweep", engine)
+        latencies: list[int] = []
+
+        def run_at(load: float) -> dict[str, Any]:
+            if plan.integer:  # every slot busy for two requests at least
+                requests = self._requests(spec, max(spec.requests, 2 * int(load)))
+                run = lambda: harness.closed_loop(  # noqa: E731
+                    engine, requests, int(load), spec.timeout_s)
+            else:
+                requests = self._requests(spec, spec.requests)
+                at = harness.arrivals_ns(len(requests), load, spec.seed, self.settings.burstiness)
+                run = lambda: harness.at_times(engine, requests, at, spec.timeout_s)  # noqa: E731
+
+            def kept() -> Sequence[Any]:
+                sinks = run()
+                latencies.extend(t.e2e_ns for t in harness.traces(sinks))
+                return sinks
+            return self._measured(kept, bounds)
+        # auto starts at one request in flight, or at the server scenario's rate
+        start = 1 if plan.integer or plan.points else spec.server.rate or \
+            spec.server.load * self._offline_capacity(spec, precision, engine, bounds)
+        found = sweep.record(plan, sweep.run(plan, run_at, start, spec.server.search_s,
+                                             spec.server.max_trials), self.settings.devices)
+        fields.update(sweep=found, serving=self.settings.endpoint.model if self.settings.endpoint
+                      else fields["engine"], request_latencies_ns=latencies)
+        if not plan.integer:
+            fields["arrivals"] = "poisson" if self.settings.burstiness == 1 else \
+                f"gamma (shape {self.settings.burstiness:g})"
+        if found["max_passing"] is not None:
+            return fields, []
+        lowest = found["points"][0]
+        return fields, [f"no point of the sweep {plan} meets the SLOs; at the lowest, "
+                        f"{plan.variable} {lowest[plan.variable]:g}: {_overruns(lowest, bounds)}"]
 
     def _server(self, spec: GenerationSpec, precision: str, engine: GenerationEngine,
                 bounds: Bounds, fields: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -159,14 +222,8 @@ class LLMSession:
 
     @staticmethod
     def _verdict(fig: Mapping[str, Any], bounds: Bounds, what: str, runs: int) -> list[str]:
-        problems = []
-        if fig["ttft_ms"]["p99"] > bounds.ttft_ms:
-            problems.append(f"TTFT p99 {fig['ttft_ms']['p99']:.1f} ms > {bounds.ttft_ms:g} ms")
-        if fig["tpot_ms"] and fig["tpot_ms"]["p99"] > bounds.tpot_ms:
-            problems.append(f"TPOT p99 {fig['tpot_ms']['p99']:.1f} ms > {bounds.tpot_ms:g} ms")
-        if problems:
-            problems = [f"{what} is invalid ({runs} runs): " + "; ".join(problems)]
-        return problems
+        problems = _overruns(fig, bounds)
+        return [f"{what} is invalid ({runs} runs): {problems}"] if problems else []
 
     def _measured(self, run: Callable[[], Sequence[Any]], bounds: Bounds) -> dict[str, Any]:
         """The figures of ``run()`` (the harness's sinks), with the device's energy

@@ -2,8 +2,9 @@
 the server they measure (--llm-endpoint, --llm-model, --llm-api,
 --llm-tokenizer, --llm-request-timeout, --llm-ignore-eos; none: the backend's in-tree engine),
 the SLOs that override the zoo's bounds (--llm-slo), the server scenario's
-arrivals (--llm-arrivals: poisson, gamma:SHAPE, trace:PATH) and extra latency
-percentiles (--llm-percentiles). Parsed once per session into RunConfig.llm
+arrivals (--llm-arrivals: poisson, gamma:SHAPE, trace:PATH), extra latency
+percentiles (--llm-percentiles), and the SLA sweep (--llm-sweep, over
+--llm-devices accelerators: xpuperf.generation.sweep). Parsed once per session into RunConfig.llm
 (xpuperf.options, which defines the flags); handed to each
 LLM worker as a plain dict.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from xpuperf.generation.openai_client import Endpoint
+from xpuperf.generation.sweep import Plan
 
 ENDPOINT_PRECISION = "endpoint"  # the items' precision against a server: the server's own
 SLO_KEYS = ("ttft_ms", "tpot_ms")
@@ -37,6 +39,8 @@ class Settings:
     slo: Mapping[str, float] = field(default_factory=dict)  # ttft_ms / tpot_ms
     arrivals: str = "poisson"  # "poisson", "gamma:SHAPE" or "trace:PATH"
     percentiles: tuple[float, ...] = ()
+    sweep: Plan | None = None  # None: no sweep item
+    devices: int = 1  # the accelerators serving: the sweep's tokens/s per device
 
     @property
     def burstiness(self) -> float:
@@ -48,25 +52,27 @@ class Settings:
         return self.arrivals.split(":", 1)[1] if self.arrivals.startswith("trace:") else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "endpoint": asdict(self.endpoint) if self.endpoint else None}
+        return asdict(self)  # the endpoint and the sweep's plan as plain dicts
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> "Settings":
-        endpoint = raw.get("endpoint")
+        endpoint, sweep = raw.get("endpoint"), raw.get("sweep")
         return cls(**{**raw, "endpoint": Endpoint(**endpoint) if endpoint else None,
-                      "percentiles": tuple(raw.get("percentiles") or ())})
+                      "percentiles": tuple(raw.get("percentiles") or ()),
+                      "sweep": Plan(sweep["variable"], tuple(sweep["points"])) if sweep else None})
 
 
 def parse(endpoint: str | None, model: str | None, api: str, tokenizer: str | None,
           request_timeout_s: float, ignore_eos: bool, slo: str | None, arrivals: str,
-          percentiles: str | None) -> Settings:
-    """The command line's --llm-* options; ValueError naming the option and the fix."""
+          percentiles: str | None, sweep: Plan | None = None, devices: int = 1) -> Settings:
+    """The command line's --llm-* options; ValueError naming the option and the fix
+    (--llm-sweep and --llm-devices come checked by argparse)."""
     if bool(endpoint) != bool(model):
         raise ValueError("--llm-endpoint and --llm-model go together: the server's URL "
                          "(http://host:8000/v1) and the name it serves the model under")
     served = Endpoint(endpoint, model, api, request_timeout_s, ignore_eos) if endpoint else None
     settings = Settings(served, tokenizer or model, parse_slo(slo), arrivals,
-                        parse_percentiles(percentiles))
+                        parse_percentiles(percentiles), sweep, devices)
     if not (arrivals == "poisson" or arrivals.startswith(("gamma:", "trace:"))):
         raise ValueError(f"--llm-arrivals {arrivals!r}: poisson, gamma:SHAPE (e.g. gamma:0.5, "
                          f"burstier than Poisson) or trace:PATH (a JSONL trace)")
@@ -76,6 +82,9 @@ def parse(endpoint: str | None, model: str | None, api: str, tokenizer: str | No
         ok = False
     if not ok:
         raise ValueError(f"--llm-arrivals {arrivals!r}: the gamma shape must be a number > 0")
+    if sweep is not None and not sweep.integer and settings.trace_path:
+        raise ValueError(f"--llm-sweep {sweep} with --llm-arrivals {arrivals}: a trace keeps "
+                         f"its own times; sweep concurrency, or give poisson or gamma:SHAPE")
     if settings.trace_path:
         load_trace(settings.trace_path)  # its errors now, not in the middle of the session
     return settings

@@ -162,6 +162,7 @@ def row_from_result(doc: Mapping[str, Any]) -> Row:
     row.perf = [PerfPoint.from_result(e) for e in doc["Performance"]]
     row.audits = [AuditPoint(str(a.get("Audit", "")), str(a.get("Status", "")),
                              str(a.get("Message", ""))) for a in doc.get("Audits") or []]
+    row.generation = [dict(g) for g in doc.get("Generation") or []]  # as result_json wrote them
     return row
 
 

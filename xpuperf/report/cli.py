@@ -13,6 +13,7 @@ from xpuperf.report import TEMPLATES, render_compare
 from xpuperf.report.compare import CompareError, compare
 from xpuperf.report.published import PUBLISHED, PublishedError, load_published
 from xpuperf.report.runs import load_run
+from xpuperf.report.terminal import sweep_table
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -71,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.output.write_text(render_compare(comparison, TEMPLATES), encoding="utf-8")
     print(f"xpuperf compare: {len(comparison.lines)} combinations of "
           f"{', '.join(comparison.labels)} (baseline {comparison.baseline}) -> {args.output}")
+    points = sweep_table([(c.label, c.row) for line in comparison.lines for c in line.cells
+                          if c.row is not None])
+    if points:  # the page overlays their frontiers; the figures of every point here
+        print(f"\nLLM sweep points:\n{points}")
     return 0
 
 

@@ -1,6 +1,7 @@
 """Which charts a page shows, from its rows (pure): per model family, small
 multiples of QPS against batch size and the latency percentiles of each
-scenario; over everything, a roofline.
+scenario; over everything, a roofline; per LLM workload swept (--llm-sweep),
+the throughput-interactivity frontier.
 
 A page hands in (series, row) pairs: report.html's series is the precision (one
 line per precision in a model's panel), compare.html's the hardware (one line
@@ -34,6 +35,7 @@ class Figures:
     families: list[FamilyFigure]
     roofline: Markup
     ceilings: list[str]  # the compute ceilings drawn, in words
+    frontier: list[Markup]  # one panel per LLM workload swept
 
 
 def figures(entries: Sequence[tuple[str, Row]], panel: Callable[[Row], str]) -> Figures:
@@ -48,7 +50,7 @@ def figures(entries: Sequence[tuple[str, Row]], panel: Callable[[Row], str]) -> 
                 for family, group in by_family.items()]
     roof, ceilings = _roofline(entries, panel, style)
     return Figures(legend=[(k, s.color) for k, s in style.items()], families=families,
-                   roofline=roof, ceilings=ceilings)
+                   roofline=roof, ceilings=ceilings, frontier=frontier_panels(entries))
 
 
 def _qps_panels(group: Sequence[tuple[str, Row]], panel: Callable[[Row], str],
@@ -129,3 +131,36 @@ def generation_panels(row: Row) -> list[Markup]:
                 (name, style[name], points)], y_label="ms", x_label="requests/s",
                 x_text=lambda x: fmt_num(x, 3)))
     return [Markup(p) for p in panels]
+
+
+def frontier_panels(entries: Sequence[tuple[str, Row]]) -> list[Markup]:
+    """InferenceX's chart, a panel per LLM workload: output tokens/s per device
+    against tokens/s per user, one line per hardware and server (and series: a
+    precision, a run), through the Pareto frontier of its sweep's points."""
+    lines: dict[str, dict[str, list[tuple[float, float]]]] = {}  # workload -> label -> points
+    for series, row in entries:
+        for g in row.generation:
+            if g.get("scenario") != "sweep":
+                continue
+            label = " \u00b7 ".join(dict.fromkeys(
+                x for x in (row.hardware, series, g.get("serving")) if x and x != "endpoint"))
+            points = [(p["tokens_per_s_per_user"], p["output_tokens_per_s_per_device"])
+                      for p in (g.get("sweep") or {}).get("points") or []
+                      if p.get("tokens_per_s_per_user") and p.get("output_tokens_per_s_per_device")]
+            lines.setdefault(row.model, {})[label] = pareto(points)
+    style = styles(list(dict.fromkeys(label for by in lines.values() for label in by)))
+    # The panel is titled by its workload: the section's heading names the axes.
+    return [Markup(line_panel(workload, [(label, style[label], pts) for label, pts in by.items()],
+                              y_label="tokens/s/device", x_label="tokens/s per user",
+                              x_text=lambda x: fmt_num(x, 3)))
+            for workload, by in lines.items()]
+
+
+def pareto(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other beats on both axes (more interactivity and more
+    throughput), by interactivity."""
+    front: list[tuple[float, float]] = []
+    for x, y in sorted(points, key=lambda p: (-p[0], -p[1])):
+        if not front or y > front[-1][1]:
+            front.append((x, y))
+    return front[::-1]

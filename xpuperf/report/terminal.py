@@ -1,4 +1,5 @@
-"""The fixed-width summary table pytest prints at the end of a session (pure)."""
+"""The fixed-width summary table pytest prints at the end of a session, and the
+table of LLM sweep points `xpuperf compare` prints (pure)."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -8,6 +9,8 @@ from xpuperf.report.summary import Row, fmt_num
 
 HEADERS = ("combination", "status", "metric (drop)", "max_abs", "cosine",
            "compile s", "cov %", "QPS @ bs", "p99 ms @ load", "MFU %", "mem MB", "audits")
+SWEEP_HEADERS = ("run", "workload", "point", "SLOs", "TTFT p99 ms", "TPOT p99 ms", "ITL p99 ms",
+                 "tokens/s", "/device", "/user", "goodput")
 # Reasons are cut here so that one failing row stays one terminal line.
 MESSAGE_WIDTH = 110
 # What the columns mean, printed under the table (report.html says it in tooltips).
@@ -36,6 +39,33 @@ def table(rows: Sequence[Row]) -> str:
                     lines.append(f"    ! {suite}: {_one_line(res.messages[0])}")
         lines.extend(f"    ~ expected: {_one_line(reason)}" for reason in row.expected_reasons)
     return "\n".join(lines + [""] + [f"  {line}" for line in LEGEND])
+
+
+def sweep_table(entries: Sequence[tuple[str, Row]]) -> str:
+    """Every LLM sweep point of these (run label, row) pairs, a line each, by
+    workload; "" when none swept."""
+    cells = []
+    for label, row in sorted(entries, key=lambda e: e[1].combination):
+        for g in row.generation:
+            if g.get("scenario") != "sweep":
+                continue
+            sweep = g.get("sweep") or {}
+            v = sweep.get("variable")
+            for p in sweep.get("points") or []:
+                ttft, tpot, itl = (p.get(k) or {} for k in ("ttft_ms", "tpot_ms", "itl_ms"))
+                cells.append((label, row.combination, f"{v} {fmt_num(p.get(v), 4)}",
+                              "met" if p.get("passed") else "missed",
+                              *(fmt_num(x.get("p99"), 3) for x in (ttft, tpot, itl)),
+                              *(fmt_num(p.get(k), 4) for k in (
+                                  "output_tokens_per_s", "output_tokens_per_s_per_device",
+                                  "tokens_per_s_per_user")),
+                              f"{100 * p['goodput']:.0f} %" if p.get("goodput") is not None
+                              else "-"))
+    if not cells:
+        return ""
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(SWEEP_HEADERS)]
+    return "\n".join([_line(SWEEP_HEADERS, widths), "  ".join("-" * w for w in widths)]
+                     + [_line(c, widths) for c in cells])
 
 
 def _cells(row: Row) -> tuple[str, ...]:

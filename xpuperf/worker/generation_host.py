@@ -21,7 +21,7 @@ from xpuperf.zoo import load_zoo
 class GenerationHost:
     """Hosts ``hardware``'s generation engine for ``workload`` at ``precision``."""
 
-    COMMANDS = ("start", "scenario", "accuracy")
+    COMMANDS = ("start", "scenario", "sweep", "accuracy")
 
     def __init__(self, note: Callable[[str], None], hardware: str, options: Mapping[str, str],
                  zoo: str, tier: str, workload: str, precision: str,
@@ -50,6 +50,10 @@ class GenerationHost:
                   + (f" at concurrency {concurrency}" if concurrency else ""))
         return self._answer(*self.llm.run_scenario(self.spec, self.precision, scenario,
                                                    concurrency))
+
+    def sweep(self) -> dict[str, Any]:
+        self.note(f"sweeping {self.llm.settings.sweep}")
+        return self._answer(*self.llm.run_sweep(self.spec, self.precision))
 
     def accuracy(self) -> dict[str, Any]:
         self.note("checking accuracy against the fp32 reference")
