@@ -129,6 +129,47 @@ def test_a_group_whose_engine_did_not_start_fails_its_later_items_at_once(monkey
     assert calls == ["start"]
 
 
+def _waves(engine, waves: int, streams: int, pause_s: float = 0.0) -> None:
+    for _ in range(waves):
+        sinks = harness.closed_loop(engine, _requests(streams), streams, 30)
+        assert harness.generated(sinks) == 5 * streams
+        time.sleep(pause_s)
+
+
+def test_connections_are_kept_alive_and_reused():
+    server = InstantServer()
+    engine = _engine(server.url, "ok")
+    try:
+        _waves(engine, 3, 4)
+        # Each of 3 waves of 4 requests: a connection each for the first, then reused.
+        assert server.connections == engine.pool.opened <= 4
+        assert engine.pool.opened + engine.pool.reused == 12
+    finally:
+        engine.close()
+        server.close()
+
+
+@pytest.mark.parametrize("close, value", [
+    # The server's idle timer closes each connection between the waves (on a
+    # loaded host its close may reach the client only as it reuses one).
+    ("idle_s", 0.05),
+    # It closes each unanswered as its second request comes in (the race a client
+    # cannot see coming): each of those 8 requests is sent again on a new connection.
+    ("requests_per_connection", 1),
+])
+def test_a_server_closing_idle_connections_fails_no_request(close, value):
+    server = InstantServer(**{close: value})
+    engine = _engine(server.url, "ok")
+    try:
+        _waves(engine, 3, 4, pause_s=0.2)  # would raise EngineError for a failed request
+        assert engine.pool.opened == server.connections == 12
+        if close == "requests_per_connection":
+            assert engine.pool.reused == 8
+    finally:
+        engine.close()
+        server.close()
+
+
 # --------------------------------------------------------------------------- figures, arrivals
 
 def test_tpot_of_a_chunked_stream_counts_its_tokens_and_itl_its_chunks():
@@ -241,9 +282,9 @@ def _endpoint_zoo() -> dict:
 @pytest.fixture(scope="module", autouse=True)
 def _launched(request, tmp_path_factory):
     """`transformers serve` on a tiny Llama, on this CPU, started as this module
-    begins when its test is to run: it takes longer to come up than the other
+    begins when a test of it is to run: it takes longer to come up than the other
     tests here take, which run meanwhile. Ended with the module."""
-    wanted = any(item.name == "test_the_llm_suite_measures_transformers_serve"
+    wanted = any("transformers_serve" in getattr(item, "fixturenames", ())
                  for item in request.session.items)
     if MISSING or not wanted:
         yield None
@@ -285,6 +326,19 @@ def transformers_serve(_launched):
                 pytest.fail("transformers serve did not come up:\n"
                             + (folder / "serve.log").read_text()[-3000:])
             time.sleep(0.3)
+
+
+def test_transformers_serve_keeps_the_clients_connections_alive(transformers_serve):
+    url, model = transformers_serve
+    engine = EndpointEngine(Endpoint(url, model, timeout_s=60), _WordTokenizer())
+    try:
+        for _ in range(3):
+            sinks = harness.closed_loop(engine, _requests(2, tokens=3), 2, 60)
+            assert harness.generated(sinks) > 0
+    finally:
+        engine.close()
+    # Three waves of two: two connections, reused by the later four requests.
+    assert (engine.pool.opened, engine.pool.reused) == (2, 4)
 
 
 def test_the_llm_suite_measures_transformers_serve(transformers_serve, tmp_path):
