@@ -225,6 +225,34 @@ def test_a_session_replays_a_trace_against_the_server_at_its_times(server, tmp_p
     assert "tiny-endpoint" in page and "stalled" in page
 
 
+@pytest.mark.parametrize("nvml, devices, expected", [
+    ("fake", (0, 1), None),
+    (None, (0,), "pip install nvidia-ml-py"),  # the binding is not installed
+    ("fake", (), "unless --llm-energy-devices names its NVIDIA cards"),
+])
+def test_a_servers_energy_is_read_from_nvml_around_its_timed_window(
+        server, monkeypatch, nvml, devices, expected):
+    from tests_selftest.test_energy import _FakeNvml
+    monkeypatch.setitem(sys.modules, "pynvml", _FakeNvml() if nvml else None)
+    llm = LLMSession(None, {}, settings=settings.Settings(
+        Endpoint(server.url, "ok"), slo={"ttft_ms": 1000.0}, energy_devices=devices))
+    llm._tokenizer = _WordTokenizer()
+    try:
+        fields, problems = llm.run_scenario(_spec(), settings.ENDPOINT_PRECISION, "offline", 2)
+    finally:
+        llm.close()
+    used = fields["energy"]
+    if expected:
+        assert expected in used["unavailable"] and set(used) == {"unavailable"}
+        return
+    # Two cards, each counter 7.5 J a read of the fake: 15 J each over the window.
+    assert used["joules"] == pytest.approx(30)
+    assert used["j_per_output_token"] == pytest.approx(30 / fields["generated_tokens"])
+    assert used["avg_watts"] == pytest.approx(30 / used["seconds"])
+    assert used["method"] == ("NVML total energy (nvmlDeviceGetTotalEnergyConsumption), "
+                              "GPU 0, GPU 1")
+
+
 def _spec():
     return parse_zoo(yaml.safe_dump(_endpoint_zoo()), "full").generation[0]
 
@@ -239,13 +267,15 @@ def _spec():
     ("arrivals", "uniform", "--llm-arrivals 'uniform'"),
     ("arrivals", "trace:/nonexistent.jsonl", "no such file"),
     ("endpoint", "localhost:8000", "is not an http(s) URL"),
+    ("energy_devices", "0,0", "--llm-energy-devices '0,0'"),
+    ("energy_devices", "gpu0", "--llm-energy-devices 'gpu0'"),
 ])
 def test_bad_llm_options_name_the_option_and_the_fix(option, value, message):
     args = {"endpoint": None, "model": None, "api": "completions", "tokenizer": None,
             "request_timeout_s": 60.0, "ignore_eos": False, "slo": None, "arrivals": "poisson",
             "percentiles": None, option: value}
-    if option == "endpoint":
-        args["model"] = "m"
+    if option in ("endpoint", "energy_devices"):
+        args.update(endpoint=args.get("endpoint") or "http://h:1/v1", model="m")
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         settings.parse(**args)
 
@@ -259,9 +289,12 @@ def test_a_trace_line_without_its_fields_is_named(tmp_path):
 
 def test_settings_reach_the_worker_whole():
     s = settings.parse("http://h:1/v1", "m", "chat", None, 5.0, True, "tpot_ms=50", "gamma:0.5",
-                       "95")
+                       "95", "1,0")
     assert settings.Settings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
     assert s.tokenizer == "m" and s.burstiness == 0.5 and s.percentiles == (95.0,)
+    assert s.energy_devices == (1, 0)
+    with pytest.raises(ValueError, match="--llm-energy-devices meters a server's cards"):
+        settings.parse(None, None, "completions", None, 5.0, False, None, "poisson", None, "0")
 
 
 # --------------------------------------------------------------------------- a real server

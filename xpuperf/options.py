@@ -237,6 +237,9 @@ def add_options(parser: pytest.Parser) -> None:
                        "shape (< 1 burstier), or a JSONL trace replayed")
     llm.addoption("--llm-percentiles", default=None, metavar="LIST",
                   help="latency percentiles beyond p50/p90/p99, e.g. 95,99.9")
+    llm.addoption("--llm-energy-devices", default=None, metavar="LIST",
+                  help="the server's NVIDIA cards on this host (nvidia-smi's numbers, e.g. "
+                       "0,1): their NVML energy counters over each timed window")
 
 
 # --------------------------------------------------------------------------- the run's configuration
@@ -354,7 +357,7 @@ def _llm_options(config: pytest.Config) -> llm_settings.Settings:
         return llm_settings.parse(o("llm_endpoint"), o("llm_model"), o("llm_api"),
                                   o("llm_tokenizer"), o("llm_request_timeout"),
                                   o("llm_ignore_eos"), o("llm_slo"), o("llm_arrivals"),
-                                  o("llm_percentiles"))
+                                  o("llm_percentiles"), o("llm_energy_devices"))
     except ValueError as e:
         raise pytest.UsageError(str(e)) from None
 
