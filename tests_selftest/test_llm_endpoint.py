@@ -234,13 +234,19 @@ def test_a_servers_energy_is_read_from_nvml_around_its_timed_window(
         server, monkeypatch, nvml, devices, expected):
     from tests_selftest.test_energy import _FakeNvml
     monkeypatch.setitem(sys.modules, "pynvml", _FakeNvml() if nvml else None)
+    zoo = _endpoint_zoo()  # with MLPerf's bounds, which the record says it used
+    zoo["generation"]["mlperf_bounds"] = {"llama2-70b-interactive": {"ttft_ms": 450, "tpot_ms": 40}}
+    zoo["generation"]["workloads"]["tiny"]["server"] = {"mlperf": "llama2-70b-interactive"}
     llm = LLMSession(None, {}, settings=settings.Settings(
-        Endpoint(server.url, "ok"), slo={"ttft_ms": 1000.0}, energy_devices=devices))
+        Endpoint(server.url, "ok"), energy_devices=devices))
     llm._tokenizer = _WordTokenizer()
     try:
-        fields, problems = llm.run_scenario(_spec(), settings.ENDPOINT_PRECISION, "offline", 2)
+        fields, problems = llm.run_scenario(parse_zoo(yaml.safe_dump(zoo), "full").generation[0],
+                                            settings.ENDPOINT_PRECISION, "offline", 2)
     finally:
         llm.close()
+    assert (fields["ttft_bound_ms"], fields["tpot_bound_ms"]) == (450, 40)
+    assert fields["bounds_source"].startswith("MLPerf's llama2-70b-interactive")
     used = fields["energy"]
     if expected:
         assert expected in used["unavailable"] and set(used) == {"unavailable"}

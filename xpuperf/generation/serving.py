@@ -96,7 +96,7 @@ class LLMSession:
                                   "prompt_tokens": spec.prompt_tokens,
                                   "output_tokens": spec.output_tokens,
                                   "ttft_bound_ms": bounds.ttft_ms, "tpot_bound_ms": bounds.tpot_ms,
-                                  "bounds_source": "--llm-slo" if slo else "zoo.yaml"}
+                                  "bounds_source": "--llm-slo" if slo else spec.server.bounds_source}
         if self.settings.endpoint:
             fields.update(endpoint=self.settings.endpoint.url,
                           served_model=self.settings.endpoint.model,
