@@ -166,13 +166,15 @@ async def _stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int
 class Pool:
     """Kept-alive connections of one event loop, per server: at most
     ``max_idle`` idle ones each (beyond them a connection is closed on its
-    answer's end). ``opened`` and ``reused`` count connects and reuses."""
+    answer's end). ``opened``, ``reused`` and ``reads`` count connects, reuses
+    and the socket reads of every connection (benchmarks/llm_client_overhead.py
+    prints them)."""
 
     def __init__(self, max_idle: int = MAX_IDLE):
         if max_idle < 0:
             raise ValueError(f"a pool's max_idle must be >= 0, got {max_idle}")
         self.max_idle = max_idle
-        self.opened = self.reused = 0
+        self.opened = self.reused = self.reads = 0
         self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._tls: ssl.SSLContext | None = None  # made once: a context loads the CA store
@@ -254,6 +256,7 @@ class _Connection(asyncio.BufferedProtocol):
         return self.read
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.pool.reads += 1
         response = self.response
         if response is None:  # bytes no request asked for: not a connection to reuse
             self.close()
