@@ -150,7 +150,7 @@ def test_connections_are_kept_alive_and_reused():
 
 
 @pytest.mark.parametrize("close, value", [
-    # The server's idle timer closes each connection between the waves (on a
+    # The server's idle timer closes the connections between the waves (on a
     # loaded host its close may reach the client only as it reuses one).
     ("idle_s", 0.05),
     # It closes each unanswered as its second request comes in (the race a client
@@ -162,9 +162,11 @@ def test_a_server_closing_idle_connections_fails_no_request(close, value):
     engine = _engine(server.url, "ok")
     try:
         _waves(engine, 3, 4, pause_s=0.2)  # would raise EngineError for a failed request
-        assert engine.pool.opened == server.connections == 12
+        assert engine.pool.opened == server.connections
         if close == "requests_per_connection":
-            assert engine.pool.reused == 8
+            assert (server.connections, engine.pool.reused) == (12, 8)
+        else:  # closed connections were replaced (a loaded host's timer may fire late: not all)
+            assert server.connections > 4
     finally:
         engine.close()
         server.close()

@@ -12,8 +12,8 @@ fails a request, for the selftests: the requested model's name picks one.
     error       HTTP 500 with a JSON error body
 
 Connections are kept alive, as real servers keep them (``connections`` counts
-those accepted): ``idle_s`` closes one idle that long (uvicorn's keep-alive
-timeout); ``requests_per_connection`` closes one unanswered when a request past
+those accepted): ``idle_s`` closes one idle that long after an answer
+(uvicorn's keep-alive timeout); ``requests_per_connection`` closes one unanswered when a request past
 that many arrives (a server's idle timer firing as the request comes in).
 
     python -m xpuperf.generation.instant_server --port 8000 --itl-ms 20
@@ -63,8 +63,11 @@ class InstantServer:
         self.connections += 1
         served = 0
         try:
-            # Until the client closes, idles past idle_s, or an answer ends mid-way.
-            while (body := await asyncio.wait_for(_request(reader), self.idle_s)) is not None:
+            # Until the client closes, idles past idle_s after an answer (not
+            # before its first request: a loaded host may be slow to read it),
+            # or an answer ends mid-way.
+            while (body := await asyncio.wait_for(
+                    _request(reader), self.idle_s if served else None)) is not None:
                 served += 1
                 if self.requests_per_connection is not None and served > self.requests_per_connection:
                     break
