@@ -95,5 +95,6 @@ class EndpointEngine(GenerationEngine):
         raise GenerationUnsupported("an OpenAI-compatible server gives no logits")
 
     def close(self) -> None:
-        self._loop.loop.call_soon_threadsafe(self.pool.close)  # runs before the loop stops
+        if not self._loop.loop.is_closed():  # a second close has nothing to do
+            self._loop.loop.call_soon_threadsafe(self.pool.close)  # runs before the loop stops
         self._loop.close()
