@@ -149,6 +149,20 @@ def test_connections_are_kept_alive_and_reused():
         server.close()
 
 
+def test_idle_connections_beyond_the_pools_bound_are_closed():
+    from xpuperf.generation.openai_client import Pool
+    server = InstantServer()
+    engine = _engine(server.url, "ok")
+    engine.pool = Pool(max_idle=2)
+    try:
+        _waves(engine, 2, 4)
+        # The first wave's 4 connections: 2 kept idle, 2 closed; the second reuses 2.
+        assert (engine.pool.opened, engine.pool.reused, server.connections) == (6, 2, 6)
+    finally:
+        engine.close()
+        server.close()
+
+
 @pytest.mark.parametrize("close, value", [
     # The server's idle timer closes the connections between the waves (on a
     # loaded host its close may reach the client only as it reuses one).
