@@ -9,11 +9,15 @@ from a server on the same host, and a bound on how late a timestamp can be
 taken; the same per chunk, and as a share of a core at the server's nominal
 pace (streams / ITL chunks a second: a server that lags its pace stretches the
 wall time and flatters the first share); and the ITL the client measured
-against the server's pace, whose excess is the client's and the server's lag.
-Exits 1 when either share is over 5 %.
+against the server's pace, whose excess is the client's and the server's lag;
+and the socket reads and connections it took. ``--floor`` measures the floor
+under the client: the same connections and reads with the parsing left out (a
+timestamp a read, the answer's end found by its last bytes), what any client
+on this event loop pays. Exits 1 when either share is over 5 %.
 
     python benchmarks/llm_client_overhead.py
     python benchmarks/llm_client_overhead.py --streams 256 --itl-ms 50 --seconds 10
+    python benchmarks/llm_client_overhead.py --floor
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -44,6 +49,18 @@ def _cpu_s() -> tuple[float, float]:
     return r.ru_utime, r.ru_stime
 
 
+def _unparsed(tokens: int, reply: type) -> Callable[..., None]:
+    """The floor's stand-in for _Response.feed: a timestamp a read, and the
+    answer ends with the chunked body's last bytes."""
+    def feed(self: Any, data: memoryview) -> None:
+        self.received += len(data)
+        self.on_piece("")
+        if bytes(data[-5:]) == b"0\r\n\r\n":
+            self.whole = self.keep_alive = True
+            self.done.set_result(reply((), tokens))
+    return feed
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--streams", type=int, default=256, help="requests in flight")
@@ -52,13 +69,19 @@ def main() -> int:
     ap.add_argument("--output-tokens", type=int, default=64)
     ap.add_argument("--seconds", type=float, default=10.0, help="the run's length, about")
     ap.add_argument("--api", default="completions", choices=("completions", "chat"))
+    ap.add_argument("--floor", action="store_true",
+                    help="the reads and the event loop alone: the answers are not parsed")
     args = ap.parse_args()
 
     from backends.generation import Request
     from xpuperf.generation import harness
     from xpuperf.generation.endpoint import EndpointEngine
     from xpuperf.generation.metrics import Bounds
+    from xpuperf.generation import openai_client
     from xpuperf.generation.openai_client import Endpoint
+
+    if args.floor:
+        openai_client._Response.feed = _unparsed(args.output_tokens, openai_client.Reply)
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -75,6 +98,8 @@ def main() -> int:
         requests = [Request((), args.output_tokens, f"prompt {i}")
                     for i in range(args.streams * waves)]
         harness.closed_loop(engine, requests[:args.streams], args.streams, 60)  # warm-up
+        pool = engine.pool
+        warm = pool.reads, pool.opened, pool.reused
         cpu, wall = _cpu_s(), time.perf_counter()
         sinks = harness.closed_loop(engine, requests, args.streams, args.seconds * 10 + 60)
         (user, system), wall = np.subtract(_cpu_s(), cpu), time.perf_counter() - wall
@@ -82,6 +107,15 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait()
+    reads, opened, reused = np.subtract((pool.reads, pool.opened, pool.reused), warm)
+    if args.floor:  # a timestamp a read: the chunks are the server's
+        cpu = user + system
+        chunks = len(requests) * args.output_tokens
+        print(f"floor (no parsing): client CPU {cpu:.2f} s ({user:.2f} user, {system:.2f} "
+              f"system) = {cpu / wall:.1%} of {wall:.2f} s wall, {cpu / chunks * 1e6:.1f} us a "
+              f"chunk over {chunks} chunks; {reads / chunks:.2f} socket reads a chunk, "
+              f"{opened} connections opened, {reused} reused")
+        return 0
     fig = harness.run_figures(sinks, Bounds(1e9, 1e9))
     chunks = sum(len(s.token_ns) for s in sinks)
     cpu = user + system
@@ -95,6 +129,8 @@ def main() -> int:
     print(f"client CPU {cpu:.2f} s ({user:.2f} user, {system:.2f} system) = {share:.1%} of "
           f"the wall time (target <= 5 %), {cpu / chunks * 1e6:.1f} us a chunk: "
           f"{cpu / chunks * nominal:.1%} of a core at the nominal {nominal:,.0f} chunks/s")
+    print(f"{reads / chunks:.2f} socket reads a chunk; {opened} connections opened, "
+          f"{reused} reused (warm-up's connections kept alive)")
     itl = fig["itl_ms"]
     print(f"ITL measured p50 {itl['p50']:.2f} ms, p99 {itl['p99']:.2f} ms against the "
           f"server's {args.itl_ms:g} ms; TTFT p50 {fig['ttft_ms']['p50']:.2f} ms, "

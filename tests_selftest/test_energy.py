@@ -124,8 +124,9 @@ class _BadMeter(CpuBackend):
 # --------------------------------------------------------------------------- NVML
 
 class _FakeNvml(types.ModuleType):
-    """pynvml as far as the reader uses it: a card whose total-energy counter
-    advances 7,500 mJ per read, and one (UUID ...-old) that has none."""
+    """pynvml as far as the reader uses it: cards whose total-energy counter
+    advances 7,500 mJ per read (of any card), found by UUID or by index (0 and
+    1), and one (UUID ...-old) that has none."""
 
     class NVMLError(Exception):
         pass
@@ -144,6 +145,11 @@ class _FakeNvml(types.ModuleType):
         if not uuid.startswith("GPU-"):
             raise self.NVMLError("Not Found")
         return uuid
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> str:
+        if index not in (0, 1):
+            raise self.NVMLError("Invalid Argument")
+        return f"GPU-index-{index}"
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: str) -> int:
         if handle.endswith("-old"):
@@ -192,6 +198,24 @@ def test_nvml_without_a_counter_or_without_the_binding_is_unavailable(
     monkeypatch.setitem(sys.modules, "pynvml", None)  # not installed
     with pytest.raises(EnergyUnavailable, match=r"pip install nvidia-ml-py"):
         gpu_energy.meter(torch.device("cuda", 0))
+
+
+def test_nvml_meters_cards_by_index_and_names_a_missing_one(monkeypatch) -> None:
+    from xpuperf.measure import nvml
+
+    fake = _FakeNvml()
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    meter = energy.Meter(nvml.meter({"GPU 0": 0, "GPU 1": 1}))
+    window = meter.window()
+    window.start()
+    got = window.stop(output_token=60)
+    # Each card's counter advanced two reads' 7.5 J (the fake's counter is shared).
+    assert got["joules"] == pytest.approx(30) and got["j_per_output_token"] == pytest.approx(0.5)
+    assert got["method"].endswith("(nvmlDeviceGetTotalEnergyConsumption), GPU 0, GPU 1")
+    meter.close()
+    with pytest.raises(EnergyUnavailable, match="no total energy of GPU 7: Invalid Argument"):
+        nvml.meter({"GPU 0": 0, "GPU 7": 7})
+    assert fake.running == 0  # shut down again after the failed open
 
 
 def test_the_gpu_backend_on_the_cpu_reads_the_hosts_counters(monkeypatch) -> None:

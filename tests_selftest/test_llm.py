@@ -132,6 +132,40 @@ def test_generation_schema_errors_name_line_and_field(old, new, expected):
         parse_zoo(ZOO.replace(old, new), "full")
 
 
+MLPERF = """\
+  mlperf_bounds:
+    llama2-70b-interactive: {ttft_ms: 450, tpot_ms: 40}
+  workloads:
+"""
+
+
+@pytest.mark.parametrize("server, expected", [
+    ("{mlperf: llama2-70b-interactive, search_s: 0.1}",
+     (450, 40, "MLPerf's llama2-70b-interactive (zoo.yaml generation.mlperf_bounds)")),
+    ("{ttft_bound_ms: 2000, tpot_bound_ms: 60}", (2000, 60, "zoo.yaml")),
+    ("{mlperf: llama2-70b}",
+     ":20: generation.workloads.tiny.server.mlperf: unknown model of generation.mlperf_bounds "
+     "'llama2-70b' (known: llama2-70b-interactive)"),
+    ("{mlperf: llama2-70b-interactive, tpot_bound_ms: 60}",
+     "server.tpot_bound_ms: comes from mlperf 'llama2-70b-interactive'; give one of the two"),
+])
+def test_a_workloads_server_takes_mlperfs_bounds_by_name(server, expected):
+    old = "      server: {ttft_bound_ms: 2000, tpot_bound_ms: 60, search_s: 0.1, max_trials: 1}\n"
+    zoo = ZOO.replace("  workloads:\n", MLPERF).replace(old, f"      server: {server}\n")
+    if isinstance(expected, str):
+        with pytest.raises(ZooError, match=expected.replace("(", r"\(").replace(")", r"\)")):
+            parse_zoo(zoo, "full")
+        return
+    s = parse_zoo(zoo, "full").generation[0].server
+    assert (s.ttft_bound_ms, s.tpot_bound_ms, s.bounds_source) == expected
+
+
+def test_mlperf_bounds_are_checked():
+    with pytest.raises(ZooError, match=":8: generation.mlperf_bounds.x: missing required"):
+        parse_zoo(ZOO.replace("  workloads:\n", "  mlperf_bounds:\n    x: {ttft_ms: 5}\n"
+                                                 "  workloads:\n"), "full")
+
+
 def test_the_shipped_zoo_has_the_llm_workloads():
     from pathlib import Path
     zoo = parse_zoo((Path(__file__).resolve().parents[1] / "zoo.yaml").read_text(), "full")

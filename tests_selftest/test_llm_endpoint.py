@@ -129,6 +129,63 @@ def test_a_group_whose_engine_did_not_start_fails_its_later_items_at_once(monkey
     assert calls == ["start"]
 
 
+def _waves(engine, waves: int, streams: int, pause_s: float = 0.0) -> None:
+    for _ in range(waves):
+        sinks = harness.closed_loop(engine, _requests(streams), streams, 30)
+        assert harness.generated(sinks) == 5 * streams
+        time.sleep(pause_s)
+
+
+def test_connections_are_kept_alive_and_reused():
+    server = InstantServer()
+    engine = _engine(server.url, "ok")
+    try:
+        _waves(engine, 3, 4)
+        # Each of 3 waves of 4 requests: a connection each for the first, then reused.
+        assert server.connections == engine.pool.opened <= 4
+        assert engine.pool.opened + engine.pool.reused == 12
+    finally:
+        engine.close()
+        server.close()
+
+
+def test_idle_connections_beyond_the_pools_bound_are_closed():
+    from xpuperf.generation.openai_client import Pool
+    server = InstantServer()
+    engine = _engine(server.url, "ok")
+    engine.pool = Pool(max_idle=2)
+    try:
+        _waves(engine, 2, 4)
+        # The first wave's 4 connections: 2 kept idle, 2 closed; the second reuses 2.
+        assert (engine.pool.opened, engine.pool.reused, server.connections) == (6, 2, 6)
+    finally:
+        engine.close()
+        server.close()
+
+
+@pytest.mark.parametrize("close, value", [
+    # The server's idle timer closes the connections between the waves (on a
+    # loaded host its close may reach the client only as it reuses one).
+    ("idle_s", 0.05),
+    # It closes each unanswered as its second request comes in (the race a client
+    # cannot see coming): each of those 8 requests is sent again on a new connection.
+    ("requests_per_connection", 1),
+])
+def test_a_server_closing_idle_connections_fails_no_request(close, value):
+    server = InstantServer(**{close: value})
+    engine = _engine(server.url, "ok")
+    try:
+        _waves(engine, 3, 4, pause_s=0.2)  # would raise EngineError for a failed request
+        assert engine.pool.opened == server.connections
+        if close == "requests_per_connection":
+            assert (server.connections, engine.pool.reused) == (12, 8)
+        else:  # closed connections were replaced (a loaded host's timer may fire late: not all)
+            assert server.connections > 4
+    finally:
+        engine.close()
+        server.close()
+
+
 # --------------------------------------------------------------------------- figures, arrivals
 
 def test_tpot_of_a_chunked_stream_counts_its_tokens_and_itl_its_chunks():
@@ -184,6 +241,40 @@ def test_a_session_replays_a_trace_against_the_server_at_its_times(server, tmp_p
     assert "tiny-endpoint" in page and "stalled" in page
 
 
+@pytest.mark.parametrize("nvml, devices, expected", [
+    ("fake", (0, 1), None),
+    (None, (0,), "pip install nvidia-ml-py"),  # the binding is not installed
+    ("fake", (), "unless --llm-energy-devices names its NVIDIA cards"),
+])
+def test_a_servers_energy_is_read_from_nvml_around_its_timed_window(
+        server, monkeypatch, nvml, devices, expected):
+    from tests_selftest.test_energy import _FakeNvml
+    monkeypatch.setitem(sys.modules, "pynvml", _FakeNvml() if nvml else None)
+    zoo = _endpoint_zoo()  # with MLPerf's bounds, which the record says it used
+    zoo["generation"]["mlperf_bounds"] = {"llama2-70b-interactive": {"ttft_ms": 450, "tpot_ms": 40}}
+    zoo["generation"]["workloads"]["tiny"]["server"] = {"mlperf": "llama2-70b-interactive"}
+    llm = LLMSession(None, {}, settings=settings.Settings(
+        Endpoint(server.url, "ok"), energy_devices=devices))
+    llm._tokenizer = _WordTokenizer()
+    try:
+        fields, problems = llm.run_scenario(parse_zoo(yaml.safe_dump(zoo), "full").generation[0],
+                                            settings.ENDPOINT_PRECISION, "offline", 2)
+    finally:
+        llm.close()
+    assert (fields["ttft_bound_ms"], fields["tpot_bound_ms"]) == (450, 40)
+    assert fields["bounds_source"].startswith("MLPerf's llama2-70b-interactive")
+    used = fields["energy"]
+    if expected:
+        assert expected in used["unavailable"] and set(used) == {"unavailable"}
+        return
+    # Two cards, each counter 7.5 J a read of the fake: 15 J each over the window.
+    assert used["joules"] == pytest.approx(30)
+    assert used["j_per_output_token"] == pytest.approx(30 / fields["generated_tokens"])
+    assert used["avg_watts"] == pytest.approx(30 / used["seconds"])
+    assert used["method"] == ("NVML total energy (nvmlDeviceGetTotalEnergyConsumption), "
+                              "GPU 0, GPU 1")
+
+
 def _spec():
     return parse_zoo(yaml.safe_dump(_endpoint_zoo()), "full").generation[0]
 
@@ -198,13 +289,15 @@ def _spec():
     ("arrivals", "uniform", "--llm-arrivals 'uniform'"),
     ("arrivals", "trace:/nonexistent.jsonl", "no such file"),
     ("endpoint", "localhost:8000", "is not an http(s) URL"),
+    ("energy_devices", "0,0", "--llm-energy-devices '0,0'"),
+    ("energy_devices", "gpu0", "--llm-energy-devices 'gpu0'"),
 ])
 def test_bad_llm_options_name_the_option_and_the_fix(option, value, message):
     args = {"endpoint": None, "model": None, "api": "completions", "tokenizer": None,
             "request_timeout_s": 60.0, "ignore_eos": False, "slo": None, "arrivals": "poisson",
             "percentiles": None, option: value}
-    if option == "endpoint":
-        args["model"] = "m"
+    if option in ("endpoint", "energy_devices"):
+        args.update(endpoint=args.get("endpoint") or "http://h:1/v1", model="m")
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         settings.parse(**args)
 
@@ -218,9 +311,13 @@ def test_a_trace_line_without_its_fields_is_named(tmp_path):
 
 def test_settings_reach_the_worker_whole():
     s = settings.parse("http://h:1/v1", "m", "chat", None, 5.0, True, "tpot_ms=50", "gamma:0.5",
-                       "95")
+                       "95", energy_devices="1,0")
     assert settings.Settings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
     assert s.tokenizer == "m" and s.burstiness == 0.5 and s.percentiles == (95.0,)
+    assert s.energy_devices == (1, 0)
+    with pytest.raises(ValueError, match="--llm-energy-devices meters a server's cards"):
+        settings.parse(None, None, "completions", None, 5.0, False, None, "poisson", None,
+                       energy_devices="0")
 
 
 # --------------------------------------------------------------------------- a real server
@@ -241,9 +338,9 @@ def _endpoint_zoo() -> dict:
 @pytest.fixture(scope="module", autouse=True)
 def _launched(request, tmp_path_factory):
     """`transformers serve` on a tiny Llama, on this CPU, started as this module
-    begins when its test is to run: it takes longer to come up than the other
+    begins when a test of it is to run: it takes longer to come up than the other
     tests here take, which run meanwhile. Ended with the module."""
-    wanted = any(item.name == "test_the_llm_suite_measures_transformers_serve"
+    wanted = any("transformers_serve" in getattr(item, "fixturenames", ())
                  for item in request.session.items)
     if MISSING or not wanted:
         yield None
@@ -285,6 +382,19 @@ def transformers_serve(_launched):
                 pytest.fail("transformers serve did not come up:\n"
                             + (folder / "serve.log").read_text()[-3000:])
             time.sleep(0.3)
+
+
+def test_transformers_serve_keeps_the_clients_connections_alive(transformers_serve):
+    url, model = transformers_serve
+    engine = EndpointEngine(Endpoint(url, model, timeout_s=60), _WordTokenizer())
+    try:
+        for _ in range(3):
+            sinks = harness.closed_loop(engine, _requests(2, tokens=3), 2, 60)
+            assert harness.generated(sinks) > 0
+    finally:
+        engine.close()
+    # Three waves of two: two connections, reused by the later four requests.
+    assert (engine.pool.opened, engine.pool.reused) == (2, 4)
 
 
 def test_the_llm_suite_measures_transformers_serve(transformers_serve, tmp_path):

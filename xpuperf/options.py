@@ -250,6 +250,9 @@ def add_options(parser: pytest.Parser) -> None:
     llm.addoption("--llm-devices", default=1, type=_converter(count), metavar="N",
                   help="the accelerators the server uses: the sweep's tokens/s per device "
                        "(default 1)")
+    llm.addoption("--llm-energy-devices", default=None, metavar="LIST",
+                  help="the server's NVIDIA cards on this host (nvidia-smi's numbers, e.g. "
+                       "0,1): their NVML energy counters over each timed window")
 
 
 # --------------------------------------------------------------------------- the run's configuration
@@ -367,7 +370,8 @@ def _llm_options(config: pytest.Config) -> llm_settings.Settings:
         return llm_settings.parse(o("llm_endpoint"), o("llm_model"), o("llm_api"),
                                   o("llm_tokenizer"), o("llm_request_timeout"),
                                   o("llm_ignore_eos"), o("llm_slo"), o("llm_arrivals"),
-                                  o("llm_percentiles"), o("llm_sweep"), o("llm_devices"))
+                                  o("llm_percentiles"), o("llm_sweep"), o("llm_devices"),
+                                  energy_devices=o("llm_energy_devices"))
     except ValueError as e:
         raise pytest.UsageError(str(e)) from None
 

@@ -18,7 +18,7 @@ import numpy as np
 from backends.generation import GenerationEngine, GenerationUnsupported, Request, TokenSink
 from xpuperf.extras import require
 from xpuperf.generation import prompts
-from xpuperf.generation.openai_client import Endpoint, EndpointError, LoopThread, stream
+from xpuperf.generation.openai_client import Endpoint, EndpointError, LoopThread, Pool, stream
 
 
 class Tokenizer:
@@ -71,6 +71,7 @@ class EndpointEngine(GenerationEngine):
         self.token_counts: Counter[str] = Counter()  # "usage" / "tokenizer" -> requests
         tokenizer.load()
         self._loop = LoopThread("xpuperf endpoint client")
+        self.pool = Pool()  # used on the loop's thread only
 
     def submit(self, request: Request, sink: TokenSink) -> None:
         if not request.text:
@@ -79,7 +80,7 @@ class EndpointEngine(GenerationEngine):
 
     async def _one(self, request: Request, sink: TokenSink) -> None:
         try:
-            reply = await stream(self.endpoint, request.text, request.max_new_tokens, sink.text)
+            reply = await stream(self.endpoint, self.pool, request.text, request.max_new_tokens, sink.text)
             if reply.completion_tokens is not None:
                 count, source = reply.completion_tokens, "usage"
             else:  # counted here, between chunks: a fast tokenizer takes microseconds
@@ -94,4 +95,6 @@ class EndpointEngine(GenerationEngine):
         raise GenerationUnsupported("an OpenAI-compatible server gives no logits")
 
     def close(self) -> None:
+        if not self._loop.loop.is_closed():  # a second close has nothing to do
+            self._loop.loop.call_soon_threadsafe(self.pool.close)  # runs before the loop stops
         self._loop.close()

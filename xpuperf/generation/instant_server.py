@@ -11,6 +11,11 @@ fails a request, for the selftests: the requested model's name picks one.
     stall       one piece, then nothing until the client gives up
     error       HTTP 500 with a JSON error body
 
+Connections are kept alive, as real servers keep them (``connections`` counts
+those accepted): ``idle_s`` closes one idle that long after an answer
+(uvicorn's keep-alive timeout); ``requests_per_connection`` closes one unanswered when a request past
+that many arrives (a server's idle timer firing as the request comes in).
+
     python -m xpuperf.generation.instant_server --port 8000 --itl-ms 20
 """
 from __future__ import annotations
@@ -31,8 +36,11 @@ class InstantServer:
     """Serves on 127.0.0.1:``port`` (0: a free one, then ``port`` says which)
     from an event loop in a thread of its own, until ``close``."""
 
-    def __init__(self, port: int = 0, itl_s: float = 0.0):
-        self.itl_s = itl_s
+    def __init__(self, port: int = 0, itl_s: float = 0.0, idle_s: float | None = None,
+                 requests_per_connection: int | None = None):
+        self.itl_s, self.idle_s = itl_s, idle_s
+        self.requests_per_connection = requests_per_connection
+        self.connections = 0
         self._handlers: set[asyncio.Task] = set()
         self._loop = LoopThread("instant OpenAI server")
         self._server = self._loop.submit(
@@ -52,23 +60,35 @@ class InstantServer:
         # stalled one would be collected mid-await without this reference.
         task = asyncio.current_task()
         self._handlers.add(task)
+        self.connections += 1
+        served = 0
         try:
-            body = await _request(reader)
-            await self._answer(body, writer)
-        except (ConnectionError, ValueError, asyncio.IncompleteReadError, asyncio.CancelledError):
-            pass  # the client went away, sent nonsense, or the server closes
+            # Until the client closes, idles past idle_s after an answer (not
+            # before its first request: a loaded host may be slow to read it),
+            # or an answer ends mid-way.
+            while (body := await asyncio.wait_for(
+                    _request(reader), self.idle_s if served else None)) is not None:
+                served += 1
+                if self.requests_per_connection is not None and served > self.requests_per_connection:
+                    break
+                if not await self._answer(body, writer):
+                    break
+        except (ConnectionError, ValueError, asyncio.IncompleteReadError, asyncio.CancelledError,
+                TimeoutError):
+            pass  # the client went away, sent nonsense, idled, or the server closes
         finally:
             self._handlers.discard(task)
             writer.close()
 
-    async def _answer(self, body: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+    async def _answer(self, body: dict[str, Any], writer: asyncio.StreamWriter) -> bool:
+        """Whether the answer was whole (the connection may carry another)."""
         mode = body.get("model", "ok")
         if mode == "error" or mode not in MODES:
             payload = json.dumps({"error": {"message": f"model {mode!r}: one of {MODES}"}})
             writer.write(f"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json"
                          f"\r\nContent-Length: {len(payload)}\r\n\r\n{payload}".encode())
             await writer.drain()
-            return
+            return True
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n")
         chat = "messages" in body
@@ -78,11 +98,11 @@ class InstantServer:
                                                                       "content": ""}}]}))
         for i in range(tokens):
             if mode == "drop" and i == 2:
-                return
+                return False
             if mode == "malformed" and i == 1:
                 writer.write(_chunk(b"data: {\"choices\": [\r\n\r\n"))
                 await writer.drain()
-                return
+                return False
             if mode == "stall" and i == 1:
                 await asyncio.Event().wait()
             choice = {"index": 0, "finish_reason": "length" if i == tokens - 1 else None,
@@ -97,10 +117,13 @@ class InstantServer:
                 "prompt_tokens": 0, "completion_tokens": count, "total_tokens": count}}))
         writer.write(_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
         await writer.drain()
+        return True
 
 
-async def _request(reader: asyncio.StreamReader) -> dict[str, Any]:
-    await reader.readline()  # the request line: every path answers the same
+async def _request(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    """The next request's JSON body; None where the client closed the connection."""
+    if not await reader.readline():  # the request line: every path answers the same
+        return None
     length = 0
     while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
         name, _, value = line.decode("latin-1").partition(":")

@@ -5,13 +5,16 @@ TensorRT-LLM, `transformers serve`): ``/v1/completions`` and
 One event loop carries every request in flight, so 256 streams cost one thread,
 not 256, and each response is parsed in the loop's callback as its bytes arrive
 (benchmarks/llm_client_overhead.py measures what it costs).
-Each request opens its own HTTP/1.1 connection: its TTFT then includes the
-connect, as a new user's does. A stream is whole when it ends with
+Connections are kept alive and reused (``Pool``), as vLLM's and SGLang's
+benchmark clients do: a request's TTFT includes a connect only where no idle
+connection was at hand. A stream is whole when it ends with
 ``data: [DONE]`` or, for servers that send none (`transformers serve`), ends
 cleanly after a choice with a ``finish_reason``. Every way a server can fail a
 request (refuses the connection, answers an HTTP error, drops the stream, sends
 what is not JSON, stalls) raises EndpointError naming it, within the request's
-time limit: a request never hangs.
+time limit: a request never hangs. A kept-alive connection the server closed
+meanwhile (its idle timeout) is no failure: the request is sent again, once,
+on a new connection, where nothing of its answer had arrived.
 """
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ from urllib.parse import urlsplit
 APIS = ("completions", "chat")
 MAX_ERROR_BODY = 2048  # bytes of an HTTP error's body quoted in the message
 MAX_LINE = 1 << 20  # a header or SSE line longer than this is not a server's
+MAX_IDLE = 256  # idle connections kept per server: one a stream at the suite's concurrency
+READ_SIZE = 16384
 _DECODE = json.JSONDecoder().decode
 
 
@@ -117,13 +122,13 @@ class LoopThread:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def stream(endpoint: Endpoint, prompt: str, max_tokens: int,
+async def stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int,
                  on_piece: Callable[[str], None]) -> Reply:
-    """Ask ``endpoint`` for ``prompt``'s completion; ``on_piece(text)`` is called
-    as each chunk of it arrives."""
+    """Ask ``endpoint`` for ``prompt``'s completion over one of ``pool``'s
+    connections; ``on_piece(text)`` is called as each chunk of it arrives."""
     try:
         async with asyncio.timeout(endpoint.timeout_s):
-            return await _stream(endpoint, prompt, max_tokens, on_piece)
+            return await _stream(endpoint, pool, prompt, max_tokens, on_piece)
     except TimeoutError:
         raise EndpointError(f"no complete answer within {endpoint.timeout_s:g} s (the server "
                             f"stalled or is too slow: raise --llm-request-timeout)") from None
@@ -132,39 +137,158 @@ async def stream(endpoint: Endpoint, prompt: str, max_tokens: int,
                             f"{type(e).__name__}: {e}") from None
 
 
-async def _stream(endpoint: Endpoint, prompt: str, max_tokens: int,
+async def _stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int,
                   on_piece: Callable[[str], None]) -> Reply:
     parts = urlsplit(endpoint.url)
-    https = parts.scheme == "https"
-    host, port = parts.hostname, parts.port or (443 if https else 80)
+    host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    payload = json.dumps(endpoint.body(prompt, max_tokens)).encode()
+    request = (f"POST {endpoint.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+               f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
+               f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
     loop = asyncio.get_running_loop()
-    response = _Response(endpoint, on_piece, loop.create_future())
-    transport, _ = await loop.create_connection(
-        lambda: response, host, port, ssl=ssl.create_default_context() if https else None)
-    try:
-        payload = json.dumps(endpoint.body(prompt, max_tokens)).encode()
-        transport.write(f"POST {endpoint.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                        f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
-                        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
-                        + payload)
-        return await response.done
-    finally:
-        transport.close()
+    fresh = False
+    while True:
+        connection, reused = await pool.connection(host, port, parts.scheme == "https", fresh)
+        response = _Response(endpoint, on_piece, loop.create_future())
+        connection.send(request, response)
+        try:
+            return await response.done
+        except EndpointError:
+            # The server closed an idle connection as the request went out: the
+            # one case a request is sent again, once, on a new connection.
+            if not (reused and response.received == 0 and connection.lost):
+                raise
+            fresh = True
+        finally:
+            connection.settle(response)
 
 
-class _Response(asyncio.BufferedProtocol):
-    """One response parsed as its bytes arrive, in the event loop's callback
-    (no coroutine is woken per chunk: what keeps 256 streams cheap): the status
-    and headers, the body's framing (chunked, a length, or until the connection
-    closes), then server-sent events, each handed on at once. Received into a
-    buffer of its own: a plain Protocol is handed a fresh 256 KiB bytes object
-    a read, which the allocator maps and unmaps (two system calls a chunk)."""
+class Pool:
+    """Kept-alive connections of one event loop, per server: at most
+    ``max_idle`` idle ones each (beyond them a connection is closed on its
+    answer's end). ``opened``, ``reused`` and ``reads`` count connects, reuses
+    and the socket reads of every connection (benchmarks/llm_client_overhead.py
+    prints them)."""
 
-    READ_SIZE = 16384
+    def __init__(self, max_idle: int = MAX_IDLE):
+        if max_idle < 0:
+            raise ValueError(f"a pool's max_idle must be >= 0, got {max_idle}")
+        self.max_idle = max_idle
+        self.opened = self.reused = self.reads = 0
+        self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
+        self._open: set[_Connection] = set()
+        self._tls: ssl.SSLContext | None = None  # made once: a context loads the CA store
+
+    async def connection(self, host: str, port: int, tls: bool, fresh: bool = False
+                         ) -> tuple["_Connection", bool]:
+        """An idle connection to the server (True), or a new one (False; always
+        where ``fresh``)."""
+        idle = None if fresh else self._idle.get((host, port, tls))
+        while idle:
+            connection = idle.pop()
+            if not connection.lost:  # one the server closed while it idled is dropped
+                self.reused += 1
+                return connection, True
+        if tls and self._tls is None:
+            self._tls = ssl.create_default_context()
+        _, connection = await asyncio.get_running_loop().create_connection(
+            lambda: _Connection(self, (host, port, tls)), host, port,
+            ssl=self._tls if tls else None)
+        self.opened += 1
+        return connection, False
+
+    def close(self) -> None:
+        """Closes every connection; call it on the pool's loop."""
+        for connection in list(self._open):
+            connection.close()
+
+    def _idled(self, connection: "_Connection") -> None:
+        idle = self._idle.setdefault(connection.key, [])
+        if len(idle) < self.max_idle:
+            idle.append(connection)
+        else:
+            connection.close()
+
+    def _gone(self, connection: "_Connection") -> None:
+        self._open.discard(connection)
+        idle = self._idle.get(connection.key)
+        if idle and connection in idle:
+            idle.remove(connection)
+
+
+class _Connection(asyncio.BufferedProtocol):
+    """One HTTP/1.1 connection, its answers parsed as their bytes arrive, in the
+    event loop's callback (no coroutine is woken per chunk: what keeps 256
+    streams cheap). Received into a buffer of its own: a plain Protocol is
+    handed a fresh 256 KiB bytes object a read, which the allocator maps and
+    unmaps (two system calls a chunk). Back to the pool's idle ones when an
+    answer's body has ended and the server keeps the connection open."""
+
+    def __init__(self, pool: Pool, key: tuple[str, int, bool]):
+        self.pool, self.key = pool, key
+        self.transport: asyncio.Transport | None = None
+        self.response: _Response | None = None  # the answer being read
+        self.lost = False
+        self.read = memoryview(bytearray(READ_SIZE))
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.pool._open.add(self)
+
+    def send(self, request: bytes, response: "_Response") -> None:
+        self.response = response
+        self.transport.write(request)
+
+    def settle(self, response: "_Response") -> None:
+        """After ``response``'s request ended: a failed or cancelled one's
+        connection is closed (its bytes are in an unknown state); one answered
+        before its body's end (the last chunk after ``data: [DONE]``) is left to
+        go idle when that end arrives."""
+        if self.response is response and (response.done.cancelled()
+                                          or response.done.exception() is not None):
+            self.close()
+
+    def close(self) -> None:
+        self.response = None
+        self.transport.close()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.read
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.pool.reads += 1
+        response = self.response
+        if response is None:  # bytes no request asked for: not a connection to reuse
+            self.close()
+            return
+        response.feed(self.read[:nbytes])
+        if response.whole:
+            self.response = None
+            if response.keep_alive:
+                self.pool._idled(self)
+            else:
+                self.transport.close()
+        elif response.failed:
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.pool._gone(self)
+        if self.response is not None:
+            self.response.lost(exc)
+
+
+class _Response:
+    """One answer, parsed as its connection hands it bytes: the status and
+    headers, the body's framing (chunked, a length, or until the connection
+    closes), then server-sent events, each handed on at once. ``done`` holds
+    the Reply (from ``data: [DONE]`` or the body's end); ``whole`` says the
+    body has ended, ``keep_alive`` that the connection may carry another."""
 
     def __init__(self, endpoint: Endpoint, on_piece: Callable[[str], None],
                  done: "asyncio.Future[Reply]"):
         self.endpoint, self.on_piece, self.done = endpoint, on_piece, done
+        self.received = 0  # bytes of the answer read
         self.buffer = b""  # received, not yet parsed
         self.status: int | None = None
         self.framing = ""  # "chunked", "length", "eof"
@@ -174,24 +298,27 @@ class _Response(asyncio.BufferedProtocol):
         self.pieces: list[str] = []
         self.usage: int | None = None
         self.finished = False  # a choice with a finish_reason was seen
-        self.read = memoryview(bytearray(self.READ_SIZE))
+        self.whole = False
+        self.keep_alive = False
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self.read
+    @property
+    def failed(self) -> bool:
+        return self.done.done() and (self.done.cancelled() or self.done.exception() is not None)
 
-    def buffer_updated(self, nbytes: int) -> None:
-        if self.done.done():
-            return
-        self.buffer += self.read[:nbytes]
+    def feed(self, data: memoryview) -> None:
+        self.received += len(data)
+        self.buffer += data
         try:
             if self.status is None:
                 self._head()
             if self.status is not None:
                 self._body()
         except EndpointError as e:
-            self.done.set_exception(e)
+            if not self.done.done():
+                self.done.set_exception(e)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def lost(self, exc: Exception | None) -> None:
+        """The connection closed (``exc``: why, None: the server closed it)."""
         if self.done.done():
             return
         if self.status is not None and self.framing == "eof":
@@ -221,12 +348,13 @@ class _Response(asyncio.BufferedProtocol):
             name, _, value = line.partition(":")
             headers[name.strip().lower()] = value.strip()
         self.status = int(fields[1])
+        self.keep_alive = headers.get("connection", "").lower() != "close"
         if "chunked" in headers.get("transfer-encoding", "").lower():
             self.framing = "chunked"
         elif "content-length" in headers:
             self.framing, self.left = "length", int(headers["content-length"])
         else:
-            self.framing = "eof"
+            self.framing, self.keep_alive = "eof", False
 
     def _body(self) -> None:
         """Undo the framing of what arrived; the content goes to ``_content``."""
@@ -240,7 +368,7 @@ class _Response(asyncio.BufferedProtocol):
             if self.left == 0:
                 self._end()
         else:
-            while not self.done.done():
+            while not self.whole:  # on past data: [DONE], to the body's end
                 if self.left == 0:  # a chunk's size line next
                     end = self.buffer.find(b"\r\n")
                     if end < 0:
@@ -250,8 +378,9 @@ class _Response(asyncio.BufferedProtocol):
                     except ValueError:
                         raise EndpointError(f"a malformed chunk size "
                                             f"{self.buffer[:min(end, 40)]!r}") from None
-                    if size == 0:
-                        self._end()
+                    if size == 0:  # the last chunk: the body ends with the trailers' blank line
+                        if self.buffer.find(b"\r\n\r\n", end) >= 0:
+                            self._end()
                         return
                     self.buffer, self.left = self.buffer[end + 2:], size + 2  # with its CRLF
                 if len(self.buffer) < self.left:
@@ -264,7 +393,7 @@ class _Response(asyncio.BufferedProtocol):
         if self.status != 200:
             self.error_body += data
             if len(self.error_body) >= MAX_ERROR_BODY:
-                self._end()
+                self._end(whole=False)
             return
         self.events += data
         *lines, self.events = self.events.split(b"\n")
@@ -306,8 +435,9 @@ class _Response(asyncio.BufferedProtocol):
                 raise EndpointError(f"a usage that is not a count of tokens: {usage!r:.200}")
             self.usage = count
 
-    def _end(self) -> None:
-        """The body is whole (or an error's is long enough to quote)."""
+    def _end(self, whole: bool = True) -> None:
+        """The body has ended (``whole``), or an error's is long enough to quote."""
+        self.whole = whole
         if self.done.done():
             return
         if self.status != 200:

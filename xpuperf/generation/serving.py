@@ -11,14 +11,14 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from backends.base import Backend
+from backends.base import Backend, EnergyUnavailable
 from backends.generation import GenerationEngine, Request
 from xpuperf.ceilings import Ceilings, torch_gemm
 from xpuperf.generation import accuracy, endpoint, harness, prompts, sweep
 from xpuperf.generation.metrics import Bounds, decode_bandwidth_utilization, prefill_mfu
 from xpuperf.generation.models import LMArtifact
 from xpuperf.generation.settings import Settings, load_trace
-from xpuperf.measure import energy
+from xpuperf.measure import energy, nvml
 from xpuperf.zoo import GenerationSpec
 
 
@@ -124,7 +124,7 @@ class LLMSession:
                                   "prompt_tokens": spec.prompt_tokens,
                                   "output_tokens": spec.output_tokens,
                                   "ttft_bound_ms": bounds.ttft_ms, "tpot_bound_ms": bounds.tpot_ms,
-                                  "bounds_source": "--llm-slo" if slo else "zoo.yaml"}
+                                  "bounds_source": "--llm-slo" if slo else spec.server.bounds_source}
         if self.settings.endpoint:
             fields.update(endpoint=self.settings.endpoint.url,
                           served_model=self.settings.endpoint.model,
@@ -229,21 +229,34 @@ class LLMSession:
         """The figures of ``run()`` (the harness's sinks), with the device's energy
         over it (xpuperf.measure.energy): per output token and per request; for a
         server, where its token counts came from and the requests that ended short."""
-        if self.settings.endpoint:  # the server's device is not this process's to meter
+        if self._meter is None:
+            self._meter = self._open_meter()
+        served = self.settings.endpoint
+        if served:
             counts = self._engine[1].token_counts  # where the run's token counts came from
             counts.clear()
-            sinks = run()
-            used = energy.unavailable("a server's energy is not metered by its client")
-            return {**harness.run_figures(sinks, bounds, self.settings.percentiles),
-                    "energy": used, "short_requests": harness.short(sinks),
-                    "token_count_source": dict(counts)}
-        if self._meter is None:
-            self._meter = energy.Meter.open(self.backend, self.options)
         window = self._meter.window()
         window.start()
         sinks = run()
         used = window.stop(output_token=harness.generated(sinks), request=len(sinks))
-        return {**harness.run_figures(sinks, bounds, self.settings.percentiles), "energy": used}
+        fig = {**harness.run_figures(sinks, bounds, self.settings.percentiles), "energy": used}
+        if served:
+            fig.update(short_requests=harness.short(sinks), token_count_source=dict(counts))
+        return fig
+
+    def _open_meter(self) -> energy.Meter:
+        """The backend's meter; against a server, NVML's of --llm-energy-devices
+        (the server's device is not this process's backend's)."""
+        if not self.settings.endpoint:
+            return energy.Meter.open(self.backend, self.options)
+        cards = self.settings.energy_devices
+        if not cards:
+            return energy.Meter(None, "a server's energy is not metered by its client unless "
+                                      "--llm-energy-devices names its NVIDIA cards on this host")
+        try:
+            return energy.Meter(nvml.meter({f"GPU {c}": c for c in cards}))
+        except EnergyUnavailable as e:
+            return energy.Meter(None, str(e))
 
     def _offline_capacity(self, spec: GenerationSpec, precision: str, engine: GenerationEngine,
                           bounds: Bounds) -> float:

@@ -3,8 +3,9 @@ the server they measure (--llm-endpoint, --llm-model, --llm-api,
 --llm-tokenizer, --llm-request-timeout, --llm-ignore-eos; none: the backend's in-tree engine),
 the SLOs that override the zoo's bounds (--llm-slo), the server scenario's
 arrivals (--llm-arrivals: poisson, gamma:SHAPE, trace:PATH), extra latency
-percentiles (--llm-percentiles), and the SLA sweep (--llm-sweep, over
---llm-devices accelerators: xpuperf.generation.sweep). Parsed once per session into RunConfig.llm
+percentiles (--llm-percentiles), the SLA sweep (--llm-sweep, over
+--llm-devices accelerators: xpuperf.generation.sweep) and the server's cards whose NVML
+energy counters are read around its timed windows (--llm-energy-devices). Parsed once per session into RunConfig.llm
 (xpuperf.options, which defines the flags); handed to each
 LLM worker as a plain dict.
 """
@@ -41,6 +42,7 @@ class Settings:
     percentiles: tuple[float, ...] = ()
     sweep: Plan | None = None  # None: no sweep item
     devices: int = 1  # the accelerators serving: the sweep's tokens/s per device
+    energy_devices: tuple[int, ...] = ()  # NVML indices of the server's cards, on this host
 
     @property
     def burstiness(self) -> float:
@@ -59,12 +61,14 @@ class Settings:
         endpoint, sweep = raw.get("endpoint"), raw.get("sweep")
         return cls(**{**raw, "endpoint": Endpoint(**endpoint) if endpoint else None,
                       "percentiles": tuple(raw.get("percentiles") or ()),
-                      "sweep": Plan(sweep["variable"], tuple(sweep["points"])) if sweep else None})
+                      "sweep": Plan(sweep["variable"], tuple(sweep["points"])) if sweep else None,
+                      "energy_devices": tuple(raw.get("energy_devices") or ())})
 
 
 def parse(endpoint: str | None, model: str | None, api: str, tokenizer: str | None,
           request_timeout_s: float, ignore_eos: bool, slo: str | None, arrivals: str,
-          percentiles: str | None, sweep: Plan | None = None, devices: int = 1) -> Settings:
+          percentiles: str | None, sweep: Plan | None = None, devices: int = 1, *,
+          energy_devices: str | None = None) -> Settings:
     """The command line's --llm-* options; ValueError naming the option and the fix
     (--llm-sweep and --llm-devices come checked by argparse)."""
     if bool(endpoint) != bool(model):
@@ -72,7 +76,11 @@ def parse(endpoint: str | None, model: str | None, api: str, tokenizer: str | No
                          "(http://host:8000/v1) and the name it serves the model under")
     served = Endpoint(endpoint, model, api, request_timeout_s, ignore_eos) if endpoint else None
     settings = Settings(served, tokenizer or model, parse_slo(slo), arrivals,
-                        parse_percentiles(percentiles), sweep, devices)
+                        parse_percentiles(percentiles), sweep, devices,
+                        parse_devices(energy_devices))
+    if settings.energy_devices and not served:
+        raise ValueError("--llm-energy-devices meters a server's cards: give it with "
+                         "--llm-endpoint (the in-tree engines are metered by their backend)")
     if not (arrivals == "poisson" or arrivals.startswith(("gamma:", "trace:"))):
         raise ValueError(f"--llm-arrivals {arrivals!r}: poisson, gamma:SHAPE (e.g. gamma:0.5, "
                          f"burstier than Poisson) or trace:PATH (a JSONL trace)")
@@ -116,6 +124,18 @@ def parse_percentiles(text: str | None) -> tuple[float, ...]:
     if any(not 0 < q < 100 for q in qs):
         raise ValueError(f"--llm-percentiles {text!r}: numbers between 0 and 100, e.g. 95,99.9")
     return qs
+
+
+def parse_devices(text: str | None) -> tuple[int, ...]:
+    """'0,1' -> (0, 1): NVML's indices (nvidia-smi's), each once."""
+    try:
+        cards = tuple(int(c) for c in filter(None, (text or "").split(",")))
+    except ValueError:
+        cards = (-1,)
+    if any(c < 0 for c in cards) or len(set(cards)) != len(cards):
+        raise ValueError(f"--llm-energy-devices {text!r}: the server's cards as nvidia-smi "
+                         f"numbers them, each once, e.g. 0,1")
+    return cards
 
 
 def load_trace(path: str) -> list[TraceRequest]:

@@ -5,6 +5,10 @@
       workloads:
         llama2-7b: {model: llama2-7b, prompt_tokens: 1024, output_tokens: 128, ...}
         qwen3-8b: {family: qwen3, builder: qwen3, config: {...}, ...}
+      mlperf_bounds:           # MLPerf's TTFT/TPOT bounds per model, by loadgen's name
+        llama2-70b: {ttft_ms: 2000, tpot_ms: 200}
+
+A workload's `server: {mlperf: llama2-70b}` takes that row's bounds.
 
 A workload names a `model:` of the zoo (its builder, config and seed, tier
 merged) or gives its own family, builder and config. Pure, as xpuperf.zoo: the
@@ -44,7 +48,9 @@ SMOKE_FIELDS = {k: (False, kind) for k, (_, kind) in WORKLOAD_FIELDS.items()
                 if k not in ("smoke", "model")}
 SERVER_FIELDS: dict[str, tuple[bool, str]] = {
     "rate": (False, "num"), "load": (False, "num"), "ttft_bound_ms": (False, "num"),
-    "tpot_bound_ms": (False, "num"), "search_s": (False, "num"), "max_trials": (False, "int")}
+    "tpot_bound_ms": (False, "num"), "search_s": (False, "num"), "max_trials": (False, "int"),
+    "mlperf": (False, "str")}
+MLPERF_BOUND_FIELDS: dict[str, tuple[bool, str]] = {"ttft_ms": (True, "num"), "tpot_ms": (True, "num")}
 ACCURACY_FIELDS: dict[str, tuple[bool, str]] = {
     "greedy_tokens": (False, "int"), "text_tokens": (False, "int")}
 # Without a value anywhere: MLPerf's LLM bounds, and a search of a minute at most.
@@ -58,17 +64,25 @@ def generation_workloads(v: Validator, raw: Any, tier: str,
                          models: Mapping[str, ModelSpec]) -> tuple[GenerationSpec, ...]:
     if raw is None:
         return ()
-    v.fields("generation", raw, {"defaults": (False, "map"), "workloads": (True, "map")})
+    v.fields("generation", raw, {"defaults": (False, "map"), "workloads": (True, "map"),
+                                 "mlperf_bounds": (False, "map")})
+    mlperf = raw.get("mlperf_bounds") or {}
+    for model, bounds in mlperf.items():
+        v.fields(f"generation.mlperf_bounds.{model}", bounds, MLPERF_BOUND_FIELDS)
+        for key, value in bounds.items():
+            if not value > 0:
+                v.fail(f"generation.mlperf_bounds.{model}.{key}", f"must be > 0 ms, got {value!r}")
     defaults = raw.get("defaults") or {}
     v.fields("generation.defaults", defaults,
              {k: (False, kind) for k, (_, kind) in WORKLOAD_FIELDS.items() if k != "model"})
     v.fields("generation.defaults.smoke", defaults.get("smoke") or {}, SMOKE_FIELDS)
-    return tuple(_workload(v, name, w, defaults, tier, models)
+    return tuple(_workload(v, name, w, defaults, tier, models, mlperf)
                  for name, w in raw["workloads"].items())
 
 
 def _workload(v: Validator, name: str, raw: Any, defaults: Mapping[str, Any], tier: str,
-              models: Mapping[str, ModelSpec]) -> GenerationSpec:
+              models: Mapping[str, ModelSpec],
+              mlperf: Mapping[str, Mapping[str, float]]) -> GenerationSpec:
     where = f"generation.workloads.{name}"
     v.entry_name(where, name, "workloads")  # a workload shares its model's name at will
     v.fields(where, raw, WORKLOAD_FIELDS)
@@ -118,6 +132,19 @@ def _workload(v: Validator, name: str, raw: Any, defaults: Mapping[str, Any], ti
     if server["load"] > 1:
         v.fail(f"{src('server')}.server.load", f"is a fraction of the offline rate in (0, 1], "
                f"got {server['load']}")
+    bounds_source = "zoo.yaml"
+    if "mlperf" in server:  # its row's bounds replace those of generation.defaults
+        row = server["mlperf"]
+        v.one_of(f"{src('server')}.server.mlperf", row, tuple(mlperf),
+                 "model of generation.mlperf_bounds")
+        own = {**(raw.get("server") or {}),
+               **((smoke.get("server") or {}) if tier == "smoke" else {})}
+        for key in ("ttft_bound_ms", "tpot_bound_ms"):
+            if key in own:
+                v.fail(f"{src('server')}.server.{key}", f"comes from mlperf {row!r}; give one "
+                       f"of the two")
+        server.update(ttft_bound_ms=mlperf[row]["ttft_ms"], tpot_bound_ms=mlperf[row]["tpot_ms"])
+        bounds_source = f"MLPerf's {row} (zoo.yaml generation.mlperf_bounds)"
     accuracy = {"greedy_tokens": merged["output_tokens"], "text_tokens": 256,
                 **(merged.get("accuracy") or {})}
     v.fields(f"{src('accuracy')}.accuracy", accuracy, ACCURACY_FIELDS)
@@ -141,7 +168,8 @@ def _workload(v: Validator, name: str, raw: Any, defaults: Mapping[str, Any], ti
         server=ServerSpec(rate=server.get("rate"), load=float(server["load"]),
                           ttft_bound_ms=float(server["ttft_bound_ms"]),
                           tpot_bound_ms=float(server["tpot_bound_ms"]),
-                          search_s=float(server["search_s"]), max_trials=int(server["max_trials"])),
+                          search_s=float(server["search_s"]), max_trials=int(server["max_trials"]),
+                          bounds_source=bounds_source),
         greedy_tokens=accuracy["greedy_tokens"], text_tokens=accuracy["text_tokens"],
         tolerances={p: dict(t) for p, t in tolerances.items()}, timeout_s=float(timeout))
 

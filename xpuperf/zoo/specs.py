@@ -79,6 +79,7 @@ class ServerSpec:
     tpot_bound_ms: float
     search_s: float  # the search for the highest valid rate stops past this
     max_trials: int
+    bounds_source: str = "zoo.yaml"  # or the mlperf_bounds row they came from
 
 
 @dataclass(frozen=True)
