@@ -23,8 +23,11 @@ from xpuperf.worker.process import RemoteError, Worker, WorkerLost
 # at a few GFLOP/s).
 REFERENCE_FLOPS = 2e8
 REFERENCE_BYTES = 64e6
-
-
+# The measured GEMM ceiling, which every share of peak divides by: timed with a
+# warm-up (the first calls pay for page faults and thread-pool start) and for
+# many calls, whose best counts. Ten cold calls on a loaded 2-core host came
+# out up to 100x low, and shares of peak then read up to 39.
+CEILING_BUDGET = timing.Budget(0.02, 0.1, 1000)
 
 
 class Skip(Exception):
@@ -128,9 +131,7 @@ class MicroHost:
             n = self._budget.ceiling_n or device.GEMM_N.get(
                 torch.device(self._provider.device).type, 512)
             args = {"M": n, "K": n, "N": n}
-            # Its best call counts: a short run is enough.
-            seconds = min(self._timed("gemm", args, precision, timing.Budget(0.0, 0.1, 10))[1]
-                          .seconds)
+            seconds = min(self._timed("gemm", args, precision, CEILING_BUDGET)[1].seconds)
             value = 2.0 * n ** 3 / seconds
         self._ceilings[precision] = value
         return value
