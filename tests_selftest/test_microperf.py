@@ -14,6 +14,8 @@ import pytest
 from xpuperf.microperf import correctness, launch, ops, peaks, timing, workloads, xccl
 
 ROOT = Path(__file__).resolve().parents[1]
+# bytedance/xpu-perf's llm workload files, unchanged (the commit: SOURCE.md there).
+XPU_PERF_LLM = Path(__file__).with_name("xpu_perf_workloads")
 # bytedance/xpu-perf, projects/micro_perf/workloads/basic/tensor_gemm_ops/gemm.json, as it is.
 XPU_PERF_GEMM = """{
     "cases": [
@@ -69,6 +71,68 @@ def test_several_ops_in_one_file_and_bad_files_named() -> None:
         workloads.expand([{"a": list(range(200)), "b": list(range(200))}])
 
 
+def test_llm_arguments_are_read_as_xpu_perf_reads_them() -> None:
+    gemm = workloads.Workload("gemm", "w", {"arg_type": "llm", "dtype": "float32",
+                                           "num_tokens": 64, "sp_size": 2, "hidden_size": 128,
+                                           "new_hidden_size": 32})
+    assert gemm.op_args == {"arg_type": "llm", "dtype": "float32", "M": 32, "K": 128, "N": 32}
+    assert gemm.id == "gemm-fp32-num_tokens64-sp_size2-hidden_size128-new_hidden_size32-llm"
+    norm = workloads.Workload("rms_norm", "w", {"arg_type": "llm", "num_tokens": 8,
+                                               "hidden_size": 16})
+    assert (norm.op_args["batch_size"], norm.op_args["dim_size"]) == (8, 16)
+    native = workloads.Workload("swiglu", "w", {"arg_type": "llm", "num_tokens": 8,
+                                               "hidden_size": 16})
+    assert native.op_args == native.args  # the op table reads LLM names itself
+    plain = workloads.Workload("gemm", "w", {"num_tokens": 8})
+    assert plain.op_args == plain.args  # default arg_type: names as written
+    with pytest.raises(workloads.WorkloadError, match="w: gemm: num_tokens 9 must be a multiple "
+                                                      "of sp_size 2"):
+        workloads.Workload("gemm", "w", {"arg_type": "llm", "num_tokens": 9, "sp_size": 2}
+                           ).op_args
+
+
+def test_xpu_perf_ccl_file_runs_its_cases(tmp_path: Path) -> None:
+    """xpu-perf's ccl_ops.json as it is: every case expands, maps num_tokens and
+    hidden_size to the collective's buffer, and its 8-token cases run (one gloo
+    rank in this process) with no wrong element; the 1M-token ones are 4 GiB a
+    rank, beyond a selftest."""
+    import torch
+    import torch.distributed as dist
+
+    found = [w for w in workloads.load_dir(XPU_PERF_LLM) if w.op in xccl.OPS]
+    assert [(op, sum(w.op == op for w in found)) for op in
+            ("all_reduce", "reduce_scatter", "all_gather", "all_to_all")] == [
+        ("all_reduce", 4), ("reduce_scatter", 4), ("all_gather", 6), ("all_to_all", 6)]
+    assert {(w.op_args["batch_size"], w.op_args["dim_size"], w.op_args["world_size"])
+            for w in found} == {(8, 1024, 8), (1048576, 1024, 8)}
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        for w in (w for w in found if w.args["num_tokens"] == 8):
+            case = xccl.Case(w.op, w.op_args, 0, 1, torch.device("cpu"))
+            assert case.wrong() == 0, w.id
+    finally:
+        dist.destroy_process_group()
+
+
+def test_xpu_perf_gemm_file_runs_or_skips_saying_why(cpu_host) -> None:
+    """xpu-perf's gemm_ops.json as it is: moe_gating_gemm runs at its size and
+    passes its check; the quantised ops skip, naming themselves."""
+    found = [w for w in workloads.load_dir(XPU_PERF_LLM) if w.op not in xccl.OPS]
+    assert sorted({w.op for w in found}) == ["moe_gating_gemm", "moe_quant_group_gemm",
+                                            "quant_matmul"]
+    for w in found:
+        result = cpu_host.run_case(w.op, w.op_args)
+        if w.op == "moe_gating_gemm":
+            assert result["passed"], result
+            assert result["flops"] == 2 * 8192 * 8192 * 128
+        else:
+            assert f"op {w.op!r} is not in xpuperf's op table" in result["skipped"]
+    mixed = cpu_host.run_case("moe_gating_gemm", {**ops.table()["moe_gating_gemm"].example,
+                                                  "dtype": "float32", "dst_dtype": "bfloat16"})
+    assert "dst_dtype bfloat16 beside dtype float32" in mixed["skipped"]
+
+
 def test_shipped_workloads_name_known_ops() -> None:
     for tier in ("smoke", "full"):
         found = workloads.load_dir(ROOT / "suites" / "micro_perf" / "workloads" / tier)
@@ -78,7 +142,7 @@ def test_shipped_workloads_name_known_ops() -> None:
             ops.precision(str(w.args["dtype"]))
             if w.op in ops.table():
                 spec = ops.table()[w.op]
-                spec.flops(w.args), spec.bytes(w.args, 2, 2)
+                spec.flops(w.op_args), spec.bytes(w.op_args, 2, 2)
 
 
 # --------------------------------------------------------------------------- the op table
@@ -102,6 +166,32 @@ def test_formulas_of_gemm_attention_and_copies() -> None:
     g = ops.figures(t["gemm"], gemm, "fp32", 1e-3).as_dict()
     assert g["calc_flops_power(tflops)"] == pytest.approx(2 * 64 * 256 * 128 / 1e-3 / 1e12)
     assert g["arithmetic_intensity"] == pytest.approx(g["flops"] / g["bytes"])
+
+
+def test_ragged_group_gemm_counts_each_experts_tokens() -> None:
+    spec = ops.table()["moe_group_gemm"]
+    ragged = {"tokens_per_expert": [8, 3, 0, 13], "K": 32, "N": 16}
+    assert spec.flops(ragged) == 2 * 24 * 32 * 16
+    assert spec.bytes(ragged, 2, 4) == (24 * 32 + 4 * 32 * 16) * 2 + 24 * 16 * 4
+    equal = {"num_experts": 4, "tokens_per_expert": 6, "K": 32, "N": 16}
+    assert spec.flops(equal) == spec.flops({**ragged, "tokens_per_expert": [6] * 4})
+    with pytest.raises(ValueError, match="lists 4 experts, num_experts says 3"):
+        spec.flops({**ragged, "num_experts": 3})
+
+
+def test_ragged_group_gemm_is_checked_by_its_groups() -> None:
+    """A kernel that splits the tokens evenly (the equal-count shortcut) computes
+    a different product, and the fp64 rule fails it."""
+    import torch
+
+    spec = ops.table()["moe_group_gemm"]
+    made = spec.inputs(spec.example, "fp32", torch.Generator().manual_seed(0))
+    v = made.values
+    right = spec.run(**v).double().numpy()
+    even = torch.cat([x @ w for x, w in zip(v["input"].chunk(4), v["mat2"])])
+    assert right.shape == (24, 16)
+    assert correctness.judge(right, right, right, "fp32", "fp32").passed
+    assert not correctness.judge(even.double().numpy(), right, right, "fp32", "fp32").passed
 
 
 def test_unknown_dtype_is_named() -> None:
@@ -171,7 +261,13 @@ def wrong_host():
 # The paths of their own: int8's integer GEMM, attention cut along its heads,
 # scatter checked whole, cast's target widened in the reference.
 @pytest.mark.parametrize("op, dtype", [("gemm", "int8"), ("sdpa", "fp32"), ("scatter", "fp32"),
-                                       ("cast", "fp32"), ("moe_gating", "fp32")])
+                                       ("cast", "fp32"), ("moe_gating", "fp32")]
+                         # xpu-perf's ops added with their own inputs (a positive domain,
+                         # an out-of-place index_add, ragged groups) at a half precision
+                         + [(op, "bf16") for op in ("sub", "div", "sin", "cos", "log", "sqrt",
+                                                    "reduce_min", "index_add", "swiglu",
+                                                    "add_rms_norm", "moe_softmax_topk",
+                                                    "moe_gating_gemm", "moe_group_gemm")])
 def test_cpu_ops_pass_their_check(cpu_host, op: str, dtype: str) -> None:
     result = cpu_host.run_case(op, {"dtype": dtype, **ops.table()[op].example})
     assert result["passed"], result

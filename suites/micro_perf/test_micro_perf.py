@@ -32,7 +32,7 @@ def _recorded(result: dict[str, Any], benchmark: Any, record_micro: Any) -> dict
 def test_micro_op(micro_runner, micro_case, record_micro, benchmark):
     """An operator or a copy: latency, TFLOP/s, GB/s and shares of peak; its
     result against the fp64 reference (xpuperf.microperf.correctness)."""
-    result = _recorded(micro_runner.run(micro_case.op, micro_case.args), benchmark, record_micro)
+    result = _recorded(micro_runner.run(micro_case.op, micro_case.op_args), benchmark, record_micro)
     assert result["passed"], f"{micro_case.op} computes wrong: {result['why']}"
 
 

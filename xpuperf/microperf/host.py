@@ -15,6 +15,7 @@ import numpy as np
 
 from backends.base import Backend, CompileError
 from xpuperf.microperf import correctness, ops, peaks, timing
+from xpuperf.microperf.workloads import DTYPE_ALIASES
 from xpuperf.microperf.xccl import SAMPLES  # one key for ops' and collectives' samples
 from xpuperf.worker.process import RemoteError, Worker, WorkerLost
 
@@ -28,6 +29,10 @@ REFERENCE_BYTES = 64e6
 # many calls, whose best counts. Ten cold calls on a loaded 2-core host came
 # out up to 100x low, and shares of peak then read up to 39.
 CEILING_BUDGET = timing.Budget(0.02, 0.1, 1000)
+# xpu-perf's arguments that give an op's parts dtypes of their own (its
+# "dtype.compute_dtype.dst_dtype" zips): a case runs only where they agree with
+# its dtype.
+MIXED_DTYPES = ("w_dtype", "compute_dtype", "dst_dtype", "cache_dtype")
 
 
 class Skip(Exception):
@@ -204,6 +209,12 @@ class MicroHost:
                        f"known: {', '.join(sorted(ops.table()))}")
         spec = ops.table()[op]
         precision = ops.precision(str(args.get("dtype", "fp32")))
+        mixed = {k: args[k] for k in MIXED_DTYPES
+                 if k in args and DTYPE_ALIASES.get(str(args[k]), str(args[k])) != precision}
+        if mixed:
+            raise Skip(f"{op}: {', '.join(f'{k} {v}' for k, v in mixed.items())} beside dtype "
+                       f"{args['dtype']}: xpuperf's ops run at one dtype (a quantised or "
+                       "mixed-precision variant is not in its op table)")
         if precision not in spec.dtypes:
             raise Skip(f"{op} runs at {', '.join(spec.dtypes)}, not {precision}")
         if precision not in self._provider.precisions:
