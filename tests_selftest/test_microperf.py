@@ -432,3 +432,75 @@ def test_bad_micro_flags_are_usage_errors(tmp_path: Path, flag: str, value: str,
     done = run_suite(tmp_path, flag, value, "--collect-only")
     assert done.returncode == 4, done.stdout[-3000:] + done.stderr[-3000:]
     assert said in done.stderr, done.stderr[-3000:]
+
+
+# --------------------------------------------------------------------------- gate and compare
+
+def _slow_add(a, b):
+    """add, computed four times over: a slowdown of 4x whatever the host's speed."""
+    import torch
+
+    for _ in range(3):
+        torch.add(a, b)
+    return torch.add(a, b)
+
+
+def test_gate_and_compare_judge_micro_items_by_their_windows(tmp_path: Path) -> None:
+    """A micro item measured, measured again unchanged, and measured with a
+    planted slowdown: the gate (its baseline read back from pytest-benchmark's
+    JSON) and `xpuperf compare` (reports folders) call the slowdown regressed
+    and the rerun anything but."""
+    from backends.base import OpProvider
+    from backends.cpu import CpuBackend
+    from xpuperf.gate import GateSettings, against_baseline
+    from xpuperf.gate.baseline import from_benchmark_json
+    from xpuperf.gate.verdict import REGRESSED, from_latencies
+    from xpuperf.microperf.host import MicroHost
+    from xpuperf.report import TEMPLATES, render_compare, write_reports
+    from xpuperf.report.compare import compare
+    from xpuperf.report.runs import load_run
+
+    class SlowAdd(CpuBackend):
+        def op_provider(self, options):
+            return OpProvider("cpu", implementations={"add": _slow_add}, precisions=("fp32",))
+
+    case = "add-fp32-batch_size64-dim_size1024"
+    args = {"dtype": "fp32", "batch_size": 64, "dim_size": 1024}
+
+    def record(host: MicroHost) -> dict:
+        result = host.run_case("add", args)
+        windows = timing.window_latencies(result.pop(xccl.SAMPLES))
+        assert len(windows) == min(timing.WINDOWS, result["timing"]["calls"])
+        return {"suite": "micro", "case": case, "op": "add", "group": "memory",
+                "precision": "fp32", "hardware": "CPU", "outcome": "passed", **result,
+                "window_latency_us": windows}
+
+    # One thread: torch's pool spinning against five other sessions' work on two
+    # cores makes a 20 us add take milliseconds, and its noise with it.
+    fast = MicroHost.of(CpuBackend(), {"threads": "1"}, "smoke")
+    base, rerun = record(fast), record(fast)
+    slow = record(MicroHost.of(SlowAdd(), {"threads": "1"}, "smoke"))
+
+    bench = {"machine_info": {"xpuperf": {"hardware": "CPU"}},
+             "benchmarks": [{"param": case, "extra_info": base}]}
+    baseline = from_benchmark_json(bench, "bench.json", "CPU")
+    settings = GateSettings(threshold_pct=20.0)
+    verdicts = {name: against_baseline(
+        case, {"window_qps": from_latencies(r["window_latency_us"])}, baseline, settings,
+        lambda r=r: {"window_qps": from_latencies(r["window_latency_us"])}).verdict
+        for name, r in (("rerun", rerun), ("slow", slow))}
+    assert verdicts["slow"].verdict == REGRESSED, verdicts["slow"].describe()
+    assert verdicts["rerun"].verdict != REGRESSED, verdicts["rerun"].describe()
+
+    runs = []
+    for name, r in (("base", base), ("rerun", rerun), ("slow", slow)):
+        write_reports([r], tmp_path / name, "CPU", {"tier": "gate"}, TEMPLATES)
+        runs.append(load_run(tmp_path / name))
+    found = compare(runs, threshold_pct=20.0)
+    line, = found.micro
+    cells = {c.label: c for c in line.cells}
+    assert cells["base"].verdict is None and line.op == "add"
+    assert cells["slow"].verdict.verdict == REGRESSED
+    assert cells["rerun"].verdict.verdict != REGRESSED
+    page = render_compare(found, TEMPLATES)
+    assert 'id="micro"' in page and f">{REGRESSED}<" in page
