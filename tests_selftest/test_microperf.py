@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xpuperf.microperf import correctness, launch, ops, peaks, timing, workloads, xccl
+from xpuperf.microperf import correctness, host, launch, ops, peaks, timing, workloads, xccl
 
 ROOT = Path(__file__).resolve().parents[1]
 # bytedance/xpu-perf's llm workload files, unchanged (the commit: SOURCE.md there).
@@ -219,6 +219,14 @@ def test_run_times_each_call_for_the_budget_rotating_inputs() -> None:
     d = found.as_dict()
     assert d["latency_us"]["p10"] <= d["latency_us"]["p50"] <= d["latency_us"]["p99"]
     assert d["rotated_sets"] == 3 and d["cold_cache"] is False
+    # a count as well as a time: the measured GEMM ceiling's many calls
+    counted = timing.run(calls, timing.Budget(0.0, 0.0, 50, min_calls=20),
+                         timing.HostClock(lambda: None), lambda: None, 100, 1000)
+    assert len(counted.seconds) == 20
+    assert host.CEILING_BUDGET.min_calls >= 32 and host.CEILING_BUDGET.warmup_s > 0
+    windows = timing.window_latencies([1e-6 * k for k in range(40)])
+    assert len(windows) == timing.WINDOWS and windows == sorted(windows)  # call order kept
+    assert timing.window_latencies([2e-6, 4e-6]) == [2.0, 4.0]  # fewer calls: one a window
 
 
 # --------------------------------------------------------------------------- correctness
@@ -421,6 +429,15 @@ def test_suite_runs_an_op_and_a_collective_into_its_reports(tmp_path: Path) -> N
     rounds = bench["test_micro_op[add-fp32-batch_size64-dim_size1024]"]["stats"]["rounds"]
     assert rounds == bench["test_micro_op[add-fp32-batch_size64-dim_size1024]"][
         "extra_info"]["timing"]["calls"] > 1
+    # That run as the baseline of the next: the op is judged by its windows (the
+    # verdict itself, on planted slowdowns: test_gate_and_compare_...).
+    gated = run_suite(tmp_path / "gated", "-k", "add-fp32", "--baseline",
+                      str(tmp_path / "bench.json"), "--gate-inconclusive", "pass")
+    assert "speed gate against baseline" in gated.stdout, gated.stdout[-3000:]
+    assert "1 item(s) compared" in gated.stdout, gated.stdout[-3000:]
+    judged, = json.loads((tmp_path / "gated" / "CPU" / "micro_perf.json").read_text())[
+        "ops"]["add"]
+    assert len(judged["window_latency_us"]) > 1
 
 
 @pytest.mark.parametrize("flag, value, said", [

@@ -33,11 +33,12 @@ SYNC_EVERY = 32
 @dataclass(frozen=True)
 class Budget:
     """Seconds to warm up, then to time; the timing stops at whichever of the
-    budget and ``max_calls`` comes first, after at least MIN_CALLS."""
+    budget and ``max_calls`` comes first, after at least ``min_calls``."""
 
     warmup_s: float
     measure_s: float
     max_calls: int = 100_000
+    min_calls: int = MIN_CALLS
     # The measured GEMM ceiling's n; None: xpuperf.generation.device.GEMM_N's.
     ceiling_n: int | None = None
 
@@ -161,7 +162,7 @@ def run(calls: Sequence[Callable[[], Any]], budget: Budget, clock: HostClock | E
     seconds: list[float] = []
     deadline = time.perf_counter() + budget.measure_s
     n = 0
-    while n < budget.max_calls and (n < MIN_CALLS or time.perf_counter() < deadline):
+    while n < budget.max_calls and (n < budget.min_calls or time.perf_counter() < deadline):
         pending.append(clock.time(calls[n % len(calls)]))
         n += 1
         if n % SYNC_EVERY == 0:
