@@ -198,6 +198,10 @@ def test_unknown_dtype_is_named() -> None:
     with pytest.raises(ValueError, match="dtype 'float12' is not known"):
         ops.precision("float12")
     assert ops.precision("bfloat16") == "bf16" and ops.precision("tf32") == "tf32"
+    with pytest.raises(ValueError, match="compute_mode 'softmax-first' is not one of "
+                                         "pre-softmax, post-softmax"):
+        ops.table()["moe_softmax_topk"].flops({**ops.table()["moe_softmax_topk"].example,
+                                               "compute_mode": "softmax-first"})
 
 
 # --------------------------------------------------------------------------- timing
