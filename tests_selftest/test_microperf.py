@@ -319,6 +319,21 @@ def test_datasheet_rows_and_roofline_shares() -> None:
     assert "no fp32 compute peak" in sheet.share("fp32", 1e9, 1e3, 1.0)["why"]
 
 
+def test_a_ceiling_an_op_beats_is_measured_again() -> None:
+    """A ceiling measured in a busy spell (planted: 1 FLOP/s) is measured again
+    when a GEMM beats it, and the share comes out of the new one."""
+    from backends.cpu import CpuBackend
+    from xpuperf.microperf.host import MicroHost
+
+    busy = MicroHost.of(CpuBackend(), {"threads": "1"}, "smoke")
+    busy._ceilings["fp32"] = 1.0
+    result = busy.run_case("gemm", {"dtype": "fp32", "M": 64, "K": 256, "N": 256})
+    measured = result["share_of_peak"]["measured"]
+    assert measured["peak_flops"] > 1e6 and busy._ceilings["fp32"] == measured["peak_flops"]
+    assert measured["share"] < 10  # 1e9 and more against the planted ceiling
+    assert busy._gemm_ceiling("fp32", beaten_by=1e30) == measured["peak_flops"]  # once only
+
+
 # --------------------------------------------------------------------------- collectives
 
 def test_bus_factors_are_nccl_tests() -> None:
