@@ -11,9 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xpuperf.microperf import correctness, launch, ops, peaks, timing, workloads, xccl
+from xpuperf.microperf import correctness, host, launch, ops, peaks, timing, workloads, xccl
 
 ROOT = Path(__file__).resolve().parents[1]
+# bytedance/xpu-perf's llm workload files, unchanged (the commit: SOURCE.md there).
+XPU_PERF_LLM = Path(__file__).with_name("xpu_perf_workloads")
 # bytedance/xpu-perf, projects/micro_perf/workloads/basic/tensor_gemm_ops/gemm.json, as it is.
 XPU_PERF_GEMM = """{
     "cases": [
@@ -69,6 +71,68 @@ def test_several_ops_in_one_file_and_bad_files_named() -> None:
         workloads.expand([{"a": list(range(200)), "b": list(range(200))}])
 
 
+def test_llm_arguments_are_read_as_xpu_perf_reads_them() -> None:
+    gemm = workloads.Workload("gemm", "w", {"arg_type": "llm", "dtype": "float32",
+                                           "num_tokens": 64, "sp_size": 2, "hidden_size": 128,
+                                           "new_hidden_size": 32})
+    assert gemm.op_args == {"arg_type": "llm", "dtype": "float32", "M": 32, "K": 128, "N": 32}
+    assert gemm.id == "gemm-fp32-num_tokens64-sp_size2-hidden_size128-new_hidden_size32-llm"
+    norm = workloads.Workload("rms_norm", "w", {"arg_type": "llm", "num_tokens": 8,
+                                               "hidden_size": 16})
+    assert (norm.op_args["batch_size"], norm.op_args["dim_size"]) == (8, 16)
+    native = workloads.Workload("swiglu", "w", {"arg_type": "llm", "num_tokens": 8,
+                                               "hidden_size": 16})
+    assert native.op_args == native.args  # the op table reads LLM names itself
+    plain = workloads.Workload("gemm", "w", {"num_tokens": 8})
+    assert plain.op_args == plain.args  # default arg_type: names as written
+    with pytest.raises(workloads.WorkloadError, match="w: gemm: num_tokens 9 must be a multiple "
+                                                      "of sp_size 2"):
+        workloads.Workload("gemm", "w", {"arg_type": "llm", "num_tokens": 9, "sp_size": 2}
+                           ).op_args
+
+
+def test_xpu_perf_ccl_file_runs_its_cases(tmp_path: Path) -> None:
+    """xpu-perf's ccl_ops.json as it is: every case expands, maps num_tokens and
+    hidden_size to the collective's buffer, and its 8-token cases run (one gloo
+    rank in this process) with no wrong element; the 1M-token ones are 4 GiB a
+    rank, beyond a selftest."""
+    import torch
+    import torch.distributed as dist
+
+    found = [w for w in workloads.load_dir(XPU_PERF_LLM) if w.op in xccl.OPS]
+    assert [(op, sum(w.op == op for w in found)) for op in
+            ("all_reduce", "reduce_scatter", "all_gather", "all_to_all")] == [
+        ("all_reduce", 4), ("reduce_scatter", 4), ("all_gather", 6), ("all_to_all", 6)]
+    assert {(w.op_args["batch_size"], w.op_args["dim_size"], w.op_args["world_size"])
+            for w in found} == {(8, 1024, 8), (1048576, 1024, 8)}
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        for w in (w for w in found if w.args["num_tokens"] == 8):
+            case = xccl.Case(w.op, w.op_args, 0, 1, torch.device("cpu"))
+            assert case.wrong() == 0, w.id
+    finally:
+        dist.destroy_process_group()
+
+
+def test_xpu_perf_gemm_file_runs_or_skips_saying_why(cpu_host) -> None:
+    """xpu-perf's gemm_ops.json as it is: moe_gating_gemm runs at its size and
+    passes its check; the quantised ops skip, naming themselves."""
+    found = [w for w in workloads.load_dir(XPU_PERF_LLM) if w.op not in xccl.OPS]
+    assert sorted({w.op for w in found}) == ["moe_gating_gemm", "moe_quant_group_gemm",
+                                            "quant_matmul"]
+    for w in found:
+        result = cpu_host.run_case(w.op, w.op_args)
+        if w.op == "moe_gating_gemm":
+            assert result["passed"], result
+            assert result["flops"] == 2 * 8192 * 8192 * 128
+        else:
+            assert f"op {w.op!r} is not in xpuperf's op table" in result["skipped"]
+    mixed = cpu_host.run_case("moe_gating_gemm", {**ops.table()["moe_gating_gemm"].example,
+                                                  "dtype": "float32", "dst_dtype": "bfloat16"})
+    assert "dst_dtype bfloat16 beside dtype float32" in mixed["skipped"]
+
+
 def test_shipped_workloads_name_known_ops() -> None:
     for tier in ("smoke", "full"):
         found = workloads.load_dir(ROOT / "suites" / "micro_perf" / "workloads" / tier)
@@ -78,7 +142,7 @@ def test_shipped_workloads_name_known_ops() -> None:
             ops.precision(str(w.args["dtype"]))
             if w.op in ops.table():
                 spec = ops.table()[w.op]
-                spec.flops(w.args), spec.bytes(w.args, 2, 2)
+                spec.flops(w.op_args), spec.bytes(w.op_args, 2, 2)
 
 
 # --------------------------------------------------------------------------- the op table
@@ -104,10 +168,40 @@ def test_formulas_of_gemm_attention_and_copies() -> None:
     assert g["arithmetic_intensity"] == pytest.approx(g["flops"] / g["bytes"])
 
 
+def test_ragged_group_gemm_counts_each_experts_tokens() -> None:
+    spec = ops.table()["moe_group_gemm"]
+    ragged = {"tokens_per_expert": [8, 3, 0, 13], "K": 32, "N": 16}
+    assert spec.flops(ragged) == 2 * 24 * 32 * 16
+    assert spec.bytes(ragged, 2, 4) == (24 * 32 + 4 * 32 * 16) * 2 + 24 * 16 * 4
+    equal = {"num_experts": 4, "tokens_per_expert": 6, "K": 32, "N": 16}
+    assert spec.flops(equal) == spec.flops({**ragged, "tokens_per_expert": [6] * 4})
+    with pytest.raises(ValueError, match="lists 4 experts, num_experts says 3"):
+        spec.flops({**ragged, "num_experts": 3})
+
+
+def test_ragged_group_gemm_is_checked_by_its_groups() -> None:
+    """A kernel that splits the tokens evenly (the equal-count shortcut) computes
+    a different product, and the fp64 rule fails it."""
+    import torch
+
+    spec = ops.table()["moe_group_gemm"]
+    made = spec.inputs(spec.example, "fp32", torch.Generator().manual_seed(0))
+    v = made.values
+    right = spec.run(**v).double().numpy()
+    even = torch.cat([x @ w for x, w in zip(v["input"].chunk(4), v["mat2"])])
+    assert right.shape == (24, 16)
+    assert correctness.judge(right, right, right, "fp32", "fp32").passed
+    assert not correctness.judge(even.double().numpy(), right, right, "fp32", "fp32").passed
+
+
 def test_unknown_dtype_is_named() -> None:
     with pytest.raises(ValueError, match="dtype 'float12' is not known"):
         ops.precision("float12")
     assert ops.precision("bfloat16") == "bf16" and ops.precision("tf32") == "tf32"
+    with pytest.raises(ValueError, match="compute_mode 'softmax-first' is not one of "
+                                         "pre-softmax, post-softmax"):
+        ops.table()["moe_softmax_topk"].flops({**ops.table()["moe_softmax_topk"].example,
+                                               "compute_mode": "softmax-first"})
 
 
 # --------------------------------------------------------------------------- timing
@@ -129,6 +223,14 @@ def test_run_times_each_call_for_the_budget_rotating_inputs() -> None:
     d = found.as_dict()
     assert d["latency_us"]["p10"] <= d["latency_us"]["p50"] <= d["latency_us"]["p99"]
     assert d["rotated_sets"] == 3 and d["cold_cache"] is False
+    # a count as well as a time: the measured GEMM ceiling's many calls
+    counted = timing.run(calls, timing.Budget(0.0, 0.0, 50, min_calls=20),
+                         timing.HostClock(lambda: None), lambda: None, 100, 1000)
+    assert len(counted.seconds) == 20
+    assert host.CEILING_BUDGET.min_calls >= 32 and host.CEILING_BUDGET.warmup_s > 0
+    windows = timing.window_latencies([1e-6 * k for k in range(40)])
+    assert len(windows) == timing.WINDOWS and windows == sorted(windows)  # call order kept
+    assert timing.window_latencies([2e-6, 4e-6]) == [2.0, 4.0]  # fewer calls: one a window
 
 
 # --------------------------------------------------------------------------- correctness
@@ -171,7 +273,13 @@ def wrong_host():
 # The paths of their own: int8's integer GEMM, attention cut along its heads,
 # scatter checked whole, cast's target widened in the reference.
 @pytest.mark.parametrize("op, dtype", [("gemm", "int8"), ("sdpa", "fp32"), ("scatter", "fp32"),
-                                       ("cast", "fp32"), ("moe_gating", "fp32")])
+                                       ("cast", "fp32"), ("moe_gating", "fp32")]
+                         # xpu-perf's ops added with their own inputs (a positive domain,
+                         # an out-of-place index_add, ragged groups) at a half precision
+                         + [(op, "bf16") for op in ("sub", "div", "sin", "cos", "log", "sqrt",
+                                                    "reduce_min", "index_add", "swiglu",
+                                                    "add_rms_norm", "moe_softmax_topk",
+                                                    "moe_gating_gemm", "moe_group_gemm")])
 def test_cpu_ops_pass_their_check(cpu_host, op: str, dtype: str) -> None:
     result = cpu_host.run_case(op, {"dtype": dtype, **ops.table()[op].example})
     assert result["passed"], result
@@ -325,6 +433,15 @@ def test_suite_runs_an_op_and_a_collective_into_its_reports(tmp_path: Path) -> N
     rounds = bench["test_micro_op[add-fp32-batch_size64-dim_size1024]"]["stats"]["rounds"]
     assert rounds == bench["test_micro_op[add-fp32-batch_size64-dim_size1024]"][
         "extra_info"]["timing"]["calls"] > 1
+    # That run as the baseline of the next: the op is judged by its windows (the
+    # verdict itself, on planted slowdowns: test_gate_and_compare_...).
+    gated = run_suite(tmp_path / "gated", "-k", "add-fp32", "--baseline",
+                      str(tmp_path / "bench.json"), "--gate-inconclusive", "pass")
+    assert "speed gate against baseline" in gated.stdout, gated.stdout[-3000:]
+    assert "1 item(s) compared" in gated.stdout, gated.stdout[-3000:]
+    judged, = json.loads((tmp_path / "gated" / "CPU" / "micro_perf.json").read_text())[
+        "ops"]["add"]
+    assert len(judged["window_latency_us"]) > 1
 
 
 @pytest.mark.parametrize("flag, value, said", [
@@ -336,3 +453,75 @@ def test_bad_micro_flags_are_usage_errors(tmp_path: Path, flag: str, value: str,
     done = run_suite(tmp_path, flag, value, "--collect-only")
     assert done.returncode == 4, done.stdout[-3000:] + done.stderr[-3000:]
     assert said in done.stderr, done.stderr[-3000:]
+
+
+# --------------------------------------------------------------------------- gate and compare
+
+def _slow_add(a, b):
+    """add, computed four times over: a slowdown of 4x whatever the host's speed."""
+    import torch
+
+    for _ in range(3):
+        torch.add(a, b)
+    return torch.add(a, b)
+
+
+def test_gate_and_compare_judge_micro_items_by_their_windows(tmp_path: Path) -> None:
+    """A micro item measured, measured again unchanged, and measured with a
+    planted slowdown: the gate (its baseline read back from pytest-benchmark's
+    JSON) and `xpuperf compare` (reports folders) call the slowdown regressed
+    and the rerun anything but."""
+    from backends.base import OpProvider
+    from backends.cpu import CpuBackend
+    from xpuperf.gate import GateSettings, against_baseline
+    from xpuperf.gate.baseline import from_benchmark_json
+    from xpuperf.gate.verdict import REGRESSED, from_latencies
+    from xpuperf.microperf.host import MicroHost
+    from xpuperf.report import TEMPLATES, render_compare, write_reports
+    from xpuperf.report.compare import compare
+    from xpuperf.report.runs import load_run
+
+    class SlowAdd(CpuBackend):
+        def op_provider(self, options):
+            return OpProvider("cpu", implementations={"add": _slow_add}, precisions=("fp32",))
+
+    case = "add-fp32-batch_size64-dim_size1024"
+    args = {"dtype": "fp32", "batch_size": 64, "dim_size": 1024}
+
+    def record(host: MicroHost) -> dict:
+        result = host.run_case("add", args)
+        windows = timing.window_latencies(result.pop(xccl.SAMPLES))
+        assert len(windows) == min(timing.WINDOWS, result["timing"]["calls"])
+        return {"suite": "micro", "case": case, "op": "add", "group": "memory",
+                "precision": "fp32", "hardware": "CPU", "outcome": "passed", **result,
+                "window_latency_us": windows}
+
+    # One thread: torch's pool spinning against five other sessions' work on two
+    # cores makes a 20 us add take milliseconds, and its noise with it.
+    fast = MicroHost.of(CpuBackend(), {"threads": "1"}, "smoke")
+    base, rerun = record(fast), record(fast)
+    slow = record(MicroHost.of(SlowAdd(), {"threads": "1"}, "smoke"))
+
+    bench = {"machine_info": {"xpuperf": {"hardware": "CPU"}},
+             "benchmarks": [{"param": case, "extra_info": base}]}
+    baseline = from_benchmark_json(bench, "bench.json", "CPU")
+    settings = GateSettings(threshold_pct=20.0)
+    verdicts = {name: against_baseline(
+        case, {"window_qps": from_latencies(r["window_latency_us"])}, baseline, settings,
+        lambda r=r: {"window_qps": from_latencies(r["window_latency_us"])}).verdict
+        for name, r in (("rerun", rerun), ("slow", slow))}
+    assert verdicts["slow"].verdict == REGRESSED, verdicts["slow"].describe()
+    assert verdicts["rerun"].verdict != REGRESSED, verdicts["rerun"].describe()
+
+    runs = []
+    for name, r in (("base", base), ("rerun", rerun), ("slow", slow)):
+        write_reports([r], tmp_path / name, "CPU", {"tier": "gate"}, TEMPLATES)
+        runs.append(load_run(tmp_path / name))
+    found = compare(runs, threshold_pct=20.0)
+    line, = found.micro
+    cells = {c.label: c for c in line.cells}
+    assert cells["base"].verdict is None and line.op == "add"
+    assert cells["slow"].verdict.verdict == REGRESSED
+    assert cells["rerun"].verdict.verdict != REGRESSED
+    page = render_compare(found, TEMPLATES)
+    assert 'id="micro"' in page and f">{REGRESSED}<" in page

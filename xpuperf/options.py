@@ -26,7 +26,7 @@ from xpuperf.worker import devices
 from xpuperf.zoo import SCENARIOS, TIERS, Zoo, ZooError, load_zoo
 
 DRIVERS = ("xpuperf", "mlperf")
-DEFAULT_MAX_REGRESSION_PCT = 10.0
+DEFAULT_MAX_REGRESSION_PCT = gate.verdict.DEFAULT_THRESHOLD_PCT
 
 
 @dataclass(frozen=True)

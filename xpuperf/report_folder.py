@@ -23,6 +23,9 @@ from typing import IO, Any
 from backends.base import write_atomically
 
 MANIFEST = "session.json"
+# The micro-benchmarks' cases (xpuperf.report.microperf.document), read back
+# by the speed gate and `xpuperf compare`.
+MICRO_JSON = "micro_perf.json"
 LOCK = "session.lock"
 # Every item's record, its id and seconds included: what `xpuperf merge` joins
 # and --shard-durations balances by.

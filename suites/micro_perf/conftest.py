@@ -96,6 +96,39 @@ def xccl_results(pytestconfig: pytest.Config, request: pytest.FixtureRequest, mi
 
 
 @pytest.fixture
+def micro_gate(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """micro_gate(result, again): judge this micro item's window latencies
+    against --baseline's (xpuperf.gate, the performance items' verdicts), calling
+    ``again()`` for a fresh result while undecided; keeps the comparison in the
+    item's record ("baseline") and fails the item when it regressed, or stayed
+    inconclusive under --gate-inconclusive=fail. A/B gating needs a second
+    backend for each op: micro items are not judged by it."""
+    from xpuperf import gate
+    from xpuperf.gate.verdict import from_latencies
+
+    run = request.config.stash[RUN]
+    case = micro_case(request.node)
+
+    def windows(result: dict[str, Any]) -> dict[str, Any]:
+        return {"window_qps": from_latencies(result.get("window_latency_us") or [])}
+
+    def judge(result: dict[str, Any], again: Callable[[], dict[str, Any]]) -> None:
+        if run.gate is None or run.baseline is None:
+            return
+        found = gate.against_baseline(case.id, windows(result), run.baseline, run.gate,
+                                      lambda: windows(again()))
+        if found is None:
+            return
+        recorded = dict(request.node.user_properties).get(RECORD_KEY)
+        if recorded is not None:
+            recorded["baseline"] = jsonable(found.record)
+        problem = found.problem(run.gate.inconclusive)
+        if problem:
+            pytest.fail(problem, pytrace=False)
+    return judge
+
+
+@pytest.fixture
 def record_micro(request: pytest.FixtureRequest, record_property) -> Callable[..., None]:
     """record_micro(**fields): attach this item's record (suite "micro")."""
     run = request.config.stash[RUN]

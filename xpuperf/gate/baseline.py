@@ -3,18 +3,20 @@
 folder (reports/<HARDWARE>/), read through its result-*.json files. Only the
 baseline's results for this run's hardware count. Each performance item keeps
 its throughput samples (the run's window QPS), its steadiness and its p99;
-each metric item its task metric. xpuperf.gate.judge compares them.
+each micro-benchmark item (keyed by its case) its window latencies, as calls
+per second; each metric item its task metric. xpuperf.gate.judge compares them.
 """
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from xpuperf import report_folder
-from xpuperf.gate.verdict import MAX_SAMPLES
+from xpuperf.cases import MICRO_SUITE
+from xpuperf.gate.verdict import MAX_SAMPLES, from_latencies
 from xpuperf.records import ACCURACY, PerfPoint, field_of
 
 
@@ -54,8 +56,10 @@ def load_baseline(path: str | Path, hardware: str) -> Baseline:
     try:
         if path.is_dir():
             files = sorted(path.rglob("result-*.json"))
-            if not files:
-                raise BaselineError(f"{path} holds no result-*.json (an xpuperf reports folder)")
+            micro = path / report_folder.MICRO_JSON
+            if not files and not micro.is_file():
+                raise BaselineError(f"{path} holds no result-*.json nor {micro.name} (an "
+                                    "xpuperf reports folder)")
             manifest = report_folder.read(path)
             if manifest.get("finished") is not True:
                 raise BaselineError(
@@ -63,7 +67,12 @@ def load_baseline(path: str | Path, hardware: str) -> Baseline:
                     f"{manifest.get('status', 'it did not finish') if manifest else 'nothing'}): "
                     "a run that died or was interrupted is no baseline; use a finished run's folder")
             docs = [json.loads(f.read_text()) for f in files]
-            return from_result_jsons(docs, str(path), hardware)
+            found = from_result_jsons(docs, str(path), hardware) if docs else Baseline(
+                str(path), hardware)
+            if not micro.is_file():
+                return found
+            return replace(found, perf={**found.perf, **from_micro_json(
+                json.loads(micro.read_text()), str(micro), hardware)})
         return from_benchmark_json(json.loads(path.read_text()), str(path), hardware)
     except OSError as e:
         raise BaselineError(f"cannot read {path}: {e.strerror or e}") from None
@@ -86,7 +95,8 @@ def from_benchmark_json(doc: Any, source: str, hardware: str) -> Baseline:
         extra = bench.get("extra_info") if isinstance(bench, Mapping) else None
         if not isinstance(extra, Mapping) or not isinstance(bench.get("param"), str):
             continue
-        perf[bench["param"]] = _figures(PerfPoint.from_record(extra, outcome=""))
+        perf[bench["param"]] = (_micro(extra) if extra.get("suite") == MICRO_SUITE
+                                else _figures(PerfPoint.from_record(extra, outcome="")))
     return Baseline(source=source, hardware=found, perf=perf)
 
 
@@ -111,6 +121,25 @@ def from_result_jsons(docs: list[Any], source: str, hardware: str) -> Baseline:
         if value is not None:
             metrics[combo] = (primary, value)
     return Baseline(source=source, hardware=hardware, perf=perf, metrics=metrics)
+
+
+def from_micro_json(doc: Any, source: str, hardware: str) -> dict[str, PerfFigures]:
+    """micro_perf.json (xpuperf.report.microperf.document): each case's figures."""
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("ops"), Mapping):
+        raise BaselineError(f"{source}: not a micro_perf.json (no 'ops' object)")
+    if doc.get("hardware") != hardware:
+        raise BaselineError(f"{source} holds a {doc.get('hardware')} run; this run tests "
+                            f"{hardware}")
+    return {str(entry["case"]): _micro(entry) for entries in doc["ops"].values()
+            for entry in entries if isinstance(entry, Mapping) and entry.get("case")}
+
+
+def _micro(entry: Mapping[str, Any]) -> PerfFigures:
+    """A micro item: its window latencies as throughputs (calls per second)."""
+    latency = _num(entry.get("latency(us)"))
+    windows = [w for w in entry.get("window_latency_us") or [] if _num(w) is not None]
+    return PerfFigures(1e6 / latency if latency else None, None,
+                       tuple(from_latencies(windows)[:MAX_SAMPLES]))
 
 
 def _num(value: Any) -> float | None:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from xpuperf.cases import MICRO_SUITE
 from xpuperf.gate import verdict as v
 from xpuperf.gate.baseline import Baseline
 from xpuperf.report.bytemlperf import metric_name
@@ -64,7 +65,10 @@ class SpeedComparison:
 
 
 def item_key(record: Mapping[str, Any]) -> str:
-    """A performance item's id without the test name: combination-bsN-scenario."""
+    """An item's id without the test name: a micro item's case, a performance
+    item's combination-bsN-scenario."""
+    if record.get("suite") == MICRO_SUITE:
+        return str(record.get("case"))
     return f"{record.get('combination')}-bs{record.get('batch_size')}-{record.get('scenario')}"
 
 

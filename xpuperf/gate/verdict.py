@@ -44,6 +44,9 @@ CONFIDENCE = 0.95
 # keep at most this many) so that a verdict costs milliseconds.
 MAX_SAMPLES = 64
 PAIRED, UNPAIRED = "paired", "unpaired"
+# T when nobody says (--max-regression's default, and `xpuperf compare`'s for
+# micro-benchmark items).
+DEFAULT_THRESHOLD_PCT = 10.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,12 @@ class Verdict:
                 f"({interval}; threshold -{self.threshold_pct:g}%; {self.method}, "
                 f"{self.baseline_n} baseline / {self.candidate_n} candidate samples)")
         return f"{text}; {self.why}" if self.why else text
+
+
+def from_latencies(latencies: Sequence[float]) -> list[float]:
+    """Throughput samples (calls per second) of latency samples in microseconds
+    (a micro-benchmark item's windows): a slower call is a lower throughput."""
+    return [1e6 / x for x in latencies if x > 0]
 
 
 def decide(low: float | None, high: float | None, threshold: float) -> str:

@@ -16,6 +16,7 @@ import numpy as np
 from backends.base import Backend, CompileError
 from xpuperf.ceilings import GEMM_N, Ceiling, Ceilings
 from xpuperf.microperf import correctness, ops, peaks, timing
+from xpuperf.microperf.workloads import DTYPE_ALIASES
 from xpuperf.microperf.xccl import SAMPLES  # one key for ops' and collectives' samples
 from xpuperf.worker.process import RemoteError, Worker, WorkerLost
 
@@ -24,8 +25,18 @@ from xpuperf.worker.process import RemoteError, Worker, WorkerLost
 # at a few GFLOP/s).
 REFERENCE_FLOPS = 2e8
 REFERENCE_BYTES = 64e6
-
-
+# The measured GEMM ceiling, which every share of peak divides by: timed with a
+# warm-up (the first calls pay for page faults and thread-pool start) and for
+# many calls, whose best counts. On a loaded 2-core host (load 13) a 256^3 GEMM
+# on two threads takes 0.5 ms when both are scheduled and 30 to 120 ms when
+# one waits for the other: ten calls, or the three a 0.1 s budget then holds,
+# may catch no good one, the ceiling comes out up to 100x low and shares of
+# peak read up to 39. Hence a count as well as a time.
+CEILING_BUDGET = timing.Budget(0.02, 0.1, 1000, min_calls=32)
+# xpu-perf's arguments that give an op's parts dtypes of their own (its
+# "dtype.compute_dtype.dst_dtype" zips): a case runs only where they agree with
+# its dtype.
+MIXED_DTYPES = ("w_dtype", "compute_dtype", "dst_dtype", "cache_dtype")
 
 
 class Skip(Exception):
@@ -124,9 +135,7 @@ class MicroHost:
 
             n = self._budget.ceiling_n or GEMM_N.get(torch.device(self._provider.device).type, 512)
             args = {"M": n, "K": n, "N": n}
-            # Its best call counts: a short run is enough.
-            seconds = min(self._timed("gemm", args, precision, timing.Budget(0.0, 0.1, 10))[1]
-                          .seconds)
+            seconds = min(self._timed("gemm", args, precision, CEILING_BUDGET)[1].seconds)
             return Ceiling(2.0 * n ** 3 / seconds, source)
         return self._ceilings.peak_flops(precision, self._provider.device, measure)
 
@@ -187,6 +196,12 @@ class MicroHost:
                        f"known: {', '.join(sorted(ops.table()))}")
         spec = ops.table()[op]
         precision = ops.precision(str(args.get("dtype", "fp32")))
+        mixed = {k: args[k] for k in MIXED_DTYPES
+                 if k in args and DTYPE_ALIASES.get(str(args[k]), str(args[k])) != precision}
+        if mixed:
+            raise Skip(f"{op}: {', '.join(f'{k} {v}' for k, v in mixed.items())} beside dtype "
+                       f"{args['dtype']}: xpuperf's ops run at one dtype (a quantised or "
+                       "mixed-precision variant is not in its op table)")
         if precision not in spec.dtypes:
             raise Skip(f"{op} runs at {', '.join(spec.dtypes)}, not {precision}")
         if precision not in self._provider.precisions:
@@ -201,8 +216,8 @@ class MicroHost:
         fig = ops.figures(spec, args, precision, seconds)
         self._note("checking")
         verdict = self._check(spec, made, placed, impl, precision, fig)
-        share = {"measured": self._measured(precision).share(precision, fig.flops, fig.bytes,
-                                                             seconds)}
+        share = {"measured": self._measured(precision).share(
+            precision, fig.flops, fig.bytes, seconds)}
         sheet = peaks.datasheet(str(self._info.get("device", "")))
         share["datasheet"] = (sheet.share(precision, fig.flops, fig.bytes, seconds) if sheet
                               else {"share": None, "why": "no datasheet row matches "

@@ -40,7 +40,7 @@ def run_world(cases: Sequence[Workload], world_size: int, device: str, dist_back
     record}, or {"_error": why} when the launch failed."""
     with tempfile.TemporaryDirectory(prefix="xpuperf-xccl-") as tmp:
         spec, out = Path(tmp) / "cases.json", Path(tmp) / "out.json"
-        spec.write_text(json.dumps([{"id": c.id, "op": c.op, "args": c.args} for c in cases]))
+        spec.write_text(json.dumps([{"id": c.id, "op": c.op, "args": c.op_args} for c in cases]))
         argv = command(world_size, launcher) + [
             "-m", "xpuperf.microperf.xccl", str(spec), str(out), f"--device={device}",
             f"--tier={tier}"] + ([f"--dist-backend={dist_backend}"] if dist_backend else [])

@@ -135,6 +135,57 @@ def _moe_gating(x: Any, w: Any, topk: int = 2) -> Any:
     return torch.topk(probs, topk, dim=-1).values
 
 
+SOFTMAX_MODES = ("pre-softmax", "post-softmax")
+
+
+def _softmax_mode(a: Mapping[str, Any]) -> str:
+    mode = str(a.get("compute_mode", "pre-softmax"))
+    if mode not in SOFTMAX_MODES:
+        raise ValueError(f"moe_softmax_topk: compute_mode {mode!r} is not one of "
+                         f"{', '.join(SOFTMAX_MODES)}")
+    return mode
+
+
+def _moe_softmax_topk(gating_output: Any, topk: int, mode: str) -> Any:
+    """xpu-perf's two orders: softmax over the experts, top-k, the k weights
+    renormalised (pre-softmax); or top-k of the logits, softmax over those k."""
+    if mode == "pre-softmax":
+        weights = torch.topk(torch.softmax(gating_output, dim=-1), topk, dim=-1).values
+        return weights / weights.sum(dim=-1, keepdim=True)
+    return torch.softmax(torch.topk(gating_output, topk, dim=-1).values, dim=-1)
+
+
+def _swiglu(hidden_states: Any) -> Any:
+    gate, up = torch.chunk(hidden_states, 2, dim=-1)
+    return F.silu(gate) * up
+
+
+def _tokens_per_expert(a: Mapping[str, Any]) -> list[int]:
+    """Each expert's token count: tokens_per_expert is one count for all
+    num_experts, or a list with one per expert (ragged; num_experts, where
+    given, must be its length)."""
+    given = a["tokens_per_expert"]
+    if not isinstance(given, (list, tuple)):
+        return [int(given)] * int(a["num_experts"])
+    if "num_experts" in a and int(a["num_experts"]) != len(given):
+        raise ValueError(f"moe_group_gemm: tokens_per_expert lists {len(given)} experts, "
+                         f"num_experts says {a['num_experts']}: give one count per expert")
+    return [int(t) for t in given]
+
+
+def _group_gemm_inputs(a: Mapping[str, Any], p: str, g: Any) -> Tensors:
+    tokens = _tokens_per_expert(a)
+    K, N = int(a["K"]), int(a["N"])
+    return Tensors({"input": _randn((sum(tokens), K), p, g),
+                    "mat2": _randn((len(tokens), K, N), p, g, 1 / math.sqrt(K)),
+                    "tokens": tuple(tokens)}, frozenset({"input", "tokens"}))
+
+
+def _group_gemm(input: Any, mat2: Any, tokens: tuple[int, ...]) -> Any:
+    """The tokens, grouped by expert in order, each group times its expert's weight."""
+    return torch.cat([x @ w for x, w in zip(torch.split(input, tokens), mat2)])
+
+
 def _copy(src: Any, out: Any) -> Any:
     # Into a buffer made beforehand: an allocation (a pinned one above all) is no
     # part of a copy's time. The runner places each end (Tensors.host).
@@ -143,15 +194,32 @@ def _copy(src: Any, out: Any) -> Any:
 
 # --------------------------------------------------------------------------- the table
 
+def _positive(shape: tuple[int, ...], precision: str, gen: Any) -> Any:
+    """Values in [0.5, 1.5): the domain of log, sqrt and a divisor, away from 0."""
+    return (torch.rand(shape, generator=gen) + 0.5).to(getattr(torch, STORAGE[precision]))
+
+
 def _elementwise(name: str, fn: Callable[..., Any], flops_per: float, arity: int = 1,
-                 notes: str = "") -> OpSpec:
+                 group: str = "memory", positive: bool = False, notes: str = "") -> OpSpec:
+    """An op on batch_size x dim_size elements; ``positive``: its last input is
+    drawn from (0.5, 1.5) (log's and sqrt's argument, div's divisor)."""
     names = ("a", "b")[:arity]
-    return OpSpec(
-        name, "compute" if name in ("gelu", "silu", "exp") else "memory",
-        lambda a, p, g: Tensors({n: _randn((int(a["batch_size"]), int(a["dim_size"])), p, g)
-                                 for n in names}),
-        fn, lambda a: flops_per * _rows(a),
-        lambda a, si, so: _rows(a) * (arity * si + so), notes=notes)
+
+    def inputs(a, p, g):
+        shape = (int(a["batch_size"]), int(a["dim_size"]))
+        return Tensors({n: _positive(shape, p, g) if positive and n == names[-1]
+                        else _randn(shape, p, g) for n in names})
+    return OpSpec(name, group, inputs, fn, lambda a: flops_per * _rows(a),
+                  lambda a, si, so: _rows(a) * (arity * si + so), notes=notes)
+
+
+def _reduction(name: str, fn: Callable[..., Any]) -> OpSpec:
+    """batch_size rows of dim_size reduced to one value each (one FLOP an element)."""
+    return OpSpec(name, "memory",
+                  lambda a, p, g: Tensors({"input": _randn((int(a["batch_size"]),
+                                                            int(a["dim_size"])), p, g)}),
+                  fn, lambda a: float(_rows(a)),
+                  lambda a, si, so: _rows(a) * si + int(a["batch_size"]) * so)
 
 
 def _build() -> dict[str, OpSpec]:
@@ -182,10 +250,17 @@ def _build() -> dict[str, OpSpec]:
                                                           + int(a["M"]) * int(a["N"]) * so),
                dtypes=("fp32", "tf32", "fp16", "bf16")),
         _elementwise("add", lambda a, b: torch.add(a, b), 1, 2),
+        _elementwise("sub", lambda a, b: torch.sub(a, b), 1, 2),
         _elementwise("mul", lambda a, b: torch.mul(a, b), 1, 2),
-        _elementwise("exp", lambda a: torch.exp(a), 1),
-        _elementwise("gelu", lambda a: F.gelu(a), 8, notes="erf form"),
-        _elementwise("silu", lambda a: F.silu(a), 4),
+        # xpu-perf's special-function ops: one FLOP an element, as its formulas count them.
+        _elementwise("div", lambda a, b: torch.div(a, b), 1, 2, "compute", positive=True),
+        _elementwise("exp", lambda a: torch.exp(a), 1, group="compute"),
+        _elementwise("log", lambda a: torch.log(a), 1, group="compute", positive=True),
+        _elementwise("sqrt", lambda a: torch.sqrt(a), 1, group="compute", positive=True),
+        _elementwise("sin", lambda a: torch.sin(a), 1, group="compute"),
+        _elementwise("cos", lambda a: torch.cos(a), 1, group="compute"),
+        _elementwise("gelu", lambda a: F.gelu(a), 8, group="compute", notes="erf form"),
+        _elementwise("silu", lambda a: F.silu(a), 4, group="compute"),
         OpSpec("cast", "memory",
                lambda a, p, g: Tensors({"a": _randn((int(a["batch_size"]), int(a["dim_size"])),
                                                     p, g), "to": _cast_target(p)},
@@ -193,16 +268,9 @@ def _build() -> dict[str, OpSpec]:
                lambda a, to: a.to(getattr(torch, STORAGE[to])), lambda a: 0.0,
                lambda a, si, so: _rows(a) * (si + so), out_dtype=_cast_target,
                notes="fp32 to bf16, any other dtype to fp32"),
-        OpSpec("reduce_sum", "memory",
-               lambda a, p, g: Tensors({"input": _randn((int(a["batch_size"]),
-                                                         int(a["dim_size"])), p, g)}),
-               lambda input: torch.sum(input, dim=-1), lambda a: float(_rows(a)),
-               lambda a, si, so: _rows(a) * si + int(a["batch_size"]) * so),
-        OpSpec("reduce_max", "memory",
-               lambda a, p, g: Tensors({"input": _randn((int(a["batch_size"]),
-                                                         int(a["dim_size"])), p, g)}),
-               lambda input: torch.amax(input, dim=-1), lambda a: float(_rows(a)),
-               lambda a, si, so: _rows(a) * si + int(a["batch_size"]) * so),
+        _reduction("reduce_sum", lambda input: torch.sum(input, dim=-1)),
+        _reduction("reduce_max", lambda input: torch.amax(input, dim=-1)),
+        _reduction("reduce_min", lambda input: torch.amin(input, dim=-1)),
         OpSpec("topk", "memory",
                lambda a, p, g: Tensors({"input": _randn((int(a["batch_size"]),
                                                          int(a["dim_size"])), p, g),
@@ -271,6 +339,20 @@ def _build() -> dict[str, OpSpec]:
                lambda a, si, so: int(a["src_batch_size"]) * int(a["dim_size"]) * (si + so)
                + int(a["dst_batch_size"]) * int(a["dim_size"]) * (si + 8),
                row_separable=False, notes="distinct target rows: the result is defined"),
+        OpSpec("index_add", "memory",
+               lambda a, p, g: Tensors({
+                   "dest": _randn((int(a["dst_batch_size"]), int(a["dim_size"])), p, g),
+                   "index": _index(int(a["dst_batch_size"]), (int(a["src_batch_size"]),), g),
+                   "src": _randn((int(a["src_batch_size"]), int(a["dim_size"])), p, g)},
+                   frozenset({"index"})),
+               # out of place: an in-place add would grow the destination call after call
+               lambda dest, index, src: dest.index_add(0, index, src),
+               lambda a: float(int(a["src_batch_size"]) * int(a["dim_size"])),
+               lambda a, si, so: int(a["dst_batch_size"]) * int(a["dim_size"]) * (si + so)
+               + int(a["src_batch_size"]) * (int(a["dim_size"]) * si + 8),
+               # A destination row sums source rows from anywhere: checked on its
+               # first columns, every row.
+               cut_axis=1, notes="src rows added into dest rows by index (repeats sum)"),
         OpSpec("conv2d", "compute",
                lambda a, p, g: Tensors({
                    "input": _randn((int(a["batch_size"]), int(a["in_channels"]), int(a["height"]),
@@ -315,20 +397,65 @@ def _build() -> dict[str, OpSpec]:
                * int(a["hidden_size"]) * si + int(a["num_tokens"]) * int(a["topk"]) * 4,
                out_dtype=lambda p: "fp32",
                notes="router GEMM, softmax in fp32, top-k weights"),
-        OpSpec("moe_group_gemm", "llm_ops",
+        OpSpec("moe_gating_gemm", "llm_ops",
                lambda a, p, g: Tensors({
-                   "input": _randn((int(a["num_experts"]), int(a["tokens_per_expert"]),
-                                    int(a["K"])), p, g),
-                   "mat2": _randn((int(a["num_experts"]), int(a["K"]), int(a["N"])), p, g,
-                                  1 / math.sqrt(int(a["K"])))}),
-               lambda input, mat2: torch.bmm(input, mat2),
-               lambda a: 2.0 * int(a["num_experts"]) * int(a["tokens_per_expert"]) * int(a["K"])
-               * int(a["N"]),
-               lambda a, si, so: int(a["num_experts"]) * (
-                   (int(a["tokens_per_expert"]) * int(a["K"]) + int(a["K"]) * int(a["N"])) * si
-                   + int(a["tokens_per_expert"]) * int(a["N"]) * so),
+                   "hidden_states": _randn((int(a["num_tokens"]), int(a["hidden_size"])), p, g),
+                   "gating_weight": _randn((int(a["num_experts"]), int(a["hidden_size"])), p, g,
+                                           1 / math.sqrt(int(a["hidden_size"])))},
+                   frozenset({"gating_weight"})),
+               lambda hidden_states, gating_weight: hidden_states @ gating_weight.t(),
+               lambda a: 2.0 * int(a["num_tokens"]) * int(a["hidden_size"]) * int(a["num_experts"]),
+               lambda a, si, so: (int(a["num_tokens"]) + int(a["num_experts"]))
+               * int(a["hidden_size"]) * si + int(a["num_tokens"]) * int(a["num_experts"]) * so,
+               notes="the router's logits: tokens x gating weight^T"),
+        OpSpec("moe_softmax_topk", "llm_ops",
+               lambda a, p, g: Tensors({
+                   "gating_output": _randn((int(a["num_tokens"]), int(a["num_experts"])), p, g),
+                   "topk": int(a["topk"]), "mode": _softmax_mode(a)},
+                   frozenset({"topk", "mode"})),
+               _moe_softmax_topk,
+               # top-k compares every logit; softmax (5 an element) runs over all
+               # experts before it or over the k chosen after; pre-softmax
+               # renormalises the k weights (2 an element)
+               lambda a: int(a["num_tokens"]) * (
+                   int(a["num_experts"]) + (5 * int(a["num_experts"]) + 2 * int(a["topk"])
+                                            if _softmax_mode(a) == "pre-softmax"
+                                            else 5 * int(a["topk"]))),
+               # weights and int64 expert indices out
+               lambda a, si, so: int(a["num_tokens"]) * (int(a["num_experts"]) * si
+                                                         + int(a["topk"]) * (so + 8)),
+               notes="weights checked (the experts of ties may differ)"),
+        OpSpec("swiglu", "llm_ops",
+               lambda a, p, g: Tensors({"hidden_states": _randn(
+                   (int(a["num_tokens"]), 2 * int(a["hidden_size"])), p, g)}),
+               _swiglu, lambda a: 5.0 * int(a["num_tokens"]) * int(a["hidden_size"]),
+               lambda a, si, so: int(a["num_tokens"]) * int(a["hidden_size"]) * (2 * si + so),
+               notes="silu(first half) x second half; silu 4 FLOPs, the product 1"),
+        OpSpec("add_rms_norm", "llm_ops",
+               lambda a, p, g: Tensors({
+                   n: _randn((int(a["num_tokens"]), int(a["hidden_size"])), p, g)
+                   for n in ("hidden_states", "residual")} | {
+                   "norm_weight": _randn((int(a["hidden_size"]),), p, g)},
+                   frozenset({"norm_weight"})),
+               lambda hidden_states, residual, norm_weight: F.rms_norm(
+                   hidden_states + residual, norm_weight.shape, norm_weight, 1e-5),
+               lambda a: 5.0 * int(a["num_tokens"]) * int(a["hidden_size"]),
+               # xpu-perf's traffic: both inputs and the weight read, the residual
+               # sum (the next layer's residual) and the normalised output written
+               lambda a, si, so: int(a["num_tokens"]) * int(a["hidden_size"]) * 2 * (si + so)
+               + int(a["hidden_size"]) * si,
+               notes="rms_norm(hidden_states + residual), eps 1e-5"),
+        OpSpec("moe_group_gemm", "llm_ops", _group_gemm_inputs, _group_gemm,
+               lambda a: 2.0 * sum(_tokens_per_expert(a)) * int(a["K"]) * int(a["N"]),
+               lambda a, si, so: (sum(_tokens_per_expert(a)) * int(a["K"])
+                                  + len(_tokens_per_expert(a)) * int(a["K"]) * int(a["N"])) * si
+               + sum(_tokens_per_expert(a)) * int(a["N"]) * so,
                dtypes=("fp32", "fp16", "bf16"),
-               notes="grouped GEMM with equal tokens per expert, one weight per expert"),
+               # An output column needs every token but one weight column: the
+               # check cuts the weights' and the output's last axis.
+               cut_axis=-1,
+               notes="grouped GEMM: each expert's tokens (tokens_per_expert: a count for "
+                     "all, or one per expert, ragged) times its own weight"),
     ]
     def copy_inputs(host: frozenset[str]) -> Callable[[Mapping[str, Any], str, Any], Tensors]:
         def make(a, p, g):
@@ -351,16 +478,22 @@ _INDEXED = {"src_batch_size": 64, "dst_batch_size": 32, "dim_size": 64}
 EXAMPLES: dict[str, dict[str, Any]] = {
     "gemm": {"M": 32, "K": 64, "N": 48},
     "batch_gemm": {"batch_size": 2, "M": 16, "K": 32, "N": 24},
-    **{op: _ROWS for op in ("add", "mul", "exp", "gelu", "silu", "cast", "reduce_sum",
-                            "reduce_max", "softmax", "layer_norm", "rms_norm", "host2device",
-                            "device2host", "device2device")},
+    **{op: _ROWS for op in ("add", "sub", "mul", "div", "exp", "log", "sqrt", "sin", "cos",
+                            "gelu", "silu", "cast", "reduce_sum", "reduce_max", "reduce_min",
+                            "softmax", "layer_norm", "rms_norm", "host2device", "device2host",
+                            "device2device")},
     "topk": {**_ROWS, "k": 4},
-    **{op: _INDEXED for op in ("embedding", "index_select", "gather", "scatter")},
+    **{op: _INDEXED for op in ("embedding", "index_select", "gather", "scatter", "index_add")},
     "conv2d": {"batch_size": 2, "in_channels": 4, "out_channels": 8, "height": 8, "width": 8,
                "kernel_size": 3},
     "sdpa": {"batch_size": 1, "num_heads": 2, "q_len": 4, "kv_len": 32, "head_dim": 16},
     "moe_gating": {"num_tokens": 16, "hidden_size": 32, "num_experts": 8, "topk": 2},
-    "moe_group_gemm": {"num_experts": 2, "tokens_per_expert": 8, "K": 32, "N": 16},
+    "moe_group_gemm": {"tokens_per_expert": [8, 3, 0, 13], "K": 32, "N": 16},
+    "moe_gating_gemm": {"num_tokens": 16, "hidden_size": 32, "num_experts": 8},
+    "moe_softmax_topk": {"num_tokens": 16, "num_experts": 8, "topk": 2,
+                         "compute_mode": "pre-softmax"},
+    "swiglu": {"num_tokens": 16, "hidden_size": 32},
+    "add_rms_norm": {"num_tokens": 16, "hidden_size": 64},
 }
 
 

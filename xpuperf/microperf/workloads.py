@@ -22,6 +22,17 @@ from typing import Any, Iterable
 # item ids and records name them (-k "gemm and bf16").
 DTYPE_ALIASES = {"float32": "fp32", "tfloat32": "tf32", "float16": "fp16", "bfloat16": "bf16",
                  "float8": "fp8", "float8_e4m3": "fp8", "int8": "int8"}
+# xpu-perf's arg_type "llm": an op's arguments named as an LLM layer's, which
+# its op classes read as their default arguments (bytedance/xpu-perf at
+# 71a12101509635421d02c3d28c9202951ded7745, projects/micro_perf/op_defs/
+# basic_ops: tensor_gemm_ops.py, vector_norm_ops.py, xccl_ops.py). Ops the table
+# names with LLM words already (swiglu, add_rms_norm, moe_*) have no row.
+_TOKEN_ROWS = {"num_tokens": "batch_size", "hidden_size": "dim_size"}
+LLM_ARGS: dict[str, dict[str, str]] = {
+    "gemm": {"num_tokens": "M", "hidden_size": "K", "new_hidden_size": "N"},
+    **{op: _TOKEN_ROWS for op in ("layer_norm", "rms_norm", "all_reduce", "reduce_scatter",
+                                  "all_gather", "all_to_all", "broadcast", "p2p")},
+}
 # A vendor's full sweep of one op stays in the thousands; a typo in a list
 # (a stray nesting) must not make millions of items at collection.
 MAX_CASES_PER_FILE = 20_000
@@ -46,6 +57,23 @@ class Workload:
         if self.args.get("arg_type", "default") != "default":
             parts.append(str(self.args["arg_type"]))
         return "-".join(p for p in parts if p)
+
+    @property
+    def op_args(self) -> dict[str, Any]:
+        """The arguments the op reads: an "llm" case's names as LLM_ARGS maps
+        them, its num_tokens divided by sp_size (sequence parallelism: each rank
+        holds its share of the tokens, as xpu-perf's ops take it)."""
+        if self.args.get("arg_type") != "llm":
+            return dict(self.args)
+        args = dict(self.args)
+        if "num_tokens" in args:
+            sp = int(args.pop("sp_size", 1))
+            if sp < 1 or int(args["num_tokens"]) % sp:
+                raise WorkloadError(f"{self.source}: {self.op}: num_tokens {args['num_tokens']} "
+                                    f"must be a multiple of sp_size {sp} (>= 1)")
+            args["num_tokens"] = int(args["num_tokens"]) // sp
+        names = LLM_ARGS.get(self.op, {})
+        return {names.get(k, k): v for k, v in args.items()}
 
 
 def _word(value: Any) -> str:

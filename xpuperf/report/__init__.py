@@ -31,7 +31,8 @@ from xpuperf.report.figures import figures, generation_panels
 from xpuperf.conformance.numerics import exceeds_tolerance
 from xpuperf.records import APART, PERFORMANCE, Field, PerfPoint, measured
 from xpuperf.report.summary import Row, fmt_bytes, fmt_num, row_key, summarize
-from xpuperf.report_folder import write_text  # whole files or none: a full disk cuts none
+# write_text: whole files or none, a full disk cuts none
+from xpuperf.report_folder import MICRO_JSON, write_text
 
 # The templates are package data (pyproject.toml), so an installed wheel, and a
 # session rooted anywhere, writes its reports all the same.
@@ -63,7 +64,7 @@ def write_reports(records: list[dict], out_dir: Path, hardware: str, info: dict,
     write_text(html_path, render_html(rows, hardware, info, Path(templates_dir), ops, micro))
     written = [html_path]
     if micro:
-        written.append(out_dir / "micro_perf.json")
+        written.append(out_dir / MICRO_JSON)
         write_text(written[-1], json.dumps(document(micro, hardware), indent=2,
                                            allow_nan=False, default=str) + "\n")
     if ops.rows:

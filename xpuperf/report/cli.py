@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from xpuperf.report import TEMPLATES, render_compare
+from xpuperf.gate.verdict import DEFAULT_THRESHOLD_PCT, VERDICTS
 from xpuperf.report.compare import CompareError, compare
 from xpuperf.report.published import PUBLISHED, PublishedError, load_published
 from xpuperf.report.runs import load_run
@@ -38,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                           "has (default: the first folder's)")
     cmp.add_argument("--allow-mixed", action="store_true",
                      help="compare runs of different tiers or zoo versions (the page says so)")
+    cmp.add_argument("--max-regression", type=float, default=DEFAULT_THRESHOLD_PCT, metavar="PCT",
+                     help="the slowdown a micro-benchmark case may show before it is judged "
+                          f"regressed (default: {DEFAULT_THRESHOLD_PCT:g}, the speed gate's)")
     cmp.add_argument("--published", type=Path, default=PUBLISHED, metavar="YAML",
                      help="the vendors' published figures (default: xpuperf's published.yaml)")
     mrg = commands.add_parser(
@@ -65,12 +69,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs = [load_run(folder, label) for folder, label in
                 zip(args.folders, args.label or [""] * len(args.folders))]
         comparison = compare(runs, args.baseline, load_published(args.published),
-                             allow_mixed=args.allow_mixed)
+                             allow_mixed=args.allow_mixed, threshold_pct=args.max_regression)
     except (CompareError, PublishedError) as e:
         parser.exit(2, f"xpuperf compare: {e}\n")
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(render_compare(comparison, TEMPLATES), encoding="utf-8")
-    print(f"xpuperf compare: {len(comparison.lines)} combinations of "
+    micro = [c.verdict.verdict for line in comparison.micro for c in line.cells if c.verdict]
+    judged = (f" and {len(comparison.micro)} micro-benchmark case(s) ("
+              + ", ".join(f"{micro.count(n)} {n}" for n in VERDICTS) + ")"
+              if comparison.micro else "")
+    print(f"xpuperf compare: {len(comparison.lines)} combinations{judged} of "
           f"{', '.join(comparison.labels)} (baseline {comparison.baseline}) -> {args.output}")
     points = sweep_table([(c.label, c.row) for line in comparison.lines for c in line.cells
                           if c.row is not None])

@@ -7,6 +7,11 @@ one against the best of the other), the latencies (records.PERFORMANCE's compare
 fields: p50 to p99) at the baseline's offered load, and a ratio within the noise
 of the two figures is shown as no change.
 
+Micro-benchmark items (micro_perf.json) are joined by case, and each run's
+is judged against the baseline run's by their window latencies, with the speed
+gate's statistics (xpuperf.gate.verdict): regressed, improved, unchanged or
+inconclusive at a threshold (--max-regression, as the gate's).
+
 Runs compare only when they ran the same tier of the same zoo: a smoke run's QPS beside a full
 run's is a different workload, not a faster card, so a mix is refused unless
 the caller allows it (and the page then says so).
@@ -19,6 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from backends.base import PRECISIONS
+from xpuperf.gate import verdict as v
 from xpuperf.records import PERFORMANCE, Field, PerfPoint
 from xpuperf.report.published import Published
 from xpuperf.report.summary import Row, fmt_num
@@ -53,6 +59,8 @@ class Run:
     info: Mapping[str, Any]
     rows: list[Row]
     label: str = ""  # how the page names it: --label, else the folder's name
+    # Its micro-benchmark cases, by case id: micro_perf.json's entries.
+    micro: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.label = self.label or Path(self.source).name or self.hardware
@@ -157,6 +165,24 @@ class Line:
         return min(self.statuses, key=status_rank)
 
 
+@dataclass(frozen=True)
+class MicroCell:
+    """One run's figure for a micro-benchmark case, and its verdict against the
+    baseline run's (None: this is the baseline, or either lacks the case's windows)."""
+
+    label: str
+    entry: Mapping[str, Any] | None  # None: the case is not in that run
+    verdict: v.Verdict | None = None
+
+
+@dataclass(frozen=True)
+class MicroLine:
+    case: str
+    op: str
+    precision: str
+    cells: list[MicroCell]
+
+
 @dataclass
 class Comparison:
     runs: list[Run]
@@ -164,6 +190,8 @@ class Comparison:
     lines: list[Line]
     # Set when the runs differ in tier or zoo and the caller allowed it: the page says so.
     mixed: list[str] = field(default_factory=list)
+    micro: list[MicroLine] = field(default_factory=list)
+    micro_threshold_pct: float = v.DEFAULT_THRESHOLD_PCT
 
     @property
     def labels(self) -> list[str]:
@@ -175,13 +203,15 @@ class Comparison:
 
 
 def compare(runs: Sequence[Run], baseline: str | None = None,
-            published: Iterable[Published] = (), allow_mixed: bool = False) -> Comparison:
+            published: Iterable[Published] = (), allow_mixed: bool = False,
+            threshold_pct: float = v.DEFAULT_THRESHOLD_PCT) -> Comparison:
     """Join ``runs`` by combination; ratios are to the run ``baseline`` names (its
     label, or a hardware only one run has; default: the first run). Runs of the
     same hardware compare (before / after); two runs with one label are told
     apart by their folders' parents, else refused. Lines are ordered failures
     first, then by model and precision; each published figure goes with its
-    model's line of the same precision, else with the model's first line."""
+    model's line of the same precision, else with the model's first line.
+    Micro-benchmark cases are judged against the baseline's at ``threshold_pct``."""
     if not runs:
         raise CompareError("no runs to compare: give one or more reports folders")
     runs = _labelled(runs)
@@ -204,7 +234,33 @@ def compare(runs: Sequence[Run], baseline: str | None = None,
     lines.sort(key=lambda ln: (status_rank(ln.status), ln.model, _precision_rank(ln.precision),
                                ln.precision, ln.dataset))
     _attach(lines, published, {r.label: r.tier for r in runs})
-    return Comparison(runs=list(runs), baseline=base_run.label, lines=lines, mixed=mixed)
+    return Comparison(runs=list(runs), baseline=base_run.label, lines=lines, mixed=mixed,
+                      micro=_micro_lines(runs, base_run, threshold_pct),
+                      micro_threshold_pct=threshold_pct)
+
+
+def _micro_lines(runs: Sequence[Run], base_run: Run, threshold_pct: float) -> list[MicroLine]:
+    """Every micro case of any run, in case order, each run's entry judged
+    against the baseline run's."""
+    first: dict[str, Mapping[str, Any]] = {}
+    for run in runs:
+        for case, entry in run.micro.items():
+            first.setdefault(case, entry)
+    return [MicroLine(case, str(entry.get("op", "")), str(entry.get("dtype", "")),
+                      [MicroCell(run.label, run.micro.get(case),
+                                 None if run is base_run else
+                                 _micro_verdict(base_run.micro.get(case), run.micro.get(case),
+                                                threshold_pct))
+                       for run in runs])
+            for case, entry in sorted(first.items())]
+
+
+def _micro_verdict(base: Mapping[str, Any] | None, entry: Mapping[str, Any] | None,
+                   threshold_pct: float) -> v.Verdict | None:
+    windows = [v.from_latencies((e or {}).get("window_latency_us") or []) for e in (base, entry)]
+    if not all(windows):
+        return None
+    return v.unpaired(windows[0][:v.MAX_SAMPLES], windows[1][:v.MAX_SAMPLES], threshold_pct)
 
 
 def _labelled(runs: Sequence[Run]) -> list[Run]:

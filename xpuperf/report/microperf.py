@@ -74,6 +74,7 @@ def document(rows: Iterable[MicroRow], hardware: str) -> dict[str, Any]:
             "share_of_peak": r.get("share_of_peak"), "correctness": r.get("correctness")
             if "correctness" in r else ({"wrong_elements": r["wrong_elements"]}
                                         if "wrong_elements" in r else None),
+            "window_latency_us": r.get("window_latency_us"),
             "outcome": r.get("outcome"), "message": r.get("message") or ""})
     return {"hardware": hardware, "ops": ops}
 
