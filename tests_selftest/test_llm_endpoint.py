@@ -15,12 +15,14 @@ import sys
 import time
 import urllib.request
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import yaml
 
 from backends.generation import Request
-from xpuperf.generation import harness, settings
+from xpuperf.generation import arithmetic, harness, settings
 from xpuperf.generation.endpoint import EndpointEngine
 from xpuperf.generation.instant_server import InstantServer
 from xpuperf.generation.metrics import Bounds, Trace, figures
@@ -28,6 +30,7 @@ from xpuperf.generation.openai_client import Endpoint
 from xpuperf.generation.serving import LLMSession
 from xpuperf.report import TEMPLATES, write_reports
 from xpuperf.zoo import parse_zoo
+from xpuperf.zoo.generation import EndpointAccuracySpec
 from tests_selftest.sessions import ROOT, run_session
 
 MS = 1_000_000  # ns
@@ -188,6 +191,38 @@ def _spec():
     return parse_zoo(yaml.safe_dump(_endpoint_zoo()), "full").generation[0]
 
 
+# --------------------------------------------------------------------------- the accuracy gate
+
+def test_the_shipped_problems_are_the_generators_and_right_answers_score_one():
+    problems = arithmetic.load()
+    assert list(problems) == arithmetic.generate() and len(problems) == arithmetic.PROBLEMS
+    right = [f" {p.answer:,}. Because" for p in problems]  # a thousands comma too
+    assert arithmetic.exact_match(problems, right) == 1.0
+    assert arithmetic.exact_match(problems, [" 12.5"] + right[1:]) == 1 - 1 / len(problems)
+    assert arithmetic.agreement(["a b", "c"], [" a b\n", "c d"]) == 0.5
+
+
+def _gate_accuracy(url: str, model: str, gate: EndpointAccuracySpec, tokenizer=None):
+    llm = LLMSession(None, {}, settings=settings.Settings(Endpoint(url, model),
+                                                          tokenizer=tokenizer))
+    if tokenizer is None:
+        llm._tokenizer = _WordTokenizer()
+    try:
+        return llm.check_accuracy(replace(_spec(), endpoint_accuracy=gate),
+                                  settings.ENDPOINT_PRECISION)
+    finally:
+        llm.close()
+
+
+def test_a_server_fast_because_it_answers_junk_fails_the_exact_match_gate(server):
+    fields, problems = _gate_accuracy(server.url, "ok", EndpointAccuracySpec(0.5, "exact_match",
+                                                                             40, 6))
+    assert fields["score"] == 0.0 and len(fields["replies"]) == 40
+    assert fields["replies"][0] == " t0 t1 t2 t3 t4 t5"
+    assert problems == ["endpoint accuracy (exact_match) 0 on 40 arithmetic problems, needs "
+                        ">= 0.5: the server answers wrongly"]
+
+
 # --------------------------------------------------------------------------- options
 
 @pytest.mark.parametrize("option, value, message", [
@@ -227,6 +262,9 @@ def test_settings_reach_the_worker_whole():
 
 SERVE_PACKAGES = ("fastapi", "uvicorn", "openai", "accelerate")
 MISSING = [p for p in SERVE_PACKAGES if importlib.util.find_spec(p) is None]
+# The tests that need the server (the fixture starts it only for them).
+SERVED = ("test_the_llm_suite_measures_transformers_serve",
+          "test_the_reference_gate_fails_the_instant_server_and_passes_transformers_serve")
 
 def _endpoint_zoo() -> dict:
     """test_llm's tiny workload, three quick scenarios: its model is never built
@@ -234,8 +272,14 @@ def _endpoint_zoo() -> dict:
     from tests_selftest.test_llm import ZOO
     zoo = yaml.safe_load(ZOO)
     tiny = zoo["generation"]["workloads"]["tiny"]
-    tiny.update(requests=4, concurrency=[2], server={"search_s": 0.5, "max_trials": 1})
+    tiny.update(requests=4, concurrency=[2], server={"search_s": 0.5, "max_trials": 1},
+                endpoint_accuracy=REFERENCE_GATE)
     return zoo
+
+
+# A tiny model with random weights answers no arithmetic: its answers are checked
+# against its own fp32 greedy text, computed by the worker from its folder.
+REFERENCE_GATE = {"method": "reference", "min_score": 0.75, "problems": 4, "max_tokens": 8}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -243,8 +287,7 @@ def _launched(request, tmp_path_factory):
     """`transformers serve` on a tiny Llama, on this CPU, started as this module
     begins when its test is to run: it takes longer to come up than the other
     tests here take, which run meanwhile. Ended with the module."""
-    wanted = any(item.name == "test_the_llm_suite_measures_transformers_serve"
-                 for item in request.session.items)
+    wanted = any(item.name in SERVED for item in request.session.items)
     if MISSING or not wanted:
         yield None
         return
@@ -296,7 +339,7 @@ def test_the_llm_suite_measures_transformers_serve(transformers_serve, tmp_path)
                     "--llm-percentiles", "95", target="suites/llm", report="report",
                     timeout_s=240)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    assert "3 passed, 1 skipped" in r.stdout, r.stdout[-3000:]
+    assert "4 passed" in r.stdout, r.stdout[-3000:]
     doc = json.loads((tmp_path / "report" / "tiny" / "result-endpoint.json").read_text())
     records = {g["scenario"]: g for g in doc["Generation"] if g.get("scenario")}
     assert set(records) == {"offline", "single_stream", "server"}
@@ -305,4 +348,19 @@ def test_the_llm_suite_measures_transformers_serve(transformers_serve, tmp_path)
         assert g["token_count_source"] == {"usage": g["requests"]}
         assert g["ttft_ms"]["p95"] > 0 and g["output_tokens_per_s"] > 0
     assert records["server"]["max_valid_rate"] is not None
+    gate, = (g for g in doc["Generation"] if not g.get("scenario"))
+    assert gate["method"] == "reference" and gate["score"] >= REFERENCE_GATE["min_score"]
+
+
+def test_the_reference_gate_fails_the_instant_server_and_passes_transformers_serve(
+        transformers_serve, server):
+    # One gate, the served model's fp32 greedy text as the reference: the server
+    # that answers at once with junk fails it, the one that runs the model passes.
+    url, model = transformers_serve
+    gate = EndpointAccuracySpec(**REFERENCE_GATE)
+    junk, junk_problems = _gate_accuracy(server.url, "ok", gate, tokenizer=model)
+    real, real_problems = _gate_accuracy(url, model, gate, tokenizer=model)
+    assert junk["reference_replies"] == real["reference_replies"]
+    assert junk["score"] == 0.0 and "the server answers wrongly" in junk_problems[0]
+    assert real["score"] >= gate.min_score and real_problems == []
 

@@ -12,10 +12,10 @@ import numpy as np
 
 from backends.base import Backend
 from backends.generation import GenerationEngine, Request
-from xpuperf.generation import accuracy, device, endpoint, harness, prompts
+from xpuperf.generation import accuracy, arithmetic, device, endpoint, harness, prompts
 from xpuperf.generation.metrics import Bounds, decode_bandwidth_utilization, prefill_mfu
 from xpuperf.generation.models import LMArtifact
-from xpuperf.generation.settings import Settings, load_trace
+from xpuperf.generation.settings import ENDPOINT_PRECISION, Settings, load_trace
 from xpuperf.measure import energy
 from xpuperf.zoo.generation import GenerationSpec
 
@@ -237,7 +237,10 @@ class LLMSession:
     def check_accuracy(self, spec: GenerationSpec, precision: str
                        ) -> tuple[dict[str, Any], list[str]]:
         """The engine against the fp32 reference: first-token logits, greedy
-        tokens, perplexity; the record fields and what is out of tolerance."""
+        tokens, perplexity; the record fields and what is out of tolerance. A
+        server: its answers to the arithmetic problems (``_endpoint_accuracy``)."""
+        if self.settings.endpoint:
+            return self._endpoint_accuracy(spec)
         engine = self.engine(spec, precision)
         ref = self.reference(spec)
         prompt = self._requests(spec, 1)[0].prompt
@@ -254,6 +257,36 @@ class LLMSession:
                   "text_tokens": spec.text_tokens,
                   "tokens": got_tokens, "reference_tokens": ref["tokens"], "tolerance": tolerance}
         return fields, accuracy.verdict(found, tolerance)
+
+    def _endpoint_accuracy(self, spec: GenerationSpec) -> tuple[dict[str, Any], list[str]]:
+        """zoo.yaml's ``endpoint_accuracy`` gate: the server's greedy answers to the
+        shipped problems (xpuperf.generation.arithmetic), at the workload's
+        largest concurrency, scored by exact match or against the served model's
+        fp32 greedy text; fails below ``min_score``."""
+        gate = spec.endpoint_accuracy
+        engine = self.engine(spec, ENDPOINT_PRECISION)
+        problems = arithmetic.load()[:gate.problems]
+        sinks = harness.closed_loop(
+            engine, [Request((), gate.max_tokens, p.prompt) for p in problems],
+            max(spec.concurrency), spec.timeout_s)
+        replies = harness.texts(sinks)
+        fields: dict[str, Any] = {"engine": describe(engine), "method": gate.method,
+                                  "problems": gate.problems, "max_tokens": gate.max_tokens,
+                                  "min_score": gate.min_score, "replies": replies}
+        if gate.method == "exact_match":
+            score = arithmetic.exact_match(problems, replies)
+        else:
+            served = self.settings.endpoint
+            references = endpoint.greedy_texts(self.settings.tokenizer or served.model,
+                                               [p.prompt for p in problems], gate.max_tokens,
+                                               served.ignore_eos)
+            score = arithmetic.agreement(references, replies)
+            fields["reference_replies"] = references
+        fields["score"] = score
+        verdict = [] if score >= gate.min_score else [
+            f"endpoint accuracy ({gate.method}) {score:.3g} on {gate.problems} arithmetic "
+            f"problems, needs >= {gate.min_score:g}: the server answers wrongly"]
+        return fields, verdict
 
     def reference(self, spec: GenerationSpec) -> dict[str, Any]:
         """The fp32 model's outputs without a KV cache (each greedy step recomputes
