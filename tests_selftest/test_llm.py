@@ -125,6 +125,20 @@ def test_generation_workloads_load_with_smoke_override():
     ("builder: gpt2", "builder: gpt3", "unknown generation builder 'gpt3'"),
     ("concurrency: [1, 2]", "concurrency: [0]", "concurrency[0]: must be an integer >= 1"),
     ("      family: gpt2\n", "      model: nothing\n      family: gpt2\n", "comes from model"),
+    ("      requests: 4\n", "      requests: 4\n      prefill_chunk: 8\n",
+     ":16: generation.workloads.tiny.prefill_chunk: must be >= 1 and below prompt_tokens "
+     r"\(8\), got 8: drop it"),
+    ("      requests: 4\n", "      requests: 4\n      shared_prefix_tokens: 0\n",
+     "tiny.shared_prefix_tokens: must be >= 1 and below prompt_tokens"),
+    ("      requests: 4\n", "      requests: 4\n      endpoint_accuracy: {min_score: 1.5}\n",
+     ":16: generation.workloads.tiny.endpoint_accuracy.min_score: is a share of the problems "
+     r"in \(0, 1], got 1.5"),
+    ("      requests: 4\n", "      requests: 4\n      endpoint_accuracy: {min_score: 0.5, "
+     "method: bleu}\n", "endpoint_accuracy.method: unknown method 'bleu'"),
+    ("      requests: 4\n", "      requests: 4\n      endpoint_accuracy: {min_score: 0.5, "
+     "problems: 41}\n", r"endpoint_accuracy.problems: must be 1 to 40 \(the shipped set\), got 41"),
+    ("      requests: 4\n", "      requests: 4\n      endpoint_accuracy: {method: reference}\n",
+     "endpoint_accuracy: missing required field 'min_score'"),
 ])
 def test_generation_schema_errors_name_line_and_field(old, new, expected):
     assert old in ZOO
@@ -230,6 +244,14 @@ def test_a_scenario_records_its_energy_per_output_token_and_request(tiny):
     assert used["j_per_request"] == pytest.approx(used["joules"] / 4)
     # The window is the run: it starts before the first submit, ends after the last token.
     assert fields["wall_s"] <= used["seconds"] < fields["wall_s"] + 0.5
+
+
+def test_a_shared_prefix_starts_every_prompt_and_each_request_has_its_own_rest(tiny):
+    shared, plain = (LLMSession(None, {})._requests(spec, 3) for spec in
+                     (replace(tiny, shared_prefix_tokens=5), tiny))
+    assert [len(r.prompt) for r in shared + plain] == [8] * 6
+    assert len({r.prompt[:5] for r in shared}) == 1 and len({r.prompt[5:] for r in shared}) == 3
+    assert len({r.prompt[:5] for r in plain}) == 3
 
 
 def test_a_slow_engine_fails_the_server_bounds(tiny):

@@ -47,7 +47,7 @@ class _WordTokenizer:
         return len(text.split())
 
     def prompt(self, i: int, tokens: int) -> str:
-        return " ".join(f"w{i}" for _ in range(tokens))
+        return "".join(f"w{i} " for _ in range(tokens))
 
 
 @pytest.fixture(scope="module")
@@ -185,6 +185,25 @@ def test_a_session_replays_a_trace_against_the_server_at_its_times(server, tmp_p
                             tmp_path / "report", "CPU", {}, TEMPLATES)
     page = html.read_text()
     assert "tiny-endpoint" in page and "stalled" in page
+
+
+def test_a_shared_prefix_is_recorded_as_the_prompt_tokens_the_server_had_cached(server):
+    # The instant server counts as cached the words a prompt shares at its start
+    # with the one before; its usage says so, as vLLM's and SGLang's do.
+    cached = {}
+    for prefix in (0, 3):
+        llm = LLMSession(None, {}, settings=settings.Settings(Endpoint(server.url, "ok")))
+        llm._tokenizer = _WordTokenizer()
+        try:
+            fields, _ = llm.run_scenario(replace(_spec(), shared_prefix_tokens=prefix),
+                                         settings.ENDPOINT_PRECISION, "offline", 1)
+        finally:
+            llm.close()
+        assert fields["cached_prompt_tokens_requests"] == fields["requests"] == 4
+        cached[prefix] = fields["cached_prompt_tokens"]
+    # One at a time, each request shares the prefix with the one before, but the
+    # first may repeat the warm-up's last prompt whole (8 tokens).
+    assert cached[0] in (0, 8) and cached[3] in (4 * 3, 3 * 3 + 8)
 
 
 def _spec():

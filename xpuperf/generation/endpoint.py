@@ -96,6 +96,7 @@ class EndpointEngine(GenerationEngine):
         self.description = f"OpenAI-compatible server {endpoint.url} ({endpoint.api}), " \
                            f"model {endpoint.model}"
         self.token_counts: Counter[str] = Counter()  # "usage" / "tokenizer" -> requests
+        self.cached_tokens: list[int] = []  # per request whose usage said (prefix cache hits)
         tokenizer.load()
         self._loop = LoopThread("xpuperf endpoint client")
 
@@ -115,6 +116,8 @@ class EndpointEngine(GenerationEngine):
             sink.finish(e)
             return
         self.token_counts[source] += 1
+        if reply.cached_tokens is not None:
+            self.cached_tokens.append(reply.cached_tokens)
         sink.finish(tokens=count)
 
     def logits(self, token_ids: Sequence[int]) -> np.ndarray:

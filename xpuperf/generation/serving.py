@@ -67,8 +67,13 @@ class LLMSession:
         if self._engine is None or self._engine[0] != key:
             self.close()
             served = self.settings.endpoint
+            # The workload's prefill_chunk reaches an in-tree engine as a backend
+            # option (an engine that cannot chunk declines it); a server chunks as
+            # it was started.
+            chunk = {"prefill_chunk": str(spec.prefill_chunk)} if spec.prefill_chunk else {}
             engine = endpoint.EndpointEngine(served, self._tokenizer) if served else \
-                self.backend.generation_engine(self.artifact(spec), precision, self.options)
+                self.backend.generation_engine(self.artifact(spec), precision,
+                                               {**self.options, **chunk})
             self._engine = (key, engine)
             c = max(spec.concurrency)
             for count in (1, c):
@@ -96,7 +101,9 @@ class LLMSession:
                                   "prompt_tokens": spec.prompt_tokens,
                                   "output_tokens": spec.output_tokens,
                                   "ttft_bound_ms": bounds.ttft_ms, "tpot_bound_ms": bounds.tpot_ms,
-                                  "bounds_source": "--llm-slo" if slo else "zoo.yaml"}
+                                  "bounds_source": "--llm-slo" if slo else "zoo.yaml",
+                                  "prefill_chunk": spec.prefill_chunk,
+                                  "shared_prefix_tokens": spec.shared_prefix_tokens}
         if self.settings.endpoint:
             fields.update(endpoint=self.settings.endpoint.url,
                           served_model=self.settings.endpoint.model,
@@ -171,13 +178,18 @@ class LLMSession:
         over it (xpuperf.measure.energy): per output token and per request; for a
         server, where its token counts came from and the requests that ended short."""
         if self.settings.endpoint:  # the server's device is not this process's to meter
-            counts = self._engine[1].token_counts  # where the run's token counts came from
-            counts.clear()
+            served = self._engine[1]
+            counts, cached = served.token_counts, served.cached_tokens
+            counts.clear()  # where the run's token counts came from
+            cached.clear()
             sinks = run()
             used = energy.unavailable("a server's energy is not metered by its client")
             return {**harness.run_figures(sinks, bounds, self.settings.percentiles),
                     "energy": used, "short_requests": harness.short(sinks),
-                    "token_count_source": dict(counts)}
+                    "token_count_source": dict(counts),
+                    # the prompt tokens the server's prefix cache held, where its usage says
+                    "cached_prompt_tokens": sum(cached) if cached else None,
+                    "cached_prompt_tokens_requests": len(cached)}
         if self._meter is None:
             self._meter = energy.Meter.open(self.backend, self.options)
         window = self._meter.window()
@@ -316,13 +328,22 @@ class LLMSession:
 
     def _request(self, spec: GenerationSpec, i: int, prompt_tokens: int,
                  output_tokens: int) -> Request:
-        """The i-th prompt of ``prompt_tokens``: the byte-level ids the in-tree
-        engines take, or text in the served model's tokens for a server."""
+        """The i-th request's prompt of ``prompt_tokens`` (``_prompt``), behind the
+        workload's shared prefix."""
         key = (spec.name, i, prompt_tokens)
         if key not in self._prompts:
-            self._prompts[key] = self._tokenizer.prompt(i, prompt_tokens) \
-                if self.settings.endpoint else prompts.ids(i, prompt_tokens,
-                                                          self.artifact(spec).vocab_size)
+            # A shared prefix: the same first tokens in every request (a system
+            # prompt, a document asked about), then the request's own.
+            shared = spec.shared_prefix_tokens if spec.shared_prefix_tokens < prompt_tokens else 0
+            self._prompts[key] = self._prompt(spec, prompts.SHARED, shared) + \
+                self._prompt(spec, i, prompt_tokens - shared)
         prompt = self._prompts[key]
         return Request((), output_tokens, prompt) if isinstance(prompt, str) \
             else Request(prompt, output_tokens)
+
+    def _prompt(self, spec: GenerationSpec, i: int, tokens: int) -> str | tuple[int, ...]:
+        """The sample's i-th prompt cut to ``tokens``: the byte-level ids the
+        in-tree engines take, or text in the served model's tokens for a server."""
+        if self.settings.endpoint:
+            return self._tokenizer.prompt(i, tokens) if tokens else ""
+        return prompts.ids(i, tokens, self.artifact(spec).vocab_size)
