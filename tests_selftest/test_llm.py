@@ -153,6 +153,13 @@ def test_the_shipped_zoo_has_the_llm_workloads():
     assert {"gpt2", "llama2-7b", "chatglm2-6b"} <= names.keys()
     assert {"qwen3", "qwen3_moe"} <= {w.builder for w in names.values()}
     assert names["llama2-7b"].case_id("fp16", "server") == "llama2-7b-fp16-in1024-out128-server"
+    # Every workload has its gate against a server; the long-context ones are long in full only.
+    assert all(w.endpoint_accuracy for w in names.values())
+    smoke = {w.name: w for w in parse_zoo((Path(__file__).resolve().parents[1] / "zoo.yaml")
+                                          .read_text(), "smoke").generation}
+    for name, tokens in (("qwen3-8b-long8k", (8192, 1024)), ("qwen3-8b-long32k", (32768, 128))):
+        assert (names[name].prompt_tokens, names[name].output_tokens) == tokens
+        assert smoke[name].prompt_tokens <= 256 and smoke[name].config["vocab_size"] == 512
 
 
 # --------------------------------------------------------------------------- engines that fail

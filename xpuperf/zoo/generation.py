@@ -231,7 +231,8 @@ def _endpoint_accuracy(v: "_Validator", where: str, raw: Any) -> EndpointAccurac
     gate = {"method": "exact_match", "problems": PROBLEMS, "max_tokens": 16, **raw}
     v.one_of(f"{where}.method", gate["method"], ENDPOINT_ACCURACY_METHODS, "method")
     if not 0 < gate["min_score"] <= 1:
-        v.fail(f"{where}.min_score", f"is a share of the problems in (0, 1], got {gate['min_score']}")
+        v.fail(f"{where}.min_score", f"is a share of the problems in (0, 1], got "
+               f"{gate['min_score']}")
     if not 1 <= gate["problems"] <= PROBLEMS:
         v.fail(f"{where}.problems", f"must be 1 to {PROBLEMS} (the shipped set), got "
                f"{gate['problems']}")
