@@ -292,7 +292,7 @@ def _endpoint_zoo() -> dict:
     zoo = yaml.safe_load(ZOO)
     tiny = zoo["generation"]["workloads"]["tiny"]
     tiny.update(requests=4, concurrency=[2], server={"search_s": 0.5, "max_trials": 1},
-                endpoint_accuracy=REFERENCE_GATE)
+                endpoint_accuracy=REFERENCE_GATE, shared_prefix_tokens=4)
     return zoo
 
 
@@ -366,6 +366,8 @@ def test_the_llm_suite_measures_transformers_serve(transformers_serve, tmp_path)
         assert g["engine"].startswith(f"OpenAI-compatible server {url}")
         assert g["token_count_source"] == {"usage": g["requests"]}
         assert g["ttft_ms"]["p95"] > 0 and g["output_tokens_per_s"] > 0
+        # transformers serve has no prefix cache to report: None, not a guess.
+        assert g["shared_prefix_tokens"] == 4 and g["cached_prompt_tokens"] is None
     assert records["server"]["max_valid_rate"] is not None
     gate, = (g for g in doc["Generation"] if not g.get("scenario"))
     assert gate["method"] == "reference" and gate["score"] >= REFERENCE_GATE["min_score"]
