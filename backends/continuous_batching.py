@@ -18,7 +18,8 @@ padding columns that no row needs any more with it.
 
 Serves the transformers builders (their forward takes the mask and position
 ids); ChatGLM2, xpuperf's own module, has no such inputs (``unsupported``).
-Options: max_batch (rows in the running batch, default 64), threads.
+Options: max_batch (rows in the running batch, default 64), threads, prefill_chunk
+(the arrivals' prompts prefilled that many tokens a forward).
 """
 from __future__ import annotations
 
@@ -128,7 +129,7 @@ class ContinuousEngine(BatchingEngine):
     def _prefill(self, group: list[tuple[Request, TokenSink]]) -> _Rows:
         ids = torch.tensor([request.prompt for request, _ in group], device=self.device)
         cache = self._lm.new_cache()
-        logits = self._lm(ids, cache)[:, -1]
+        logits = self._prompt_logits(ids, cache)
         return _Rows(list(group), cache, torch.ones_like(ids), logits.argmax(-1),
                      [0] * len(group))
 

@@ -16,14 +16,16 @@ backends/continuous_batching.py batches continuously on the same thread.
 
 backends/torch_engines.py picks the continuous engine or this one by the
 backend option ``engine``. Options: max_batch (requests in one batch, default
-64), threads (torch's intra-op threads, default torch's).
+64), threads (torch's intra-op threads, default torch's), prefill_chunk (prompt
+tokens per prefill forward, default the whole prompt: zoo.yaml's
+``prefill_chunk`` reaches the engine as this option).
 """
 from __future__ import annotations
 
 import abc
 import threading
 from collections import deque
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -32,6 +34,11 @@ from backends.generation import (GenerationEngine, GenerationUnsupported, LMArti
 
 DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 DEFAULT_MAX_BATCH = 64
+# Builders whose KV cache takes a prompt in pieces (transformers' models): ChatGLM2,
+# xpuperf's own module, takes a prompt on an empty cache only.
+CHUNKED_PREFILL_BUILDERS = ("gpt2", "llama", "qwen3", "qwen3_moe")
+
+
 class BatchingEngine(GenerationEngine):
     """The model, the queue and the serving thread of an engine on torch; a
     subclass says how queued requests are batched and decoded."""
@@ -45,12 +52,21 @@ class BatchingEngine(GenerationEngine):
                                         f"not {precision}")
         try:
             self.max_batch = int(options.get("max_batch", DEFAULT_MAX_BATCH))
+            self.prefill_chunk = int(options["prefill_chunk"]) if "prefill_chunk" in options \
+                else None
             if "threads" in options:
                 torch.set_num_threads(int(options["threads"]))
         except ValueError as e:
-            raise ValueError(f"backend option max_batch/threads must be an integer: {e}") from None
-        if self.max_batch < 1:
-            raise ValueError(f"backend option max_batch must be >= 1, got {self.max_batch}")
+            raise ValueError(f"backend option max_batch/prefill_chunk/threads must be an "
+                             f"integer: {e}") from None
+        for name, value in (("max_batch", self.max_batch), ("prefill_chunk", self.prefill_chunk)):
+            if value is not None and value < 1:
+                raise ValueError(f"backend option {name} must be >= 1, got {value}")
+        if self.prefill_chunk and artifact.builder not in CHUNKED_PREFILL_BUILDERS:
+            raise GenerationUnsupported(
+                f"builder {artifact.builder!r} takes a prompt on an empty cache only, not in "
+                f"chunks of prefill_chunk={self.prefill_chunk} (chunked prefill serves "
+                f"{', '.join(CHUNKED_PREFILL_BUILDERS)})")
         self._torch, self.device = torch, device
         self._dtype = getattr(torch, DTYPES[precision])
         self._lm = artifact.causal_lm().to(device=device, dtype=self._dtype)
@@ -76,6 +92,15 @@ class BatchingEngine(GenerationEngine):
         ids = torch.tensor([list(token_ids)], device=self.device)
         with self._model_lock, torch.inference_mode():
             return self._lm(ids, None)[0].float().cpu().numpy()
+
+    def _prompt_logits(self, ids: Any, cache: Any) -> Any:
+        """The next-token logits after each row of ``ids`` [rows, length], the
+        prompts run into ``cache`` ``prefill_chunk`` tokens a forward (chunked
+        prefill: a long prompt's activations stay a chunk's size)."""
+        chunk = self.prefill_chunk or ids.shape[1]
+        for start in range(0, ids.shape[1], chunk):
+            logits = self._lm(ids[:, start:start + chunk], cache)[:, -1]
+        return logits
 
     def close(self) -> None:
         with self._wake:
@@ -191,7 +216,7 @@ class TorchEngine(StaticBatchingEngine):
     def _decode(self, prompts: list[tuple[int, ...]], steps: int) -> Iterator[list[int]]:
         torch, lm = self._torch, self._lm
         cache = lm.new_cache()
-        logits = lm(torch.tensor(prompts, device=self.device), cache)[:, -1]
+        logits = self._prompt_logits(torch.tensor(prompts, device=self.device), cache)
         for step in range(steps):
             chosen = logits.argmax(-1)
             yield chosen.tolist()

@@ -207,3 +207,58 @@ def test_the_slots_engine_declines_attention_its_mask_does_not_fit(smoke):
     artifact.reference().model.config._attn_implementation = "eager"  # engines copy the model
     with pytest.raises(ValueError, match="masks rows for torch's SDPA attention, not 'eager'"):
         ENGINES["slots"](artifact)
+
+
+# (prompt tokens, new tokens) with prefill_chunk=4: prompts of two chunks, of two
+# and a short one, of four and a short one, of one short chunk.
+CHUNKED = ((8, 3), (9, 2), (8, 4), (13, 2), (3, 2))
+
+
+@pytest.mark.parametrize("kind, builder", [("continuous", "llama"), ("reference", "gpt2")])
+def test_chunked_prefill_gives_the_whole_prompts_tokens(smoke, kind, builder):
+    artifact = _artifact(smoke[builder])
+    requests = [prompts.requests(1, p, new, artifact.vocab_size)[0] for p, new in CHUNKED]
+    whole = TorchEngine(artifact, "fp32", {})
+    chunked = (ContinuousEngine if kind == "continuous" else TorchEngine)(
+        artifact, "fp32", {"max_batch": "4", "prefill_chunk": "4"})
+    chunked._lm = _Widths(chunked._lm)
+    try:
+        got = harness.tokens(harness.closed_loop(chunked, requests, len(requests), 60))
+        want = [harness.tokens(harness.closed_loop(whole, [r], 1, 60))[0] for r in requests]
+    finally:
+        chunked.close()
+        whole.close()
+    assert got == want
+    forwards = chunked._lm.widths
+    # Requests of one prompt length may be prefilled together: one chunk a forward.
+    assert max(forwards) == 4 and forwards.count(4) >= sum(p // 4 for p in {p for p, _ in CHUNKED})
+
+
+class _Widths:
+    """The engine's model, noting how many tokens a row each forward takes."""
+
+    def __init__(self, lm):
+        self.lm, self.widths = lm, []
+
+    def __call__(self, ids, *args, **kwargs):
+        self.widths.append(ids.shape[1])
+        return self.lm(ids, *args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.lm, name)
+
+
+def test_engines_that_cannot_chunk_a_prefill_decline_it_saying_what_serves_it(smoke):
+    from backends.generation import GenerationUnsupported
+    from backends.gpu import generation
+
+    with pytest.raises(GenerationUnsupported, match="builder 'chatglm2' takes a prompt on an "
+                       "empty cache only, not in chunks of prefill_chunk=4"):
+        CpuBackend().generation_engine(_artifact(smoke["chatglm2"]), "fp32",
+                                       {"prefill_chunk": "4"})
+    for choice in ("static", "slots"):
+        with pytest.raises(GenerationUnsupported, match=f"the {choice} engine prefills whole "
+                           "prompts, not prefill_chunk=4: run this workload with "
+                           "--backend-option engine=continuous or reference"):
+            generation.engine(_artifact(smoke["gpt2"]), "fp32",
+                              {"engine": choice, "prefill_chunk": "4"}, "cpu")

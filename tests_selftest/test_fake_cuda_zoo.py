@@ -1,5 +1,5 @@
 """The fake-CUDA lane: every torch model of the zoo's smoke tier (each model
-once: ``_distinct``), and every LLM workload's model, through the GPU backend's own preparation on a fake CUDA device
+once: ``_distinct``), and every LLM workload's model (each once too), through the GPU backend's own preparation on a fake CUDA device
 (tests_selftest/fake_cuda.py says what it stands in for and what it cannot check).
 
 Per entry, at each precision the backend offers a capability 9.0 card (fp32,
@@ -47,6 +47,9 @@ def _distinct(models: list[Any]) -> list[Any]:
 
 
 MODELS = _distinct([m for m in ZOO.models if m.framework == "torch"])
+# Workloads of one model at other sizes (long context, chunked prefill, a shared
+# prefix) set up the same engine.
+WORKLOADS = _distinct(list(ZOO.generation))
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "fp8")
 RUNS = [(p, "eager") for p in PRECISIONS] + [("fp16", "cudagraphs")]
 LLM_PRECISIONS = ("fp32", "fp16", "bf16")
@@ -97,7 +100,7 @@ def _check_engine(served: Any) -> None:
 
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("precision", LLM_PRECISIONS)
-@pytest.mark.parametrize("workload", ZOO.generation, ids=[w.name for w in ZOO.generation])
+@pytest.mark.parametrize("workload", WORKLOADS, ids=[w.name for w in WORKLOADS])
 def test_llm_engine_sets_up_and_steps_on_the_fake_device(workload: Any, precision: str,
                                                          engine: str) -> None:
     artifact = HostBuilt(LMArtifact(workload.name, workload.builder, workload.config,

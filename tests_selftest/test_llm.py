@@ -125,6 +125,20 @@ def test_generation_workloads_load_with_smoke_override():
     ("builder: gpt2", "builder: gpt3", "unknown generation builder 'gpt3'"),
     ("concurrency: [1, 2]", "concurrency: [0]", "concurrency[0]: must be an integer >= 1"),
     ("      family: gpt2\n", "      model: nothing\n      family: gpt2\n", "comes from model"),
+    ("      requests: 4\n", "      requests: 4\n      prefill_chunk: 8\n",
+     ":16: generation.workloads.tiny.prefill_chunk: must be >= 1 and below prompt_tokens "
+     r"\(8\), got 8: drop it"),
+    ("      requests: 4\n", "      requests: 4\n      shared_prefix_tokens: 0\n",
+     "tiny.shared_prefix_tokens: must be >= 1 and below prompt_tokens"),
+    ("      requests: 4\n", "      requests: 4\n      endpoint_accuracy: {min_score: 1.5}\n",
+     ":16: generation.workloads.tiny.endpoint_accuracy.min_score: is a share of the problems "
+     r"in \(0, 1], got 1.5"),
+    ("      requests: 4\n", "      requests: 4\n      endpoint_accuracy: {min_score: 0.5, "
+     "method: bleu}\n", "endpoint_accuracy.method: unknown method 'bleu'"),
+    ("      requests: 4\n", "      requests: 4\n      endpoint_accuracy: {min_score: 0.5, "
+     "problems: 41}\n", r"endpoint_accuracy.problems: must be 1 to 40 \(the shipped set\), got 41"),
+    ("      requests: 4\n", "      requests: 4\n      endpoint_accuracy: {method: reference}\n",
+     "endpoint_accuracy: missing required field 'min_score'"),
 ])
 def test_generation_schema_errors_name_line_and_field(old, new, expected):
     assert old in ZOO
@@ -173,6 +187,13 @@ def test_the_shipped_zoo_has_the_llm_workloads():
     assert {"gpt2", "llama2-7b", "chatglm2-6b"} <= names.keys()
     assert {"qwen3", "qwen3_moe"} <= {w.builder for w in names.values()}
     assert names["llama2-7b"].case_id("fp16", "server") == "llama2-7b-fp16-in1024-out128-server"
+    # Every workload has its gate against a server; the long-context ones are long in full only.
+    assert all(w.endpoint_accuracy for w in names.values())
+    smoke = {w.name: w for w in parse_zoo((Path(__file__).resolve().parents[1] / "zoo.yaml")
+                                          .read_text(), "smoke").generation}
+    for name, tokens in (("qwen3-8b-long8k", (8192, 1024)), ("qwen3-8b-long32k", (32768, 128))):
+        assert (names[name].prompt_tokens, names[name].output_tokens) == tokens
+        assert smoke[name].prompt_tokens <= 256 and smoke[name].config["vocab_size"] == 512
 
 
 # --------------------------------------------------------------------------- engines that fail
@@ -264,6 +285,14 @@ def test_a_scenario_records_its_energy_per_output_token_and_request(tiny):
     assert used["j_per_request"] == pytest.approx(used["joules"] / 4)
     # The window is the run: it starts before the first submit, ends after the last token.
     assert fields["wall_s"] <= used["seconds"] < fields["wall_s"] + 0.5
+
+
+def test_a_shared_prefix_starts_every_prompt_and_each_request_has_its_own_rest(tiny):
+    shared, plain = (LLMSession(None, {})._requests(spec, 3) for spec in
+                     (replace(tiny, shared_prefix_tokens=5), tiny))
+    assert [len(r.prompt) for r in shared + plain] == [8] * 6
+    assert len({r.prompt[:5] for r in shared}) == 1 and len({r.prompt[5:] for r in shared}) == 3
+    assert len({r.prompt[:5] for r in plain}) == 3
 
 
 def test_a_slow_engine_fails_the_server_bounds(tiny):

@@ -15,12 +15,14 @@ import sys
 import time
 import urllib.request
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import yaml
 
 from backends.generation import Request
-from xpuperf.generation import harness, settings
+from xpuperf.generation import arithmetic, harness, settings
 from xpuperf.generation.endpoint import EndpointEngine
 from xpuperf.generation.instant_server import InstantServer
 from xpuperf.generation.metrics import Bounds, Trace, figures
@@ -28,6 +30,7 @@ from xpuperf.generation.openai_client import Endpoint
 from xpuperf.generation.serving import LLMSession
 from xpuperf.report import TEMPLATES, write_reports
 from xpuperf.zoo import parse_zoo
+from xpuperf.zoo.specs import EndpointAccuracySpec
 from tests_selftest.sessions import ROOT, run_session
 
 MS = 1_000_000  # ns
@@ -44,7 +47,7 @@ class _WordTokenizer:
         return len(text.split())
 
     def prompt(self, i: int, tokens: int) -> str:
-        return " ".join(f"w{i}" for _ in range(tokens))
+        return "".join(f"w{i} " for _ in range(tokens))
 
 
 @pytest.fixture(scope="module")
@@ -275,8 +278,59 @@ def test_a_servers_energy_is_read_from_nvml_around_its_timed_window(
                               "GPU 0, GPU 1")
 
 
+def test_a_shared_prefix_is_recorded_as_the_prompt_tokens_the_server_had_cached(server):
+    # The instant server counts as cached the words a prompt shares at its start
+    # with the one before; its usage says so, as vLLM's and SGLang's do.
+    cached = {}
+    for prefix in (0, 3):
+        llm = LLMSession(None, {}, settings=settings.Settings(Endpoint(server.url, "ok")))
+        llm._tokenizer = _WordTokenizer()
+        try:
+            fields, _ = llm.run_scenario(replace(_spec(), shared_prefix_tokens=prefix),
+                                         settings.ENDPOINT_PRECISION, "offline", 1)
+        finally:
+            llm.close()
+        assert fields["cached_prompt_tokens_requests"] == fields["requests"] == 4
+        cached[prefix] = fields["cached_prompt_tokens"]
+    # One at a time, each request shares the prefix with the one before, but the
+    # first may repeat the warm-up's last prompt whole (8 tokens).
+    assert cached[0] in (0, 8) and cached[3] in (4 * 3, 3 * 3 + 8)
+
+
 def _spec():
     return parse_zoo(yaml.safe_dump(_endpoint_zoo()), "full").generation[0]
+
+
+# --------------------------------------------------------------------------- the accuracy gate
+
+def test_the_shipped_problems_are_the_generators_and_right_answers_score_one():
+    problems = arithmetic.load()
+    assert list(problems) == arithmetic.generate() and len(problems) == arithmetic.PROBLEMS
+    right = [f" {p.answer:,}. Because" for p in problems]  # a thousands comma too
+    assert arithmetic.exact_match(problems, right) == 1.0
+    assert arithmetic.exact_match(problems, [" 12.5"] + right[1:]) == 1 - 1 / len(problems)
+    assert arithmetic.agreement(["a b", "c"], [" a b\n", "c d"]) == 0.5
+
+
+def _gate_accuracy(url: str, model: str, gate: EndpointAccuracySpec, tokenizer=None):
+    llm = LLMSession(None, {}, settings=settings.Settings(Endpoint(url, model),
+                                                          tokenizer=tokenizer))
+    if tokenizer is None:
+        llm._tokenizer = _WordTokenizer()
+    try:
+        return llm.check_accuracy(replace(_spec(), endpoint_accuracy=gate),
+                                  settings.ENDPOINT_PRECISION)
+    finally:
+        llm.close()
+
+
+def test_a_server_fast_because_it_answers_junk_fails_the_exact_match_gate(server):
+    fields, problems = _gate_accuracy(server.url, "ok", EndpointAccuracySpec(0.5, "exact_match",
+                                                                             40, 6))
+    assert fields["score"] == 0.0 and len(fields["replies"]) == 40
+    assert fields["replies"][0] == " t0 t1 t2 t3 t4 t5"
+    assert problems == ["endpoint accuracy (exact_match) 0 on 40 arithmetic problems, needs "
+                        ">= 0.5: the server answers wrongly"]
 
 
 # --------------------------------------------------------------------------- options
@@ -331,8 +385,14 @@ def _endpoint_zoo() -> dict:
     from tests_selftest.test_llm import ZOO
     zoo = yaml.safe_load(ZOO)
     tiny = zoo["generation"]["workloads"]["tiny"]
-    tiny.update(requests=4, concurrency=[2], server={"search_s": 0.5, "max_trials": 1})
+    tiny.update(requests=4, concurrency=[2], server={"search_s": 0.5, "max_trials": 1},
+                endpoint_accuracy=REFERENCE_GATE, shared_prefix_tokens=4)
     return zoo
+
+
+# A tiny model with random weights answers no arithmetic: its answers are checked
+# against its own fp32 greedy text, computed by the worker from its folder.
+REFERENCE_GATE = {"method": "reference", "min_score": 0.75, "problems": 4, "max_tokens": 8}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -406,7 +466,7 @@ def test_the_llm_suite_measures_transformers_serve(transformers_serve, tmp_path)
                     "--llm-percentiles", "95", "--llm-sweep", "concurrency=1,2",
                     target="suites/llm", report="report", timeout_s=240)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
-    assert "4 passed, 1 skipped" in r.stdout, r.stdout[-3000:]
+    assert "5 passed" in r.stdout, r.stdout[-3000:]
     folder = tmp_path / "report"
     doc = json.loads((folder / "tiny" / "result-endpoint.json").read_text())
     records = {g["scenario"]: g for g in doc["Generation"] if g.get("scenario")}
@@ -425,5 +485,22 @@ def test_the_llm_suite_measures_transformers_serve(transformers_serve, tmp_path)
         assert g["engine"].startswith(f"OpenAI-compatible server {url}")
         assert g["token_count_source"] == {"usage": g["requests"]}
         assert g["ttft_ms"]["p95"] > 0 and g["output_tokens_per_s"] > 0
+        # transformers serve has no prefix cache to report: None, not a guess.
+        assert g["shared_prefix_tokens"] == 4 and g["cached_prompt_tokens"] is None
     assert records["server"]["max_valid_rate"] is not None
+    gate, = (g for g in doc["Generation"] if not g.get("scenario"))
+    assert gate["method"] == "reference" and gate["score"] >= REFERENCE_GATE["min_score"]
+
+
+def test_the_reference_gate_fails_the_instant_server_and_passes_transformers_serve(
+        transformers_serve, server):
+    # One gate, the served model's fp32 greedy text as the reference: the server
+    # that answers at once with junk fails it, the one that runs the model passes.
+    url, model = transformers_serve
+    gate = EndpointAccuracySpec(**REFERENCE_GATE)
+    junk, junk_problems = _gate_accuracy(server.url, "ok", gate, tokenizer=model)
+    real, real_problems = _gate_accuracy(url, model, gate, tokenizer=model)
+    assert junk["reference_replies"] == real["reference_replies"]
+    assert junk["score"] == 0.0 and "the server answers wrongly" in junk_problems[0]
+    assert real["score"] >= gate.min_score and real_problems == []
 

@@ -40,14 +40,14 @@ from __future__ import annotations
 from typing import Any, Iterator, Mapping
 
 from backends import torch_engines
-from backends.generation import GenerationEngine, LMArtifactLike
+from backends.generation import GenerationEngine, GenerationUnsupported, LMArtifactLike
 from backends.gpu.slots import SlotsEngine
 from backends.gpu.static_cache import (cache_length, captured_sizes, decode_mode, prepared,
                                        static_caches, unsupported)
 from backends.torch_generation import StaticBatchingEngine, TorchEngine
 
 # The options the engines read (the compile path reads backends/gpu/backend.py's).
-OPTIONS = ("engine", "decode", "max_batch", "threads")
+OPTIONS = ("engine", "decode", "max_batch", "threads", "prefill_chunk")
 ENGINES = ("static", "slots") + torch_engines.ENGINES
 
 
@@ -62,6 +62,10 @@ def engine(artifact: LMArtifactLike, precision: str, options: Mapping[str, str],
         raise ValueError(f"backend option engine={choice!r}: use one of {', '.join(ENGINES)}")
     if choice in torch_engines.ENGINES:
         return torch_engines.engine(artifact, precision, options, device, choice)
+    if "prefill_chunk" in options:  # its prefill fills the static cache's rows at once
+        raise GenerationUnsupported(f"the {choice} engine prefills whole prompts, not "
+                                    f"prefill_chunk={options['prefill_chunk']}: run this workload "
+                                    f"with --backend-option engine=continuous or reference")
     why = unsupported(artifact.builder)
     if why:
         return TorchEngine(artifact, precision, options, device,

@@ -58,6 +58,33 @@ class Tokenizer:
             min_bytes *= 2
 
 
+def greedy_texts(name: str, texts: Sequence[str], max_tokens: int, ignore_eos: bool) -> list[str]:
+    """The served model's fp32 greedy continuation of each of ``texts``, computed
+    here by transformers from ``name`` (a local folder or cached model that holds
+    the weights, not only the tokenizer): the reference a small served model's
+    answers are compared with (zoo.yaml's endpoint_accuracy.method: reference)."""
+    transformers = require("transformers", "the reference of endpoint_accuracy")
+    torch = require("torch", "the reference of endpoint_accuracy")
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(name, local_files_only=True)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            name, local_files_only=True, dtype=torch.float32)
+    except (OSError, ValueError) as e:
+        raise EndpointError(f"endpoint_accuracy's method reference needs the served model's "
+                            f"weights on this machine ({e}): give --llm-tokenizer their local "
+                            f"folder, or use method exact_match") from None
+    out = []
+    with torch.inference_mode():
+        for text in texts:
+            ids = tokenizer(text, return_tensors="pt")
+            tokens = model.generate(**ids, do_sample=False, max_new_tokens=max_tokens,
+                                    min_new_tokens=max_tokens if ignore_eos else 0,
+                                    pad_token_id=tokenizer.eos_token_id)
+            out.append(tokenizer.decode(tokens[0, ids["input_ids"].shape[1]:],
+                                        skip_special_tokens=True))
+    return out
+
+
 class EndpointEngine(GenerationEngine):
     """Requests go to ``endpoint`` from one event loop in a thread of its own;
     ``tokenizer`` counts the tokens of a reply that comes without usage."""
@@ -69,6 +96,7 @@ class EndpointEngine(GenerationEngine):
         self.description = f"OpenAI-compatible server {endpoint.url} ({endpoint.api}), " \
                            f"model {endpoint.model}"
         self.token_counts: Counter[str] = Counter()  # "usage" / "tokenizer" -> requests
+        self.cached_tokens: list[int] = []  # per request whose usage said (prefix cache hits)
         tokenizer.load()
         self._loop = LoopThread("xpuperf endpoint client")
         self.pool = Pool()  # used on the loop's thread only
@@ -89,6 +117,8 @@ class EndpointEngine(GenerationEngine):
             sink.finish(e)
             return
         self.token_counts[source] += 1
+        if reply.cached_tokens is not None:
+            self.cached_tokens.append(reply.cached_tokens)
         sink.finish(tokens=count)
 
     def logits(self, token_ids: Sequence[int]) -> np.ndarray:

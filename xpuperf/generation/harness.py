@@ -29,6 +29,7 @@ class _Sink(TokenSink):
         self.token_ns: list[int] = []  # when each token (or piece of text) arrived
         self.tokens: list[int] = []
         self.count: int | None = None  # the tokens an engine that streams text generated
+        self.pieces: list[str] = []  # the text an engine that streams text sent
 
     def token(self, token_id: int) -> None:
         self.token_ns.append(time.perf_counter_ns())
@@ -36,6 +37,7 @@ class _Sink(TokenSink):
 
     def text(self, piece: str) -> None:
         self.token_ns.append(time.perf_counter_ns())
+        self.pieces.append(piece)
 
     def finish(self, error: BaseException | None = None, tokens: int | None = None) -> None:
         self.count = tokens
@@ -139,6 +141,11 @@ def traces(sinks: Sequence[_Sink]) -> list[Trace]:
 
 def tokens(sinks: Sequence[_Sink]) -> list[list[int]]:
     return [list(s.tokens) for s in sinks]
+
+
+def texts(sinks: Sequence[_Sink]) -> list[str]:
+    """Each request's streamed text (an engine that streams text: a server)."""
+    return ["".join(s.pieces) for s in sinks]
 
 
 def generated(sinks: Sequence[_Sink]) -> int:

@@ -3,7 +3,9 @@ of text, one every ``itl_s``, at once. What it is for: measuring the client's
 own cost (benchmarks/llm_serving.py --client-overhead), and the ways a server
 fails a request, for the selftests: the requested model's name picks one.
 
-    ok          the answer, a usage chunk, data: [DONE]
+    ok          the answer, a usage chunk (its cached_tokens: the words the prompt
+                shares at its start with the prompt before: a prefix cache of one
+                prompt), data: [DONE]
     no_usage    the answer and [DONE], no usage (the tokenizer counts)
     drop        two pieces, then the connection closes mid-stream
     malformed   one piece, then an event that is not JSON
@@ -41,6 +43,7 @@ class InstantServer:
         self.itl_s, self.idle_s = itl_s, idle_s
         self.requests_per_connection = requests_per_connection
         self.connections = 0
+        self._last_prompt: list[str] = []  # the words of the prompt answered last
         self._handlers: set[asyncio.Task] = set()
         self._loop = LoopThread("instant OpenAI server")
         self._server = self._loop.submit(
@@ -92,6 +95,9 @@ class InstantServer:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n")
         chat = "messages" in body
+        prompt = " ".join(m.get("content", "") for m in body["messages"]) if chat \
+            else str(body.get("prompt", ""))
+        cached = self._cached(prompt.split())
         tokens = int(body.get("max_tokens") or 16)
         if chat:  # a chat stream opens with the role, no token yet (as vLLM's does)
             writer.write(_event({"choices": [{"index": 0, "delta": {"role": "assistant",
@@ -114,10 +120,18 @@ class InstantServer:
         if mode != "no_usage":
             count = "many" if mode == "bad_usage" else tokens
             writer.write(_event({"choices": [], "usage": {
-                "prompt_tokens": 0, "completion_tokens": count, "total_tokens": count}}))
+                "prompt_tokens": 0, "completion_tokens": count, "total_tokens": count,
+                "prompt_tokens_details": {"cached_tokens": cached}}}))
         writer.write(_chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
         await writer.drain()
         return True
+
+    def _cached(self, words: list[str]) -> int:
+        """How many of ``words`` begin the last prompt too (then this one is last)."""
+        shared = next((i for i, (a, b) in enumerate(zip(words, self._last_prompt)) if a != b),
+                      min(len(words), len(self._last_prompt)))
+        self._last_prompt = words
+        return shared
 
 
 async def _request(reader: asyncio.StreamReader) -> dict[str, Any] | None:

@@ -85,10 +85,13 @@ class Endpoint:
 class Reply:
     """One streamed answer: its text (``pieces``: the chunks' texts, one an
     arrival), and the server's own count of the tokens it generated (the usage
-    chunk's ``completion_tokens``), None when it sent none."""
+    chunk's ``completion_tokens``), None when it sent none; ``cached_tokens``:
+    the prompt tokens its prefix cache held (``prompt_tokens_details``), None
+    when it did not say."""
 
     pieces: tuple[str, ...]
     completion_tokens: int | None
+    cached_tokens: int | None = None
 
     @property
     def text(self) -> str:
@@ -297,6 +300,7 @@ class _Response:
         self.error_body = b""
         self.pieces: list[str] = []
         self.usage: int | None = None
+        self.cached: int | None = None  # the usage's prompt_tokens_details.cached_tokens
         self.finished = False  # a choice with a finish_reason was seen
         self.whole = False
         self.keep_alive = False
@@ -405,7 +409,7 @@ class _Response:
 
     def _event(self, data: bytes) -> None:
         if data == b"[DONE]":
-            self.done.set_result(Reply(tuple(self.pieces), self.usage))
+            self.done.set_result(Reply(tuple(self.pieces), self.usage, self.cached))
             return
         try:
             event = _DECODE(data.decode())  # from str: json.loads(bytes) sniffs the encoding
@@ -434,6 +438,11 @@ class _Response:
             if count is not None and (not isinstance(count, int) or count < 0):
                 raise EndpointError(f"a usage that is not a count of tokens: {usage!r:.200}")
             self.usage = count
+            details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
+            cached = details.get("cached_tokens") if isinstance(details, dict) else None
+            if cached is not None and (not isinstance(cached, int) or cached < 0):
+                raise EndpointError(f"a usage whose cached_tokens is not a count: {usage!r:.200}")
+            self.cached = cached
 
     def _end(self, whole: bool = True) -> None:
         """The body has ended (``whole``), or an error's is long enough to quote."""
@@ -446,4 +455,4 @@ class _Response:
         if not self.finished:
             raise EndpointError(f"the stream ended before its finish_reason or data: [DONE] "
                                 f"(after {len(self.pieces)} chunks)")
-        self.done.set_result(Reply(tuple(self.pieces), self.usage))
+        self.done.set_result(Reply(tuple(self.pieces), self.usage, self.cached))

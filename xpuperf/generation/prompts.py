@@ -19,6 +19,7 @@ from backends.generation import Request
 SAMPLE = Path(__file__).parent / "data" / "prompts.txt"
 FIRST_BYTE_ID = 3
 MIN_VOCAB = FIRST_BYTE_ID + 256
+SHARED = -1  # the sample's prompt that a workload's shared prefix starts at: its last
 
 
 def tokenize(text: str, vocab_size: int) -> list[int]:

@@ -14,10 +14,10 @@ import numpy as np
 from backends.base import Backend, EnergyUnavailable
 from backends.generation import GenerationEngine, Request
 from xpuperf.ceilings import Ceilings, torch_gemm
-from xpuperf.generation import accuracy, endpoint, harness, prompts, sweep
+from xpuperf.generation import accuracy, arithmetic, endpoint, harness, prompts, sweep
 from xpuperf.generation.metrics import Bounds, decode_bandwidth_utilization, prefill_mfu
 from xpuperf.generation.models import LMArtifact
-from xpuperf.generation.settings import Settings, load_trace
+from xpuperf.generation.settings import ENDPOINT_PRECISION, Settings, load_trace
 from xpuperf.measure import energy, nvml
 from xpuperf.zoo import GenerationSpec
 
@@ -80,8 +80,13 @@ class LLMSession:
         if self._engine is None or self._engine[0] != key:
             self.close()
             served = self.settings.endpoint
+            # The workload's prefill_chunk reaches an in-tree engine as a backend
+            # option (an engine that cannot chunk declines it); a server chunks as
+            # it was started.
+            chunk = {"prefill_chunk": str(spec.prefill_chunk)} if spec.prefill_chunk else {}
             engine = endpoint.EndpointEngine(served, self._tokenizer) if served else \
-                self.backend.generation_engine(self.artifact(spec), precision, self.options)
+                self.backend.generation_engine(self.artifact(spec), precision,
+                                               {**self.options, **chunk})
             self._engine = (key, engine)
             c = max(spec.concurrency)
             for count in (1, c):
@@ -124,7 +129,9 @@ class LLMSession:
                                   "prompt_tokens": spec.prompt_tokens,
                                   "output_tokens": spec.output_tokens,
                                   "ttft_bound_ms": bounds.ttft_ms, "tpot_bound_ms": bounds.tpot_ms,
-                                  "bounds_source": "--llm-slo" if slo else spec.server.bounds_source}
+                                  "bounds_source": "--llm-slo" if slo else spec.server.bounds_source,
+                                  "prefill_chunk": spec.prefill_chunk,
+                                  "shared_prefix_tokens": spec.shared_prefix_tokens}
         if self.settings.endpoint:
             fields.update(endpoint=self.settings.endpoint.url,
                           served_model=self.settings.endpoint.model,
@@ -233,15 +240,20 @@ class LLMSession:
             self._meter = self._open_meter()
         served = self.settings.endpoint
         if served:
-            counts = self._engine[1].token_counts  # where the run's token counts came from
-            counts.clear()
+            engine = self._engine[1]
+            counts, cached = engine.token_counts, engine.cached_tokens
+            counts.clear()  # where the run's token counts came from
+            cached.clear()
         window = self._meter.window()
         window.start()
         sinks = run()
         used = window.stop(output_token=harness.generated(sinks), request=len(sinks))
         fig = {**harness.run_figures(sinks, bounds, self.settings.percentiles), "energy": used}
         if served:
-            fig.update(short_requests=harness.short(sinks), token_count_source=dict(counts))
+            fig.update(short_requests=harness.short(sinks), token_count_source=dict(counts),
+                       # the prompt tokens the server's prefix cache held, where its usage says
+                       cached_prompt_tokens=sum(cached) if cached else None,
+                       cached_prompt_tokens_requests=len(cached))
         return fig
 
     def _open_meter(self) -> energy.Meter:
@@ -306,7 +318,10 @@ class LLMSession:
     def check_accuracy(self, spec: GenerationSpec, precision: str
                        ) -> tuple[dict[str, Any], list[str]]:
         """The engine against the fp32 reference: first-token logits, greedy
-        tokens, perplexity; the record fields and what is out of tolerance."""
+        tokens, perplexity; the record fields and what is out of tolerance. A
+        server: its answers to the arithmetic problems (``_endpoint_accuracy``)."""
+        if self.settings.endpoint:
+            return self._endpoint_accuracy(spec)
         engine = self.engine(spec, precision)
         ref = self.reference(spec)
         prompt = self._requests(spec, 1)[0].prompt
@@ -323,6 +338,36 @@ class LLMSession:
                   "text_tokens": spec.text_tokens,
                   "tokens": got_tokens, "reference_tokens": ref["tokens"], "tolerance": tolerance}
         return fields, accuracy.verdict(found, tolerance)
+
+    def _endpoint_accuracy(self, spec: GenerationSpec) -> tuple[dict[str, Any], list[str]]:
+        """zoo.yaml's ``endpoint_accuracy`` gate: the server's greedy answers to the
+        shipped problems (xpuperf.generation.arithmetic), at the workload's
+        largest concurrency, scored by exact match or against the served model's
+        fp32 greedy text; fails below ``min_score``."""
+        gate = spec.endpoint_accuracy
+        engine = self.engine(spec, ENDPOINT_PRECISION)
+        problems = arithmetic.load()[:gate.problems]
+        sinks = harness.closed_loop(
+            engine, [Request((), gate.max_tokens, p.prompt) for p in problems],
+            max(spec.concurrency), spec.timeout_s)
+        replies = harness.texts(sinks)
+        fields: dict[str, Any] = {"engine": describe(engine), "method": gate.method,
+                                  "problems": gate.problems, "max_tokens": gate.max_tokens,
+                                  "min_score": gate.min_score, "replies": replies}
+        if gate.method == "exact_match":
+            score = arithmetic.exact_match(problems, replies)
+        else:
+            served = self.settings.endpoint
+            references = endpoint.greedy_texts(self.settings.tokenizer or served.model,
+                                               [p.prompt for p in problems], gate.max_tokens,
+                                               served.ignore_eos)
+            score = arithmetic.agreement(references, replies)
+            fields["reference_replies"] = references
+        fields["score"] = score
+        verdict = [] if score >= gate.min_score else [
+            f"endpoint accuracy ({gate.method}) {score:.3g} on {gate.problems} arithmetic "
+            f"problems, needs >= {gate.min_score:g}: the server answers wrongly"]
+        return fields, verdict
 
     def reference(self, spec: GenerationSpec) -> dict[str, Any]:
         """The fp32 model's outputs without a KV cache (each greedy step recomputes
@@ -352,13 +397,22 @@ class LLMSession:
 
     def _request(self, spec: GenerationSpec, i: int, prompt_tokens: int,
                  output_tokens: int) -> Request:
-        """The i-th prompt of ``prompt_tokens``: the byte-level ids the in-tree
-        engines take, or text in the served model's tokens for a server."""
+        """The i-th request's prompt of ``prompt_tokens`` (``_prompt``), behind the
+        workload's shared prefix."""
         key = (spec.name, i, prompt_tokens)
         if key not in self._prompts:
-            self._prompts[key] = self._tokenizer.prompt(i, prompt_tokens) \
-                if self.settings.endpoint else prompts.ids(i, prompt_tokens,
-                                                          self.artifact(spec).vocab_size)
+            # A shared prefix: the same first tokens in every request (a system
+            # prompt, a document asked about), then the request's own.
+            shared = spec.shared_prefix_tokens if spec.shared_prefix_tokens < prompt_tokens else 0
+            self._prompts[key] = self._prompt(spec, prompts.SHARED, shared) + \
+                self._prompt(spec, i, prompt_tokens - shared)
         prompt = self._prompts[key]
         return Request((), output_tokens, prompt) if isinstance(prompt, str) \
             else Request(prompt, output_tokens)
+
+    def _prompt(self, spec: GenerationSpec, i: int, tokens: int) -> str | tuple[int, ...]:
+        """The sample's i-th prompt cut to ``tokens``: the byte-level ids the
+        in-tree engines take, or text in the served model's tokens for a server."""
+        if self.settings.endpoint:
+            return self._tokenizer.prompt(i, tokens) if tokens else ""
+        return prompts.ids(i, tokens, self.artifact(spec).vocab_size)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from xpuperf.generation.arithmetic import PROBLEMS  # the shipped set's size
 from xpuperf.zoo.specs import GenerationSpec, ModelSpec, ServerSpec
 from xpuperf.zoo.validator import Validator
 
@@ -42,6 +43,9 @@ WORKLOAD_FIELDS: dict[str, tuple[bool, str]] = {
     "accuracy": (False, "map"),
     "tolerances": (False, "map"),
     "timeout_s": (False, "num"),
+    "prefill_chunk": (False, "int"),
+    "shared_prefix_tokens": (False, "int"),
+    "endpoint_accuracy": (False, "map"),
     "smoke": (False, "map"),
 }
 SMOKE_FIELDS = {k: (False, kind) for k, (_, kind) in WORKLOAD_FIELDS.items()
@@ -53,6 +57,11 @@ SERVER_FIELDS: dict[str, tuple[bool, str]] = {
 MLPERF_BOUND_FIELDS: dict[str, tuple[bool, str]] = {"ttft_ms": (True, "num"), "tpot_ms": (True, "num")}
 ACCURACY_FIELDS: dict[str, tuple[bool, str]] = {
     "greedy_tokens": (False, "int"), "text_tokens": (False, "int")}
+# The gate against a server (xpuperf.generation.arithmetic): its score's method and bound.
+ENDPOINT_ACCURACY_METHODS = ("exact_match", "reference")
+ENDPOINT_ACCURACY_FIELDS: dict[str, tuple[bool, str]] = {
+    "min_score": (True, "num"), "method": (False, "str"), "problems": (False, "int"),
+    "max_tokens": (False, "int")}
 # Without a value anywhere: MLPerf's LLM bounds, and a search of a minute at most.
 SERVER_DEFAULTS = {"load": 0.5, "ttft_bound_ms": 2000.0, "tpot_bound_ms": 200.0,
                    "search_s": 60.0, "max_trials": 8}
@@ -160,6 +169,10 @@ def _workload(v: Validator, name: str, raw: Any, defaults: Mapping[str, Any], ti
     timeout = merged.get("timeout_s", DEFAULT_TIMEOUT_S)
     if not timeout > 0:
         v.fail(f"{src('timeout_s')}.timeout_s", f"must be > 0 seconds, got {timeout!r}")
+    for key in ("prefill_chunk", "shared_prefix_tokens"):
+        if key in merged and not 1 <= merged[key] < merged["prompt_tokens"]:
+            v.fail(f"{src(key)}.{key}", f"must be >= 1 and below prompt_tokens "
+                   f"({merged['prompt_tokens']}), got {merged[key]}: drop it for whole prompts")
     return GenerationSpec(
         name=name, family=family, builder=builder, config=config, seed=int(seed),
         precisions=tuple(precisions), prompt_tokens=merged["prompt_tokens"],
@@ -171,7 +184,29 @@ def _workload(v: Validator, name: str, raw: Any, defaults: Mapping[str, Any], ti
                           search_s=float(server["search_s"]), max_trials=int(server["max_trials"]),
                           bounds_source=bounds_source),
         greedy_tokens=accuracy["greedy_tokens"], text_tokens=accuracy["text_tokens"],
-        tolerances={p: dict(t) for p, t in tolerances.items()}, timeout_s=float(timeout))
+        tolerances={p: dict(t) for p, t in tolerances.items()}, timeout_s=float(timeout),
+        prefill_chunk=merged.get("prefill_chunk"),
+        shared_prefix_tokens=merged.get("shared_prefix_tokens", 0),
+        endpoint_accuracy=_endpoint_accuracy(v, f"{src('endpoint_accuracy')}.endpoint_accuracy",
+                                             merged.get("endpoint_accuracy")))
+
+
+def _endpoint_accuracy(v: Validator, where: str, raw: Any) -> EndpointAccuracySpec | None:
+    if raw is None:
+        return None
+    v.fields(where, raw, ENDPOINT_ACCURACY_FIELDS)
+    gate = {"method": "exact_match", "problems": PROBLEMS, "max_tokens": 16, **raw}
+    v.one_of(f"{where}.method", gate["method"], ENDPOINT_ACCURACY_METHODS, "method")
+    if not 0 < gate["min_score"] <= 1:
+        v.fail(f"{where}.min_score", f"is a share of the problems in (0, 1], got "
+               f"{gate['min_score']}")
+    if not 1 <= gate["problems"] <= PROBLEMS:
+        v.fail(f"{where}.problems", f"must be 1 to {PROBLEMS} (the shipped set), got "
+               f"{gate['problems']}")
+    if gate["max_tokens"] < 1:
+        v.fail(f"{where}.max_tokens", f"must be >= 1, got {gate['max_tokens']}")
+    return EndpointAccuracySpec(float(gate["min_score"]), gate["method"], gate["problems"],
+                                gate["max_tokens"])
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

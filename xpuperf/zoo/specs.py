@@ -83,6 +83,20 @@ class ServerSpec:
 
 
 @dataclass(frozen=True)
+class EndpointAccuracySpec:
+    """The accuracy gate of a server: greedy answers to the first ``problems``
+    shipped arithmetic word problems, at most ``max_tokens`` each, scored by
+    ``method`` (exact_match: the answer's first number is the right one;
+    reference: the text equals the served model's fp32 greedy text computed
+    here); the item fails below ``min_score``."""
+
+    min_score: float
+    method: str
+    problems: int
+    max_tokens: int
+
+
+@dataclass(frozen=True)
 class GenerationSpec:
     name: str
     family: str
@@ -100,6 +114,9 @@ class GenerationSpec:
     text_tokens: int
     tolerances: Mapping[str, Mapping[str, float]]
     timeout_s: float
+    prefill_chunk: int | None = None  # prompt tokens per prefill forward; None: all at once
+    shared_prefix_tokens: int = 0  # the first this many prompt tokens are every request's
+    endpoint_accuracy: EndpointAccuracySpec | None = None
 
     def combo_id(self, precision: str) -> str:
         return f"{self.name}-{precision}"
