@@ -154,7 +154,7 @@ def test_connections_are_kept_alive_and_reused():
 
 def test_idle_connections_beyond_the_pools_bound_are_closed():
     from xpuperf.generation.openai_client import Pool
-    server = InstantServer()
+    server = InstantServer(itl_s=0.02)  # a wave's 4 streams overlap: none ends before all began
     engine = _engine(server.url, "ok")
     engine.pool = Pool(max_idle=2)
     try:

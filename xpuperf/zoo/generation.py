@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from xpuperf.generation.arithmetic import PROBLEMS  # the shipped set's size
-from xpuperf.zoo.specs import GenerationSpec, ModelSpec, ServerSpec
+from xpuperf.zoo.specs import EndpointAccuracySpec, GenerationSpec, ModelSpec, ServerSpec
 from xpuperf.zoo.validator import Validator
 
 GEN_SCENARIOS = ("offline", "single_stream", "server")
