@@ -21,7 +21,7 @@ from xpuperf import gate, report_folder, safe_yaml
 from xpuperf.conformance import expected
 from xpuperf.extras import pip_hint
 from xpuperf.generation import settings as llm_settings
-from xpuperf.microperf import launch
+from xpuperf.launcher import command as launcher_command
 from xpuperf.worker import devices
 from xpuperf.zoo import SCENARIOS, TIERS, Zoo, ZooError, load_zoo
 
@@ -137,7 +137,7 @@ def existing_path(text: str) -> str:
 
 
 def launcher(text: str) -> str:
-    launch.command(1, text)  # its ValueError names the flag and the fix
+    launcher_command(1, text)  # its ValueError names the flag and the fix
     return text
 
 
