@@ -125,6 +125,12 @@ def test_generation_workloads_load_with_smoke_override():
     ("builder: gpt2", "builder: gpt3", "unknown generation builder 'gpt3'"),
     ("concurrency: [1, 2]", "concurrency: [0]", "concurrency[0]: must be an integer >= 1"),
     ("      family: gpt2\n", "      model: nothing\n      family: gpt2\n", "comes from model"),
+    ("      requests: 4\n", "      requests: 4\n      tensor_parallel: 2\n",
+     ":16: generation.workloads.tiny.tensor_parallel: tensor parallelism splits the builders "
+     "llama, qwen3, not 'gpt2'"),
+    ("      requests: 4\n", "      requests: 4\n      tensor_parallel: 0\n",
+     "tensor_parallel: must be >= 1 ranks, got 0"),
+    ("      requests: 4\n", "      requests: 4\n      tiers: [ful]\n", "tiers[0]: unknown tier 'ful'"),
 ])
 def test_generation_schema_errors_name_line_and_field(old, new, expected):
     assert old in ZOO
@@ -139,6 +145,28 @@ def test_the_shipped_zoo_has_the_llm_workloads():
     assert {"gpt2", "llama2-7b", "chatglm2-6b"} <= names.keys()
     assert {"qwen3", "qwen3_moe"} <= {w.builder for w in names.values()}
     assert names["llama2-7b"].case_id("fp16", "server") == "llama2-7b-fp16-in1024-out128-server"
+    # Split over 2 ranks in the full tier only: the smoke tier runs no torchrun.
+    assert names["llama2-7b-tp2"].tensor_parallel == 2
+    smoke = parse_zoo((Path(__file__).resolve().parents[1] / "zoo.yaml").read_text(), "smoke")
+    assert "llama2-7b-tp2" not in {w.name for w in smoke.generation}
+
+
+LLAMA = ZOO.replace("""      family: gpt2
+      builder: gpt2
+      config: {vocab_size: 300, n_positions: 64, n_embd: 16, n_layer: 1, n_head: 2}""", """\
+      family: llama
+      builder: llama
+      config: {vocab_size: 300, hidden_size: 16, intermediate_size: 30, num_hidden_layers: 1,
+               num_attention_heads: 4, num_key_value_heads: 2}
+      tensor_parallel: 4""")
+
+
+def test_tensor_parallel_must_divide_the_heads_and_the_mlp():
+    with pytest.raises(ZooError, match=r":13: generation.workloads.tiny.tensor_parallel: "
+                       r"num_key_value_heads=2, intermediate_size=30 not divisible by 4 ranks"):
+        parse_zoo(LLAMA, "full")
+    assert parse_zoo(LLAMA.replace("tensor_parallel: 4", "tensor_parallel: 2").replace(
+        "intermediate_size: 30", "intermediate_size: 32"), "full").generation[0].tensor_parallel == 2
 
 
 # --------------------------------------------------------------------------- engines that fail

@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
+from xpuperf.zoo.tiers import TIERS
+
 if TYPE_CHECKING:
     from xpuperf.zoo.parse import _Validator
     from xpuperf.zoo.specs import ModelSpec
@@ -22,6 +24,10 @@ if TYPE_CHECKING:
 GEN_SCENARIOS = ("offline", "single_stream", "server")
 GEN_PRECISIONS = ("fp32", "fp16", "bf16")
 BUILDERS = ("gpt2", "llama", "chatglm2", "qwen3", "qwen3_moe")
+# tensor_parallel: N splits these builders' attention heads, key/value heads and
+# MLP columns over N ranks (backends/tensor_parallel.py); each must divide.
+TP_BUILDERS = ("llama", "qwen3")
+TP_SPLIT = ("num_attention_heads", "num_key_value_heads", "intermediate_size")
 TOLERANCE_KEYS = ("min_cosine", "max_abs", "min_greedy_match", "max_perplexity_ratio")
 
 WORKLOAD_FIELDS: dict[str, tuple[bool, str]] = {
@@ -40,10 +46,12 @@ WORKLOAD_FIELDS: dict[str, tuple[bool, str]] = {
     "accuracy": (False, "map"),
     "tolerances": (False, "map"),
     "timeout_s": (False, "num"),
+    "tensor_parallel": (False, "int"),
+    "tiers": (False, "list"),
     "smoke": (False, "map"),
 }
 SMOKE_FIELDS = {k: (False, kind) for k, (_, kind) in WORKLOAD_FIELDS.items()
-                if k not in ("smoke", "model")}
+                if k not in ("smoke", "model", "tiers")}
 SERVER_FIELDS: dict[str, tuple[bool, str]] = {
     "rate": (False, "num"), "load": (False, "num"), "ttft_bound_ms": (False, "num"),
     "tpot_bound_ms": (False, "num"), "search_s": (False, "num"), "max_trials": (False, "int")}
@@ -87,6 +95,7 @@ class GenerationSpec:
     text_tokens: int
     tolerances: Mapping[str, Mapping[str, float]]
     timeout_s: float
+    tensor_parallel: int = 1  # ranks the model is split over, one worker of that many ranks
 
     def combo_id(self, precision: str) -> str:
         return f"{self.name}-{precision}"
@@ -104,10 +113,20 @@ def generation_workloads(v: "_Validator", raw: Any, tier: str,
     v.fields("generation", raw, {"defaults": (False, "map"), "workloads": (True, "map")})
     defaults = raw.get("defaults") or {}
     v.fields("generation.defaults", defaults,
-             {k: (False, kind) for k, (_, kind) in WORKLOAD_FIELDS.items() if k != "model"})
+             {k: (False, kind) for k, (_, kind) in WORKLOAD_FIELDS.items()
+              if k not in ("model", "tiers")})
     v.fields("generation.defaults.smoke", defaults.get("smoke") or {}, SMOKE_FIELDS)
     return tuple(_workload(v, name, w, defaults, tier, models)
-                 for name, w in raw["workloads"].items())
+                 for name, w in raw["workloads"].items() if tier in _tiers(v, name, w))
+
+
+def _tiers(v: "_Validator", name: str, raw: Any) -> tuple[str, ...]:
+    """The tiers that run workload ``name`` (its `tiers:`, else every one)."""
+    v.fields(f"generation.workloads.{name}", raw, WORKLOAD_FIELDS)
+    tiers = raw.get("tiers", TIERS)
+    for i, t in enumerate(tiers):
+        v.one_of(f"generation.workloads.{name}.tiers[{i}]", t, TIERS, "tier")
+    return tuple(tiers)
 
 
 def _workload(v: "_Validator", name: str, raw: Any, defaults: Mapping[str, Any], tier: str,
@@ -176,6 +195,13 @@ def _workload(v: "_Validator", name: str, raw: Any, defaults: Mapping[str, Any],
     timeout = merged.get("timeout_s", DEFAULT_TIMEOUT_S)
     if not timeout > 0:
         v.fail(f"{src('timeout_s')}.timeout_s", f"must be > 0 seconds, got {timeout!r}")
+    ranks = merged.get("tensor_parallel", 1)
+    if ranks < 1:
+        v.fail(f"{src('tensor_parallel')}.tensor_parallel", f"must be >= 1 ranks, got {ranks}")
+    why = tensor_parallel_unsupported(builder, config, ranks) if ranks > 1 else ""
+    if why:
+        v.fail(f"{src('tensor_parallel')}.tensor_parallel", f"{why}: pick a tensor_parallel "
+               "that divides them, or 1")
     return GenerationSpec(
         name=name, family=family, builder=builder, config=config, seed=int(seed),
         precisions=tuple(precisions), prompt_tokens=merged["prompt_tokens"],
@@ -186,7 +212,18 @@ def _workload(v: "_Validator", name: str, raw: Any, defaults: Mapping[str, Any],
                           tpot_bound_ms=float(server["tpot_bound_ms"]),
                           search_s=float(server["search_s"]), max_trials=int(server["max_trials"])),
         greedy_tokens=accuracy["greedy_tokens"], text_tokens=accuracy["text_tokens"],
-        tolerances={p: dict(t) for p, t in tolerances.items()}, timeout_s=float(timeout))
+        tolerances={p: dict(t) for p, t in tolerances.items()}, timeout_s=float(timeout),
+        tensor_parallel=ranks)
+
+
+def tensor_parallel_unsupported(builder: str, config: Mapping[str, Any], ranks: int) -> str:
+    """Why a model of ``builder`` and ``config`` cannot be split over ``ranks``, or ""."""
+    if builder not in TP_BUILDERS:
+        return f"tensor parallelism splits the builders {', '.join(TP_BUILDERS)}, not {builder!r}"
+    # Without num_key_value_heads, transformers' configs take num_attention_heads.
+    sizes = {k: config.get(k, config.get("num_attention_heads")) for k in TP_SPLIT}
+    uneven = [f"{k}={v}" for k, v in sizes.items() if not isinstance(v, int) or v % ranks]
+    return f"{', '.join(uneven)} not divisible by {ranks} ranks" if uneven else ""
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
