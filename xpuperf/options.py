@@ -208,7 +208,8 @@ def add_options(parser: pytest.Parser) -> None:
                 help="micro-benchmark workload files (xpu-perf's <group>/<op>.json format) "
                      "instead of suites/micro_perf/workloads/<tier>/")
     g.addoption("--micro-launcher", default=None, metavar="COMMAND", type=_converter(launcher),
-                help="how collectives' ranks are launched, {world_size} standing for their "
+                help="how collectives' ranks (and a tensor_parallel LLM workload's) are "
+                     "launched, {world_size} standing for their "
                      "count, e.g. 'srun -n {world_size}' (default: torchrun on this host)")
     g.addoption("--gate-inconclusive", default="fail", choices=gate.INCONCLUSIVE_EFFECTS,
                 help="what a speed comparison still undecided after its re-measurements "
