@@ -116,8 +116,10 @@ def generation_workloads(v: "_Validator", raw: Any, tier: str,
              {k: (False, kind) for k, (_, kind) in WORKLOAD_FIELDS.items()
               if k not in ("model", "tiers")})
     v.fields("generation.defaults.smoke", defaults.get("smoke") or {}, SMOKE_FIELDS)
-    return tuple(_workload(v, name, w, defaults, tier, models)
-                 for name, w in raw["workloads"].items() if tier in _tiers(v, name, w))
+    # Every workload is checked whichever tier runs; those of other tiers are then left out.
+    parsed = [(_tiers(v, name, w), _workload(v, name, w, defaults, tier, models))
+              for name, w in raw["workloads"].items()]
+    return tuple(spec for tiers, spec in parsed if tier in tiers)
 
 
 def _tiers(v: "_Validator", name: str, raw: Any) -> tuple[str, ...]:
