@@ -70,6 +70,9 @@ class GenerationEngine(abc.ABC):
     # not declare. An engine on an accelerator that torch does not drive declares
     # them in info() instead.
     device: str = "cpu"
+    # The ranks it is split over; one that splits a model sets it (xpuperf.generation
+    # refuses an engine whose split is not the artifact's).
+    tensor_parallel: int = 1
 
     @abc.abstractmethod
     def submit(self, request: Request, sink: TokenSink) -> None:
@@ -94,6 +97,9 @@ class LMArtifactLike(abc.ABC):
     builder: str  # "gpt2", "llama", "chatglm2", "qwen3", "qwen3_moe"
     config: Mapping[str, Any]  # the published config, as zoo.yaml writes it out
     vocab_size: int
+    # Ranks the model is split over (zoo.yaml's tensor_parallel): above 1, only an
+    # engine that splits it serves it (backends/tensor_parallel.py).
+    tensor_parallel: int = 1
 
     @abc.abstractmethod
     def causal_lm(self) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from backends import continuous_batching
+from backends import continuous_batching, tensor_parallel
 from backends.generation import GenerationEngine, LMArtifactLike
 from backends.torch_generation import TorchEngine
 
@@ -24,6 +24,8 @@ def engine(artifact: LMArtifactLike, precision: str, options: Mapping[str, str],
     choice = options.get("engine", default)
     if choice not in ENGINES:
         raise ValueError(f"backend option engine={choice!r}: use one of {', '.join(ENGINES)}")
+    if artifact.tensor_parallel > 1:  # the reference engine, split; batching continuously is not
+        return tensor_parallel.TensorParallelEngine(artifact, precision, options, device)
     if choice == "reference":
         return TorchEngine(artifact, precision, options, device, why="engine=reference")
     why = continuous_batching.unsupported(artifact.builder)

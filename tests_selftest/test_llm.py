@@ -139,6 +139,12 @@ def test_generation_workloads_load_with_smoke_override():
      "problems: 41}\n", r"endpoint_accuracy.problems: must be 1 to 40 \(the shipped set\), got 41"),
     ("      requests: 4\n", "      requests: 4\n      endpoint_accuracy: {method: reference}\n",
      "endpoint_accuracy: missing required field 'min_score'"),
+    ("      requests: 4\n", "      requests: 4\n      tensor_parallel: 2\n",
+     ":16: generation.workloads.tiny.tensor_parallel: tensor parallelism splits the builders "
+     "llama, qwen3, not 'gpt2'"),
+    ("      requests: 4\n", "      requests: 4\n      tensor_parallel: 0\n",
+     "tensor_parallel: must be >= 1 ranks, got 0"),
+    ("      requests: 4\n", "      requests: 4\n      tiers: [ful]\n", "tiers[0]: unknown tier 'ful'"),
 ])
 def test_generation_schema_errors_name_line_and_field(old, new, expected):
     assert old in ZOO
@@ -194,6 +200,26 @@ def test_the_shipped_zoo_has_the_llm_workloads():
     for name, tokens in (("qwen3-8b-long8k", (8192, 1024)), ("qwen3-8b-long32k", (32768, 128))):
         assert (names[name].prompt_tokens, names[name].output_tokens) == tokens
         assert smoke[name].prompt_tokens <= 256 and smoke[name].config["vocab_size"] == 512
+    assert names["llama2-7b-tp2"].tensor_parallel == 2
+    assert "llama2-7b-tp2" not in smoke
+
+
+LLAMA = ZOO.replace("""      family: gpt2
+      builder: gpt2
+      config: {vocab_size: 300, n_positions: 64, n_embd: 16, n_layer: 1, n_head: 2}""", """\
+      family: llama
+      builder: llama
+      config: {vocab_size: 300, hidden_size: 16, intermediate_size: 30, num_hidden_layers: 1,
+               num_attention_heads: 4, num_key_value_heads: 2}
+      tensor_parallel: 4""")
+
+
+def test_tensor_parallel_must_divide_the_heads_and_the_mlp():
+    with pytest.raises(ZooError, match=r":13: generation.workloads.tiny.tensor_parallel: "
+                       r"num_key_value_heads=2, intermediate_size=30 not divisible by 4 ranks"):
+        parse_zoo(LLAMA, "full")
+    assert parse_zoo(LLAMA.replace("tensor_parallel: 4", "tensor_parallel: 2").replace(
+        "intermediate_size: 30", "intermediate_size: 32"), "full").generation[0].tensor_parallel == 2
 
 
 # --------------------------------------------------------------------------- engines that fail

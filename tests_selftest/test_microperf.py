@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xpuperf.microperf import correctness, host, launch, ops, peaks, timing, workloads, xccl
+from xpuperf import launcher
+from xpuperf.microperf import correctness, host, ops, peaks, timing, workloads, xccl
 
 ROOT = Path(__file__).resolve().parents[1]
 # bytedance/xpu-perf's llm workload files, unchanged (the commit: SOURCE.md there).
@@ -354,11 +355,11 @@ def test_wrong_elements_are_counted(tmp_path: Path) -> None:
 
 
 def test_launcher_commands() -> None:
-    assert launch.command(4, None)[-2:] == ["--standalone", "--nproc-per-node=4"]
-    assert launch.command(8, "srun -n {world_size} --mpi=none")[:4] == ["srun", "-n", "8",
+    assert launcher.command(4, None)[-2:] == ["--standalone", "--nproc-per-node=4"]
+    assert launcher.command(8, "srun -n {world_size} --mpi=none")[:4] == ["srun", "-n", "8",
                                                                         "--mpi=none"]
     with pytest.raises(ValueError, match="write it with {world_size}"):
-        launch.command(2, "mpirun -np {ranks}")
+        launcher.command(2, "mpirun -np {ranks}")
 
 
 # --------------------------------------------------------------------------- report

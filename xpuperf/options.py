@@ -21,7 +21,7 @@ from xpuperf import gate, report_folder, safe_yaml
 from xpuperf.conformance import expected
 from xpuperf.extras import pip_hint
 from xpuperf.generation import settings as llm_settings, sweep as llm_sweep
-from xpuperf.microperf import launch
+from xpuperf.launcher import command as launcher_command
 from xpuperf.worker import devices
 from xpuperf.zoo import SCENARIOS, TIERS, Zoo, ZooError, load_zoo
 
@@ -143,7 +143,7 @@ def existing_path(text: str) -> str:
 
 
 def launcher(text: str) -> str:
-    launch.command(1, text)  # its ValueError names the flag and the fix
+    launcher_command(1, text)  # its ValueError names the flag and the fix
     return text
 
 
@@ -214,7 +214,8 @@ def add_options(parser: pytest.Parser) -> None:
                 help="micro-benchmark workload files (xpu-perf's <group>/<op>.json format) "
                      "instead of suites/micro_perf/workloads/<tier>/")
     g.addoption("--micro-launcher", default=None, metavar="COMMAND", type=_converter(launcher),
-                help="how collectives' ranks are launched, {world_size} standing for their "
+                help="how collectives' ranks (and a tensor_parallel LLM workload's) are "
+                     "launched, {world_size} standing for their "
                      "count, e.g. 'srun -n {world_size}' (default: torchrun on this host)")
     g.addoption("--gate-inconclusive", default="fail", choices=gate.INCONCLUSIVE_EFFECTS,
                 help="what a speed comparison still undecided after its re-measurements "

@@ -98,7 +98,7 @@ def llm(pytestconfig: pytest.Config):
     state = pytestconfig.stash[RUN]
     limit = state.item_timeout or state.zoo.timeout_s
     session = RemoteLLM(state.entry.name, state.options, state.zoo, limit, state.device,
-                        state.llm)
+                        state.llm, launcher=state.micro_launcher)
     yield session
     session.close()
 

@@ -128,12 +128,12 @@ class LMArtifact(LMArtifactLike):
     a 7B model in fp32 on the CPU, and its copy, take minutes and 54 GB."""
 
     def __init__(self, name: str, builder: str, config: Mapping[str, Any], seed: int,
-                 build_on: tuple[str, str] | None = None):
+                 build_on: tuple[str, str] | None = None, tensor_parallel: int = 1):
         if builder not in BUILDERS:
             raise ValueError(f"{name}: unknown generation builder {builder!r} "
                              f"(known: {', '.join(BUILDERS)})")
         self.name, self.builder, self.config = name, builder, dict(config)
-        self.seed, self.build_on = seed, build_on
+        self.seed, self.build_on, self.tensor_parallel = seed, build_on, tensor_parallel
         if build_on is None:
             self._model: CausalLM | None = self._build("cpu", "fp32")
             sized = self._model

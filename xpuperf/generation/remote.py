@@ -10,19 +10,26 @@ from typing import Any, Mapping
 from xpuperf.generation.settings import Settings
 from xpuperf.session import BackendError, GroupFailed, call, lost_why
 from xpuperf.worker.process import Worker
+from xpuperf.worker.ranks import Ranks
 from xpuperf.zoo import GenerationSpec, Zoo
 
 HOST = "xpuperf.worker.generation_host:GenerationHost"
+# The torch device of a tensor-parallel worker's ranks, by hardware (else the CPU).
+TORCH_DEVICES = {"GPU": "cuda"}
 
 
 class RemoteLLM:
     """The LLM items' session: ``hardware``'s engines in workers, each call
     within ``timeout_s``; ``device`` is handed to the workers (--devices);
-    ``settings``: a server to measure instead, SLOs, arrivals (--llm-*)."""
+    ``settings``: a server to measure instead, SLOs, arrivals (--llm-*). A
+    tensor-parallel workload's worker is launched as its ranks by ``launcher``
+    (--micro-launcher; None: torchrun)."""
 
     def __init__(self, hardware: str, options: Mapping[str, str], zoo: Zoo, timeout_s: float,
-                 device: str | None = None, settings: Settings | None = None):
+                 device: str | None = None, settings: Settings | None = None,
+                 launcher: str | None = None):
         self.hardware, self.options, self.zoo = hardware, dict(options), zoo
+        self.launcher = launcher
         self.settings = settings or Settings()
         self.timeout_s, self.device = timeout_s, device
         self._group: tuple[str, Worker] | None = None
@@ -92,7 +99,10 @@ class RemoteLLM:
                        "zoo": str(self.zoo.path), "tier": self.zoo.tier, "workload": spec.name,
                        "precision": precision, "ceilings": self._ceilings,
                        "settings": self.settings.to_dict()},
-                name=f"xpuperf LLM worker {group}", device=self.device))
+                name=f"xpuperf LLM worker {group}", device=self.device,
+                ranks=Ranks(spec.tensor_parallel, self.launcher,
+                            TORCH_DEVICES.get(self.hardware, "cpu"))
+                if spec.tensor_parallel > 1 else None))
         try:
             return call(self._group[1], self.timeout_s, command, **args)
         except GroupFailed as e:

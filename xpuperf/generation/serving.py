@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from backends.base import Backend, EnergyUnavailable
-from backends.generation import GenerationEngine, Request
+from backends.generation import GenerationEngine, GenerationUnsupported, Request
 from xpuperf.ceilings import Ceilings, torch_gemm
 from xpuperf.generation import accuracy, arithmetic, endpoint, harness, prompts, sweep
 from xpuperf.generation.metrics import Bounds, decode_bandwidth_utilization, prefill_mfu
@@ -69,7 +69,7 @@ class LLMSession:
         if self._artifact is None or self._artifact.name != spec.name:
             self._artifact = None  # the old model's memory goes before the new one's
             self._artifact = LMArtifact(spec.name, spec.builder, spec.config, spec.seed,
-                                        self.build_on)
+                                        self.build_on, spec.tensor_parallel)
         return self._artifact
 
     def engine(self, spec: GenerationSpec, precision: str) -> GenerationEngine:
@@ -87,6 +87,11 @@ class LLMSession:
             engine = endpoint.EndpointEngine(served, self._tokenizer) if served else \
                 self.backend.generation_engine(self.artifact(spec), precision,
                                                {**self.options, **chunk})
+            if not served and engine.tensor_parallel != spec.tensor_parallel:
+                engine.close()
+                raise GenerationUnsupported(
+                    f"{spec.name} is split over tensor_parallel={spec.tensor_parallel} ranks; "
+                    f"this engine ({describe(engine)}) runs on {engine.tensor_parallel}")
             self._engine = (key, engine)
             c = max(spec.concurrency)
             for count in (1, c):

@@ -1,36 +1,21 @@
-"""Launching the collectives' ranks: torchrun by default, or the scheduler a
-user already has (--micro-launcher "srun -n {world_size}", "mpirun -np
-{world_size}"), each rank running xpuperf.microperf.xccl; rank 0's summary is
-read back. The ranks meet through RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT
-(torchrun sets them; under srun or mpirun export MASTER_ADDR and MASTER_PORT).
+"""Launching the collectives' ranks (xpuperf.launcher: torchrun, or
+--micro-launcher's srun or mpirun), each rank running xpuperf.microperf.xccl;
+rank 0's summary is read back.
 """
 from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
+from xpuperf.launcher import command
 from xpuperf.microperf.workloads import Workload
 
 OUTPUT_TAIL = 3000  # characters of the ranks' output quoted when they fail
-
-
-def command(world_size: int, launcher: str | None) -> list[str]:
-    """The launcher's words for ``world_size`` ranks, before the rank program."""
-    if not launcher:
-        return [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc-per-node={world_size}"]
-    try:
-        return shlex.split(launcher.format(world_size=world_size)) + [sys.executable]
-    except (KeyError, IndexError, ValueError) as e:
-        raise ValueError(f"--micro-launcher {launcher!r}: {e}; write it with {{world_size}} "
-                         "for the rank count, e.g. 'srun -n {world_size}'") from None
 
 
 def run_world(cases: Sequence[Workload], world_size: int, device: str, dist_backend: str | None,

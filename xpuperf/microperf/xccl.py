@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
+
+from xpuperf.launcher import join
 
 # Rank 0's per-call seconds in a result (pytest-benchmark's rounds).
 SAMPLES = "_call_seconds"
@@ -142,26 +143,6 @@ class Case:
                                        != self.expected.to(torch.float64)))
 
 
-def environment() -> tuple[int, int]:
-    """(rank, world size) from torchrun's, Slurm's or Open MPI's variables; the
-    rendezvous address must be in MASTER_ADDR/MASTER_PORT."""
-    for rank_var, size_var in (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS"),
-                               ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),
-                               ("PMI_RANK", "PMI_SIZE")):
-        if rank_var in os.environ and size_var in os.environ:
-            missing = [v for v in ("MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
-            if missing:
-                raise SystemExit(f"xccl: {rank_var}/{size_var} are set but {' and '.join(missing)} "
-                                 "not: export MASTER_ADDR=<rank 0's host> MASTER_PORT=<free port> "
-                                 "before srun or mpirun (torchrun sets them itself)")
-            os.environ.setdefault("RANK", os.environ[rank_var])
-            os.environ.setdefault("WORLD_SIZE", os.environ[size_var])
-            return int(os.environ[rank_var]), int(os.environ[size_var])
-    raise SystemExit("xccl: no RANK/WORLD_SIZE in the environment: launch it with torchrun, "
-                     "srun or mpirun (python -m torch.distributed.run --nproc-per-node N -m "
-                     "xpuperf.microperf.xccl ...)")
-
-
 def _agreed_calls(seconds: float, per_call: float, cap: int, device: Any) -> int:
     """How many calls fill ``seconds`` at the slowest rank's ``per_call``: every
     rank must make the same number, or the collectives pair up wrongly and hang."""
@@ -203,22 +184,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch.distributed backend (default: gloo on cpu, nccl on cuda)")
     parser.add_argument("--tier", default="smoke")
     opts = parser.parse_args(argv)
-    rank, n = environment()
+    rank, n, device, backend = join("xpuperf.microperf.xccl", opts.device, opts.dist_backend)
 
     import numpy as np
     import torch
 
     from xpuperf.microperf import timing
 
-    device = torch.device(opts.device)
-    if device.type != "cpu" and device.index is None:
-        device = torch.device(device.type, int(os.environ.get("LOCAL_RANK", "0")))
-        getattr(torch, device.type).set_device(device)
-    backend = opts.dist_backend or {"cpu": "gloo", "cuda": "nccl"}.get(device.type)
-    if backend is None:
-        raise SystemExit(f"xccl: no default torch.distributed backend for {device.type}: "
-                         "name yours with --dist-backend")
-    torch.distributed.init_process_group(backend)
     budget = timing.BUDGETS[opts.tier]
     clock = timing.clock_for(device)
     module = getattr(torch, device.type, None)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Mapping
 
+from backends import tensor_parallel
 from backends.generation import GenerationUnsupported
 from backends.registry import find
+from xpuperf.generation.models import LMArtifact
 from xpuperf.generation.serving import LLMSession
 from xpuperf.generation.settings import Settings
 from xpuperf.zoo import load_zoo
@@ -61,6 +63,18 @@ class GenerationHost:
 
     def close(self) -> None:
         self.llm.close()
+        if self.spec.tensor_parallel > 1:  # rank 0 of its ranks (xpuperf.worker.ranks)
+            tensor_parallel.stop_followers()
+
+    @staticmethod
+    def follow(zoo: str, tier: str, workload: str, precision: str, **_: Any) -> None:
+        """A rank after rank 0 of a tensor-parallel workload (xpuperf.worker.ranks
+        hands it the host's arguments, of which it needs the model's): the same
+        model, its part of every step rank 0's engine leads, until rank 0 closes."""
+        spec = next(w for w in load_zoo(zoo, tier).generation if w.name == workload)
+        tensor_parallel.follow(LMArtifact(spec.name, spec.builder, spec.config, spec.seed,
+                                          tensor_parallel=spec.tensor_parallel),
+                               precision)
 
     def _answer(self, fields: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         return {"fields": fields, "problems": problems,

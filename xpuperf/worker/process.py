@@ -11,9 +11,9 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from xpuperf.worker import protocol, spawned
+from xpuperf.worker import protocol, ranks as multi_rank, spawned
 from xpuperf.worker.server import Origin, serve
 
 # Workers are forked from one server process per session that has imported
@@ -94,14 +94,16 @@ class Worker:
     with ``kwargs``; ``device`` is handed to it as XPUPERF_DEVICE. Started on the
     first call; ``close()`` ends it. ``python`` or ``path``: started as that
     interpreter, with that folder first on its import path (xpuperf.worker.spawned),
-    instead of forked from this one's server."""
+    instead of forked from this one's server. ``ranks``: launched as that many
+    ranks, rank 0 hosting ``host`` (xpuperf.worker.ranks)."""
 
     def __init__(self, host: str, kwargs: dict[str, Any], name: str,
                  device: str | None = None, start_timeout_s: float | None = None,
-                 python: str | None = None, path: str | None = None):
+                 python: str | None = None, path: str | None = None,
+                 ranks: multi_rank.Ranks | None = None):
         self.host, self.kwargs, self.name, self.device = host, kwargs, name, device
         self.start_timeout_s = start_timeout_s or start_limit_s()
-        self.python, self.path = python, path
+        self.python, self.path, self.ranks = python, path, ranks
         self.stage = ""
         self._process: Any = None
         self._conn: Any = None
@@ -142,6 +144,21 @@ class Worker:
         fd, log = tempfile.mkstemp(prefix="xpuperf-worker-", suffix=".log")
         os.close(fd)
         self._log = Path(log)
+        self.stage = "starting"
+        if self.ranks:
+            # No reaper: the launcher's children cannot inherit its pipe. Rank 0
+            # reads EOF on its socket when this process ends, and exits; then
+            # the launcher ends the other ranks.
+            self._process, self._conn = multi_rank.launch(
+                self.ranks, self.host, self.kwargs, log, self.device, self.start_timeout_s)
+            if self._conn is None:  # the launcher died, or rank 0 never called
+                try:
+                    self._lost(*self._why_gone(not self._process.is_alive(),
+                                                 self.start_timeout_s))
+                except WorkerLost as e:
+                    raise StartFailed(str(e), e.timed_out) from None
+            self._start_answer()
+            return
         # Only this process holds the reaper pipe's write end: when it ends,
         # however it ends (SIGKILL included), the worker's reaper reads EOF and
         # ends the worker's process group (server.serve).
@@ -161,7 +178,10 @@ class Worker:
             self._process.start()
             child.close()
         reaper.close()
-        self.stage = "starting"
+        self._start_answer()
+
+    def _start_answer(self) -> None:
+        """Wait for the started worker's "ready"."""
         try:
             self._answer(time.monotonic() + self.start_timeout_s, self.start_timeout_s)
         except WorkerLost as e:
@@ -196,11 +216,19 @@ class Worker:
                     return protocol.receive(self._conn)
             except (EOFError, OSError):
                 pass
+        self._lost(*self._why_gone(bool(ready), timeout_s))
+
+    def _why_gone(self, ended: bool, timeout_s: float) -> tuple[str, bool]:
+        """(why the worker answers no more, whether it ran out of time):
+        ``ended``, it exited or closed its end; else its time ran out."""
+        if ended:
             self._process.join(5)
-            why, timed_out = _signal_name(self._process.exitcode), False
-        else:
-            limit = "start-up limit" if self.stage == "starting" else "time limit"
-            why, timed_out = f"ran past its {limit} of {timeout_s:g} s", True
+            return _signal_name(self._process.exitcode), False
+        limit = "start-up limit" if self.stage == "starting" else "time limit"
+        return f"ran past its {limit} of {timeout_s:g} s", True
+
+    def _lost(self, why: str, timed_out: bool) -> NoReturn:
+        """End the worker and raise WorkerLost quoting its last output."""
         stage, tail = self.stage, self._tail()
         self._stop()
         raise WorkerLost(f"the backend's worker process {why} while {stage}"
@@ -224,8 +252,10 @@ class Worker:
                 self._process.kill()
             self._process.join()
             _kill_group(self._process.pid)  # what the backend started, and the reaper
-            self._conn.close()
-            self._alive.close()
+            if self._conn is not None:
+                self._conn.close()
+            if self._alive is not None:
+                self._alive.close()
         if self._log is not None:
             self._log.unlink(missing_ok=True)
         self._process = self._conn = self._alive = self._log = None

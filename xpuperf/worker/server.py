@@ -92,6 +92,14 @@ def serve(conn: Any, host: str, kwargs: dict[str, Any], log_path: str,
     faulthandler.enable(all_threads=True)
     if device is not None:  # a backend binds the device it is given (one worker per device)
         os.environ[DEVICE_ENV] = device
+    run(conn, host, kwargs)
+
+
+def run(conn: Any, host: str, kwargs: dict[str, Any]) -> None:
+    """Build host ``module:Class`` (with ``note`` and ``kwargs``) and answer the
+    commands on ``conn`` until the parent sends {"command": "exit"} or goes away.
+    serve() runs it in a forked worker; rank 0 of a multi-rank worker
+    (xpuperf.worker.ranks) on the socket its parent listens on."""
 
     def note(text: str) -> None:
         protocol.send(conn, {"note": text})

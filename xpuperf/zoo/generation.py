@@ -20,11 +20,16 @@ from typing import Any, Mapping
 
 from xpuperf.generation.arithmetic import PROBLEMS  # the shipped set's size
 from xpuperf.zoo.specs import EndpointAccuracySpec, GenerationSpec, ModelSpec, ServerSpec
+from xpuperf.zoo.tiers import TIERS
 from xpuperf.zoo.validator import Validator
 
 GEN_SCENARIOS = ("offline", "single_stream", "server")
 GEN_PRECISIONS = ("fp32", "fp16", "bf16")
 BUILDERS = ("gpt2", "llama", "chatglm2", "qwen3", "qwen3_moe")
+# tensor_parallel: N splits these builders' attention heads, key/value heads and
+# MLP columns over N ranks (backends/tensor_parallel.py); each must divide.
+TP_BUILDERS = ("llama", "qwen3")
+TP_SPLIT = ("num_attention_heads", "num_key_value_heads", "intermediate_size")
 TOLERANCE_KEYS = ("min_cosine", "max_abs", "min_greedy_match", "max_perplexity_ratio")
 
 WORKLOAD_FIELDS: dict[str, tuple[bool, str]] = {
@@ -46,10 +51,12 @@ WORKLOAD_FIELDS: dict[str, tuple[bool, str]] = {
     "prefill_chunk": (False, "int"),
     "shared_prefix_tokens": (False, "int"),
     "endpoint_accuracy": (False, "map"),
+    "tensor_parallel": (False, "int"),
+    "tiers": (False, "list"),
     "smoke": (False, "map"),
 }
 SMOKE_FIELDS = {k: (False, kind) for k, (_, kind) in WORKLOAD_FIELDS.items()
-                if k not in ("smoke", "model")}
+                if k not in ("smoke", "model", "tiers")}
 SERVER_FIELDS: dict[str, tuple[bool, str]] = {
     "rate": (False, "num"), "load": (False, "num"), "ttft_bound_ms": (False, "num"),
     "tpot_bound_ms": (False, "num"), "search_s": (False, "num"), "max_trials": (False, "int"),
@@ -83,10 +90,22 @@ def generation_workloads(v: Validator, raw: Any, tier: str,
                 v.fail(f"generation.mlperf_bounds.{model}.{key}", f"must be > 0 ms, got {value!r}")
     defaults = raw.get("defaults") or {}
     v.fields("generation.defaults", defaults,
-             {k: (False, kind) for k, (_, kind) in WORKLOAD_FIELDS.items() if k != "model"})
+             {k: (False, kind) for k, (_, kind) in WORKLOAD_FIELDS.items()
+              if k not in ("model", "tiers")})
     v.fields("generation.defaults.smoke", defaults.get("smoke") or {}, SMOKE_FIELDS)
-    return tuple(_workload(v, name, w, defaults, tier, models, mlperf)
-                 for name, w in raw["workloads"].items())
+    # Every workload is checked whichever tier runs; those of other tiers are then left out.
+    parsed = [(_tiers(v, name, w), _workload(v, name, w, defaults, tier, models, mlperf))
+              for name, w in raw["workloads"].items()]
+    return tuple(spec for tiers, spec in parsed if tier in tiers)
+
+
+def _tiers(v: Validator, name: str, raw: Any) -> tuple[str, ...]:
+    """The tiers that run workload ``name`` (its `tiers:`, else every one)."""
+    v.fields(f"generation.workloads.{name}", raw, WORKLOAD_FIELDS)
+    tiers = raw.get("tiers", TIERS)
+    for i, t in enumerate(tiers):
+        v.one_of(f"generation.workloads.{name}.tiers[{i}]", t, TIERS, "tier")
+    return tuple(tiers)
 
 
 def _workload(v: Validator, name: str, raw: Any, defaults: Mapping[str, Any], tier: str,
@@ -173,6 +192,13 @@ def _workload(v: Validator, name: str, raw: Any, defaults: Mapping[str, Any], ti
         if key in merged and not 1 <= merged[key] < merged["prompt_tokens"]:
             v.fail(f"{src(key)}.{key}", f"must be >= 1 and below prompt_tokens "
                    f"({merged['prompt_tokens']}), got {merged[key]}: drop it for whole prompts")
+    ranks = merged.get("tensor_parallel", 1)
+    if ranks < 1:
+        v.fail(f"{src('tensor_parallel')}.tensor_parallel", f"must be >= 1 ranks, got {ranks}")
+    why = tensor_parallel_unsupported(builder, config, ranks) if ranks > 1 else ""
+    if why:
+        v.fail(f"{src('tensor_parallel')}.tensor_parallel", f"{why}: pick a tensor_parallel "
+               "that divides them, or 1")
     return GenerationSpec(
         name=name, family=family, builder=builder, config=config, seed=int(seed),
         precisions=tuple(precisions), prompt_tokens=merged["prompt_tokens"],
@@ -188,7 +214,8 @@ def _workload(v: Validator, name: str, raw: Any, defaults: Mapping[str, Any], ti
         prefill_chunk=merged.get("prefill_chunk"),
         shared_prefix_tokens=merged.get("shared_prefix_tokens", 0),
         endpoint_accuracy=_endpoint_accuracy(v, f"{src('endpoint_accuracy')}.endpoint_accuracy",
-                                             merged.get("endpoint_accuracy")))
+                                             merged.get("endpoint_accuracy")),
+        tensor_parallel=ranks)
 
 
 def _endpoint_accuracy(v: Validator, where: str, raw: Any) -> EndpointAccuracySpec | None:
@@ -207,6 +234,16 @@ def _endpoint_accuracy(v: Validator, where: str, raw: Any) -> EndpointAccuracySp
         v.fail(f"{where}.max_tokens", f"must be >= 1, got {gate['max_tokens']}")
     return EndpointAccuracySpec(float(gate["min_score"]), gate["method"], gate["problems"],
                                 gate["max_tokens"])
+
+
+def tensor_parallel_unsupported(builder: str, config: Mapping[str, Any], ranks: int) -> str:
+    """Why a model of ``builder`` and ``config`` cannot be split over ``ranks``, or ""."""
+    if builder not in TP_BUILDERS:
+        return f"tensor parallelism splits the builders {', '.join(TP_BUILDERS)}, not {builder!r}"
+    # Without num_key_value_heads, transformers' configs take num_attention_heads.
+    sizes = {k: config.get(k, config.get("num_attention_heads")) for k in TP_SPLIT}
+    uneven = [f"{k}={v}" for k, v in sizes.items() if not isinstance(v, int) or v % ranks]
+    return f"{', '.join(uneven)} not divisible by {ranks} ranks" if uneven else ""
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

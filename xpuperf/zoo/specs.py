@@ -117,6 +117,7 @@ class GenerationSpec:
     prefill_chunk: int | None = None  # prompt tokens per prefill forward; None: all at once
     shared_prefix_tokens: int = 0  # the first this many prompt tokens are every request's
     endpoint_accuracy: EndpointAccuracySpec | None = None
+    tensor_parallel: int = 1  # ranks the model is split over, one worker of that many ranks
 
     def combo_id(self, precision: str) -> str:
         return f"{self.name}-{precision}"
