@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import math
 import resource
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -77,22 +75,14 @@ def main() -> int:
     from xpuperf.generation import harness
     from xpuperf.generation.endpoint import EndpointEngine
     from xpuperf.generation.metrics import Bounds
-    from xpuperf.generation import openai_client
+    from xpuperf.generation import instant_server, openai_client
     from xpuperf.generation.openai_client import Endpoint
 
     if args.floor:
         openai_client._Response.feed = _unparsed(args.output_tokens, openai_client.Reply)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "xpuperf.generation.instant_server",
-                               "--port", str(port), "--itl-ms", str(args.itl_ms)], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        server.stdout.readline()  # "serving on ...": it listens
-        engine = EndpointEngine(Endpoint(f"http://127.0.0.1:{port}/v1", "ok", args.api, 120),
-                                _Tokenizer())
+    with instant_server.in_a_process(args.itl_ms) as url:
+        engine = EndpointEngine(Endpoint(url, "ok", args.api, 120), _Tokenizer())
         per_request_s = args.output_tokens * args.itl_ms / 1e3
         waves = max(1, math.ceil(args.seconds / per_request_s))
         requests = [Request((), args.output_tokens, f"prompt {i}")
@@ -104,9 +94,6 @@ def main() -> int:
         sinks = harness.closed_loop(engine, requests, args.streams, args.seconds * 10 + 60)
         (user, system), wall = np.subtract(_cpu_s(), cpu), time.perf_counter() - wall
         engine.close()
-    finally:
-        server.terminate()
-        server.wait()
     reads, opened, reused = np.subtract((pool.reads, pool.opened, pool.reused), warm)
     if args.floor:  # a timestamp a read: the chunks are the server's
         cpu = user + system

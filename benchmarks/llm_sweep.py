@@ -12,9 +12,7 @@ and ITL p50 and whether it met the SLOs, and the sweep's seconds.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -57,7 +55,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
-    from xpuperf.generation import settings, sweep
+    from xpuperf.generation import instant_server, settings, sweep
     from xpuperf.generation.openai_client import Endpoint
     from xpuperf.generation.serving import LLMSession
     from xpuperf.zoo import parse_zoo
@@ -65,18 +63,11 @@ def main() -> int:
     plan = sweep.parse(args.sweep)
     spec = parse_zoo(yaml.safe_dump(_workload(args.output_tokens, args.requests)),
                      "full").generation[0]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "xpuperf.generation.instant_server",
-                               "--port", str(port), "--itl-ms", str(args.itl_ms)], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True)
     runs, seconds = [], []
-    try:
-        server.stdout.readline()  # "serving on ...": it listens
+    with instant_server.in_a_process(args.itl_ms) as url:
         for _ in range(args.repeats):
             llm = LLMSession(None, {}, settings=settings.Settings(
-                Endpoint(f"http://127.0.0.1:{port}/v1", "ok"), slo=settings.parse_slo(args.slo),
+                Endpoint(url, "ok"), slo=settings.parse_slo(args.slo),
                 sweep=plan, devices=args.devices), tokenizer=_Tokenizer())
             try:
                 llm.engine(spec, settings.ENDPOINT_PRECISION)  # warmed up, as an item's is
@@ -86,9 +77,6 @@ def main() -> int:
             finally:
                 llm.close()
             runs.append(fields["sweep"])
-    finally:
-        server.terminate()
-        server.wait()
     v = plan.variable
     print(f"sweep {plan} against the instant server (ITL {args.itl_ms:g} ms, {args.output_tokens} "
           f"tokens a request, {args.devices} device(s), SLO {args.slo}), {args.repeats} runs, "

@@ -24,9 +24,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import socket
+import subprocess
+import sys
 import threading
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 from xpuperf.generation.openai_client import LoopThread
 
@@ -154,6 +159,25 @@ def _event(event: dict[str, Any]) -> bytes:
 
 def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+@contextlib.contextmanager
+def in_a_process(itl_ms: float) -> Iterator[str]:
+    """The server in a process of its own, so that its CPU time is not the
+    measured client's (the benchmarks): its URL, until the block ends."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "xpuperf.generation.instant_server",
+                               "--port", str(port), "--itl-ms", str(itl_ms)],
+                              cwd=Path(__file__).resolve().parents[2],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        server.stdout.readline()  # "serving on ...": it listens
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.terminate()
+        server.wait()
 
 
 def main() -> None:
