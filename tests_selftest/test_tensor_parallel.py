@@ -85,11 +85,12 @@ def test_two_ranks_pass_the_fp32_gate_and_a_killed_rank_fails_only_its_group(tmp
         os.kill(killed, signal.SIGKILL)
         with pytest.raises(GroupFailed) as lost:
             session.run_scenario(split, "fp32", "offline", 1)
-        # torchrun's report: rank 1, killed, is the first failure, rank 0's exit after it.
+        # torchrun's report names the killed rank and its signal. Whether torchrun
+        # calls it the root cause or rank 0's exit after it depends on their
+        # timestamps, which have a resolution of one second: either may come first.
         message = str(lost.value)
         assert "exited with code 1" in message, message
-        root = message[message.index("Root Cause"):]
-        assert f"(pid: {killed})" in root and "SIGKILL" in root, message
+        assert f"exitcode  : -9 (pid: {killed})  (SIGKILL)" in message, message
 
         assert session.start(whole, "fp32") == ""  # the next group, in a worker of its own
         assert session.check_accuracy(whole, "fp32")[1] == []
