@@ -20,7 +20,9 @@ from xpuperf.report.figures import pareto
 from tests_selftest.sessions import ROOT
 from tests_selftest.test_llm_endpoint import _spec, _WordTokenizer
 
-ITL_S = 0.002  # the instant server's gap between tokens
+ITL_S = 0.01  # the instant server's gap between tokens: long beside the one process's
+# own work a token (server and client share its interpreter), so four streams
+# outpace one on a busy 2-core host (at 2 ms the ratio fell under 1.5x once in 8)
 IDENTITY = {"suite": "generation", "combination": "tiny-endpoint", "model": "tiny",
             "dataset": "prompts", "precision": "endpoint", "framework": "server",
             "domain": "llm", "family": "gpt2", "scenario": "sweep"}
@@ -72,7 +74,7 @@ def test_auto_finds_the_edge_by_doubling_then_bisecting():
 
 @pytest.fixture(scope="module")
 def swept():
-    """The instant server (tokens 2 ms apart) swept at concurrency 1, 2, 4 over two
+    """The instant server (tokens 10 ms apart) swept at concurrency 1, 2, 4 over two
     devices within SLOs it meets, and at two rates within a TPOT it cannot."""
     server = InstantServer(itl_s=ITL_S)
     out = {}
@@ -116,7 +118,7 @@ def test_a_sweep_none_of_whose_points_meets_the_slos_fails_saying_so(swept):
     assert (found["max_passing"], found["min_failing"]) == (None, 20)
     assert problems and problems[0].startswith(
         "no point of the sweep rate=20,40 meets the SLOs; at the lowest, rate 20: TPOT p99 ")
-    assert problems[0].endswith(" ms > 0.5 ms")
+    assert problems[0].endswith(f" ms > {ITL_S * 1e3 / 4:g} ms")
 
 
 def test_the_frontier_keeps_the_points_no_other_beats_on_both_axes():
