@@ -182,5 +182,11 @@ def test_scenarios_option_overrides_the_tier():
     ids = {line.split("-", 4)[-1].rstrip("]") for line in r.stdout.splitlines() if "::" in line}
     assert ids == {"bs1-offline", "bs4-offline", "bs1-single_stream", "bs4-multi_stream",
                    "bs1-server", "bs4-multi_client"}
+    # An LLM workload runs the named scenarios of its own (and its accuracy item).
+    r = collect("--scenarios", "offline,single_stream", "-k", "test_generate and gpt2-fp32")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    ids = {line.split("[", 1)[1].rstrip("]") for line in r.stdout.splitlines() if "::" in line}
+    assert ids and not any(i.endswith("-server") for i in ids), ids
+    assert any(i.endswith("-single_stream") for i in ids) and "gpt2-fp32" in ids, ids
     r = collect("--scenarios", "offline,sever")
     assert r.returncode == 4 and "argument --scenarios: unknown 'sever'" in r.stderr

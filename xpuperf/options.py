@@ -164,7 +164,8 @@ def add_options(parser: pytest.Parser) -> None:
     g.addoption("--report-dir", default=None, metavar="DIR",
                 help="where report.html and result JSONs go (default reports/<HARDWARE>)")
     g.addoption("--scenarios", default=None, metavar="LIST", type=_converter(scenario_list),
-                help="comma-separated scenarios to run at all their batch sizes, or 'all' "
+                help="comma-separated scenarios to run at all their batch sizes, or 'all'; "
+                     "LLM workloads run those of theirs it names "
                      f"(default: the tier's selection; known: {', '.join(SCENARIOS)})")
     g.addoption("--devices", default=None, metavar="LIST", type=_converter(devices.parse),
                 help="device indices to bind the backend to, e.g. 0,1,2,3: with -n N each "

@@ -54,7 +54,9 @@ def _cases(config: pytest.Config, kind: str) -> list:
             if kind != "scenario":
                 cases.append(GenCase(spec, p, SWEEP if kind == "sweep" else None))
                 continue
-            for scenario in spec.scenarios:
+            # --scenarios picks the LLM scenarios too (offline, single_stream, server).
+            for scenario in (s for s in spec.scenarios
+                             if state.scenarios is None or s in state.scenarios):
                 for c in spec.concurrency if scenario == "offline" else (None,):
                     cases.append(GenCase(spec, p, scenario, c))
     marks = lambda c: [pytest.mark.generation, pytest.mark.llm,  # noqa: E731
