@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The default --cache-dir, where README's command keeps onnx's op cases
+# (xpuperf.conformance.opconformance.case_store): a selftest that runs op cases
+# reads them there instead of building them again (about 20 s).
+SHARED_CACHE = ROOT / ".xpuperf_cache"
 
 _TINY_ZOO = """\
 defaults:

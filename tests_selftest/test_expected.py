@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests_selftest.sessions import run_session, tiny_zoo
+from tests_selftest.sessions import SHARED_CACHE, run_session, tiny_zoo
 from xpuperf.conformance import expected
 
 COMPILE = "test_compile[tiny-bert-fake-fp32]"
@@ -139,7 +139,8 @@ def test_op_items_fail_unlisted_and_xfail_listed_with_the_category(tiny: Path) -
     path.write_text("test_op[add_bcast]  # mismatch: shifted outputs\n")
     perturbing = "tests_selftest.test_opconformance:PerturbingBackend"
     r = run_session(tiny, perturbing, "-k", "add_bcast or add_uint8", "--expected-failures",
-                    str(path), target="suites/compiler_coverage/test_ops.py")
+                    str(path), "--cache-dir", str(SHARED_CACHE),
+                    target="suites/compiler_coverage/test_ops.py")
     assert r.returncode == 1, r.stdout[-3000:]
     assert "1 failed" in r.stdout and "1 xfailed" in r.stdout
     assert "FAILED suites/compiler_coverage/test_ops.py::test_op[add_uint8]" in r.stdout

@@ -21,13 +21,14 @@ from xpuperf.conformance import opconformance  # noqa: E402
 from xpuperf.conformance.numerics import diff_stats  # noqa: E402
 from xpuperf.models.artifact import ModelArtifact  # noqa: E402
 from xpuperf.zoo import load_zoo  # noqa: E402
+from tests_selftest.sessions import SHARED_CACHE  # noqa: E402
 
 CPU = {"device": "cpu"}
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _case(case_id: str) -> opconformance.OpCase:
-    return next(c for c in opconformance.collect_cases() if c.id == case_id)
+    return opconformance.load_case(opconformance.case_store(SHARED_CACHE), case_id)
 
 
 # An elementwise op with broadcasting, a weight read as a constant, a reshape

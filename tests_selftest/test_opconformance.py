@@ -14,7 +14,9 @@ pytest.importorskip("onnxruntime")
 from backends.base import Compiled, CompileError, CompileReport  # noqa: E402
 from backends.cpu import CpuBackend  # noqa: E402
 from xpuperf.conformance.opconformance import (  # noqa: E402
-    IsolatedRunner, OpCase, case_index, collect_cases, compare_outputs, run_case)
+    IsolatedRunner, OpCase, case_index, case_store, collect_cases, compare_outputs, load_case,
+    run_case)
+from tests_selftest.sessions import SHARED_CACHE  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -141,16 +143,43 @@ def test_compare_outputs_follows_onnx_runner_semantics() -> None:
 
 
 def test_isolation_survives_a_crashing_case() -> None:
-    with IsolatedRunner(f"{__name__}:CrashingBackend", timeout_s=120) as runner:
+    with IsolatedRunner(f"{__name__}:CrashingBackend", timeout_s=120,
+                        cache_root=SHARED_CACHE) as runner:
         results = [runner.run(case, "Add") for case in ("test_add", "test_add_bcast", "test_add_uint8")]
     assert [(r.case_id, r.outcome) for r in results] == [
         ("test_add", "pass"), ("test_add_bcast", "compilation"), ("test_add_uint8", "pass")]
     assert "worker process exited with code 11 while compiling the case" in results[1].reason
 
 
-def test_the_case_index_is_built_once_and_matches_the_cases(tmp_path: Path) -> None:
-    index = case_index(tmp_path)
-    assert index == {c.id: c.op_type for c in collect_cases()}
-    (cached,) = (tmp_path / "opcases").iterdir()
-    cached.write_text('{"test_only": "Only"}')  # proves the second call reads the file
-    assert case_index(tmp_path) == {"test_only": "Only"}
+def test_the_case_store_holds_the_cases_as_onnx_builds_them() -> None:
+    """What a worker reads from the store (each case's model, tolerances, op type
+    and data, TensorProto-held types such as float8 and int4 included) is what
+    collect_cases builds: checked on the first case of each signature of dtypes."""
+    store = case_store(SHARED_CACHE)
+    assert case_index(SHARED_CACHE) == {c.id: c.op_type for c in collect_cases()}
+    seen = set()
+    for case in collect_cases():
+        arrays = [a for inputs, outputs in case.data_sets for a in (*inputs, *outputs)]
+        signature = tuple(a.dtype.str for a in arrays)
+        if signature in seen:
+            continue
+        seen.add(signature)
+        stored = load_case(store, case.id)
+        assert (stored.op_type, stored.expanded, stored.rtol, stored.atol) == \
+            (case.op_type, case.expanded, case.rtol, case.atol)
+        assert stored.model.SerializeToString() == case.model.SerializeToString()
+        got = [a for inputs, outputs in stored.data_sets for a in (*inputs, *outputs)]
+        assert [(a.dtype, a.shape) for a in got] == [(a.dtype, a.shape) for a in arrays], case.id
+        assert all(a.tolist() == b.tolist() if a.dtype == object else a.tobytes() == b.tobytes()
+                   for a, b in zip(got, arrays)), case.id
+    assert len(seen) > 20  # the variety is there: floats, ints, bool, strings, float8, int4
+
+
+def test_a_store_is_built_once_per_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next process to ask finds the store: no child builds it again."""
+    built = case_store(SHARED_CACHE)
+    index_written = (built / "index.json").stat().st_mtime_ns
+    case_store.cache_clear()  # as a new process would
+    monkeypatch.setattr("subprocess.run", lambda *a, **k: pytest.fail("the store was built again"))
+    assert case_store(SHARED_CACHE) == built
+    assert (built / "index.json").stat().st_mtime_ns == index_written

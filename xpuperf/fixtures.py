@@ -128,7 +128,7 @@ def op_runner(pytestconfig: pytest.Config):
     from xpuperf.conformance.opconformance import IsolatedRunner
 
     run = pytestconfig.stash[RUN]
-    with IsolatedRunner(run.entry.name, "fp32", run.options) as runner:
+    with IsolatedRunner(run.entry.name, "fp32", run.options, cache_root=run.cache_dir) as runner:
         yield runner
 
 

@@ -93,7 +93,9 @@ def _array(value: Any) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=1)
-def _all_cases() -> tuple[OpCase, ...]:
+def _raw_cases() -> tuple[tuple[Any, str], ...]:
+    """onnx's node test cases with tensor inputs and outputs, each with its op type,
+    sorted by name; their data as onnx made it (numpy arrays or TensorProtos)."""
     from onnx.backend.test.case.node import collect_testcases
 
     with warnings.catch_warnings():
@@ -103,20 +105,24 @@ def _all_cases() -> tuple[OpCase, ...]:
         # ops (a filtered first call would fix the list to that op) and filter here.
         raw = collect_testcases(None)
     single = {c.name: _op_name(c.model.graph.node[0]) for c in raw if len(c.model.graph.node) == 1}
-    cases = []
-    for c in raw:
-        # The Backend contract carries numpy arrays only: sequence and optional
-        # typed cases cannot be fed or returned through it.
-        if not _tensors_only(c.model):
-            continue
-        base = _EXPANDED.sub("", c.name)
-        cases.append(OpCase(
-            id=c.name, op_type=single.get(base, _op_name(c.model.graph.node[0])),
-            expanded=base != c.name, model=c.model,
-            data_sets=tuple((tuple(map(_array, i)), tuple(map(_array, o)))
-                            for i, o in c.data_sets or ()),
-            rtol=c.rtol, atol=c.atol))
-    return tuple(sorted(cases, key=lambda case: case.id))
+    # The Backend contract carries numpy arrays only: sequence and optional typed
+    # cases cannot be fed or returned through it.
+    return tuple(sorted(((c, single.get(_EXPANDED.sub("", c.name), _op_name(c.model.graph.node[0])))
+                         for c in raw if _tensors_only(c.model)), key=lambda pair: pair[0].name))
+
+
+def _case(case_id: str, op_type: str, model: Any, data_sets: Sequence[tuple[Sequence, Sequence]],
+          rtol: float, atol: float) -> OpCase:
+    return OpCase(id=case_id, op_type=op_type, expanded=_EXPANDED.sub("", case_id) != case_id,
+                  model=model, rtol=rtol, atol=atol,
+                  data_sets=tuple((tuple(map(_array, i)), tuple(map(_array, o)))
+                                  for i, o in data_sets))
+
+
+@functools.lru_cache(maxsize=1)
+def _all_cases() -> tuple[OpCase, ...]:
+    return tuple(_case(c.name, op, c.model, c.data_sets or (), c.rtol, c.atol)
+                 for c, op in _raw_cases())
 
 
 def collect_cases(ops: set[str] | None = None) -> list[OpCase]:
@@ -250,30 +256,78 @@ def load_backend(hardware: str) -> Backend:
     return entry.load()()
 
 
-def case_index(cache_root: Path) -> dict[str, str]:
-    """{case id: op type} of every case, without importing onnx here.
+def write_cases(folder: Path) -> None:
+    """Every case into ``folder`` in onnx's own layout (``<case>/model.onnx``,
+    ``<case>/test_data_set_K/input_I.pb`` and ``output_I.pb``: TensorProtos) with
+    ``index.json``: each case's op type, tolerances and data set sizes."""
+    from onnx import TensorProto, numpy_helper
 
-    Building the cases imports onnx and takes seconds, which collection must not
-    pay: the index is built once per onnx version in a child process and kept
-    under ``cache_root``.
+    def proto(value: Any) -> bytes:
+        tensor = value if isinstance(value, TensorProto) else numpy_helper.from_array(np.asarray(value))
+        return tensor.SerializeToString()
+
+    index = {}
+    for c, op in _raw_cases():
+        sets = c.data_sets or ()
+        for k, (inputs, outputs) in enumerate(sets):
+            data = Path(folder) / c.name / f"test_data_set_{k}"
+            data.mkdir(parents=True)
+            for kind, values in (("input", inputs), ("output", outputs)):
+                for i, value in enumerate(values):
+                    (data / f"{kind}_{i}.pb").write_bytes(proto(value))
+        (Path(folder) / c.name).mkdir(exist_ok=True)
+        (Path(folder) / c.name / "model.onnx").write_bytes(c.model.SerializeToString())
+        index[c.name] = {"op_type": op, "rtol": c.rtol, "atol": c.atol,
+                         "sets": [[len(i), len(o)] for i, o in sets]}
+    (Path(folder) / "index.json").write_text(json.dumps(index, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=None)  # one digest check a process (56 MB: about a second)
+def case_store(cache_root: Path) -> Path:
+    """The folder write_cases filled, kept in the cache under ``cache_root`` (one
+    per onnx version, checked against its digest as every cache entry is).
+
+    Building the cases imports onnx and runs its reference of every op, about 20 s,
+    which neither collection nor a worker's start must pay: the store is built
+    once, in a child process, and a worker reads only the cases it runs.
     """
     from importlib.metadata import version
 
-    from xpuperf.cache import read_json, write_json
+    from xpuperf.cache import Cache
 
-    path = Path(cache_root) / "opcases" / f"onnx-{version('onnx')}.json"
-    index = read_json(path)
-    if not index:
-        code = ("import json, xpuperf.conformance.opconformance as o; "
-                "print(json.dumps({c.id: c.op_type for c in o.collect_cases()}))")
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              check=False)
+    def build(folder: Path) -> None:
+        code = "import sys, xpuperf.conformance.opconformance as o; o.write_cases(sys.argv[1])"
+        done = subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True,
+                              text=True, check=False)
         if done.returncode:
-            raise RuntimeError(f"listing onnx's node test cases failed: {done.stderr[-2000:]}")
-        index = json.loads(done.stdout)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(path, index)
-    return index
+            raise RuntimeError(f"writing onnx's node test cases failed: {done.stderr[-2000:]}")
+
+    return Cache(cache_root).entry("opcases", f"onnx-{version('onnx')}", build)
+
+
+def case_index(cache_root: Path) -> dict[str, str]:
+    """{case id: op type} of every case, without importing onnx here."""
+    index = json.loads((case_store(cache_root) / "index.json").read_text())
+    return {case_id: meta["op_type"] for case_id, meta in index.items()}
+
+
+def load_case(store: Path, case_id: str) -> OpCase:
+    """One case of a case_store folder, as collect_cases gives it."""
+    import onnx
+
+    meta = json.loads((store / "index.json").read_text())[case_id]
+    folder = store / case_id
+
+    def tensor(path: Path) -> Any:
+        value = onnx.TensorProto()
+        value.ParseFromString(path.read_bytes())
+        return value
+
+    sets = [tuple(tuple(tensor(folder / f"test_data_set_{k}" / f"{kind}_{i}.pb") for i in range(n))
+                  for kind, n in (("input", n_in), ("output", n_out)))
+            for k, (n_in, n_out) in enumerate(meta["sets"])]
+    return _case(case_id, meta["op_type"], onnx.load_model_from_string(
+        (folder / "model.onnx").read_bytes()), sets, meta["rtol"], meta["atol"])
 
 
 class CaseHost:
@@ -284,13 +338,15 @@ class CaseHost:
     COMMANDS = ("run_case",)
 
     def __init__(self, note: Callable[[str], None], hardware: str, precision: str,
-                 options: dict[str, str]):
+                 options: dict[str, str], store: str | None = None):
         self._note, self._precision, self._options = note, precision, options
         self._backend = load_backend(hardware)
-        self._cases = {c.id: c for c in collect_cases()}
+        # From a case_store, each case as it is asked for; else all of them, built here.
+        self._case: Callable[[str], OpCase] = functools.partial(load_case, Path(store)) \
+            if store else {c.id: c for c in collect_cases()}.__getitem__
 
     def run_case(self, case_id: str) -> dict[str, Any]:
-        result = run_case(self._backend, self._cases[case_id], self._precision, self._options,
+        result = run_case(self._backend, self._case(case_id), self._precision, self._options,
                           on_stage=lambda stage: self._note(_STAGE_NOTE[stage]))
         return asdict(result)
 
@@ -303,15 +359,18 @@ class IsolatedRunner:
 
     A case that kills the worker or exceeds ``timeout_s`` fails at the stage it
     was in, and a new worker takes the next case. Close it (or use ``with``) to
-    stop the worker.
+    stop the worker. With ``cache_root`` a worker reads its cases from the
+    case_store there, else it builds them all when it starts (about 20 s).
     """
 
     def __init__(self, hardware: str, precision: str = "fp32",
-                 options: Mapping[str, str] | None = None, timeout_s: float = 120.0):
+                 options: Mapping[str, str] | None = None, timeout_s: float = 120.0,
+                 cache_root: Path | None = None):
         self.timeout_s = timeout_s
+        store = str(case_store(cache_root)) if cache_root is not None else None
         self._worker = Worker("xpuperf.conformance.opconformance:CaseHost",
                               {"hardware": hardware, "precision": precision,
-                               "options": dict(options or {})},
+                               "options": dict(options or {}), "store": store},
                               name=f"op-conformance worker for {hardware}")
 
     def __enter__(self) -> "IsolatedRunner":
