@@ -35,11 +35,15 @@ class Request:
     """Greedy decoding of exactly ``max_new_tokens`` tokens after ``prompt``: the
     engine ignores end-of-sequence tokens, so every run does the nominal work.
     ``text``: the prompt as text, for an engine that tokenizes itself (a server,
-    xpuperf.generation.endpoint); its ``prompt`` ids are then empty."""
+    xpuperf.generation.endpoint); its ``prompt`` ids are then empty. ``history``:
+    a conversation's earlier turns as text, user's and assistant's messages in
+    turn, before ``text`` (a multi-turn workload's; ``prompt`` ids hold the whole
+    context already)."""
 
     prompt: tuple[int, ...]
     max_new_tokens: int
     text: str = ""
+    history: tuple[str, ...] = ()
 
 
 class TokenSink(abc.ABC):

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from backends.base import Backend
-from backends.generation import TokenSink
+from backends.generation import Request, TokenSink
 from backends.torch_generation import TorchEngine
 from xpuperf.generation import accuracy
+from xpuperf.generation import harness
 from xpuperf.generation.harness import search_rate
 from xpuperf.generation.metrics import Bounds, Trace, figures
 from xpuperf.generation.serving import LLMSession
@@ -145,6 +146,8 @@ def test_generation_workloads_load_with_smoke_override():
     ("      requests: 4\n", "      requests: 4\n      tensor_parallel: 0\n",
      "tensor_parallel: must be >= 1 ranks, got 0"),
     ("      requests: 4\n", "      requests: 4\n      tiers: [ful]\n", "tiers[0]: unknown tier 'ful'"),
+    ("      requests: 4\n", "      requests: 4\n      turns: 0\n",
+     r":16: generation.workloads.tiny.turns: must be >= 1 \(1: one request a conversation\), got 0"),
 ])
 def test_generation_schema_errors_name_line_and_field(old, new, expected):
     assert old in ZOO
@@ -202,6 +205,7 @@ def test_the_shipped_zoo_has_the_llm_workloads():
         assert smoke[name].prompt_tokens <= 256 and smoke[name].config["vocab_size"] == 512
     assert names["llama2-7b-tp2"].tensor_parallel == 2
     assert "llama2-7b-tp2" not in smoke
+    assert (names["llama2-7b-multi-turn"].turns, smoke["llama2-7b-multi-turn"].turns) == (4, 3)
 
 
 LLAMA = ZOO.replace("""      family: gpt2
@@ -319,6 +323,47 @@ def test_a_shared_prefix_starts_every_prompt_and_each_request_has_its_own_rest(t
     assert [len(r.prompt) for r in shared + plain] == [8] * 6
     assert len({r.prompt[:5] for r in shared}) == 1 and len({r.prompt[5:] for r in shared}) == 3
     assert len({r.prompt[:5] for r in plain}) == 3
+
+
+def test_a_conversations_later_turns_hold_its_history_and_answers(tiny):
+    spec = replace(tiny, turns=3)
+    llm = _session()
+    try:
+        sinks = llm._closed(spec, llm.engine(spec, "fp32"), 3, 2)
+        fields, problems = llm.run_scenario(spec, "fp32", "offline", 2)
+    finally:
+        llm.close()
+    requests = sinks[0].run.requests
+    assert len(sinks) == 3 * 3
+    for before, sink in zip(sinks, sinks[1:]):
+        if sink.index % 3 == 0:  # a conversation's first turn
+            continue
+        # The turn before's prompt, its answer, then a new message of 8 tokens.
+        prompt, earlier = requests[sink.index].prompt, requests[before.index].prompt
+        assert prompt[:len(earlier) + 4] == earlier + tuple(before.tokens)
+        assert len(prompt) == len(earlier) + 4 + 8
+        assert sink.submitted_ns >= before.token_ns[-1]  # sent once the answer was there
+    assert problems == [] and fields["turns"] == 3
+    assert fields["requests"] == 4 * 3 and fields["generated_tokens"] == 4 * 3 * 4
+    assert len(fields["ttft_ms_by_turn"]) == 3 and all(t["p50"] > 0 for t in fields["ttft_ms_by_turn"])
+
+
+def test_a_failed_turn_ends_its_conversation_and_the_run_says_so():
+    class Engine:  # answers one token; fails a prompt longer than two tokens
+        def submit(self, request, sink):
+            if len(request.prompt) > 2:
+                sink.finish(RuntimeError("context too long"))
+                return
+            sink.token(7)
+            sink.finish()
+
+    def follow(request, sink, conversation, turn):
+        return Request(request.prompt + tuple(sink.tokens) + (conversation,), 1)
+
+    with pytest.raises(harness.EngineError, match=r"^request 1: RuntimeError: context too long "
+                       r"\(its conversation's 1 later turn\(s\) not sent\); request 4: "):
+        harness.closed_loop(Engine(), [Request((c,), 1) for c in range(2)], 2, 5,
+                            harness.Conversations(3, follow))
 
 
 def test_a_slow_engine_fails_the_server_bounds(tiny):

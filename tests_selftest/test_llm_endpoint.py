@@ -297,6 +297,32 @@ def test_a_shared_prefix_is_recorded_as_the_prompt_tokens_the_server_had_cached(
     assert cached[0] in (0, 8) and cached[3] in (4 * 3, 3 * 3 + 8)
 
 
+def test_a_conversation_goes_to_the_server_as_messages_or_as_one_prompt():
+    history = ("q1", "a1", "q2", "a2")
+    chat, plain = (Endpoint("http://localhost:8000/v1", "m", api) for api in ("chat", "completions"))
+    assert chat.body("q3", 4, history)["messages"] == [
+        {"role": role, "content": text}
+        for role, text in zip(("user", "assistant") * 2 + ("user",), (*history, "q3"))]
+    assert plain.body("q3", 4, history)["prompt"] == "q1a1q2a2q3"
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_a_multi_turn_workload_sends_each_turn_after_its_history(server, api):
+    llm = LLMSession(None, {}, settings=settings.Settings(Endpoint(server.url, "ok", api)))
+    llm._tokenizer = _WordTokenizer()
+    try:
+        fields, problems = llm.run_scenario(replace(_spec(), turns=3, shared_prefix_tokens=0),
+                                            settings.ENDPOINT_PRECISION, "offline", 1)
+    finally:
+        llm.close()
+    assert problems == [] and fields["requests"] == 4 * 3 and len(fields["ttft_ms_by_turn"]) == 3
+    # One conversation at a time: a later turn's prompt begins with the whole
+    # prompt of the turn before (8 words, then 19 or 20 with an answer and a new
+    # message), which the instant server counts as cached; the messages alone
+    # share nothing.
+    assert fields["cached_prompt_tokens"] >= 4 * (8 + 19)
+
+
 def _spec():
     return parse_zoo(yaml.safe_dump(_endpoint_zoo()), "full").generation[0]
 

@@ -63,7 +63,8 @@ and, by suite:
                  requests, generated_tokens, wall_s, ttft_ms / tpot_ms / itl_ms / e2e_ms
                  {p50, p90, p99, mean}, output_tokens_per_s, requests_per_s, goodput,
                  valid, ttft_bound_ms, tpot_bound_ms, energy (as performance's, per
-                 output token and request: j_per_output_token, j_per_request);
+                 output token and request: j_per_output_token, j_per_request),
+                 turns, and of conversations (turns > 1) ttft_ms_by_turn [{p50, ...}];
                  offline and single_stream:
                  weight_bytes, params, kv_bytes_per_token, decode_bytes_per_step,
                  memory_bandwidth(_source), decode_bandwidth_utilization, and at

@@ -5,11 +5,17 @@ finish submits the next from inside the engine's callback, so an engine that
 batches finds the whole next wave queued at once. Server: Poisson or gamma
 arrivals at a request rate (or a trace's times), submitted by this thread at
 their times whatever the engine is doing. The server search finds the highest valid rate within a time budget.
+
+A multi-turn workload's requests are conversations (``Conversations``): the
+closed loop and the arrivals start a conversation where they would send a
+request, and each of its later turns is sent as the turn before it finishes,
+made from that turn's answer.
 """
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -48,42 +54,77 @@ class _Sink(TokenSink):
         return len(self.tokens) if self.count is None else self.count
 
 
-class _Run:
-    """One run's requests: submits them, collects their sinks, waits for the end."""
+@dataclass(frozen=True)
+class Conversations:
+    """Each request of a run is a conversation's first turn, followed by
+    ``turns`` - 1 more: ``follow(request, sink, conversation, turn)`` makes turn
+    ``turn`` (1, 2, ...) of conversation ``conversation`` (0, 1, ...) from the
+    turn before and its answer (the sink's tokens or text)."""
 
-    def __init__(self, engine: GenerationEngine, requests: Sequence[Request]):
-        self.engine, self.requests = engine, requests
-        self.sinks = [_Sink(self, i) for i in range(len(requests))]
-        self.next = 0
-        self.left = len(requests)
+    turns: int
+    follow: Callable[[Request, "_Sink", int, int], Request]
+
+
+class _Run:
+    """One run's requests: submits them, collects their sinks, waits for the end.
+    With ``conversations``, request ``i * turns + k`` is conversation i's turn k."""
+
+    def __init__(self, engine: GenerationEngine, requests: Sequence[Request],
+                 conversations: Conversations | None = None):
+        self.engine, self.talks = engine, conversations
+        self.turns = conversations.turns if conversations else 1
+        self.requests: list[Request | None] = [None] * (len(requests) * self.turns)
+        self.requests[::self.turns] = requests
+        self.sinks = [_Sink(self, i) for i in range(len(self.requests))]
+        self.next = 0  # the next conversation's first request
+        self.left = len(self.requests)
         self.errors: list[str] = []
         self.lock = threading.Lock()
         self.done = threading.Event()
-        self.on_finish: Callable[[], None] = lambda: None
+        self.on_finish: Callable[[], None] = lambda: None  # a conversation ended
 
     def submit_next(self) -> None:
         with self.lock:
             if self.next >= len(self.requests):
                 return
-            sink = self.sinks[self.next]
-            self.next += 1
+            index = self.next
+            self.next += self.turns
+        self._submit(index)
+
+    def _submit(self, index: int) -> None:
+        sink = self.sinks[index]
         sink.submitted_ns = time.perf_counter_ns()
-        self.engine.submit(self.requests[sink.index], sink)
+        self.engine.submit(self.requests[index], sink)
 
     def finished(self, sink: _Sink, error: BaseException | None) -> None:
-        want = self.requests[sink.index].max_new_tokens
+        request = self.requests[sink.index]
+        want = request.max_new_tokens
         if error is None and sink.count is None and len(sink.tokens) != want:
             error = RuntimeError(f"finished with {len(sink.tokens)} tokens, {want} asked")
         # A server may stop short at an end of sequence it was asked to ignore
         # (not every one knows ignore_eos): its count is recorded, not failed.
         if error is None and sink.count is not None and not (sink.token_ns and sink.count > 0):
             error = RuntimeError("finished without a token")
+        turn = sink.index % self.turns
+        later = self.turns - 1 - turn  # the conversation's turns after this one
+        if error is None and later:
+            try:
+                self.requests[sink.index + 1] = self.talks.follow(
+                    request, sink, sink.index // self.turns, turn + 1)
+            except Exception as e:  # noqa: BLE001 - the conversation ends, the run goes on
+                error = e
         with self.lock:
             if error is not None:
-                self.errors.append(f"request {sink.index}: {type(error).__name__}: {error}")
-            self.left -= 1
+                self.errors.append(f"request {sink.index}: {type(error).__name__}: {error}"
+                                   + (f" (its conversation's {later} later turn(s) not sent)"
+                                      if later else ""))
+            ended = error is not None or not later
+            self.left -= 1 + (later if error is not None else 0)
             last = self.left == 0
-        self.on_finish()
+        if ended:
+            self.on_finish()
+        else:
+            self._submit(sink.index + 1)
         if last:
             self.done.set()
 
@@ -97,9 +138,10 @@ class _Run:
 
 
 def closed_loop(engine: GenerationEngine, requests: Sequence[Request], concurrency: int,
-                timeout_s: float) -> list[_Sink]:
-    """``concurrency`` requests in flight until all ran (offline; 1: single stream)."""
-    run = _Run(engine, requests)
+                timeout_s: float, conversations: Conversations | None = None) -> list[_Sink]:
+    """``concurrency`` requests (or conversations) in flight until all ran
+    (offline; 1: single stream)."""
+    run = _Run(engine, requests, conversations)
     run.on_finish = run.submit_next
     for _ in range(min(concurrency, len(requests))):
         run.submit_next()
@@ -122,10 +164,10 @@ def arrivals_ns(count: int, rate: float, seed: int, burstiness: float = 1.0) -> 
 
 
 def at_times(engine: GenerationEngine, requests: Sequence[Request], offsets_ns: Sequence[float],
-             timeout_s: float) -> list[_Sink]:
-    """Request i submitted at ``offsets_ns[i]`` after the start, by this thread,
-    whatever the engine is doing (server, trace replay)."""
-    run = _Run(engine, requests)
+             timeout_s: float, conversations: Conversations | None = None) -> list[_Sink]:
+    """Request (or conversation) i submitted at ``offsets_ns[i]`` after the start,
+    by this thread, whatever the engine is doing (server, trace replay)."""
+    run = _Run(engine, requests, conversations)
     start = time.perf_counter_ns()
     for arrival in offsets_ns:
         delay = (start + arrival - time.perf_counter_ns()) / 1e9
@@ -157,9 +199,22 @@ def short(sinks: Sequence[_Sink]) -> int:
     return sum(s.generated < s.run.requests[s.index].max_new_tokens for s in sinks)
 
 
+def turn(sinks: Sequence[_Sink], k: int) -> list[_Sink]:
+    """The sinks of every conversation's turn ``k`` (0: the first)."""
+    return [s for s in sinks if s.index % s.run.turns == k]
+
+
 def run_figures(sinks: Sequence[_Sink], bounds: Bounds,
                 percentiles: Sequence[float] | None = None) -> dict[str, Any]:
-    return figures(traces(sinks), bounds, percentiles)
+    """The run's figures (xpuperf.generation.metrics); of conversations, also each
+    turn's TTFT (``ttft_ms_by_turn``, first turn first): a later turn's prompt holds
+    the history, which a server's prefix cache need not prefill again."""
+    fig = figures(traces(sinks), bounds, percentiles)
+    turns = sinks[0].run.turns if sinks else 1
+    if turns > 1:
+        fig["ttft_ms_by_turn"] = [figures(traces(turn(sinks, k)), bounds, percentiles)["ttft_ms"]
+                                  for k in range(turns)]
+    return fig
 
 
 def search(run_at: Callable[[float], dict[str, Any]], start: float, budget_s: float,

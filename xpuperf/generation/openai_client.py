@@ -67,17 +67,20 @@ class Endpoint:
         base = urlsplit(self.url).path.rstrip("/")
         return f"{base}/{'chat/completions' if self.api == 'chat' else 'completions'}"
 
-    def body(self, prompt: str, max_tokens: int) -> dict[str, Any]:
-        """Greedy, with the token counts in a last chunk (``stream_options``)."""
+    def body(self, prompt: str, max_tokens: int, history: tuple[str, ...] = ()) -> dict[str, Any]:
+        """Greedy, with the token counts in a last chunk (``stream_options``);
+        ``history``: a conversation's earlier messages, user's and assistant's in
+        turn (chat: as messages; completions: the text before ``prompt``)."""
         body: dict[str, Any] = {
             "model": self.model, "max_tokens": max_tokens, "temperature": 0.0, "stream": True,
             "stream_options": {"include_usage": True}}
         if self.ignore_eos:
             body.update(ignore_eos=True, min_tokens=max_tokens)
         if self.api == "chat":
-            body["messages"] = [{"role": "user", "content": prompt}]
+            body["messages"] = [{"role": ("user", "assistant")[k % 2], "content": text}
+                                for k, text in enumerate((*history, prompt))]
         else:
-            body["prompt"] = prompt
+            body["prompt"] = "".join(history) + prompt
         return body
 
 
@@ -126,12 +129,13 @@ class LoopThread:
 
 
 async def stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int,
-                 on_piece: Callable[[str], None]) -> Reply:
-    """Ask ``endpoint`` for ``prompt``'s completion over one of ``pool``'s
-    connections; ``on_piece(text)`` is called as each chunk of it arrives."""
+                 on_piece: Callable[[str], None], history: tuple[str, ...] = ()) -> Reply:
+    """Ask ``endpoint`` for ``prompt``'s completion (after a conversation's
+    ``history``, as Endpoint.body) over one of ``pool``'s connections;
+    ``on_piece(text)`` is called as each chunk of it arrives."""
     try:
         async with asyncio.timeout(endpoint.timeout_s):
-            return await _stream(endpoint, pool, prompt, max_tokens, on_piece)
+            return await _stream(endpoint, pool, prompt, max_tokens, on_piece, history)
     except TimeoutError:
         raise EndpointError(f"no complete answer within {endpoint.timeout_s:g} s (the server "
                             f"stalled or is too slow: raise --llm-request-timeout)") from None
@@ -141,10 +145,10 @@ async def stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int,
 
 
 async def _stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int,
-                  on_piece: Callable[[str], None]) -> Reply:
+                  on_piece: Callable[[str], None], history: tuple[str, ...]) -> Reply:
     parts = urlsplit(endpoint.url)
     host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-    payload = json.dumps(endpoint.body(prompt, max_tokens)).encode()
+    payload = json.dumps(endpoint.body(prompt, max_tokens, history)).encode()
     request = (f"POST {endpoint.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
                f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
                f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)

@@ -95,7 +95,7 @@ class LLMSession:
             self._engine = (key, engine)
             c = max(spec.concurrency)
             for count in (1, c):
-                harness.closed_loop(engine, self._requests(spec, count), count, spec.timeout_s)
+                self._closed(spec, engine, count, count)
         return self._engine[1]
 
     def close(self) -> None:
@@ -116,8 +116,7 @@ class LLMSession:
         if scenario == "server":
             return self._server(spec, precision, engine, bounds, fields)
         c = 1 if scenario == "single_stream" else concurrency or 1
-        fig = self._measured(lambda: harness.closed_loop(
-            engine, self._requests(spec, spec.requests), c, spec.timeout_s), bounds)
+        fig = self._measured(lambda: self._closed(spec, engine, spec.requests, c), bounds)
         if scenario == "offline" and c == max(spec.concurrency):
             self._capacity[spec.combo_id(precision)] = fig["requests_per_s"]
         fields.update(concurrency=c, **fig, **self._utilization(spec, precision, fig, c))
@@ -136,7 +135,8 @@ class LLMSession:
                                   "ttft_bound_ms": bounds.ttft_ms, "tpot_bound_ms": bounds.tpot_ms,
                                   "bounds_source": "--llm-slo" if slo else spec.server.bounds_source,
                                   "prefill_chunk": spec.prefill_chunk,
-                                  "shared_prefix_tokens": spec.shared_prefix_tokens}
+                                  "shared_prefix_tokens": spec.shared_prefix_tokens,
+                                  "turns": spec.turns}
         if self.settings.endpoint:
             fields.update(endpoint=self.settings.endpoint.url,
                           served_model=self.settings.endpoint.model,
@@ -159,13 +159,10 @@ class LLMSession:
 
         def run_at(load: float) -> dict[str, Any]:
             if plan.integer:  # every slot busy for two requests at least
-                requests = self._requests(spec, max(spec.requests, 2 * int(load)))
-                run = lambda: harness.closed_loop(  # noqa: E731
-                    engine, requests, int(load), spec.timeout_s)
+                run = lambda: self._closed(  # noqa: E731
+                    spec, engine, max(spec.requests, 2 * int(load)), int(load))
             else:
-                requests = self._requests(spec, spec.requests)
-                at = harness.arrivals_ns(len(requests), load, spec.seed, self.settings.burstiness)
-                run = lambda: harness.at_times(engine, requests, at, spec.timeout_s)  # noqa: E731
+                run = lambda: self._arrive(spec, engine, spec.requests, load)  # noqa: E731
 
             def kept() -> Sequence[Any]:
                 sinks = run()
@@ -200,14 +197,11 @@ class LLMSession:
             rate = s.load * self._offline_capacity(spec, precision, engine, bounds)
             fields["rate_source"] = f"{s.load:g} x the offline requests/s at concurrency " \
                                     f"{max(spec.concurrency)}"
-        requests = self._requests(spec, spec.requests)
         burst = self.settings.burstiness
         fields["arrivals"] = "poisson" if burst == 1 else f"gamma (shape {burst:g})"
 
         def arrivals(r: float) -> Callable[[], Sequence[Any]]:
-            return lambda: harness.at_times(
-                engine, requests, harness.arrivals_ns(len(requests), r, spec.seed, burst),
-                spec.timeout_s)
+            return lambda: self._arrive(spec, engine, spec.requests, r)
 
         def run_at(r: float) -> dict[str, Any]:  # a search trial: no energy figure
             return harness.run_figures(arrivals(r)(), bounds, self.settings.percentiles)
@@ -280,9 +274,8 @@ class LLMSession:
         """Requests/s offline at the largest concurrency: the offline item's, else run now."""
         key = spec.combo_id(precision)
         if key not in self._capacity:
-            fig = harness.run_figures(harness.closed_loop(
-                engine, self._requests(spec, spec.requests), max(spec.concurrency),
-                spec.timeout_s), bounds)
+            fig = harness.run_figures(self._closed(spec, engine, spec.requests,
+                                                   max(spec.concurrency)), bounds)
             self._capacity[key] = fig["requests_per_s"]
         return self._capacity[key]
 
@@ -395,6 +388,39 @@ class LLMSession:
                 "logits": first.numpy().astype(np.float32), "tokens": tokens,
                 "perplexity": accuracy.perplexity(text_logits, text)}
         return self._references[spec.name]
+
+    def _closed(self, spec: GenerationSpec, engine: GenerationEngine, count: int,
+                concurrency: int) -> list[Any]:
+        """The sinks of ``count`` requests (conversations, for a multi-turn
+        workload), ``concurrency`` in flight (harness.closed_loop)."""
+        return harness.closed_loop(engine, self._requests(spec, count), concurrency,
+                                   spec.timeout_s, self._conversations(spec, count))
+
+    def _arrive(self, spec: GenerationSpec, engine: GenerationEngine, count: int,
+                rate: float) -> list[Any]:
+        """The sinks of ``count`` requests arriving at ``rate`` requests/s, the
+        workload's seeded arrivals (harness.at_times); a multi-turn workload's
+        conversations arrive at ``rate`` / turns, so that its requests come at ``rate``."""
+        at = harness.arrivals_ns(count, rate / spec.turns, spec.seed, self.settings.burstiness)
+        return harness.at_times(engine, self._requests(spec, count), at, spec.timeout_s,
+                                self._conversations(spec, count))
+
+    def _conversations(self, spec: GenerationSpec, count: int) -> harness.Conversations | None:
+        """A multi-turn workload's later turns: a turn's context and its answer, then a
+        new message of prompt_tokens. The messages are made now: tokenizing one
+        between turns would run on the client's event loop, inside the measurement."""
+        if spec.turns == 1:
+            return None
+        messages = {(c, t): self._prompt(spec, c * spec.turns + t, spec.prompt_tokens)
+                    for c in range(count) for t in range(1, spec.turns)}
+
+        def follow(request: Request, sink: Any, conversation: int, turn: int) -> Request:
+            message = messages[conversation, turn]
+            if isinstance(message, str):  # a server: the history as messages
+                return Request((), request.max_new_tokens, message,
+                               (*request.history, request.text, "".join(sink.pieces)))
+            return Request(request.prompt + tuple(sink.tokens) + message, request.max_new_tokens)
+        return harness.Conversations(spec.turns, follow)
 
     def _requests(self, spec: GenerationSpec, count: int) -> list[Request]:
         return [self._request(spec, i, spec.prompt_tokens, spec.output_tokens)

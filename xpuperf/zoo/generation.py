@@ -52,6 +52,7 @@ WORKLOAD_FIELDS: dict[str, tuple[bool, str]] = {
     "shared_prefix_tokens": (False, "int"),
     "endpoint_accuracy": (False, "map"),
     "tensor_parallel": (False, "int"),
+    "turns": (False, "int"),
     "tiers": (False, "list"),
     "smoke": (False, "map"),
 }
@@ -192,6 +193,9 @@ def _workload(v: Validator, name: str, raw: Any, defaults: Mapping[str, Any], ti
         if key in merged and not 1 <= merged[key] < merged["prompt_tokens"]:
             v.fail(f"{src(key)}.{key}", f"must be >= 1 and below prompt_tokens "
                    f"({merged['prompt_tokens']}), got {merged[key]}: drop it for whole prompts")
+    turns = merged.get("turns", 1)
+    if turns < 1:
+        v.fail(f"{src('turns')}.turns", f"must be >= 1 (1: one request a conversation), got {turns}")
     ranks = merged.get("tensor_parallel", 1)
     if ranks < 1:
         v.fail(f"{src('tensor_parallel')}.tensor_parallel", f"must be >= 1 ranks, got {ranks}")
@@ -215,7 +219,7 @@ def _workload(v: Validator, name: str, raw: Any, defaults: Mapping[str, Any], ti
         shared_prefix_tokens=merged.get("shared_prefix_tokens", 0),
         endpoint_accuracy=_endpoint_accuracy(v, f"{src('endpoint_accuracy')}.endpoint_accuracy",
                                              merged.get("endpoint_accuracy")),
-        tensor_parallel=ranks)
+        tensor_parallel=ranks, turns=turns)
 
 
 def _endpoint_accuracy(v: Validator, where: str, raw: Any) -> EndpointAccuracySpec | None:

@@ -106,7 +106,7 @@ class GenerationSpec:
     precisions: tuple[str, ...]
     prompt_tokens: int
     output_tokens: int
-    requests: int  # per run
+    requests: int  # per run; with turns > 1, the conversations a run holds
     concurrency: tuple[int, ...]  # offline runs at each: tokens/s against concurrency
     scenarios: tuple[str, ...]
     server: ServerSpec
@@ -118,6 +118,9 @@ class GenerationSpec:
     shared_prefix_tokens: int = 0  # the first this many prompt tokens are every request's
     endpoint_accuracy: EndpointAccuracySpec | None = None
     tensor_parallel: int = 1  # ranks the model is split over, one worker of that many ranks
+    # A conversation's requests, each sent when the one before has its answer: the
+    # history (earlier messages and answers) then prompt_tokens of a new message.
+    turns: int = 1
 
     def combo_id(self, precision: str) -> str:
         return f"{self.name}-{precision}"
