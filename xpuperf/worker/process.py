@@ -25,7 +25,7 @@ from xpuperf.worker.server import Origin, serve
 # the child.
 PRELOAD = ("numpy", "onnxruntime", "torch", "xpuperf.worker.server", "xpuperf.worker.host")
 START_METHOD = "forkserver"  # benchmarks/worker_start.py times it against "spawn"
-LOG_LINES = 20  # of the worker's output, quoted when it dies
+LOG_LINES = 30  # of the worker's output, quoted when it dies: faulthandler's header above a deep stack
 TAIL_BYTES = 64 * 1024  # read of the log's end for them: a chatty backend's log grows long
 EXIT_GRACE_S = 10.0  # for a worker told to exit to close its backend
 # For a worker's start: the session's first forks the server, which imports
