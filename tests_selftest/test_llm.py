@@ -329,7 +329,7 @@ def test_a_conversations_later_turns_hold_its_history_and_answers(tiny):
     spec = replace(tiny, turns=3)
     llm = _session()
     try:
-        sinks = llm._closed(spec, llm.engine(spec, "fp32"), 3, 2)
+        sinks = llm._closed(spec, llm.engine(spec, "fp32"), 3, 2)()
         fields, problems = llm.run_scenario(spec, "fp32", "offline", 2)
     finally:
         llm.close()

@@ -305,17 +305,21 @@ def case_store(cache_root: Path) -> Path:
     return Cache(cache_root).entry("opcases", f"onnx-{version('onnx')}", build)
 
 
+@functools.lru_cache(maxsize=None)  # read once a process, not once a case
+def _store_index(store: Path) -> dict[str, Any]:
+    return json.loads((store / "index.json").read_text())
+
+
 def case_index(cache_root: Path) -> dict[str, str]:
     """{case id: op type} of every case, without importing onnx here."""
-    index = json.loads((case_store(cache_root) / "index.json").read_text())
-    return {case_id: meta["op_type"] for case_id, meta in index.items()}
+    return {case_id: meta["op_type"] for case_id, meta in _store_index(case_store(cache_root)).items()}
 
 
 def load_case(store: Path, case_id: str) -> OpCase:
     """One case of a case_store folder, as collect_cases gives it."""
     import onnx
 
-    meta = json.loads((store / "index.json").read_text())[case_id]
+    meta = _store_index(store)[case_id]
     folder = store / case_id
 
     def tensor(path: Path) -> Any:

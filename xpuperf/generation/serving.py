@@ -95,7 +95,7 @@ class LLMSession:
             self._engine = (key, engine)
             c = max(spec.concurrency)
             for count in (1, c):
-                self._closed(spec, engine, count, count)
+                self._closed(spec, engine, count, count)()
         return self._engine[1]
 
     def close(self) -> None:
@@ -116,7 +116,7 @@ class LLMSession:
         if scenario == "server":
             return self._server(spec, precision, engine, bounds, fields)
         c = 1 if scenario == "single_stream" else concurrency or 1
-        fig = self._measured(lambda: self._closed(spec, engine, spec.requests, c), bounds)
+        fig = self._measured(self._closed(spec, engine, spec.requests, c), bounds)
         if scenario == "offline" and c == max(spec.concurrency):
             self._capacity[spec.combo_id(precision)] = fig["requests_per_s"]
         fields.update(concurrency=c, **fig, **self._utilization(spec, precision, fig, c))
@@ -159,10 +159,9 @@ class LLMSession:
 
         def run_at(load: float) -> dict[str, Any]:
             if plan.integer:  # every slot busy for two requests at least
-                run = lambda: self._closed(  # noqa: E731
-                    spec, engine, max(spec.requests, 2 * int(load)), int(load))
+                run = self._closed(spec, engine, max(spec.requests, 2 * int(load)), int(load))
             else:
-                run = lambda: self._arrive(spec, engine, spec.requests, load)  # noqa: E731
+                run = self._arrive(spec, engine, spec.requests, load)
 
             def kept() -> Sequence[Any]:
                 sinks = run()
@@ -200,14 +199,12 @@ class LLMSession:
         burst = self.settings.burstiness
         fields["arrivals"] = "poisson" if burst == 1 else f"gamma (shape {burst:g})"
 
-        def arrivals(r: float) -> Callable[[], Sequence[Any]]:
-            return lambda: self._arrive(spec, engine, spec.requests, r)
-
         def run_at(r: float) -> dict[str, Any]:  # a search trial: no energy figure
-            return harness.run_figures(arrivals(r)(), bounds, self.settings.percentiles)
-        fig, runs = self._measured(arrivals(rate), bounds), 1
+            return harness.run_figures(self._arrive(spec, engine, spec.requests, r)(), bounds,
+                                       self.settings.percentiles)
+        fig, runs = self._measured(self._arrive(spec, engine, spec.requests, rate), bounds), 1
         if not fig["valid"]:  # one stall of a shared machine backs up every request behind it
-            fig, runs = self._measured(arrivals(rate), bounds), 2
+            fig, runs = self._measured(self._arrive(spec, engine, spec.requests, rate), bounds), 2
         best, trials = harness.search_rate(run_at, rate, s.search_s, s.max_trials)
         fields.update(target_rate=rate, runs=runs, **fig, max_valid_rate=best, search=trials,
                       search_budget_s=s.search_s)
@@ -275,7 +272,7 @@ class LLMSession:
         key = spec.combo_id(precision)
         if key not in self._capacity:
             fig = harness.run_figures(self._closed(spec, engine, spec.requests,
-                                                   max(spec.concurrency)), bounds)
+                                                   max(spec.concurrency))(), bounds)
             self._capacity[key] = fig["requests_per_s"]
         return self._capacity[key]
 
@@ -389,26 +386,29 @@ class LLMSession:
                 "perplexity": accuracy.perplexity(text_logits, text)}
         return self._references[spec.name]
 
+    # _closed and _arrive make the prompts (and a server's tokenized messages) now
+    # and return the run: what they cost stays out of the measured window.
     def _closed(self, spec: GenerationSpec, engine: GenerationEngine, count: int,
-                concurrency: int) -> list[Any]:
-        """The sinks of ``count`` requests (conversations, for a multi-turn
-        workload), ``concurrency`` in flight (harness.closed_loop)."""
-        return harness.closed_loop(engine, self._requests(spec, count), concurrency,
-                                   spec.timeout_s, self._conversations(spec, count))
+                concurrency: int) -> Callable[[], list[Any]]:
+        """The run of ``count`` requests (conversations, for a multi-turn
+        workload), ``concurrency`` in flight (harness.closed_loop): its sinks."""
+        requests, talks = self._requests(spec, count), self._conversations(spec, count)
+        return lambda: harness.closed_loop(engine, requests, concurrency, spec.timeout_s, talks)
 
     def _arrive(self, spec: GenerationSpec, engine: GenerationEngine, count: int,
-                rate: float) -> list[Any]:
-        """The sinks of ``count`` requests arriving at ``rate`` requests/s, the
-        workload's seeded arrivals (harness.at_times); a multi-turn workload's
-        conversations arrive at ``rate`` / turns, so that its requests come at ``rate``."""
+                rate: float) -> Callable[[], list[Any]]:
+        """The run of ``count`` requests arriving at ``rate`` requests/s, the
+        workload's seeded arrivals (harness.at_times): its sinks; a multi-turn
+        workload's conversations arrive at ``rate`` / turns, so that its requests
+        come at ``rate``."""
+        requests, talks = self._requests(spec, count), self._conversations(spec, count)
         at = harness.arrivals_ns(count, rate / spec.turns, spec.seed, self.settings.burstiness)
-        return harness.at_times(engine, self._requests(spec, count), at, spec.timeout_s,
-                                self._conversations(spec, count))
+        return lambda: harness.at_times(engine, requests, at, spec.timeout_s, talks)
 
     def _conversations(self, spec: GenerationSpec, count: int) -> harness.Conversations | None:
         """A multi-turn workload's later turns: a turn's context and its answer, then a
-        new message of prompt_tokens. The messages are made now: tokenizing one
-        between turns would run on the client's event loop, inside the measurement."""
+        new message of prompt_tokens. The messages are made now, before the run:
+        tokenizing one between turns would run on the client's event loop."""
         if spec.turns == 1:
             return None
         messages = {(c, t): self._prompt(spec, c * spec.turns + t, spec.prompt_tokens)
