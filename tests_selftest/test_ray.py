@@ -30,9 +30,23 @@ def cluster():
     address; nodes are added by each test."""
     ray_cluster = pytest.importorskip(
         "ray.cluster_utils", reason="Ray is not installed (pip install 'xpuperf[ray]')")
-    made = ray_cluster.Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    made = ray_cluster.Cluster()
+    _add_node(made, num_cpus=0)  # the first node added is the head
     yield made
     made.shutdown()
+
+
+def _add_node(cluster, **node_args):
+    """cluster.add_node, tried up to three times: Ray gives a new node 30 s to
+    register with the GCS (fixed in ray._private.node), which CI's lane at nice 19
+    beside README's command has missed ("timed out during startup ... the GCS
+    has become overloaded"). Ray's exit hook ends a node that timed out."""
+    for attempt in range(3):
+        try:
+            return cluster.add_node(**node_args)
+        except Exception as error:  # Ray raises a bare Exception for it
+            if "timed out during startup" not in str(error) or attempt == 2:
+                raise
 
 
 def _records(folder: Path) -> dict[str, dict]:
@@ -42,7 +56,7 @@ def _records(folder: Path) -> dict[str, dict]:
 
 def test_groups_run_on_ray_nodes_two_at_once_into_one_report(cluster, tmp_path):
     for _ in range(2):
-        cluster.add_node(num_cpus=1)
+        _add_node(cluster, num_cpus=1)
     cluster.wait_for_nodes()
     folder = conv_zoo(tmp_path, {"conv-a": "", "conv-b": ""})
     done = subprocess.run(session_command(folder, "CPU", *COMPILE_ONLY, "-n", "2", "--dist",
@@ -71,7 +85,7 @@ def test_a_node_lost_mid_item_fails_its_group_with_the_reason_and_the_session_go
         cluster, tmp_path):
     # Only STALLCPU nodes run the fake's actors: the first is taken away while
     # the first group's compile stalls on it; the second runs the next group.
-    doomed = cluster.add_node(num_cpus=1, resources={"STALLCPU": 1})
+    doomed = _add_node(cluster, num_cpus=1, resources={"STALLCPU": 1})
     cluster.wait_for_nodes()
     folder = conv_zoo(tmp_path, {"conv-a": "", "conv-b": ""})
     flag = tmp_path / "stalled"
@@ -86,7 +100,7 @@ def test_a_node_lost_mid_item_fails_its_group_with_the_reason_and_the_session_go
             assert session.poll() is None, session.communicate()[0][-3000:]
             assert time.monotonic() < deadline, "the first group's compile never began"
             time.sleep(0.5)
-        cluster.add_node(num_cpus=1, resources={"STALLCPU": 1})
+        _add_node(cluster, num_cpus=1, resources={"STALLCPU": 1})
         cluster.remove_node(doomed)
         out = session.communicate(timeout=600)[0]
     finally:
