@@ -189,6 +189,70 @@ def test_a_server_closing_idle_connections_fails_no_request(close, value):
         server.close()
 
 
+def _answer(api: str, tokens: int) -> bytes:
+    """An answer as the instant server writes it: headers, a chunk an event (a
+    chat's opening with the role's), the usage, [DONE], the body's last chunk."""
+    from xpuperf.generation.instant_server import _chunk, _event
+    chat = api == "chat"
+    events = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}] * chat
+    events += [{"choices": [{"index": 0, "finish_reason": "length" if i == tokens - 1 else None,
+                             **({"delta": {"content": f" t{i}"}} if chat else {"text": f" t{i}"})}]}
+               for i in range(tokens)]
+    events.append({"choices": [], "usage": {"completion_tokens": tokens,
+                                            "prompt_tokens_details": {"cached_tokens": 3}}})
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+            + b"".join(map(_event, events)) + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+
+
+def _parsed(api: str, reads: list[bytes]):
+    """What the client makes of an answer that arrives in ``reads``: its Reply
+    (or error), the pieces handed on, and whether the body was seen whole."""
+    import asyncio
+    from xpuperf.generation.openai_client import _Response
+    loop = asyncio.new_event_loop()
+    try:
+        pieces: list[str] = []
+        response = _Response(Endpoint("http://127.0.0.1:1/v1", "ok", api), pieces.append,
+                             loop.create_future())
+        for read in reads:
+            response.feed(memoryview(read))
+        done = response.done
+        return (done.exception() or done.result()) if done.done() else None, pieces, response.whole
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_an_answer_parses_the_same_however_its_bytes_are_split_into_reads(api):
+    whole = _answer(api, 6)
+    one_a_chunk = [whole[:whole.index(b"\r\n\r\n") + 4]]  # the server's usual reads
+    rest = whole[len(one_a_chunk[0]):]
+    while rest:
+        size = rest.index(b"\r\n")
+        end = size + 2 + int(rest[:size], 16) + 2
+        one_a_chunk.append(rest[:end])
+        rest = rest[end:]
+    rng = np.random.default_rng(0)
+    cuts = sorted(rng.choice(np.arange(1, len(whole)), 40, replace=False))
+    splits = {"whole": [whole], "a chunk a read": one_a_chunk,
+              "a byte a read": [whole[i:i + 1] for i in range(len(whole))],
+              "random": [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)])]}
+    results = {name: _parsed(api, reads) for name, reads in splits.items()}
+    reply, pieces, whole_seen = results["whole"]
+    assert reply.pieces == tuple(f" t{i}" for i in range(6)) and pieces == list(reply.pieces)
+    assert (reply.completion_tokens, reply.cached_tokens, whole_seen) == (6, 3, True)
+    assert all(r == results["whole"] for r in results.values()), results
+
+
+def test_a_chunk_whose_size_disagrees_with_its_bytes_is_refused():
+    head, body = _answer("completions", 3).split(b"\r\n\r\n", 1)
+    size = body.index(b"\r\n")
+    first = body[:size + 2 + int(body[:size], 16) + 2]  # the first chunk, in a read of its own
+    wrong = b"%x" % (int(first[:size], 16) - 2) + first[size:]  # its event two bytes longer
+    reply, _, _ = _parsed("completions", [head + b"\r\n\r\n", wrong])
+    assert isinstance(reply, Exception) and "malformed chunk size" in str(reply)
+
+
 # --------------------------------------------------------------------------- figures, arrivals
 
 def test_tpot_of_a_chunked_stream_counts_its_tokens_and_itl_its_chunks():
