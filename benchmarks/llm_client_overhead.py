@@ -13,15 +13,17 @@ against the server's pace, whose excess is the client's and the server's lag;
 and the socket reads and connections it took. ``--floor`` measures the floor
 under the client: the same connections and reads with the parsing left out (a
 timestamp a read, the answer's end found by its last bytes), what any client
-on this event loop pays. Exits 1 when either share is over 5 %.
+on this event loop pays. ``--loop asyncio``: the stdlib's event loop where
+the suites would take uvloop's. Exits 1 when either share is over 5 %.
 
     python benchmarks/llm_client_overhead.py
     python benchmarks/llm_client_overhead.py --streams 256 --itl-ms 50 --seconds 10
-    python benchmarks/llm_client_overhead.py --floor
+    python benchmarks/llm_client_overhead.py --floor --loop asyncio
 """
 from __future__ import annotations
 
 import argparse
+import asyncio
 import math
 import resource
 import sys
@@ -69,6 +71,9 @@ def main() -> int:
     ap.add_argument("--api", default="completions", choices=("completions", "chat"))
     ap.add_argument("--floor", action="store_true",
                     help="the reads and the event loop alone: the answers are not parsed")
+    ap.add_argument("--loop", choices=("default", "asyncio"), default="default",
+                    help="the client's event loop: the suites' (uvloop's where installed) "
+                         "or the stdlib's")
     args = ap.parse_args()
 
     from backends.generation import Request
@@ -80,6 +85,8 @@ def main() -> int:
 
     if args.floor:
         openai_client._Response.feed = _unparsed(args.output_tokens, openai_client.Reply)
+    if args.loop == "asyncio":
+        openai_client.new_loop = asyncio.new_event_loop
 
     with instant_server.in_a_process(args.itl_ms) as url:
         engine = EndpointEngine(Endpoint(url, "ok", args.api, 120), _Tokenizer())
@@ -98,8 +105,8 @@ def main() -> int:
     if args.floor:  # a timestamp a read: the chunks are the server's
         cpu = user + system
         chunks = len(requests) * args.output_tokens
-        print(f"floor (no parsing): client CPU {cpu:.2f} s ({user:.2f} user, {system:.2f} "
-              f"system) = {cpu / wall:.1%} of {wall:.2f} s wall, {cpu / chunks * 1e6:.1f} us a "
+        print(f"floor (no parsing, {engine.loop_kind}): client CPU {cpu:.2f} s ({user:.2f} "
+              f"user, {system:.2f} system) = {cpu / wall:.1%} of {wall:.2f} s wall, {cpu / chunks * 1e6:.1f} us a "
               f"chunk over {chunks} chunks; {reads / chunks:.2f} socket reads a chunk, "
               f"{opened} connections opened, {reused} reused")
         return 0
@@ -108,7 +115,8 @@ def main() -> int:
     cpu = user + system
     share = cpu / wall
     print(f"{args.streams} streams, {len(requests)} requests of {args.output_tokens} tokens, "
-          f"server ITL {args.itl_ms:g} ms ({args.api}): {wall:.2f} s wall, {chunks} chunks "
+          f"server ITL {args.itl_ms:g} ms ({args.api}), client on {engine.loop_kind}: "
+          f"{wall:.2f} s wall, {chunks} chunks "
           f"({chunks / wall:,.0f}/s)")
     # A server slower than its nominal pace (this one shares the host) stretches
     # the wall time: the share at the nominal pace is the figure to judge.

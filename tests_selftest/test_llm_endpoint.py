@@ -50,6 +50,17 @@ class _WordTokenizer:
         return "".join(f"w{i} " for _ in range(tokens))
 
 
+@pytest.fixture(params=["asyncio", "uvloop"])
+def loop_kind(request, monkeypatch):
+    """The client on each event loop it may run on (uvloop's where installed)."""
+    from xpuperf.generation import openai_client
+    if request.param == "asyncio":
+        monkeypatch.setattr(openai_client, "new_loop", __import__("asyncio").new_event_loop)
+    elif importlib.util.find_spec("uvloop") is None:
+        pytest.skip("uvloop is not installed (extra `client`)")
+    return request.param
+
+
 @pytest.fixture(scope="module")
 def server():
     s = InstantServer()
@@ -70,12 +81,13 @@ def _requests(count: int, tokens: int = 5) -> list[Request]:
 @pytest.mark.parametrize("api", ["completions", "chat"])
 @pytest.mark.parametrize("model, source", [("ok", "usage"), ("no_usage", "tokenizer")])
 def test_a_stream_is_timed_per_chunk_and_counted_from_usage_else_the_tokenizer(
-        server, api, model, source):
+        server, api, model, source, loop_kind):
     engine = _engine(server.url, model, api)
     try:
         sinks = harness.closed_loop(engine, _requests(6), 3, 10)
     finally:
         engine.close()
+    assert engine.description.endswith(f"client on {loop_kind}")
     # One arrival a token's chunk (a chat's opening chunk, the role's, is none).
     assert [len(s.token_ns) for s in sinks] == [5] * 6
     assert harness.generated(sinks) == 30 and harness.short(sinks) == 0
@@ -89,7 +101,8 @@ def test_a_stream_is_timed_per_chunk_and_counted_from_usage_else_the_tokenizer(
     ("error", "HTTP 500 from /v1/completions"),
     ("stall", "no complete answer within 0.5 s"),
 ])
-def test_a_failing_server_fails_the_run_with_the_reason_never_a_hang(server, model, expected):
+def test_a_failing_server_fails_the_run_with_the_reason_never_a_hang(server, model, expected,
+                                                                     loop_kind):
     engine = _engine(server.url, model, timeout_s=0.5)
     start = time.monotonic()
     try:
@@ -100,7 +113,7 @@ def test_a_failing_server_fails_the_run_with_the_reason_never_a_hang(server, mod
     assert time.monotonic() - start < 10  # the requests' own limit ended it, not the run's
 
 
-def test_a_refused_connection_is_a_failed_request():
+def test_a_refused_connection_is_a_failed_request(loop_kind):
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -174,7 +187,7 @@ def test_idle_connections_beyond_the_pools_bound_are_closed():
     # cannot see coming): each of those 8 requests is sent again on a new connection.
     ("requests_per_connection", 1),
 ])
-def test_a_server_closing_idle_connections_fails_no_request(close, value):
+def test_a_server_closing_idle_connections_fails_no_request(close, value, loop_kind):
     server = InstantServer(**{close: value})
     engine = _engine(server.url, "ok")
     try:

@@ -93,12 +93,13 @@ class EndpointEngine(GenerationEngine):
 
     def __init__(self, endpoint: Endpoint, tokenizer: Tokenizer):
         self.endpoint, self.tokenizer = endpoint, tokenizer
-        self.description = f"OpenAI-compatible server {endpoint.url} ({endpoint.api}), " \
-                           f"model {endpoint.model}"
         self.token_counts: Counter[str] = Counter()  # "usage" / "tokenizer" -> requests
         self.cached_tokens: list[int] = []  # per request whose usage said (prefix cache hits)
         tokenizer.load()
         self._loop = LoopThread("xpuperf endpoint client")
+        self.loop_kind = self._loop.kind  # the client's event loop: "uvloop" or "asyncio"
+        self.description = f"OpenAI-compatible server {endpoint.url} ({endpoint.api}), " \
+                           f"model {endpoint.model}, client on {self.loop_kind}"
         self.pool = Pool()  # used on the loop's thread only
 
     def submit(self, request: Request, sink: TokenSink) -> None:

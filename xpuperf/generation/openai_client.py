@@ -106,12 +106,25 @@ class Reply:
         return "".join(self.pieces)
 
 
+def new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop where it is installed (the ``client`` extra): its reads
+    and callbacks, in C, take about a sixth of the client's CPU a chunk off
+    (benchmarks/llm_client_overhead.py); else the stdlib's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class LoopThread:
-    """An asyncio event loop running in a daemon thread of its own until ``close``,
-    which cancels what still runs there (a stalled stream, say)."""
+    """An event loop (``new_loop``'s) running in a daemon thread of its own until
+    ``close``, which cancels what still runs there (a stalled stream, say);
+    ``kind`` names it: "uvloop" or "asyncio"."""
 
     def __init__(self, name: str):
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_loop()
+        self.kind = type(self.loop).__module__.split(".")[0]
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name=name)
         self._thread.start()
 
