@@ -1,6 +1,7 @@
 """A streaming client for OpenAI-compatible servers (vLLM, SGLang, TGI,
 TensorRT-LLM, `transformers serve`): ``/v1/completions`` and
-``/v1/chat/completions`` with ``stream: true``, on the stdlib's asyncio.
+``/v1/chat/completions`` with ``stream: true``, on asyncio (uvloop's event
+loop where it is installed: ``new_loop``).
 
 One event loop carries every request in flight, so 256 streams cost one thread,
 not 256, and each response is parsed in the loop's callback as its bytes arrive
