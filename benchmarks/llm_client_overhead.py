@@ -106,8 +106,9 @@ def main() -> int:
         cpu = user + system
         chunks = len(requests) * args.output_tokens
         print(f"floor (no parsing, {engine.loop_kind}): client CPU {cpu:.2f} s ({user:.2f} "
-              f"user, {system:.2f} system) = {cpu / wall:.1%} of {wall:.2f} s wall, {cpu / chunks * 1e6:.1f} us a "
-              f"chunk over {chunks} chunks; {reads / chunks:.2f} socket reads a chunk, "
+              f"user, {system:.2f} system) = {cpu / wall:.1%} of {wall:.2f} s wall, "
+              f"{cpu / chunks * 1e6:.1f} us a chunk over {chunks} chunks; "
+              f"{reads / chunks:.2f} socket reads a chunk, "
               f"{opened} connections opened, {reused} reused")
         return 0
     fig = harness.run_figures(sinks, Bounds(1e9, 1e9))

@@ -6,6 +6,7 @@ suites run as a user runs them against `transformers serve` on a tiny model
 (skipped, with the reason, where its packages are missing)."""
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import os
@@ -26,7 +27,7 @@ from xpuperf.generation import arithmetic, harness, settings
 from xpuperf.generation.endpoint import EndpointEngine
 from xpuperf.generation.instant_server import InstantServer
 from xpuperf.generation.metrics import Bounds, Trace, figures
-from xpuperf.generation.openai_client import Endpoint
+from xpuperf.generation.openai_client import Endpoint, _Response
 from xpuperf.generation.serving import LLMSession
 from xpuperf.report import TEMPLATES, write_reports
 from xpuperf.zoo import parse_zoo
@@ -55,7 +56,7 @@ def loop_kind(request, monkeypatch):
     """The client on each event loop it may run on (uvloop's where installed)."""
     from xpuperf.generation import openai_client
     if request.param == "asyncio":
-        monkeypatch.setattr(openai_client, "new_loop", __import__("asyncio").new_event_loop)
+        monkeypatch.setattr(openai_client, "new_loop", asyncio.new_event_loop)
     elif importlib.util.find_spec("uvloop") is None:
         pytest.skip("uvloop is not installed (extra `client`)")
     return request.param
@@ -213,15 +214,13 @@ def _answer(api: str, tokens: int) -> bytes:
                for i in range(tokens)]
     events.append({"choices": [], "usage": {"completion_tokens": tokens,
                                             "prompt_tokens_details": {"cached_tokens": 3}}})
-    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-            + b"".join(map(_event, events)) + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(map(_event, events)) + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
 
 
 def _parsed(api: str, reads: list[bytes]):
     """What the client makes of an answer that arrives in ``reads``: its Reply
     (or error), the pieces handed on, and whether the body was seen whole."""
-    import asyncio
-    from xpuperf.generation.openai_client import _Response
     loop = asyncio.new_event_loop()
     try:
         pieces: list[str] = []
