@@ -215,7 +215,8 @@ def _answer(api: str, tokens: int) -> bytes:
     events.append({"choices": [], "usage": {"completion_tokens": tokens,
                                             "prompt_tokens_details": {"cached_tokens": 3}}})
     return (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(map(_event, events)) + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+            b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(map(_event, events))
+            + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
 
 
 def _parsed(api: str, reads: list[bytes]):
