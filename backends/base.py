@@ -133,6 +133,11 @@ class Backend(abc.ABC):
     # unavailable (with ``install_hint``) when one is missing, without importing it.
     requires: tuple[str, ...] = ()
     install_hint: str = ""
+    # Modules each of its workers imports, whatever the model (what it builds models
+    # with): the session's fork server imports them once, so that no worker's
+    # start pays for them (xpuperf.worker.process). Only modules whose import
+    # touches no device: a device initialized before a fork is unusable after it.
+    preload: tuple[str, ...] = ()
 
     def info(self) -> dict[str, Any]:
         """Device name and count, stack versions, peak FLOP/s where known."""

@@ -1,17 +1,21 @@
-"""How long a backend's worker process takes to start: forked from the session's
-server process that imported numpy, onnxruntime and torch once (xpuperf.worker.
-process, its START_METHOD "forkserver"), against a fresh python each ("spawn").
+"""How long a backend's worker process takes to start, three ways: a fresh
+python each ("spawn"); forked from the session's server process that imported
+xpuperf.worker.process's PRELOAD once (its START_METHOD "forkserver"), the
+worker importing its backend's own modules itself; and forked from a server that
+imported the backend's ``preload`` too, as a session does.
 
 Each start is timed from the first command to its answer, for a host that
-imports what a group's worker needs (torch, onnxruntime, xpuperf's worker host),
-as every (model, precision) group of a session starts one. The two methods run
-round by round, alternated; the figure is the median of each, and their ratio.
+imports what a group's worker of ``--hardware`` imports before it compiles
+(PRELOAD and the backend's preload), as every (model, precision) group of a
+session starts one. Each way runs its rounds in turn (a server's start is not
+timed); the figures are medians, and their ratios.
 
-    python benchmarks/worker_start.py [--rounds N]
+    python benchmarks/worker_start.py [--hardware GPU] [--rounds N]
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
 import sys
 import time
@@ -26,11 +30,9 @@ class ImportingHost:
 
     COMMANDS = ("echo",)
 
-    def __init__(self, note):
-        import onnxruntime  # noqa: F401
-        import torch  # noqa: F401
-
-        import xpuperf.worker.host  # noqa: F401
+    def __init__(self, note, modules):
+        for module in modules:
+            importlib.import_module(module)
 
     def echo(self, value):
         return value
@@ -39,14 +41,14 @@ class ImportingHost:
         pass
 
 
-def start_s(method: str) -> float:
+def start_s(modules: list[str]) -> float:
     from xpuperf.worker import process
 
-    process.START_METHOD = method
-    worker = process.Worker("worker_start:ImportingHost", {}, name=f"{method} worker")
+    worker = process.Worker("worker_start:ImportingHost", {"modules": modules},
+                            name=f"{process.START_METHOD} worker")
     try:
         start = time.perf_counter()
-        worker.call("echo", 120, value=1)
+        worker.call("echo", 300, value=1)
         return time.perf_counter() - start
     finally:
         worker.close()
@@ -54,19 +56,32 @@ def start_s(method: str) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hardware", default="GPU", help="whose workers' imports (default GPU)")
     ap.add_argument("--rounds", type=int, default=10)
     args = ap.parse_args()
-    methods = ("spawn", "forkserver")
-    start_s("forkserver")  # the server's own start, once a session: not a worker's
-    times: dict[str, list[float]] = {m: [] for m in methods}
-    for _ in range(args.rounds):
-        for method in methods:
-            times[method].append(start_s(method))
-    medians = {m: statistics.median(t) for m, t in times.items()}
-    for method in methods:
-        print(f"  {method:<11} start p50 {medians[method] * 1e3:8.1f} ms   "
-              f"min {min(times[method]) * 1e3:8.1f} ms   over {args.rounds} starts")
-    print(f"  forkserver / spawn: {medians['forkserver'] / medians['spawn']:.3f}x")
+    import multiprocessing.forkserver
+
+    from backends.registry import find
+    from xpuperf.worker import process
+
+    own = list(find(args.hardware).load().preload)
+    modules = [*process.PRELOAD, *own]
+    times: dict[str, list[float]] = {}
+    for way, method, preload in (("spawn", "spawn", []),
+                                 ("forkserver", "forkserver", []),
+                                 (f"forkserver + {args.hardware}'s preload", "forkserver", own)):
+        process.START_METHOD = method
+        multiprocessing.forkserver._forkserver._stop()  # a server of this way's preload
+        process._also[:] = preload
+        start_s(modules)  # the server's own start, once a session: not a worker's
+        times[way] = [start_s(modules) for _ in range(args.rounds)]
+    medians = {way: statistics.median(t) for way, t in times.items()}
+    print(f"{args.hardware}'s preload: {', '.join(own) or 'none'}")
+    for way, t in times.items():
+        print(f"  {way:<30} start p50 {medians[way] * 1e3:8.1f} ms   "
+              f"min {min(t) * 1e3:8.1f} ms   over {args.rounds} starts")
+    spawn, *forked = medians.values()
+    print("  against spawn: " + ", ".join(f"{m / spawn:.3f}x" for m in forked))
     return 0
 
 

@@ -124,7 +124,7 @@ class _SegfaultingEngine(GenerationEngine):
 class EchoHost:
     """A worker host (xpuperf.worker) with no backend: the worker's own selftests."""
 
-    COMMANDS = ("echo", "crash", "sleep", "where", "spawn", "fork_then_crash")
+    COMMANDS = ("echo", "crash", "sleep", "where", "spawn", "fork_then_crash", "imported")
 
     def __init__(self, note):
         self.note = note
@@ -151,6 +151,11 @@ class EchoHost:
         """A helper forked without exec (it holds the worker's pipe), then SIGSEGV."""
         print(f"helper {_forked_sleeper()}", flush=True)
         segfault()
+
+    def imported(self, module: str) -> bool:
+        """Whether ``module`` was imported before this host imported anything: by
+        the fork server the worker was forked from."""
+        return module in sys.modules
 
     def where(self, variable: str) -> dict:
         """The worker's view of its start: an environment variable, folder, import path."""

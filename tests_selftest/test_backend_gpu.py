@@ -4,6 +4,9 @@ against the framework's fp32 reference (entries without a torch module:
 test_gpu_onnx_import.py)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from backends.gpu.backend import Settings, _Build, _numerics  # noqa: E402
 from xpuperf.cache import Cache  # noqa: E402
 from xpuperf.models.artifact import ModelArtifact  # noqa: E402
 from xpuperf.conformance.numerics import check, diff_stats  # noqa: E402
+from xpuperf.worker.process import PRELOAD  # noqa: E402
 from xpuperf.zoo import load_zoo  # noqa: E402
 
 CPU = {"device": "cpu"}
@@ -107,6 +111,46 @@ def test_info_names_the_stack() -> None:
     assert info["name"] == "GPU" and info["torch"] == torch.__version__
     assert info["device_count"] == (torch.cuda.device_count() or 1)  # the CPU, without CUDA
     assert info["device"]
+
+
+# Imports the modules it is given with torch's device queries recorded. A GPU
+# session's fork server imports PRELOAD and the backend's preload before it forks
+# every worker: a CUDA driver initialized there fails every worker forked after it
+# ("CUDA error: initialization error"). (torch.accelerator.current_accelerator,
+# which transformers calls as it is imported, reads how torch was built.)
+_DEVICE_QUERIES = """
+import importlib, sys
+import torch
+asked = []
+def recorded(name):
+    def query(*args, **kwargs):
+        asked.append(name)
+        return 0
+    return query
+for name in ("is_available", "device_count", "init", "_lazy_init", "current_device",
+             "get_device_name", "get_device_capability", "get_device_properties",
+             "mem_get_info", "is_bf16_supported"):
+    setattr(torch.cuda, name, recorded("torch.cuda." + name))
+if hasattr(torch._C, "_cuda_getDeviceCount"):  # a CUDA build's: set on a CPU one, it says CUDA
+    torch._C._cuda_getDeviceCount = recorded("torch._C._cuda_getDeviceCount")
+for module in sys.argv[1:]:
+    importlib.import_module(module)
+print(" ".join(asked) or "none")
+"""
+
+
+@pytest.mark.parametrize("planted", [False, True])
+def test_what_a_gpu_sessions_fork_server_imports_queries_no_device(planted: bool,
+                                                                  tmp_path: Path) -> None:
+    modules = [*PRELOAD, *GpuBackend.preload]
+    if planted:  # a module that asks as it is imported: the probe must catch it
+        (tmp_path / "asks_cuda.py").write_text("import torch\ntorch.cuda.is_available()\n")
+        modules.append("asks_cuda")
+    out = subprocess.run([sys.executable, "-c", _DEVICE_QUERIES, *modules], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"})
+    asked = out.stdout.split()[-1:]
+    assert asked == (["torch.cuda.is_available"] if planted else ["none"]), out.stderr[-2000:]
 
 
 def test_torch_module_is_a_copy(bert: ModelArtifact) -> None:

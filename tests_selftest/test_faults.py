@@ -465,6 +465,26 @@ def test_what_a_backend_starts_ends_with_its_worker():
     assert _gone(pids) == []
 
 
+# A session that adds the modules it is given to its fork server's preload (a
+# backend's Backend.preload), then asks its worker whether one was imported.
+_PRELOADING = """
+import sys
+from xpuperf.worker import process
+process.preload(sys.argv[1:])
+w = process.Worker("tests_selftest.faulty_backends:EchoHost", {}, name="preloaded worker")
+print(w.call("imported", 60, module="wave"), flush=True)
+w.close()
+"""
+
+
+@pytest.mark.parametrize("preload, imported", [((), "False"), (("wave",), "True")])
+def test_a_worker_starts_with_what_its_session_preloads(preload, imported):
+    # "wave" (the stdlib's WAV files): what no module of PRELOAD imports.
+    out = subprocess.run([sys.executable, "-c", _PRELOADING, *preload], cwd=ROOT, timeout=300,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.stdout.strip() == imported, out.stderr[-2000:]
+
+
 # A parent that starts a worker whose backend starts a sleeper and a forked copy,
 # prints every pid of the session's machinery, then hangs the worker and either
 # exits without closing it or waits to be SIGKILLed.

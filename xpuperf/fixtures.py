@@ -62,7 +62,11 @@ class EngineSession:
 
 @pytest.hookimpl(trylast=True)  # after xpuperf.plugin has made the run's configuration
 def pytest_configure(config: pytest.Config) -> None:
-    config.pluginmanager.register(EngineSession(config.stash[RUN]), PLUGIN_NAME)
+    from xpuperf.worker import process
+
+    run = config.stash[RUN]
+    config.pluginmanager.register(EngineSession(run), PLUGIN_NAME)
+    process.preload(run.entry.load().preload)  # before any worker of the session starts
 
 
 @pytest.fixture(scope="session")

@@ -169,6 +169,11 @@ class GpuBackend(Backend):
     name = "GPU"
     requires = ("torch",)
     install_hint = "pip install torch (a CUDA build for a GPU)"
+    # Its workers build the zoo's torch models with transformers, whose modeling
+    # code each worker took 2.3 s to import (benchmarks/worker_start.py: 20 ms a
+    # start with it preloaded). It queries no device as it is imported
+    # (tests_selftest/test_backend_gpu.py checks).
+    preload = ("transformers.modeling_utils",)
 
     def info(self) -> dict[str, Any]:
         import torch

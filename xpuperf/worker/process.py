@@ -11,7 +11,7 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Iterable, NoReturn
 
 from xpuperf.worker import protocol, ranks as multi_rank, spawned
 from xpuperf.worker.server import Origin, serve
@@ -19,11 +19,14 @@ from xpuperf.worker.server import Origin, serve
 # Workers are forked from one server process per session that has imported
 # these once (multiprocessing's forkserver), not started afresh: a fresh python
 # spent over a second importing torch and onnxruntime for every compiled model
-# (benchmarks/worker_start.py). A module that is not installed is skipped. The
-# server runs no thread of python's or torch's when it forks; numpy's BLAS
-# starts idle pool threads, which it shuts down before a fork and restarts in
-# the child.
-PRELOAD = ("numpy", "onnxruntime", "torch", "xpuperf.worker.server", "xpuperf.worker.host")
+# (benchmarks/worker_start.py), and each worker half a second importing onnx.
+# The session adds its backend's own (Backend.preload, ``preload``). A module
+# that is not installed is skipped. The server runs no thread of python's or
+# torch's when it forks; numpy's and scipy's BLAS start idle pool threads, which
+# they shut down before a fork and restart in the child.
+PRELOAD = ("numpy", "onnx", "onnxruntime", "torch", "xpuperf.worker.server",
+           "xpuperf.worker.host")
+_also: list[str] = []  # the session's additions to PRELOAD (``preload``)
 START_METHOD = "forkserver"  # benchmarks/worker_start.py times it against "spawn"
 LOG_LINES = 30  # of the worker's output, quoted when it dies: faulthandler's header above a deep stack
 TAIL_BYTES = 64 * 1024  # read of the log's end for them: a chatty backend's log grows long
@@ -64,6 +67,12 @@ class RemoteError(RuntimeError):
 
 class WorkerWarning(UserWarning):
     """A warning raised in the worker, passed on in the parent."""
+
+
+def preload(modules: Iterable[str]) -> None:
+    """Have the session's fork server import ``modules`` too (a backend's
+    ``preload``), where it has not started yet: it starts with the first worker."""
+    _also.extend(m for m in modules if m not in PRELOAD and m not in _also)
 
 
 def start_limit_s() -> float:
@@ -169,7 +178,7 @@ class Worker:
                                                       reaper)
         else:
             ctx = multiprocessing.get_context(START_METHOD)
-            ctx.set_forkserver_preload(list(PRELOAD))  # for the server's start: a no-op after
+            ctx.set_forkserver_preload([*PRELOAD, *_also])  # for the server's start: a no-op after
             self._conn, child = ctx.Pipe()
             reaper, self._alive = ctx.Pipe(duplex=False)
             self._process = ctx.Process(target=serve, daemon=True, name=self.name,
