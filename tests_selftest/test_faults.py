@@ -466,23 +466,35 @@ def test_what_a_backend_starts_ends_with_its_worker():
 
 
 # A session that adds the modules it is given to its fork server's preload (a
-# backend's Backend.preload), then asks its worker whether one was imported.
+# backend's Backend.preload), then asks two workers in turn whether one was imported.
 _PRELOADING = """
 import sys
 from xpuperf.worker import process
 process.preload(sys.argv[1:])
-w = process.Worker("tests_selftest.faulty_backends:EchoHost", {}, name="preloaded worker")
-print(w.call("imported", 60, module="wave"), flush=True)
-w.close()
+for n in range(2):
+    w = process.Worker("tests_selftest.faulty_backends:EchoHost", {}, name="preloaded worker")
+    try:
+        print(w.call("imported", 60, module="wave"), flush=True)
+    except process.StartFailed as e:
+        print(str(e).replace(" ", "_"), flush=True)
+    w.close()
 """
 
 
-@pytest.mark.parametrize("preload, imported", [((), "False"), (("wave",), "True")])
-def test_a_worker_starts_with_what_its_session_preloads(preload, imported):
-    # "wave" (the stdlib's WAV files): what no module of PRELOAD imports.
+@pytest.mark.parametrize("preload, said", [((), "False"), (("wave",), "True"),
+                                           (("explodes",), "fork_server_ended")])
+def test_a_worker_starts_with_what_its_session_preloads(preload, said, tmp_path):
+    # "wave" (the stdlib's WAV files): what no module of PRELOAD imports. A module
+    # that raises as it is imported ends the fork server: each worker then fails to
+    # start, with the reason, and none hangs.
+    (tmp_path / "explodes.py").write_text("raise RuntimeError('an SDK that fails to load')\n")
     out = subprocess.run([sys.executable, "-c", _PRELOADING, *preload], cwd=ROOT, timeout=300,
-                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert out.stdout.strip() == imported, out.stderr[-2000:]
+                         capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"})
+    answers = out.stdout.split()
+    assert len(answers) == 2 and all(said in a for a in answers), out.stderr[-2000:]
+    if said == "fork_server_ended":
+        assert "explodes" in answers[0] and "an SDK that fails to load" in out.stderr
 
 
 # A parent that starts a worker whose backend starts a sleeper and a forked copy,

@@ -184,7 +184,18 @@ class Worker:
             self._process = ctx.Process(target=serve, daemon=True, name=self.name,
                                         args=(child, self.host, self.kwargs, log, self.device,
                                               Origin.here(), reaper))
-            self._process.start()
+            try:
+                self._process.start()
+            except (EOFError, OSError) as e:  # the server died before it forked this worker
+                self._process = None
+                for end in (child, reaper, self._conn, self._alive):
+                    end.close()
+                self._stop()
+                raise StartFailed(
+                    f"the session's fork server ended before it started the worker ({e}): "
+                    f"a module it imports first ({', '.join([*PRELOAD, *_also])}) raised "
+                    f"as it was imported; its traceback is on the session's stderr; import "
+                    f"each in python to find which, and fix or uninstall it", False) from None
             child.close()
         reaper.close()
         self._start_answer()
