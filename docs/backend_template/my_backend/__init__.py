@@ -68,6 +68,9 @@ class MyBackend(Backend):
     # backend as unavailable with install_hint, and never imports this file's SDK.
     requires = ("onnx",)
     install_hint = "pip install onnx"
+    # Optional, `preload`: modules every worker imports whatever the model (an SDK
+    # that takes seconds to import), imported once a session by the server that
+    # workers are forked from. Only modules whose import touches no device.
 
     def info(self) -> dict[str, Any]:
         import onnx
