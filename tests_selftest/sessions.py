@@ -2,6 +2,7 @@
 is caught end to end (the faulty backends are in fakes.py) share them."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # (xpuperf.conformance.opconformance.case_store): a selftest that runs op cases
 # reads them there instead of building them again (about 20 s).
 SHARED_CACHE = ROOT / ".xpuperf_cache"
+
+
+def python_env(*folders: Path) -> dict[str, str]:
+    """This process's environment with the repository and ``folders`` first on the
+    import path: for a script a test runs in a python of its own."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (ROOT, *folders)))}
 
 _TINY_ZOO = """\
 defaults:

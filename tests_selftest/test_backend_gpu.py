@@ -4,7 +4,6 @@ against the framework's fp32 reference (entries without a torch module:
 test_gpu_onnx_import.py)."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from xpuperf.cache import Cache  # noqa: E402
 from xpuperf.models.artifact import ModelArtifact  # noqa: E402
 from xpuperf.conformance.numerics import check, diff_stats  # noqa: E402
 from xpuperf.worker.process import PRELOAD  # noqa: E402
+from tests_selftest.sessions import python_env  # noqa: E402
 from xpuperf.zoo import load_zoo  # noqa: E402
 
 CPU = {"device": "cpu"}
@@ -148,7 +148,7 @@ def test_what_a_gpu_sessions_fork_server_imports_queries_no_device(planted: bool
         modules.append("asks_cuda")
     out = subprocess.run([sys.executable, "-c", _DEVICE_QUERIES, *modules], cwd=ROOT,
                          capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"})
+                         env=python_env(tmp_path))
     asked = out.stdout.split()[-1:]
     assert asked == (["torch.cuda.is_available"] if planted else ["none"]), out.stderr[-2000:]
 

@@ -4,12 +4,11 @@ a clear failure of the run, also in session.json."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests_selftest.sessions import ROOT, conv_zoo, session_command
+from tests_selftest.sessions import ROOT, conv_zoo, python_env, session_command
 
 
 def test_a_report_dir_session_leaves_no_benchmarks_folder_in_the_working_directory(tmp_path: Path) -> None:
@@ -77,7 +76,7 @@ def test_query_latencies_reach_pytest_benchmark_exactly_through_its_public_api(t
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
          "test_replayed.py", "--benchmark-json", "bench.json", "--benchmark-save-data"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
-        env={**os.environ, "PYTHONPATH": str(ROOT)})
+        env=python_env())
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     assert "FAILED test_replayed.py::test_unmarked" in done.stdout, done.stdout[-3000:]
     assert "RuntimeError: pytest-benchmark timed the replay with another timer: mark the test " \

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from xpuperf.generation.serving import LLMSession
 from xpuperf.report import TEMPLATES, write_reports
 from xpuperf.zoo import parse_zoo
 from xpuperf.zoo.specs import EndpointAccuracySpec
-from tests_selftest.sessions import ROOT, run_session
+from tests_selftest.sessions import ROOT, python_env, run_session
 
 MS = 1_000_000  # ns
 
@@ -516,7 +515,7 @@ def _launched(request, tmp_path_factory):
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "tests_selftest" / "tiny_hf_server.py"), str(folder),
              str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)})
+            env=python_env())
         try:
             yield proc, folder, port
         finally:

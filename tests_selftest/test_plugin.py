@@ -1,5 +1,4 @@
 """The plugin as a user drives it: selection by -k, usage errors, lazy collection."""
-import os
 import re
 import subprocess
 import sys
@@ -7,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests_selftest.sessions import ZOO_SUITES
+from tests_selftest.sessions import ZOO_SUITES, python_env
 from xpuperf.zoo import load_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +97,7 @@ def test_a_backend_whose_sdk_import_fails_points_at_the_guide(tmp_path):
     """A vendor's module importing its SDK at module level, the SDK absent: a usage
     error naming the module, the ImportError and the guide, not an INTERNALERROR."""
     (tmp_path / "vendor_backend.py").write_text("import vendor_sdk_that_is_absent\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    env = python_env(tmp_path)
     r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "suites",
                         "--collect-only", "--hardware", "vendor_backend:Backend"],
                        cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
