@@ -103,7 +103,10 @@ def test_a_sweep_records_every_point_against_the_slos(swept):
     assert [p["requests"] for p in points] == [4, 4, 8]  # two requests a slot at least
     for p in points:
         assert p["passed"] and p["goodput"] == 1.0
-        assert p["tpot_ms"]["p50"] >= ITL_S * 1e3 and p["itl_ms"]["p99"] > 0
+        # The server's pace, less what a first token timestamped late takes off the
+        # mean gap after it (the client's loop shares the server's interpreter):
+        # CI measured 9.93 ms once; the SLO of the rate sweep below is 2.5 ms.
+        assert p["tpot_ms"]["p50"] >= 0.8 * ITL_S * 1e3 and p["itl_ms"]["p99"] > 0
         assert p["output_tokens_per_s_per_device"] == p["output_tokens_per_s"] / 2
         assert p["tokens_per_s_per_user"] == pytest.approx(1e3 / p["tpot_ms"]["p50"])
     # The streams are served side by side: four in flight outpace one.
