@@ -53,11 +53,12 @@ class TokenSink(abc.ABC):
     def token(self, token_id: int) -> None:
         """One generated token, called as soon as it exists, in order."""
 
-    def text(self, piece: str) -> None:
-        """A piece of streamed text (a server's chunk: a token or a few), called as
-        it arrives, by an engine that has text, not ids; it then gives ``finish``
-        the count of tokens its pieces held. A sink of token ids only (a test's)
-        need not take text."""
+    def text(self, piece: str, at_ns: int) -> None:
+        """A piece of streamed text (a server's chunk: a token or a few) that
+        arrived at ``at_ns`` (time.perf_counter_ns: the socket read's time, which a
+        client that parses reads in batches takes before it parses), by an engine
+        that has text, not ids; it then gives ``finish`` the count of tokens its
+        pieces held. A sink of token ids only (a test's) need not take text."""
         raise TypeError(f"{type(self).__name__} takes token ids, not text")
 
     @abc.abstractmethod

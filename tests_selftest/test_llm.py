@@ -240,8 +240,8 @@ class _Relay(TokenSink):
         self.count += 1
         self.sink.token(token_id + 1 if self.diverge and self.count > 2 else token_id)
 
-    def text(self, piece: str) -> None:
-        self.sink.text(piece)
+    def text(self, piece: str, at_ns: int) -> None:
+        self.sink.text(piece, at_ns)
 
     def finish(self, error=None, tokens=None) -> None:
         self.sink.finish(error, tokens)

@@ -18,7 +18,8 @@ import numpy as np
 from backends.generation import GenerationEngine, GenerationUnsupported, Request, TokenSink
 from xpuperf.extras import require
 from xpuperf.generation import prompts
-from xpuperf.generation.openai_client import Endpoint, EndpointError, LoopThread, Pool, stream
+from xpuperf.generation.openai_client import (Endpoint, EndpointError, LoopThread, Pool,
+                                              reads_in_c, stream)
 
 
 class Tokenizer:
@@ -97,7 +98,8 @@ class EndpointEngine(GenerationEngine):
         self.cached_tokens: list[int] = []  # per request whose usage said (prefix cache hits)
         tokenizer.load()
         self._loop = LoopThread("xpuperf endpoint client")
-        self.loop_kind = self._loop.kind  # the client's event loop: "uvloop" or "asyncio"
+        # The client's event loop ("uvloop" or "asyncio"), and who reads the answers.
+        self.loop_kind = self._loop.kind + (", C reader" if reads_in_c(endpoint.url) else "")
         self.description = f"OpenAI-compatible server {endpoint.url} ({endpoint.api}), " \
                            f"model {endpoint.model}, client on {self.loop_kind}"
         self.pool = Pool()  # used on the loop's thread only

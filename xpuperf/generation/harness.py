@@ -41,8 +41,8 @@ class _Sink(TokenSink):
         self.token_ns.append(time.perf_counter_ns())
         self.tokens.append(int(token_id))
 
-    def text(self, piece: str) -> None:
-        self.token_ns.append(time.perf_counter_ns())
+    def text(self, piece: str, at_ns: int) -> None:
+        self.token_ns.append(at_ns)
         self.pieces.append(piece)
 
     def finish(self, error: BaseException | None = None, tokens: int | None = None) -> None:

@@ -4,8 +4,14 @@ TensorRT-LLM, `transformers serve`): ``/v1/completions`` and
 loop where it is installed: ``new_loop``).
 
 One event loop carries every request in flight, so 256 streams cost one thread,
-not 256, and each response is parsed in the loop's callback as its bytes arrive
-(benchmarks/llm_client_overhead.py measures what it costs).
+not 256. Where the C reader is built (xpuperf/generation/_reader.c, ``READER``),
+it reads the plain-HTTP connections, all that have bytes in one call, each
+read stamped with the kernel's time of its bytes' arrival: a token's time is
+not moved by the client's own delays (a busy loop, a loaded host). It reads as
+soon as a socket has bytes, then at most once a ``TICK_S`` while bytes keep
+coming, so that 256 streams wake the loop 200 times a second, not once a chunk
+(benchmarks/llm_client_overhead.py measures the CPU it takes). Elsewhere (TLS,
+no compiler) the loop reads each chunk as it arrives, stamped as it is read.
 Connections are kept alive and reused (``Pool``), as vLLM's and SGLang's
 benchmark clients do: a request's TTFT includes a connect only where no idle
 connection was at hand. A stream is whole when it ends with
@@ -20,10 +26,13 @@ on a new connection, where nothing of its answer had arrived.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import os
 import re
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -33,11 +42,22 @@ MAX_ERROR_BODY = 2048  # bytes of an HTTP error's body quoted in the message
 MAX_LINE = 1 << 20  # a header or SSE line longer than this is not a server's
 MAX_IDLE = 256  # idle connections kept per server: one a stream at the suite's concurrency
 READ_SIZE = 16384
+# The C reader's reads are at least this far apart: while bytes keep coming, an
+# answer's end is seen up to this late (its chunks' times are their arrivals'),
+# and two chunks of one stream inside one tick share the later's time. A read
+# is a wake of the loop (30 us of CPU on the 2-core host).
+TICK_S = 0.005
 _DECODE = json.JSONDecoder().decode
 # One chunk of a chunked body (its size, hex) that is one server-sent event of
 # one data line: _Response.feed's fast path, a third of the parse's time a chunk
 # (benchmarks/llm_client_overhead.py).
 _ONE_EVENT = re.compile(rb"([0-9a-fA-F]{1,8})\r\n(data:([^\n]*)\n\n)\r\n")
+
+
+try:
+    from xpuperf.generation._reader import Reader as READER
+except ImportError:  # not built (a checkout run without pip install, not Linux): the loop reads
+    READER = None
 
 
 class EndpointError(RuntimeError):
@@ -107,6 +127,11 @@ class Reply:
         return "".join(self.pieces)
 
 
+def reads_in_c(url: str) -> bool:
+    """Whether the C reader reads the answers from ``url`` (plain HTTP, where it is built)."""
+    return READER is not None and urlsplit(url).scheme == "http"
+
+
 def new_loop() -> asyncio.AbstractEventLoop:
     """uvloop's event loop where it is installed (the ``client`` extra): its reads
     and callbacks, in C, take about a sixth of the client's CPU a chunk off
@@ -148,10 +173,11 @@ class LoopThread:
 
 
 async def stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int,
-                 on_piece: Callable[[str], None], history: tuple[str, ...] = ()) -> Reply:
+                 on_piece: Callable[[str, int], None], history: tuple[str, ...] = ()) -> Reply:
     """Ask ``endpoint`` for ``prompt``'s completion (after a conversation's
     ``history``, as Endpoint.body) over one of ``pool``'s connections;
-    ``on_piece(text)`` is called as each chunk of it arrives."""
+    ``on_piece(text, at_ns)`` is called for each chunk of it: its text and when
+    it arrived (time.perf_counter_ns)."""
     try:
         async with asyncio.timeout(endpoint.timeout_s):
             return await _stream(endpoint, pool, prompt, max_tokens, on_piece, history)
@@ -164,7 +190,7 @@ async def stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int,
 
 
 async def _stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int,
-                  on_piece: Callable[[str], None], history: tuple[str, ...]) -> Reply:
+                  on_piece: Callable[[str, int], None], history: tuple[str, ...]) -> Reply:
     parts = urlsplit(endpoint.url)
     host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
     payload = json.dumps(endpoint.body(prompt, max_tokens, history)).encode()
@@ -194,7 +220,8 @@ class Pool:
     ``max_idle`` idle ones each (beyond them a connection is closed on its
     answer's end). ``opened``, ``reused`` and ``reads`` count connects, reuses
     and the socket reads of every connection (benchmarks/llm_client_overhead.py
-    prints them)."""
+    prints them). ``reader``: the C reader that reads its plain-HTTP
+    connections (READER's, started with the first), None where the loop reads."""
 
     def __init__(self, max_idle: int = MAX_IDLE):
         if max_idle < 0:
@@ -204,12 +231,17 @@ class Pool:
         self._idle: dict[tuple[str, int, bool], list[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._tls: ssl.SSLContext | None = None  # made once: a context loads the CA store
+        self.reader: Any = None
+        self._reading: dict[int, _Connection] = {}  # the reader's connections by key
+        self._keys = itertools.count()
 
     async def connection(self, host: str, port: int, tls: bool, fresh: bool = False
                          ) -> tuple["_Connection", bool]:
         """An idle connection to the server (True), or a new one (False; always
         where ``fresh``)."""
         idle = None if fresh else self._idle.get((host, port, tls))
+        if idle:
+            self.take_reads()  # a server's close of an idle one, read meanwhile
         while idle:
             connection = idle.pop()
             if not connection.lost:  # one the server closed while it idled is dropped
@@ -220,13 +252,59 @@ class Pool:
         _, connection = await asyncio.get_running_loop().create_connection(
             lambda: _Connection(self, (host, port, tls)), host, port,
             ssl=self._tls if tls else None)
+        connection.read_in_c()
         self.opened += 1
         return connection, False
 
     def close(self) -> None:
-        """Closes every connection; call it on the pool's loop."""
+        """Closes every connection and the reader; call it on the pool's loop."""
         for connection in list(self._open):
             connection.close()
+        if self.reader is not None:
+            asyncio.get_running_loop().remove_reader(self.reader.fileno())
+            self.reader.close()
+            self.reader = None  # a tick still to come finds none to arm
+
+    def register(self, connection: "_Connection", fd: int) -> tuple[int, int]:
+        """The reader reads ``connection``'s socket from now on: its key, and the
+        reader's own descriptor of it, which ``unregister`` closes."""
+        if self.reader is None:
+            self.reader = READER()
+            self._arm()
+        key = next(self._keys)
+        own = self.reader.add(fd, key)
+        self._reading[key] = connection
+        return key, own
+
+    def unregister(self, key: int, own: int) -> None:
+        """No more reads of a connection that ends."""
+        del self._reading[key]
+        self.reader.remove(own)
+
+    def _arm(self) -> None:
+        """The loop reads as soon as one of the reader's sockets has bytes."""
+        if self.reader is not None:
+            asyncio.get_running_loop().add_reader(self.reader.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self.reader.fileno())
+        self.take_reads()
+        loop.call_later(TICK_S, self._arm)  # what arrives meanwhile is read then, at once
+
+    def take_reads(self) -> None:
+        """Hands each connection of the reader's what it read of it."""
+        if self.reader is None:
+            return
+        for key, at_ns, data in self.reader.read():
+            connection = self._reading.get(key)
+            if connection is None:  # closed by an earlier read of this batch
+                continue
+            self.reads += 1
+            if data.__class__ is bytes and data:
+                connection.received(data, at_ns)
+            else:  # b"": the server closed it; an int: the read failed (errno)
+                connection.ended(OSError(data, os.strerror(data)) if data else None)
 
     def _idled(self, connection: "_Connection") -> None:
         idle = self._idle.setdefault(connection.key, [])
@@ -243,12 +321,14 @@ class Pool:
 
 
 class _Connection(asyncio.BufferedProtocol):
-    """One HTTP/1.1 connection, its answers parsed as their bytes arrive, in the
-    event loop's callback (no coroutine is woken per chunk: what keeps 256
-    streams cheap). Received into a buffer of its own: a plain Protocol is
-    handed a fresh 256 KiB bytes object a read, which the allocator maps and
-    unmaps (two system calls a chunk). Back to the pool's idle ones when an
-    answer's body has ended and the server keeps the connection open."""
+    """One HTTP/1.1 connection, its answers parsed as their bytes arrive (no
+    coroutine is woken per chunk: what keeps 256 streams cheap): read by the
+    pool's C reader where it is built and the connection is plain HTTP (the
+    loop's own reading paused), else by the loop, into a buffer of its own (a
+    plain Protocol is handed a fresh 256 KiB bytes object a read, which the
+    allocator maps and unmaps: two system calls a chunk). Back to the pool's
+    idle ones when an answer's body has ended and the server keeps the
+    connection open."""
 
     def __init__(self, pool: Pool, key: tuple[str, int, bool]):
         self.pool, self.key = pool, key
@@ -256,10 +336,21 @@ class _Connection(asyncio.BufferedProtocol):
         self.response: _Response | None = None  # the answer being read
         self.lost = False
         self.read = memoryview(bytearray(READ_SIZE))
+        self.reader_key: int | None = None  # the pool's C reader reads it: its key, descriptor
+        self.reader_fd = -1
+        self._ended: Exception | None = None  # why the C reader's reads ended
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.pool._open.add(self)
+
+    def read_in_c(self) -> None:
+        """The pool's C reader reads a plain-HTTP connection from now on, not the
+        loop (once connected: uvloop starts its reading after connection_made)."""
+        sock = self.transport.get_extra_info("socket")
+        if READER is not None and not self.key[2] and sock is not None:  # as reads_in_c
+            self.transport.pause_reading()
+            self.reader_key, self.reader_fd = self.pool.register(self, sock.fileno())
 
     def send(self, request: bytes, response: "_Response") -> None:
         self.response = response
@@ -276,6 +367,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     def close(self) -> None:
         self.response = None
+        self._unregister()
         self.transport.close()
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -283,25 +375,43 @@ class _Connection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.pool.reads += 1
+        self.received(self.read[:nbytes], time.perf_counter_ns())
+
+    def received(self, data: memoryview | bytes, at_ns: int) -> None:
+        """``data`` was read at ``at_ns`` (time.perf_counter_ns)."""
         response = self.response
         if response is None:  # bytes no request asked for: not a connection to reuse
             self.close()
             return
-        response.feed(self.read[:nbytes])
+        response.feed(data, at_ns)
         if response.whole:
             self.response = None
             if response.keep_alive:
                 self.pool._idled(self)
             else:
-                self.transport.close()
+                self.close()
         elif response.failed:
             self.close()
 
+    def ended(self, exc: Exception | None) -> None:
+        """The C reader read the server's close (None) or a failed read: lost now,
+        not at connection_lost, which the loop calls later (an idle connection
+        is not to be taken meanwhile)."""
+        self.lost, self._ended = True, exc
+        self._unregister()
+        self.transport.close()
+
+    def _unregister(self) -> None:
+        if self.reader_key is not None:
+            self.pool.unregister(self.reader_key, self.reader_fd)
+            self.reader_key = None
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        self._unregister()
         self.pool._gone(self)
         if self.response is not None:
-            self.response.lost(exc)
+            self.response.lost(exc or self._ended)
 
 
 class _Response:
@@ -311,7 +421,7 @@ class _Response:
     the Reply (from ``data: [DONE]`` or the body's end); ``whole`` says the
     body has ended, ``keep_alive`` that the connection may carry another."""
 
-    def __init__(self, endpoint: Endpoint, on_piece: Callable[[str], None],
+    def __init__(self, endpoint: Endpoint, on_piece: Callable[[str, int], None],
                  done: "asyncio.Future[Reply]"):
         self.endpoint, self.on_piece, self.done = endpoint, on_piece, done
         self.received = 0  # bytes of the answer read
@@ -327,12 +437,15 @@ class _Response:
         self.finished = False  # a choice with a finish_reason was seen
         self.whole = False
         self.keep_alive = False
+        self.at_ns = 0  # when the bytes being parsed were read
 
     @property
     def failed(self) -> bool:
         return self.done.done() and (self.done.cancelled() or self.done.exception() is not None)
 
-    def feed(self, data: memoryview) -> None:
+    def feed(self, data: memoryview | bytes, at_ns: int) -> None:
+        """``data``, read at ``at_ns``: each chunk it completes is handed on with that time."""
+        self.at_ns = at_ns
         self.received += len(data)
         try:
             # A server's usual read: one whole chunk of the body holding one whole
@@ -462,7 +575,7 @@ class _Response:
                 piece = (delta.get("content") if self.endpoint.api == "chat"
                          else choice.get("text")) or ""
                 self.pieces.append(piece)
-                self.on_piece(piece)
+                self.on_piece(piece, self.at_ns)
             self.finished = self.finished or bool(choice.get("finish_reason"))
         usage = event.get("usage")
         if usage:
