@@ -50,14 +50,20 @@ class _WordTokenizer:
         return "".join(f"w{i} " for _ in range(tokens))
 
 
-@pytest.fixture(params=["asyncio", "uvloop"])
+@pytest.fixture(params=["asyncio", "uvloop", "asyncio, C reader", "uvloop, C reader"])
 def loop_kind(request, monkeypatch):
-    """The client on each event loop it may run on (uvloop's where installed)."""
+    """The client on each event loop it may run on (uvloop's where installed),
+    its sockets read by the loop (as over TLS) or by the C reader (plain HTTP
+    where it is built: test_llm_reader.py fails where it is not)."""
     from xpuperf.generation import openai_client
-    if request.param == "asyncio":
+    if request.param.startswith("asyncio"):
         monkeypatch.setattr(openai_client, "new_loop", asyncio.new_event_loop)
     elif importlib.util.find_spec("uvloop") is None:
         pytest.skip("uvloop is not installed (extra `client`)")
+    if not request.param.endswith("C reader"):
+        monkeypatch.setattr(openai_client, "READER", None)
+    elif openai_client.READER is None:
+        pytest.skip("the C reader is not built (pip install -e . builds it)")
     return request.param
 
 
@@ -224,10 +230,10 @@ def _parsed(api: str, reads: list[bytes]):
     loop = asyncio.new_event_loop()
     try:
         pieces: list[str] = []
-        response = _Response(Endpoint("http://127.0.0.1:1/v1", "ok", api), pieces.append,
-                             loop.create_future())
+        response = _Response(Endpoint("http://127.0.0.1:1/v1", "ok", api),
+                             lambda piece, at_ns: pieces.append(piece), loop.create_future())
         for read in reads:
-            response.feed(memoryview(read))
+            response.feed(memoryview(read), 0)
         done = response.done
         return (done.exception() or done.result()) if done.done() else None, pieces, response.whole
     finally:

@@ -1,0 +1,177 @@
+"""The C reader of the streaming client (xpuperf/generation/_reader.c): what it
+reads, the times it gives, how a socket's reads end, and whose descriptor it
+reads. The client's own behaviour on it is test_llm_endpoint.py's (loop_kind
+"…, C reader")."""
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import struct
+import sys
+import time
+
+import pytest
+
+from xpuperf.generation import openai_client
+
+
+@pytest.fixture
+def reader():
+    if sys.platform != "linux":
+        pytest.skip("the C reader is Linux's (epoll)")
+    # Installed on Linux, the package has it (pyproject's ext-modules): where it
+    # is missing the client would quietly fall back to the loop's reads.
+    assert openai_client.READER is not None, \
+        "xpuperf.generation._reader is not built: pip install -e . (needs gcc and Python's headers)"
+    r = openai_client.READER()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def pair():
+    """A connected TCP pair on loopback: (the server's end, the client's)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    yield server, client
+    server.close()
+    client.close()
+
+
+def test_a_read_is_stamped_with_its_bytes_arrival_not_with_the_read(reader, pair):
+    server, client = pair
+    reader.add(client.fileno(), 7)
+    assert reader.read() == []  # nothing arrived yet
+    # The kernel turns its receive stamps on a moment after a first socket asks
+    # (deferred work): what arrives before is stamped with its read's time.
+    time.sleep(0.05)
+    sent = time.perf_counter_ns()
+    server.sendall(b"data: a\n\n")
+    time.sleep(0.05)  # the tick's delay, far longer than one
+    read_at = time.perf_counter_ns()
+    [(key, at_ns, data)] = reader.read()
+    assert (key, data) == (7, b"data: a\n\n")
+    # The kernel's receive time, on perf_counter's clock: within a few ms of the
+    # send, not 50 ms later at the read.
+    assert sent - 1_000_000 <= at_ns <= sent + 10_000_000 < read_at - 30_000_000, \
+        (at_ns - sent, read_at - sent)
+    assert reader.read() == []
+
+
+def test_every_socket_with_bytes_is_read_in_one_call(reader):
+    pairs = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        for _ in range(300):  # more than one epoll_wait returns (256)
+            client = socket.create_connection(listener.getsockname())
+            pairs.append((listener.accept()[0], client))
+    try:
+        for key, (_, client) in enumerate(pairs):
+            reader.add(client.fileno(), key)
+        for key, (server, _) in enumerate(pairs):
+            server.sendall(b"%d" % key)
+        time.sleep(0.05)
+        reads = reader.read()
+        assert sorted((key, data) for key, _, data in reads) == \
+            [(key, b"%d" % key) for key in range(300)]
+    finally:
+        for server, client in pairs:
+            server.close()
+            client.close()
+
+
+def test_a_peers_close_and_a_failed_read_each_end_that_sockets_reads(reader, pair):
+    server, client = pair
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        other = socket.create_connection(listener.getsockname())
+        reset, _ = listener.accept()
+    reader.add(client.fileno(), 1)
+    reader.add(other.fileno(), 2)
+    server.sendall(b"last")
+    server.close()  # a clean close after its bytes
+    # SO_LINGER 0: the close sends a reset, the client's read fails.
+    reset.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    reset.close()
+    time.sleep(0.05)
+    reads = {}
+    for _ in range(3):  # the bytes, then the close: a read each
+        for key, _, data in reader.read():
+            reads.setdefault(key, []).append(data)
+    assert reads == {1: [b"last", b""], 2: [errno.ECONNRESET]}
+    other.close()
+
+
+def test_the_reader_reads_and_closes_a_descriptor_of_its_own(reader, pair):
+    server, client = pair
+    own = reader.add(client.fileno(), 3)
+    assert own != client.fileno()
+    # The loop closes its descriptor first (a failed write): the reader still
+    # reads the socket, and no other socket given that number is read for it.
+    number = client.detach()
+    os.close(number)
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        stranger = socket.create_connection(listener.getsockname())
+        stranger_server, _ = listener.accept()
+    try:
+        stranger_server.sendall(b"not yours")
+        server.sendall(b"yours")
+        time.sleep(0.05)
+        assert [(key, data) for key, _, data in reader.read()] == [(3, b"yours")]
+        reader.remove(own)
+        with pytest.raises(OSError):
+            os.fstat(own)  # closed by remove
+        assert stranger.recv(16) == b"not yours"
+    finally:
+        stranger.close()
+        stranger_server.close()
+
+
+def test_a_closed_reader_refuses_a_socket(reader, pair):
+    reader.close()
+    with pytest.raises(ValueError, match="closed"):
+        reader.add(pair[1].fileno(), 0)
+
+
+@pytest.mark.parametrize("reads", ["C reader", "event loop"])
+def test_a_client_that_reads_late_does_not_move_a_tokens_time_where_the_c_reader_reads(
+        reads, monkeypatch):
+    """The client's loop is blocked for 120 ms mid-stream (a loaded host, a slow
+    callback) while the server sends a token every 100 ms, one of them inside
+    the block. The C reader's times are the tokens' arrivals: the gaps stay the
+    server's. The loop's own reads are stamped as they are made: that token is
+    late by the rest of the block, its gap 50 ms long and the next one short.
+    (A block longer than the gap would leave two tokens to one read, stamped
+    with the later's arrival, on either path.)"""
+    from backends.generation import Request
+    from xpuperf.generation import harness
+    from xpuperf.generation.endpoint import EndpointEngine
+    from xpuperf.generation.instant_server import InstantServer
+    from xpuperf.generation.openai_client import Endpoint
+    if reads == "C reader" and openai_client.READER is None:
+        pytest.fail("xpuperf.generation._reader is not built: pip install -e .")
+    if reads == "event loop":
+        monkeypatch.setattr(openai_client, "READER", None)
+
+    class Tokenizer:
+        def load(self) -> None:
+            pass
+
+    server = InstantServer(itl_s=0.1)
+    engine = EndpointEngine(Endpoint(server.url, "ok"), Tokenizer())
+    try:
+        harness.closed_loop(engine, [Request((), 1, "warm")], 1, 10)  # connected, warm
+        loop = engine._loop.loop
+        # Tokens arrive about 0, 100, 200 and 300 ms after the request; the block
+        # holds the loop from 130 to 250 ms.
+        loop.call_soon_threadsafe(loop.call_later, 0.13, time.sleep, 0.12)
+        [sink] = harness.closed_loop(engine, [Request((), 4, "timed")], 1, 10)
+    finally:
+        engine.close()
+        server.close()
+    gaps_ms = [(b - a) / 1e6 for a, b in zip(sink.token_ns, sink.token_ns[1:])]
+    assert len(gaps_ms) == 3
+    if reads == "C reader":
+        assert all(80 < gap < 125 for gap in gaps_ms), gaps_ms
+    else:
+        assert max(gaps_ms) > 135, gaps_ms
