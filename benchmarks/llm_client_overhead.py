@@ -14,11 +14,19 @@ and the socket reads and connections it took. ``--floor`` measures the floor
 under the client: the same connections and reads with the parsing left out (a
 timestamp a read, the answer's end found by its last bytes), what any client
 on this event loop pays. ``--loop asyncio``: the stdlib's event loop where
-the suites would take uvloop's. Exits 1 when either share is over 5 %.
+the suites would take uvloop's; ``--reads loop``: the event loop reads each
+chunk as it arrives, where the suites' C reader would read on a tick (plain
+HTTP, where it is built). ``--stall-ms N`` holds the client's loop N ms every
+100 ms (a slow callback, a tokenizer's count, a loaded host that runs it late):
+the ITL measured against the server's pace then shows whether the client's own
+delays move the tokens' times (the C reader stamps each read with its bytes'
+arrival; the loop's reads are stamped as they are made). Exits 1 when either
+share is over 5 %.
 
     python benchmarks/llm_client_overhead.py
     python benchmarks/llm_client_overhead.py --streams 256 --itl-ms 50 --seconds 10
     python benchmarks/llm_client_overhead.py --floor --loop asyncio
+    python benchmarks/llm_client_overhead.py --reads loop --stall-ms 20
 """
 from __future__ import annotations
 
@@ -52,13 +60,21 @@ def _cpu_s() -> tuple[float, float]:
 def _unparsed(tokens: int, reply: type) -> Callable[..., None]:
     """The floor's stand-in for _Response.feed: a timestamp a read, and the
     answer ends with the chunked body's last bytes."""
-    def feed(self: Any, data: memoryview) -> None:
+    def feed(self: Any, data: memoryview | bytes, at_ns: int) -> None:
         self.received += len(data)
-        self.on_piece("")
+        self.on_piece("", at_ns)
         if bytes(data[-5:]) == b"0\r\n\r\n":
             self.whole = self.keep_alive = True
             self.done.set_result(reply((), tokens))
     return feed
+
+
+def _stall_every_100_ms(loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+    """Holds ``loop`` (asleep: no CPU time) ``seconds`` every 100 ms until it stops."""
+    def hold() -> None:
+        time.sleep(seconds)
+        loop.call_later(0.1, hold)
+    loop.call_soon_threadsafe(hold)
 
 
 def main() -> int:
@@ -74,6 +90,11 @@ def main() -> int:
     ap.add_argument("--loop", choices=("default", "asyncio"), default="default",
                     help="the client's event loop: the suites' (uvloop's where installed) "
                          "or the stdlib's")
+    ap.add_argument("--reads", choices=("default", "loop"), default="default",
+                    help="who reads the sockets: the suites' (the C reader where built) or "
+                         "the event loop, a chunk as it arrives")
+    ap.add_argument("--stall-ms", type=float, default=0.0,
+                    help="hold the client's event loop this long every 100 ms")
     args = ap.parse_args()
 
     from backends.generation import Request
@@ -87,9 +108,13 @@ def main() -> int:
         openai_client._Response.feed = _unparsed(args.output_tokens, openai_client.Reply)
     if args.loop == "asyncio":
         openai_client.new_loop = asyncio.new_event_loop
+    if args.reads == "loop":
+        openai_client.READER = None
 
     with instant_server.in_a_process(args.itl_ms) as url:
         engine = EndpointEngine(Endpoint(url, "ok", args.api, 120), _Tokenizer())
+        if args.stall_ms:
+            _stall_every_100_ms(engine._loop.loop, args.stall_ms / 1e3)
         per_request_s = args.output_tokens * args.itl_ms / 1e3
         waves = max(1, math.ceil(args.seconds / per_request_s))
         requests = [Request((), args.output_tokens, f"prompt {i}")
@@ -128,8 +153,9 @@ def main() -> int:
     print(f"{reads / chunks:.2f} socket reads a chunk; {opened} connections opened, "
           f"{reused} reused (warm-up's connections kept alive)")
     itl = fig["itl_ms"]
+    held = f" (the loop held {args.stall_ms:g} ms every 100 ms)" if args.stall_ms else ""
     print(f"ITL measured p50 {itl['p50']:.2f} ms, p99 {itl['p99']:.2f} ms against the "
-          f"server's {args.itl_ms:g} ms; TTFT p50 {fig['ttft_ms']['p50']:.2f} ms, "
+          f"server's {args.itl_ms:g} ms{held}; TTFT p50 {fig['ttft_ms']['p50']:.2f} ms, "
           f"p99 {fig['ttft_ms']['p99']:.2f} ms")
     return 0 if max(share, cpu / chunks * nominal) <= 0.05 else 1
 
