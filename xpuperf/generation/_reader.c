@@ -44,6 +44,7 @@ typedef struct {
     int epoll;
     long long *keys; /* indexed by our descriptors: the key added with, NO_KEY or ENDED */
     size_t nkeys;
+    size_t reading; /* descriptors whose reads have not ended */
     char buffer[READ_SIZE];
 } Reader;
 
@@ -79,6 +80,7 @@ static PyObject *Reader_read(Reader *r, PyObject *Py_UNUSED(unused)) {
     struct epoll_event events[EVENTS];
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
+    size_t reads = 0;
     int n;
     do {
         n = epoll_wait(r->epoll, events, EVENTS, 0);
@@ -104,12 +106,16 @@ static PyObject *Reader_read(Reader *r, PyObject *Py_UNUSED(unused)) {
                 return NULL;
             }
             Py_DECREF(item);
+            reads++;
             if (got <= 0) { /* the end of this socket's reads; remove() closes it */
                 epoll_ctl(r->epoll, EPOLL_CTL_DEL, fd, NULL);
                 r->keys[fd] = ENDED;
+                r->reading--;
             }
         }
-    } while (n == EVENTS); /* more sockets are ready than one wait returns */
+        /* More sockets are ready than one wait returns: wait again, but read no
+         * more than one read a socket in all (a flood waits for the next call). */
+    } while (n == EVENTS && reads < r->reading);
     return out;
 }
 
@@ -141,6 +147,7 @@ static PyObject *Reader_add(Reader *r, PyObject *args) {
         return NULL;
     }
     r->keys[own] = key;
+    r->reading++;
     return PyLong_FromLong(own);
 }
 
@@ -148,7 +155,7 @@ static PyObject *Reader_remove(Reader *r, PyObject *args) {
     int fd;
     if (!PyArg_ParseTuple(args, "i:remove", &fd)) return NULL;
     if (fd >= 0 && (size_t)fd < r->nkeys && r->keys[fd] != NO_KEY) {
-        if (r->keys[fd] != ENDED) epoll_ctl(r->epoll, EPOLL_CTL_DEL, fd, NULL);
+        if (r->keys[fd] != ENDED) epoll_ctl(r->epoll, EPOLL_CTL_DEL, fd, NULL), r->reading--;
         close(fd);
         r->keys[fd] = NO_KEY;
     }
@@ -159,6 +166,7 @@ static void close_all(Reader *r) {
     for (size_t fd = 0; fd < r->nkeys; fd++)
         if (r->keys[fd] != NO_KEY) close((int)fd), r->keys[fd] = NO_KEY;
     if (r->epoll >= 0) close(r->epoll), r->epoll = -1;
+    r->reading = 0;
 }
 
 static PyObject *Reader_fileno(Reader *r, PyObject *Py_UNUSED(unused)) {
