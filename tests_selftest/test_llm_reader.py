@@ -60,7 +60,7 @@ def test_a_read_is_stamped_with_its_bytes_arrival_not_with_the_read(reader, pair
     assert reader.read() == []
 
 
-def test_every_socket_with_bytes_is_read_in_one_call(reader):
+def test_every_socket_with_bytes_is_read_in_one_call_and_a_flood_waits(reader):
     pairs = []
     with socket.create_server(("127.0.0.1", 0)) as listener:
         for _ in range(300):  # more than one epoll_wait returns (256)
@@ -75,6 +75,14 @@ def test_every_socket_with_bytes_is_read_in_one_call(reader):
         reads = reader.read()
         assert sorted((key, data) for key, _, data in reads) == \
             [(key, b"%d" % key) for key in range(300)]
+        # A flood: every socket holds more than a read takes. One call makes no
+        # more reads than there are sockets, the rest waits for the next.
+        for server, _ in pairs:
+            server.setblocking(False)
+            server.send(b"x" * 100_000)
+        time.sleep(0.05)
+        assert len(reader.read()) == 300
+        assert len(reader.read()) > 0
     finally:
         for server, client in pairs:
             server.close()

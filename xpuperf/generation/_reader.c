@@ -80,7 +80,10 @@ static PyObject *Reader_read(Reader *r, PyObject *Py_UNUSED(unused)) {
     struct epoll_event events[EVENTS];
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
-    size_t reads = 0;
+    /* No more reads in all than there are sockets: where more are ready than one
+     * wait returns it waits again, but a flood (sockets always ready) waits for
+     * the next call, which the event loop makes after its other work. */
+    size_t reads = 0, most = r->reading;
     int n;
     do {
         n = epoll_wait(r->epoll, events, EVENTS, 0);
@@ -91,7 +94,7 @@ static PyObject *Reader_read(Reader *r, PyObject *Py_UNUSED(unused)) {
         }
         /* The kernel stamps in CLOCK_REALTIME: moved onto the monotonic clock. */
         long long realtime_to_monotonic = ns(CLOCK_MONOTONIC) - ns(CLOCK_REALTIME);
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n && reads < most; i++) {
             int fd = events[i].data.fd;
             long long key = r->keys[fd], t_ns;
             if (key < 0) continue;
@@ -113,9 +116,7 @@ static PyObject *Reader_read(Reader *r, PyObject *Py_UNUSED(unused)) {
                 r->reading--;
             }
         }
-        /* More sockets are ready than one wait returns: wait again, but read no
-         * more than one read a socket in all (a flood waits for the next call). */
-    } while (n == EVENTS && reads < r->reading);
+    } while (n == EVENTS && reads < most);
     return out;
 }
 
