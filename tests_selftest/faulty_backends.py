@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Mapping
@@ -124,10 +126,22 @@ class _SegfaultingEngine(GenerationEngine):
 class EchoHost:
     """A worker host (xpuperf.worker) with no backend: the worker's own selftests."""
 
-    COMMANDS = ("echo", "crash", "sleep", "where", "spawn", "fork_then_crash", "imported")
+    COMMANDS = ("echo", "crash", "sleep", "where", "spawn", "fork_then_crash", "imported",
+                "fail_as_the_launcher_ends")
 
     def __init__(self, note):
         self.note = note
+
+    @staticmethod
+    def follow() -> None:
+        """A rank past 0 (xpuperf.worker.ranks): it waits to be ended."""
+        threading.Event().wait()
+
+    def fail_as_the_launcher_ends(self) -> None:
+        """Rank 0 when another rank dies mid-collective: it answers the
+        collective's error while the launcher, which saw that rank die, ends."""
+        os.kill(os.getppid(), signal.SIGTERM)
+        raise RuntimeError("Connection closed by peer")
 
     def echo(self, value):
         self.note("echoing")

@@ -16,6 +16,7 @@ from tests_selftest.sessions import ROOT, python_env
 from xpuperf import session
 from xpuperf.session import WorkerStartFailed
 from xpuperf.worker.process import RemoteError, Worker, WorkerLost
+from xpuperf.worker.ranks import Ranks
 
 
 # --------------------------------------------------------------------------- the worker itself
@@ -196,3 +197,18 @@ def test_a_workers_start_has_its_own_limit_not_charged_to_the_first_item():
     assert "ran past its start-up limit of 1 s while starting" in str(failed.value)
     assert "XPUPERF_START_TIMEOUT" in str(failed.value)  # how to raise it
     assert "compil" not in str(failed.value)
+
+
+def test_an_error_of_rank_0_as_its_launcher_ends_loses_the_group():
+    """Another rank's death reaches rank 0 first as its collective's error (gloo's
+    "Connection closed by peer"), and the launcher ends the group a moment
+    later: the call waits for that and raises WorkerLost with the launcher's
+    end, not rank 0's symptom as the group's answer (a race CI once lost)."""
+    worker = Worker("tests_selftest.faulty_backends:EchoHost", {}, name="two ranks",
+                    ranks=Ranks(2))
+    try:
+        assert worker.call("echo", 60, value=3) == 3
+        with pytest.raises(WorkerLost, match="while fail_as_the_launcher_ends"):
+            worker.call("fail_as_the_launcher_ends", 60)
+    finally:
+        worker.close()

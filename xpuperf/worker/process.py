@@ -31,6 +31,12 @@ START_METHOD = "forkserver"  # benchmarks/worker_start.py times it against "spaw
 LOG_LINES = 30  # of the worker's output, quoted when it dies: faulthandler's header above a deep stack
 TAIL_BYTES = 64 * 1024  # read of the log's end for them: a chatty backend's log grows long
 EXIT_GRACE_S = 10.0  # for a worker told to exit to close its backend
+# A multi-rank worker's error may be another rank's death, seen first by rank 0's
+# collective ("Connection closed by peer"): the launcher, which watches every
+# rank, then ends the rest and exits, about a second later. Waited for this
+# long after such an error, so that the group fails as lost, with the launcher's
+# report of which rank died, and not with rank 0's symptom.
+RANK_LOSS_GRACE_S = 5.0
 # For a worker's start: the session's first forks the server, which imports
 # torch and onnxruntime (seconds, a minute on a loaded host), then the host
 # builds the backend. It has a limit of its own, not charged to an item;
@@ -221,6 +227,10 @@ class Worker:
             if "error" in message:
                 if self.stage == "starting":
                     self._stop()
+                elif self.ranks:
+                    self._process.join(RANK_LOSS_GRACE_S)
+                    if not self._process.is_alive():
+                        self._lost(*self._why_gone(True, timeout_s))
                 raise RemoteError(**message["error"])
             return message["value"]
 
