@@ -50,8 +50,9 @@ def installed(tmp_path_factory) -> Path:
                             ignore=shutil.ignore_patterns("__pycache__", "*.so"))
         else:
             shutil.copy2(ROOT / name, source / name)
-    # This environment's setuptools where it meets pyproject's floor (no download).
-    isolation = [] if int(version("setuptools").split(".")[0]) < 68 else ["--no-build-isolation"]
+    # This environment's setuptools where it meets pyproject's floor, 74.1 (no download).
+    ours = tuple(int(part) for part in version("setuptools").split(".")[:2])
+    isolation = [] if ours < (74, 1) else ["--no-build-isolation"]
     ok(run([sys.executable, "-m", "pip", "wheel", "--quiet", "--disable-pip-version-check",
             "--no-deps", *isolation, "-w", tmp / "dist", source], tmp))
     [wheel] = (tmp / "dist").glob("xpuperf-*.whl")
