@@ -183,3 +183,47 @@ def test_a_client_that_reads_late_does_not_move_a_tokens_time_where_the_c_reader
         assert all(80 < gap < 125 for gap in gaps_ms), gaps_ms
     else:
         assert max(gaps_ms) > 135, gaps_ms
+
+
+def test_while_bytes_keep_coming_the_client_reads_on_its_tick_alone(monkeypatch):
+    """A tick that reads sets the next one itself: the loop's wake on the
+    reader's descriptor is armed again only after a tick that found nothing,
+    not once a tick (a second wake of the loop each time). Tokens every 1 ms,
+    ticks every 5 ms: nearly every tick finds bytes."""
+    from backends.generation import Request
+    from xpuperf.generation import harness
+    from xpuperf.generation.endpoint import EndpointEngine
+    from xpuperf.generation.instant_server import InstantServer
+    from xpuperf.generation.openai_client import Endpoint, Pool
+    if openai_client.READER is None:
+        pytest.fail("xpuperf.generation._reader is not built: pip install -e .")
+    counts = {"arms": 0, "ticks that read": 0}
+    arm, take_reads = Pool._arm, Pool.take_reads
+
+    def counted_arm(pool):
+        counts["arms"] += 1
+        arm(pool)
+
+    def counted_take_reads(pool):
+        reads = take_reads(pool)
+        counts["ticks that read"] += reads > 0
+        return reads
+    monkeypatch.setattr(Pool, "_arm", counted_arm)
+    monkeypatch.setattr(Pool, "take_reads", counted_take_reads)
+
+    class Tokenizer:
+        def load(self) -> None:
+            pass
+
+    server = InstantServer(itl_s=0.001)
+    engine = EndpointEngine(Endpoint(server.url, "ok"), Tokenizer())
+    try:
+        sinks = harness.closed_loop(engine, [Request((), 200, f"p{i}") for i in range(4)], 4, 30)
+    finally:
+        engine.close()
+        server.close()
+    assert all(len(s.token_ns) == 200 for s in sinks)
+    # 200 tokens at 1 ms: about 40 ticks. A host that stalls the server for a
+    # tick now and then arms it again a few times.
+    assert counts["ticks that read"] >= 20, counts
+    assert counts["arms"] <= counts["ticks that read"] / 3, counts

@@ -287,16 +287,28 @@ class Pool:
             asyncio.get_running_loop().add_reader(self.reader.fileno(), self._readable)
 
     def _readable(self) -> None:
-        loop = asyncio.get_running_loop()
-        loop.remove_reader(self.reader.fileno())
-        self.take_reads()
-        loop.call_later(TICK_S, self._arm)  # what arrives meanwhile is read then, at once
+        asyncio.get_running_loop().remove_reader(self.reader.fileno())
+        self._tick()
 
-    def take_reads(self) -> None:
-        """Hands each connection of the reader's what it read of it."""
-        if self.reader is None:
+    def _tick(self) -> None:
+        """Reads, then again a TICK_S later while bytes keep coming: a tick that
+        finds none arms the loop's wake on the next bytes instead. A tick that
+        reads is one wake of the loop, not two (a timer to arm, then the wake
+        on what is there: benchmarks/llm_client_overhead.py)."""
+        if self.reader is None:  # closed meanwhile
             return
-        for key, at_ns, data in self.reader.read():
+        if self.take_reads():
+            asyncio.get_running_loop().call_later(TICK_S, self._tick)
+        else:
+            self._arm()
+
+    def take_reads(self) -> int:
+        """Hands each connection of the reader's what it read of it; how many
+        reads that was."""
+        if self.reader is None:
+            return 0
+        reads = self.reader.read()
+        for key, at_ns, data in reads:
             connection = self._reading.get(key)
             if connection is None:  # closed by an earlier read of this batch
                 continue
@@ -305,6 +317,7 @@ class Pool:
                 connection.received(data, at_ns)
             else:  # b"": the server closed it; an int: the read failed (errno)
                 connection.ended(OSError(data, os.strerror(data)) if data else None)
+        return len(reads)
 
     def _idled(self, connection: "_Connection") -> None:
         idle = self._idle.setdefault(connection.key, [])
