@@ -12,6 +12,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -206,6 +207,35 @@ def test_a_server_closing_idle_connections_fails_no_request(close, value, loop_k
     finally:
         engine.close()
         server.close()
+
+
+def test_bytes_that_break_the_framing_after_done_close_the_connection(loop_kind):
+    """A server (or a proxy) that follows ``data: [DONE]`` with what is not the
+    chunked body's end: the answer stands, and its connection is closed at
+    once, not left open with the answer unended or kept for the next request."""
+    answer = _answer("completions", 3)
+    assert answer.endswith(b"0\r\n\r\n")
+    answer = answer[:-5] + b"zz\r\n\r\n"
+    seen: dict[str, bytes] = {}
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        def serve() -> None:
+            listener.settimeout(10)
+            connection, _ = listener.accept()
+            with connection:
+                connection.settimeout(10)
+                connection.recv(65536)  # the request
+                connection.sendall(answer)
+                seen["after"] = connection.recv(1)  # b"": the client closed it
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        engine = _engine(f"http://127.0.0.1:{listener.getsockname()[1]}/v1", "ok")
+        try:
+            [sink] = harness.closed_loop(engine, _requests(1, 3), 1, 30)
+            thread.join(5)
+            assert seen == {"after": b""}, "the client kept the connection open"
+        finally:
+            engine.close()
+    assert sink.count == 3 and engine.pool.reused == 0
 
 
 def _answer(api: str, tokens: int) -> bytes:

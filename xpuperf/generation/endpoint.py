@@ -107,7 +107,7 @@ class EndpointEngine(GenerationEngine):
     def submit(self, request: Request, sink: TokenSink) -> None:
         if not request.text:
             raise ValueError("a request to a server needs its prompt's text (Request.text)")
-        self._loop.submit(self._one(request, sink))
+        self._loop.start(self._one(request, sink))
 
     async def _one(self, request: Request, sink: TokenSink) -> None:
         try:

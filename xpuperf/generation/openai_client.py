@@ -26,6 +26,7 @@ on a new connection, where nothing of its answer had arrived.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import json
 import os
@@ -152,10 +153,24 @@ class LoopThread:
         self.loop = new_loop()
         self.kind = type(self.loop).__module__.split(".")[0]
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True, name=name)
+        self._tasks: set[asyncio.Task[Any]] = set()  # start's, until they end
         self._thread.start()
 
-    def submit(self, coroutine: Any) -> "asyncio.Future[Any]":
+    def submit(self, coroutine: Any) -> "concurrent.futures.Future[Any]":
+        """Runs ``coroutine`` on the loop; called from another thread."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+
+    def start(self, coroutine: Any) -> None:
+        """Runs ``coroutine`` on the loop, from any thread: from the loop's own (a
+        closed loop's next request, submitted as the last one ends) as a task at
+        once, without the wake of the loop and the thread-safe future that
+        ``submit`` takes (a tenth of a request's cost on the client)."""
+        if threading.get_ident() != self._thread.ident:
+            self.submit(coroutine)
+            return
+        task = self.loop.create_task(coroutine)
+        self._tasks.add(task)  # the loop keeps a weak reference only
+        task.add_done_callback(self._tasks.discard)
 
     def close(self) -> None:
         if self.loop.is_closed():
@@ -450,11 +465,8 @@ class _Response:
         self.finished = False  # a choice with a finish_reason was seen
         self.whole = False
         self.keep_alive = False
+        self.failed = False  # its bytes broke the protocol: the connection is not to be reused
         self.at_ns = 0  # when the bytes being parsed were read
-
-    @property
-    def failed(self) -> bool:
-        return self.done.done() and (self.done.cancelled() or self.done.exception() is not None)
 
     def feed(self, data: memoryview | bytes, at_ns: int) -> None:
         """``data``, read at ``at_ns``: each chunk it completes is handed on with that time."""
@@ -476,6 +488,7 @@ class _Response:
             if self.status is not None:
                 self._body()
         except EndpointError as e:
+            self.failed = True
             if not self.done.done():
                 self.done.set_exception(e)
 
