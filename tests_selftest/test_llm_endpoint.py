@@ -27,7 +27,7 @@ from xpuperf.generation import arithmetic, harness, settings
 from xpuperf.generation.endpoint import EndpointEngine
 from xpuperf.generation.instant_server import InstantServer
 from xpuperf.generation.metrics import Bounds, Trace, figures
-from xpuperf.generation.openai_client import Endpoint, _Response
+from xpuperf.generation.openai_client import Endpoint, Pool, _Response
 from xpuperf.generation.serving import LLMSession
 from xpuperf.report import TEMPLATES, write_reports
 from xpuperf.zoo import parse_zoo
@@ -173,7 +173,6 @@ def test_connections_are_kept_alive_and_reused():
 
 
 def test_idle_connections_beyond_the_pools_bound_are_closed():
-    from xpuperf.generation.openai_client import Pool
     server = InstantServer(itl_s=0.02)  # a wave's 4 streams overlap: none ends before all began
     engine = _engine(server.url, "ok")
     engine.pool = Pool(max_idle=2)
@@ -261,7 +260,8 @@ def _parsed(api: str, reads: list[bytes]):
     try:
         pieces: list[str] = []
         response = _Response(Endpoint("http://127.0.0.1:1/v1", "ok", api),
-                             lambda piece, at_ns: pieces.append(piece), loop.create_future())
+                             lambda piece, at_ns: pieces.append(piece), loop.create_future(),
+                             Pool())
         for read in reads:
             response.feed(memoryview(read), 0)
         done = response.done

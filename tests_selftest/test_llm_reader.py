@@ -11,19 +11,24 @@ import struct
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from xpuperf.generation import openai_client
 
 
 @pytest.fixture
-def reader():
+def built():
     if sys.platform != "linux":
         pytest.skip("the C reader is Linux's (epoll)")
     # Installed on Linux, the package has it (pyproject's ext-modules): where it
     # is missing the client would quietly fall back to the loop's reads.
     assert openai_client.READER is not None, \
         "xpuperf.generation._reader is not built: pip install -e . (needs gcc and Python's headers)"
+
+
+@pytest.fixture
+def reader(built):
     r = openai_client.READER()
     yield r
     r.close()
@@ -141,9 +146,24 @@ def test_a_closed_reader_refuses_a_socket(reader, pair):
         reader.add(pair[1].fileno(), 0)
 
 
+class _Tokenizer:
+    def load(self) -> None:
+        pass
+
+
+def _client(itl_s: float):
+    """An instant server at ``itl_s`` a token and a client of it (on the C
+    reader unless a test set READER to None)."""
+    from xpuperf.generation.endpoint import EndpointEngine
+    from xpuperf.generation.instant_server import InstantServer
+    from xpuperf.generation.openai_client import Endpoint
+    server = InstantServer(itl_s=itl_s)
+    return server, EndpointEngine(Endpoint(server.url, "ok"), _Tokenizer())
+
+
 @pytest.mark.parametrize("reads", ["C reader", "event loop"])
 def test_a_client_that_reads_late_does_not_move_a_tokens_time_where_the_c_reader_reads(
-        reads, monkeypatch):
+        reads, monkeypatch, request):
     """The client's loop is blocked for 120 ms mid-stream (a loaded host, a slow
     callback) while the server sends a token every 100 ms, one of them inside
     the block. The C reader's times are the tokens' arrivals: the gaps stay the
@@ -153,20 +173,11 @@ def test_a_client_that_reads_late_does_not_move_a_tokens_time_where_the_c_reader
     with the later's arrival, on either path.)"""
     from backends.generation import Request
     from xpuperf.generation import harness
-    from xpuperf.generation.endpoint import EndpointEngine
-    from xpuperf.generation.instant_server import InstantServer
-    from xpuperf.generation.openai_client import Endpoint
-    if reads == "C reader" and openai_client.READER is None:
-        pytest.fail("xpuperf.generation._reader is not built: pip install -e .")
-    if reads == "event loop":
+    if reads == "C reader":
+        request.getfixturevalue("built")
+    else:
         monkeypatch.setattr(openai_client, "READER", None)
-
-    class Tokenizer:
-        def load(self) -> None:
-            pass
-
-    server = InstantServer(itl_s=0.1)
-    engine = EndpointEngine(Endpoint(server.url, "ok"), Tokenizer())
+    server, engine = _client(0.1)
     try:
         harness.closed_loop(engine, [Request((), 1, "warm")], 1, 10)  # connected, warm
         loop = engine._loop.loop
@@ -185,18 +196,41 @@ def test_a_client_that_reads_late_does_not_move_a_tokens_time_where_the_c_reader
         assert max(gaps_ms) > 135, gaps_ms
 
 
-def test_while_bytes_keep_coming_the_client_reads_on_its_tick_alone(monkeypatch):
-    """A tick that reads sets the next one itself: the loop's wake on the
-    reader's descriptor is armed again only after a tick that found nothing,
-    not once a tick (a second wake of the loop each time). Tokens every 1 ms,
-    ticks every 5 ms: nearly every tick finds bytes."""
+def test_the_tick_is_half_the_shortest_gap_of_a_stream_and_none_under_a_millisecond():
+    assert openai_client.tick_s(float("inf")) == openai_client.tick_s(50e6) == openai_client.TICK_S
+    assert openai_client.tick_s(6e6) == pytest.approx(0.003)
+    assert openai_client.tick_s(1.9e6) == 0.0  # read as bytes arrive
+
+
+def test_a_stream_faster_than_the_tick_has_each_chunk_timed_on_its_own(built):
+    """Tokens 2 ms apart, shorter than the longest tick (5 ms): the reader is
+    read as each socket has bytes, so that no read holds two of a stream's
+    chunks (which would share the later's time: a gap of 0, then one of 4 ms)."""
     from backends.generation import Request
     from xpuperf.generation import harness
+    server, engine = _client(0.002)
+    try:
+        sinks = harness.closed_loop(engine, [Request((), 100, f"p{i}") for i in range(2)], 2, 30)
+    finally:
+        engine.close()
+        server.close()
+    gaps_ms = np.concatenate([np.diff(s.token_ns) for s in sinks]) / 1e6
+    # A loaded host that runs the client 2 ms late merges a few.
+    assert np.mean(gaps_ms < 0.5) < 0.1 and 1.5 < np.median(gaps_ms) < 4, \
+        np.percentile(gaps_ms, [1, 10, 50, 90, 99])
+
+
+def test_while_bytes_keep_coming_the_client_reads_on_its_tick_alone(built, monkeypatch):
+    """A tick that reads sets the next one itself: the loop's wake on the
+    reader's descriptor is armed again only after a tick that found nothing,
+    not once a tick (a second wake of the loop each time). 32 streams, each a
+    token every 10 ms, started 0.3 ms apart, from a server in a process of its
+    own: a 5 ms tick finds bytes nearly every time, once the first run has
+    measured the streams' gaps (the pool's first second reads as bytes arrive)."""
+    from backends.generation import Request
+    from xpuperf.generation import harness, instant_server
     from xpuperf.generation.endpoint import EndpointEngine
-    from xpuperf.generation.instant_server import InstantServer
     from xpuperf.generation.openai_client import Endpoint, Pool
-    if openai_client.READER is None:
-        pytest.fail("xpuperf.generation._reader is not built: pip install -e .")
     counts = {"arms": 0, "ticks that read": 0}
     arm, take_reads = Pool._arm, Pool.take_reads
 
@@ -210,20 +244,18 @@ def test_while_bytes_keep_coming_the_client_reads_on_its_tick_alone(monkeypatch)
         return reads
     monkeypatch.setattr(Pool, "_arm", counted_arm)
     monkeypatch.setattr(Pool, "take_reads", counted_take_reads)
-
-    class Tokenizer:
-        def load(self) -> None:
-            pass
-
-    server = InstantServer(itl_s=0.001)
-    engine = EndpointEngine(Endpoint(server.url, "ok"), Tokenizer())
-    try:
-        sinks = harness.closed_loop(engine, [Request((), 200, f"p{i}") for i in range(4)], 4, 30)
-    finally:
-        engine.close()
-        server.close()
-    assert all(len(s.token_ns) == 200 for s in sinks)
-    # 200 tokens at 1 ms: about 40 ticks. A host that stalls the server for a
-    # tick now and then arms it again a few times.
-    assert counts["ticks that read"] >= 20, counts
+    offsets_ns = [i * 0.3e6 for i in range(32)]
+    with instant_server.in_a_process(10) as url:
+        engine = EndpointEngine(Endpoint(url, "ok"), _Tokenizer())
+        try:
+            for run in ("gaps measured", "counted"):
+                counts.update({"arms": 0, "ticks that read": 0})
+                sinks = harness.at_times(
+                    engine, [Request((), 120, f"{run} {i}") for i in range(32)], offsets_ns, 30)
+        finally:
+            engine.close()
+    assert all(len(s.token_ns) == 120 for s in sinks)
+    # 1.2 s of 5 ms ticks: about 240. A host that stalls the server for a tick
+    # now and then arms it again a few times.
+    assert counts["ticks that read"] >= 100, counts
     assert counts["arms"] <= counts["ticks that read"] / 3, counts

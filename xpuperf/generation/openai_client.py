@@ -8,10 +8,12 @@ not 256. Where the C reader is built (xpuperf/generation/_reader.c, ``READER``),
 it reads the plain-HTTP connections, all that have bytes in one call, each
 read stamped with the kernel's time of its bytes' arrival: a token's time is
 not moved by the client's own delays (a busy loop, a loaded host). It reads as
-soon as a socket has bytes, then at most once a ``TICK_S`` while bytes keep
-coming, so that 256 streams wake the loop 200 times a second, not once a chunk
-(benchmarks/llm_client_overhead.py measures the CPU it takes). Elsewhere (TLS,
-no compiler) the loop reads each chunk as it arrives, stamped as it is read.
+soon as a socket has bytes, then once a tick while bytes keep coming, so that
+256 streams wake the loop 200 times a second, not once a chunk
+(benchmarks/llm_client_overhead.py measures the CPU it takes); the tick is at
+most ``TICK_S`` and half the shortest gap between two chunks of a stream, so
+that no read holds two (``tick_s``). Elsewhere (TLS, no compiler) the loop
+reads each chunk as it arrives, stamped as it is read.
 Connections are kept alive and reused (``Pool``), as vLLM's and SGLang's
 benchmark clients do: a request's TTFT includes a connect only where no idle
 connection was at hand. A stream is whole when it ends with
@@ -29,6 +31,7 @@ import asyncio
 import concurrent.futures
 import itertools
 import json
+import math
 import os
 import re
 import ssl
@@ -43,11 +46,15 @@ MAX_ERROR_BODY = 2048  # bytes of an HTTP error's body quoted in the message
 MAX_LINE = 1 << 20  # a header or SSE line longer than this is not a server's
 MAX_IDLE = 256  # idle connections kept per server: one a stream at the suite's concurrency
 READ_SIZE = 16384
-# The C reader's reads are at least this far apart: while bytes keep coming, an
-# answer's end is seen up to this late (its chunks' times are their arrivals'),
-# and two chunks of one stream inside one tick share the later's time. A read
-# is a wake of the loop (30 us of CPU on the 2-core host).
+# The C reader's reads are at most this far apart while bytes keep coming: an
+# answer's end is seen up to this late (its chunks' times are their arrivals').
+# A read is a wake of the loop (30 us of CPU on the 2-core host). Two chunks of
+# one stream inside one tick would share the later's time: the tick is half the
+# shortest gap between two chunks of a stream seen in this GAP_WINDOW_S or the
+# last (``tick_s``), and where that is under a millisecond (the event loop's
+# timer resolution) the reader is read each time a socket has bytes.
 TICK_S = 0.005
+GAP_WINDOW_S = 1.0
 _DECODE = json.JSONDecoder().decode
 # One chunk of a chunked body (its size, hex) that is one server-sent event of
 # one data line: _Response.feed's fast path, a third of the parse's time a chunk
@@ -59,6 +66,14 @@ try:
     from xpuperf.generation._reader import Reader as READER
 except ImportError:  # not built (a checkout run without pip install, not Linux): the loop reads
     READER = None
+
+
+def tick_s(shortest_gap_ns: float) -> float:
+    """The C reader's tick where the shortest gap between two chunks of one
+    stream is ``shortest_gap_ns``: half of it, at most TICK_S; 0 (a read as a
+    socket has bytes) under a millisecond."""
+    tick = min(TICK_S, shortest_gap_ns / 2e9)
+    return tick if tick >= 0.001 else 0.0
 
 
 class EndpointError(RuntimeError):
@@ -216,7 +231,7 @@ async def _stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int
     fresh = False
     while True:
         connection, reused = await pool.connection(host, port, parts.scheme == "https", fresh)
-        response = _Response(endpoint, on_piece, loop.create_future())
+        response = _Response(endpoint, on_piece, loop.create_future(), pool)
         connection.send(request, response)
         try:
             return await response.done
@@ -249,6 +264,12 @@ class Pool:
         self.reader: Any = None
         self._reading: dict[int, _Connection] = {}  # the reader's connections by key
         self._keys = itertools.count()
+        # The shortest gap between two chunks of one stream (ns, their arrivals)
+        # in this window (lowered by _Response) and the last: the first window
+        # reads as bytes arrive, none measured yet.
+        self.shortest_gap_ns = math.inf
+        self._shortest_before = 0.0
+        self._window_end = 0.0
 
     async def connection(self, host: str, port: int, tls: bool, fresh: bool = False
                          ) -> tuple["_Connection", bool]:
@@ -306,16 +327,25 @@ class Pool:
         self._tick()
 
     def _tick(self) -> None:
-        """Reads, then again a TICK_S later while bytes keep coming: a tick that
-        finds none arms the loop's wake on the next bytes instead. A tick that
-        reads is one wake of the loop, not two (a timer to arm, then the wake
-        on what is there: benchmarks/llm_client_overhead.py)."""
+        """Reads, then again a tick later while bytes keep coming: a tick that
+        finds none, or a tick of 0, arms the loop's wake on the next bytes
+        instead. A tick that reads is one wake of the loop, not two (a timer to
+        arm, then the wake on what is there: benchmarks/llm_client_overhead.py)."""
         if self.reader is None:  # closed meanwhile
             return
-        if self.take_reads():
-            asyncio.get_running_loop().call_later(TICK_S, self._tick)
+        tick = self._tick_s() if self.take_reads() else 0.0
+        if tick:
+            asyncio.get_running_loop().call_later(tick, self._tick)
         else:
             self._arm()
+
+    def _tick_s(self) -> float:
+        """The next tick, from the gaps of this window and the last (tick_s)."""
+        now = asyncio.get_running_loop().time()
+        if now >= self._window_end:
+            self._shortest_before, self.shortest_gap_ns = self.shortest_gap_ns, math.inf
+            self._window_end = now + GAP_WINDOW_S
+        return tick_s(min(self._shortest_before, self.shortest_gap_ns))
 
     def take_reads(self) -> int:
         """Hands each connection of the reader's what it read of it; how many
@@ -450,8 +480,8 @@ class _Response:
     body has ended, ``keep_alive`` that the connection may carry another."""
 
     def __init__(self, endpoint: Endpoint, on_piece: Callable[[str, int], None],
-                 done: "asyncio.Future[Reply]"):
-        self.endpoint, self.on_piece, self.done = endpoint, on_piece, done
+                 done: "asyncio.Future[Reply]", pool: "Pool"):
+        self.endpoint, self.on_piece, self.done, self.pool = endpoint, on_piece, done, pool
         self.received = 0  # bytes of the answer read
         self.buffer = b""  # received, not yet parsed
         self.status: int | None = None
@@ -467,6 +497,7 @@ class _Response:
         self.keep_alive = False
         self.failed = False  # its bytes broke the protocol: the connection is not to be reused
         self.at_ns = 0  # when the bytes being parsed were read
+        self.piece_ns = 0  # when the last chunk handed on was
 
     def feed(self, data: memoryview | bytes, at_ns: int) -> None:
         """``data``, read at ``at_ns``: each chunk it completes is handed on with that time."""
@@ -602,6 +633,13 @@ class _Response:
                          else choice.get("text")) or ""
                 self.pieces.append(piece)
                 self.on_piece(piece, self.at_ns)
+                # The gap from the last chunk, for the C reader's tick; 0 where
+                # both came in one read (the client late, or sent as one): no gap
+                # measured. The first's, from 0, is longer than any.
+                gap = self.at_ns - self.piece_ns
+                if 0 < gap < self.pool.shortest_gap_ns:
+                    self.pool.shortest_gap_ns = gap
+                self.piece_ns = self.at_ns
             self.finished = self.finished or bool(choice.get("finish_reason"))
         usage = event.get("usage")
         if usage:
