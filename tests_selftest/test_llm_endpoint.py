@@ -292,6 +292,38 @@ def test_an_answer_parses_the_same_however_its_bytes_are_split_into_reads(api):
     assert all(r == results["whole"] for r in results.values()), results
 
 
+@pytest.fixture(params=["orjson", "stdlib"])
+def decoder(request, monkeypatch):
+    """The events' JSON parsed by orjson (extra `client`) and by the standard
+    library (where it is not installed)."""
+    from xpuperf.generation import openai_client
+    if request.param == "orjson":
+        pytest.importorskip("orjson", reason="orjson is not installed (extra `client`)")
+    else:
+        monkeypatch.setattr(openai_client, "decode", openai_client.decode_stdlib)
+    return request.param
+
+
+def test_either_json_parser_reads_the_same_answer(decoder):
+    whole = _answer("chat", 4)
+    reply, pieces, whole_seen = _parsed("chat", [whole[:len(whole) // 3], whole[len(whole) // 3:]])
+    assert reply.pieces == tuple(pieces) == tuple(f" t{i}" for i in range(4))
+    assert (reply.completion_tokens, reply.cached_tokens, whole_seen) == (4, 3, True)
+
+
+@pytest.mark.parametrize("event, message", [
+    (b'{"choices": [', "not JSON"),
+    (b'{"choices": [], "x": "\xff"}', "not JSON"),  # not UTF-8
+    (b"[" * 5000 + b"]" * 5000, "not JSON"),  # nested past either parser's depth
+    (b"[1, 2]", "not a JSON object"),
+])
+def test_a_bad_event_fails_its_request_by_either_json_parser(decoder, event, message):
+    from xpuperf.generation.instant_server import _chunk
+    head = _answer("completions", 1).split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    reply, _, _ = _parsed("completions", [head + _chunk(b"data: " + event + b"\n\n")])
+    assert isinstance(reply, Exception) and message in str(reply), reply
+
+
 def test_a_chunk_whose_size_disagrees_with_its_bytes_is_refused():
     head, body = _answer("completions", 3).split(b"\r\n\r\n", 1)
     size = body.index(b"\r\n")
