@@ -27,7 +27,7 @@ from xpuperf.generation import arithmetic, harness, settings
 from xpuperf.generation.endpoint import EndpointEngine
 from xpuperf.generation.instant_server import InstantServer
 from xpuperf.generation.metrics import Bounds, Trace, figures
-from xpuperf.generation.openai_client import Endpoint, Pool, _Response
+from xpuperf.generation.openai_client import Endpoint, EndpointError, Pool, _Response
 from xpuperf.generation.serving import LLMSession
 from xpuperf.report import TEMPLATES, write_reports
 from xpuperf.zoo import parse_zoo
@@ -104,6 +104,7 @@ def test_a_stream_is_timed_per_chunk_and_counted_from_usage_else_the_tokenizer(
 @pytest.mark.parametrize("model, expected", [
     ("drop", "the stream ended mid-response"),
     ("malformed", "an event that is not JSON"),
+    ("bad_choices", "an event whose choices are not JSON objects"),
     ("bad_usage", "a usage that is not a count of tokens"),
     ("error", "HTTP 500 from /v1/completions"),
     ("stall", "no complete answer within 0.5 s"),
@@ -316,12 +317,22 @@ def test_either_json_parser_reads_the_same_answer(decoder):
     (b'{"choices": [], "x": "\xff"}', "not JSON"),  # not UTF-8
     (b"[" * 5000 + b"]" * 5000, "not JSON"),  # nested past either parser's depth
     (b"[1, 2]", "not a JSON object"),
+    (b'{"choices": [1]}', "choices are not JSON objects"),
+    (b'{"choices": {"0": {}}}', "choices are not JSON objects"),
+    (b'{"choices": [{"text": 5}]}', "text is not a string"),
 ])
 def test_a_bad_event_fails_its_request_by_either_json_parser(decoder, event, message):
+    """Each fails its request with its reason (never an exception out of the
+    parse, which would end the C reader's ticks for every stream)."""
     from xpuperf.generation.instant_server import _chunk
     head = _answer("completions", 1).split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
     reply, _, _ = _parsed("completions", [head + _chunk(b"data: " + event + b"\n\n")])
     assert isinstance(reply, Exception) and message in str(reply), reply
+
+
+def test_a_header_no_check_foresaw_fails_the_request_with_what_broke():
+    reply, _, _ = _parsed("completions", [b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n"])
+    assert isinstance(reply, EndpointError) and "cannot read: ValueError" in str(reply), reply
 
 
 def test_a_chunk_whose_size_disagrees_with_its_bytes_is_refused():

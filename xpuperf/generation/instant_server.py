@@ -9,6 +9,7 @@ fails a request, for the selftests: the requested model's name picks one.
     no_usage    the answer and [DONE], no usage (the tokenizer counts)
     drop        two pieces, then the connection closes mid-stream
     malformed   one piece, then an event that is not JSON
+    bad_choices one piece, then an event whose choices are not JSON objects
     bad_usage   the answer, then a usage whose count is not a number
     stall       one piece, then nothing until the client gives up
     error       HTTP 500 with a JSON error body
@@ -35,7 +36,7 @@ from typing import Any, Iterator
 
 from xpuperf.generation.openai_client import LoopThread
 
-MODES = ("ok", "no_usage", "drop", "malformed", "bad_usage", "stall", "error")
+MODES = ("ok", "no_usage", "drop", "malformed", "bad_choices", "bad_usage", "stall", "error")
 MAX_BODY = 1 << 20
 
 
@@ -110,8 +111,9 @@ class InstantServer:
         for i in range(tokens):
             if mode == "drop" and i == 2:
                 return False
-            if mode == "malformed" and i == 1:
-                writer.write(_chunk(b"data: {\"choices\": [\r\n\r\n"))
+            if mode in ("malformed", "bad_choices") and i == 1:
+                writer.write(_chunk(b"data: {\"choices\": [\r\n\r\n") if mode == "malformed"
+                             else _event({"choices": [1]}))
                 await writer.drain()
                 return False
             if mode == "stall" and i == 1:

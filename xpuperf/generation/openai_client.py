@@ -529,10 +529,11 @@ class _Response:
                 self._head()
             if self.status is not None:
                 self._body()
-        except EndpointError as e:
+        except Exception as e:  # noqa: BLE001 - a server's bytes fail this answer, never the reads
             self.failed = True
             if not self.done.done():
-                self.done.set_exception(e)
+                self.done.set_exception(e if isinstance(e, EndpointError) else EndpointError(
+                    f"an answer the client cannot read: {type(e).__name__}: {e}"))
 
     def lost(self, exc: Exception | None) -> None:
         """The connection closed (``exc``: why, None: the server closed it)."""
@@ -634,14 +635,18 @@ class _Response:
             raise EndpointError(f"the server reported an error mid-stream: {event['error']}")
         choices = event.get("choices")
         if choices:  # none: the usage chunk
-            choice = choices[0]
-            delta = choice.get("delta") or {}
+            choice = choices[0] if isinstance(choices, list) else None
+            delta = (choice.get("delta") or {}) if isinstance(choice, dict) else None
+            if not isinstance(delta, dict):
+                raise EndpointError(f"an event whose choices are not JSON objects: {data[:200]!r}")
             # Servers send a chunk a token, its text possibly empty (a partial
             # character, the end of sequence): each is an arrival, as vLLM's bench
             # counts them, but a chat's first chunk, the role's.
             if self.endpoint.api != "chat" or "role" not in delta:
                 piece = (delta.get("content") if self.endpoint.api == "chat"
                          else choice.get("text")) or ""
+                if not isinstance(piece, str):
+                    raise EndpointError(f"an event whose text is not a string: {data[:200]!r}")
                 self.pieces.append(piece)
                 self.on_piece(piece, self.at_ns)
                 # The gap from the last chunk, for the C reader's tick; 0 where
