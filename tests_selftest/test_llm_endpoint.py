@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -333,6 +334,38 @@ def test_a_bad_event_fails_its_request_by_either_json_parser(decoder, event, mes
 def test_a_header_no_check_foresaw_fails_the_request_with_what_broke():
     reply, _, _ = _parsed("completions", [b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n"])
     assert isinstance(reply, EndpointError) and "cannot read: ValueError" in str(reply), reply
+
+
+def test_a_chunk_longer_than_any_event_is_read_as_it_arrives_and_what_never_ends_is_refused():
+    """The parse keeps no more than a read and a line: a 2.9 MiB chunk of 40,000
+    events (a server or proxy that sends the answer at once) is handed on as
+    its reads arrive; a size line, headers or trailers that never end fail the
+    request past MAX_LINE (1 MiB), as an event that never ends does."""
+    from xpuperf.generation.instant_server import _chunk
+    from xpuperf.generation.openai_client import MAX_LINE, READ_SIZE
+    head, body = _answer("completions", 40_000).split(b"\r\n\r\n", 1)
+    events = b"".join(re.findall(rb"\r\n(data: [^\n]*\n\n)\r\n", body))  # unchunked
+    assert len(events) > 2 * MAX_LINE
+    one_chunk = head + b"\r\n\r\n" + _chunk(events) + b"0\r\n\r\n"
+    loop = asyncio.new_event_loop()
+    try:
+        response = _Response(Endpoint("http://127.0.0.1:1/v1", "ok"), lambda piece, at_ns: None,
+                             loop.create_future(), Pool())
+        kept = 0
+        for at in range(0, len(one_chunk), READ_SIZE):
+            response.feed(one_chunk[at:at + READ_SIZE], 0)
+            kept = max(kept, len(response.buffer) + len(response.events))
+        reply = response.done.result()
+    finally:
+        loop.close()
+    assert len(reply.pieces) == 40_000 and reply.completion_tokens == 40_000
+    assert kept <= READ_SIZE + 200, kept
+    endless = b"a" * (MAX_LINE + 1)
+    for bytes_, what in [(head + b"\r\n\r\n" + endless, "a chunk's size line"),
+                         (endless, "the response's headers"),
+                         (head + b"\r\n\r\n0\r\n" + endless, "the body's trailers")]:
+        error, _, _ = _parsed("completions", [bytes_])
+        assert isinstance(error, EndpointError) and f"{what} longer than" in str(error), error
 
 
 def test_a_chunk_whose_size_disagrees_with_its_bytes_is_refused():

@@ -553,8 +553,7 @@ class _Response:
     def _head(self) -> None:
         end = self.buffer.find(b"\r\n\r\n")
         if end < 0:
-            if len(self.buffer) > MAX_LINE:
-                raise EndpointError("response headers longer than a server's")
+            self._bounded("the response's headers")
             return
         lines = self.buffer[:end].decode("latin-1").split("\r\n")
         self.buffer = self.buffer[end + 4:]
@@ -590,6 +589,7 @@ class _Response:
                 if self.left == 0:  # a chunk's size line next
                     end = self.buffer.find(b"\r\n")
                     if end < 0:
+                        self._bounded("a chunk's size line")
                         return
                     try:
                         size = int(self.buffer[:end].split(b";")[0], 16)
@@ -599,13 +599,24 @@ class _Response:
                     if size == 0:  # the last chunk: the body ends with the trailers' blank line
                         if self.buffer.find(b"\r\n\r\n", end) >= 0:
                             self._end()
+                        else:
+                            self._bounded("the body's trailers")
                         return
                     self.buffer, self.left = self.buffer[end + 2:], size + 2  # with its CRLF
+                # A chunk's bytes are content as they arrive, not kept until the
+                # chunk is whole (its size is the server's word: up to 4 GiB).
+                if self.left > 2 and self.buffer:
+                    data = self.buffer[:self.left - 2]
+                    self.buffer, self.left = self.buffer[len(data):], self.left - len(data)
+                    self._content(data)
                 if len(self.buffer) < self.left:
                     return
-                data, self.buffer = self.buffer[:self.left - 2], self.buffer[self.left:]
-                self.left = 0
-                self._content(data)
+                self.buffer, self.left = self.buffer[self.left:], 0  # the chunk's CRLF
+
+    def _bounded(self, what: str) -> None:
+        """``what`` is still to end in the buffer: no longer than a server's."""
+        if len(self.buffer) > MAX_LINE:
+            raise EndpointError(f"{what} longer than {MAX_LINE} bytes")
 
     def _content(self, data: bytes) -> None:
         if self.status != 200:
