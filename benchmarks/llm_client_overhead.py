@@ -21,7 +21,9 @@ HTTP, where it is built). ``--stall-ms N`` holds the client's loop N ms every
 the ITL measured against the server's pace then shows whether the client's own
 delays move the tokens' times (the C reader stamps each read with its bytes'
 arrival; the loop's reads are stamped as they are made). Exits 1 when either
-share is over 5 %.
+share is over 5 %, or when the ITL p50 it measured is off the server's pace by
+more than a tenth (at least 0.5 ms): a client that times a stream's chunks
+wrong (two to one read) fails, however cheap.
 
     python benchmarks/llm_client_overhead.py
     python benchmarks/llm_client_overhead.py --streams 256 --itl-ms 50 --seconds 10
@@ -157,7 +159,10 @@ def main() -> int:
     print(f"ITL measured p50 {itl['p50']:.2f} ms, p99 {itl['p99']:.2f} ms against the "
           f"server's {args.itl_ms:g} ms{held}; TTFT p50 {fig['ttft_ms']['p50']:.2f} ms, "
           f"p99 {fig['ttft_ms']['p99']:.2f} ms")
-    return 0 if max(share, cpu / chunks * nominal) <= 0.05 else 1
+    timed = abs(itl["p50"] - args.itl_ms) <= max(0.1 * args.itl_ms, 0.5)
+    if not timed:
+        print(f"ITL p50 {itl['p50']:.2f} ms is off the server's {args.itl_ms:g} ms pace")
+    return 0 if max(share, cpu / chunks * nominal) <= 0.05 and timed else 1
 
 
 if __name__ == "__main__":
