@@ -60,7 +60,7 @@ def _cpu_s() -> tuple[float, float]:
 
 
 def _unparsed(tokens: int, reply: type) -> Callable[..., None]:
-    """The floor's stand-in for _Response.feed: a timestamp a read, and the
+    """The floor's stand-in for Answer.feed: a timestamp a read, and the
     answer ends with the chunked body's last bytes."""
     def feed(self: Any, data: memoryview | bytes, at_ns: int) -> None:
         self.received += len(data)
@@ -103,11 +103,11 @@ def main() -> int:
     from xpuperf.generation import harness
     from xpuperf.generation.endpoint import EndpointEngine
     from xpuperf.generation.metrics import Bounds
-    from xpuperf.generation import instant_server, openai_client
+    from xpuperf.generation import answer, instant_server, openai_client
     from xpuperf.generation.openai_client import Endpoint
 
     if args.floor:
-        openai_client._Response.feed = _unparsed(args.output_tokens, openai_client.Reply)
+        answer.Answer.feed = _unparsed(args.output_tokens, answer.Reply)
     if args.loop == "asyncio":
         openai_client.new_loop = asyncio.new_event_loop
     if args.reads == "loop":

@@ -28,7 +28,8 @@ from xpuperf.generation import arithmetic, harness, settings
 from xpuperf.generation.endpoint import EndpointEngine
 from xpuperf.generation.instant_server import InstantServer
 from xpuperf.generation.metrics import Bounds, Trace, figures
-from xpuperf.generation.openai_client import Endpoint, EndpointError, Pool, _Response
+from xpuperf.generation.answer import Answer, EndpointError
+from xpuperf.generation.openai_client import Endpoint, Pool
 from xpuperf.generation.serving import LLMSession
 from xpuperf.report import TEMPLATES, write_reports
 from xpuperf.zoo import parse_zoo
@@ -261,9 +262,8 @@ def _parsed(api: str, reads: list[bytes]):
     loop = asyncio.new_event_loop()
     try:
         pieces: list[str] = []
-        response = _Response(Endpoint("http://127.0.0.1:1/v1", "ok", api),
-                             lambda piece, at_ns: pieces.append(piece), loop.create_future(),
-                             Pool())
+        response = Answer(api, "/v1/completions", lambda piece, at_ns: pieces.append(piece),
+                          loop.create_future(), Pool())
         for read in reads:
             response.feed(memoryview(read), 0)
         done = response.done
@@ -298,11 +298,11 @@ def test_an_answer_parses_the_same_however_its_bytes_are_split_into_reads(api):
 def decoder(request, monkeypatch):
     """The events' JSON parsed by orjson (extra `client`) and by the standard
     library (where it is not installed)."""
-    from xpuperf.generation import openai_client
+    from xpuperf.generation import answer
     if request.param == "orjson":
         pytest.importorskip("orjson", reason="orjson is not installed (extra `client`)")
     else:
-        monkeypatch.setattr(openai_client, "decode", openai_client.decode_stdlib)
+        monkeypatch.setattr(answer, "decode", answer.decode_stdlib)
     return request.param
 
 
@@ -342,15 +342,16 @@ def test_a_chunk_longer_than_any_event_is_read_as_it_arrives_and_what_never_ends
     its reads arrive; a size line, headers or trailers that never end fail the
     request past MAX_LINE (1 MiB), as an event that never ends does."""
     from xpuperf.generation.instant_server import _chunk
-    from xpuperf.generation.openai_client import MAX_LINE, READ_SIZE
+    from xpuperf.generation.answer import MAX_LINE
+    from xpuperf.generation.openai_client import READ_SIZE
     head, body = _answer("completions", 40_000).split(b"\r\n\r\n", 1)
     events = b"".join(re.findall(rb"\r\n(data: [^\n]*\n\n)\r\n", body))  # unchunked
     assert len(events) > 2 * MAX_LINE
     one_chunk = head + b"\r\n\r\n" + _chunk(events) + b"0\r\n\r\n"
     loop = asyncio.new_event_loop()
     try:
-        response = _Response(Endpoint("http://127.0.0.1:1/v1", "ok"), lambda piece, at_ns: None,
-                             loop.create_future(), Pool())
+        response = Answer("completions", "/v1/completions", lambda piece, at_ns: None,
+                          loop.create_future(), Pool())
         kept = 0
         for at in range(0, len(one_chunk), READ_SIZE):
             response.feed(one_chunk[at:at + READ_SIZE], 0)

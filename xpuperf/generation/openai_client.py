@@ -33,7 +33,6 @@ import itertools
 import json
 import math
 import os
-import re
 import ssl
 import threading
 import time
@@ -41,9 +40,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
+from xpuperf.generation.answer import Answer, EndpointError, Reply
+
 APIS = ("completions", "chat")
-MAX_ERROR_BODY = 2048  # bytes of an HTTP error's body quoted in the message
-MAX_LINE = 1 << 20  # a header or SSE line longer than this is not a server's
 MAX_IDLE = 256  # idle connections kept per server: one a stream at the suite's concurrency
 READ_SIZE = 16384
 # The C reader's reads are at most this far apart while bytes keep coming: an
@@ -55,11 +54,6 @@ READ_SIZE = 16384
 # timer resolution) the reader is read each time a socket has bytes.
 TICK_S = 0.005
 GAP_WINDOW_S = 1.0
-_JSON = json.JSONDecoder().decode
-# One chunk of a chunked body (its size, hex) that is one server-sent event of
-# one data line: _Response.feed's fast path, a third of the parse's time a chunk
-# (benchmarks/llm_client_overhead.py).
-_ONE_EVENT = re.compile(rb"([0-9a-fA-F]{1,8})\r\n(data:([^\n]*)\n\n)\r\n")
 
 
 try:
@@ -68,27 +62,12 @@ except ImportError:  # not built (a checkout run without pip install, not Linux)
     READER = None
 
 
-def decode_stdlib(data: bytes) -> Any:
-    """An event's JSON by the standard library: where orjson is not installed."""
-    return _JSON(data.decode())  # from str: json.loads(bytes) sniffs the encoding
-
-
-try:  # extra `client`: the event's JSON from its bytes, in a third of json's time
-    from orjson import loads as decode
-except ImportError:
-    decode = decode_stdlib
-
-
 def tick_s(shortest_gap_ns: float) -> float:
     """The C reader's tick where the shortest gap between two chunks of one
     stream is ``shortest_gap_ns``: half of it, at most TICK_S; 0 (a read as a
     socket has bytes) under a millisecond."""
     tick = min(TICK_S, shortest_gap_ns / 2e9)
     return tick if tick >= 0.001 else 0.0
-
-
-class EndpointError(RuntimeError):
-    """The server failed one request; the message says how."""
 
 
 @dataclass(frozen=True)
@@ -135,23 +114,6 @@ class Endpoint:
         else:
             body["prompt"] = "".join(history) + prompt
         return body
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One streamed answer: its text (``pieces``: the chunks' texts, one an
-    arrival), and the server's own count of the tokens it generated (the usage
-    chunk's ``completion_tokens``), None when it sent none; ``cached_tokens``:
-    the prompt tokens its prefix cache held (``prompt_tokens_details``), None
-    when it did not say."""
-
-    pieces: tuple[str, ...]
-    completion_tokens: int | None
-    cached_tokens: int | None = None
-
-    @property
-    def text(self) -> str:
-        return "".join(self.pieces)
 
 
 def reads_in_c(url: str) -> bool:
@@ -242,7 +204,7 @@ async def _stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int
     fresh = False
     while True:
         connection, reused = await pool.connection(host, port, parts.scheme == "https", fresh)
-        response = _Response(endpoint, on_piece, loop.create_future(), pool)
+        response = Answer(endpoint.api, endpoint.path, on_piece, loop.create_future(), pool)
         connection.send(request, response)
         try:
             return await response.done
@@ -276,7 +238,7 @@ class Pool:
         self._reading: dict[int, _Connection] = {}  # the reader's connections by key
         self._keys = itertools.count()
         # The shortest gap between two chunks of one stream (ns, their arrivals)
-        # in this window (lowered by _Response) and the last: the first window
+        # in this window (lowered by Answer) and the last: the first window
         # reads as bytes arrive, none measured yet.
         self.shortest_gap_ns = math.inf
         self._shortest_before = 0.0
@@ -402,7 +364,7 @@ class _Connection(asyncio.BufferedProtocol):
     def __init__(self, pool: Pool, key: tuple[str, int, bool]):
         self.pool, self.key = pool, key
         self.transport: asyncio.Transport | None = None
-        self.response: _Response | None = None  # the answer being read
+        self.response: Answer | None = None  # the answer being read
         self.lost = False
         self.read = memoryview(bytearray(READ_SIZE))
         self.reader_key: int | None = None  # the pool's C reader reads it: its key, descriptor
@@ -421,11 +383,11 @@ class _Connection(asyncio.BufferedProtocol):
             self.transport.pause_reading()
             self.reader_key, self.reader_fd = self.pool.register(self, sock.fileno())
 
-    def send(self, request: bytes, response: "_Response") -> None:
+    def send(self, request: bytes, response: "Answer") -> None:
         self.response = response
         self.transport.write(request)
 
-    def settle(self, response: "_Response") -> None:
+    def settle(self, response: "Answer") -> None:
         """After ``response``'s request ended: a failed or cancelled one's
         connection is closed (its bytes are in an unknown state); one answered
         before its body's end (the last chunk after ``data: [DONE]``) is left to
@@ -481,214 +443,3 @@ class _Connection(asyncio.BufferedProtocol):
         self.pool._gone(self)
         if self.response is not None:
             self.response.lost(exc or self._ended)
-
-
-class _Response:
-    """One answer, parsed as its connection hands it bytes: the status and
-    headers, the body's framing (chunked, a length, or until the connection
-    closes), then server-sent events, each handed on at once. ``done`` holds
-    the Reply (from ``data: [DONE]`` or the body's end); ``whole`` says the
-    body has ended, ``keep_alive`` that the connection may carry another."""
-
-    def __init__(self, endpoint: Endpoint, on_piece: Callable[[str, int], None],
-                 done: "asyncio.Future[Reply]", pool: "Pool"):
-        self.endpoint, self.on_piece, self.done, self.pool = endpoint, on_piece, done, pool
-        self.received = 0  # bytes of the answer read
-        self.buffer = b""  # received, not yet parsed
-        self.status: int | None = None
-        self.framing = ""  # "chunked", "length", "eof"
-        self.left = 0  # "length": body bytes to come; "chunked": of the current chunk, 0: a size next
-        self.events = b""  # body bytes of an event not yet whole
-        self.error_body = b""
-        self.pieces: list[str] = []
-        self.usage: int | None = None
-        self.cached: int | None = None  # the usage's prompt_tokens_details.cached_tokens
-        self.finished = False  # a choice with a finish_reason was seen
-        self.whole = False
-        self.keep_alive = False
-        self.failed = False  # its bytes broke the protocol: the connection is not to be reused
-        self.at_ns = 0  # when the bytes being parsed were read
-        self.piece_ns = 0  # when the last chunk handed on was
-
-    def feed(self, data: memoryview | bytes, at_ns: int) -> None:
-        """``data``, read at ``at_ns``: each chunk it completes is handed on with that time."""
-        self.at_ns = at_ns
-        self.received += len(data)
-        try:
-            # A server's usual read: one whole chunk of the body holding one whole
-            # event (a token's), taken in one match; anything else (split reads,
-            # several events, comments) goes through the framing below, as all did.
-            if (self.status == 200 and self.framing == "chunked"
-                    and not (self.left or self.buffer or self.events)
-                    and (one := _ONE_EVENT.fullmatch(data)) and int(one[1], 16) == len(one[2])):
-                if not self.done.done():
-                    self._event(one[3].strip())
-                return
-            self.buffer += data
-            if self.status is None:
-                self._head()
-            if self.status is not None:
-                self._body()
-        except Exception as e:  # noqa: BLE001 - a server's bytes fail this answer, never the reads
-            self.failed = True
-            if not self.done.done():
-                self.done.set_exception(e if isinstance(e, EndpointError) else EndpointError(
-                    f"an answer the client cannot read: {type(e).__name__}: {e}"))
-
-    def lost(self, exc: Exception | None) -> None:
-        """The connection closed (``exc``: why, None: the server closed it)."""
-        if self.done.done():
-            return
-        if self.status is not None and self.framing == "eof":
-            try:
-                self._end()
-                return
-            except EndpointError as e:
-                self.done.set_exception(e)
-                return
-        where = "inside the response's headers" if self.status is None else "mid-response"
-        self.done.set_exception(EndpointError(
-            f"the stream ended {where}" + (f": {exc}" if exc else "")))
-
-    def _head(self) -> None:
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
-            self._bounded("the response's headers")
-            return
-        lines = self.buffer[:end].decode("latin-1").split("\r\n")
-        self.buffer = self.buffer[end + 4:]
-        fields = lines[0].split(None, 2)
-        if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():
-            raise EndpointError(f"not an HTTP response: {lines[0][:200]!r}")
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        self.status = int(fields[1])
-        self.keep_alive = headers.get("connection", "").lower() != "close"
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            self.framing = "chunked"
-        elif "content-length" in headers:
-            self.framing, self.left = "length", int(headers["content-length"])
-        else:
-            self.framing, self.keep_alive = "eof", False
-
-    def _body(self) -> None:
-        """Undo the framing of what arrived; the content goes to ``_content``."""
-        if self.framing == "eof":
-            data, self.buffer = self.buffer, b""
-            self._content(data)
-        elif self.framing == "length":
-            data, self.buffer = self.buffer[:self.left], self.buffer[self.left:]
-            self.left -= len(data)
-            self._content(data)
-            if self.left == 0:
-                self._end()
-        else:
-            while not self.whole:  # on past data: [DONE], to the body's end
-                if self.left == 0:  # a chunk's size line next
-                    end = self.buffer.find(b"\r\n")
-                    if end < 0:
-                        self._bounded("a chunk's size line")
-                        return
-                    try:
-                        size = int(self.buffer[:end].split(b";")[0], 16)
-                    except ValueError:
-                        raise EndpointError(f"a malformed chunk size "
-                                            f"{self.buffer[:min(end, 40)]!r}") from None
-                    if size == 0:  # the last chunk: the body ends with the trailers' blank line
-                        if self.buffer.find(b"\r\n\r\n", end) >= 0:
-                            self._end()
-                        else:
-                            self._bounded("the body's trailers")
-                        return
-                    self.buffer, self.left = self.buffer[end + 2:], size + 2  # with its CRLF
-                # A chunk's bytes are content as they arrive, not kept until the
-                # chunk is whole (its size is the server's word: up to 4 GiB).
-                if self.left > 2 and self.buffer:
-                    data = self.buffer[:self.left - 2]
-                    self.buffer, self.left = self.buffer[len(data):], self.left - len(data)
-                    self._content(data)
-                if len(self.buffer) < self.left:
-                    return
-                self.buffer, self.left = self.buffer[self.left:], 0  # the chunk's CRLF
-
-    def _bounded(self, what: str) -> None:
-        """``what`` is still to end in the buffer: no longer than a server's."""
-        if len(self.buffer) > MAX_LINE:
-            raise EndpointError(f"{what} longer than {MAX_LINE} bytes")
-
-    def _content(self, data: bytes) -> None:
-        if self.status != 200:
-            self.error_body += data
-            if len(self.error_body) >= MAX_ERROR_BODY:
-                self._end(whole=False)
-            return
-        self.events += data
-        *lines, self.events = self.events.split(b"\n")
-        if len(self.events) > MAX_LINE:
-            raise EndpointError(f"an event longer than {MAX_LINE} bytes")
-        for line in lines:
-            if line.startswith(b"data:") and not self.done.done():
-                self._event(line[5:].strip())
-
-    def _event(self, data: bytes) -> None:
-        if data == b"[DONE]":
-            self.done.set_result(Reply(tuple(self.pieces), self.usage, self.cached))
-            return
-        try:
-            event = decode(data)
-        except (ValueError, RecursionError):  # the stdlib's answer to deep nesting
-            raise EndpointError(f"an event that is not JSON: {data[:200]!r}") from None
-        if not isinstance(event, dict):
-            raise EndpointError(f"an event that is not a JSON object: {data[:200]!r}")
-        if "error" in event:
-            raise EndpointError(f"the server reported an error mid-stream: {event['error']}")
-        choices = event.get("choices")
-        if choices:  # none: the usage chunk
-            choice = choices[0] if isinstance(choices, list) else None
-            delta = (choice.get("delta") or {}) if isinstance(choice, dict) else None
-            if not isinstance(delta, dict):
-                raise EndpointError(f"an event whose choices are not JSON objects: {data[:200]!r}")
-            # Servers send a chunk a token, its text possibly empty (a partial
-            # character, the end of sequence): each is an arrival, as vLLM's bench
-            # counts them, but a chat's first chunk, the role's.
-            if self.endpoint.api != "chat" or "role" not in delta:
-                piece = (delta.get("content") if self.endpoint.api == "chat"
-                         else choice.get("text")) or ""
-                if not isinstance(piece, str):
-                    raise EndpointError(f"an event whose text is not a string: {data[:200]!r}")
-                self.pieces.append(piece)
-                self.on_piece(piece, self.at_ns)
-                # The gap from the last chunk, for the C reader's tick; 0 where
-                # both came in one read (the client late, or sent as one): no gap
-                # measured. The first's, from 0, is longer than any.
-                gap = self.at_ns - self.piece_ns
-                if 0 < gap < self.pool.shortest_gap_ns:
-                    self.pool.shortest_gap_ns = gap
-                self.piece_ns = self.at_ns
-            self.finished = self.finished or bool(choice.get("finish_reason"))
-        usage = event.get("usage")
-        if usage:
-            count = usage.get("completion_tokens") if isinstance(usage, dict) else "?"
-            if count is not None and (not isinstance(count, int) or count < 0):
-                raise EndpointError(f"a usage that is not a count of tokens: {usage!r:.200}")
-            self.usage = count
-            details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else None
-            cached = details.get("cached_tokens") if isinstance(details, dict) else None
-            if cached is not None and (not isinstance(cached, int) or cached < 0):
-                raise EndpointError(f"a usage whose cached_tokens is not a count: {usage!r:.200}")
-            self.cached = cached
-
-    def _end(self, whole: bool = True) -> None:
-        """The body has ended (``whole``), or an error's is long enough to quote."""
-        self.whole = whole
-        if self.done.done():
-            return
-        if self.status != 200:
-            raise EndpointError(f"HTTP {self.status} from {self.endpoint.path}: "
-                                f"{self.error_body[:MAX_ERROR_BODY].decode('utf-8', 'replace').strip()}")
-        if not self.finished:
-            raise EndpointError(f"the stream ended before its finish_reason or data: [DONE] "
-                                f"(after {len(self.pieces)} chunks)")
-        self.done.set_result(Reply(tuple(self.pieces), self.usage, self.cached))
