@@ -202,6 +202,24 @@ def test_the_tick_is_half_the_shortest_gap_of_a_stream_and_none_under_a_millisec
     assert openai_client.tick_s(1.9e6) == 0.0  # read as bytes arrive
 
 
+def test_a_new_reader_reads_as_bytes_arrive_until_a_window_has_measured_the_gaps(
+        built, pair, monkeypatch):
+    import asyncio
+    monkeypatch.setattr(openai_client, "GAP_WINDOW_S", 0.01)
+
+    async def ticks() -> tuple[float, float]:
+        pool = openai_client.Pool()
+        pool.register(None, pair[1].fileno())
+        try:
+            first = pool._tick_s()  # nothing measured: a stream may be faster than any tick
+            pool.shortest_gap_ns = 20e6  # a stream's chunks 20 ms apart
+            await asyncio.sleep(0.02)  # past the first window
+            return first, pool._tick_s()
+        finally:
+            pool.close()
+    assert asyncio.run(ticks()) == (0.0, openai_client.TICK_S)
+
+
 def test_a_stream_faster_than_the_tick_has_each_chunk_timed_on_its_own(built):
     """Tokens 2 ms apart, shorter than the longest tick (5 ms): the reader is
     read as each socket has bytes, so that no read holds two of a stream's

@@ -238,11 +238,11 @@ class Pool:
         self._reading: dict[int, _Connection] = {}  # the reader's connections by key
         self._keys = itertools.count()
         # The shortest gap between two chunks of one stream (ns, their arrivals)
-        # in this window (lowered by Answer) and the last: the first window
-        # reads as bytes arrive, none measured yet.
+        # in this window (lowered by Answer) and the last: the reader's first
+        # window (from register) reads as bytes arrive, none measured yet.
         self.shortest_gap_ns = math.inf
         self._shortest_before = 0.0
-        self._window_end = 0.0
+        self._window_end = math.inf
 
     async def connection(self, host: str, port: int, tls: bool, fresh: bool = False
                          ) -> tuple["_Connection", bool]:
@@ -279,6 +279,7 @@ class Pool:
         reader's own descriptor of it, which ``unregister`` closes."""
         if self.reader is None:
             self.reader = READER()
+            self._window_end = asyncio.get_running_loop().time() + GAP_WINDOW_S
             self._arm()
         key = next(self._keys)
         own = self.reader.add(fd, key)
