@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import re
 import socket
 import subprocess
 import sys
@@ -28,13 +27,13 @@ from xpuperf.generation import arithmetic, harness, settings
 from xpuperf.generation.endpoint import EndpointEngine
 from xpuperf.generation.instant_server import InstantServer
 from xpuperf.generation.metrics import Bounds, Trace, figures
-from xpuperf.generation.answer import Answer, EndpointError
 from xpuperf.generation.openai_client import Endpoint, Pool
 from xpuperf.generation.serving import LLMSession
 from xpuperf.report import TEMPLATES, write_reports
 from xpuperf.zoo import parse_zoo
 from xpuperf.zoo.specs import EndpointAccuracySpec
 from tests_selftest.sessions import ROOT, python_env, run_session
+from tests_selftest.test_llm_answer import answer_bytes
 
 MS = 1_000_000  # ns
 
@@ -215,7 +214,7 @@ def test_bytes_that_break_the_framing_after_done_close_the_connection(loop_kind)
     """A server (or a proxy) that follows ``data: [DONE]`` with what is not the
     chunked body's end: the answer stands, and its connection is closed at
     once, not left open with the answer unended or kept for the next request."""
-    answer = _answer("completions", 3)
+    answer = answer_bytes("completions", 3)
     assert answer.endswith(b"0\r\n\r\n")
     answer = answer[:-5] + b"zz\r\n\r\n"
     seen: dict[str, bytes] = {}
@@ -238,144 +237,6 @@ def test_bytes_that_break_the_framing_after_done_close_the_connection(loop_kind)
         finally:
             engine.close()
     assert sink.count == 3 and engine.pool.reused == 0
-
-
-def _answer(api: str, tokens: int) -> bytes:
-    """An answer as the instant server writes it: headers, a chunk an event (a
-    chat's opening with the role's), the usage, [DONE], the body's last chunk."""
-    from xpuperf.generation.instant_server import _chunk, _event
-    chat = api == "chat"
-    events = [{"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}] * chat
-    events += [{"choices": [{"index": 0, "finish_reason": "length" if i == tokens - 1 else None,
-                             **({"delta": {"content": f" t{i}"}} if chat else {"text": f" t{i}"})}]}
-               for i in range(tokens)]
-    events.append({"choices": [], "usage": {"completion_tokens": tokens,
-                                            "prompt_tokens_details": {"cached_tokens": 3}}})
-    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(map(_event, events))
-            + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
-
-
-def _parsed(api: str, reads: list[bytes]):
-    """What the client makes of an answer that arrives in ``reads``: its Reply
-    (or error), the pieces handed on, and whether the body was seen whole."""
-    loop = asyncio.new_event_loop()
-    try:
-        pieces: list[str] = []
-        response = Answer(api, "/v1/completions", lambda piece, at_ns: pieces.append(piece),
-                          loop.create_future(), Pool())
-        for read in reads:
-            response.feed(memoryview(read), 0)
-        done = response.done
-        return (done.exception() or done.result()) if done.done() else None, pieces, response.whole
-    finally:
-        loop.close()
-
-
-@pytest.mark.parametrize("api", ["completions", "chat"])
-def test_an_answer_parses_the_same_however_its_bytes_are_split_into_reads(api):
-    whole = _answer(api, 6)
-    one_a_chunk = [whole[:whole.index(b"\r\n\r\n") + 4]]  # the server's usual reads
-    rest = whole[len(one_a_chunk[0]):]
-    while rest:
-        size = rest.index(b"\r\n")
-        end = size + 2 + int(rest[:size], 16) + 2
-        one_a_chunk.append(rest[:end])
-        rest = rest[end:]
-    rng = np.random.default_rng(0)
-    cuts = sorted(rng.choice(np.arange(1, len(whole)), 40, replace=False))
-    splits = {"whole": [whole], "a chunk a read": one_a_chunk,
-              "a byte a read": [whole[i:i + 1] for i in range(len(whole))],
-              "random": [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)])]}
-    results = {name: _parsed(api, reads) for name, reads in splits.items()}
-    reply, pieces, whole_seen = results["whole"]
-    assert reply.pieces == tuple(f" t{i}" for i in range(6)) and pieces == list(reply.pieces)
-    assert (reply.completion_tokens, reply.cached_tokens, whole_seen) == (6, 3, True)
-    assert all(r == results["whole"] for r in results.values()), results
-
-
-@pytest.fixture(params=["orjson", "stdlib"])
-def decoder(request, monkeypatch):
-    """The events' JSON parsed by orjson (extra `client`) and by the standard
-    library (where it is not installed)."""
-    from xpuperf.generation import answer
-    if request.param == "orjson":
-        pytest.importorskip("orjson", reason="orjson is not installed (extra `client`)")
-    else:
-        monkeypatch.setattr(answer, "decode", answer.decode_stdlib)
-    return request.param
-
-
-def test_either_json_parser_reads_the_same_answer(decoder):
-    whole = _answer("chat", 4)
-    reply, pieces, whole_seen = _parsed("chat", [whole[:len(whole) // 3], whole[len(whole) // 3:]])
-    assert reply.pieces == tuple(pieces) == tuple(f" t{i}" for i in range(4))
-    assert (reply.completion_tokens, reply.cached_tokens, whole_seen) == (4, 3, True)
-
-
-@pytest.mark.parametrize("event, message", [
-    (b'{"choices": [', "not JSON"),
-    (b'{"choices": [], "x": "\xff"}', "not JSON"),  # not UTF-8
-    (b"[" * 5000 + b"]" * 5000, "not JSON"),  # nested past either parser's depth
-    (b"[1, 2]", "not a JSON object"),
-    (b'{"choices": [1]}', "choices are not JSON objects"),
-    (b'{"choices": {"0": {}}}', "choices are not JSON objects"),
-    (b'{"choices": [{"text": 5}]}', "text is not a string"),
-])
-def test_a_bad_event_fails_its_request_by_either_json_parser(decoder, event, message):
-    """Each fails its request with its reason (never an exception out of the
-    parse, which would end the C reader's ticks for every stream)."""
-    from xpuperf.generation.instant_server import _chunk
-    head = _answer("completions", 1).split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
-    reply, _, _ = _parsed("completions", [head + _chunk(b"data: " + event + b"\n\n")])
-    assert isinstance(reply, Exception) and message in str(reply), reply
-
-
-def test_a_header_no_check_foresaw_fails_the_request_with_what_broke():
-    reply, _, _ = _parsed("completions", [b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n"])
-    assert isinstance(reply, EndpointError) and "cannot read: ValueError" in str(reply), reply
-
-
-def test_a_chunk_longer_than_any_event_is_read_as_it_arrives_and_what_never_ends_is_refused():
-    """The parse keeps no more than a read and a line: a 2.9 MiB chunk of 40,000
-    events (a server or proxy that sends the answer at once) is handed on as
-    its reads arrive; a size line, headers or trailers that never end fail the
-    request past MAX_LINE (1 MiB), as an event that never ends does."""
-    from xpuperf.generation.instant_server import _chunk
-    from xpuperf.generation.answer import MAX_LINE
-    from xpuperf.generation.openai_client import READ_SIZE
-    head, body = _answer("completions", 40_000).split(b"\r\n\r\n", 1)
-    events = b"".join(re.findall(rb"\r\n(data: [^\n]*\n\n)\r\n", body))  # unchunked
-    assert len(events) > 2 * MAX_LINE
-    one_chunk = head + b"\r\n\r\n" + _chunk(events) + b"0\r\n\r\n"
-    loop = asyncio.new_event_loop()
-    try:
-        response = Answer("completions", "/v1/completions", lambda piece, at_ns: None,
-                          loop.create_future(), Pool())
-        kept = 0
-        for at in range(0, len(one_chunk), READ_SIZE):
-            response.feed(one_chunk[at:at + READ_SIZE], 0)
-            kept = max(kept, len(response.buffer) + len(response.events))
-        reply = response.done.result()
-    finally:
-        loop.close()
-    assert len(reply.pieces) == 40_000 and reply.completion_tokens == 40_000
-    assert kept <= READ_SIZE + 200, kept
-    endless = b"a" * (MAX_LINE + 1)
-    for bytes_, what in [(head + b"\r\n\r\n" + endless, "a chunk's size line"),
-                         (endless, "the response's headers"),
-                         (head + b"\r\n\r\n0\r\n" + endless, "the body's trailers")]:
-        error, _, _ = _parsed("completions", [bytes_])
-        assert isinstance(error, EndpointError) and f"{what} longer than" in str(error), error
-
-
-def test_a_chunk_whose_size_disagrees_with_its_bytes_is_refused():
-    head, body = _answer("completions", 3).split(b"\r\n\r\n", 1)
-    size = body.index(b"\r\n")
-    first = body[:size + 2 + int(body[:size], 16) + 2]  # the first chunk, in a read of its own
-    wrong = b"%x" % (int(first[:size], 16) - 2) + first[size:]  # its event two bytes longer
-    reply, _, _ = _parsed("completions", [head + b"\r\n\r\n", wrong])
-    assert isinstance(reply, Exception) and "malformed chunk size" in str(reply)
 
 
 # --------------------------------------------------------------------------- figures, arrivals
