@@ -87,21 +87,24 @@ def test_either_json_parser_reads_the_same_answer(decoder):
     assert (reply.completion_tokens, reply.cached_tokens, whole_seen) == (4, 3, True)
 
 
-@pytest.mark.parametrize("event, message", [
-    (b'{"choices": [', "not JSON"),
-    (b'{"choices": [], "x": "\xff"}', "not JSON"),  # not UTF-8
-    (b"[" * 5000 + b"]" * 5000, "not JSON"),  # nested past either parser's depth
-    (b"[1, 2]", "not a JSON object"),
-    (b'{"choices": [1]}', "choices are not JSON objects"),
-    (b'{"choices": {"0": {}}}', "choices are not JSON objects"),
-    (b'{"choices": [{"text": 5}]}', "text is not a string"),
+@pytest.mark.parametrize("api, event, message", [
+    ("completions", b'{"choices": [', "not JSON"),
+    ("completions", b'{"choices": [], "x": "\xff"}', "not JSON"),  # not UTF-8
+    ("completions", b"[" * 5000 + b"]" * 5000, "not JSON"),  # past either parser's depth
+    ("completions", b"[1, 2]", "not a JSON object"),
+    ("completions", b'{"choices": [1]}', "choices are not JSON objects"),
+    ("completions", b'{"choices": {"0": {}}}', "choices are not JSON objects"),
+    ("completions", b'{"choices": [{"text": 5}]}', "text is not a string"),
+    ("chat", b'{"choices": [1]}', "choices are not JSON objects"),
+    ("chat", b'{"choices": [{"delta": [" t0"]}]}', "choices are not JSON objects"),
+    ("chat", b'{"choices": [{"delta": {"content": 5}}]}', "text is not a string"),
 ])
-def test_a_bad_event_fails_its_request_by_either_json_parser(decoder, event, message):
+def test_a_bad_event_fails_its_request_by_either_json_parser(decoder, api, event, message):
     """Each fails its request with its reason (never an exception out of the
     parse, which would end the C reader's ticks for every stream)."""
     from xpuperf.generation.instant_server import _chunk
-    head = answer_bytes("completions", 1).split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
-    reply, _, _ = _parsed("completions", [head + _chunk(b"data: " + event + b"\n\n")])
+    head = answer_bytes(api, 1).split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    reply, _, _ = _parsed(api, [head + _chunk(b"data: " + event + b"\n\n")])
     assert isinstance(reply, Exception) and message in str(reply), reply
 
 

@@ -19,7 +19,7 @@ _JSON = json.JSONDecoder().decode
 # One chunk of a chunked body (its size, hex) that is one server-sent event of
 # one data line: Answer.feed's fast path, a third of the parse's time a chunk
 # (benchmarks/llm_client_overhead.py).
-_ONE_EVENT = re.compile(rb"([0-9a-fA-F]{1,8})\r\n(data:([^\n]*)\n\n)\r\n")
+_ONE_EVENT = re.compile(rb"([0-9a-fA-F]{1,8})\r\ndata:([^\n]*)\n\n\r\n")
 
 
 def decode_stdlib(data: bytes) -> Any:
@@ -99,9 +99,10 @@ class Answer:
             # several events, comments) goes through the framing below, as all did.
             if (self.status == 200 and self.framing == "chunked"
                     and not (self.left or self.buffer or self.events)
-                    and (one := _ONE_EVENT.fullmatch(data)) and int(one[1], 16) == len(one[2])):
+                    and (one := _ONE_EVENT.fullmatch(data))
+                    and int(one[1], 16) == len(data) - one.end(1) - 4):  # less the two CRLFs
                 if not self.done.done():
-                    self._event(one[3].strip())
+                    self._event(one[2].strip())
                 return
             self.buffer += data
             if self.status is None:
@@ -226,15 +227,20 @@ class Answer:
         choices = event.get("choices")
         if choices:  # none: the usage chunk
             choice = choices[0] if isinstance(choices, list) else None
-            delta = (choice.get("delta") or {}) if isinstance(choice, dict) else None
-            if not isinstance(delta, dict):
+            if not isinstance(choice, dict):
                 raise EndpointError(f"an event whose choices are not JSON objects: {data[:200]!r}")
             # Servers send a chunk a token, its text possibly empty (a partial
             # character, the end of sequence): each is an arrival, as vLLM's bench
             # counts them, but a chat's first chunk, the role's.
-            if self.api != "chat" or "role" not in delta:
-                piece = (delta.get("content") if self.api == "chat"
-                         else choice.get("text")) or ""
+            if self.api == "chat":
+                delta = choice.get("delta") or {}
+                if not isinstance(delta, dict):
+                    raise EndpointError(f"an event whose choices are not JSON objects: "
+                                        f"{data[:200]!r}")
+                piece = None if "role" in delta else delta.get("content") or ""
+            else:
+                piece = choice.get("text") or ""
+            if piece is not None:
                 if not isinstance(piece, str):
                     raise EndpointError(f"an event whose text is not a string: {data[:200]!r}")
                 self.pieces.append(piece)
@@ -246,7 +252,8 @@ class Answer:
                 if 0 < gap < self.gaps.shortest_gap_ns:
                     self.gaps.shortest_gap_ns = gap
                 self.piece_ns = self.at_ns
-            self.finished = self.finished or bool(choice.get("finish_reason"))
+            if not self.finished:
+                self.finished = bool(choice.get("finish_reason"))
         usage = event.get("usage")
         if usage:
             count = usage.get("completion_tokens") if isinstance(usage, dict) else "?"
