@@ -61,6 +61,13 @@ class TokenSink(abc.ABC):
         pieces held. A sink of token ids only (a test's) need not take text."""
         raise TypeError(f"{type(self).__name__} takes token ids, not text")
 
+    def sent(self, at_ns: int) -> None:
+        """The request left for a server at ``at_ns`` (time.perf_counter_ns, as its
+        bytes were written), by an engine that is a server's client: its TTFT and
+        end-to-end latency count from then, not from its submission, so that the
+        client's own queue (requests waiting for its event loop) is not the
+        server's. An engine that computes the tokens itself does not call it."""
+
     @abc.abstractmethod
     def finish(self, error: BaseException | None = None, tokens: int | None = None) -> None:
         """The request is done: all its tokens were delivered, or ``error`` ended

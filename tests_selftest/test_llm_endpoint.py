@@ -102,6 +102,23 @@ def test_a_stream_is_timed_per_chunk_and_counted_from_usage_else_the_tokenizer(
     assert dict(engine.token_counts) == {source: 6}
 
 
+def test_a_request_waiting_for_the_clients_loop_is_timed_from_its_sending(server):
+    """The client's own queue is not the server's: requests submitted while the
+    client's event loop is held 0.3 s (a slow callback; many answers ending at
+    once, whose next requests wait for each other) are timed from when they
+    were written, and the wait is client_delay_ms. Fails where TTFT counts
+    from the submission."""
+    engine = _engine(server.url, "ok")
+    try:
+        engine._loop.loop.call_soon_threadsafe(time.sleep, 0.3)
+        sinks = harness.closed_loop(engine, _requests(4), 4, 10)
+    finally:
+        engine.close()
+    fig = harness.run_figures(sinks, Bounds(1e9, 1e9))
+    assert fig["client_delay_ms"]["p50"] >= 250 and fig["ttft_ms"]["p99"] < 250, fig
+    assert all(s.submitted_ns < s.sent_ns < s.token_ns[0] for s in sinks)
+
+
 @pytest.mark.parametrize("model, expected", [
     ("drop", "the stream ended mid-response"),
     ("malformed", "an event that is not JSON"),
@@ -251,6 +268,18 @@ def test_tpot_of_a_chunked_stream_counts_its_tokens_and_itl_its_chunks():
     assert fig["output_tokens_per_s"] == pytest.approx(7 / 0.040)
     assert "p99.9" in fig["ttft_ms"] and fig["goodput"] == 0.0  # TPOT 5 ms > 4 ms
     assert fig["goodput_requests_per_s"] == 0.0
+
+
+def test_latencies_count_from_the_sending_where_a_client_sent_the_request():
+    # Submitted at 0, written at 30 ms (the client busy), chunks at 40 and 100 ms.
+    t = Trace(0, (40 * MS, 100 * MS), sent_ns=30 * MS)
+    fig = figures([t], Bounds(ttft_ms=20, tpot_ms=100))
+    assert (fig["ttft_ms"]["p50"], fig["e2e_ms"]["p50"]) == (pytest.approx(10), pytest.approx(70))
+    assert fig["client_delay_ms"]["p50"] == pytest.approx(30) and fig["valid"]
+    assert fig["wall_s"] == pytest.approx(0.1)  # the run's window still opens at the submission
+    # An in-tree engine's requests: from the submission, and no client's queue.
+    fig = figures([Trace(0, (40 * MS, 100 * MS))], Bounds(ttft_ms=20, tpot_ms=100))
+    assert fig["ttft_ms"]["p50"] == pytest.approx(40) and fig["client_delay_ms"] is None
 
 
 def test_gamma_arrivals_keep_the_rate_and_spread_as_their_shape_says():

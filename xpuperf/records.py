@@ -61,7 +61,9 @@ and, by suite:
     generation   (suites/llm; combination "<workload>-<precision>", dataset "prompts")
                  a scenario item: scenario, concurrency, prompt_tokens, output_tokens,
                  requests, generated_tokens, wall_s, ttft_ms / tpot_ms / itl_ms / e2e_ms
-                 {p50, p90, p99, mean}, output_tokens_per_s, requests_per_s, goodput,
+                 {p50, p90, p99, mean} (against a server, TTFT and e2e from each request's
+                 sending, and client_delay_ms {p50, ...} from its submission to its
+                 sending; null for in-tree engines), output_tokens_per_s, requests_per_s, goodput,
                  valid, ttft_bound_ms, tpot_bound_ms, energy (as performance's, per
                  output token and request: j_per_output_token, j_per_request),
                  turns, and of conversations (turns > 1) ttft_ms_by_turn [{p50, ...}];

@@ -112,7 +112,7 @@ class EndpointEngine(GenerationEngine):
     async def _one(self, request: Request, sink: TokenSink) -> None:
         try:
             reply = await stream(self.endpoint, self.pool, request.text, request.max_new_tokens,
-                                 sink.text, request.history)
+                                 sink.text, sink.sent, request.history)
             if reply.completion_tokens is not None:
                 count, source = reply.completion_tokens, "usage"
             else:  # counted here, between chunks: a fast tokenizer takes microseconds

@@ -32,6 +32,7 @@ class _Sink(TokenSink):
     def __init__(self, run: "_Run", index: int):
         self.run, self.index = run, index
         self.submitted_ns = 0
+        self.sent_ns: int | None = None  # when an engine that is a server's client sent it
         self.token_ns: list[int] = []  # when each token (or piece of text) arrived
         self.tokens: list[int] = []
         self.count: int | None = None  # the tokens an engine that streams text generated
@@ -44,6 +45,9 @@ class _Sink(TokenSink):
     def text(self, piece: str, at_ns: int) -> None:
         self.token_ns.append(at_ns)
         self.pieces.append(piece)
+
+    def sent(self, at_ns: int) -> None:
+        self.sent_ns = at_ns
 
     def finish(self, error: BaseException | None = None, tokens: int | None = None) -> None:
         self.count = tokens
@@ -178,7 +182,7 @@ def at_times(engine: GenerationEngine, requests: Sequence[Request], offsets_ns: 
 
 
 def traces(sinks: Sequence[_Sink]) -> list[Trace]:
-    return [Trace(s.submitted_ns, tuple(s.token_ns), s.generated) for s in sinks]
+    return [Trace(s.submitted_ns, tuple(s.token_ns), s.generated, s.sent_ns) for s in sinks]
 
 
 def tokens(sinks: Sequence[_Sink]) -> list[list[int]]:

@@ -1,10 +1,13 @@
 """Serving figures from the harness's timestamps (pure: numbers in, numbers out).
 
-Per request: TTFT is the first token's time less the submission's; TPOT is
+Per request: TTFT is the first token's time less the request's start: its
+submission to an engine that computes the tokens, its sending to a server (the
+client's own queue before it is not the server's: client_delay_ms says how long
+it was, as vLLM's bench times a request from its send); TPOT is
 (last token - first token) / (tokens - 1), the decode rate that request saw;
 inter-token latencies are the gaps between consecutive tokens (between a
 server's chunks: a chunk of several tokens is one gap, as vLLM's bench counts); end-to-end is the
-last token less the submission. Every figure is over all requests of the run,
+last token less the start. Every figure is over all requests of the run,
 at p50/p90/p99. Throughput counts the output tokens over the run's window: from
 the first submission to the last token, so no start-up stagger is in it (what
 llm_perf's window included), and every time is in nanoseconds until it is
@@ -26,12 +29,19 @@ NS_PER_MS = 1e6
 class Trace:
     """One request as the harness saw it: when it was submitted and when each of
     its tokens arrived (perf_counter_ns). A server streams chunks of text, a
-    token or a few each: then ``token_ns`` are the chunks' arrivals and
-    ``tokens`` the count of tokens they held (the usage's, or the tokenizer's)."""
+    token or a few each: then ``token_ns`` are the chunks' arrivals,
+    ``tokens`` the count of tokens they held (the usage's, or the tokenizer's)
+    and ``sent_ns`` when the client sent the request."""
 
     submitted_ns: int
     token_ns: tuple[int, ...]
     tokens: int | None = None
+    sent_ns: int | None = None
+
+    @property
+    def start_ns(self) -> int:
+        """Where its latencies count from: its sending, where a client sent it."""
+        return self.submitted_ns if self.sent_ns is None else self.sent_ns
 
     @property
     def generated(self) -> int:
@@ -39,7 +49,7 @@ class Trace:
 
     @property
     def ttft_ns(self) -> int:
-        return self.token_ns[0] - self.submitted_ns
+        return self.token_ns[0] - self.start_ns
 
     @property
     def tpot_ns(self) -> float | None:
@@ -49,7 +59,7 @@ class Trace:
 
     @property
     def e2e_ns(self) -> int:
-        return self.token_ns[-1] - self.submitted_ns
+        return self.token_ns[-1] - self.start_ns
 
 
 @dataclass(frozen=True)
@@ -70,8 +80,10 @@ def figures(traces: Sequence[Trace], bounds: Bounds,
     """The run's figures: ttft_ms, tpot_ms, itl_ms, e2e_ms ({p50, p90, p99, mean},
     and p<q> for each of ``percentiles``), requests, generated_tokens, wall_s,
     output_tokens_per_s, requests_per_s, goodput (the share of requests within
-    both bounds), goodput_requests_per_s (those requests over the wall time) and
-    valid (both p99s within the bounds)."""
+    both bounds), goodput_requests_per_s (those requests over the wall time),
+    valid (both p99s within the bounds) and client_delay_ms (from each
+    request's submission to its sending, as ttft_ms; None where no client sent
+    them: the in-tree engines)."""
     if not traces or any(not t.token_ns for t in traces):
         raise ValueError("every request of a run must have produced a token")
     qs = sorted({*PERCENTILES, *(percentiles or ())})
@@ -91,6 +103,8 @@ def figures(traces: Sequence[Trace], bounds: Bounds,
         "requests_per_s": len(traces) * 1e9 / wall_ns if wall_ns > 0 else None,
         "goodput": good / len(traces),
         "goodput_requests_per_s": good * 1e9 / wall_ns if wall_ns > 0 else None,
+        "client_delay_ms": latency_summary_ms([t.sent_ns - t.submitted_ns for t in traces], qs)
+        if all(t.sent_ns is not None for t in traces) else None,
     }
     out["valid"] = out["ttft_ms"]["p99"] <= bounds.ttft_ms and (
         out["tpot_ms"] is None or out["tpot_ms"]["p99"] <= bounds.tpot_ms)

@@ -176,14 +176,16 @@ class LoopThread:
 
 
 async def stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int,
-                 on_piece: Callable[[str, int], None], history: tuple[str, ...] = ()) -> Reply:
+                 on_piece: Callable[[str, int], None], on_sent: Callable[[int], None],
+                 history: tuple[str, ...] = ()) -> Reply:
     """Ask ``endpoint`` for ``prompt``'s completion (after a conversation's
     ``history``, as Endpoint.body) over one of ``pool``'s connections;
-    ``on_piece(text, at_ns)`` is called for each chunk of it: its text and when
-    it arrived (time.perf_counter_ns)."""
+    ``on_sent(at_ns)`` is called as the request is written (again where it is
+    sent again), ``on_piece(text, at_ns)`` for each chunk of the answer: its text
+    and when it arrived (time.perf_counter_ns both)."""
     try:
         async with asyncio.timeout(endpoint.timeout_s):
-            return await _stream(endpoint, pool, prompt, max_tokens, on_piece, history)
+            return await _stream(endpoint, pool, prompt, max_tokens, on_piece, on_sent, history)
     except TimeoutError:
         raise EndpointError(f"no complete answer within {endpoint.timeout_s:g} s (the server "
                             f"stalled or is too slow: raise --llm-request-timeout)") from None
@@ -193,7 +195,8 @@ async def stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int,
 
 
 async def _stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int,
-                  on_piece: Callable[[str, int], None], history: tuple[str, ...]) -> Reply:
+                  on_piece: Callable[[str, int], None], on_sent: Callable[[int], None],
+                  history: tuple[str, ...]) -> Reply:
     parts = urlsplit(endpoint.url)
     host, port = parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
     payload = json.dumps(endpoint.body(prompt, max_tokens, history)).encode()
@@ -205,6 +208,7 @@ async def _stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int
     while True:
         connection, reused = await pool.connection(host, port, parts.scheme == "https", fresh)
         response = Answer(endpoint.api, endpoint.path, on_piece, loop.create_future(), pool)
+        on_sent(time.perf_counter_ns())
         connection.send(request, response)
         try:
             return await response.done
