@@ -396,7 +396,9 @@ def test_generation_records_reach_the_report_and_result_json(tmp_path):
     ms = lambda v: {"p50": v, "p90": v, "p99": v, "mean": v}  # noqa: E731
     records = [
         {**identity, "scenario": "offline", "concurrency": c, "ttft_ms": ms(5.0),
-         "tpot_ms": ms(1.0), "output_tokens_per_s": 100.0 * c, "outcome": "passed", "message": ""}
+         "tpot_ms": ms(1.0), "output_tokens_per_s": 100.0 * c, "outcome": "passed", "message": "",
+         # against a server (c4's): its TTFT counts from the sending, its client's queue before
+         "client_delay_ms": ms(12.5) if c == 4 else None}
         for c in (1, 4)] + [
         {**identity, "scenario": "server", "ttft_ms": ms(3000.0), "tpot_ms": ms(1.0),
          "valid": False, "target_rate": 2.0, "max_valid_rate": 1.0,
@@ -409,6 +411,7 @@ def test_generation_records_reach_the_report_and_result_json(tmp_path):
     page = html.read_text()
     assert "LLM serving" in page and "tiny-fp32 server: TTFT p99" in page
     assert "tokens/s against concurrency" in page and "No performance recorded" not in page
+    assert page.count("after their submission") == 1 and "p99 12.5 ms after their submission" in page
     import json
     doc = json.loads(result.read_text())
     assert doc["Status"] == "failed" and len(doc["Generation"]) == 4
