@@ -1,7 +1,8 @@
 """The GPU record: OUT_DIR/gpu-record.md from what .ci/gpu-check left in
 OUT_DIR, in the layout of docs/gpu-record.md (which a GPU session replaces with
 it): when and on what it ran, each step's outcome and seconds, each pytest
-step's counts, the targets' figures, what did not run, and the commands.
+step's counts and where its time went, the targets' figures, what did not run,
+and the commands.
 
     python .ci/gpu_record.py info OUT_DIR [--dry-run]   # gpu-check's info step
     python .ci/gpu_record.py record OUT_DIR             # the record
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 MAX_FIGURE_LINES = 80  # of the targets' log, bounded
+SLOWEST = 8  # items named per pytest step: where a step that did not fit its window lost it
 
 
 def counts(xml: Path) -> dict[str, int] | None:
@@ -36,6 +38,36 @@ def counts(xml: Path) -> dict[str, int] | None:
                                       ("tests", "failures", "errors", "skipped"))
     return {"passed": total - failed - errors - skipped, "failed": failed, "errors": errors,
             "skipped": skipped}
+
+
+def timing(xml: Path) -> tuple[dict[str, float], list[tuple[float, str]]] | None:
+    """Seconds in a pytest run's items (setup, call and teardown) by test module,
+    and its slowest items (seconds, id): a group's first item carries its
+    worker's start and its model's build."""
+    if not xml.is_file():
+        return None
+    by_module: dict[str, float] = {}
+    items = []
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        seconds = float(case.get("time") or 0)
+        module = (case.get("classname") or "?").rpartition(".")[2]
+        by_module[module] = by_module.get(module, 0.0) + seconds
+        items.append((seconds, case.get("name") or "?"))
+    return (by_module, sorted(items, reverse=True)[:SLOWEST]) if items else None
+
+
+def where_time_went(name: str, seconds: int, xml: Path) -> str | None:
+    """One line: a pytest step's seconds in its items, by module, against its
+    wall time (the rest: start, collection, reports), and its slowest items."""
+    timed = timing(xml)
+    if timed is None:
+        return None
+    by_module, slowest = timed
+    total = sum(by_module.values())
+    modules = ", ".join(f"{m} {s:.1f} s" for m, s in sorted(by_module.items(), key=lambda m: -m[1]))
+    return (f"- `{name}` ({seconds} s): {total:.1f} s in its items ({modules}), "
+            f"{max(seconds - total, 0):.1f} s outside them (start, collection, reports); slowest: "
+            + ", ".join(f"`{item}` {s:.2f} s" for s, item in slowest))
 
 
 def outcome(rc: int, seconds: int, limit: int) -> str:
@@ -58,7 +90,7 @@ def render(out: Path) -> str:
     lines += ["", "## Steps", "",
               "| step | outcome | seconds | passed | failed | errors | skipped |",
               "|---|---|---|---|---|---|---|"]
-    steps, outcomes = [], []
+    steps, outcomes, spent = [], [], []
     table = out / "steps.tsv"
     for row in (table.read_text().splitlines() if table.is_file() else []):
         name, rc, seconds, limit, command = row.split("\t", 4)
@@ -69,6 +101,9 @@ def render(out: Path) -> str:
             else ["-"] * 4
         lines.append(f"| {name} | {outcome(int(rc), int(seconds), int(limit))} | {seconds} | "
                      + " | ".join(figures) + " |")
+        spent.append(where_time_went(name, int(seconds), out / f"{name}.xml"))
+    if any(spent):
+        lines += ["", "## Where each pytest step's time went", "", *filter(None, spent)]
     targets = out / "targets.log"
     if targets.is_file():
         said = [line for line in targets.read_text(errors="replace").splitlines()

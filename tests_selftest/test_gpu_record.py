@@ -38,3 +38,29 @@ def test_the_record_has_each_steps_counts_and_what_did_not_run(tmp_path: Path) -
     assert "`smoke-eager`: did not pass" in never and "`llm`: not selected" in never
     assert "`info`" not in never
     assert "- `smoke-compile`: `python -m pytest suites --backend-option mode=compile`" in text
+    assert "## Where each pytest step's time went" not in text  # no item's time in those XMLs
+
+
+def test_the_record_says_where_a_pytest_steps_time_went(tmp_path: Path) -> None:
+    """A smoke step stopped by its limit: its items' seconds by module against its
+    wall time, and its slowest items first (the window's budget is planned on them)."""
+    (tmp_path / "steps.tsv").write_text("smoke-eager\t130\t134\t130\tpython -m pytest suites\n")
+    cases = [("suites.compiler_coverage.test_compile", "test_compile[bert-torch-squad-fp16]", 9.5),
+             ("suites.accuracy.test_accuracy", "test_numerics[bert-torch-squad-fp16]", 0.3),
+             ("suites.performance.test_throughput",
+              "test_throughput[bert-torch-squad-fp16-bs4-offline]", 0.7)]
+    cases += [("suites.performance.test_throughput",
+               f"test_throughput[gru-s128-fake-fp16-bs{b}-offline]", 0.1) for b in range(9)]
+    (tmp_path / "smoke-eager.xml").write_text(
+        JUNIT.format(12, 0, 0, 0).replace("></testsuite>", ">" + "".join(
+            f'<testcase classname="{c}" name="{n}" time="{t}" />' for c, n, t in cases)
+            + "</testsuite>"))
+    text = gpu_record.render(tmp_path)
+    spent = text.split("## Where each pytest step's time went")[1].split("##")[0].strip()
+    assert spent.startswith("- `smoke-eager` (134 s): 11.4 s in its items (test_compile 9.5 s, "
+                            "test_throughput 1.6 s, test_accuracy 0.3 s), 122.6 s outside them "
+                            "(start, collection, reports); slowest: "
+                            "`test_compile[bert-torch-squad-fp16]` 9.50 s, "
+                            "`test_throughput[bert-torch-squad-fp16-bs4-offline]` 0.70 s, "
+                            "`test_numerics[bert-torch-squad-fp16]` 0.30 s, "), spent
+    assert spent.count("gru-s128") == gpu_record.SLOWEST - 3
