@@ -63,10 +63,11 @@ class TokenSink(abc.ABC):
 
     def sent(self, at_ns: int) -> None:
         """The request left for a server at ``at_ns`` (time.perf_counter_ns, as its
-        bytes were written), by an engine that is a server's client: its TTFT and
-        end-to-end latency count from then, not from its submission, so that the
-        client's own queue (requests waiting for its event loop) is not the
-        server's. An engine that computes the tokens itself does not call it."""
+        bytes were written, or as the connect made for it began), by an engine
+        that is a server's client: its TTFT and end-to-end latency count from
+        then, not from its submission, so that the client's own queue (requests
+        waiting for its event loop) is not the server's. An engine that computes
+        the tokens itself does not call it."""
 
     @abc.abstractmethod
     def finish(self, error: BaseException | None = None, tokens: int | None = None) -> None:

@@ -119,6 +119,28 @@ def test_a_request_waiting_for_the_clients_loop_is_timed_from_its_sending(server
     assert all(s.submitted_ns < s.sent_ns < s.token_ns[0] for s in sinks)
 
 
+def test_a_connect_made_for_a_request_counts_in_its_ttft(server, monkeypatch):
+    """Where no idle connection was at hand, the connect is the server's to answer
+    (its accept, a TLS handshake) and TTFT includes it, as vLLM's bench counts
+    it: requests whose connects take 0.2 s have a TTFT of at least that, and no
+    client delay for it. Fails where a request is timed from after its connect."""
+    from xpuperf.generation import openai_client
+
+    class SlowConnects(asyncio.SelectorEventLoop):
+        async def create_connection(self, *args, **kwargs):
+            await asyncio.sleep(0.2)
+            return await super().create_connection(*args, **kwargs)
+
+    monkeypatch.setattr(openai_client, "new_loop", SlowConnects)
+    engine = _engine(server.url, "ok")
+    try:
+        sinks = harness.closed_loop(engine, _requests(2), 2, 10)
+    finally:
+        engine.close()
+    fig = harness.run_figures(sinks, Bounds(1e9, 1e9))
+    assert fig["ttft_ms"]["p50"] >= 200 and fig["client_delay_ms"]["p99"] < 100, fig
+
+
 @pytest.mark.parametrize("model, expected", [
     ("drop", "the stream ended mid-response"),
     ("malformed", "an event that is not JSON"),

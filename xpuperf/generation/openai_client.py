@@ -180,8 +180,9 @@ async def stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int,
                  history: tuple[str, ...] = ()) -> Reply:
     """Ask ``endpoint`` for ``prompt``'s completion (after a conversation's
     ``history``, as Endpoint.body) over one of ``pool``'s connections;
-    ``on_sent(at_ns)`` is called as the request is written (again where it is
-    sent again), ``on_piece(text, at_ns)`` for each chunk of the answer: its text
+    ``on_sent(at_ns)`` is called as the request is written, ``at_ns`` when it
+    was written or, on a connection made for it, when the connect began (again
+    where it is sent again), ``on_piece(text, at_ns)`` for each chunk of the answer: its text
     and when it arrived (time.perf_counter_ns both)."""
     try:
         async with asyncio.timeout(endpoint.timeout_s):
@@ -206,9 +207,13 @@ async def _stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int
     loop = asyncio.get_running_loop()
     fresh = False
     while True:
+        asked_ns = time.perf_counter_ns()
         connection, reused = await pool.connection(host, port, parts.scheme == "https", fresh)
         response = Answer(endpoint.api, endpoint.path, on_piece, loop.create_future(), pool)
-        on_sent(time.perf_counter_ns())
+        # A connect made for the request is the server's to answer too (its
+        # accept, a TLS handshake): the request went out as it began, as vLLM's
+        # bench times a request from before its connection is taken.
+        on_sent(time.perf_counter_ns() if reused else asked_ns)
         connection.send(request, response)
         try:
             return await response.done
