@@ -141,6 +141,41 @@ def test_a_connect_made_for_a_request_counts_in_its_ttft(server, monkeypatch):
     assert fig["ttft_ms"]["p50"] >= 200 and fig["client_delay_ms"]["p99"] < 100, fig
 
 
+def test_an_api_key_is_the_bearer_token_and_extra_fields_go_with_every_request(monkeypatch):
+    """A server started with an API key (vLLM's --api-key) answers a request
+    without it, or with another, HTTP 401: each fails with the server's reason;
+    --llm-api-key-env's variable carries it, and --llm-extra-body's fields reach
+    the server. The key is in no description, only its variable's name."""
+    server = InstantServer(api_key="sk-test-1234")
+    monkeypatch.setenv("XPUPERF_TEST_KEY", "sk-test-1234")
+    monkeypatch.setenv("XPUPERF_OTHER_KEY", "sk-other")
+    extra = {"top_k": 1, "chat_template_kwargs": {"enable_thinking": False}}
+    try:
+        keyed = EndpointEngine(Endpoint(server.url, "ok", extra_body=extra,
+                                        api_key_env="XPUPERF_TEST_KEY"), _WordTokenizer())
+        try:
+            sinks = harness.closed_loop(keyed, _requests(2), 2, 10)
+        finally:
+            keyed.close()
+        assert harness.generated(sinks) == 10
+        assert {k: server.last_body[k] for k in extra} == extra
+        assert server.last_body["stream"] is True and server.last_body["temperature"] == 0.0
+        assert "sk-test" not in keyed.description
+        assert 'extra body {"top_k": 1, ' in keyed.description
+        assert "API key from $XPUPERF_TEST_KEY" in keyed.description
+        for key_env in (None, "XPUPERF_OTHER_KEY"):
+            engine = EndpointEngine(Endpoint(server.url, "ok", api_key_env=key_env),
+                                    _WordTokenizer())
+            try:
+                with pytest.raises(harness.EngineError, match="HTTP 401 from /v1/completions: .*"
+                                                      "a missing or wrong API key"):
+                    harness.closed_loop(engine, _requests(2), 2, 10)
+            finally:
+                engine.close()
+    finally:
+        server.close()
+
+
 @pytest.mark.parametrize("model, expected", [
     ("drop", "the stream ended mid-response"),
     ("malformed", "an event that is not JSON"),
@@ -472,12 +507,19 @@ def test_a_server_fast_because_it_answers_junk_fails_the_exact_match_gate(server
     ("endpoint", "localhost:8000", "is not an http(s) URL"),
     ("energy_devices", "0,0", "--llm-energy-devices '0,0'"),
     ("energy_devices", "gpu0", "--llm-energy-devices 'gpu0'"),
+    ("extra_body", "[1]", r"--llm-extra-body '\[1\]': give one JSON object"),
+    ("extra_body", "{'top_k': 1}", "give one JSON object"),  # not JSON: Python's quotes
+    ("extra_body", '{"stream": false, "top_k": 1}', "--llm-extra-body sets stream: the client"),
+    ("api_key_env", "XPUPERF_UNSET_KEY", r"XPUPERF_UNSET_KEY: \$XPUPERF_UNSET_KEY is not set or empty"),
+    ("api_key_env", "XPUPERF_SPACED_KEY", "characters an HTTP header cannot carry"),
 ])
-def test_bad_llm_options_name_the_option_and_the_fix(option, value, message):
+def test_bad_llm_options_name_the_option_and_the_fix(option, value, message, monkeypatch):
+    monkeypatch.delenv("XPUPERF_UNSET_KEY", raising=False)
+    monkeypatch.setenv("XPUPERF_SPACED_KEY", "sk-1\r\nX-Injected: 1")
     args = {"endpoint": None, "model": None, "api": "completions", "tokenizer": None,
             "request_timeout_s": 60.0, "ignore_eos": False, "slo": None, "arrivals": "poisson",
             "percentiles": None, option: value}
-    if option in ("endpoint", "energy_devices"):
+    if option in ("endpoint", "energy_devices", "extra_body", "api_key_env"):
         args.update(endpoint=args.get("endpoint") or "http://h:1/v1", model="m")
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         settings.parse(**args)
@@ -490,15 +532,22 @@ def test_a_trace_line_without_its_fields_is_named(tmp_path):
         settings.load_trace(str(trace))
 
 
-def test_settings_reach_the_worker_whole():
+def test_settings_reach_the_worker_whole(monkeypatch):
+    monkeypatch.setenv("XPUPERF_TEST_KEY", "sk-secret")
     s = settings.parse("http://h:1/v1", "m", "chat", None, 5.0, True, "tpot_ms=50", "gamma:0.5",
-                       "95", energy_devices="1,0")
-    assert settings.Settings.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+                       "95", energy_devices="1,0", extra_body='{"top_k": 1}',
+                       api_key_env="XPUPERF_TEST_KEY")
+    handed = json.dumps(s.to_dict())
+    assert settings.Settings.from_dict(json.loads(handed)) == s
+    assert "sk-secret" not in handed  # the variable's name goes to the worker, not the key
     assert s.tokenizer == "m" and s.burstiness == 0.5 and s.percentiles == (95.0,)
     assert s.energy_devices == (1, 0)
     with pytest.raises(ValueError, match="--llm-energy-devices meters a server's cards"):
         settings.parse(None, None, "completions", None, 5.0, False, None, "poisson", None,
                        energy_devices="0")
+    with pytest.raises(ValueError, match="give them with --llm-endpoint"):
+        settings.parse(None, None, "completions", None, 5.0, False, None, "poisson", None,
+                       extra_body='{"top_k": 1}')
 
 
 # --------------------------------------------------------------------------- a real server
@@ -584,13 +633,17 @@ def test_transformers_serve_keeps_the_clients_connections_alive(transformers_ser
     assert (engine.pool.opened, engine.pool.reused) == (2, 4)
 
 
-def test_the_llm_suite_measures_transformers_serve(transformers_serve, tmp_path):
+def test_the_llm_suite_measures_transformers_serve(transformers_serve, tmp_path, monkeypatch):
     url, model = transformers_serve
     (tmp_path / "zoo.yaml").write_text(yaml.safe_dump(_endpoint_zoo()))
+    # A key as a shared server asks for one (transformers serve reads none), and
+    # a field of the server's own, which it would refuse if it were not one it knows.
+    monkeypatch.setenv("XPUPERF_TEST_KEY", "sk-never-written-anywhere")
     # The model's name is its folder: its tokenizer is found by the name, as a
     # user's hub name finds the tokenizer in their cache.
     r = run_session(tmp_path, "CPU", "--llm-endpoint", url, "--llm-model", model,
                     "--llm-percentiles", "95", "--llm-sweep", "concurrency=1,2",
+                    "--llm-extra-body", '{"top_p": 1.0}', "--llm-api-key-env", "XPUPERF_TEST_KEY",
                     target="suites/llm", report="report", timeout_s=240)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "5 passed" in r.stdout, r.stdout[-3000:]
@@ -608,8 +661,11 @@ def test_the_llm_suite_measures_transformers_serve(transformers_serve, tmp_path)
     assert kept["sweep"] == bench["extra_info"]["sweep"] == swept
     assert bench["name"] == "test_sla_sweep[tiny-endpoint-in8-out4-sweep]"
     assert bench["stats"]["rounds"] == sum(p["requests"] for p in swept["points"])
+    assert not [f for f in folder.rglob("*") if f.is_file()
+                and b"sk-never-written" in f.read_bytes()], "the API key was written"
     for g in records.values():
         assert g["engine"].startswith(f"OpenAI-compatible server {url}")
+        assert 'extra body {"top_p": 1.0}, API key from $XPUPERF_TEST_KEY' in g["engine"]
         assert g["token_count_source"] == {"usage": g["requests"]}
         assert g["ttft_ms"]["p95"] > 0 and g["output_tokens_per_s"] > 0
         # transformers serve has no prefix cache to report: None, not a guess.

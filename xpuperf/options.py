@@ -238,6 +238,12 @@ def add_options(parser: pytest.Parser) -> None:
     llm.addoption("--llm-ignore-eos", action="store_true",
                   help="ask the server for exactly the workload's output tokens (vLLM's and "
                        "SGLang's ignore_eos, min_tokens; others refuse the request)")
+    llm.addoption("--llm-extra-body", default=None, metavar="JSON",
+                  help="a JSON object of fields added to every request to the server, e.g. "
+                       "'{\"chat_template_kwargs\": {\"enable_thinking\": false}}'")
+    llm.addoption("--llm-api-key-env", default=None, metavar="NAME",
+                  help="the environment variable holding the server's API key, sent as "
+                       "'Authorization: Bearer' (the key is written nowhere)")
     llm.addoption("--llm-slo", default=None, metavar="ttft_ms=MS,tpot_ms=MS",
                   help="the SLOs of goodput and the server scenario, over the zoo's bounds")
     llm.addoption("--llm-arrivals", default="poisson", metavar="poisson|gamma:SHAPE|trace:PATH",
@@ -373,7 +379,8 @@ def _llm_options(config: pytest.Config) -> llm_settings.Settings:
                                   o("llm_tokenizer"), o("llm_request_timeout"),
                                   o("llm_ignore_eos"), o("llm_slo"), o("llm_arrivals"),
                                   o("llm_percentiles"), o("llm_sweep"), o("llm_devices"),
-                                  energy_devices=o("llm_energy_devices"))
+                                  energy_devices=o("llm_energy_devices"),
+                                  extra_body=o("llm_extra_body"), api_key_env=o("llm_api_key_env"))
     except ValueError as e:
         raise pytest.UsageError(str(e)) from None
 

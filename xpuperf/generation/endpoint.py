@@ -9,6 +9,7 @@ tokenizer (``token_counts`` says how many requests each way).
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from functools import cached_property
 from typing import Any, Sequence
@@ -100,8 +101,12 @@ class EndpointEngine(GenerationEngine):
         self._loop = LoopThread("xpuperf endpoint client")
         # The client's event loop ("uvloop" or "asyncio"), and who reads the answers.
         self.loop_kind = self._loop.kind + (", C reader" if reads_in_c(endpoint.url) else "")
+        # What every request carried beside the prompt; the key's variable, never the key.
+        sent = f", extra body {json.dumps(endpoint.extra_body)}" if endpoint.extra_body else ""
+        if endpoint.api_key_env:
+            sent += f", API key from ${endpoint.api_key_env}"
         self.description = f"OpenAI-compatible server {endpoint.url} ({endpoint.api}), " \
-                           f"model {endpoint.model}, client on {self.loop_kind}"
+                           f"model {endpoint.model}{sent}, client on {self.loop_kind}"
         self.pool = Pool()  # used on the loop's thread only
 
     def submit(self, request: Request, sink: TokenSink) -> None:

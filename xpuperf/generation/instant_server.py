@@ -14,6 +14,9 @@ fails a request, for the selftests: the requested model's name picks one.
     stall       one piece, then nothing until the client gives up
     error       HTTP 500 with a JSON error body
 
+``api_key``: requests without it as their bearer token are refused (HTTP 401,
+as vLLM's ``--api-key`` refuses them). ``last_body``: the last request's JSON.
+
 Connections are kept alive, as real servers keep them (``connections`` counts
 those accepted): ``idle_s`` closes one idle that long after an answer
 (uvicorn's keep-alive timeout); ``requests_per_connection`` closes one unanswered when a request past
@@ -45,10 +48,11 @@ class InstantServer:
     from an event loop in a thread of its own, until ``close``."""
 
     def __init__(self, port: int = 0, itl_s: float = 0.0, idle_s: float | None = None,
-                 requests_per_connection: int | None = None):
-        self.itl_s, self.idle_s = itl_s, idle_s
+                 requests_per_connection: int | None = None, api_key: str | None = None):
+        self.itl_s, self.idle_s, self.api_key = itl_s, idle_s, api_key
         self.requests_per_connection = requests_per_connection
         self.connections = 0
+        self.last_body: dict[str, Any] | None = None
         self._last_prompt: list[str] = []  # the words of the prompt answered last
         self._handlers: set[asyncio.Task] = set()
         self._loop = LoopThread("instant OpenAI server")
@@ -75,12 +79,15 @@ class InstantServer:
             # Until the client closes, idles past idle_s after an answer (not
             # before its first request: a loaded host may be slow to read it),
             # or an answer ends mid-way.
-            while (body := await asyncio.wait_for(
+            while (request := await asyncio.wait_for(
                     _request(reader), self.idle_s if served else None)) is not None:
                 served += 1
                 if self.requests_per_connection is not None and served > self.requests_per_connection:
                     break
-                if not await self._answer(body, writer):
+                authorization, self.last_body = request
+                if self.api_key is not None and authorization != f"Bearer {self.api_key}":
+                    await _error(writer, "401 Unauthorized", "a missing or wrong API key")
+                elif not await self._answer(self.last_body, writer):
                     break
         except (ConnectionError, ValueError, asyncio.IncompleteReadError, asyncio.CancelledError,
                 TimeoutError):
@@ -93,10 +100,7 @@ class InstantServer:
         """Whether the answer was whole (the connection may carry another)."""
         mode = body.get("model", "ok")
         if mode == "error" or mode not in MODES:
-            payload = json.dumps({"error": {"message": f"model {mode!r}: one of {MODES}"}})
-            writer.write(f"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json"
-                         f"\r\nContent-Length: {len(payload)}\r\n\r\n{payload}".encode())
-            await writer.drain()
+            await _error(writer, "500 Internal Server Error", f"model {mode!r}: one of {MODES}")
             return True
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n")
@@ -141,18 +145,30 @@ class InstantServer:
         return shared
 
 
-async def _request(reader: asyncio.StreamReader) -> dict[str, Any] | None:
-    """The next request's JSON body; None where the client closed the connection."""
+async def _request(reader: asyncio.StreamReader) -> tuple[str, dict[str, Any]] | None:
+    """The next request's Authorization header ("" without one) and JSON body;
+    None where the client closed the connection."""
     if not await reader.readline():  # the request line: every path answers the same
         return None
-    length = 0
+    length, authorization = 0, ""
     while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
         name, _, value = line.decode("latin-1").partition(":")
-        if name.strip().lower() == "content-length":
+        name = name.strip().lower()
+        if name == "content-length":
             length = int(value)
+        elif name == "authorization":
+            authorization = value.strip()
     if not 0 < length <= MAX_BODY:
         raise ValueError(f"a body of {length} bytes")
-    return json.loads(await reader.readexactly(length))
+    return authorization, json.loads(await reader.readexactly(length))
+
+
+async def _error(writer: asyncio.StreamWriter, status: str, message: str) -> None:
+    """An HTTP error with OpenAI's JSON error body."""
+    payload = json.dumps({"error": {"message": message}})
+    writer.write(f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(payload)}\r\n\r\n{payload}".encode())
+    await writer.drain()
 
 
 def _event(event: dict[str, Any]) -> bytes:

@@ -33,16 +33,21 @@ import itertools
 import json
 import math
 import os
+import re
 import ssl
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from xpuperf.generation.answer import Answer, EndpointError, Reply
 
 APIS = ("completions", "chat")
+# A request's fields the client sets itself (Endpoint.body): --llm-extra-body may not.
+OWNED_FIELDS = ("model", "prompt", "messages", "max_tokens", "temperature", "stream",
+                "stream_options", "ignore_eos", "min_tokens")
+_TOKEN = re.compile(r"[\x21-\x7e]+")  # visible ASCII: a bearer token's characters
 MAX_IDLE = 256  # idle connections kept per server: one a stream at the suite's concurrency
 READ_SIZE = 16384
 # The C reader's reads are at most this far apart while bytes keep coming: an
@@ -76,13 +81,19 @@ class Endpoint:
     ``model`` the served model's name, ``api`` "completions" or "chat",
     ``timeout_s`` each request's limit from connect to its last byte,
     ``ignore_eos``: ask for exactly ``max_tokens`` (vLLM's and SGLang's
-    ``ignore_eos`` and ``min_tokens``; a server without them refuses the request)."""
+    ``ignore_eos`` and ``min_tokens``; a server without them refuses the request),
+    ``extra_body``: more fields of every request, a server's own (a chat
+    template's ``enable_thinking``, a sampler's ``top_k``), ``api_key_env``: the
+    environment variable whose value is sent as the bearer token (read when a
+    request is made: the key itself is in no record, option or dataclass)."""
 
     url: str
     model: str
     api: str = "completions"
     timeout_s: float = 60.0
     ignore_eos: bool = False
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+    api_key_env: str | None = None
 
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
@@ -93,6 +104,28 @@ class Endpoint:
             raise ValueError(f"--llm-api {self.api!r}: one of {', '.join(APIS)}")
         if not self.timeout_s > 0:
             raise ValueError(f"--llm-request-timeout must be > 0 seconds, got {self.timeout_s}")
+        owned = sorted(set(self.extra_body) & set(OWNED_FIELDS))
+        if owned:
+            raise ValueError(f"--llm-extra-body sets {', '.join(owned)}: the client sets "
+                             f"{', '.join(OWNED_FIELDS)} itself (every request greedy, streamed "
+                             f"with its usage; --llm-ignore-eos asks for ignore_eos): leave "
+                             f"those out")
+        self.authorization  # noqa: B018 - a missing or malformed key now, not at the first request
+
+    @property
+    def authorization(self) -> str:
+        """The request's Authorization header line, "" without ``api_key_env``."""
+        if self.api_key_env is None:
+            return ""
+        key = os.environ.get(self.api_key_env, "")
+        if not key:
+            raise ValueError(f"--llm-api-key-env {self.api_key_env}: ${self.api_key_env} is not "
+                             f"set or empty: export the server's API key in it")
+        if not _TOKEN.fullmatch(key):  # a line break would end the header early
+            raise ValueError(f"--llm-api-key-env {self.api_key_env}: ${self.api_key_env} holds "
+                             f"characters an HTTP header cannot carry (spaces, line breaks, "
+                             f"non-ASCII): give the key alone")
+        return f"Authorization: Bearer {key}\r\n"
 
     @property
     def path(self) -> str:
@@ -113,6 +146,7 @@ class Endpoint:
                                 for k, text in enumerate((*history, prompt))]
         else:
             body["prompt"] = "".join(history) + prompt
+        body.update(self.extra_body)
         return body
 
 
@@ -203,7 +237,8 @@ async def _stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int
     payload = json.dumps(endpoint.body(prompt, max_tokens, history)).encode()
     request = (f"POST {endpoint.path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
                f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
-               f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+               f"{endpoint.authorization}Content-Length: {len(payload)}\r\n\r\n".encode()
+               + payload)
     loop = asyncio.get_running_loop()
     fresh = False
     while True:

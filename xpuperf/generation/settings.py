@@ -1,6 +1,7 @@
 """How a session's LLM items are served and loaded, from the command line:
 the server they measure (--llm-endpoint, --llm-model, --llm-api,
---llm-tokenizer, --llm-request-timeout, --llm-ignore-eos; none: the backend's in-tree engine),
+--llm-tokenizer, --llm-request-timeout, --llm-ignore-eos, --llm-extra-body,
+--llm-api-key-env; none: the backend's in-tree engine),
 the SLOs that override the zoo's bounds (--llm-slo), the server scenario's
 arrivals (--llm-arrivals: poisson, gamma:SHAPE, trace:PATH), extra latency
 percentiles (--llm-percentiles), the SLA sweep (--llm-sweep, over
@@ -22,6 +23,7 @@ from xpuperf.generation.sweep import Plan
 ENDPOINT_PRECISION = "endpoint"  # the items' precision against a server: the server's own
 SLO_KEYS = ("ttft_ms", "tpot_ms")
 MAX_TRACE_LINES = 100_000
+MAX_EXTRA_BODY = 65536  # bytes of --llm-extra-body: fields of a request, not a payload
 
 
 @dataclass(frozen=True)
@@ -68,13 +70,18 @@ class Settings:
 def parse(endpoint: str | None, model: str | None, api: str, tokenizer: str | None,
           request_timeout_s: float, ignore_eos: bool, slo: str | None, arrivals: str,
           percentiles: str | None, sweep: Plan | None = None, devices: int = 1, *,
-          energy_devices: str | None = None) -> Settings:
+          energy_devices: str | None = None, extra_body: str | None = None,
+          api_key_env: str | None = None) -> Settings:
     """The command line's --llm-* options; ValueError naming the option and the fix
     (--llm-sweep and --llm-devices come checked by argparse)."""
     if bool(endpoint) != bool(model):
         raise ValueError("--llm-endpoint and --llm-model go together: the server's URL "
                          "(http://host:8000/v1) and the name it serves the model under")
-    served = Endpoint(endpoint, model, api, request_timeout_s, ignore_eos) if endpoint else None
+    if (extra_body or api_key_env) and not endpoint:
+        raise ValueError("--llm-extra-body and --llm-api-key-env shape the requests to a "
+                         "server: give them with --llm-endpoint")
+    served = Endpoint(endpoint, model, api, request_timeout_s, ignore_eos,
+                      parse_extra_body(extra_body), api_key_env) if endpoint else None
     settings = Settings(served, tokenizer or model, parse_slo(slo), arrivals,
                         parse_percentiles(percentiles), sweep, devices,
                         parse_devices(energy_devices))
@@ -96,6 +103,21 @@ def parse(endpoint: str | None, model: str | None, api: str, tokenizer: str | No
     if settings.trace_path:
         load_trace(settings.trace_path)  # its errors now, not in the middle of the session
     return settings
+
+
+def parse_extra_body(text: str | None) -> dict[str, Any]:
+    """'{"top_k": 1}' -> {'top_k': 1}: a JSON object, at most MAX_EXTRA_BODY bytes."""
+    if not text:
+        return {}
+    try:
+        body = json.loads(text) if len(text) <= MAX_EXTRA_BODY else None
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ValueError(f"--llm-extra-body {text[:200]!r}: give one JSON object of at most "
+                         f"{MAX_EXTRA_BODY} bytes, the fields to add to every request, e.g. "
+                         f"'{{\"chat_template_kwargs\": {{\"enable_thinking\": false}}}}'")
+    return body
 
 
 def parse_slo(text: str | None) -> dict[str, float]:
