@@ -242,13 +242,12 @@ async def _stream(endpoint: Endpoint, pool: "Pool", prompt: str, max_tokens: int
     loop = asyncio.get_running_loop()
     fresh = False
     while True:
-        asked_ns = time.perf_counter_ns()
         connection, reused = await pool.connection(host, port, parts.scheme == "https", fresh)
         response = Answer(endpoint.api, endpoint.path, on_piece, loop.create_future(), pool)
         # A connect made for the request is the server's to answer too (its
         # accept, a TLS handshake): the request went out as it began, as vLLM's
         # bench times a request from before its connection is taken.
-        on_sent(time.perf_counter_ns() if reused else asked_ns)
+        on_sent(time.perf_counter_ns() if reused else connection.connect_ns)
         connection.send(request, response)
         try:
             return await response.done
@@ -291,7 +290,7 @@ class Pool:
     async def connection(self, host: str, port: int, tls: bool, fresh: bool = False
                          ) -> tuple["_Connection", bool]:
         """An idle connection to the server (True), or a new one (False; always
-        where ``fresh``)."""
+        where ``fresh``), whose ``connect_ns`` says when its connect began."""
         idle = None if fresh else self._idle.get((host, port, tls))
         if idle:
             self.take_reads()  # a server's close of an idle one, read meanwhile
@@ -302,9 +301,11 @@ class Pool:
                 return connection, True
         if tls and self._tls is None:
             self._tls = ssl.create_default_context()
+        connect_ns = time.perf_counter_ns()
         _, connection = await asyncio.get_running_loop().create_connection(
             lambda: _Connection(self, (host, port, tls)), host, port,
             ssl=self._tls if tls else None)
+        connection.connect_ns = connect_ns
         connection.read_in_c()
         self.opened += 1
         return connection, False
@@ -415,6 +416,7 @@ class _Connection(asyncio.BufferedProtocol):
         self.reader_key: int | None = None  # the pool's C reader reads it: its key, descriptor
         self.reader_fd = -1
         self._ended: Exception | None = None  # why the C reader's reads ended
+        self.connect_ns = 0  # when the connect began (time.perf_counter_ns)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
