@@ -153,3 +153,15 @@ def test_a_chunk_whose_size_disagrees_with_its_bytes_is_refused():
     wrong = b"%x" % (int(first[:size], 16) - 2) + first[size:]  # its event two bytes longer
     reply, _, _ = _parsed("completions", [head + b"\r\n\r\n", wrong])
     assert isinstance(reply, Exception) and "malformed chunk size" in str(reply)
+
+
+@pytest.mark.parametrize("status, hint", [(404, True), (500, False)])
+def test_an_http_error_fails_with_the_servers_words_and_a_404_says_what_to_check(status, hint):
+    body = b'{"object":"error","message":"The model `llama` does not exist."}'
+    error, pieces, whole = _parsed("completions", [
+        b"HTTP/1.1 %d Nope\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (status, len(body), body)])
+    assert isinstance(error, EndpointError) and whole and pieces == []
+    assert str(error).startswith(f"HTTP {status} from /v1/completions: {body.decode()}")
+    assert ("--llm-endpoint is the API's base, e.g. http://host:8000/v1, and --llm-model a name "
+            "the server serves" in str(error)) is hint

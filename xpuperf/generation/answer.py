@@ -15,6 +15,9 @@ from typing import Any, Callable, Protocol
 
 MAX_ERROR_BODY = 2048  # bytes of an HTTP error's body quoted in the message
 MAX_LINE = 1 << 20  # a header or SSE line longer than this is not a server's
+# A server's 404: a URL without the API's base path, or a model it does not serve.
+NOT_FOUND = (" (--llm-endpoint is the API's base, e.g. http://host:8000/v1, and --llm-model "
+             "a name the server serves: its /v1/models lists them)")
 _JSON = json.JSONDecoder().decode
 # One chunk of a chunked body (its size, hex) that is one server-sent event of
 # one data line: Answer.feed's fast path, a third of the parse's time a chunk
@@ -273,7 +276,8 @@ class Answer:
             return
         if self.status != 200:
             raise EndpointError(f"HTTP {self.status} from {self.path}: "
-                                f"{self.error_body[:MAX_ERROR_BODY].decode('utf-8', 'replace').strip()}")
+                                f"{self.error_body[:MAX_ERROR_BODY].decode('utf-8', 'replace').strip()}"
+                                + (NOT_FOUND if self.status == 404 else ""))
         if not self.finished:
             raise EndpointError(f"the stream ended before its finish_reason or data: [DONE] "
                                 f"(after {len(self.pieces)} chunks)")
