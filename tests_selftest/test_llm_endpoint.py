@@ -10,6 +10,7 @@ import asyncio
 import importlib.util
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -36,6 +37,7 @@ from tests_selftest.sessions import ROOT, python_env, run_session
 from tests_selftest.test_llm_answer import answer_bytes
 
 MS = 1_000_000  # ns
+CERTIFICATE = ROOT / "tests_selftest" / "localhost.pem"  # 127.0.0.1's, self-signed
 
 
 class _WordTokenizer:
@@ -170,6 +172,38 @@ def test_an_api_key_is_the_bearer_token_and_extra_fields_go_with_every_request(m
                 with pytest.raises(harness.EngineError, match="HTTP 401 from /v1/completions: .*"
                                                       "a missing or wrong API key"):
                     harness.closed_loop(engine, _requests(2), 2, 10)
+            finally:
+                engine.close()
+    finally:
+        server.close()
+
+
+def test_a_server_over_https_is_read_by_the_loop_and_its_certificate_checked(monkeypatch):
+    """A hosted endpoint speaks HTTPS: its streams are read by the event loop
+    (the C reader reads plain HTTP), timed and counted as over HTTP, against a
+    certificate the machine trusts ($SSL_CERT_FILE, as OpenSSL reads it); one it
+    does not trust fails each request with the reason, never a stall."""
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(CERTIFICATE)
+    server = InstantServer(tls=tls)
+    try:
+        assert server.url.startswith("https://")
+        for trusted in (True, False):
+            if trusted:
+                monkeypatch.setenv("SSL_CERT_FILE", str(CERTIFICATE))
+            else:
+                monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+            engine = _engine(server.url, "ok")
+            try:
+                assert "C reader" not in engine.description
+                if trusted:
+                    sinks = harness.closed_loop(engine, _requests(4), 2, 10)
+                    assert [len(s.token_ns) for s in sinks] == [5] * 4
+                    assert dict(engine.token_counts) == {"usage": 4}
+                else:
+                    with pytest.raises(harness.EngineError,
+                                       match="failed: SSLCertVerificationError: .*certificate"):
+                        harness.closed_loop(engine, _requests(2), 2, 10)
             finally:
                 engine.close()
     finally:

@@ -15,7 +15,8 @@ fails a request, for the selftests: the requested model's name picks one.
     error       HTTP 500 with a JSON error body
 
 ``api_key``: requests without it as their bearer token are refused (HTTP 401,
-as vLLM's ``--api-key`` refuses them). ``last_body``: the last request's JSON.
+as vLLM's ``--api-key`` refuses them). ``tls``: served over HTTPS with that
+context. ``last_body``: the last request's JSON.
 
 Connections are kept alive, as real servers keep them (``connections`` counts
 those accepted): ``idle_s`` closes one idle that long after an answer
@@ -31,6 +32,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -48,8 +50,9 @@ class InstantServer:
     from an event loop in a thread of its own, until ``close``."""
 
     def __init__(self, port: int = 0, itl_s: float = 0.0, idle_s: float | None = None,
-                 requests_per_connection: int | None = None, api_key: str | None = None):
-        self.itl_s, self.idle_s, self.api_key = itl_s, idle_s, api_key
+                 requests_per_connection: int | None = None, api_key: str | None = None,
+                 tls: ssl.SSLContext | None = None):
+        self.itl_s, self.idle_s, self.api_key, self.tls = itl_s, idle_s, api_key, tls
         self.requests_per_connection = requests_per_connection
         self.connections = 0
         self.last_body: dict[str, Any] | None = None
@@ -57,12 +60,12 @@ class InstantServer:
         self._handlers: set[asyncio.Task] = set()
         self._loop = LoopThread("instant OpenAI server")
         self._server = self._loop.submit(
-            asyncio.start_server(self._serve, "127.0.0.1", port, backlog=1024)).result(10)
+            asyncio.start_server(self._serve, "127.0.0.1", port, backlog=1024, ssl=tls)).result(10)
         self.port = self._server.sockets[0].getsockname()[1]
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/v1"
 
     def close(self) -> None:
         self._loop.loop.call_soon_threadsafe(self._server.close)
