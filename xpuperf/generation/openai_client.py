@@ -92,7 +92,7 @@ class Endpoint:
     api: str = "completions"
     timeout_s: float = 60.0
     ignore_eos: bool = False
-    extra_body: Mapping[str, Any] = field(default_factory=dict)
+    extra_body: Mapping[str, Any] = field(default_factory=dict, hash=False)  # a dict: unhashable
     api_key_env: str | None = None
 
     def __post_init__(self) -> None:
