@@ -336,3 +336,38 @@ def test_published_rows_say_where_their_workload_differs(tmp_path):
     html = render_compare(compare([smoke], published=load_published()), TEMPLATES)
     assert html.count('class="published mismatched"') == len(fp32.published)
     assert "&#9888; measured at the smoke tier" in html
+
+
+def test_llm_runs_compare_by_scenario_and_concurrency(tmp_path):
+    """Two servers' LLM runs side by side: output tokens/s against the baseline's
+    at the same scenario and concurrency (c4 half as fast, c1 the same), TTFT and
+    TPOT p99 of the single-stream run against the baseline's, a server run in no
+    ratio (its rate is its search's), and the page shows tokens/s, not '-'."""
+    from tests_selftest.test_report import llm_recs
+
+    def run(name: str, c4_tokens: float, ttft_scale: float, hardware: str = "CPU") -> Path:
+        recs = []
+        for r in llm_recs():
+            r = dict(r, hardware=hardware)
+            if r.get("concurrency") == 4:
+                r["output_tokens_per_s"] = c4_tokens
+            if r["scenario"] == "single_stream":
+                r["ttft_ms"] = {k: v * ttft_scale for k, v in r["ttft_ms"].items()}
+            recs.append(r)
+        recs.append(dict(recs[-1], scenario="server", output_tokens_per_s=50.0, target_rate=2.0))
+        write_reports(recs, tmp_path / name / hardware, hardware, INFO, TEMPLATES)
+        return tmp_path / name / hardware
+
+    cmp = compare([load_run(run("a", 812.5, 1.0)), load_run(run("b", 406.25, 3.0))])
+    [line] = cmp.lines
+    base, other = line.cells
+    assert [(r.point, round(r.value, 3), r.grade) for r in other.qps_ratios] == [
+        ("offline c1", 1.0, "same"), ("offline c4", 0.5, "worse-2"),
+        ("single stream", 1.0, "same")]
+    assert [(name, value, ratio.grade) for name, value, ratio in other.llm_latencies] == [
+        ("TTFT", 127.5, "worse-3"), ("TPOT", 4.25, "same")]
+    assert [(name, ratio.value) for name, _, ratio in base.llm_latencies] == [
+        ("TTFT", 1.0), ("TPOT", 1.0)]
+    html = render_compare(cmp, TEMPLATES)
+    assert '406 <span class="unit">tok/s</span><div class="sub">offline c4</div>' in html
+    assert '<span class="unit">TTFT p99</span> 128 <span class="ratio r-worse-3"' in html

@@ -84,6 +84,7 @@ class Ratio:
     value: float
     noise: float  # a change within this fraction is no change
     lower_is_better: bool = False  # latency: a ratio below 1 is the better one
+    concurrency: int | None = None  # an LLM run's requests in flight (its batch size is none)
 
     @property
     def grade(self) -> str:
@@ -99,7 +100,8 @@ class Ratio:
     @property
     def point(self) -> str:
         return " ".join(x for x in (self.scenario.replace("_", " "),
-                                    f"bs{self.batch_size}" if self.batch_size else "") if x)
+                                    f"bs{self.batch_size}" if self.batch_size else "",
+                                    f"c{self.concurrency}" if self.concurrency else "") if x)
 
 
 @dataclass
@@ -115,6 +117,9 @@ class Cell:
     # Each latency of LATENCIES (by attribute) over the baseline's at its load.
     latency_ratios: dict[str, Ratio] = field(default_factory=dict)
     latency_note: str = ""  # why the latencies are not compared
+    # An LLM row's TTFT and TPOT p99 (ms) of the run its summary shows, each with
+    # its ratio to the baseline's same run, if any.
+    llm_latencies: list[tuple[str, float, Ratio | None]] = field(default_factory=list)
 
     @property
     def latencies(self) -> list[tuple[Field, float, Ratio | None]]:
@@ -320,6 +325,7 @@ def _cell(run: Run, row: Row | None, base: Row | None) -> Cell:
     if row is None:
         return cell
     cell.loaded = row.loaded
+    _compare_llm(cell, row, base)
     if base is None:
         return cell
     # Like against like: each scenario and batch size both measured. A server run's
@@ -331,9 +337,39 @@ def _cell(run: Run, row: Row | None, base: Row | None) -> Cell:
         if b is not None and p.qps is not None and math.isfinite(p.qps):
             cell.qps_ratios.append(Ratio(p.scenario, p.batch_size, p.qps / b.qps,
                                          max(noise(p), noise(b))))
-    cell.qps_ratios.sort(key=lambda r: (r.scenario != "offline", r.scenario, r.batch_size or 0))
+    cell.qps_ratios.sort(key=lambda r: (r.scenario != "offline", r.scenario,
+                                        r.batch_size or r.concurrency or 0))
     _compare_latencies(cell, row, base)
     return cell
+
+
+def _compare_llm(cell: Cell, row: Row, base: Row | None) -> None:
+    """LLM serving runs against the baseline's of the same scenario and
+    concurrency: output tokens/s (in ``qps_ratios``: the row's throughput), and
+    the TTFT and TPOT p99 of the run its summary shows (one request at a time
+    where measured). A server run is offered the rate its search chose, not a
+    load both runs share: no ratio, as for a server's QPS. LLM records carry no
+    window spreads: the noise is DEFAULT_NOISE."""
+    def point(g: Mapping[str, Any]) -> tuple[Any, Any]:
+        return g.get("scenario"), g.get("concurrency")
+
+    theirs = {point(g): g for g in (base.generation if base else ())
+              if g.get("scenario") not in (None, "server", "sweep")}
+    for g in row.generation:
+        b, mine = theirs.get(point(g)), g.get("output_tokens_per_s")
+        if b is not None and _positive(b.get("output_tokens_per_s")) and mine is not None:
+            cell.qps_ratios.append(Ratio(g["scenario"], None, mine / b["output_tokens_per_s"],
+                                         DEFAULT_NOISE, concurrency=g.get("concurrency")))
+    shown = row.llm_latency
+    if shown is None:
+        return
+    b = theirs.get(point(shown)) or {}
+    for key, name in (("ttft_ms", "TTFT"), ("tpot_ms", "TPOT")):
+        mine, ref = (shown.get(key) or {}).get("p99"), (b.get(key) or {}).get("p99")
+        if mine is not None:
+            cell.llm_latencies.append((name, mine, Ratio(
+                shown["scenario"], None, mine / ref, DEFAULT_NOISE, lower_is_better=True,
+                concurrency=shown.get("concurrency")) if _positive(ref) else None))
 
 
 def _compare_latencies(cell: Cell, row: Row, base: Row) -> None:
