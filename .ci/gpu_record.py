@@ -8,7 +8,7 @@ and the commands.
     python .ci/gpu_record.py record OUT_DIR             # the record
 
 Reads OUT_DIR/info.json (the info step), OUT_DIR/steps.tsv (one line a step
-run: name, exit status, seconds, limit, command), OUT_DIR/steps.known (every
+run: name, exit status, seconds, limit, start (epoch s), command), OUT_DIR/steps.known (every
 step's name), OUT_DIR/<step>.xml (pytest's JUnit XML, written also when a time
 limit stopped it) and OUT_DIR/targets.log.
 """
@@ -65,9 +65,19 @@ def where_time_went(name: str, seconds: int, xml: Path) -> str | None:
     by_module, slowest = timed
     total = sum(by_module.values())
     modules = ", ".join(f"{m} {s:.1f} s" for m, s in sorted(by_module.items(), key=lambda m: -m[1]))
-    return (f"- `{name}` ({seconds} s): {total:.1f} s in its items ({modules}), "
-            f"{max(seconds - total, 0):.1f} s outside them (start, collection, reports); slowest: "
-            + ", ".join(f"`{item}` {s:.2f} s" for s, item in slowest))
+    # pytest-xdist's workers ran items at once: their seconds add up past the wall's.
+    outside = (f"{seconds - total:.1f} s outside them (start, collection, reports)"
+               if total <= seconds else "summed over the pytest workers that ran them at once")
+    return (f"- `{name}` ({seconds} s): {total:.1f} s in its items ({modules}), {outside}; "
+            "slowest: " + ", ".join(f"`{item}` {s:.2f} s" for s, item in slowest))
+
+
+def side_by_side(ran: list[tuple[str, int, int]]) -> list[str]:
+    """The steps (name, start, seconds) whose runs overlapped another's: they
+    shared the card and the host, so their seconds are not a step's alone."""
+    return [name for name, start, seconds in ran
+            if any(other != name and start < s + t and s < start + seconds
+                   for other, s, t in ran)]
 
 
 def outcome(rc: int, seconds: int, limit: int) -> str:
@@ -84,16 +94,21 @@ def render(out: Path) -> str:
     lines = ["# What ran on a GPU: the last record", "",
              f"Written by `.ci/gpu-check` ({'dry run on the CPU: no GPU figure' if info.get('dry_run') else 'on the card below'}).",
              "", "| | |", "|---|---|"]
-    for key in ("date", "card", "capability", "driver", "torch", "cuda", "transformers",
-                "commit"):
+    for key in ("date", "card", "capability", "driver", "compute mode", "torch", "cuda",
+                "transformers", "commit"):
         lines.append(f"| {key} | {info.get(key, 'unknown')} |")
     lines += ["", "## Steps", "",
               "| step | outcome | seconds | passed | failed | errors | skipped |",
               "|---|---|---|---|---|---|---|"]
-    steps, outcomes, spent = [], [], []
+    known_path = out / "steps.known"
+    known = known_path.read_text().split() if known_path.is_file() else []
     table = out / "steps.tsv"
-    for row in (table.read_text().splitlines() if table.is_file() else []):
-        name, rc, seconds, limit, command = row.split("\t", 4)
+    # In the script's order: steps run side by side end in any order.
+    rows = sorted((row.split("\t", 5) for row in
+                   (table.read_text().splitlines() if table.is_file() else [])),
+                  key=lambda row: known.index(row[0]) if row[0] in known else len(known))
+    steps, outcomes, spent = [], [], []
+    for name, rc, seconds, limit, _, command in rows:
         steps.append((name, command))
         outcomes.append((name, int(rc)))
         c = counts(out / f"{name}.xml")
@@ -102,6 +117,10 @@ def render(out: Path) -> str:
         lines.append(f"| {name} | {outcome(int(rc), int(seconds), int(limit))} | {seconds} | "
                      + " | ".join(figures) + " |")
         spent.append(where_time_went(name, int(seconds), out / f"{name}.xml"))
+    together = side_by_side([(row[0], int(row[4]), int(row[2])) for row in rows])
+    if together:
+        lines += ["", "Side by side on the card (their seconds overlap; no figure of theirs "
+                  "is a step's alone): " + ", ".join(f"`{name}`" for name in together) + "."]
     if any(spent):
         lines += ["", "## Where each pytest step's time went", "", *filter(None, spent)]
     targets = out / "targets.log"
@@ -110,8 +129,6 @@ def render(out: Path) -> str:
                 if line.startswith("[") or line.startswith("---")]
         lines += ["", "## Targets (benchmarks/gpu_targets.py)", "", "```",
                   *said[:MAX_FIGURE_LINES], "```"]
-    known_path = out / "steps.known"
-    known = known_path.read_text().split() if known_path.is_file() else []
     ran_ok = {name for name, rc in outcomes if rc == 0}
     missing = [name for name in known if name not in ran_ok]
     lines += ["", "## Never run on a GPU in this record", ""]
@@ -139,11 +156,15 @@ def info(dry_run: bool) -> dict[str, Any]:
             return f"unknown ({e})"
         return done.stdout.strip().splitlines()[0] if done.stdout.strip() else "unknown"
 
+    def query(field: str) -> str:
+        return run("nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader") if cuda else "-"
+
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "card": torch.cuda.get_device_name() if cuda else "none (CPU only)",
             "capability": ".".join(map(str, torch.cuda.get_device_capability())) if cuda else "-",
-            "driver": run("nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader")
-            if cuda else "-",
+            "driver": query("driver_version"),
+            # The window's steps share the card: an exclusive mode would refuse all but one.
+            "compute mode": query("compute_mode"),
             "torch": torch.__version__, "cuda": torch.version.cuda or "-",
             "transformers": transformers.__version__,
             "commit": run("git", "rev-parse", "--short", "HEAD"), "dry_run": dry_run}
