@@ -368,10 +368,17 @@ def test_a_failed_turn_ends_its_conversation_and_the_run_says_so():
 
 def test_a_slow_engine_fails_the_server_bounds(tiny):
     llm = _session(delay_s=0.12)  # TPOT ~120 ms against a 60 ms bound
+    measured, capacity = [], llm._offline_capacity
+
+    def spy(*args, again=False):  # the run again's rate: the offline rate measured again now
+        measured.append(again)
+        return capacity(*args, again=again)
+    llm._offline_capacity = spy
     try:
         fields, problems = llm.run_scenario(tiny, "fp32", "server", None)
     finally:
         llm.close()
+    assert measured == [False, True]
     assert fields["valid"] is False and fields["runs"] == 2 and fields["tpot_ms"]["p99"] > 60
     assert len(problems) == 1 and "TPOT p99" in problems[0] and "> 60 ms" in problems[0]
 

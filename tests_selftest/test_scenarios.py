@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xpuperf.measure import memory, timing
+from xpuperf.measure import loadgen, memory, timing
 from xpuperf.zoo import ScenarioSpec, ZooError, parse_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,8 +131,8 @@ QUICK = timing.run_settings({"min_time_s": 0.02, "min_rounds": 5, "warmup_rounds
 def test_every_scenario_runs_on_the_engine(spec, engine_name):
     asked: list[str] = []
 
-    def capacity() -> float:
-        asked.append("capacity")
+    def capacity(again: bool) -> float:
+        asked.append("capacity again" if again else "capacity")
         return 2000.0
 
     result, runs = timing.run_scenario(spec, lambda k: None, 2, QUICK, capacity)
@@ -149,8 +149,38 @@ def test_an_invalid_server_run_is_run_again():
         time.sleep(0.0005)
 
     spec = ScenarioSpec("server", (1,), latency_bound_ms=0.001, load=1.0)
-    result, runs = timing.run_scenario(spec, over_the_bound, 1, QUICK, lambda: 1000.0)
+    result, runs = timing.run_scenario(spec, over_the_bound, 1, QUICK, lambda again: 1000.0)
     assert runs == timing.SERVER_RUNS and result.valid is False
+
+
+def test_a_server_run_again_takes_its_rate_from_the_host_as_it_is_now():
+    """The offline item measured 2,000 samples/s; since then the host has slowed
+    (a query takes 2 ms: 500/s at most), so half the old throughput, 1,000/s,
+    backs up every query past the bound. The run again is at half of what the
+    host sustains now, and meets the bound: a verdict on the SUT, not on when
+    its neighbours were busy."""
+    asked: list[bool] = []
+
+    def slowed(k: int) -> None:
+        time.sleep(0.002)
+
+    # 0.3 s at 1,000 queries/s leaves the last of them 300 ms behind.
+    settings = timing.run_settings({"min_time_s": 0.3, "min_rounds": 5, "warmup_rounds": 1})
+
+    def capacity(again: bool) -> float:
+        asked.append(again)
+        return loadgen.run_offline(slowed, 1, settings).qps if again else 2000.0
+
+    spec = ScenarioSpec("server", (1,), latency_bound_ms=100.0, load=0.5)
+    result, runs = timing.run_scenario(spec, slowed, 1, settings, capacity)
+    assert asked == [False, True] and runs == 2
+    assert result.valid and result.target_qps < 300, result.target_qps
+
+
+def test_a_latency_failure_beside_other_xdist_workers_says_so():
+    assert timing.beside({}) == timing.beside({"PYTEST_XDIST_WORKER_COUNT": "1"}) == ""
+    assert timing.beside({"PYTEST_XDIST_WORKER_COUNT": "3"}).startswith(
+        " (timed beside 2 other pytest-xdist worker(s), which share this host's CPU")
 
 
 def test_run_settings_come_from_the_tier_with_defaults():

@@ -2,6 +2,8 @@
 reference (zoo.yaml `generation:`; figures: xpuperf.generation.metrics)."""
 from __future__ import annotations
 
+from xpuperf.measure.timing import beside
+
 
 def test_generate(llm, gen_case, engine_ready, record_llm):
     """One scenario: offline at a concurrency, single_stream, or server (valid
@@ -9,7 +11,7 @@ def test_generate(llm, gen_case, engine_ready, record_llm):
     fields, problems = llm.run_scenario(gen_case.spec, gen_case.precision, gen_case.scenario,
                                         gen_case.concurrency)
     record_llm(**fields)
-    assert not problems, "; ".join(problems)
+    assert not problems, "; ".join(problems) + (beside() if gen_case.scenario == "server" else "")
 
 
 def test_generation_accuracy(llm, gen_combo, engine_ready, record_llm):

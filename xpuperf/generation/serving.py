@@ -204,6 +204,8 @@ class LLMSession:
                                        self.settings.percentiles)
         fig, runs = self._measured(self._arrive(spec, engine, spec.requests, rate), bounds), 1
         if not fig["valid"]:  # one stall of a shared machine backs up every request behind it
+            if s.rate is None:  # and the host may have slowed since: as xpuperf.measure.timing
+                rate = s.load * self._offline_capacity(spec, precision, engine, bounds, again=True)
             fig, runs = self._measured(self._arrive(spec, engine, spec.requests, rate), bounds), 2
         best, trials = harness.search_rate(run_at, rate, s.search_s, s.max_trials)
         fields.update(target_rate=rate, runs=runs, **fig, max_valid_rate=best, search=trials,
@@ -267,10 +269,11 @@ class LLMSession:
             return energy.Meter(None, str(e))
 
     def _offline_capacity(self, spec: GenerationSpec, precision: str, engine: GenerationEngine,
-                          bounds: Bounds) -> float:
-        """Requests/s offline at the largest concurrency: the offline item's, else run now."""
+                          bounds: Bounds, again: bool = False) -> float:
+        """Requests/s offline at the largest concurrency: the offline item's, else
+        (or ``again``) run now."""
         key = spec.combo_id(precision)
-        if key not in self._capacity:
+        if again or key not in self._capacity:
             fig = harness.run_figures(self._closed(spec, engine, spec.requests,
                                                    max(spec.concurrency))(), bounds)
             self._capacity[key] = fig["requests_per_s"]

@@ -196,8 +196,8 @@ class GroupHost:
         # after it ends.
         timed = window.watch(issue, settings.warmup_queries)
 
-        def capacity() -> float:  # the server's: the offline QPS at this batch size
-            if batch_size not in self._capacity:
+        def capacity(again: bool) -> float:  # the server's: the offline QPS at this batch size
+            if again or batch_size not in self._capacity:
                 self.note(f"measuring the offline throughput at batch size {batch_size}")
                 self._capacity[batch_size] = loadgen.run_offline(timed, batch_size, settings).qps
             return self._capacity[batch_size]
