@@ -10,7 +10,7 @@ and the commands.
 Reads OUT_DIR/info.json (the info step), OUT_DIR/steps.tsv (one line a step
 run: name, exit status, seconds, limit, start (epoch s), command), OUT_DIR/steps.known (every
 step's name), OUT_DIR/<step>.xml (pytest's JUnit XML, written also when a time
-limit stopped it) and OUT_DIR/targets.log.
+limit stopped it) and OUT_DIR/targets.log and targets-full.log.
 """
 from __future__ import annotations
 
@@ -123,12 +123,13 @@ def render(out: Path) -> str:
                   "is a step's alone): " + ", ".join(f"`{name}`" for name in together) + "."]
     if any(spent):
         lines += ["", "## Where each pytest step's time went", "", *filter(None, spent)]
-    targets = out / "targets.log"
-    if targets.is_file():
-        said = [line for line in targets.read_text(errors="replace").splitlines()
-                if line.startswith("[") or line.startswith("---")]
-        lines += ["", "## Targets (benchmarks/gpu_targets.py)", "", "```",
-                  *said[:MAX_FIGURE_LINES], "```"]
+    for name in ("targets", "targets-full"):
+        log = out / f"{name}.log"
+        if log.is_file():
+            said = [line for line in log.read_text(errors="replace").splitlines()
+                    if line.startswith("[") or line.startswith("---")]
+            lines += ["", f"## Targets (`{name}`: benchmarks/gpu_targets.py)", "", "```",
+                      *said[:MAX_FIGURE_LINES], "```"]
     ran_ok = {name for name, rc in outcomes if rc == 0}
     missing = [name for name in known if name not in ran_ok]
     lines += ["", "## Never run on a GPU in this record", ""]

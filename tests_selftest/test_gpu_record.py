@@ -28,12 +28,15 @@ def test_the_record_has_each_steps_counts_and_what_did_not_run(tmp_path: Path) -
     (tmp_path / "smoke-eager.xml").write_text(JUNIT.format(2185, 0, 84, 1962))
     (tmp_path / "smoke-compile.xml").write_text(JUNIT.format(10, 2, 0, 3))
     (tmp_path / "targets.log").write_text("noise\n--- bert_qps\n[NVIDIA H200] 5,588 QPS\n")
+    (tmp_path / "targets-full.log").write_text("--- bert_qps\n[NVIDIA H200] bs24 4,643 QPS\n")
     text = gpu_record.render(tmp_path)
     assert "| card | NVIDIA H200 |" in text and "| capability | unknown |" in text
     assert "| info | ok | 3 | - | - | - | - |" in text
     assert "| smoke-eager | stopped at its 150 s limit | 150 | 139 | 0 | 84 | 1962 |" in text
     assert "| smoke-compile | failed (exit 1) | 90 | 5 | 2 | 0 | 3 |" in text
     assert "[NVIDIA H200] 5,588 QPS" in text and "noise" not in text
+    full = text.split("## Targets (`targets-full`: benchmarks/gpu_targets.py)")[1]
+    assert "[NVIDIA H200] bs24 4,643 QPS" in full and "5,588" not in full
     never = text.split("## Never run on a GPU in this record")[1].split("## Commands")[0]
     assert "`smoke-eager`: did not pass" in never and "`llm`: not selected" in never
     assert "`info`" not in never
