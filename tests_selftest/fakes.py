@@ -191,12 +191,15 @@ class StallingBackend(CpuBackend):
 
 class DeviceEchoBackend(CpuBackend):
     """The CPU backend, saying in its compile report which device its worker was
-    bound to ($XPUPERF_DEVICE, --devices): a fake multi-device host."""
+    bound to ($XPUPERF_DEVICE, --devices): a fake multi-device host; and the
+    threads its onnxruntime session has (its share of the host's cores)."""
     name = "ECHO"
 
     def compile(self, artifact, precision, batch_sizes, options, cache_dir=None) -> Compiled:
         compiled = super().compile(artifact, precision, batch_sizes, options)
         compiled.report.details["bound_device"] = os.environ.get("XPUPERF_DEVICE")
+        compiled.report.details["threads"] = \
+            compiled._session.get_session_options().intra_op_num_threads
         return compiled
 
 

@@ -2,10 +2,12 @@
 runs whole on one worker, and a worker crash ends the session with an exit code
 (xpuperf.xdist_groups)."""
 import json
+import os
 import re
 from pathlib import Path
 
 from tests_selftest.sessions import run_session, tiny_zoo
+from xpuperf.worker import devices
 
 XDIST = ("-n", "2", "--dist", "loadgroup", "-vv")
 # pytest-xdist's verbose line per item: "[gw1] [ 50%] PASSED suites/...::test_x[id]"
@@ -82,6 +84,14 @@ def test_each_group_runs_whole_on_one_worker_bound_to_its_device(tmp_path):
     # gwK is bound to the K-th device: its backend saw it, its records name it.
     assert bound == {combo: (w[2:], w[2:]) for combo, w in worker.items()}, (bound, worker)
     assert set(worker.values()) == {"gw0", "gw1"}, worker
+    # Each worker's backend takes half the host's cores (unless the user said).
+    share = os.environ.get("OMP_NUM_THREADS") or devices.cpu_share(2, len(os.sched_getaffinity(0)))
+    assert {d["Graph Compile"]["Details"]["threads"] for d in docs} == {int(share)}, docs
     bad = run_session(tmp_path, "CPU", "--devices", "0,gpu1",
                       target="suites/compiler_coverage/test_compile.py")
     assert bad.returncode == 4 and "argument --devices: '0,gpu1': give device indices" in bad.stderr
+
+
+def test_a_workers_share_of_the_cores_is_equal_and_at_least_one():
+    assert devices.cpu_share(2, 2) == 1 and devices.cpu_share(4, 16) == 4
+    assert devices.cpu_share(3, 2) == 1 and devices.cpu_share(1, 8) == 8

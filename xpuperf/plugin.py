@@ -9,6 +9,7 @@ imported until an item runs.
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -94,6 +95,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "speed gate's figures; gate with --zoo-tier gate (README, 'The speed gate')"),
             stacklevel=2)
     _sigterm_as_interrupt()
+    _share_the_cores(config)
     if run.zoo_run and not hasattr(config, "workerinput"):
         # The collector locks and clears the folder when the first result comes.
         config.pluginmanager.register(ResultCollector(
@@ -113,6 +115,18 @@ def pytest_configure(config: pytest.Config) -> None:
             # A path, as pytest-benchmark (from 5.3) takes the option: opened only
             # when it writes, so a session without benchmarks leaves no file.
             config.option.benchmark_json = run.report_dir / "benchmark.json"
+
+
+def _share_the_cores(config: pytest.Config) -> None:
+    """A pytest-xdist worker's backends take its share of the host's cores
+    (OMP_NUM_THREADS, which torch reads, and the CPU backend for onnxruntime;
+    set before any backend worker starts, which inherits it), unless the user
+    set it."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
+    if hasattr(config, "workerinput") and workers > 1 and "OMP_NUM_THREADS" not in os.environ:
+        from xpuperf.worker import devices
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        os.environ["OMP_NUM_THREADS"] = str(devices.cpu_share(workers, cores or 1))
 
 
 # --------------------------------------------------------------------------- collection

@@ -23,7 +23,7 @@ every host. The compile report says which capabilities it saw, the scheme it
 chose and why.
 
 Options (--backend-option KEY=VALUE): threads (intra-op threads, default
-onnxruntime's), calibration_samples (int8, default 16), int8_ops (comma-separated
+$OMP_NUM_THREADS where it is a number, else onnxruntime's), calibration_samples (int8, default 16), int8_ops (comma-separated
 op types to quantize, default the compute-heavy ones), int8_scheme (s8s8, u8u8 or
 s8s8-w7, default chosen from the host as above); for LLM serving, engine
 (continuous, the default, or reference: backends/torch_engines.py) and max_batch
@@ -32,6 +32,7 @@ s8s8-w7, default chosen from the host as above); for LLM serving, engine
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import re
 import tempfile
@@ -131,8 +132,12 @@ class CpuBackend(Backend):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
-        if "threads" in options:
-            so.intra_op_num_threads = int(options["threads"])
+        # onnxruntime takes a thread per core, whatever OMP_NUM_THREADS says:
+        # beside other pytest-xdist workers (xpuperf.plugin), its share.
+        omp = os.environ.get("OMP_NUM_THREADS", "")
+        threads = options.get("threads") or (omp if omp.isdigit() else None)
+        if threads:
+            so.intra_op_num_threads = int(threads)
         if cache_dir is not None:
             hit = load_cached(cache_dir, lambda _: ort.InferenceSession(
                 str(Path(cache_dir) / _CACHED_MODEL), so, providers=["CPUExecutionProvider"]))

@@ -75,8 +75,8 @@ def beside(environ: Mapping[str, str] = os.environ) -> str:
     """What a latency bound's failure adds where pytest-xdist's workers share
     this host (``environ``'s PYTEST_XDIST_WORKER_COUNT, which each worker has):
     the others' load is in its latencies, so that the failure may be theirs
-    (seen: -n 2 on two cores failed 1 to 3 of the smoke tier's server items,
-    which pass run alone)."""
+    (seen: -n 2 on two cores, before each worker's backends took a share of
+    them, failed 1 to 3 of the smoke tier's server items, which pass run alone)."""
     workers = int(environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
     if workers <= 1:
         return ""

@@ -1,4 +1,5 @@
-"""Which device a session's backend workers are bound to (--devices).
+"""Which device a session's backend workers are bound to (--devices), and the
+share of the host's cores they take beside other pytest-xdist workers.
 
 With several accelerators, ``pytest -n N --devices 0,1,...`` runs N pytest-xdist
 workers, and worker gwK binds every backend worker it starts to the K-th listed
@@ -28,3 +29,12 @@ def bound(devices: tuple[str, ...], xdist_worker: str | None) -> str:
     session without workers takes the first."""
     k = xdist_worker[2:] if xdist_worker and xdist_worker.startswith("gw") else ""
     return devices[int(k) % len(devices) if k.isdigit() else 0]
+
+
+def cpu_share(workers: int, cores: int) -> int:
+    """Threads for the backends of each of ``workers`` pytest-xdist workers on a
+    host of ``cores``: an equal share, at least one. Each backend otherwise
+    takes every core, and N of them at once spin on each other's: -n 2 on two
+    cores took 250 s over the GPU backend's smoke tier on the CPU, and failed
+    1 to 3 of its server items; a core each, 81 s and none."""
+    return max(1, cores // max(1, workers))
