@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from xpuperf.measure import loadgen, memory, timing
+from xpuperf.worker import devices
 from xpuperf.zoo import ScenarioSpec, ZooError, parse_zoo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,8 +179,10 @@ def test_a_server_run_again_takes_its_rate_from_the_host_as_it_is_now():
 
 
 def test_a_latency_failure_beside_other_xdist_workers_says_so():
-    assert timing.beside({}) == timing.beside({"PYTEST_XDIST_WORKER_COUNT": "1"}) == ""
-    assert timing.beside({"PYTEST_XDIST_WORKER_COUNT": "3"}).startswith(
+    workers = devices.xdist_workers
+    assert timing.shared_host(workers({})) == \
+        timing.shared_host(workers({"PYTEST_XDIST_WORKER_COUNT": "1"})) == ""
+    assert timing.shared_host(workers({"PYTEST_XDIST_WORKER_COUNT": "3"})).startswith(
         " (timed beside 2 other pytest-xdist worker(s), which share this host's CPU")
 
 

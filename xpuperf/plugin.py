@@ -122,9 +122,9 @@ def _share_the_cores(config: pytest.Config) -> None:
     (OMP_NUM_THREADS, which torch reads, and the CPU backend for onnxruntime;
     set before any backend worker starts, which inherits it), unless the user
     set it."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
+    from xpuperf.worker import devices
+    workers = devices.xdist_workers()
     if hasattr(config, "workerinput") and workers > 1 and "OMP_NUM_THREADS" not in os.environ:
-        from xpuperf.worker import devices
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         os.environ["OMP_NUM_THREADS"] = str(devices.cpu_share(workers, cores or 1))
 

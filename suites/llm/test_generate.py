@@ -2,7 +2,8 @@
 reference (zoo.yaml `generation:`; figures: xpuperf.generation.metrics)."""
 from __future__ import annotations
 
-from xpuperf.measure.timing import beside
+from xpuperf.measure.timing import shared_host
+from xpuperf.worker.devices import xdist_workers
 
 
 def test_generate(llm, gen_case, engine_ready, record_llm):
@@ -11,7 +12,8 @@ def test_generate(llm, gen_case, engine_ready, record_llm):
     fields, problems = llm.run_scenario(gen_case.spec, gen_case.precision, gen_case.scenario,
                                         gen_case.concurrency)
     record_llm(**fields)
-    assert not problems, "; ".join(problems) + (beside() if gen_case.scenario == "server" else "")
+    assert not problems, "; ".join(problems) + (
+        shared_host(xdist_workers()) if gen_case.scenario == "server" else "")
 
 
 def test_generation_accuracy(llm, gen_combo, engine_ready, record_llm):

@@ -7,7 +7,8 @@ where it has a counter (xpuperf.measure.energy). pytest-benchmark gets every que
 (see xpuperf.measure.timing): the end-to-end ones."""
 import pytest
 
-from xpuperf.measure.timing import QUERY_LATENCIES, beside, feed_benchmark
+from xpuperf.measure.timing import QUERY_LATENCIES, feed_benchmark, shared_host
+from xpuperf.worker.devices import xdist_workers
 
 # pytest-benchmark's documented timer option: its rounds read the engine's latencies.
 pytestmark = [pytest.mark.performance, pytest.mark.benchmark(timer=QUERY_LATENCIES)]
@@ -29,7 +30,7 @@ def test_throughput(perf_case, xpu, compiled, benchmark, record, driver, speed_g
         pytest.fail(f"server run invalid {run['figures']['runs']} times: p99 "
                     f"{result['latency_ms']['p99']:.4g} ms exceeds the {spec.latency_bound_ms:g} "
                     f"ms bound at {result['target_qps']:.4g} samples/s ({spec.load:g} x the "
-                    "offline throughput)" + beside(), pytrace=False)
+                    "offline throughput)" + shared_host(xdist_workers()), pytrace=False)
     # --baseline or A/B (xpuperf.gate): the speed verdict, kept in benchmark.json too.
     comparison = speed_gate(result)
     if comparison is not None:

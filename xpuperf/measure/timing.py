@@ -11,7 +11,6 @@ its users expect of a per-call timing.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any, Mapping
 
@@ -71,13 +70,12 @@ def run_scenario(spec: ScenarioSpec, issue: Issue, batch_size: int, settings: Ru
     raise ValueError(f"unknown scenario {spec.name!r}")
 
 
-def beside(environ: Mapping[str, str] = os.environ) -> str:
-    """What a latency bound's failure adds where pytest-xdist's workers share
-    this host (``environ``'s PYTEST_XDIST_WORKER_COUNT, which each worker has):
-    the others' load is in its latencies, so that the failure may be theirs
-    (seen: -n 2 on two cores, before each worker's backends took a share of
-    them, failed 1 to 3 of the smoke tier's server items, which pass run alone)."""
-    workers = int(environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
+def shared_host(workers: int) -> str:
+    """What a latency bound's failure adds where ``workers`` pytest-xdist
+    workers share this host (xpuperf.worker.devices.xdist_workers): the others'
+    load is in its latencies, so that the failure may be theirs (seen: -n 2 on
+    two cores, before each worker's backends took a share of them, failed 1 to
+    3 of the smoke tier's server items, which pass run alone)."""
     if workers <= 1:
         return ""
     return (f" (timed beside {workers - 1} other pytest-xdist worker(s), which share this "

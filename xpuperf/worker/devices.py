@@ -10,6 +10,9 @@ reads for its device index (the GPU backend's ``cuda`` without an index).
 """
 from __future__ import annotations
 
+import os
+from typing import Mapping
+
 
 class DeviceListError(ValueError):
     """--devices is not a list of device indices; the message says how to fix it."""
@@ -38,3 +41,9 @@ def cpu_share(workers: int, cores: int) -> int:
     cores took 250 s over the GPU backend's smoke tier on the CPU, and failed
     1 to 3 of its server items; a core each, 81 s and none."""
     return max(1, cores // max(1, workers))
+
+
+def xdist_workers(environ: Mapping[str, str] = os.environ) -> int:
+    """How many pytest-xdist workers share this host (PYTEST_XDIST_WORKER_COUNT,
+    which each worker has); 1 outside pytest-xdist."""
+    return int(environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
