@@ -10,7 +10,8 @@ and the commands.
 Reads OUT_DIR/info.json (the info step), OUT_DIR/steps.tsv (one line a step
 run: name, exit status, seconds, limit, start (epoch s), command), OUT_DIR/steps.known (every
 step's name), OUT_DIR/<step>.xml (pytest's JUnit XML, written also when a time
-limit stopped it) and OUT_DIR/targets.log and targets-full.log.
+limit stopped it) and the targets' logs (OUT_DIR/targets.log, llm-targets.log,
+targets-full.log).
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-MAX_FIGURE_LINES = 80  # of the targets' log, bounded
+MAX_FIGURE_LINES = 80  # of a targets' log, bounded
+TARGET_STEPS = ("targets", "llm-targets", "targets-full")  # benchmarks/gpu_targets.py's steps
 SLOWEST = 8  # items named per pytest step: where a step that did not fit its window lost it
 
 
@@ -123,7 +125,7 @@ def render(out: Path) -> str:
                   "is a step's alone): " + ", ".join(f"`{name}`" for name in together) + "."]
     if any(spent):
         lines += ["", "## Where each pytest step's time went", "", *filter(None, spent)]
-    for name in ("targets", "targets-full"):
+    for name in TARGET_STEPS:
         log = out / f"{name}.log"
         if log.is_file():
             said = [line for line in log.read_text(errors="replace").splitlines()

@@ -28,6 +28,7 @@ def test_the_record_has_each_steps_counts_and_what_did_not_run(tmp_path: Path) -
     (tmp_path / "smoke-eager.xml").write_text(JUNIT.format(2185, 0, 84, 1962))
     (tmp_path / "smoke-compile.xml").write_text(JUNIT.format(10, 2, 0, 3))
     (tmp_path / "targets.log").write_text("noise\n--- bert_qps\n[NVIDIA H200] 5,588 QPS\n")
+    (tmp_path / "llm-targets.log").write_text("--- llama2_7b\n[NVIDIA H200] 1,590 output tokens/s\n")
     (tmp_path / "targets-full.log").write_text("--- bert_qps\n[NVIDIA H200] bs24 4,643 QPS\n")
     text = gpu_record.render(tmp_path)
     assert "| card | NVIDIA H200 |" in text and "| capability | unknown |" in text
@@ -37,6 +38,8 @@ def test_the_record_has_each_steps_counts_and_what_did_not_run(tmp_path: Path) -
     assert "[NVIDIA H200] 5,588 QPS" in text and "noise" not in text
     full = text.split("## Targets (`targets-full`: benchmarks/gpu_targets.py)")[1]
     assert "[NVIDIA H200] bs24 4,643 QPS" in full and "5,588" not in full
+    llm = text.split("## Targets (`llm-targets`: benchmarks/gpu_targets.py)")[1].split("## ")[0]
+    assert "[NVIDIA H200] 1,590 output tokens/s" in llm and "4,643" not in llm
     never = text.split("## Never run on a GPU in this record")[1].split("## Commands")[0]
     assert "`smoke-eager`: did not pass" in never and "`llm`: not selected" in never
     assert "`info`" not in never
