@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 from pathlib import Path
 
 from backends.base import EnergyMeter, EnergyUnavailable
@@ -67,19 +68,32 @@ class HostCpuError(ValueError):
     """The host profile asked for is not one this module knows."""
 
 
-@functools.lru_cache(maxsize=1)
-def _cpu_flags() -> frozenset[str]:
-    """The flags of the first processor in /proc/cpuinfo; empty where there is none
-    (not Linux, not x86), which then offers none of the capabilities."""
+def _cpuinfo(*keys: str) -> str:
+    """The first processor's first of ``keys`` in /proc/cpuinfo; '' where there
+    is none (not Linux, another architecture's names)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return frozenset()
+        return ""
     for line in text.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
+        if key.strip() in keys:
+            return value.strip()
+    return ""
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset[str]:
+    """The flags of the first processor; empty where /proc/cpuinfo has none (not
+    Linux, not x86), which then offers none of the capabilities."""
+    return frozenset(_cpuinfo("flags", "Features").split())
+
+
+@functools.lru_cache(maxsize=1)
+def model() -> str:
+    """This host's CPU by name, for the records beside a CPU's figures ('AMD EPYC
+    7R13 Processor'): /proc/cpuinfo's, else the platform's word ('x86_64')."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def cap() -> str:

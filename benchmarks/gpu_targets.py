@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import platform
 import statistics
 import sys
 import tempfile
@@ -57,6 +56,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script: the repository's package, not an installed one
 
+from backends import hostcpu  # noqa: E402
 from backends.base import CompileError, Compiled, CompileReport  # noqa: E402
 from backends.gpu import GpuBackend  # noqa: E402
 from backends.gpu.backend import COMPUTE_DTYPE, FP8_SCALES, _numerics, torch_device  # noqa: E402
@@ -101,7 +101,7 @@ class Bench:
         self.device = args.device
         self.cuda = args.device.startswith("cuda")
         self.card = torch.cuda.get_device_name(torch.device(args.device)) if self.cuda \
-            else f"cpu: {platform.processor() or platform.machine()}"
+            else f"cpu: {hostcpu.model()}"
         self._artifacts: dict[str, tuple[ModelArtifact, Any]] = {}
         self._compiled: dict[tuple, Compiled] = {}
         self._plain: dict[tuple, Compiled] = {}

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
 import resource
 import sys
 import time
@@ -99,6 +100,7 @@ def main() -> int:
                     help="hold the client's event loop this long every 100 ms")
     args = ap.parse_args()
 
+    from backends import hostcpu
     from backends.generation import Request
     from xpuperf.generation import harness
     from xpuperf.generation.endpoint import EndpointEngine
@@ -129,10 +131,13 @@ def main() -> int:
         (user, system), wall = np.subtract(_cpu_s(), cpu), time.perf_counter() - wall
         engine.close()
     reads, opened, reused = np.subtract((pool.reads, pool.opened, pool.reused), warm)
+    # Its figures are the host's: the same client read 4.4 % of a core on one
+    # 2-core host and 11.2 % on another (2026-12-07).
+    host = f"{hostcpu.model()}, {os.cpu_count()} cores"
     if args.floor:  # a timestamp a read: the chunks are the server's
         cpu = user + system
         chunks = len(requests) * args.output_tokens
-        print(f"floor (no parsing, {engine.loop_kind}): client CPU {cpu:.2f} s ({user:.2f} "
+        print(f"floor (no parsing, {engine.loop_kind}, {host}): client CPU {cpu:.2f} s ({user:.2f} "
               f"user, {system:.2f} system) = {cpu / wall:.1%} of {wall:.2f} s wall, "
               f"{cpu / chunks * 1e6:.1f} us a chunk over {chunks} chunks; "
               f"{reads / chunks:.2f} socket reads a chunk, "
@@ -143,7 +148,7 @@ def main() -> int:
     cpu = user + system
     share = cpu / wall
     print(f"{args.streams} streams, {len(requests)} requests of {args.output_tokens} tokens, "
-          f"server ITL {args.itl_ms:g} ms ({args.api}), client on {engine.loop_kind}: "
+          f"server ITL {args.itl_ms:g} ms ({args.api}), client on {engine.loop_kind}, {host}: "
           f"{wall:.2f} s wall, {chunks} chunks "
           f"({chunks / wall:,.0f}/s)")
     # A server slower than its nominal pace (this one shares the host) stretches

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import re
 import tempfile
 import time
@@ -96,7 +95,7 @@ class CpuBackend(Backend):
         import onnxruntime
         # The capabilities key the compile cache too: a host profile never gets
         # another profile's int8 graph.
-        return {"name": self.name, "device": platform.processor() or platform.machine(),
+        return {"name": self.name, "device": hostcpu.model(),
                 "device_count": 1, "onnxruntime": onnxruntime.__version__,
                 "cpu_capabilities": hostcpu.describe()}
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,10 +125,6 @@ def _best_capability() -> tuple[int, int] | None:
     return max(torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count()))
 
 
-def _host_cpu() -> str:
-    return platform.processor() or platform.machine()
-
-
 def _describe(device: Any, capability: tuple[int, int] | None) -> str:
     return f"{device} (capability {capability[0]}.{capability[1]})" if capability else str(device)
 
@@ -181,7 +176,7 @@ class GpuBackend(Backend):
         out: dict[str, Any] = {"name": self.name, "torch": torch.__version__,
                                "cuda": torch.version.cuda}
         if not torch.cuda.is_available():  # device=cpu is all it can run on
-            out.update(device=f"cpu: {_host_cpu()} (no CUDA device)", device_count=1)
+            out.update(device=f"cpu: {hostcpu.model()} (no CUDA device)", device_count=1)
         else:
             count = torch.cuda.device_count()
             out.update(device=torch.cuda.get_device_name(), device_count=count,
@@ -385,7 +380,7 @@ class _Build:
 
         if self.device.type == "cuda":
             return f"{self.device}: {torch.cuda.get_device_name(self.device)}"
-        return f"cpu: {_host_cpu()}"
+        return f"cpu: {hostcpu.model()}"
 
     def _eager(self, module: Any, forward: Callable[..., Any], examples: dict[int, list[Any]]
                ) -> dict[str, Any]:
