@@ -1,6 +1,5 @@
-"""LLM serving figures of one zoo workload on one backend, printed (for an H100
-later: the issue's targets are TPOT at batch 1 <= 1.5 x the weight-read floor,
-and >= 3,300 output tokens/s at 32 concurrent 512-token requests for llama2-7b).
+"""LLM serving figures of one zoo workload on one backend, printed (issue 23's
+llama2-7b targets, judged: benchmarks/gpu_targets.py --only llama2_7b).
 
 Runs what suites/llm runs, through the same session (xpuperf.generation.serving),
 and prints per scenario TTFT and TPOT percentiles, tokens/s, goodput, prefill MFU
