@@ -92,13 +92,14 @@ def full(spec, tokens: int) -> None:
     from backends.torch_generation import TorchEngine
     from xpuperf.ceilings import torch_copy
     from xpuperf.generation import prompts
+    from xpuperf.generation.metrics import tpot_floor_ms
     from xpuperf.generation.models import LMArtifact
 
     start = time.perf_counter()
     artifact = LMArtifact(spec.name, spec.builder, spec.config, spec.seed, ("cuda", "fp16"))
     facts = artifact.facts()
     bandwidth = torch_copy("cuda").value
-    floor_ms = facts.weight_bytes("fp16") / bandwidth * 1e3
+    floor_ms = tpot_floor_ms(facts.weight_bytes("fp16"), bandwidth)
     print(f"  {spec.name} fp16: weights {facts.weight_bytes('fp16') / 1e9:.2f} GB, copy "
           f"bandwidth {bandwidth / 1e12:.2f} TB/s, TPOT floor {floor_ms:.2f} ms")
     engine = StaticCacheEngine(artifact, "fp16", {"max_batch": "32"}, "cuda")

@@ -95,6 +95,8 @@ def main() -> int:
 
 
 def _print(scenario: str, f: dict, problems: list[str]) -> None:
+    from xpuperf.generation.metrics import tpot_floor_ms
+
     pct = lambda key: "-" if f.get(key) is None else f"{100 * f[key]:.1f} %"  # noqa: E731
     ttft, tpot = f["ttft_ms"], f["tpot_ms"] or {}
     label = f"{scenario} c{f['concurrency']}" if f.get("concurrency") else scenario
@@ -104,7 +106,7 @@ def _print(scenario: str, f: dict, problems: list[str]) -> None:
           f"goodput {pct('goodput')}  prefill MFU {pct('prefill_mfu')}  "
           f"decode BW {pct('decode_bandwidth_utilization')}")
     if f.get("memory_bandwidth"):
-        floor_ms = f["weight_bytes"] / f["memory_bandwidth"] * 1e3
+        floor_ms = tpot_floor_ms(f["weight_bytes"], f["memory_bandwidth"])
         print(f"  {'':<16} TPOT floor (weights {f['weight_bytes'] / 1e9:.3g} GB once at "
               f"{f['memory_bandwidth'] / 1e9:.3g} GB/s, {f['memory_bandwidth_source']}): "
               f"{floor_ms:.3f} ms")

@@ -118,6 +118,12 @@ def prefill_mfu(flops: float, ttft_ms: float, peak_flops: float | None) -> float
     return flops / (ttft_ms / 1e3) / peak_flops
 
 
+def tpot_floor_ms(weight_bytes: float, bandwidth: float) -> float:
+    """The weight-read floor of TPOT: a decode step reads every weight once, at
+    best at the memory bandwidth (bytes/s)."""
+    return weight_bytes / bandwidth * 1e3
+
+
 def decode_bandwidth_utilization(bytes_per_step: float, tpot_ms: float,
                                  bandwidth: float | None) -> float | None:
     """Bytes one decode step reads (the weights once, every sequence's KV cache)
