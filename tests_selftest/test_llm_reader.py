@@ -233,8 +233,10 @@ def test_a_stream_faster_than_the_tick_has_each_chunk_timed_on_its_own(built):
         engine.close()
         server.close()
     gaps_ms = np.concatenate([np.diff(s.token_ns) for s in sinks]) / 1e6
-    # A loaded host that runs the client 2 ms late merges a few.
-    assert np.mean(gaps_ms < 0.5) < 0.1 and 1.5 < np.median(gaps_ms) < 4, \
+    # A loaded host that runs the client 2 ms late merges some: 5 to 7 % beside
+    # three busy processes here, 12 % once in CI beside its lanes. Reading on
+    # the 5 ms tick merges about 58 %, its median gap 0.
+    assert np.mean(gaps_ms < 0.5) < 0.3 and 1.5 < np.median(gaps_ms) < 4, \
         np.percentile(gaps_ms, [1, 10, 50, 90, 99])
 
 
