@@ -218,6 +218,8 @@ def test_a_server_over_https_is_read_by_the_loop_and_its_certificate_checked(mon
     ("bad_usage", "a usage that is not a count of tokens"),
     ("error", "HTTP 500 from /v1/completions"),
     ("stall", "no complete answer within 0.5 s"),
+    # Read at once, not held with the tokens by the C reader: not the stall's timeout.
+    ("error_event", "the server reported an error mid-stream: .*out of KV cache"),
 ])
 def test_a_failing_server_fails_the_run_with_the_reason_never_a_hang(server, model, expected,
                                                                      loop_kind):

@@ -16,13 +16,29 @@
  *                           has bytes, t_ns on time.perf_counter_ns's clock; b""
  *                           for the peer's close, an int (errno) for a failed
  *                           read: either ends that socket's reads
+ *     r.hold(own)           from now on, until read() returns one of its reads,
+ *                           a read of ``own`` that is one whole chunk of a chunked
+ *                           body holding one server-sent event (a token's, as a
+ *                           server streams them) is held, not returned
+ *     r.take(own)           (events, times): the held events' data (bytes, its
+ *                           "data:" field stripped) and their reads' times, in
+ *                           order, None where none is held; they are held no more
+ *     r.take_all()          [(key, events, times), ...] of every socket holding any
+ *     r.reads               the reads made so far, returned or held
  *     r.fileno()            the epoll set's descriptor: readable while a socket is
- *     r.remove(own)         no longer, and closes ``own``
+ *     r.remove(own)         no longer, and closes ``own`` (what it held is dropped)
  *     r.close()             closes every descriptor (also when collected)
+ *
+ * Holding is what keeps a stream's tokens cheap: no Python object a read but
+ * the event's bytes and its time, parsed in one go later (Answer.replay). A
+ * server's stream end (``data: [DONE]``, the body's last chunk, a close) is
+ * never held, nor an event naming "error": they are returned at once, and
+ * what was held is taken before them.
  *
  * The reader's own duplicate is closed by remove() only: an event loop that
  * closes its descriptor of the socket first (a failed write) cannot have that
  * number, reused by the next socket, read for the old one. */
+#define _GNU_SOURCE /* memmem */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <errno.h>
@@ -38,13 +54,26 @@
 #define EVENTS 256
 #define NO_KEY (-1) /* no descriptor of ours */
 #define ENDED (-2)  /* ours, its reads ended (the peer closed, a read failed) */
+/* A socket holding this many bytes of events returns its next read (which
+ * takes them): a server's bytes are not kept unbounded until a window's end. */
+#define HOLD_BYTES (1 << 20)
+
+typedef struct {
+    long long key;    /* the key added with, NO_KEY or ENDED */
+    int hold;         /* one-event chunks are held (hold()) */
+    PyObject *events; /* held: the events' data (bytes); NULL: none held */
+    PyObject *times;  /* and their reads' times (int) */
+    size_t held;      /* bytes of the events held */
+} Socket;
 
 typedef struct {
     PyObject_HEAD
     int epoll;
-    long long *keys; /* indexed by our descriptors: the key added with, NO_KEY or ENDED */
-    size_t nkeys;
+    Socket *sockets; /* indexed by our descriptors */
+    size_t nsockets;
     size_t reading; /* descriptors whose reads have not ended */
+    size_t holding; /* descriptors holding events */
+    unsigned long long reads; /* every read with bytes or an end, held or returned */
     char buffer[READ_SIZE];
 } Reader;
 
@@ -76,6 +105,68 @@ static ssize_t read_one(Reader *r, int fd, long long realtime_to_monotonic, long
     return got;
 }
 
+static int blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
+
+/* Whether ``b``'s ``n`` bytes are one whole chunk of a chunked body holding one
+ * event of one data line and nothing else (answer.py's _ONE_EVENT): its size in
+ * hex, CRLF, "data:" and the line, "\n\n", CRLF, the size that of all but the
+ * size line and the last CRLF. Sets the data line, stripped as bytes.strip()
+ * strips, which is neither [DONE] (the stream's end) nor one naming "error" (a
+ * server's error mid-stream): those are returned at once, not held. */
+static int one_event(const char *b, ssize_t n, const char **data, ssize_t *length) {
+    ssize_t hex = 0, size = 0;
+    for (; hex < n && hex < 9; hex++) {
+        char c = b[hex];
+        int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        if (digit < 0) break;
+        size = size * 16 + digit;
+    }
+    if (hex < 1 || hex > 8 || n < hex + 11 || size != n - hex - 4) return 0;
+    if (memcmp(b + hex, "\r\ndata:", 7) || memcmp(b + n - 4, "\n\n\r\n", 4)) return 0;
+    const char *start = b + hex + 7, *end = b + n - 4;
+    if (memchr(start, '\n', end - start)) return 0;
+    while (start < end && blank(*start)) start++;
+    while (end > start && blank(end[-1])) end--;
+    if (end - start == 6 && !memcmp(start, "[DONE]", 6)) return 0;
+    if (memmem(start, end - start, "\"error\"", 7)) return 0; /* a server's error: at once */
+    *data = start, *length = end - start;
+    return 1;
+}
+
+/* Holds one event of ``s``: 0, or -1 with an exception set. */
+static int hold_one(Reader *r, Socket *s, const char *data, ssize_t length, long long t_ns) {
+    if (!s->events) {
+        if (!(s->events = PyList_New(0)) || !(s->times = PyList_New(0))) {
+            Py_CLEAR(s->events);
+            return -1;
+        }
+        r->holding++;
+    }
+    PyObject *event = PyBytes_FromStringAndSize(data, length), *t = PyLong_FromLongLong(t_ns);
+    int failed = !event || !t || PyList_Append(s->events, event) < 0 || PyList_Append(s->times, t) < 0;
+    s->held += length;
+    Py_XDECREF(event);
+    Py_XDECREF(t);
+    return failed ? -1 : 0;
+}
+
+static void drop_held(Reader *r, Socket *s) {
+    if (s->events) r->holding--;
+    Py_CLEAR(s->events);
+    Py_CLEAR(s->times);
+    s->held = 0;
+}
+
+/* What ``s`` holds, as (events, times), and it holds none; NULL where none. */
+static PyObject *take_held(Reader *r, Socket *s) {
+    if (!s->events) return NULL;
+    PyObject *held = PyTuple_Pack(2, s->events, s->times);
+    if (!held) return NULL;
+    drop_held(r, s);
+    return held;
+}
+
 static PyObject *Reader_read(Reader *r, PyObject *Py_UNUSED(unused)) {
     struct epoll_event events[EVENTS];
     PyObject *out = PyList_New(0);
@@ -96,11 +187,23 @@ static PyObject *Reader_read(Reader *r, PyObject *Py_UNUSED(unused)) {
         long long realtime_to_monotonic = ns(CLOCK_MONOTONIC) - ns(CLOCK_REALTIME);
         for (int i = 0; i < n && reads < most; i++) {
             int fd = events[i].data.fd;
-            long long key = r->keys[fd], t_ns;
+            Socket *s = &r->sockets[fd];
+            long long key = s->key, t_ns;
             if (key < 0) continue;
             ssize_t got = read_one(r, fd, realtime_to_monotonic, &t_ns);
             int error = got < 0 ? errno : 0;
             if (error == EAGAIN || error == EINTR) continue;
+            const char *data;
+            ssize_t length;
+            if (got > 0 && s->hold && s->held < HOLD_BYTES && one_event(r->buffer, got, &data, &length)) {
+                if (hold_one(r, s, data, length, t_ns) < 0) {
+                    Py_DECREF(out);
+                    return NULL;
+                }
+                reads++, r->reads++;
+                continue;
+            }
+            s->hold = 0; /* the answer's parser reads on from this read's bytes */
             PyObject *item = got < 0 ? Py_BuildValue("(LLi)", key, t_ns, error)
                                      : Py_BuildValue("(LLy#)", key, t_ns, r->buffer, (Py_ssize_t)got);
             if (!item || PyList_Append(out, item) < 0) {
@@ -109,10 +212,10 @@ static PyObject *Reader_read(Reader *r, PyObject *Py_UNUSED(unused)) {
                 return NULL;
             }
             Py_DECREF(item);
-            reads++;
+            reads++, r->reads++;
             if (got <= 0) { /* the end of this socket's reads; remove() closes it */
                 epoll_ctl(r->epoll, EPOLL_CTL_DEL, fd, NULL);
-                r->keys[fd] = ENDED;
+                s->key = ENDED;
                 r->reading--;
             }
         }
@@ -128,16 +231,16 @@ static PyObject *Reader_add(Reader *r, PyObject *args) {
     if (r->epoll < 0) return PyErr_Format(PyExc_ValueError, "add(): the reader is closed");
     int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (own < 0) return PyErr_SetFromErrno(PyExc_OSError);
-    if ((size_t)own >= r->nkeys) {
-        size_t nkeys = r->nkeys ? r->nkeys : 1024;
-        while (nkeys <= (size_t)own) nkeys *= 2;
-        long long *grown = realloc(r->keys, nkeys * sizeof(long long));
+    if ((size_t)own >= r->nsockets) {
+        size_t n = r->nsockets ? r->nsockets : 1024;
+        while (n <= (size_t)own) n *= 2;
+        Socket *grown = realloc(r->sockets, n * sizeof(Socket));
         if (!grown) {
             close(own);
             return PyErr_NoMemory();
         }
-        for (size_t i = r->nkeys; i < nkeys; i++) grown[i] = NO_KEY;
-        r->keys = grown, r->nkeys = nkeys;
+        for (size_t i = r->nsockets; i < n; i++) grown[i] = (Socket){.key = NO_KEY};
+        r->sockets = grown, r->nsockets = n;
     }
     int on = 1; /* without the kernel's times, a read's own time (read_one) */
     setsockopt(own, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on);
@@ -147,25 +250,67 @@ static PyObject *Reader_add(Reader *r, PyObject *args) {
         close(own);
         return NULL;
     }
-    r->keys[own] = key;
+    r->sockets[own] = (Socket){.key = key};
     r->reading++;
     return PyLong_FromLong(own);
+}
+
+/* Our descriptor ``fd`` (one add() returned and remove() has not closed), or NULL. */
+static Socket *ours(Reader *r, int fd) {
+    return fd >= 0 && (size_t)fd < r->nsockets && r->sockets[fd].key != NO_KEY ? &r->sockets[fd] : NULL;
 }
 
 static PyObject *Reader_remove(Reader *r, PyObject *args) {
     int fd;
     if (!PyArg_ParseTuple(args, "i:remove", &fd)) return NULL;
-    if (fd >= 0 && (size_t)fd < r->nkeys && r->keys[fd] != NO_KEY) {
-        if (r->keys[fd] != ENDED) epoll_ctl(r->epoll, EPOLL_CTL_DEL, fd, NULL), r->reading--;
+    Socket *s = ours(r, fd);
+    if (s) {
+        if (s->key != ENDED) epoll_ctl(r->epoll, EPOLL_CTL_DEL, fd, NULL), r->reading--;
         close(fd);
-        r->keys[fd] = NO_KEY;
+        drop_held(r, s);
+        *s = (Socket){.key = NO_KEY};
     }
     Py_RETURN_NONE;
 }
 
+static PyObject *Reader_hold(Reader *r, PyObject *args) {
+    int fd;
+    if (!PyArg_ParseTuple(args, "i:hold", &fd)) return NULL;
+    Socket *s = ours(r, fd);
+    if (!s) return PyErr_Format(PyExc_ValueError, "hold(%d): not a descriptor of the reader's", fd);
+    s->hold = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Reader_take(Reader *r, PyObject *args) {
+    int fd;
+    if (!PyArg_ParseTuple(args, "i:take", &fd)) return NULL;
+    Socket *s = ours(r, fd);
+    PyObject *held = s ? take_held(r, s) : NULL;
+    if (held || PyErr_Occurred()) return held;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Reader_take_all(Reader *r, PyObject *Py_UNUSED(unused)) {
+    PyObject *out = PyList_New(0);
+    for (size_t fd = 0; out && r->holding && fd < r->nsockets; fd++) {
+        Socket *s = &r->sockets[fd];
+        if (!s->events) continue;
+        long long key = s->key;
+        PyObject *held = take_held(r, s), *item = held ? Py_BuildValue("(LOO)", key,
+            PyTuple_GET_ITEM(held, 0), PyTuple_GET_ITEM(held, 1)) : NULL;
+        if (!item || PyList_Append(out, item) < 0) Py_CLEAR(out);
+        Py_XDECREF(item);
+        Py_XDECREF(held);
+    }
+    return out;
+}
+
 static void close_all(Reader *r) {
-    for (size_t fd = 0; fd < r->nkeys; fd++)
-        if (r->keys[fd] != NO_KEY) close((int)fd), r->keys[fd] = NO_KEY;
+    for (size_t fd = 0; fd < r->nsockets; fd++) {
+        Socket *s = &r->sockets[fd];
+        if (s->key != NO_KEY) close((int)fd), drop_held(r, s), *s = (Socket){.key = NO_KEY};
+    }
     if (r->epoll >= 0) close(r->epoll), r->epoll = -1;
     r->reading = 0;
 }
@@ -195,13 +340,25 @@ static PyObject *Reader_new(PyTypeObject *type, PyObject *args, PyObject *Py_UNU
 
 static void Reader_dealloc(Reader *r) {
     close_all(r);
-    free(r->keys);
+    free(r->sockets);
     Py_TYPE(r)->tp_free((PyObject *)r);
 }
+
+static PyObject *Reader_reads(Reader *r, void *Py_UNUSED(closure)) {
+    return PyLong_FromUnsignedLongLong(r->reads);
+}
+
+static PyGetSetDef Reader_getset[] = {
+    {"reads", (getter)Reader_reads, NULL, "the reads made so far, held ones too", NULL},
+    {NULL},
+};
 
 static PyMethodDef Reader_methods[] = {
     {"add", (PyCFunction)Reader_add, METH_VARARGS, "add(fd, key) -> own: read the socket from now on"},
     {"read", (PyCFunction)Reader_read, METH_NOARGS, "read() -> [(key, t_ns, bytes | errno)]"},
+    {"hold", (PyCFunction)Reader_hold, METH_VARARGS, "hold(own): hold one-event chunks until a read is returned"},
+    {"take", (PyCFunction)Reader_take, METH_VARARGS, "take(own) -> (events, times) | None: what own held"},
+    {"take_all", (PyCFunction)Reader_take_all, METH_NOARGS, "take_all() -> [(key, events, times)]"},
     {"remove", (PyCFunction)Reader_remove, METH_VARARGS, "remove(own): no more reads; closes own"},
     {"fileno", (PyCFunction)Reader_fileno, METH_NOARGS, "fileno(): readable when a socket is"},
     {"close", (PyCFunction)Reader_close, METH_NOARGS, "close(): closes every descriptor"},
@@ -218,6 +375,7 @@ static PyTypeObject ReaderType = {
     .tp_new = Reader_new,
     .tp_dealloc = (destructor)Reader_dealloc,
     .tp_methods = Reader_methods,
+    .tp_getset = Reader_getset,
 };
 
 static struct PyModuleDef module = {

@@ -92,6 +92,15 @@ class Answer:
         self.at_ns = 0  # when the bytes being parsed were read
         self.piece_ns = 0  # when the last chunk handed on was
 
+    @property
+    def holdable(self) -> bool:
+        """At a chunk's start in a 200 chunked body, nothing of an event pending
+        and not done: where the next chunk, if it is one event (a token's, a
+        server's usual read), is that event alone, whoever reads it (``feed``'s
+        fast path, the C reader's hold: ``replay``)."""
+        return (self.status == 200 and self.framing == "chunked"
+                and not (self.left or self.buffer or self.events or self.done.done()))
+
     def feed(self, data: memoryview | bytes, at_ns: int) -> None:
         """``data``, read at ``at_ns``: each chunk it completes is handed on with that time."""
         self.at_ns = at_ns
@@ -100,12 +109,9 @@ class Answer:
             # A server's usual read: one whole chunk of the body holding one whole
             # event (a token's), taken in one match; anything else (split reads,
             # several events, comments) goes through the framing below, as all did.
-            if (self.status == 200 and self.framing == "chunked"
-                    and not (self.left or self.buffer or self.events)
-                    and (one := _ONE_EVENT.fullmatch(data))
+            if (self.holdable and (one := _ONE_EVENT.fullmatch(data))
                     and int(one[1], 16) == len(data) - one.end(1) - 4):  # less the two CRLFs
-                if not self.done.done():
-                    self._event(one[2].strip())
+                self._event(one[2].strip())
                 return
             self.buffer += data
             if self.status is None:
@@ -113,10 +119,27 @@ class Answer:
             if self.status is not None:
                 self._body()
         except Exception as e:  # noqa: BLE001 - a server's bytes fail this answer, never the reads
-            self.failed = True
-            if not self.done.done():
-                self.done.set_exception(e if isinstance(e, EndpointError) else EndpointError(
-                    f"an answer the client cannot read: {type(e).__name__}: {e}"))
+            self._fail(e)
+
+    def replay(self, events: list[bytes], times: list[int]) -> None:
+        """Events the C reader held while ``holdable`` (each a read of one
+        chunk: its data line, stripped) and their reads' times, in order: as
+        ``feed`` would have handed them on."""
+        self.received += sum(map(len, events))
+        try:
+            for data, self.at_ns in zip(events, times):
+                if self.done.done():
+                    return
+                self._event(data)
+        except Exception as e:  # noqa: BLE001 - as feed's
+            self._fail(e)
+
+    def _fail(self, e: Exception) -> None:
+        """``e``, raised parsing the server's bytes, fails this answer."""
+        self.failed = True
+        if not self.done.done():
+            self.done.set_exception(e if isinstance(e, EndpointError) else EndpointError(
+                f"an answer the client cannot read: {type(e).__name__}: {e}"))
 
     def lost(self, exc: Exception | None) -> None:
         """The connection closed (``exc``: why, None: the server closed it)."""

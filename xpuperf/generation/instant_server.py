@@ -12,6 +12,8 @@ fails a request, for the selftests: the requested model's name picks one.
     bad_choices one piece, then an event whose choices are not JSON objects
     bad_usage   the answer, then a usage whose count is not a number
     stall       one piece, then nothing until the client gives up
+    error_event one piece, then an error event mid-stream (as vLLM sends one),
+                then nothing until the client gives up
     error       HTTP 500 with a JSON error body
 
 ``api_key``: requests without it as their bearer token are refused (HTTP 401,
@@ -41,7 +43,8 @@ from typing import Any, Iterator
 
 from xpuperf.generation.openai_client import LoopThread
 
-MODES = ("ok", "no_usage", "drop", "malformed", "bad_choices", "bad_usage", "stall", "error")
+MODES = ("ok", "no_usage", "drop", "malformed", "bad_choices", "bad_usage", "stall", "error_event",
+         "error")
 MAX_BODY = 1 << 20
 
 
@@ -123,7 +126,10 @@ class InstantServer:
                              else _event({"choices": [1]}))
                 await writer.drain()
                 return False
-            if mode == "stall" and i == 1:
+            if mode == "error_event" and i == 1:
+                writer.write(_event({"error": {"message": "out of KV cache", "code": 500}}))
+                await writer.drain()
+            if mode in ("stall", "error_event") and i == 1:
                 await asyncio.Event().wait()
             choice = {"index": 0, "finish_reason": "length" if i == tokens - 1 else None,
                       **({"delta": {"content": f" t{i}"}} if chat else {"text": f" t{i}"})}

@@ -12,7 +12,11 @@ soon as a socket has bytes, then once a tick while bytes keep coming, so that
 256 streams wake the loop 200 times a second, not once a chunk
 (benchmarks/llm_client_overhead.py measures the CPU it takes); the tick is at
 most ``TICK_S`` and half the shortest gap between two chunks of a stream, so
-that no read holds two (``tick_s``). Elsewhere (TLS, no compiler) the loop
+that no read holds two (``tick_s``). A token's chunk costs no Python call as
+it arrives: while an answer is at a chunk's start the reader holds each read
+that is one whole event, with its time, and the answer parses them together
+(Answer.replay) before its next read that is not, and once a window
+(``GAP_WINDOW_S``). Elsewhere (TLS, no compiler) the loop
 reads each chunk as it arrives, stamped as it is read.
 Connections are kept alive and reused (``Pool``), as vLLM's and SGLang's
 benchmark clients do: a request's TTFT includes a connect only where no idle
@@ -285,7 +289,7 @@ class Pool:
         # window (from register) reads as bytes arrive, none measured yet.
         self.shortest_gap_ns = math.inf
         self._shortest_before = 0.0
-        self._window_end = math.inf
+        self._window: asyncio.TimerHandle | None = None  # the next window's start
 
     async def connection(self, host: str, port: int, tls: bool, fresh: bool = False
                          ) -> tuple["_Connection", bool]:
@@ -316,6 +320,7 @@ class Pool:
             connection.close()
         if self.reader is not None:
             asyncio.get_running_loop().remove_reader(self.reader.fileno())
+            self._window.cancel()
             self.reader.close()
             self.reader = None  # a tick still to come finds none to arm
 
@@ -324,7 +329,7 @@ class Pool:
         reader's own descriptor of it, which ``unregister`` closes."""
         if self.reader is None:
             self.reader = READER()
-            self._window_end = asyncio.get_running_loop().time() + GAP_WINDOW_S
+            self._window = asyncio.get_running_loop().call_later(GAP_WINDOW_S, self._next_window)
             self._arm()
         key = next(self._keys)
         own = self.reader.add(fd, key)
@@ -360,28 +365,39 @@ class Pool:
 
     def _tick_s(self) -> float:
         """The next tick, from the gaps of this window and the last (tick_s)."""
-        now = asyncio.get_running_loop().time()
-        if now >= self._window_end:
-            self._shortest_before, self.shortest_gap_ns = self.shortest_gap_ns, math.inf
-            self._window_end = now + GAP_WINDOW_S
         return tick_s(min(self._shortest_before, self.shortest_gap_ns))
+
+    def _next_window(self) -> None:
+        """Each GAP_WINDOW_S: what the reader held is parsed, so that its gaps
+        count in the window ending and a server's error event fails its request
+        within a window (a stream's own reads take what it held at once), and the
+        gaps' window moves on."""
+        self._take_held()
+        self._shortest_before, self.shortest_gap_ns = self.shortest_gap_ns, math.inf
+        self._window = asyncio.get_running_loop().call_later(GAP_WINDOW_S, self._next_window)
 
     def take_reads(self) -> int:
         """Hands each connection of the reader's what it read of it; how many
-        reads that was."""
+        reads that was, those the reader held too."""
         if self.reader is None:
             return 0
-        reads = self.reader.read()
-        for key, at_ns, data in reads:
+        before = self.reader.reads
+        for key, at_ns, data in self.reader.read():
             connection = self._reading.get(key)
             if connection is None:  # closed by an earlier read of this batch
                 continue
-            self.reads += 1
             if data.__class__ is bytes and data:
                 connection.received(data, at_ns)
             else:  # b"": the server closed it; an int: the read failed (errno)
                 connection.ended(OSError(data, os.strerror(data)) if data else None)
-        return len(reads)
+        reads = self.reader.reads - before
+        self.reads += reads
+        return reads
+
+    def _take_held(self) -> None:
+        """Hands each connection what the reader held of it."""
+        for key, events, times in self.reader.take_all():
+            self._reading[key].replay(events, times)
 
     def _idled(self, connection: "_Connection") -> None:
         idle = self._idle.setdefault(connection.key, [])
@@ -457,11 +473,28 @@ class _Connection(asyncio.BufferedProtocol):
 
     def received(self, data: memoryview | bytes, at_ns: int) -> None:
         """``data`` was read at ``at_ns`` (time.perf_counter_ns)."""
+        self._take_held()  # held before this read: parsed before it
         response = self.response
         if response is None:  # bytes no request asked for: not a connection to reuse
             self.close()
             return
         response.feed(data, at_ns)
+        self._parsed(response)
+
+    def replay(self, events: list[bytes], times: list[int]) -> None:
+        """The C reader held these one-event chunks of the answer (Answer.replay)."""
+        response = self.response
+        response.replay(events, times)
+        self._parsed(response)
+
+    def _take_held(self) -> None:
+        if self.reader_key is not None and (held := self.pool.reader.take(self.reader_fd)):
+            self.replay(*held)
+
+    def _parsed(self, response: Answer) -> None:
+        """After ``response`` parsed more: the connection idles where its body
+        ended, closes where it broke, else the C reader holds its next
+        one-event chunks where the answer is at a chunk's start."""
         if response.whole:
             self.response = None
             if response.keep_alive:
@@ -470,11 +503,14 @@ class _Connection(asyncio.BufferedProtocol):
                 self.close()
         elif response.failed:
             self.close()
+        elif self.reader_key is not None and response.holdable:
+            self.pool.reader.hold(self.reader_fd)
 
     def ended(self, exc: Exception | None) -> None:
         """The C reader read the server's close (None) or a failed read: lost now,
         not at connection_lost, which the loop calls later (an idle connection
         is not to be taken meanwhile)."""
+        self._take_held()  # an error event before the close is the answer's reason
         self.lost, self._ended = True, exc
         self._unregister()
         self.transport.close()
