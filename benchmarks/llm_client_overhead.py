@@ -11,9 +11,9 @@ pace (streams / ITL chunks a second: a server that lags its pace stretches the
 wall time and flatters the first share); and the ITL the client measured
 against the server's pace, whose excess is the client's and the server's lag;
 and the socket reads and connections it took. ``--floor`` measures the floor
-under the client: the same connections and reads with the parsing left out (a
-timestamp a read, the answer's end found by its last bytes), what any client
-on this event loop pays. ``--loop asyncio``: the stdlib's event loop where
+under the client: the same connections, reads and HTTP framing with the
+events' parsing left out (a timestamp an event, no JSON), what any client on
+this event loop pays. ``--loop asyncio``: the stdlib's event loop where
 the suites would take uvloop's; ``--reads loop``: the event loop reads each
 chunk as it arrives, where the suites' C reader would read on a tick (plain
 HTTP, where it is built). ``--stall-ms N`` holds the client's loop N ms every
@@ -61,15 +61,13 @@ def _cpu_s() -> tuple[float, float]:
 
 
 def _unparsed(tokens: int, reply: type) -> Callable[..., None]:
-    """The floor's stand-in for Answer.feed: a timestamp a read, and the
-    answer ends with the chunked body's last bytes."""
-    def feed(self: Any, data: memoryview | bytes, at_ns: int) -> None:
-        self.received += len(data)
-        self.on_piece("", at_ns)
-        if bytes(data[-5:]) == b"0\r\n\r\n":
-            self.whole = self.keep_alive = True
+    """The floor's stand-in for Answer._event: a timestamp an event, no JSON."""
+    def event(self: Any, data: bytes) -> None:
+        if data == b"[DONE]":
             self.done.set_result(reply((), tokens))
-    return feed
+        else:
+            self.on_piece("", self.at_ns)
+    return event
 
 
 def _stall_every_100_ms(loop: asyncio.AbstractEventLoop, seconds: float) -> None:
@@ -109,7 +107,7 @@ def main() -> int:
     from xpuperf.generation.openai_client import Endpoint
 
     if args.floor:
-        answer.Answer.feed = _unparsed(args.output_tokens, answer.Reply)
+        answer.Answer._event = _unparsed(args.output_tokens, answer.Reply)
     if args.loop == "asyncio":
         openai_client.new_loop = asyncio.new_event_loop
     if args.reads == "loop":
@@ -134,10 +132,10 @@ def main() -> int:
     # Its figures are the host's: the same client read 4.4 % of a core on one
     # 2-core host and 11.2 % on another (2026-12-07).
     host = f"{hostcpu.model()}, {os.cpu_count()} cores"
-    if args.floor:  # a timestamp a read: the chunks are the server's
+    if args.floor:  # a timestamp an event: the chunks are the server's
         cpu = user + system
         chunks = len(requests) * args.output_tokens
-        print(f"floor (no parsing, {engine.loop_kind}, {host}): client CPU {cpu:.2f} s ({user:.2f} "
+        print(f"floor (no JSON, {engine.loop_kind}, {host}): client CPU {cpu:.2f} s ({user:.2f} "
               f"user, {system:.2f} system) = {cpu / wall:.1%} of {wall:.2f} s wall, "
               f"{cpu / chunks * 1e6:.1f} us a chunk over {chunks} chunks; "
               f"{reads / chunks:.2f} socket reads a chunk, "
