@@ -30,16 +30,21 @@ def answer_bytes(api: str, tokens: int) -> bytes:
             + _chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
 
 
-def _parsed(api: str, reads: list[bytes]):
+def _parsed(api: str, reads: list[bytes | list[bytes]]):
     """What the client makes of an answer that arrives in ``reads``: its Reply
-    (or error), the pieces handed on, and whether the body was seen whole."""
+    (or error), the pieces handed on, and whether the body was seen whole. A
+    list of events among the reads: ones the C reader held, replayed."""
     loop = asyncio.new_event_loop()
     try:
         pieces: list[str] = []
         response = Answer(api, "/v1/completions", lambda piece, at_ns: pieces.append(piece),
                           loop.create_future(), Pool())
         for read in reads:
-            response.feed(memoryview(read), 0)
+            if isinstance(read, list):
+                assert response.holdable
+                response.replay(read, [0] * len(read))
+            else:
+                response.feed(memoryview(read), 0)
         done = response.done
         return (done.exception() or done.result()) if done.done() else None, pieces, response.whole
     finally:
@@ -58,7 +63,11 @@ def test_an_answer_parses_the_same_however_its_bytes_are_split_into_reads(api):
         rest = rest[end:]
     rng = np.random.default_rng(0)
     cuts = sorted(rng.choice(np.arange(1, len(whole)), 40, replace=False))
-    splits = {"whole": [whole], "a chunk a read": one_a_chunk,
+    # The C reader's hold: every token's chunk held, the usage's too, [DONE] read.
+    held = [one_a_chunk[0], [c.split(b"data: ", 1)[1].strip() for c in one_a_chunk[1:-2]],
+            *one_a_chunk[-2:]]
+    assert held[-2] == b"e\r\ndata: [DONE]\n\n\r\n"
+    splits = {"whole": [whole], "a chunk a read": one_a_chunk, "held": held,
               "a byte a read": [whole[i:i + 1] for i in range(len(whole))],
               "random": [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)])]}
     results = {name: _parsed(api, reads) for name, reads in splits.items()}
@@ -99,12 +108,25 @@ def test_either_json_parser_reads_the_same_answer(decoder):
     ("chat", b'{"choices": [{"delta": [" t0"]}]}', "choices are not JSON objects"),
     ("chat", b'{"choices": [{"delta": {"content": 5}}]}', "text is not a string"),
 ])
-def test_a_bad_event_fails_its_request_by_either_json_parser(decoder, api, event, message):
+@pytest.mark.parametrize("read", ["fed", "held"])
+def test_a_bad_event_fails_its_request_by_either_json_parser(decoder, api, event, message, read):
     """Each fails its request with its reason (never an exception out of the
-    parse, which would end the C reader's ticks for every stream)."""
+    parse, which would end the C reader's ticks for every stream), read with
+    the headers or held by the C reader and replayed."""
     from xpuperf.generation.instant_server import _chunk
     head = answer_bytes(api, 1).split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
-    reply, _, _ = _parsed(api, [head + _chunk(b"data: " + event + b"\n\n")])
+    if read == "fed":
+        reply, _, _ = _parsed(api, [head + _chunk(b"data: " + event + b"\n\n")])
+    else:
+        loop = asyncio.new_event_loop()
+        response = Answer(api, "/v1/completions", lambda piece, at_ns: None,
+                          loop.create_future(), Pool())
+        response.feed(head, 0)
+        assert response.holdable
+        response.replay([event], [0])
+        reply = response.done.exception()
+        loop.close()
+        assert response.failed
     assert isinstance(reply, Exception) and message in str(reply), reply
 
 
