@@ -16,8 +16,12 @@ SHARED_CACHE = ROOT / ".xpuperf_cache"
 
 def python_env(*folders: Path) -> dict[str, str]:
     """This process's environment with the repository and ``folders`` first on the
-    import path: for a script a test runs in a python of its own."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (ROOT, *folders)))}
+    import path: for a script or session a test runs in a python of its own.
+    Without pytest-xdist's variables, where this is one of its workers: they
+    would make pytest-benchmark in a session of its own think itself a worker
+    too, and write no JSON."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
+    return {**env, "PYTHONPATH": os.pathsep.join(map(str, (ROOT, *folders)))}
 
 _TINY_ZOO = """\
 defaults:
@@ -120,4 +124,5 @@ def run_session(folder: Path, hardware: str, *args: str, target: str | tuple[str
     a session that runs past ``timeout_s`` fails the test (subprocess.TimeoutExpired)
     instead of hanging CI."""
     return subprocess.run(session_command(folder, hardware, *args, target=target, report=report),
-                          cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout_s,
+                          env=python_env())

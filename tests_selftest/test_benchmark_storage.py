@@ -37,7 +37,8 @@ def test_compare_fail_finds_the_history_of_another_report_dir_and_fails_clearly(
     def run(report: str, *args: str) -> subprocess.CompletedProcess:
         command = session_command(tmp_path, hardware, "-m", "performance", *args,
                                   target=str(ROOT / "suites" / "performance"), report=report)
-        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                              env=python_env())
 
     saved = run("fast", "--backend-option", "sleep_ms=0", "--benchmark-autosave")
     assert saved.returncode == 0, saved.stdout[-3000:] + saved.stderr[-3000:]

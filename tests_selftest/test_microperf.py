@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests_selftest.sessions import ROOT, python_env
 from xpuperf import launcher
 from xpuperf.microperf import correctness, host, ops, peaks, timing, workloads, xccl
 
-ROOT = Path(__file__).resolve().parents[1]
 # bytedance/xpu-perf's llm workload files, unchanged (the commit: SOURCE.md there).
 XPU_PERF_LLM = Path(__file__).with_name("xpu_perf_workloads")
 # bytedance/xpu-perf, projects/micro_perf/workloads/basic/tensor_gemm_ops/gemm.json, as it is.
@@ -410,14 +412,11 @@ def test_runner_runs_cases_in_a_worker_and_reports_a_raising_one() -> None:
 # --------------------------------------------------------------------------- the suite
 
 def run_suite(tmp_path: Path, *args: str) -> "subprocess.CompletedProcess[str]":
-    import subprocess
-    import sys
-
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "suites/micro_perf",
          "--hardware", "CPU", "--zoo-tier", "smoke", "--report-dir", str(tmp_path / "CPU"),
          "--benchmark-json", str(tmp_path / "bench.json"), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env=python_env())
 
 
 def test_suite_runs_an_op_and_a_collective_into_its_reports(tmp_path: Path) -> None:
